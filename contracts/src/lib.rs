@@ -1,0 +1,25 @@
+//! Wire types of CyNodeAI, shared by every process that speaks them.
+//!
+//! The node payloads follow `node.md` §2 and §3 of the specs; the user API types follow
+//! `orchestrator.md` §4. Every versioned payload carries `version: 1`; a receiver checks it with
+//! [`check_version`] and answers an unknown version with [`problem::Problem::unsupported_version`].
+//!
+//! Types a server *receives* reject unknown fields (`deny_unknown_fields`, REQ-STANDS-0106);
+//! types it *sends* are parsed leniently by clients so that a newer server does not break them.
+
+pub mod node;
+pub mod problem;
+pub mod user;
+pub mod worker;
+
+/// The only payload version this build speaks.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Ok when `version` is one this build understands.
+pub fn check_version(version: u32) -> Result<(), problem::Problem> {
+    if version == PAYLOAD_VERSION {
+        Ok(())
+    } else {
+        Err(problem::Problem::unsupported_version(version))
+    }
+}

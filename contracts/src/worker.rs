@@ -1,0 +1,111 @@
+//! Worker API payloads (`node.md` §3.1): `POST /v1/worker/jobs:run`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Env vars every sandbox gets; a job's own env may not override them.
+pub const RESERVED_SANDBOX_ENV: [&str; 3] =
+    ["CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR"];
+
+/// Largest request body the worker API accepts (10 MiB).
+pub const MAX_REQUEST_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Per-stream output cap (256 KiB).
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+
+/// `POST /v1/worker/jobs:run` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunJobRequest {
+    pub version: u32,
+    pub task_id: Uuid,
+    pub job_id: Uuid,
+    pub sandbox: SandboxSpec,
+}
+
+/// What to run and how. `command` is an argv, run without a shell unless it names one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// Image reference; empty means the node's default image.
+    #[serde(default)]
+    pub image: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds; absent or 0 means the node's default. Capped by the node's maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicy>,
+    #[serde(default)]
+    pub use_inference: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_spec_json: Option<String>,
+}
+
+/// Phase 1 knows only deny-all policies; both mean `--network=none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkPolicy {
+    Restricted,
+    None,
+}
+
+/// Outcome of a sandbox run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Completed,
+    Failed,
+    Timeout,
+}
+
+/// `POST /v1/worker/jobs:run` response: HTTP 200 even when the command inside failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunJobResponse {
+    pub version: u32,
+    pub task_id: Uuid,
+    pub job_id: Uuid,
+    pub status: RunStatus,
+    /// Always present (0 included); -1 when the process never exited on its own.
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub truncated: Truncated,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub sba_result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub artifacts: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub run_diagnostics: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Truncated {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Cuts `bytes` to at most `cap` bytes without splitting a UTF-8 character and decodes it,
+/// replacing invalid sequences. Returns the text and whether anything was cut.
+pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {
+    if bytes.len() <= cap {
+        return (String::from_utf8_lossy(bytes).into_owned(), false);
+    }
+    let mut end = cap;
+    // Back off over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
+    while end > 0 && (bytes[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    (String::from_utf8_lossy(&bytes[..end]).into_owned(), true)
+}

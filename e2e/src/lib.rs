@@ -1,0 +1,103 @@
+//! Test harness for CyNodeAI's integration, end-to-end and acceptance tests.
+//!
+//! [`DevEnv`] describes the real components `scripts/bootstrap.sh` set up (PostgreSQL, the
+//! Podman REST socket, the sandbox image, the llama.cpp inference server). A test that needs one
+//! and finds it missing fails with the command that installs it: tests never skip themselves.
+
+pub mod notify;
+pub mod process;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use sqlx::Connection;
+
+/// Where the bootstrap wrote its description of the environment.
+pub fn devenv_file() -> PathBuf {
+    if let Some(home) = std::env::var_os("CYNODE_DEV_HOME") {
+        return PathBuf::from(home).join("devenv.env");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("cynodeai").join("devenv.env")
+}
+
+/// The real components of the development environment.
+#[derive(Debug, Clone)]
+pub struct DevEnv {
+    /// Connection URL of the test role's own database; the role may create databases.
+    pub database_url: String,
+    pub podman_socket: PathBuf,
+    pub sandbox_image: String,
+    /// Base URL of the OpenAI-compatible inference server (no trailing slash).
+    pub inference_url: String,
+    pub inference_model: String,
+    pub llama_server: PathBuf,
+    pub model_path: PathBuf,
+}
+
+impl DevEnv {
+    /// Reads the environment from `CYNODE_TEST_*` variables, falling back to the bootstrap's
+    /// `devenv.env`. Panics with the fix when neither has it.
+    pub fn load() -> Self {
+        let file = devenv_file();
+        let from_file: HashMap<String, String> = std::fs::read_to_string(&file)
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| line.split_once('='))
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let get = |key: &str| -> String {
+            std::env::var(key)
+                .ok()
+                .or_else(|| from_file.get(key).cloned())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{key} is not set and {} does not define it: run `scripts/bootstrap.sh` (or `just setup`) first",
+                        file.display()
+                    )
+                })
+        };
+        Self {
+            database_url: get("CYNODE_TEST_DATABASE_URL"),
+            podman_socket: get("CYNODE_TEST_PODMAN_SOCKET").into(),
+            sandbox_image: get("CYNODE_TEST_SANDBOX_IMAGE"),
+            inference_url: get("CYNODE_TEST_INFERENCE_URL"),
+            inference_model: get("CYNODE_TEST_INFERENCE_MODEL"),
+            llama_server: get("CYNODE_TEST_LLAMA_SERVER").into(),
+            model_path: get("CYNODE_TEST_MODEL_PATH").into(),
+        }
+    }
+
+    /// Creates a fresh, empty database for one test and returns its URL. Databases are named
+    /// `cynode_t_<uuid>`; `just test` drops leftovers of earlier runs before it starts.
+    pub async fn fresh_database(&self) -> String {
+        let mut admin = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at the dev-env URL refused us ({e}): run `scripts/bootstrap.sh`"));
+        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let mut url = url::Url::parse(&self.database_url).expect("database URL");
+        url.set_path(&name);
+        url.to_string()
+    }
+
+    /// A Podman REST client on the dev socket.
+    pub fn podman(&self) -> podman_api::Podman {
+        podman_api::Podman::unix(&self.podman_socket)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}

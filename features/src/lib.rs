@@ -1,0 +1,1 @@
+//! Acceptance features live in `*.feature` files beside this crate; the runner is `tests/acceptance.rs`.

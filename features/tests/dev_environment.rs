@@ -1,0 +1,155 @@
+//! Acceptance: the development environment (features/dev_environment).
+
+use cucumber::{World, given, then, when};
+use cynode_e2e::DevEnv;
+use futures::StreamExt;
+use podman_api::conn::TtyChunk;
+use podman_api::models::Namespace;
+use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts, ContainerLogsOpts};
+use sqlx::{Connection, Row};
+
+#[derive(Debug, Default, World)]
+struct EnvWorld {
+    env: Option<DevEnv>,
+    database_url: Option<String>,
+    output: String,
+    exit_code: Option<i64>,
+}
+
+impl EnvWorld {
+    fn env(&self) -> &DevEnv {
+        self.env.as_ref().expect("the Background step loads the environment")
+    }
+}
+
+#[given("the development environment described by the bootstrap")]
+fn load_env(world: &mut EnvWorld) {
+    world.env = Some(DevEnv::load());
+}
+
+#[when("I create a fresh test database")]
+async fn fresh_db(world: &mut EnvWorld) {
+    world.database_url = Some(world.env().fresh_database().await);
+}
+
+#[then("a query there returns the value I stored")]
+async fn query_db(world: &mut EnvWorld) {
+    let mut conn = sqlx::PgConnection::connect(world.database_url.as_ref().unwrap())
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE kv (k text primary key, v text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO kv VALUES ('greeting', 'hallo')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let v: String = sqlx::query("SELECT v FROM kv WHERE k = 'greeting'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "hallo");
+}
+
+#[when(expr = "I run {string} in the sandbox image with no network")]
+async fn run_container(world: &mut EnvWorld, command: String) {
+    let podman = world.env().podman();
+    let created = podman
+        .containers()
+        .create(
+            &ContainerCreateOpts::builder()
+                .image(&world.env().sandbox_image)
+                .command(["sh", "-c", &command])
+                .net_namespace(Namespace {
+                    nsmode: Some("none".into()),
+                    value: None,
+                })
+                .drop_capabilities(["ALL"])
+                .build(),
+        )
+        .await
+        .expect("create through the Podman socket");
+    let container = podman.containers().get(&created.id);
+    container.start(None).await.expect("start");
+    for _ in 0..200 {
+        let state = container.inspect().await.unwrap().state.unwrap();
+        if state.status.as_deref() == Some("exited") {
+            world.exit_code = state.exit_code;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut logs = container.logs(&ContainerLogsOpts::builder().stdout(true).stderr(true).build());
+    while let Some(Ok(chunk)) = logs.next().await {
+        if let TtyChunk::StdOut(bytes) | TtyChunk::StdErr(bytes) = chunk {
+            world.output.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    drop(logs);
+    container
+        .delete(&ContainerDeleteOpts::builder().force(true).build())
+        .await
+        .unwrap();
+}
+
+#[then(expr = "the container's output is {string}")]
+fn container_output(world: &mut EnvWorld, expected: String) {
+    assert_eq!(world.output.trim_end(), expected);
+}
+
+#[then(expr = "the container exited with code {int}")]
+fn container_exit(world: &mut EnvWorld, code: i64) {
+    assert_eq!(world.exit_code, Some(code));
+}
+
+#[then("the inference server lists the test model")]
+async fn lists_model(world: &mut EnvWorld) {
+    let env = world.env();
+    let models: serde_json::Value = reqwest::get(format!("{}/v1/models", env.inference_url))
+        .await
+        .expect("inference server reachable")
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == env.inference_model.as_str()),
+        "{models}"
+    );
+}
+
+#[then("a chat completion with the test model returns text")]
+async fn chat(world: &mut EnvWorld) {
+    let env = world.env();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", env.inference_url))
+        .json(&serde_json::json!({
+            "model": env.inference_model,
+            "messages": [{"role": "user", "content": "Name a colour."}],
+            "max_tokens": 8,
+            "temperature": 0
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = resp["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    assert!(!text.trim().is_empty(), "{resp}");
+}
+
+#[tokio::main]
+async fn main() {
+    EnvWorld::cucumber()
+        .fail_on_skipped()
+        .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/dev_environment"))
+        .await;
+}

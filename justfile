@@ -1,0 +1,25 @@
+# CyNodeAI developer entry points. `just --list` shows them all.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Install and start the dev environment: PostgreSQL, Podman socket, sandbox image, llama.cpp.
+setup:
+    scripts/bootstrap.sh
+
+# Set up, then show the system working end to end.
+demo: setup
+    scripts/demo.sh
+
+# Set up, then run lints and every test against the real components.
+test *ARGS: setup
+    scripts/run-tests.sh {{ARGS}}
+
+# Only the multi-process end-to-end tests.
+e2e: setup
+    scripts/run-tests.sh -p cynode-e2e
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,10 @@
+use clap::Parser;
+
+/// CyNodeAI orchestrator: control plane, user gateway and dispatcher
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {}
+
+fn main() {
+    let _cli = Cli::parse();
+}

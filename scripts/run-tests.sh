@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs lints and every test against the real components described in devenv.env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
+[ -f "$DEV_HOME/devenv.env" ] || { echo "run-tests: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
+set -a; . "$DEV_HOME/devenv.env"; set +a
+
+# Each integration test makes its own database; drop what earlier runs left behind.
+psql "$CYNODE_TEST_DATABASE_URL" -qAtX \
+  -c "SELECT datname FROM pg_database WHERE datname LIKE 'cynode\_t\_%'" |
+  while read -r db; do psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+
+echo "== lint" >&2
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== build" >&2
+# Integration tests start the real binaries of other crates; build them all first.
+cargo build --workspace --bins --quiet
+
+echo "== test" >&2
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$DEV_HOME/last-test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$DEV_HOME/last-test.log" | awk '{s+=$1} END {print s+0}')
+scen=$(grep -Eo '[0-9]+ scenarios? \([0-9]+ passed' "$DEV_HOME/last-test.log" | awk '{s+=$3} END {print s+0}' | tr -d '(')
+echo "== summary: $passed tests passed, $scen cucumber scenarios passed" >&2
+exit "$status"
