@@ -320,6 +320,10 @@ pub struct InferenceBackend {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selected_model: String,
+    /// Arguments for the inference container (extension: upstream relies on the image's default
+    /// command, which suits Ollama; a llama.cpp image needs the model path and alias).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// Ollama's port.
