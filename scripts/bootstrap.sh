@@ -203,6 +203,29 @@ start_inference() {
   step "inference server ready (http://127.0.0.1:$INFERENCE_PORT, model $INFERENCE_MODEL_ALIAS)"
 }
 
+build_inference_image() {
+  # Stands in for the Ollama image (no registry here): llama.cpp's server, its shared libraries
+  # and the model, served on port 11434 like Ollama. Node-manager tests start it via Podman.
+  if podman image exists "$INFERENCE_IMAGE"; then step "inference image present ($INFERENCE_IMAGE)"; return; fi
+  step "building $INFERENCE_IMAGE offline from llama-server and the model"
+  local root lib; root=$(mktemp -d)
+  mkdir -p "$root"/{bin,models,tmp,etc}
+  cp "$LLAMA_SERVER" "$root/bin/llama-server"
+  for lib in $(ldd "$LLAMA_SERVER" | grep -oE '/[^ ]+\.so[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  cp "$MODEL_PATH" "$root/models/model.gguf"
+  chmod 1777 "$root/tmp"
+  printf 'root:x:0:0:root:/root:/bin/false\n' >"$root/etc/passwd"
+  tar -C "$root" -c . | podman import -q \
+      --change 'ENTRYPOINT ["/bin/llama-server"]' \
+      --change 'CMD ["-m", "/models/model.gguf", "--alias", "smollm2:135m", "--host", "0.0.0.0", "--port", "11434"]' \
+      - "$INFERENCE_IMAGE" >/dev/null \
+    || die "podman import of the inference image failed"
+  rm -rf "$root"
+}
+
 write_env() {
   local env="$DEV_HOME/devenv.env"
   (umask 077; cat >"$env.tmp" <<ENV
@@ -213,6 +236,7 @@ CYNODE_TEST_INFERENCE_URL=http://127.0.0.1:$INFERENCE_PORT
 CYNODE_TEST_INFERENCE_MODEL=$INFERENCE_MODEL_ALIAS
 CYNODE_TEST_LLAMA_SERVER=$LLAMA_SERVER
 CYNODE_TEST_MODEL_PATH=$MODEL_PATH
+CYNODE_TEST_INFERENCE_IMAGE=$INFERENCE_IMAGE
 ENV
   mv "$env.tmp" "$env")
   step "wrote $env"
@@ -230,6 +254,7 @@ main() {
   install_llama_server
   install_model
   start_inference
+  build_inference_image
   write_env
 }
 

@@ -35,6 +35,8 @@ pub struct DevEnv {
     pub inference_model: String,
     pub llama_server: PathBuf,
     pub model_path: PathBuf,
+    /// Offline stand-in for the Ollama image: llama.cpp's server with the model, on port 11434.
+    pub inference_image: String,
 }
 
 impl DevEnv {
@@ -69,6 +71,7 @@ impl DevEnv {
             inference_model: get("CYNODE_TEST_INFERENCE_MODEL"),
             llama_server: get("CYNODE_TEST_LLAMA_SERVER").into(),
             model_path: get("CYNODE_TEST_MODEL_PATH").into(),
+            inference_image: get("CYNODE_TEST_INFERENCE_IMAGE"),
         }
     }
 
