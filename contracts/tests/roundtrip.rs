@@ -29,7 +29,10 @@ fn registration_request_round_trips_and_keeps_managed_service_status() {
     let req: RegisterRequest = round_trip("register_request.json");
     assert_eq!(req.capability.node.node_slug, "n1");
     assert_eq!(req.capability.gpu.devices[0].vram_mb, Some(24000));
-    assert_eq!(req.capability.inference.unwrap().mode, Some(InferenceMode::Allow));
+    assert_eq!(
+        req.capability.inference.unwrap().mode,
+        Some(InferenceMode::Allow)
+    );
 }
 
 #[test]
@@ -105,7 +108,11 @@ fn run_job_response_keeps_a_zero_exit_code() {
     // Upstream's Go code dropped `exit_code: 0` (omitempty); the spec requires it.
     let resp: RunJobResponse = round_trip("run_job_response.json");
     assert_eq!(resp.exit_code, 0);
-    assert!(serde_json::to_string(&resp).unwrap().contains("\"exit_code\":0"));
+    assert!(
+        serde_json::to_string(&resp)
+            .unwrap()
+            .contains("\"exit_code\":0")
+    );
 }
 
 #[test]

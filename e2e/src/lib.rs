@@ -19,7 +19,9 @@ pub fn devenv_file() -> PathBuf {
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
     cache.join("cynodeai").join("devenv.env")
 }
 
@@ -80,7 +82,9 @@ impl DevEnv {
     pub async fn fresh_database(&self) -> String {
         let mut admin = sqlx::PgConnection::connect(&self.database_url)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at the dev-env URL refused us ({e}): run `scripts/bootstrap.sh`"));
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at the dev-env URL refused us ({e}): run `scripts/bootstrap.sh`")
+            });
         let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)

@@ -15,13 +15,20 @@ async fn postgres_gives_each_test_its_own_database() {
     let second = env.fresh_database().await;
     assert_ne!(first, second);
     let mut conn = sqlx::PgConnection::connect(&first).await.unwrap();
-    sqlx::query("CREATE TABLE t (v text)").execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE TABLE t (v text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO t VALUES ($1)")
         .bind("'; DROP TABLE t; --")
         .execute(&mut conn)
         .await
         .unwrap();
-    let v: String = sqlx::query("SELECT v FROM t").fetch_one(&mut conn).await.unwrap().get(0);
+    let v: String = sqlx::query("SELECT v FROM t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "'; DROP TABLE t; --");
     // The second database is untouched by the first.
     let mut other = sqlx::PgConnection::connect(&second).await.unwrap();
@@ -42,7 +49,11 @@ async fn a_sandbox_container_runs_through_the_podman_socket() {
         .create(
             &ContainerCreateOpts::builder()
                 .image(&env.sandbox_image)
-                .command(["sh", "-c", "echo out; echo err >&2; ls -d /workspace; exit 3"])
+                .command([
+                    "sh",
+                    "-c",
+                    "echo out; echo err >&2; ls -d /workspace; exit 3",
+                ])
                 .net_namespace(Namespace {
                     nsmode: Some("none".into()),
                     value: None,
@@ -59,7 +70,12 @@ async fn a_sandbox_container_runs_through_the_podman_socket() {
 
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let mut logs = container.logs(&ContainerLogsOpts::builder().stdout(true).stderr(true).build());
+    let mut logs = container.logs(
+        &ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build(),
+    );
     while let Some(chunk) = logs.next().await {
         match chunk.expect("log chunk") {
             TtyChunk::StdOut(b) => stdout.extend(b),
@@ -80,7 +96,12 @@ async fn a_sandbox_container_runs_through_the_podman_socket() {
 
 async fn podman_wait_exit(container: &podman_api::api::Container) -> i64 {
     for _ in 0..200 {
-        let state = container.inspect().await.expect("inspect").state.expect("state");
+        let state = container
+            .inspect()
+            .await
+            .expect("inspect")
+            .state
+            .expect("state");
         if state.status.as_deref() == Some("exited") {
             return state.exit_code.expect("exit code") as i64;
         }
@@ -126,7 +147,9 @@ async fn the_inference_server_lists_the_model_and_completes_a_chat() {
         .json()
         .await
         .unwrap();
-    let content = resp["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    let content = resp["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
     assert!(!content.trim().is_empty(), "empty completion: {resp}");
 }
 
@@ -161,8 +184,8 @@ async fn the_inference_server_honours_a_json_schema() {
         .await
         .unwrap();
     let content = resp["choices"][0]["message"]["content"].as_str().unwrap();
-    let decision: serde_json::Value = serde_json::from_str(content)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {content}"));
+    let decision: serde_json::Value =
+        serde_json::from_str(content).unwrap_or_else(|e| panic!("not JSON ({e}): {content}"));
     assert!(
         matches!(decision["action"].as_str(), Some("answer" | "run")),
         "{decision}"

@@ -18,7 +18,9 @@ struct EnvWorld {
 
 impl EnvWorld {
     fn env(&self) -> &DevEnv {
-        self.env.as_ref().expect("the Background step loads the environment")
+        self.env
+            .as_ref()
+            .expect("the Background step loads the environment")
     }
 }
 
@@ -76,12 +78,17 @@ async fn run_container(world: &mut EnvWorld, command: String) {
     for _ in 0..200 {
         let state = container.inspect().await.unwrap().state.unwrap();
         if state.status.as_deref() == Some("exited") {
-            world.exit_code = state.exit_code;
+            world.exit_code = state.exit_code.map(i64::from);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let mut logs = container.logs(&ContainerLogsOpts::builder().stdout(true).stderr(true).build());
+    let mut logs = container.logs(
+        &ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build(),
+    );
     while let Some(Ok(chunk)) = logs.next().await {
         if let TtyChunk::StdOut(bytes) | TtyChunk::StdErr(bytes) = chunk {
             world.output.push_str(&String::from_utf8_lossy(&bytes));
@@ -142,7 +149,9 @@ async fn chat(world: &mut EnvWorld) {
         .json()
         .await
         .unwrap();
-    let text = resp["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    let text = resp["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
     assert!(!text.trim().is_empty(), "{resp}");
 }
 

@@ -31,7 +31,9 @@ impl std::fmt::Debug for Secret {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret {name} is not set: provide the systemd credential '{credential}', {name}_FILE, or {name}")]
+    #[error(
+        "secret {name} is not set: provide the systemd credential '{credential}', {name}_FILE, or {name}"
+    )]
     Missing { name: String, credential: String },
     #[error("cannot read secret {name} from {path}: {source}")]
     Unreadable {
@@ -162,6 +164,9 @@ mod tests {
 
     #[test]
     fn debug_redacts() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
     }
 }
