@@ -55,10 +55,10 @@ pub async fn wait_http(url: &str, expected: u16, limit: Duration) -> bool {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(resp) = client.get(url).send().await {
-            if resp.status().as_u16() == expected {
-                return true;
-            }
+        if let Ok(resp) = client.get(url).send().await
+            && resp.status().as_u16() == expected
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
