@@ -14,6 +14,8 @@ psql "$CYNODE_TEST_DATABASE_URL" -qAtX \
 echo "== lint" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Nix cannot build here (no binary cache); at least every module and the flake must parse.
+git ls-files '*.nix' | while read -r f; do nix-instantiate --parse "$f" >/dev/null; done
 
 echo "== build" >&2
 # Integration tests start the real binaries of other crates; build them all first.
