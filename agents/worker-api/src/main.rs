@@ -1,10 +1,16 @@
+use std::process::ExitCode;
+
 use clap::Parser;
+use cynode_worker_api::config::Config;
 
-/// CyNodeAI worker API: runs jobs in Podman sandboxes
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> ExitCode {
+    let config = Config::parse();
+    cynode_service_kit::logging::init("info");
+    match cynode_worker_api::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

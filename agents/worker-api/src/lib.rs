@@ -1,0 +1,122 @@
+//! CyNodeAI worker API: the node's HTTP endpoint that runs the orchestrator's jobs in locked-down
+//! Podman sandboxes (`node.md` §3-4).
+//!
+//! - [`config`]: flags and env, the bearer token;
+//! - [`auth`]: constant-time bearer check;
+//! - [`sandbox`]: request rules and the Podman run;
+//! - [`readiness`]: what `/readyz` checks;
+//! - [`routes`]: the axum router;
+//! - [`hardening`]: Landlock and capability drop after start-up.
+
+pub mod auth;
+pub mod config;
+pub mod hardening;
+pub mod readiness;
+pub mod routes;
+pub mod sandbox;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cynode_service_kit::http::shutdown_signal;
+use cynode_service_kit::secrets::Secret;
+use tokio::sync::watch;
+
+use crate::auth::BearerToken;
+use crate::config::{Config, ConfigError};
+use crate::routes::AppState;
+use crate::sandbox::Sandboxes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the sandbox mount root {path}: {source}")]
+    MountRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("self-hardening failed: {0}")]
+    Hardening(#[from] hardening::HardeningError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything from a parsed command line to shutdown: read the token, prepare the mount root,
+/// bind, harden the process, then serve until SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let limits = config.limits()?;
+    let token = config.bearer_token()?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.mount_root)
+        .map_err(|source| StartError::MountRoot {
+            path: config.mount_root.clone(),
+            source,
+        })?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener.set_nonblocking(true).map_err(StartError::Serve)?;
+
+    let report = hardening::apply(&hardening::Needs {
+        mount_root: config.mount_root.clone(),
+        podman_socket: config.podman_socket.clone(),
+    })?;
+    tracing::info!(
+        landlock = %report.landlock,
+        capabilities_dropped = report.capabilities_dropped,
+        "self-hardening applied"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Serve)?;
+    let sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root);
+    runtime
+        .block_on(serve(
+            listener,
+            limits,
+            sandboxes,
+            token,
+            config.request_limit(),
+        ))
+        .map_err(StartError::Serve)
+}
+
+/// Serves the API on an already bound listener until SIGTERM/SIGINT; running jobs are stopped
+/// and their containers removed before it returns.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    limits: sandbox::Limits,
+    sandboxes: Sandboxes,
+    token: Secret,
+    request_limit: usize,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (stop, shutdown) = watch::channel(false);
+    let state = AppState {
+        limits: Arc::new(limits),
+        sandboxes,
+        shutdown,
+    };
+    let app = routes::router(state, BearerToken::new(token), request_limit);
+    tracing::info!(addr = %listener.local_addr()?, "worker API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await
+}

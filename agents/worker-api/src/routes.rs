@@ -1,0 +1,77 @@
+//! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use cynode_contracts::problem::Problem;
+use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
+use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
+use tokio::sync::watch;
+
+use crate::auth::{BearerToken, require_bearer};
+use crate::readiness;
+use crate::sandbox::{InvalidJob, Limits, SandboxError, Sandboxes};
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub limits: Arc<Limits>,
+    pub sandboxes: Sandboxes,
+    /// Turns `true` when the worker shuts down: running jobs stop and their containers go.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
+    let jobs = Router::new()
+        .route("/v1/worker/jobs:run", post(run_job))
+        .route_layer(middleware::from_fn_with_state(token, require_bearer));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(jobs)
+        .fallback(not_found_fallback)
+        .layer(DefaultBodyLimit::max(request_limit))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    match readiness::check(&state.sandboxes, state.limits.default_image()).await {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+async fn run_job(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RunJobRequest>,
+) -> Result<Json<RunJobResponse>, ApiError> {
+    let plan = state.limits.plan(request).map_err(invalid_job)?;
+    // The run owns its container: if the caller hangs up, the task still finishes and removes it.
+    let sandboxes = state.sandboxes.clone();
+    let run = tokio::spawn(async move { sandboxes.run(plan, state.shutdown).await });
+    match run.await {
+        Ok(Ok(result)) => Ok(Json(result)),
+        Ok(Err(e)) => Err(sandbox_error(e)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+fn invalid_job(error: InvalidJob) -> ApiError {
+    match error {
+        InvalidJob::UnsupportedVersion(v) => Problem::unsupported_version(v).into(),
+        other => Problem::validation(other.to_string()).into(),
+    }
+}
+
+fn sandbox_error(error: SandboxError) -> ApiError {
+    match error {
+        SandboxError::AlreadyRunning(_) => Problem::conflict(error.to_string()).into(),
+        SandboxError::ImageMissing(_) | SandboxError::ShuttingDown => {
+            Problem::unavailable(error.to_string()).into()
+        }
+        other => ApiError::internal(other),
+    }
+}

@@ -1,0 +1,310 @@
+//! Sandboxed job runs: what a request may ask for ([`Limits::plan`]) and how it runs
+//! ([`Sandboxes::run`]).
+
+mod create;
+mod output;
+mod runner;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest};
+use uuid::Uuid;
+
+pub use runner::{SandboxError, Sandboxes};
+
+/// Label keys every sandbox carries, so that operators (and tests) can find a job's container.
+pub const LABEL_TASK_ID: &str = "cynodeai.task_id";
+pub const LABEL_JOB_ID: &str = "cynodeai.job_id";
+
+/// Inside the sandbox the per-job host directory is here; it is also the working directory.
+pub const WORKSPACE_DIR: &str = "/workspace";
+
+/// What this node allows a job to ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    default_image: String,
+    allowed_images: Vec<String>,
+    default_timeout_secs: u64,
+    max_timeout_secs: u64,
+    max_output_bytes: usize,
+}
+
+/// A validated job: everything needed to run it, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub task_id: Uuid,
+    pub job_id: Uuid,
+    pub image: String,
+    pub command: Vec<String>,
+    /// The job's own env plus the three reserved `CYNODE_*` variables.
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub max_output_bytes: usize,
+}
+
+/// Why a request is refused before anything is created. Each message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidJob {
+    #[error("unsupported payload version {0}")]
+    UnsupportedVersion(u32),
+    #[error("image `{0}` is not on this node's allowlist")]
+    ImageNotAllowed(String),
+    #[error("sandbox.command must be a non-empty argv")]
+    EmptyCommand,
+    #[error("sandbox.timeout_seconds must not be negative (got {0})")]
+    NegativeTimeout(i64),
+    #[error("sandbox.timeout_seconds {requested} exceeds this node's maximum of {max} seconds")]
+    TimeoutTooLong { requested: i64, max: u64 },
+    #[error("sandbox.env may not set {0}: the worker sets it")]
+    ReservedEnv(String),
+    #[error("sandbox.env name `{0}` is invalid: it must be non-empty and contain no `=` or NUL")]
+    BadEnvName(String),
+    #[error("{0} contains a NUL byte")]
+    NulByte(&'static str),
+    #[error("sandbox.use_inference is not supported by this node yet")]
+    InferenceUnsupported,
+    #[error("sandbox.job_spec_json (SBA jobs) is not supported by this node yet")]
+    JobSpecUnsupported,
+}
+
+impl Limits {
+    pub fn new(
+        default_image: String,
+        allowed_images: Vec<String>,
+        default_timeout_secs: u64,
+        max_timeout_secs: u64,
+        max_output_bytes: usize,
+    ) -> Self {
+        Self {
+            default_image,
+            allowed_images,
+            default_timeout_secs,
+            max_timeout_secs,
+            max_output_bytes,
+        }
+    }
+
+    pub fn default_image(&self) -> &str {
+        &self.default_image
+    }
+
+    /// Whether `image` is on the allowlist. `name` and `name:latest` are the same image.
+    pub fn allows(&self, image: &str) -> bool {
+        let wanted = with_default_tag(image);
+        self.allowed_images
+            .iter()
+            .any(|allowed| with_default_tag(allowed) == wanted)
+    }
+
+    /// Checks a request against this node's rules.
+    ///
+    /// Timeout: absent or 0 means the default (itself capped by the maximum); a negative value or
+    /// one above the maximum is refused rather than silently clipped, so the caller learns that
+    /// its job would not get the time it asked for.
+    ///
+    /// Env: a job may not set the reserved `CYNODE_*` variables; it is refused rather than
+    /// overridden so that the caller sees the conflict.
+    pub fn plan(&self, request: RunJobRequest) -> Result<JobPlan, InvalidJob> {
+        if request.version != cynode_contracts::PAYLOAD_VERSION {
+            return Err(InvalidJob::UnsupportedVersion(request.version));
+        }
+        let sandbox = request.sandbox;
+        if sandbox.use_inference {
+            return Err(InvalidJob::InferenceUnsupported);
+        }
+        if sandbox.job_spec_json.is_some() {
+            return Err(InvalidJob::JobSpecUnsupported);
+        }
+        let image = if sandbox.image.trim().is_empty() {
+            self.default_image.clone()
+        } else {
+            sandbox.image
+        };
+        if !self.allows(&image) {
+            return Err(InvalidJob::ImageNotAllowed(image));
+        }
+        if sandbox.command.is_empty() || sandbox.command[0].is_empty() {
+            return Err(InvalidJob::EmptyCommand);
+        }
+        if sandbox.command.iter().any(|arg| arg.contains('\0')) {
+            return Err(InvalidJob::NulByte("sandbox.command"));
+        }
+        let timeout_secs = match sandbox.timeout_seconds {
+            None | Some(0) => self.default_timeout_secs.min(self.max_timeout_secs),
+            Some(t) if t < 0 => return Err(InvalidJob::NegativeTimeout(t)),
+            Some(t) if t.unsigned_abs() > self.max_timeout_secs => {
+                return Err(InvalidJob::TimeoutTooLong {
+                    requested: t,
+                    max: self.max_timeout_secs,
+                });
+            }
+            Some(t) => t.unsigned_abs(),
+        };
+        for (name, value) in &sandbox.env {
+            if let Some(reserved) = RESERVED_SANDBOX_ENV
+                .iter()
+                .find(|r| r.eq_ignore_ascii_case(name))
+            {
+                return Err(InvalidJob::ReservedEnv((*reserved).to_owned()));
+            }
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(InvalidJob::BadEnvName(name.clone()));
+            }
+            if value.contains('\0') {
+                return Err(InvalidJob::NulByte("sandbox.env"));
+            }
+        }
+        let mut env = sandbox.env;
+        env.insert("CYNODE_TASK_ID".into(), request.task_id.to_string());
+        env.insert("CYNODE_JOB_ID".into(), request.job_id.to_string());
+        env.insert("CYNODE_WORKSPACE_DIR".into(), WORKSPACE_DIR.into());
+        Ok(JobPlan {
+            task_id: request.task_id,
+            job_id: request.job_id,
+            image,
+            command: sandbox.command,
+            env,
+            timeout: Duration::from_secs(timeout_secs),
+            max_output_bytes: self.max_output_bytes,
+        })
+    }
+}
+
+/// `repo/name` means `repo/name:latest`; a tag or digest is kept as given.
+fn with_default_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || last.contains('@') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cynode_contracts::worker::SandboxSpec;
+
+    fn limits() -> Limits {
+        Limits::new(
+            "localhost/cynode-sandbox:latest".into(),
+            vec![
+                "localhost/cynode-sandbox".into(),
+                "docker.io/library/bash:5".into(),
+            ],
+            3600,
+            10800,
+            1024,
+        )
+    }
+
+    fn request(edit: impl FnOnce(&mut SandboxSpec)) -> RunJobRequest {
+        let mut sandbox = SandboxSpec {
+            image: String::new(),
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            env: BTreeMap::new(),
+            timeout_seconds: None,
+            network_policy: None,
+            use_inference: false,
+            job_spec_json: None,
+        };
+        edit(&mut sandbox);
+        RunJobRequest {
+            version: 1,
+            task_id: Uuid::new_v4(),
+            job_id: Uuid::new_v4(),
+            sandbox,
+        }
+    }
+
+    #[test]
+    fn defaults_fill_image_timeout_and_reserved_env() {
+        let req = request(|s| {
+            s.env.insert("FOO".into(), "bar".into());
+        });
+        let (task, job) = (req.task_id, req.job_id);
+        let plan = limits().plan(req).unwrap();
+        assert_eq!(plan.image, "localhost/cynode-sandbox:latest");
+        assert_eq!(plan.timeout, Duration::from_secs(3600));
+        assert_eq!(plan.env["CYNODE_TASK_ID"], task.to_string());
+        assert_eq!(plan.env["CYNODE_JOB_ID"], job.to_string());
+        assert_eq!(plan.env["CYNODE_WORKSPACE_DIR"], "/workspace");
+        assert_eq!(plan.env["FOO"], "bar");
+    }
+
+    #[test]
+    fn timeout_rules() {
+        let l = limits();
+        let t = |v| l.plan(request(|s| s.timeout_seconds = Some(v)));
+        assert_eq!(t(0).unwrap().timeout, Duration::from_secs(3600));
+        assert_eq!(t(10800).unwrap().timeout, Duration::from_secs(10800));
+        assert_eq!(t(-1).unwrap_err(), InvalidJob::NegativeTimeout(-1));
+        assert_eq!(
+            t(10801).unwrap_err(),
+            InvalidJob::TimeoutTooLong {
+                requested: 10801,
+                max: 10800
+            }
+        );
+        assert!(t(i64::MIN).is_err());
+        let small_max = Limits::new("i:1".into(), vec!["i:1".into()], 3600, 60, 1);
+        let plan = small_max.plan(request(|s| s.image = "i:1".into())).unwrap();
+        assert_eq!(plan.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn allowlist_normalises_the_latest_tag_only() {
+        let l = limits();
+        assert!(l.allows("localhost/cynode-sandbox:latest"));
+        assert!(l.allows("docker.io/library/bash:5"));
+        assert!(!l.allows("docker.io/library/bash"));
+        assert!(!l.allows("localhost/cynode-sandbox:other"));
+        assert!(!l.allows("localhost:5000/cynode-sandbox"));
+        let err = l.plan(request(|s| s.image = "alpine".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image `alpine` is not on this node's allowlist"
+        );
+    }
+
+    #[test]
+    fn reserved_and_malformed_env_is_refused() {
+        let l = limits();
+        for name in ["CYNODE_JOB_ID", "cynode_task_id", "CYNODE_WORKSPACE_DIR"] {
+            let err = l
+                .plan(request(|s| {
+                    s.env.insert(name.into(), "x".into());
+                }))
+                .unwrap_err();
+            assert!(matches!(err, InvalidJob::ReservedEnv(_)), "{name}: {err}");
+        }
+        let err = l
+            .plan(request(|s| {
+                s.env.insert("A=B".into(), "x".into());
+            }))
+            .unwrap_err();
+        assert_eq!(err, InvalidJob::BadEnvName("A=B".into()));
+    }
+
+    #[test]
+    fn other_refusals() {
+        let l = limits();
+        assert_eq!(
+            l.plan(request(|s| s.command.clear())).unwrap_err(),
+            InvalidJob::EmptyCommand
+        );
+        assert_eq!(
+            l.plan(request(|s| s.use_inference = true)).unwrap_err(),
+            InvalidJob::InferenceUnsupported
+        );
+        assert_eq!(
+            l.plan(request(|s| s.command = vec!["a\0b".into()]))
+                .unwrap_err(),
+            InvalidJob::NulByte("sandbox.command")
+        );
+        let mut req = request(|_| {});
+        req.version = 2;
+        assert_eq!(l.plan(req).unwrap_err(), InvalidJob::UnsupportedVersion(2));
+    }
+}
