@@ -1,0 +1,422 @@
+//! Configuration: an optional TOML or YAML file, then environment overrides with the upstream
+//! names. Secrets never sit in the file; it may only name files that hold them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cynode_service_kit::secrets::{self, Secret, SecretSource};
+use serde::Deserialize;
+
+/// Where the file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cynode/orchestrator.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {0}: unknown extension (use .toml, .yaml or .yml)")]
+    Extension(PathBuf),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+}
+
+/// What the file may contain. Every key is optional; unknown keys are an error so that a typo
+/// does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    public_url: Option<String>,
+    control_plane_listen_addr: Option<String>,
+    user_gateway_listen_addr: Option<String>,
+    jwt_access_duration: Option<String>,
+    jwt_refresh_duration: Option<String>,
+    jwt_node_duration: Option<String>,
+    rate_limit_per_minute: Option<u32>,
+    max_request_body_mb: Option<u64>,
+    request_timeout: Option<String>,
+    dispatch_http_timeout: Option<String>,
+    dispatch_concurrency: Option<usize>,
+    dispatch_max_attempts: Option<i32>,
+    dispatch_retry_base: Option<String>,
+    sandbox_image: Option<String>,
+    inference_model: Option<String>,
+    node_inference_image: Option<String>,
+    node_inference_port: Option<u16>,
+    node_inference_command: Option<String>,
+    database_pool_size: Option<u32>,
+    database_url_file: Option<PathBuf>,
+    jwt_secret_file: Option<PathBuf>,
+    node_registration_psk_file: Option<PathBuf>,
+    bootstrap_admin_password_file: Option<PathBuf>,
+}
+
+/// Settings of one orchestrator process (secrets excluded; see [`Secrets`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL nodes use for the control plane (`ORCHESTRATOR_PUBLIC_URL`).
+    pub public_url: String,
+    pub control_plane_listen_addr: SocketAddr,
+    pub user_gateway_listen_addr: SocketAddr,
+    pub jwt_access_duration: Duration,
+    pub jwt_refresh_duration: Duration,
+    pub jwt_node_duration: Duration,
+    /// Login attempts per minute allowed per client IP and, separately, per handle.
+    pub rate_limit_per_minute: u32,
+    pub max_request_body_bytes: usize,
+    /// Upper bound on handling one request.
+    pub request_timeout: Duration,
+    pub dispatch_http_timeout: Duration,
+    pub dispatch_concurrency: usize,
+    /// After this many failed deliveries a job fails for good.
+    pub dispatch_max_attempts: i32,
+    /// First retry delay; it doubles per attempt up to a minute.
+    pub dispatch_retry_base: Duration,
+    /// Image put in dispatched jobs; empty means the node's default.
+    pub sandbox_image: String,
+    pub inference_model: String,
+    pub node_inference_image: String,
+    pub node_inference_port: u16,
+    pub node_inference_command: Vec<String>,
+    pub database_pool_size: u32,
+    secret_files: SecretFiles,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SecretFiles {
+    database_url: Option<PathBuf>,
+    jwt_secret: Option<PathBuf>,
+    node_registration_psk: Option<PathBuf>,
+    bootstrap_admin_password: Option<PathBuf>,
+}
+
+/// The secrets a process may need. Each is loaded only by the subcommands that use it.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub database_url: Secret,
+    pub jwt_secret: Secret,
+    pub node_registration_psk: Option<Secret>,
+    pub bootstrap_admin_password: Option<Secret>,
+}
+
+impl Config {
+    /// Reads `path` (or the default path if it exists), then applies env overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => read_file(p)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_parts(file, |name| std::env::var(name).ok())
+    }
+
+    fn from_parts(
+        file: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let pick = |name: &str, from_file: Option<String>| env(name).or(from_file);
+        let duration = |name: &str, from_file: Option<String>, default: &str| {
+            let text = pick(name, from_file).unwrap_or_else(|| default.to_owned());
+            parse_duration(&text).map_err(|message| ConfigError::Invalid {
+                key: name.to_owned(),
+                message,
+            })
+        };
+        let number = |name: &str, from_file: Option<String>, default: &str| {
+            let text = pick(name, from_file).unwrap_or_else(|| default.to_owned());
+            text.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                key: name.to_owned(),
+                message: format!("expected a whole number, got {text:?}"),
+            })
+        };
+        let addr = |name: &str, from_file: Option<String>, default: &str| {
+            let text = env(name)
+                .or_else(|| env("LISTEN_ADDR"))
+                .or(from_file)
+                .unwrap_or_else(|| default.to_owned());
+            // Go-style ":12080" means every interface.
+            let full = if text.starts_with(':') {
+                format!("0.0.0.0{text}")
+            } else {
+                text.clone()
+            };
+            full.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    key: name.to_owned(),
+                    message: format!("expected HOST:PORT, got {text:?}"),
+                })
+        };
+        let public_url = pick("ORCHESTRATOR_PUBLIC_URL", file.public_url)
+            .unwrap_or_else(|| "http://localhost:12082".to_owned());
+        let parsed = url::Url::parse(&public_url).map_err(|e| ConfigError::Invalid {
+            key: "ORCHESTRATOR_PUBLIC_URL".into(),
+            message: format!("not a URL ({e})"),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                key: "ORCHESTRATOR_PUBLIC_URL".into(),
+                message: "must be an http or https URL".into(),
+            });
+        }
+        let positive = |name: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::Invalid {
+                    key: name.to_owned(),
+                    message: "must be greater than zero".into(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        Ok(Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            control_plane_listen_addr: addr(
+                "CONTROL_PLANE_LISTEN_ADDR",
+                file.control_plane_listen_addr,
+                "0.0.0.0:12082",
+            )?,
+            user_gateway_listen_addr: addr(
+                "USER_GATEWAY_LISTEN_ADDR",
+                file.user_gateway_listen_addr,
+                "0.0.0.0:12080",
+            )?,
+            jwt_access_duration: duration("JWT_ACCESS_DURATION", file.jwt_access_duration, "15m")?,
+            jwt_refresh_duration: duration(
+                "JWT_REFRESH_DURATION",
+                file.jwt_refresh_duration,
+                "168h",
+            )?,
+            jwt_node_duration: duration("JWT_NODE_DURATION", file.jwt_node_duration, "24h")?,
+            rate_limit_per_minute: positive(
+                "RATE_LIMIT_PER_MINUTE",
+                number(
+                    "RATE_LIMIT_PER_MINUTE",
+                    file.rate_limit_per_minute.map(|v| v.to_string()),
+                    "60",
+                )?,
+            )?
+            .min(u64::from(u32::MAX)) as u32,
+            max_request_body_bytes: positive(
+                "MAX_REQUEST_BODY_MB",
+                number(
+                    "MAX_REQUEST_BODY_MB",
+                    file.max_request_body_mb.map(|v| v.to_string()),
+                    "10",
+                )?,
+            )? as usize
+                * 1024
+                * 1024,
+            request_timeout: duration("REQUEST_TIMEOUT", file.request_timeout, "300s")?,
+            dispatch_http_timeout: duration(
+                "DISPATCH_HTTP_TIMEOUT",
+                file.dispatch_http_timeout,
+                "300s",
+            )?,
+            dispatch_concurrency: positive(
+                "DISPATCH_CONCURRENCY",
+                number(
+                    "DISPATCH_CONCURRENCY",
+                    file.dispatch_concurrency.map(|v| v.to_string()),
+                    "8",
+                )?,
+            )? as usize,
+            dispatch_max_attempts: positive(
+                "DISPATCH_MAX_ATTEMPTS",
+                number(
+                    "DISPATCH_MAX_ATTEMPTS",
+                    file.dispatch_max_attempts.map(|v| v.to_string()),
+                    "5",
+                )?,
+            )?
+            .min(1000) as i32,
+            dispatch_retry_base: duration(
+                "DISPATCH_RETRY_BASE",
+                file.dispatch_retry_base,
+                "1s",
+            )?,
+            sandbox_image: pick("SANDBOX_IMAGE", file.sandbox_image).unwrap_or_default(),
+            inference_model: pick("INFERENCE_MODEL", file.inference_model).unwrap_or_default(),
+            node_inference_image: pick("NODE_INFERENCE_IMAGE", file.node_inference_image)
+                .unwrap_or_default(),
+            node_inference_port: number(
+                "NODE_INFERENCE_PORT",
+                file.node_inference_port.map(|v| v.to_string()),
+                "11434",
+            )?
+            .try_into()
+            .map_err(|_| ConfigError::Invalid {
+                key: "NODE_INFERENCE_PORT".into(),
+                message: "must be a port number".into(),
+            })?,
+            node_inference_command: pick("NODE_INFERENCE_COMMAND", file.node_inference_command)
+                .map(|c| c.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            database_pool_size: positive(
+                "DATABASE_POOL_SIZE",
+                number(
+                    "DATABASE_POOL_SIZE",
+                    file.database_pool_size.map(|v| v.to_string()),
+                    "16",
+                )?,
+            )?
+            .min(1000) as u32,
+            secret_files: SecretFiles {
+                database_url: file.database_url_file,
+                jwt_secret: file.jwt_secret_file,
+                node_registration_psk: file.node_registration_psk_file,
+                bootstrap_admin_password: file.bootstrap_admin_password_file,
+            },
+        })
+    }
+
+    /// `DATABASE_URL` (credential `database-url`); it may hold a password, so it is a secret.
+    pub fn database_url(&self) -> Result<Secret, ConfigError> {
+        Ok(secrets::load(&SecretSource {
+            env: "DATABASE_URL",
+            credential: "database-url",
+            config_file: self.secret_files.database_url.as_deref(),
+        })?)
+    }
+
+    /// Loads the secrets a serving process needs. The PSK is required when `needs_psk`.
+    pub fn secrets(&self, needs_psk: bool) -> Result<Secrets, ConfigError> {
+        let jwt_secret = secrets::load(&SecretSource {
+            env: "JWT_SECRET",
+            credential: "jwt-secret",
+            config_file: self.secret_files.jwt_secret.as_deref(),
+        })?;
+        if jwt_secret.expose().len() < 16 {
+            return Err(ConfigError::Invalid {
+                key: "JWT_SECRET".into(),
+                message: "must be at least 16 bytes long".into(),
+            });
+        }
+        let psk_source = SecretSource {
+            env: "NODE_REGISTRATION_PSK",
+            credential: "node-registration-psk",
+            config_file: self.secret_files.node_registration_psk.as_deref(),
+        };
+        let node_registration_psk = if needs_psk {
+            Some(secrets::load(&psk_source)?)
+        } else {
+            secrets::load_optional(&psk_source)?
+        };
+        Ok(Secrets {
+            database_url: self.database_url()?,
+            jwt_secret,
+            node_registration_psk,
+            bootstrap_admin_password: secrets::load_optional(&SecretSource {
+                env: "BOOTSTRAP_ADMIN_PASSWORD",
+                credential: "bootstrap-admin-password",
+                config_file: self.secret_files.bootstrap_admin_password.as_deref(),
+            })?,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse_err = |message: String| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => toml::from_str(&text).map_err(|e| parse_err(e.to_string())),
+        Some("yaml" | "yml") => serde_yaml::from_str::<Option<FileConfig>>(&text)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| parse_err(e.to_string())),
+        _ => Err(ConfigError::Extension(path.to_owned())),
+    }
+}
+
+/// Parses Go-style durations as upstream's env vars use them: `15m`, `168h`, `1h30m`, `500ms`,
+/// `90s`. A bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{text:?}: missing unit (ms, s, m or h)"))?;
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected a number before the unit"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
+        };
+        total += Duration::from_secs_f64(value * scale);
+        rest = next;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_go_syntax() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn env_overrides_file_and_go_style_addresses_work() {
+        let file: FileConfig =
+            toml::from_str("public_url = \"http://file:1\"\nrate_limit_per_minute = 7\n").unwrap();
+        let cfg = Config::from_parts(file, |name| match name {
+            "ORCHESTRATOR_PUBLIC_URL" => Some("http://env:2/".into()),
+            "USER_GATEWAY_LISTEN_ADDR" => Some(":9999".into()),
+            "NODE_INFERENCE_COMMAND" => Some("-m /m.gguf  --port 1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.public_url, "http://env:2");
+        assert_eq!(cfg.rate_limit_per_minute, 7);
+        assert_eq!(cfg.user_gateway_listen_addr.port(), 9999);
+        assert_eq!(cfg.node_inference_command, ["-m", "/m.gguf", "--port", "1"]);
+        assert_eq!(cfg.max_request_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<FileConfig>("jwt_secret = \"inline\"").is_err());
+        let err = Config::from_parts(FileConfig::default(), |name| {
+            (name == "JWT_ACCESS_DURATION").then(|| "soon".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("JWT_ACCESS_DURATION"), "{err}");
+    }
+}

@@ -1,0 +1,226 @@
+//! User gateway HTTP API (port 12080): authentication and tasks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cynode_contracts::problem::Problem;
+use cynode_contracts::user::{
+    CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task,
+    TaskList, TaskLogs, TaskResult, TokenResponse, UserInfo,
+};
+use cynode_service_kit::http::ApiJson;
+use utoipa::OpenApi;
+
+use crate::auth::CurrentUser;
+use crate::error::{Error, Result};
+use crate::users::{self, ClientInfo};
+use crate::{AppState, tasks, web};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "CyNodeAI user gateway", description = "Authentication and tasks"),
+    paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
+          task_logs, web::healthz, web::readyz),
+    modifiers(&web::SecuritySchemes),
+)]
+pub struct ApiDoc;
+
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/users/me", get(me))
+        .route("/v1/tasks", post(create_task).get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/result", get(task_result))
+        .route("/v1/tasks/{id}/cancel", post(cancel_task))
+        .route("/v1/tasks/{id}/logs", get(task_logs))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
+    web::finish(routes, state)
+}
+
+/// The peer address is the client; forwarding headers are not trusted, since anyone can send
+/// them and dodge the per-IP limit.
+fn client(peer: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: Some(peer.ip()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+    }
+}
+
+/// Logs in with handle and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = TokenResponse), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 429, body = Problem, description = "too many attempts; see Retry-After"),
+))]
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>> {
+    if req.handle.trim().is_empty() {
+        return Err(Problem::validation("handle must not be empty").into());
+    }
+    if req.password.is_empty() {
+        return Err(Problem::validation("password must not be empty").into());
+    }
+    let keys = [
+        format!("ip:{}", peer.ip()),
+        format!("handle:{}", req.handle.to_lowercase()),
+    ];
+    if let Err(retry_after) = state.limiter.check(&keys) {
+        return Err(Error::Problem(
+            Problem::rate_limited("too many login attempts for this client or handle; try again later"),
+            Some(retry_after),
+        ));
+    }
+    let info = client(peer, &headers);
+    Ok(Json(users::login(&state, &req.handle, &req.password, &info).await?))
+}
+
+/// Exchanges a refresh token for a new token pair (the old refresh token stops working).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, body = TokenResponse), (status = 400, body = Problem), (status = 401, body = Problem),
+))]
+async fn refresh(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>> {
+    if req.refresh_token.is_empty() {
+        return Err(Problem::validation("refresh_token must not be empty").into());
+    }
+    let info = client(peer, &headers);
+    Ok(Json(users::refresh(&state, &req.refresh_token, &info).await?))
+}
+
+/// Ends the session: the access token and its refresh token (and `refresh_token`, if given)
+/// are refused from now on. The body is optional.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional"),
+    security(("bearer" = [])), responses(
+    (status = 204, description = "logged out"), (status = 400, body = Problem), (status = 401, body = Problem),
+))]
+async fn logout(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    user: CurrentUser,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::from(Problem::validation(format!("malformed logout body: {e}"))))?
+    };
+    let info = client(peer, &headers);
+    users::logout(&state, &user, req.refresh_token.as_deref(), &info).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])), responses(
+    (status = 200, body = UserInfo), (status = 401, body = Problem),
+))]
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<UserInfo>> {
+    Ok(Json(users::me(&state.db, &user).await?))
+}
+
+/// Creates a task. `script`/`commands` run as `sh -c` in a sandbox; `prompt` is never run as
+/// shell (and fails until the inference path exists).
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskRequest,
+    security(("bearer" = [])), responses(
+    (status = 201, body = Task), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 413, body = Problem),
+))]
+async fn create_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(req): ApiJson<CreateTaskRequest>,
+) -> Result<(StatusCode, Json<Task>)> {
+    Ok((StatusCode::CREATED, Json(tasks::create(&state, &user, req).await?)))
+}
+
+/// The caller's tasks, newest first; `status` filters before `limit`/`offset` paginate.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(
+    ("limit" = Option<u32>, Query, description = "1..200, default 50"),
+    ("offset" = Option<u64>, Query), ("cursor" = Option<String>, Query, description = "opaque; from next_cursor"),
+    ("status" = Option<String>, Query, description = "queued|running|completed|failed|canceled|superseded"),
+), responses((status = 200, body = TaskList), (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn list_tasks(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<TaskList>> {
+    Ok(Json(tasks::list(&state, &user, &query).await?))
+}
+
+/// One task, by id or by name. Another user's task is 404.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id or name")), responses(
+    (status = 200, body = Task), (status = 401, body = Problem), (status = 404, body = Problem),
+))]
+async fn get_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Task>> {
+    Ok(Json(tasks::get(&state, &user, &id).await?))
+}
+
+/// The task's jobs with the worker's full results.
+#[utoipa::path(get, path = "/v1/tasks/{id}/result", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id or name")), responses(
+    (status = 200, body = TaskResult), (status = 401, body = Problem), (status = 404, body = Problem),
+))]
+async fn task_result(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResult>> {
+    Ok(Json(tasks::result(&state, &user, &id).await?))
+}
+
+/// Cancels an unfinished task; a finished one is 409.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id or name")), responses(
+    (status = 200, body = CancelResponse), (status = 401, body = Problem), (status = 404, body = Problem),
+    (status = 409, body = Problem, description = "task already finished"),
+))]
+async fn cancel_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<CancelResponse>> {
+    Ok(Json(tasks::cancel(&state, &user, &id).await?))
+}
+
+/// stdout/stderr of the task's jobs, concatenated.
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", tag = "tasks", security(("bearer" = [])), params(
+    ("id" = String, Path, description = "task id or name"),
+    ("stream" = Option<String>, Query, description = "stdout|stderr|all (default)"),
+), responses((status = 200, body = TaskLogs), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn task_logs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<TaskLogs>> {
+    if let Some(unknown) = query.keys().find(|k| k.as_str() != "stream") {
+        return Err(Problem::validation(format!("query parameter {unknown}: unknown parameter (stream)")).into());
+    }
+    Ok(Json(
+        tasks::logs(&state, &user, &id, query.get("stream").map(String::as_str)).await?,
+    ))
+}

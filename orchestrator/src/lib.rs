@@ -1,0 +1,203 @@
+//! CyNodeAI orchestrator: the control plane (node registration, configuration, dispatcher) and
+//! the user gateway (auth, tasks), on one PostgreSQL database.
+//!
+//! [`start`] runs either or both servers in this process and returns once they listen; `main.rs`
+//! only parses the command line and waits for SIGTERM.
+
+pub mod auth;
+pub mod config;
+pub mod control_plane;
+pub mod dispatch;
+pub mod error;
+pub mod gateway;
+pub mod nodes;
+pub mod ratelimit;
+pub mod readiness;
+pub mod tasks;
+pub mod users;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cynode_service_kit::secrets::Secret;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{Config, Secrets};
+
+/// The schema; `migrations/` is its only source.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Everything a handler or background task needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub keys: auth::Keys,
+    /// `None` in a process that does not serve the control plane.
+    pub psk: Option<Secret>,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+    /// Wakes the dispatcher: new job, free slot, node change.
+    pub wake: Arc<Notify>,
+    /// Wakes the readiness status tracker.
+    pub node_change: Arc<Notify>,
+    /// Client for worker API calls.
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// Something that may let a job go happened.
+    pub fn signal_change(&self) {
+        self.wake.notify_one();
+        self.node_change.notify_one();
+    }
+}
+
+/// Which servers this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ControlPlane,
+    UserGateway,
+    All,
+}
+
+impl Role {
+    fn control_plane(self) -> bool {
+        matches!(self, Self::ControlPlane | Self::All)
+    }
+    fn user_gateway(self) -> bool {
+        matches!(self, Self::UserGateway | Self::All)
+    }
+}
+
+/// A connection pool sized by `DATABASE_POOL_SIZE` (default 16: the dispatcher's concurrent
+/// deliveries, its notification listener and request handlers share it).
+pub async fn connect(config: &Config, url: &Secret) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(config.database_pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url.expose())
+        .await
+        // The URL may hold a password: name the variable, not the value.
+        .context("cannot connect to PostgreSQL at DATABASE_URL")
+}
+
+/// Applies pending migrations (idempotent; concurrent callers serialise on sqlx's lock).
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await.context("applying database migrations")
+}
+
+/// A started orchestrator. Dropping it does not stop it; call [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    pub control_plane_addr: Option<SocketAddr>,
+    pub user_gateway_addr: Option<SocketAddr>,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests and dispatches in flight finish, and returns.
+    pub async fn shutdown(self) {
+        cynode_service_kit::notify::stopping();
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Connects, migrates, creates the bootstrap accounts, binds the listeners of `role`, starts the
+/// dispatcher (control plane) and reports `READY=1`.
+pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Result<Running> {
+    let db = connect(&config, &secrets.database_url).await?;
+    migrate(&db).await?;
+    users::bootstrap(&db, secrets.bootstrap_admin_password.as_ref()).await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("building the worker API client")?;
+    let state = AppState {
+        db,
+        limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
+        config: Arc::new(config),
+        keys: auth::Keys::new(secrets.jwt_secret.expose().as_bytes()),
+        psk: secrets.node_registration_psk,
+        wake: Arc::new(Notify::new()),
+        node_change: Arc::new(Notify::new()),
+        http,
+    };
+    if role.control_plane() && state.psk.is_none() {
+        anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let bind = |addr: SocketAddr, name: &'static str, router: axum::Router| {
+        let rx = stop_rx.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the {name}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(%local, "{name} listening");
+            let server = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(rx));
+            let handle = tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "{name} server failed");
+                }
+            });
+            anyhow::Ok((local, handle))
+        }
+    };
+    let mut control_plane_addr = None;
+    let mut user_gateway_addr = None;
+    if role.control_plane() {
+        let (addr, handle) = bind(
+            state.config.control_plane_listen_addr,
+            "control plane",
+            control_plane::router(state.clone()),
+        )
+        .await?;
+        control_plane_addr = Some(addr);
+        tasks.push(handle);
+        tasks.push(tokio::spawn(dispatch::run(state.clone(), stopped(stop_rx.clone()))));
+    }
+    if role.user_gateway() {
+        let (addr, handle) = bind(
+            state.config.user_gateway_listen_addr,
+            "user gateway",
+            gateway::router(state.clone()),
+        )
+        .await?;
+        user_gateway_addr = Some(addr);
+        tasks.push(handle);
+    }
+    let tracker = tokio::spawn(readiness::track_status(state.clone()));
+    let rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        stopped(rx).await;
+        tracker.abort();
+    }));
+    cynode_service_kit::notify::ready("migrated and listening");
+    Ok(Running {
+        control_plane_addr,
+        user_gateway_addr,
+        state,
+        stop,
+        tasks,
+    })
+}

@@ -1,0 +1,360 @@
+//! Node control plane: registration (PSK → node JWT), capability ingest, configuration delivery
+//! with a ULID `config_version`, and config acknowledgements.
+
+use chrono::{DateTime, Utc};
+use cynode_contracts::node::{
+    BootstrapEndpoints, BootstrapOrchestrator, ConfigAckStatus, ConfigEndpoints,
+    ConfigOrchestrator, InferenceBackend, InferenceMode, NodeAuth, NodeBootstrapPayload,
+    NodeCapabilityReport, NodeConfigAck, NodeConfigurationPayload, WorkerApiConfig,
+};
+use cynode_contracts::problem::Problem;
+use cynode_contracts::{PAYLOAD_VERSION, check_version};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, CurrentNode, Keys, TokenType};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// SQL condition (on alias `n`) for a node that may receive jobs: active, acked `applied` for
+/// the config version it currently has, and with a worker URL and token.
+pub const DISPATCHABLE: &str = "n.status = 'active' AND n.config_ack_status = 'applied' \
+     AND n.config_ack_version = n.config_version \
+     AND coalesce(n.worker_api_target_url, '') <> '' \
+     AND coalesce(n.worker_api_bearer_token, '') <> ''";
+
+pub const REGISTER_PATH: &str = "/v1/nodes/register";
+pub const CAPABILITY_PATH: &str = "/v1/nodes/capability";
+pub const CONFIG_PATH: &str = "/v1/nodes/config";
+
+/// What a `config_version` stands for. Equal content keeps the version; any change issues a new
+/// ULID, so nodes can tell a new configuration by string comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ConfigContent {
+    worker_api_target_url: Option<String>,
+    inference_backend: InferenceBackend,
+}
+
+fn validate_report(report: &NodeCapabilityReport) -> Result<()> {
+    check_version(report.version)?;
+    let slug = &report.node.node_slug;
+    if slug.trim().is_empty() {
+        return Err(Problem::validation("capability.node.node_slug must not be empty").into());
+    }
+    if slug.len() > 128 || slug.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Problem::validation(
+            "capability.node.node_slug must be at most 128 characters without spaces or control characters",
+        )
+        .into());
+    }
+    if let Some(worker) = &report.worker_api {
+        let ok = url::Url::parse(&worker.base_url)
+            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .unwrap_or(false);
+        if !ok {
+            return Err(Problem::validation(format!(
+                "capability.worker_api.base_url {:?} is not an http(s) URL",
+                worker.base_url
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The spec's first-match "don't start" rules, then the variant by GPU vendor (rocm > cuda > cpu).
+fn inference_backend(config: &Config, report: &NodeCapabilityReport) -> InferenceBackend {
+    let inference = report.inference.as_ref();
+    let enabled = inference.is_some_and(|i| {
+        i.supported && !i.existing_service && i.mode != Some(InferenceMode::Disabled)
+    }) && !report.node.labels.iter().any(|l| l == "sandbox_only");
+    let features = || report.gpu.devices.iter().flat_map(|d| d.features.keys());
+    let variant = if features().any(|k| k.starts_with("rocm")) {
+        "rocm"
+    } else if features().any(|k| k.starts_with("cuda")) {
+        "cuda"
+    } else {
+        "cpu"
+    };
+    InferenceBackend {
+        enabled,
+        image: (!config.node_inference_image.is_empty()).then(|| config.node_inference_image.clone()),
+        variant: Some(variant.to_owned()),
+        port: config.node_inference_port,
+        env: Default::default(),
+        selected_model: config.inference_model.clone(),
+        command: config.node_inference_command.clone(),
+    }
+}
+
+fn content_for(config: &Config, report: &NodeCapabilityReport) -> ConfigContent {
+    ConfigContent {
+        worker_api_target_url: report
+            .worker_api
+            .as_ref()
+            .map(|w| w.base_url.trim_end_matches('/').to_owned()),
+        inference_backend: inference_backend(config, report),
+    }
+}
+
+fn capability_hash(report: &NodeCapabilityReport) -> Result<(Value, String)> {
+    let snapshot = serde_json::to_value(report).map_err(Error::internal)?;
+    // serde_json's map is ordered, so equal reports hash equally.
+    let bytes = serde_json::to_vec(&snapshot).map_err(Error::internal)?;
+    Ok((snapshot, format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))))
+}
+
+/// Stores the snapshot and moves the node to the configuration it implies (new ULID if it
+/// differs from the current one).
+async fn ingest(
+    tx: &mut sqlx::PgConnection,
+    config: &Config,
+    node_id: Uuid,
+    report: &NodeCapabilityReport,
+) -> Result<()> {
+    let (snapshot, hash) = capability_hash(report)?;
+    sqlx::query(
+        "INSERT INTO node_capabilities (id, node_id, reported_at, capability_hash, capability_snapshot)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(node_id)
+    .bind(report.reported_at)
+    .bind(&hash)
+    .bind(&snapshot)
+    .execute(&mut *tx)
+    .await?;
+    let content = serde_json::to_value(content_for(config, report)).map_err(Error::internal)?;
+    sqlx::query(
+        "UPDATE nodes SET
+            capability_hash = $2, last_capability_at = now(), last_seen_at = now(), updated_at = now(),
+            worker_api_target_url = $3->>'worker_api_target_url',
+            config_version = CASE WHEN config_content = $3 THEN config_version ELSE $4 END,
+            config_content = $3
+         WHERE id = $1",
+    )
+    .bind(node_id)
+    .bind(&hash)
+    .bind(&content)
+    .bind(ulid::Ulid::new().to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// `POST /v1/nodes/register`. Returns the bootstrap payload and whether the node is new.
+pub async fn register(
+    state: &AppState,
+    psk: &str,
+    report: &NodeCapabilityReport,
+) -> Result<(NodeBootstrapPayload, bool)> {
+    let expected = state
+        .psk
+        .as_ref()
+        .ok_or_else(|| Error::internal("control plane runs without NODE_REGISTRATION_PSK"))?;
+    if !bool::from(psk.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        tracing::warn!(node_slug = %report.node.node_slug, "registration with a wrong PSK");
+        return Err(Problem::unauthorized("registration pre-shared key is wrong").into());
+    }
+    validate_report(report)?;
+    let slug = &report.node.node_slug;
+    let mut tx = state.db.begin().await?;
+    let content = serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
+    let created = sqlx::query(
+        "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
+         VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT (node_slug) DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(slug)
+    .bind(ulid::Ulid::new().to_string())
+    .bind(&content)
+    .bind(auth::random_token())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    // A known node keeps its token (a running worker still holds it) and becomes active again.
+    let (node_id, config_version): (Uuid, String) = sqlx::query_as(
+        "UPDATE nodes SET status = 'active', updated_at = now(),
+            worker_api_bearer_token = coalesce(worker_api_bearer_token, $2)
+         WHERE node_slug = $1 RETURNING id, config_version",
+    )
+    .bind(slug)
+    .bind(auth::random_token())
+    .fetch_one(&mut *tx)
+    .await?;
+    ingest(&mut tx, &state.config, node_id, report).await?;
+    tx.commit().await?;
+    tracing::info!(node_slug = %slug, created, "node registered");
+    state.signal_change();
+
+    let (mut claims, expires_at) =
+        Keys::claims(TokenType::Node, node_id.to_string(), state.config.jwt_node_duration);
+    claims.node_id = Some(node_id);
+    claims.node_slug = Some(slug.clone());
+    let base = &state.config.public_url;
+    Ok((
+        NodeBootstrapPayload {
+            version: PAYLOAD_VERSION,
+            issued_at: Utc::now(),
+            orchestrator: BootstrapOrchestrator {
+                base_url: base.clone(),
+                endpoints: BootstrapEndpoints {
+                    worker_registration_url: format!("{base}{REGISTER_PATH}"),
+                    node_config_url: format!("{base}{CONFIG_PATH}"),
+                    node_report_url: format!("{base}{CAPABILITY_PATH}"),
+                },
+            },
+            auth: NodeAuth {
+                node_jwt: state.keys.sign(&claims)?,
+                expires_at,
+            },
+            initial_config_version: Some(config_version),
+        },
+        created,
+    ))
+}
+
+fn same_node(node: &CurrentNode, slug: &str, what: &str) -> Result<()> {
+    if node.slug == slug {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!(
+            "{what} names node {slug:?} but the token belongs to node {:?}",
+            node.slug
+        ))
+        .into())
+    }
+}
+
+/// `POST /v1/nodes/capability`.
+pub async fn report_capability(
+    state: &AppState,
+    node: &CurrentNode,
+    report: &NodeCapabilityReport,
+) -> Result<()> {
+    validate_report(report)?;
+    same_node(node, &report.node.node_slug, "the capability report")?;
+    let mut tx = state.db.begin().await?;
+    ingest(&mut tx, &state.config, node.id, report).await?;
+    tx.commit().await?;
+    state.signal_change();
+    Ok(())
+}
+
+/// `GET /v1/nodes/config`.
+pub async fn configuration(state: &AppState, node: &CurrentNode) -> Result<NodeConfigurationPayload> {
+    let mut tx = state.db.begin().await?;
+    // The orchestrator's own settings (model, image) may have changed since the last report.
+    let latest: Option<(Value,)> = sqlx::query_as(
+        "SELECT capability_snapshot FROM node_capabilities WHERE node_id = $1
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(node.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((snapshot,)) = latest {
+        let report: NodeCapabilityReport =
+            serde_json::from_value(snapshot).map_err(Error::internal)?;
+        let content = serde_json::to_value(content_for(&state.config, &report)).map_err(Error::internal)?;
+        sqlx::query(
+            "UPDATE nodes SET config_version = $3, config_content = $2, updated_at = now()
+             WHERE id = $1 AND config_content <> $2",
+        )
+        .bind(node.id)
+        .bind(&content)
+        .bind(ulid::Ulid::new().to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (config_version, content, token): (String, Value, Option<String>) = sqlx::query_as(
+        "UPDATE nodes SET last_seen_at = now() WHERE id = $1
+         RETURNING config_version, config_content, worker_api_bearer_token",
+    )
+    .bind(node.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let content: ConfigContent = serde_json::from_value(content).map_err(Error::internal)?;
+    let base = &state.config.public_url;
+    Ok(NodeConfigurationPayload {
+        version: PAYLOAD_VERSION,
+        config_version,
+        issued_at: Utc::now(),
+        node_slug: node.slug.clone(),
+        orchestrator: ConfigOrchestrator {
+            base_url: base.clone(),
+            endpoints: ConfigEndpoints {
+                worker_api_target_url: content.worker_api_target_url.unwrap_or_default(),
+                node_report_url: format!("{base}{CAPABILITY_PATH}"),
+            },
+        },
+        sandbox_registries: Vec::new(),
+        require_digest_pinning: false,
+        policy: None,
+        worker_api: WorkerApiConfig {
+            orchestrator_bearer_token: token
+                .ok_or_else(|| Error::internal("node has no worker API token"))?,
+            orchestrator_bearer_token_expires_at: None,
+        },
+        inference_backend: Some(content.inference_backend),
+        constraints: None,
+        notes: String::new(),
+    })
+}
+
+/// `POST /v1/nodes/config`: records an ack for the node's current `config_version`.
+pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigAck) -> Result<()> {
+    check_version(ack.version)?;
+    same_node(node, &ack.node_slug, "the config ack")?;
+    if ack.status == ConfigAckStatus::RolledBack {
+        return Err(Problem::validation(
+            "status must be applied or failed (rolled_back is not supported yet)",
+        )
+        .into());
+    }
+    let error = ack
+        .error
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(Error::internal)?;
+    let ack_at: DateTime<Utc> = ack.ack_at;
+    let current: Option<(String,)> = sqlx::query_as(
+        "UPDATE nodes SET config_ack_at = $3, config_ack_status = $4, config_ack_version = $2,
+            config_ack_error = $5, last_seen_at = now(), updated_at = now()
+         WHERE id = $1 AND config_version = $2 RETURNING config_version",
+    )
+    .bind(node.id)
+    .bind(&ack.config_version)
+    .bind(ack_at)
+    .bind(ack.status.as_str())
+    .bind(error)
+    .fetch_optional(&state.db)
+    .await?;
+    if current.is_none() {
+        let (actual,): (String,) = sqlx::query_as("SELECT config_version FROM nodes WHERE id = $1")
+            .bind(node.id)
+            .fetch_one(&state.db)
+            .await?;
+        return Err(Problem::conflict(format!(
+            "config_version {:?} is not the node's current configuration {actual:?}; fetch the configuration again",
+            ack.config_version
+        ))
+        .into());
+    }
+    tracing::info!(node_slug = %node.slug, config_version = %ack.config_version, status = ack.status.as_str(), "config ack");
+    state.signal_change();
+    Ok(())
+}
+
+/// How many nodes can take jobs right now.
+pub async fn dispatchable_count(db: &sqlx::PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar(&format!("SELECT count(*) FROM nodes n WHERE {DISPATCHABLE}"))
+        .fetch_one(db)
+        .await?)
+}

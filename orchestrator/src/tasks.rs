@@ -1,0 +1,505 @@
+//! Tasks of the user gateway. Every query is scoped to the owner: another user's task does not
+//! exist as far as the caller can tell (404, no existence leak).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cynode_contracts::problem::Problem;
+use cynode_contracts::user::{
+    CancelResponse, CreateTaskRequest, InputMode, JobResult, JobStatus, Task, TaskList, TaskLogs,
+    TaskResult, TaskStatus,
+};
+use cynode_contracts::worker::SandboxSpec;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{Error, Result};
+
+/// Why a prompt task fails until the inference issue lands: a prompt is never run as shell.
+pub const NO_PROMPT_PATH: &str = "no inference path for prompt tasks yet: prompt-mode tasks need the inference pipeline, which this build does not have; use input_mode script or commands to run shell in the sandbox";
+
+pub const MAX_ATTACHMENTS: usize = 16;
+pub const MAX_ATTACHMENT_PATH: usize = 2048;
+const MAX_NAME_LEN: usize = 200;
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
+/// Channel the dispatcher listens on for new work.
+pub const JOBS_CHANNEL: &str = "cynode_jobs";
+
+/// Names are kept exactly as given (SQL metacharacters included: every query binds them), so
+/// a user finds a task under the name they chose. Only emptiness, length and control characters
+/// are refused, because they make a name unusable on a command line.
+fn check_name(raw: &str) -> Result<()> {
+    if raw.trim().is_empty() {
+        return Err(Problem::validation("task_name must not be empty when given").into());
+    }
+    if raw.chars().count() > MAX_NAME_LEN {
+        return Err(Problem::validation(format!(
+            "task_name must be at most {MAX_NAME_LEN} characters"
+        ))
+        .into());
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(Problem::validation("task_name must not contain control characters").into());
+    }
+    Ok(())
+}
+
+fn no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Problem::validation(format!("{field} must not contain NUL characters")).into());
+    }
+    Ok(())
+}
+
+fn validate(req: &CreateTaskRequest) -> Result<()> {
+    if req.prompt.trim().is_empty() {
+        return Err(Problem::validation("prompt must not be empty").into());
+    }
+    no_nul("prompt", &req.prompt)?;
+    if let Some(name) = &req.task_name {
+        check_name(name)?;
+    }
+    if req.use_sba == Some(true) {
+        return Err(Problem::validation("use_sba is not supported by this orchestrator yet").into());
+    }
+    if req.attachments.len() > MAX_ATTACHMENTS {
+        return Err(Problem::validation(format!(
+            "attachments has {} entries; at most {MAX_ATTACHMENTS} are allowed",
+            req.attachments.len()
+        ))
+        .into());
+    }
+    for (i, path) in req.attachments.iter().enumerate() {
+        if path.is_empty() || path.chars().count() > MAX_ATTACHMENT_PATH {
+            return Err(Problem::validation(format!(
+                "attachments[{i}] must be 1 to {MAX_ATTACHMENT_PATH} characters"
+            ))
+            .into());
+        }
+        no_nul(&format!("attachments[{i}]"), path)?;
+        if req.attachments[..i].contains(path) {
+            return Err(Problem::validation(format!("attachments[{i}] repeats {path:?}")).into());
+        }
+    }
+    Ok(())
+}
+
+/// `base`, or `base-N` with the next free N, among the owner's names.
+fn next_free_name(base: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|t| t == base) {
+        return base.to_owned();
+    }
+    let highest = taken
+        .iter()
+        .filter_map(|t| t.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(1);
+    format!("{base}-{}", highest.max(1) + 1)
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: Uuid,
+    task_name: String,
+    prompt: String,
+    input_mode: String,
+    status: String,
+    summary: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    attachments: Vec<String>,
+}
+
+const TASK_COLUMNS: &str = "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
+     t.created_at, t.updated_at, \
+     coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
+               WHERE a.task_id = t.id), '{}') AS attachments";
+
+fn parse_status(text: &str) -> Result<TaskStatus> {
+    text.parse::<TaskStatus>()
+        .map_err(|e| Error::internal(format!("bad status in database: {e}")))
+}
+
+impl TaskRow {
+    fn into_task(self) -> Result<Task> {
+        let input_mode = match self.input_mode.as_str() {
+            "script" => InputMode::Script,
+            "commands" => InputMode::Commands,
+            _ => InputMode::Prompt,
+        };
+        Ok(Task {
+            id: self.id,
+            task_id: self.id,
+            status: parse_status(&self.status)?,
+            task_name: Some(self.task_name),
+            prompt: Some(self.prompt),
+            input_mode,
+            summary: self.summary,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            attachments: self.attachments,
+        })
+    }
+}
+
+async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) -> Result<Task> {
+    let row: TaskRow = sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1 AND t.created_by = $2"
+    ))
+    .bind(id)
+    .bind(owner)
+    .fetch_one(db)
+    .await?;
+    row.into_task()
+}
+
+/// `POST /v1/tasks`.
+pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest) -> Result<Task> {
+    validate(&req)?;
+    let mode = req.input_mode.unwrap_or_default();
+    let mut tx = state.db.begin().await?;
+    let project_id: Option<Uuid> = match req.project_id {
+        Some(id) => Some(
+            sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 AND is_active")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Problem::validation(format!("project_id {id} does not exist")))?,
+        ),
+        None => sqlx::query_scalar("SELECT id FROM projects WHERE slug = $1")
+            .bind(format!("default-{}", user.id))
+            .fetch_optional(&mut *tx)
+            .await?,
+    };
+    // Serialise name choice per owner so that two creates cannot pick the same suffix.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    let base = req.task_name.as_deref().unwrap_or("task");
+    let taken: Vec<String> = sqlx::query_scalar(
+        "SELECT task_name FROM tasks WHERE created_by = $1
+           AND (task_name = $2 OR left(task_name, length($2) + 1) = $2 || '-')",
+    )
+    .bind(user.id)
+    .bind(&base)
+    .fetch_all(&mut *tx)
+    .await?;
+    let name = next_free_name(base, &taken);
+
+    let task_id = Uuid::new_v4();
+    let (task_status, summary) = match mode {
+        InputMode::Prompt => ("failed", Some(NO_PROMPT_PATH)),
+        InputMode::Script | InputMode::Commands => ("queued", None),
+    };
+    sqlx::query(
+        "INSERT INTO tasks (id, created_by, project_id, task_name, prompt, input_mode, status, closed, summary)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7 <> 'queued', $8)",
+    )
+    .bind(task_id)
+    .bind(user.id)
+    .bind(project_id)
+    .bind(&name)
+    .bind(&req.prompt)
+    .bind(mode.as_str())
+    .bind(task_status)
+    .bind(summary)
+    .execute(&mut *tx)
+    .await?;
+    for path in &req.attachments {
+        sqlx::query("INSERT INTO task_artifacts (id, task_id, path) VALUES ($1, $2, $3)")
+            .bind(Uuid::new_v4())
+            .bind(task_id)
+            .bind(path)
+            .execute(&mut *tx)
+            .await?;
+    }
+    match mode {
+        InputMode::Prompt => {
+            // A job that records why nothing ran, so `result` explains the failure.
+            sqlx::query(
+                "INSERT INTO jobs (id, task_id, status, payload, result, ended_at)
+                 VALUES ($1, $2, 'failed', $3, $4, now())",
+            )
+            .bind(Uuid::new_v4())
+            .bind(task_id)
+            .bind(json!({"input_mode": "prompt"}))
+            .bind(json!({"version": 1, "status": "failed", "error": NO_PROMPT_PATH}))
+            .execute(&mut *tx)
+            .await?;
+        }
+        InputMode::Script | InputMode::Commands => {
+            let spec = SandboxSpec {
+                image: state.config.sandbox_image.clone(),
+                command: vec!["sh".into(), "-c".into(), req.prompt.clone()],
+                env: Default::default(),
+                timeout_seconds: None,
+                network_policy: None,
+                use_inference: req.use_inference.unwrap_or(false),
+                job_spec_json: None,
+            };
+            sqlx::query("INSERT INTO jobs (id, task_id, status, payload) VALUES ($1, $2, 'queued', $3)")
+                .bind(Uuid::new_v4())
+                .bind(task_id)
+                .bind(serde_json::to_value(&spec).map_err(Error::internal)?)
+                .execute(&mut *tx)
+                .await?;
+            // Wakes a dispatcher in another process; delivered only if we commit.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(JOBS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let task = fetch(&mut *tx, user.id, task_id).await?;
+    tx.commit().await?;
+    state.signal_change();
+    tracing::info!(task_id = %task_id, user_id = %user.id, mode = mode.as_str(), "task created");
+    Ok(task)
+}
+
+fn bad_param(name: &str, why: &str) -> Error {
+    Problem::validation(format!("query parameter {name}: {why}")).into()
+}
+
+/// `GET /v1/tasks?limit&offset&cursor&status`. The status filter applies before pagination.
+pub async fn list(
+    state: &AppState,
+    user: &CurrentUser,
+    query: &HashMap<String, String>,
+) -> Result<TaskList> {
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !matches!(k.as_str(), "limit" | "offset" | "cursor" | "status"))
+    {
+        return Err(bad_param(unknown, "unknown parameter (limit, offset, cursor, status)"));
+    }
+    let limit = match query.get("limit") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| bad_param("limit", "must be a whole number from 1 to 200"))?,
+        None => DEFAULT_LIMIT,
+    };
+    let offset = match query.get("cursor").or(query.get("offset")) {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| bad_param("offset/cursor", "must be a non-negative whole number"))?,
+        None => 0,
+    };
+    let status = query
+        .get("status")
+        .map(|s| s.parse::<TaskStatus>())
+        .transpose()
+        .map_err(|e| bad_param("status", &e))?;
+    let rows: Vec<TaskRow> = sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t
+         WHERE t.created_by = $1 AND ($2::text IS NULL OR t.status = $2)
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(user.id)
+    .bind(status.map(|s| s.as_str()))
+    .bind(limit + 1)
+    .bind(offset)
+    .fetch_all(&state.db)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let tasks = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(TaskRow::into_task)
+        .collect::<Result<Vec<_>>>()?;
+    let next = more.then(|| (offset + limit) as u64);
+    Ok(TaskList {
+        tasks,
+        next_offset: next,
+        next_cursor: next.map(|n| n.to_string()),
+    })
+}
+
+/// Finds the caller's task by id or by name; anything else is 404.
+async fn resolve(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Uuid> {
+    let by_id: Option<Uuid> = match Uuid::parse_str(id_or_name) {
+        Ok(id) => sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
+            .bind(id)
+            .bind(user.id)
+            .fetch_optional(&state.db)
+            .await?,
+        Err(_) => None,
+    };
+    if let Some(id) = by_id {
+        return Ok(id);
+    }
+    let by_name: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE task_name = $1 AND created_by = $2 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(id_or_name)
+    .bind(user.id)
+    .fetch_optional(&state.db)
+    .await?;
+    by_name.ok_or_else(|| Problem::not_found(format!("task {id_or_name} does not exist")).into())
+}
+
+pub async fn get(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Task> {
+    let id = resolve(state, user, id_or_name).await?;
+    fetch(&state.db, user.id, id).await
+}
+
+fn job_status(text: &str) -> Result<JobStatus> {
+    Ok(match text {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "completed" => JobStatus::Completed,
+        "failed" => JobStatus::Failed,
+        "canceled" => JobStatus::Canceled,
+        "lease_expired" => JobStatus::LeaseExpired,
+        other => return Err(Error::internal(format!("bad job status {other:?}"))),
+    })
+}
+
+type JobRow = (
+    Uuid,
+    String,
+    Option<Value>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+async fn jobs_of(state: &AppState, task_id: Uuid) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, status, result, started_at, ended_at FROM jobs WHERE task_id = $1
+         ORDER BY created_at, id",
+    )
+    .bind(task_id)
+    .fetch_all(&state.db)
+    .await?)
+}
+
+pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<TaskResult> {
+    let task = get(state, user, id_or_name).await?;
+    let jobs = jobs_of(state, task.id)
+        .await?
+        .into_iter()
+        .map(|(id, status, result, started_at, ended_at)| {
+            Ok(JobResult {
+                id,
+                status: job_status(&status)?,
+                result,
+                started_at,
+                ended_at,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TaskResult {
+        task_id: task.id,
+        status: task.status,
+        jobs,
+    })
+}
+
+/// Cancels a task that has not finished, with its unfinished jobs. A finished task is a 409:
+/// there is nothing left to cancel, and saying otherwise would be a lie.
+pub async fn cancel(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<CancelResponse> {
+    let id = resolve(state, user, id_or_name).await?;
+    let mut tx = state.db.begin().await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 AND created_by = $2 FOR UPDATE")
+            .bind(id)
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let status = parse_status(&status)?;
+    if status.is_terminal() {
+        return Err(Problem::conflict(format!("task {id} is already {status}; nothing to cancel")).into());
+    }
+    sqlx::query("UPDATE tasks SET status = 'canceled', closed = true WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    // Clearing the lease makes a dispatch in flight unable to record its outcome.
+    sqlx::query(
+        "UPDATE jobs SET status = 'canceled', lease_id = NULL, lease_expires_at = NULL,
+            ended_at = coalesce(ended_at, now())
+         WHERE task_id = $1 AND status IN ('queued', 'running', 'lease_expired')",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(task_id = %id, "task canceled");
+    Ok(CancelResponse {
+        task_id: id,
+        canceled: true,
+    })
+}
+
+pub async fn logs(
+    state: &AppState,
+    user: &CurrentUser,
+    id_or_name: &str,
+    stream: Option<&str>,
+) -> Result<TaskLogs> {
+    let (want_out, want_err) = match stream.unwrap_or("all") {
+        "all" => (true, true),
+        "stdout" => (true, false),
+        "stderr" => (false, true),
+        other => {
+            return Err(bad_param(
+                "stream",
+                &format!("{other:?} is not one of stdout, stderr, all"),
+            ));
+        }
+    };
+    let id = resolve(state, user, id_or_name).await?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    for (_, _, result, _, _) in jobs_of(state, id).await? {
+        let text = |key: &str| {
+            result
+                .as_ref()
+                .and_then(|r| r.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if want_out {
+            stdout.push_str(&text("stdout"));
+        }
+        if want_err {
+            stderr.push_str(&text("stderr"));
+        }
+    }
+    Ok(TaskLogs {
+        task_id: id,
+        stdout,
+        stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_not_rewritten() {
+        assert!(check_name("'; DROP TABLE tasks; --").is_ok());
+        assert!(check_name("   ").is_err());
+        assert!(check_name("a\nb").is_err());
+        assert!(check_name(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn duplicates_get_the_next_suffix() {
+        assert_eq!(next_free_name("a", &[]), "a");
+        assert_eq!(next_free_name("a", &["a".into()]), "a-2");
+        assert_eq!(next_free_name("a", &["a".into(), "a-2".into()]), "a-3");
+        assert_eq!(next_free_name("a", &["a".into(), "a-x".into()]), "a-2");
+    }
+}

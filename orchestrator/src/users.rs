@@ -1,0 +1,329 @@
+//! Users and their sessions: bootstrap of the reserved accounts, login, refresh rotation, logout,
+//! and the auth audit log.
+
+use std::net::IpAddr;
+
+use chrono::Utc;
+use cynode_contracts::problem::Problem;
+use cynode_contracts::user::{TokenResponse, UserInfo};
+use cynode_service_kit::secrets::Secret;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Keys, TokenType};
+use crate::error::{Error, Result};
+
+pub const ADMIN_HANDLE: &str = "admin";
+/// Owner of system-created work; it has no password and cannot log in.
+pub const SYSTEM_HANDLE: &str = "system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(
+        "the bootstrap admin does not exist yet and BOOTSTRAP_ADMIN_PASSWORD is not set: provide the systemd credential 'bootstrap-admin-password', BOOTSTRAP_ADMIN_PASSWORD_FILE or BOOTSTRAP_ADMIN_PASSWORD"
+    )]
+    MissingPassword,
+    #[error(transparent)]
+    Other(#[from] Error),
+}
+
+impl From<sqlx::Error> for BootstrapError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+/// Creates `system` and, on first start, `admin` with the given password. Idempotent; an existing
+/// admin keeps its password.
+pub async fn bootstrap(db: &PgPool, admin_password: Option<&Secret>) -> Result<(), BootstrapError> {
+    let mut tx = db.begin().await?;
+    // Two processes starting at once must not both create the admin.
+    sqlx::query("SELECT pg_advisory_xact_lock(4242001)")
+        .execute(&mut *tx)
+        .await?;
+    if find_user_id(&mut *tx, SYSTEM_HANDLE).await?.is_none() {
+        insert_user(&mut tx, SYSTEM_HANDLE, None).await?;
+    }
+    if find_user_id(&mut *tx, ADMIN_HANDLE).await?.is_none() {
+        let password = admin_password.ok_or(BootstrapError::MissingPassword)?;
+        let hash = auth::hash_password(password.expose())?;
+        insert_user(&mut tx, ADMIN_HANDLE, Some(hash)).await?;
+        tracing::info!(handle = ADMIN_HANDLE, "bootstrap admin created");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn find_user_id(db: impl PgExecutor<'_>, handle: &str) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE handle = $1")
+        .bind(handle)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// A user with a default project (`default-<uid>`) and, when given, a password.
+async fn insert_user(
+    tx: &mut sqlx::PgConnection,
+    handle: &str,
+    password_hash: Option<String>,
+) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO users (id, handle) VALUES ($1, $2)")
+        .bind(id)
+        .bind(handle)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO projects (id, slug, display_name, updated_by) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(format!("default-{id}"))
+    .bind(format!("Default project of {handle}"))
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(hash) = password_hash {
+        sqlx::query(
+            "INSERT INTO password_credentials (id, user_id, password_hash, hash_alg)
+             VALUES ($1, $2, $3, 'argon2id')",
+        )
+        .bind(Uuid::new_v4())
+        .bind(id)
+        .bind(hash.into_bytes())
+        .execute(&mut *tx)
+        .await?;
+    }
+    audit(&mut *tx, "user_created", Some(id), Some(handle), true, None, None).await?;
+    Ok(id)
+}
+
+/// Request facts the audit log records.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+pub async fn audit(
+    db: impl PgExecutor<'_>,
+    event: &str,
+    user_id: Option<Uuid>,
+    handle: Option<&str>,
+    success: bool,
+    reason: Option<&str>,
+    client: Option<&ClientInfo>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO auth_audit_log
+           (id, event_type, user_id, subject_handle, success, ip_address, user_agent, reason)
+         VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(event)
+    .bind(user_id)
+    .bind(handle)
+    .bind(success)
+    .bind(client.and_then(|c| c.ip).map(|ip| ip.to_string()))
+    .bind(client.and_then(|c| c.user_agent.clone()))
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+fn invalid_credentials() -> Error {
+    Problem::unauthorized("invalid handle or password").into()
+}
+
+/// Verifies a password and opens a session. The rate limit is checked by the caller first.
+pub async fn login(
+    state: &AppState,
+    handle: &str,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<TokenResponse> {
+    let row: Option<(Uuid, bool, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT u.id, u.is_active, c.password_hash FROM users u
+         LEFT JOIN password_credentials c ON c.user_id = u.id WHERE u.handle = $1",
+    )
+    .bind(handle)
+    .fetch_optional(&state.db)
+    .await?;
+    let stored = row
+        .as_ref()
+        .and_then(|(_, _, hash)| hash.as_ref())
+        .and_then(|h| String::from_utf8(h.clone()).ok())
+        .unwrap_or_else(|| auth::decoy_hash().to_owned());
+    let candidate = password.to_owned();
+    // Argon2id takes ~100 ms of CPU; keep it off the async workers.
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&candidate, &stored))
+        .await
+        .map_err(Error::internal)?;
+    let user = match row {
+        Some((id, true, Some(_))) if matches => id,
+        other => {
+            let reason = match other {
+                None => "unknown handle",
+                Some((_, false, _)) => "user is disabled",
+                Some((_, _, None)) => "user has no password",
+                Some(_) => "wrong password",
+            };
+            let user_id = other.map(|(id, _, _)| id);
+            audit(
+                &state.db,
+                "login_failure",
+                user_id,
+                Some(handle),
+                false,
+                Some(reason),
+                Some(client),
+            )
+            .await?;
+            return Err(invalid_credentials());
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    let tokens = open_session(&mut tx, state, user, handle).await?;
+    audit(
+        &mut *tx,
+        "login_success",
+        Some(user),
+        Some(handle),
+        true,
+        None,
+        Some(client),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+async fn open_session(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    user_id: Uuid,
+    handle: &str,
+) -> Result<TokenResponse> {
+    let session_id = Uuid::new_v4();
+    let refresh_token = auth::random_token();
+    let refresh_expires = Utc::now()
+        + chrono::Duration::from_std(state.config.jwt_refresh_duration)
+            .unwrap_or(chrono::Duration::MAX);
+    sqlx::query(
+        "INSERT INTO refresh_sessions (id, user_id, refresh_token_hash, expires_at)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(auth::sha256(&refresh_token))
+    .bind(refresh_expires)
+    .execute(&mut *tx)
+    .await?;
+    let (mut claims, _) = Keys::claims(
+        TokenType::Access,
+        user_id.to_string(),
+        state.config.jwt_access_duration,
+    );
+    claims.user_id = Some(user_id);
+    claims.handle = Some(handle.to_owned());
+    claims.sid = Some(session_id);
+    Ok(TokenResponse {
+        access_token: state.keys.sign(&claims)?,
+        refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: state.config.jwt_access_duration.as_secs(),
+    })
+}
+
+/// Exchanges an active refresh token for a new pair; the old session ends (and with it the
+/// access token issued alongside). A refresh token works exactly once.
+pub async fn refresh(
+    state: &AppState,
+    refresh_token: &str,
+    client: &ClientInfo,
+) -> Result<TokenResponse> {
+    let mut tx = state.db.begin().await?;
+    let row: Option<(Uuid, String)> = sqlx::query_as(
+        "UPDATE refresh_sessions s SET is_active = false, last_used_at = now(), updated_at = now()
+         FROM users u
+         WHERE s.refresh_token_hash = $1 AND s.is_active AND s.expires_at > now()
+           AND u.id = s.user_id AND u.is_active
+         RETURNING u.id, u.handle",
+    )
+    .bind(auth::sha256(refresh_token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user_id, handle)) = row else {
+        drop(tx);
+        audit(
+            &state.db,
+            "refresh_failure",
+            None,
+            None,
+            false,
+            Some("unknown, used, expired or revoked refresh token"),
+            Some(client),
+        )
+        .await?;
+        return Err(Problem::unauthorized("refresh token is invalid, expired or revoked").into());
+    };
+    let tokens = open_session(&mut tx, state, user_id, &handle).await?;
+    audit(
+        &mut *tx,
+        "refresh_success",
+        Some(user_id),
+        Some(&handle),
+        true,
+        None,
+        Some(client),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+/// Ends the caller's session and, when given, the session of `refresh_token` (if it is theirs).
+pub async fn logout(
+    state: &AppState,
+    user: &auth::CurrentUser,
+    refresh_token: Option<&str>,
+    client: &ClientInfo,
+) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE refresh_sessions SET is_active = false, updated_at = now()
+         WHERE user_id = $1 AND is_active AND (id = $2 OR refresh_token_hash = $3)",
+    )
+    .bind(user.id)
+    .bind(user.session_id)
+    .bind(refresh_token.map(auth::sha256))
+    .execute(&mut *tx)
+    .await?;
+    audit(
+        &mut *tx,
+        "logout",
+        Some(user.id),
+        Some(&user.handle),
+        true,
+        None,
+        Some(client),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn me(db: &PgPool, user: &auth::CurrentUser) -> Result<UserInfo> {
+    let (id, handle, email, is_active): (Uuid, String, Option<String>, bool) =
+        sqlx::query_as("SELECT id, handle, email, is_active FROM users WHERE id = $1")
+            .bind(user.id)
+            .fetch_one(db)
+            .await?;
+    Ok(UserInfo {
+        id,
+        handle,
+        email,
+        is_active,
+    })
+}

@@ -1,0 +1,92 @@
+//! What both HTTP servers share: health and readiness, body limit, request deadline, access log,
+//! problem+json fallback.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use cynode_contracts::problem::Problem;
+use cynode_service_kit::http::{ApiError, not_found_fallback};
+
+use crate::{AppState, readiness};
+
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String, description = "ok")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 `ready`, or 503 with the reason in plain text.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = String, description = "ready"),
+    (status = 503, body = String, description = "why the orchestrator is not ready"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match readiness::check(&state).await {
+        Ok(_) => "ready".into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    }
+}
+
+/// Bounds each request's time and logs one structured line per request. Neither bodies nor
+/// headers are logged: they carry passwords and tokens.
+async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let response = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(Problem::unavailable("the request took too long and was abandoned"))
+            .into_response(),
+    };
+    tracing::info!(
+        %method,
+        route,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// Adds the shared routes and layers and binds the state.
+pub fn finish(router: Router<AppState>, state: AppState) -> Router {
+    let limit = state.config.max_request_body_bytes;
+    router
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
+        .fallback(not_found_fallback)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
+
+/// Declares the bearer schemes the OpenAPI operations refer to.
+#[derive(Debug)]
+pub struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, what) in [("bearer", "user access JWT"), ("node_jwt", "node JWT from registration")] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(what))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
