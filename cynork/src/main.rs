@@ -1,10 +1,8 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
-/// cynork, the CyNodeAI command-line client
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> ExitCode {
+    let code = cynork::run(cynork::cli::Cli::parse());
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,0 +1,293 @@
+//! The command line, declared with clap's derive API. Help texts here are what `--help`, the
+//! shell completions and the man page show.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cynode_contracts::user::TaskStatus;
+use uuid::Uuid;
+
+use crate::error::EXIT_CODES_HELP;
+use crate::output::Format;
+
+pub const DEFAULT_GATEWAY: &str = "http://localhost:12080";
+
+/// cynork, the CyNodeAI command-line client
+///
+/// Log in to a CyNodeAI user gateway, hand it tasks and read their results.
+#[derive(Debug, Parser)]
+#[command(name = "cynork", version, propagate_version = true, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/cynork/config.yaml]
+    #[arg(short = 'c', long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Gateway base URL [default: saved by `auth login`, else http://localhost:12080]
+    #[arg(long, global = true, env = "CYNORK_GATEWAY_URL", value_name = "URL")]
+    pub gateway: Option<String>,
+
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print cynork's version
+    Version,
+    /// Check that the gateway answers and whether it is ready to run tasks
+    Status,
+    /// Log in, log out, show who is logged in
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Create tasks and follow them to their results
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Print a shell completion script
+    ///
+    /// bash: `cynork completion bash > /etc/bash_completion.d/cynork`;
+    /// zsh: `cynork completion zsh > "${fpath[1]}/_cynork"`;
+    /// fish: `cynork completion fish > ~/.config/fish/completions/cynork.fish`
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory
+    Man {
+        /// Write cynork.1, cynork-task.1, ... into this directory instead of printing cynork.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Log in and save the session in the config file
+    ///
+    /// Prompts for the password without echo, or reads it from stdin with --password-stdin
+    /// (one trailing newline is removed). There is deliberately no --password flag: argv is
+    /// visible to every user of the machine.
+    Login {
+        /// User handle [prompted for when absent]
+        #[arg(short = 'u', long, value_name = "HANDLE")]
+        user: Option<String>,
+        /// Read the password from stdin instead of prompting (needs --user)
+        #[arg(long, requires = "user")]
+        password_stdin: bool,
+    },
+    /// Revoke the session on the gateway and forget it locally
+    Logout,
+    /// Show the logged-in user
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a task (natural-language prompt unless told otherwise)
+    Create(CreateArgs),
+    /// List your tasks, newest first
+    List(ListArgs),
+    /// Show one task
+    Get(TaskRef),
+    /// Show a task's status and, once it finished, its output
+    Result {
+        #[command(flatten)]
+        task: TaskRef,
+        /// Wait until the task reaches a terminal status
+        #[arg(short = 'w', long)]
+        wait: bool,
+    },
+    /// Print a task's stdout and stderr
+    Logs {
+        #[command(flatten)]
+        task: TaskRef,
+        /// Which stream to print; with `all`, the task's stderr goes to cynork's stderr
+        #[arg(long, value_enum, default_value_t = LogStream::All)]
+        stream: LogStream,
+        /// Keep printing new output until the task finishes
+        #[arg(short = 'F', long)]
+        follow: bool,
+    },
+    /// Cancel a task that has not finished
+    Cancel {
+        #[command(flatten)]
+        task: TaskRef,
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Follow a task's status live until it finishes
+    ///
+    /// On a terminal it shows a spinner line; when piped it prints one line per status change.
+    Watch {
+        #[command(flatten)]
+        task: TaskRef,
+        /// Seconds between polls of the gateway (at least 1)
+        #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TaskRef {
+    /// Task id (UUID) or task name
+    #[arg(value_name = "TASK")]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputModeArg {
+    Prompt,
+    Script,
+    Commands,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    All,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Exactly one input source: TEXT, --prompt, --task-file, --script, --command or --commands-file.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(
+    clap::ArgGroup::new("input")
+        .required(true)
+        .args(["text", "prompt", "task_file", "script", "command", "commands_file"])
+))]
+pub struct CreateArgs {
+    /// The task text
+    #[arg(value_name = "TEXT")]
+    pub text: Option<String>,
+    /// The task text, as a flag
+    #[arg(
+        short = 'p',
+        long,
+        visible_short_alias = 't',
+        visible_alias = "task",
+        value_name = "TEXT"
+    )]
+    pub prompt: Option<String>,
+    /// Read the task text from a file (at most 1 MiB)
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub task_file: Option<PathBuf>,
+    /// Run this shell script file in the sandbox (at most 256 KiB; input mode `script`)
+    #[arg(short = 's', long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// Run this shell command in the sandbox; repeat for several, run in order (input mode `commands`)
+    #[arg(long, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Run the commands in this file, one per line (at most 64 KiB; input mode `commands`)
+    #[arg(long, value_name = "FILE")]
+    pub commands_file: Option<PathBuf>,
+    /// How the gateway treats inline text: `prompt` is interpreted by the model and never run
+    /// as shell; `script` and `commands` run as shell in the sandbox
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub input_mode: Option<InputModeArg>,
+    /// Attach a file (repeatable; at most 16 files of 10 MiB each)
+    #[arg(short = 'a', long, visible_alias = "attachment", value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Name the task (lowercased and made unique by the gateway)
+    #[arg(long, visible_alias = "task-name", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Project to file the task under [default: your default project]
+    #[arg(long, value_name = "UUID")]
+    pub project_id: Option<Uuid>,
+    /// Give the sandbox access to node-local inference
+    #[arg(long)]
+    pub use_inference: bool,
+    /// Wait for the task to finish and print its result
+    #[arg(short = 'w', long, visible_alias = "result")]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only tasks with this status (queued, running, completed, failed, canceled, superseded)
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<TaskStatus>,
+    /// At most this many tasks (1..=200)
+    #[arg(short = 'l', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub limit: u32,
+    /// Continue from the `next_cursor` of an earlier page
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cynork").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn unknown_flag_suggests_the_right_one() {
+        let err = parse(&["task", "list", "--limt", "5"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--limit"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_input_source() {
+        assert!(parse(&["task", "create"]).is_err());
+        assert_eq!(
+            parse(&["task", "create", "hi", "--command", "ls"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert!(parse(&["task", "create", "--command", "a", "--command", "b"]).is_ok());
+        assert!(parse(&["task", "create", "-t", "hi"]).is_ok());
+    }
+
+    #[test]
+    fn password_stdin_needs_a_user() {
+        assert_eq!(
+            parse(&["auth", "login", "--password-stdin"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert!(parse(&["auth", "login", "-u", "admin", "--password-stdin"]).is_ok());
+    }
+
+    #[test]
+    fn limits_and_intervals_are_range_checked() {
+        assert!(parse(&["task", "list", "-l", "0"]).is_err());
+        assert!(parse(&["task", "list", "-l", "201"]).is_err());
+        assert!(parse(&["task", "watch", "x", "-n", "0"]).is_err());
+        assert!(parse(&["task", "list", "--status", "bogus"]).is_err());
+        assert!(parse(&["task", "list", "--status", "queued", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("cannot reach the gateway"), "{help}");
+    }
+}

@@ -1,0 +1,108 @@
+//! One function per command. Each builds its client from the [`Context`] and prints through
+//! [`crate::output`].
+
+mod auth;
+mod docs;
+mod status;
+mod task;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, DEFAULT_GATEWAY};
+use crate::client::{Client, Session};
+use crate::config::{self, Config};
+use crate::error::{CliError, Result};
+use crate::output::Format;
+
+/// The global flags every command sees.
+#[derive(Debug)]
+pub struct Context {
+    config_flag: Option<PathBuf>,
+    gateway_flag: Option<String>,
+    pub format: Format,
+}
+
+impl Context {
+    pub fn config_path(&self) -> Result<PathBuf> {
+        config::resolve_path(self.config_flag.as_deref())
+    }
+
+    /// The gateway: `--gateway`/`CYNORK_GATEWAY_URL`, else the saved one, else the default.
+    fn gateway(&self, config: Option<&Config>) -> String {
+        self.gateway_flag
+            .clone()
+            .filter(|g| !g.trim().is_empty())
+            .or_else(|| config.and_then(|c| c.gateway_url.clone()))
+            .unwrap_or_else(|| DEFAULT_GATEWAY.to_owned())
+    }
+
+    fn has_gateway_flag(&self) -> bool {
+        self.gateway_flag
+            .as_ref()
+            .is_some_and(|g| !g.trim().is_empty())
+    }
+
+    /// A client without a session (status, login). The config file is read only when it is
+    /// needed for the gateway URL.
+    pub fn anonymous_client(&self) -> Result<Client> {
+        let config = if self.has_gateway_flag() {
+            None
+        } else {
+            Some(config::load(&self.config_path()?)?)
+        };
+        Client::new(&self.gateway(config.as_ref()), None)
+    }
+
+    /// A client with the session: `CYNORK_TOKEN` first, then the config file. Without either,
+    /// the first authenticated call fails with the auth exit code before sending anything.
+    pub fn client(&self) -> Result<Client> {
+        let env_token = std::env::var("CYNORK_TOKEN").ok().filter(|t| !t.is_empty());
+        if let (Some(token), true) = (&env_token, self.has_gateway_flag()) {
+            return Client::new(&self.gateway(None), Some(Session::from_env(token.clone())));
+        }
+        let path = self.config_path()?;
+        let config = config::load(&path)?;
+        let gateway = self.gateway(Some(&config));
+        let session = match env_token {
+            Some(token) => Some(Session::from_env(token)),
+            None => Session::from_file(path, config),
+        };
+        Client::new(&gateway, session)
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        config_flag: cli.config,
+        gateway_flag: cli.gateway,
+        format: cli.output,
+    };
+    match cli.command {
+        Command::Version => {
+            status::version(&ctx);
+            Ok(())
+        }
+        Command::Status => status::status(&ctx).await,
+        Command::Auth(cmd) => auth::run(&ctx, cmd).await,
+        Command::Task(cmd) => task::run(&ctx, cmd).await,
+        Command::Completion { shell } => {
+            docs::completion(shell);
+            Ok(())
+        }
+        Command::Man { dir } => docs::man(dir.as_deref()),
+    }
+}
+
+/// Reads one line from stdin (for `User:` and confirmations); EOF is an empty answer.
+fn read_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("cannot read from stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn prompt(text: &str) -> Result<String> {
+    eprint!("{text}");
+    read_line()
+}

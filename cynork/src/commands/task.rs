@@ -1,0 +1,345 @@
+//! `cynork task create|list|get|result|logs|cancel|watch`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use cynode_contracts::user::{CancelResponse, Task, TaskList, TaskLogs, TaskResult, TaskStatus};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Context, prompt};
+use crate::cli::{ListArgs, LogStream, TaskCommand};
+use crate::client::{Client, json_body};
+use crate::error::{CliError, Result};
+use crate::input;
+use crate::output::{Format, emit, kv_line, print};
+use crate::progress::{self, Progress};
+
+/// Poll interval of `--wait` and `logs -F`.
+const WAIT_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
+    match cmd {
+        TaskCommand::Create(args) => {
+            // Every local check runs before the first byte goes to the gateway.
+            let request = input::create_request(&args)?;
+            let mut client = ctx.client()?;
+            let task: Task = client
+                .call(
+                    Method::POST,
+                    &["v1", "tasks"],
+                    &[],
+                    Some(&json_body(&request)),
+                )
+                .await?;
+            if args.wait {
+                let done = wait(
+                    &mut client,
+                    &task.id.to_string(),
+                    WAIT_INTERVAL,
+                    wait_progress(ctx),
+                )
+                .await?;
+                show_result(ctx, &mut client, &done.id.to_string()).await
+            } else {
+                emit(ctx.format, &task, || progress::status_line(&task));
+                Ok(())
+            }
+        }
+        TaskCommand::List(args) => list(ctx, args).await,
+        TaskCommand::Get(task) => {
+            let task = get(&mut ctx.client()?, &task.id).await?;
+            emit(ctx.format, &task, || task_line(&task));
+            Ok(())
+        }
+        TaskCommand::Result { task, wait: block } => {
+            let mut client = ctx.client()?;
+            let id = if block {
+                wait(&mut client, &task.id, WAIT_INTERVAL, wait_progress(ctx))
+                    .await?
+                    .id
+                    .to_string()
+            } else {
+                task.id
+            };
+            show_result(ctx, &mut client, &id).await
+        }
+        TaskCommand::Logs {
+            task,
+            stream,
+            follow,
+        } => logs(ctx, &task.id, stream, follow).await,
+        TaskCommand::Cancel { task, yes } => {
+            if !yes {
+                let answer = prompt(&format!("Cancel task {}? [y/N] ", task.id))?;
+                if !matches!(answer.trim(), "y" | "Y") {
+                    return Ok(());
+                }
+            }
+            let mut client = ctx.client()?;
+            let done: CancelResponse = client
+                .call(
+                    Method::POST,
+                    &["v1", "tasks", &task.id, "cancel"],
+                    &[],
+                    None,
+                )
+                .await?;
+            emit(ctx.format, &done, || {
+                kv_line(&[
+                    ("task_id", done.task_id.to_string()),
+                    ("canceled", done.canceled.to_string()),
+                ])
+            });
+            Ok(())
+        }
+        TaskCommand::Watch { task, interval } => {
+            let mut client = ctx.client()?;
+            let stdout_tty = std::io::stdout().is_terminal();
+            let progress = match ctx.format {
+                Format::Json => Progress::silent(),
+                Format::Table if stdout_tty => Progress::spinner(Box::new(std::io::stdout())),
+                Format::Table => Progress::lines(Box::new(std::io::stdout())),
+            };
+            let done = wait(
+                &mut client,
+                &task.id,
+                Duration::from_secs(interval),
+                progress,
+            )
+            .await?;
+            // Piped, the last status line was already printed as a change.
+            if ctx.format == Format::Json || stdout_tty {
+                emit(ctx.format, &done, || progress::status_line(&done));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The spinner of `--wait` goes to stderr, and only when that is a terminal: stdout carries
+/// nothing but the result.
+fn wait_progress(ctx: &Context) -> Progress {
+    if ctx.format == Format::Table && std::io::stderr().is_terminal() {
+        Progress::spinner(Box::new(std::io::stderr()))
+    } else {
+        Progress::silent()
+    }
+}
+
+async fn get(client: &mut Client, id: &str) -> Result<Task> {
+    client
+        .call(Method::GET, &["v1", "tasks", id], &[], None)
+        .await
+}
+
+/// Polls until the task reaches a terminal status; Ctrl+C ends the process as usual.
+async fn wait(
+    client: &mut Client,
+    id: &str,
+    interval: Duration,
+    mut progress: Progress,
+) -> Result<Task> {
+    loop {
+        let task = match get(client, id).await {
+            Ok(task) => task,
+            Err(e) => {
+                progress.finish();
+                return Err(e);
+            }
+        };
+        progress.update(&task);
+        if task.status.is_terminal() {
+            progress.finish();
+            return Ok(task);
+        }
+        let deadline = tokio::time::Instant::now() + interval;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(progress::TICK.min(interval)).await;
+            progress.tick();
+        }
+    }
+}
+
+async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
+    let mut query = vec![("limit", args.limit.to_string())];
+    if let Some(status) = args.status {
+        query.push(("status", status.to_string()));
+    }
+    if let Some(cursor) = args.cursor {
+        query.push(("cursor", cursor));
+    }
+    let mut client = ctx.client()?;
+    let page: TaskList = client
+        .call(Method::GET, &["v1", "tasks"], &query, None)
+        .await?;
+    emit(ctx.format, &page, || {
+        let mut lines: Vec<String> = page.tasks.iter().map(progress::status_line).collect();
+        if let Some(cursor) = &page.next_cursor {
+            lines.push(kv_line(&[("next_cursor", cursor.as_str())]));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn task_line(task: &Task) -> String {
+    let mut pairs = vec![
+        ("task_id", task.id.to_string()),
+        ("status", task.status.to_string()),
+    ];
+    if let Some(name) = &task.task_name {
+        pairs.push(("task_name", name.clone()));
+    }
+    pairs.push(("input_mode", task.input_mode.as_str().to_owned()));
+    pairs.push(("created_at", task.created_at.to_rfc3339()));
+    pairs.push(("updated_at", task.updated_at.to_rfc3339()));
+    if let Some(summary) = &task.summary {
+        pairs.push(("summary", summary.clone()));
+    }
+    if let Some(prompt) = &task.prompt {
+        pairs.push(("prompt", prompt.clone()));
+    }
+    kv_line(&pairs)
+}
+
+/// Prints `task result`; a task that ended other than `completed` is exit code 10 after the
+/// result is shown, so scripts can branch on it.
+async fn show_result(ctx: &Context, client: &mut Client, id: &str) -> Result<()> {
+    let result: TaskResult = client
+        .call(Method::GET, &["v1", "tasks", id, "result"], &[], None)
+        .await?;
+    emit(ctx.format, &result, || result_line(&result));
+    match result.status {
+        TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Superseded => {
+            Err(CliError::TaskFailed(format!(
+                "task {} finished as {}",
+                result.task_id, result.status
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `task_id= status=` and, once terminal, `stdout= stderr=` (concatenated over the jobs),
+/// `exit_code=` for a single job and `error=` when dispatch failed.
+fn result_line(result: &TaskResult) -> String {
+    let mut pairs = vec![
+        ("task_id", result.task_id.to_string()),
+        ("status", result.status.to_string()),
+    ];
+    if result.status.is_terminal() {
+        let field = |key: &str| -> String {
+            result
+                .jobs
+                .iter()
+                .filter_map(|job| job.result.as_ref()?.get(key)?.as_str().map(str::to_owned))
+                .collect()
+        };
+        if let [job] = result.jobs.as_slice()
+            && let Some(code) = job
+                .result
+                .as_ref()
+                .and_then(|r| r.get("exit_code"))
+                .and_then(Value::as_i64)
+        {
+            pairs.push(("exit_code", code.to_string()));
+        }
+        pairs.push(("stdout", field("stdout")));
+        pairs.push(("stderr", field("stderr")));
+        let error = field("error");
+        if !error.is_empty() {
+            pairs.push(("error", error));
+        }
+    }
+    kv_line(&pairs)
+}
+
+async fn logs(ctx: &Context, id: &str, stream: LogStream, follow: bool) -> Result<()> {
+    let mut client = ctx.client()?;
+    let query = [("stream", stream.as_str().to_owned())];
+    let fetch = async |client: &mut Client| -> Result<TaskLogs> {
+        client
+            .call(Method::GET, &["v1", "tasks", id, "logs"], &query, None)
+            .await
+    };
+    if !follow || ctx.format == Format::Json {
+        let logs = if follow {
+            wait(&mut client, id, WAIT_INTERVAL, Progress::silent()).await?;
+            fetch(&mut client).await?
+        } else {
+            fetch(&mut client).await?
+        };
+        emit(ctx.format, &logs, String::new);
+        if ctx.format == Format::Table {
+            print_streams(stream, &logs.stdout, &logs.stderr);
+        }
+        return Ok(());
+    }
+    // Follow: print what is new on every poll; one last fetch after the task finished.
+    let (mut out_seen, mut err_seen) = (0, 0);
+    loop {
+        let finished = get(&mut client, id).await?.status.is_terminal();
+        let logs = fetch(&mut client).await?;
+        let fresh = |text: &str, seen: usize| text.get(seen..).unwrap_or(text).to_owned();
+        print_streams(
+            stream,
+            &fresh(&logs.stdout, out_seen),
+            &fresh(&logs.stderr, err_seen),
+        );
+        out_seen = logs.stdout.len();
+        err_seen = logs.stderr.len();
+        if finished {
+            return Ok(());
+        }
+        tokio::time::sleep(WAIT_INTERVAL).await;
+    }
+}
+
+/// Raw output: the chosen stream on stdout; with `all`, the task's stderr on cynork's stderr.
+fn print_streams(stream: LogStream, stdout: &str, stderr: &str) {
+    match stream {
+        LogStream::Stdout => print(stdout),
+        LogStream::Stderr => print(stderr),
+        LogStream::All => {
+            print(stdout);
+            eprint!("{stderr}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cynode_contracts::user::{JobResult, JobStatus};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn result_line_shows_output_only_when_terminal() {
+        let id = uuid::Uuid::nil();
+        let mut result = TaskResult {
+            task_id: id,
+            status: TaskStatus::Running,
+            jobs: vec![JobResult {
+                id,
+                status: JobStatus::Running,
+                result: None,
+                started_at: None,
+                ended_at: None,
+            }],
+        };
+        assert_eq!(result_line(&result), format!("task_id={id} status=running"));
+        result.status = TaskStatus::Completed;
+        result.jobs[0].result =
+            Some(json!({"status": "completed", "exit_code": 0, "stdout": "hello\n", "stderr": ""}));
+        assert_eq!(
+            result_line(&result),
+            format!(r#"task_id={id} status=completed exit_code=0 stdout="hello\n" stderr="""#)
+        );
+        result.status = TaskStatus::Failed;
+        result.jobs[0].result =
+            Some(json!({"version": 1, "status": "failed", "error": "node unreachable"}));
+        assert!(result_line(&result).ends_with(r#"error="node unreachable""#));
+    }
+}
