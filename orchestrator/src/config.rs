@@ -133,10 +133,12 @@ impl Config {
         };
         let number = |name: &str, from_file: Option<String>, default: &str| {
             let text = pick(name, from_file).unwrap_or_else(|| default.to_owned());
-            text.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                key: name.to_owned(),
-                message: format!("expected a whole number, got {text:?}"),
-            })
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::Invalid {
+                    key: name.to_owned(),
+                    message: format!("expected a whole number, got {text:?}"),
+                })
         };
         let addr = |name: &str, from_file: Option<String>, default: &str| {
             let text = env(name)
@@ -238,11 +240,7 @@ impl Config {
                 )?,
             )?
             .min(1000) as i32,
-            dispatch_retry_base: duration(
-                "DISPATCH_RETRY_BASE",
-                file.dispatch_retry_base,
-                "1s",
-            )?,
+            dispatch_retry_base: duration("DISPATCH_RETRY_BASE", file.dispatch_retry_base, "1s")?,
             sandbox_image: pick("SANDBOX_IMAGE", file.sandbox_image).unwrap_or_default(),
             inference_model: pick("INFERENCE_MODEL", file.inference_model).unwrap_or_default(),
             node_inference_image: pick("NODE_INFERENCE_IMAGE", file.node_inference_image)

@@ -15,13 +15,14 @@ use utoipa::OpenApi;
 use crate::auth::CurrentNode;
 use crate::error::Result;
 use crate::nodes::{self, CAPABILITY_PATH, CONFIG_PATH, REGISTER_PATH};
+use crate::web::SecuritySchemes;
 use crate::{AppState, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI control plane", description = "Node registration, capability ingest and configuration delivery"),
     paths(register, capability, get_config, ack_config, web::healthz, web::readyz),
-    modifiers(&web::SecuritySchemes),
+    modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
 
@@ -46,7 +47,11 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<NodeBootstrapPayload>)> {
     let (payload, created) = nodes::register(&state, &req.psk, &req.capability).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(payload)))
 }
 

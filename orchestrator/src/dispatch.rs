@@ -83,7 +83,10 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             }
         }
         let sleep = match next_due(&state.db).await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(FALLBACK_TICK),
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(FALLBACK_TICK),
             Ok(None) => FALLBACK_TICK,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher cannot read the queue");
@@ -99,18 +102,16 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
     }
 }
 
-async fn drain(
-    listener: tokio::task::JoinHandle<()>,
-    permits: Arc<Semaphore>,
-    state: &AppState,
-) {
+async fn drain(listener: tokio::task::JoinHandle<()>, permits: Arc<Semaphore>, state: &AppState) {
     listener.abort();
     let all = state.config.dispatch_concurrency as u32;
     if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
         .await
         .is_err()
     {
-        tracing::warn!("dispatches still in flight at shutdown; their leases will expire and requeue them");
+        tracing::warn!(
+            "dispatches still in flight at shutdown; their leases will expire and requeue them"
+        );
     }
 }
 
@@ -264,11 +265,13 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
         }
     };
     if status.is_success() {
-        let parsed = serde_json::from_slice::<Value>(&body).ok().and_then(|value| {
-            let typed: RunJobResponse = serde_json::from_value(value.clone()).ok()?;
-            (typed.job_id == claim.job_id && typed.task_id == claim.task_id)
-                .then_some((typed.status, value))
-        });
+        let parsed = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|value| {
+                let typed: RunJobResponse = serde_json::from_value(value.clone()).ok()?;
+                (typed.job_id == claim.job_id && typed.task_id == claim.task_id)
+                    .then_some((typed.status, value))
+            });
         return match parsed {
             Some((run_status, value)) => Outcome::Ran(run_status, value),
             None => Outcome::Retry(format!(
@@ -351,7 +354,8 @@ async fn finish(state: &AppState, claim: &Claim, status: RunStatus, result: Valu
 
 fn backoff(base: Duration, attempts: i32) -> Duration {
     let exp = attempts.saturating_sub(1).clamp(0, 16) as u32;
-    base.saturating_mul(2u32.saturating_pow(exp)).min(MAX_BACKOFF)
+    base.saturating_mul(2u32.saturating_pow(exp))
+        .min(MAX_BACKOFF)
 }
 
 /// Puts the job back in the queue (or fails it when attempts are used up), if we hold the lease.

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task,
-    TaskList, TaskLogs, TaskResult, TokenResponse, UserInfo,
+    CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task, TaskList,
+    TaskLogs, TaskResult, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
+use crate::web::SecuritySchemes;
 use crate::{AppState, tasks, web};
 
 #[derive(Debug, OpenApi)]
@@ -26,7 +27,7 @@ use crate::{AppState, tasks, web};
     info(title = "CyNodeAI user gateway", description = "Authentication and tasks"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, web::healthz, web::readyz),
-    modifiers(&web::SecuritySchemes),
+    modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
 
@@ -80,12 +81,16 @@ async fn login(
     ];
     if let Err(retry_after) = state.limiter.check(&keys) {
         return Err(Error::Problem(
-            Problem::rate_limited("too many login attempts for this client or handle; try again later"),
+            Problem::rate_limited(
+                "too many login attempts for this client or handle; try again later",
+            ),
             Some(retry_after),
         ));
     }
     let info = client(peer, &headers);
-    Ok(Json(users::login(&state, &req.handle, &req.password, &info).await?))
+    Ok(Json(
+        users::login(&state, &req.handle, &req.password, &info).await?,
+    ))
 }
 
 /// Exchanges a refresh token for a new token pair (the old refresh token stops working).
@@ -102,7 +107,9 @@ async fn refresh(
         return Err(Problem::validation("refresh_token must not be empty").into());
     }
     let info = client(peer, &headers);
-    Ok(Json(users::refresh(&state, &req.refresh_token, &info).await?))
+    Ok(Json(
+        users::refresh(&state, &req.refresh_token, &info).await?,
+    ))
 }
 
 /// Ends the session: the access token and its refresh token (and `refresh_token`, if given)
@@ -149,7 +156,10 @@ async fn create_task(
     user: CurrentUser,
     ApiJson(req): ApiJson<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<Task>)> {
-    Ok((StatusCode::CREATED, Json(tasks::create(&state, &user, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(tasks::create(&state, &user, req).await?),
+    ))
 }
 
 /// The caller's tasks, newest first; `status` filters before `limit`/`offset` paginate.
@@ -218,7 +228,10 @@ async fn task_logs(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<TaskLogs>> {
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "stream") {
-        return Err(Problem::validation(format!("query parameter {unknown}: unknown parameter (stream)")).into());
+        return Err(Problem::validation(format!(
+            "query parameter {unknown}: unknown parameter (stream)"
+        ))
+        .into());
     }
     Ok(Json(
         tasks::logs(&state, &user, &id, query.get("stream").map(String::as_str)).await?,

@@ -89,7 +89,10 @@ pub async fn connect(config: &Config, url: &Secret) -> anyhow::Result<PgPool> {
 
 /// Applies pending migrations (idempotent; concurrent callers serialise on sqlx's lock).
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(db).await.context("applying database migrations")
+    MIGRATOR
+        .run(db)
+        .await
+        .context("applying database migrations")
 }
 
 /// A started orchestrator. Dropping it does not stop it; call [`Running::shutdown`].
@@ -174,7 +177,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         .await?;
         control_plane_addr = Some(addr);
         tasks.push(handle);
-        tasks.push(tokio::spawn(dispatch::run(state.clone(), stopped(stop_rx.clone()))));
+        tasks.push(tokio::spawn(dispatch::run(
+            state.clone(),
+            stopped(stop_rx.clone()),
+        )));
     }
     if role.user_gateway() {
         let (addr, handle) = bind(

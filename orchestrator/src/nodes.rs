@@ -82,7 +82,8 @@ fn inference_backend(config: &Config, report: &NodeCapabilityReport) -> Inferenc
     };
     InferenceBackend {
         enabled,
-        image: (!config.node_inference_image.is_empty()).then(|| config.node_inference_image.clone()),
+        image: (!config.node_inference_image.is_empty())
+            .then(|| config.node_inference_image.clone()),
         variant: Some(variant.to_owned()),
         port: config.node_inference_port,
         env: Default::default(),
@@ -105,7 +106,10 @@ fn capability_hash(report: &NodeCapabilityReport) -> Result<(Value, String)> {
     let snapshot = serde_json::to_value(report).map_err(Error::internal)?;
     // serde_json's map is ordered, so equal reports hash equally.
     let bytes = serde_json::to_vec(&snapshot).map_err(Error::internal)?;
-    Ok((snapshot, format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))))
+    Ok((
+        snapshot,
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+    ))
 }
 
 /// Stores the snapshot and moves the node to the configuration it implies (new ULID if it
@@ -163,7 +167,8 @@ pub async fn register(
     validate_report(report)?;
     let slug = &report.node.node_slug;
     let mut tx = state.db.begin().await?;
-    let content = serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
+    let content =
+        serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
     let created = sqlx::query(
         "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
          VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT (node_slug) DO NOTHING",
@@ -192,8 +197,11 @@ pub async fn register(
     tracing::info!(node_slug = %slug, created, "node registered");
     state.signal_change();
 
-    let (mut claims, expires_at) =
-        Keys::claims(TokenType::Node, node_id.to_string(), state.config.jwt_node_duration);
+    let (mut claims, expires_at) = Keys::claims(
+        TokenType::Node,
+        node_id.to_string(),
+        state.config.jwt_node_duration,
+    );
     claims.node_id = Some(node_id);
     claims.node_slug = Some(slug.clone());
     let base = &state.config.public_url;
@@ -247,7 +255,10 @@ pub async fn report_capability(
 }
 
 /// `GET /v1/nodes/config`.
-pub async fn configuration(state: &AppState, node: &CurrentNode) -> Result<NodeConfigurationPayload> {
+pub async fn configuration(
+    state: &AppState,
+    node: &CurrentNode,
+) -> Result<NodeConfigurationPayload> {
     let mut tx = state.db.begin().await?;
     // The orchestrator's own settings (model, image) may have changed since the last report.
     let latest: Option<(Value,)> = sqlx::query_as(
@@ -260,7 +271,8 @@ pub async fn configuration(state: &AppState, node: &CurrentNode) -> Result<NodeC
     if let Some((snapshot,)) = latest {
         let report: NodeCapabilityReport =
             serde_json::from_value(snapshot).map_err(Error::internal)?;
-        let content = serde_json::to_value(content_for(&state.config, &report)).map_err(Error::internal)?;
+        let content =
+            serde_json::to_value(content_for(&state.config, &report)).map_err(Error::internal)?;
         sqlx::query(
             "UPDATE nodes SET config_version = $3, config_content = $2, updated_at = now()
              WHERE id = $1 AND config_content <> $2",
@@ -354,7 +366,9 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
 
 /// How many nodes can take jobs right now.
 pub async fn dispatchable_count(db: &sqlx::PgPool) -> Result<i64> {
-    Ok(sqlx::query_scalar(&format!("SELECT count(*) FROM nodes n WHERE {DISPATCHABLE}"))
-        .fetch_one(db)
-        .await?)
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM nodes n WHERE {DISPATCHABLE}"
+    ))
+    .fetch_one(db)
+    .await?)
 }

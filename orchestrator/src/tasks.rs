@@ -64,7 +64,9 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
         check_name(name)?;
     }
     if req.use_sba == Some(true) {
-        return Err(Problem::validation("use_sba is not supported by this orchestrator yet").into());
+        return Err(
+            Problem::validation("use_sba is not supported by this orchestrator yet").into(),
+        );
     }
     if req.attachments.len() > MAX_ATTACHMENTS {
         return Err(Problem::validation(format!(
@@ -170,10 +172,12 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
                 .await?
                 .ok_or_else(|| Problem::validation(format!("project_id {id} does not exist")))?,
         ),
-        None => sqlx::query_scalar("SELECT id FROM projects WHERE slug = $1")
-            .bind(format!("default-{}", user.id))
-            .fetch_optional(&mut *tx)
-            .await?,
+        None => {
+            sqlx::query_scalar("SELECT id FROM projects WHERE slug = $1")
+                .bind(format!("default-{}", user.id))
+                .fetch_optional(&mut *tx)
+                .await?
+        }
     };
     // Serialise name choice per owner so that two creates cannot pick the same suffix.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
@@ -242,12 +246,14 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
                 use_inference: req.use_inference.unwrap_or(false),
                 job_spec_json: None,
             };
-            sqlx::query("INSERT INTO jobs (id, task_id, status, payload) VALUES ($1, $2, 'queued', $3)")
-                .bind(Uuid::new_v4())
-                .bind(task_id)
-                .bind(serde_json::to_value(&spec).map_err(Error::internal)?)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO jobs (id, task_id, status, payload) VALUES ($1, $2, 'queued', $3)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(task_id)
+            .bind(serde_json::to_value(&spec).map_err(Error::internal)?)
+            .execute(&mut *tx)
+            .await?;
             // Wakes a dispatcher in another process; delivered only if we commit.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(JOBS_CHANNEL)
@@ -276,7 +282,10 @@ pub async fn list(
         .keys()
         .find(|k| !matches!(k.as_str(), "limit" | "offset" | "cursor" | "status"))
     {
-        return Err(bad_param(unknown, "unknown parameter (limit, offset, cursor, status)"));
+        return Err(bad_param(
+            unknown,
+            "unknown parameter (limit, offset, cursor, status)",
+        ));
     }
     let limit = match query.get("limit") {
         Some(v) => v
@@ -327,11 +336,13 @@ pub async fn list(
 /// Finds the caller's task by id or by name; anything else is 404.
 async fn resolve(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Uuid> {
     let by_id: Option<Uuid> = match Uuid::parse_str(id_or_name) {
-        Ok(id) => sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
-            .bind(id)
-            .bind(user.id)
-            .fetch_optional(&state.db)
-            .await?,
+        Ok(id) => {
+            sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
+                .bind(id)
+                .bind(user.id)
+                .fetch_optional(&state.db)
+                .await?
+        }
         Err(_) => None,
     };
     if let Some(id) = by_id {
@@ -406,7 +417,11 @@ pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> R
 
 /// Cancels a task that has not finished, with its unfinished jobs. A finished task is a 409:
 /// there is nothing left to cancel, and saying otherwise would be a lie.
-pub async fn cancel(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<CancelResponse> {
+pub async fn cancel(
+    state: &AppState,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<CancelResponse> {
     let id = resolve(state, user, id_or_name).await?;
     let mut tx = state.db.begin().await?;
     let status: String =
@@ -417,7 +432,9 @@ pub async fn cancel(state: &AppState, user: &CurrentUser, id_or_name: &str) -> R
             .await?;
     let status = parse_status(&status)?;
     if status.is_terminal() {
-        return Err(Problem::conflict(format!("task {id} is already {status}; nothing to cancel")).into());
+        return Err(
+            Problem::conflict(format!("task {id} is already {status}; nothing to cancel")).into(),
+        );
     }
     sqlx::query("UPDATE tasks SET status = 'canceled', closed = true WHERE id = $1")
         .bind(id)

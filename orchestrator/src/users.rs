@@ -94,7 +94,16 @@ async fn insert_user(
         .execute(&mut *tx)
         .await?;
     }
-    audit(&mut *tx, "user_created", Some(id), Some(handle), true, None, None).await?;
+    audit(
+        &mut *tx,
+        "user_created",
+        Some(id),
+        Some(handle),
+        true,
+        None,
+        None,
+    )
+    .await?;
     Ok(id)
 }
 

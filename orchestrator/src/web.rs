@@ -43,8 +43,10 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .unwrap_or_else(|| req.uri().path().to_owned());
     let response = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::from(Problem::unavailable("the request took too long and was abandoned"))
-            .into_response(),
+        Err(_) => ApiError::from(Problem::unavailable(
+            "the request took too long and was abandoned",
+        ))
+        .into_response(),
     };
     tracing::info!(
         %method,
@@ -76,7 +78,10 @@ impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        for (name, what) in [("bearer", "user access JWT"), ("node_jwt", "node JWT from registration")] {
+        for (name, what) in [
+            ("bearer", "user access JWT"),
+            ("node_jwt", "node JWT from registration"),
+        ] {
             components.add_security_scheme(
                 name,
                 SecurityScheme::Http(
