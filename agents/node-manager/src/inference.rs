@@ -1,0 +1,344 @@
+//! The node's single inference backend (`node.md` §1.2 step 8). If a server already answers on
+//! the configured URL it is used as is; otherwise the node manager creates and starts the
+//! container the orchestrator selected through the Podman REST API, published on loopback only,
+//! and waits until `/v1/models` lists the selected model.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cynode_contracts::node::InferenceBackend;
+use futures::StreamExt;
+use podman_api::Podman;
+use podman_api::models::PortMapping;
+use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts, ContainerStopOpts, PullOpts};
+use url::Url;
+
+use crate::config::InferenceSettings;
+
+/// Label on containers this node manager created, so it only ever removes its own.
+pub const MANAGED_LABEL: &str = "io.cynodeai.managed-by";
+const MANAGED_VALUE: &str = "cynode-node-manager";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error(
+        "no inference server answers at {url} and the orchestrator enabled no inference container \
+         (set INFERENCE_MODEL / NODE_INFERENCE_IMAGE on the orchestrator, or start a server there)"
+    )]
+    NothingToStart { url: String },
+    #[error("inference image {image} is not available locally and pulling it failed: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+    #[error("container {name} exists but was not created by the node manager; remove or rename it")]
+    ForeignContainer { name: String },
+    #[error("the Podman API refused to {action} the inference container: {reason}")]
+    Podman {
+        action: &'static str,
+        reason: String,
+    },
+    #[error("the inference container exited during start-up with code {code}: {logs}")]
+    Exited { code: i64, logs: String },
+    #[error("inference at {url} did not list model `{model}` within {secs}s (it lists: {listed})")]
+    ModelMissing {
+        url: String,
+        model: String,
+        secs: u64,
+        listed: String,
+    },
+}
+
+/// What the node manager ended up with.
+#[derive(Debug)]
+pub enum Backend {
+    /// A server that was already there; the node manager never stops it.
+    Existing,
+    /// A container this process started and must stop on shutdown.
+    Started { container_id: String },
+}
+
+/// Model ids from `GET {url}/v1/models`, or `None` if nothing usable answers.
+pub async fn probe(http: &reqwest::Client, url: &Url) -> Option<Vec<String>> {
+    let endpoint = url.join("v1/models").ok()?;
+    let resp = http
+        .get(endpoint)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status().is_success())?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    Some(model_ids(&body))
+}
+
+fn model_ids(body: &serde_json::Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Ensures the backend is up and serves `backend.selected_model`.
+pub async fn ensure(
+    settings: &InferenceSettings,
+    backend: Option<&InferenceBackend>,
+    podman: &Podman,
+    http: &reqwest::Client,
+) -> Result<Backend, InferenceError> {
+    let model = backend.map(|b| b.selected_model.as_str()).unwrap_or("");
+    if probe(http, &settings.url).await.is_some() {
+        tracing::info!(url = %settings.url, "using the inference server that already answers");
+        wait_for_model(settings, model, http, None).await?;
+        return Ok(Backend::Existing);
+    }
+    let Some(backend) = backend.filter(|b| b.enabled) else {
+        return Err(InferenceError::NothingToStart {
+            url: settings.url.to_string(),
+        });
+    };
+    let image = backend
+        .image
+        .clone()
+        .unwrap_or_else(|| settings.image.clone());
+    let container_id = start_container(settings, backend, &image, podman).await?;
+    let started = Backend::Started {
+        container_id: container_id.clone(),
+    };
+    let ready = wait_for_model(settings, model, http, Some((podman, &container_id))).await;
+    if let Err(e) = ready {
+        stop(podman, &started, Duration::from_secs(5)).await;
+        return Err(e);
+    }
+    Ok(started)
+}
+
+async fn start_container(
+    settings: &InferenceSettings,
+    backend: &InferenceBackend,
+    image: &str,
+    podman: &Podman,
+) -> Result<String, InferenceError> {
+    remove_stale(podman, &settings.container_name).await?;
+    ensure_image(podman, image).await?;
+    let host_port = settings
+        .url
+        .port_or_known_default()
+        .expect("config checked that the inference URL has a port");
+    let labels: HashMap<&str, &str> = [(MANAGED_LABEL, MANAGED_VALUE)].into();
+    let mut opts = ContainerCreateOpts::builder()
+        .image(image)
+        .name(&settings.container_name)
+        .labels(labels)
+        .env(backend.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // Inference must never be reachable from the network (REQ-WORKER-0115).
+        .portmappings([PortMapping {
+            container_port: Some(backend.port),
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(host_port),
+            protocol: Some("tcp".into()),
+            range: None,
+        }]);
+    if !backend.command.is_empty() {
+        opts = opts.command(&backend.command);
+    }
+    let created = podman
+        .containers()
+        .create(&opts.build())
+        .await
+        .map_err(|e| podman_error("create", &e))?;
+    tracing::info!(container = %created.id, image, "inference container created");
+    podman
+        .containers()
+        .get(&created.id)
+        .start(None)
+        .await
+        .map_err(|e| podman_error("start", &e))?;
+    Ok(created.id)
+}
+
+/// A container left over by a crashed predecessor blocks the name; remove it if it is ours.
+async fn remove_stale(podman: &Podman, name: &str) -> Result<(), InferenceError> {
+    let container = podman.containers().get(name);
+    let Ok(info) = container.inspect().await else {
+        return Ok(());
+    };
+    let ours = info
+        .config
+        .and_then(|c| c.labels)
+        .is_some_and(|l| l.get(MANAGED_LABEL).map(String::as_str) == Some(MANAGED_VALUE));
+    if !ours {
+        return Err(InferenceError::ForeignContainer { name: name.into() });
+    }
+    tracing::warn!(
+        name,
+        "removing a stale inference container of an earlier run"
+    );
+    container
+        .delete(&ContainerDeleteOpts::builder().force(true).build())
+        .await
+        .map_err(|e| podman_error("remove", &e))
+}
+
+async fn ensure_image(podman: &Podman, image: &str) -> Result<(), InferenceError> {
+    if podman.images().get(image).exists().await.unwrap_or(false) {
+        return Ok(());
+    }
+    tracing::info!(image, "pulling the inference image");
+    let images = podman.images();
+    let mut stream = images.pull(&PullOpts::builder().reference(image).quiet(true).build());
+    while let Some(report) = stream.next().await {
+        let reason = match report {
+            Ok(r) => r.error,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = reason {
+            return Err(InferenceError::ImageUnavailable {
+                image: image.into(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Polls `/v1/models` until it lists `model` (any model if empty). With a container, also
+/// fails as soon as it exits. An Ollama backend is asked once to pull a missing model.
+async fn wait_for_model(
+    settings: &InferenceSettings,
+    model: &str,
+    http: &reqwest::Client,
+    container: Option<(&Podman, &str)>,
+) -> Result<(), InferenceError> {
+    let deadline = tokio::time::Instant::now() + settings.startup_timeout;
+    let mut asked_to_pull = false;
+    let mut listed = None;
+    loop {
+        if let Some(models) = probe(http, &settings.url).await {
+            if model.is_empty() || models.iter().any(|m| m == model) {
+                return Ok(());
+            }
+            if !asked_to_pull {
+                asked_to_pull = true;
+                ollama_pull(http, &settings.url, model).await;
+            }
+            listed = Some(models);
+        }
+        if let Some((podman, id)) = container
+            && let Some(code) = exit_code(podman, id).await
+        {
+            return Err(InferenceError::Exited {
+                code,
+                logs: log_tail(podman, id).await,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(InferenceError::ModelMissing {
+                url: settings.url.to_string(),
+                model: model.into(),
+                secs: settings.startup_timeout.as_secs(),
+                listed: listed
+                    .map_or_else(|| "nothing, it never answered".into(), |m| m.join(", ")),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Ollama's native pull; other servers (llama.cpp) answer 404 and the wait simply continues.
+async fn ollama_pull(http: &reqwest::Client, url: &Url, model: &str) {
+    let Ok(endpoint) = url.join("api/pull") else {
+        return;
+    };
+    tracing::info!(
+        model,
+        "asking the inference server to pull the selected model"
+    );
+    let body = serde_json::json!({"model": model, "stream": false});
+    if let Ok(resp) = http.post(endpoint).json(&body).send().await {
+        tracing::info!(
+            model,
+            status = resp.status().as_u16(),
+            "model pull answered"
+        );
+    }
+}
+
+async fn exit_code(podman: &Podman, id: &str) -> Option<i64> {
+    let state = podman.containers().get(id).inspect().await.ok()?.state?;
+    match state.status.as_deref() {
+        Some("exited" | "stopped") => Some(state.exit_code.map_or(-1, i64::from)),
+        _ => None,
+    }
+}
+
+async fn log_tail(podman: &Podman, id: &str) -> String {
+    use podman_api::conn::TtyChunk;
+    let container = podman.containers().get(id);
+    let mut logs = container.logs(
+        &podman_api::opts::ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .tail("5")
+            .build(),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        if let TtyChunk::StdOut(b) | TtyChunk::StdErr(b) = chunk {
+            text.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    text.trim().replace('\n', " | ")
+}
+
+/// Stops and removes a container we started; an existing server is left alone.
+/// Returns whether the container is gone.
+pub async fn stop(podman: &Podman, backend: &Backend, grace: Duration) -> bool {
+    let Backend::Started { container_id } = backend else {
+        return true;
+    };
+    let container = podman.containers().get(container_id);
+    let secs = usize::try_from(grace.as_secs()).unwrap_or(usize::MAX);
+    if let Err(e) = container
+        .stop(&ContainerStopOpts::builder().timeout(secs).build())
+        .await
+    {
+        tracing::warn!(error = %e, "stopping the inference container failed; removing it by force");
+    }
+    match container
+        .delete(&ContainerDeleteOpts::builder().force(true).build())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(container = %container_id, "inference container removed");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, container = %container_id, "cannot remove the inference container");
+            false
+        }
+    }
+}
+
+fn podman_error(action: &'static str, e: &podman_api::Error) -> InferenceError {
+    InferenceError::Podman {
+        action,
+        reason: crate::registration::error_chain(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_come_from_the_openai_list() {
+        let body = serde_json::json!({
+            "models": [{"name": "ignored"}],
+            "object": "list",
+            "data": [{"id": "smollm2:135m", "object": "model"}, {"id": "other"}]
+        });
+        assert_eq!(model_ids(&body), vec!["smollm2:135m", "other"]);
+        assert!(model_ids(&serde_json::json!({})).is_empty());
+    }
+}

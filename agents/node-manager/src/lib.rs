@@ -1,0 +1,68 @@
+//! CyNodeAI node manager: the systemd `Type=notify` host agent of a worker node.
+//!
+//! Start-up follows `node.md` §1.2 in its mandatory order ([`startup`]): runtime checks,
+//! capabilities, registration (PSK → node JWT), config fetch, worker API, inference, ack. Only
+//! after the orchestrator accepted the `applied` ack does the node send `READY=1`; if the worker
+//! API or inference cannot start it acks `failed`, says why in `STATUS=` and exits non-zero
+//! (fail-fast). Then [`supervise`] keeps it healthy: watchdog pings, capability reports, JWT
+//! renewal, and a clean stop of everything it started on SIGTERM.
+
+pub mod capabilities;
+pub mod config;
+pub mod hardening;
+pub mod inference;
+pub mod registration;
+pub mod startup;
+pub mod state;
+pub mod supervise;
+pub mod worker;
+
+use cynode_service_kit::http::shutdown_signal;
+use cynode_service_kit::notify;
+
+pub use config::{Config, ConfigError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("start-up check failed: {0}")]
+    StartupCheck(String),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Orchestrator(#[from] registration::OrchestratorError),
+    #[error(transparent)]
+    Worker(#[from] worker::WorkerError),
+    #[error(transparent)]
+    Inference(#[from] inference::InferenceError),
+    #[error("the worker API exited unexpectedly ({0})")]
+    WorkerDied(String),
+    #[error("shut down, but {0}")]
+    UncleanShutdown(String),
+}
+
+/// Runs the node manager until SIGTERM/SIGINT (Ok) or a fatal error.
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut node = startup::Node::new(config)?;
+    let mut started = startup::Started::default();
+    let outcome = tokio::select! {
+        result = node.start(&mut started) => Some(result),
+        () = &mut shutdown => None,
+    };
+    match outcome {
+        Some(Ok(())) => supervise::run(&mut node, started, shutdown).await,
+        Some(Err(e)) => {
+            notify::status(&format!("failed: {e}"));
+            tracing::error!(error = %e, "start-up failed");
+            if let Err(stop) = node.stop(started).await {
+                tracing::error!(error = %stop, "clean-up after the failed start-up");
+            }
+            Err(e)
+        }
+        None => {
+            notify::stopping();
+            node.stop(started).await
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Talking to the control plane: PSK registration for a node JWT, then config fetch, ack and
+//! capability reports with that JWT. Every URL after registration comes from the bootstrap
+//! payload. A 401 on a JWT call means the token expired or was revoked: register again, retry once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cynode_contracts::PAYLOAD_VERSION;
+use cynode_contracts::node::{
+    NodeBootstrapPayload, NodeCapabilityReport, NodeConfigAck, NodeConfigurationPayload,
+    RegisterRequest,
+};
+use cynode_contracts::problem::Problem;
+use cynode_service_kit::notify;
+use cynode_service_kit::secrets::Secret;
+use reqwest::StatusCode;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error(
+        "the orchestrator rejected this node's registration pre-shared key (HTTP 401): \
+         check NODE_REGISTRATION_PSK against the orchestrator's"
+    )]
+    BadPsk,
+    #[error("cannot reach the orchestrator for {what} at {url}: {reason}")]
+    Unreachable {
+        what: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("{what} was refused with HTTP {status}: {detail}")]
+    Refused {
+        what: &'static str,
+        status: u16,
+        detail: String,
+    },
+    #[error("the orchestrator sent an invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+impl OrchestratorError {
+    /// Worth retrying later: the orchestrator is down or busy, or its PSK may yet be fixed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::BadPsk | Self::Unreachable { .. } => true,
+            Self::Refused { status, .. } => *status >= 500 || *status == 429,
+            Self::Invalid { .. } => false,
+        }
+    }
+}
+
+/// The node's session with the control plane.
+#[derive(Debug)]
+pub struct Orchestrator {
+    http: reqwest::Client,
+    register_url: Url,
+    psk: Secret,
+    node_slug: String,
+    jwt: Secret,
+    expires_at: DateTime<Utc>,
+    registered_at: DateTime<Utc>,
+    bootstrap: Option<NodeBootstrapPayload>,
+}
+
+impl Orchestrator {
+    pub fn new(http: reqwest::Client, base: &Url, psk: Secret, node_slug: String) -> Self {
+        let mut base = base.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let register_url = base
+            .join("v1/nodes/register")
+            .unwrap_or_else(|_| base.clone());
+        Self {
+            http,
+            register_url,
+            psk,
+            node_slug,
+            jwt: Secret::new(""),
+            expires_at: Utc::now(),
+            registered_at: Utc::now(),
+            bootstrap: None,
+        }
+    }
+
+    /// The last bootstrap payload; `None` before the first registration.
+    pub fn bootstrap(&self) -> Option<&NodeBootstrapPayload> {
+        self.bootstrap.as_ref()
+    }
+
+    /// `POST /v1/nodes/register`: one attempt.
+    pub async fn register(
+        &mut self,
+        capability: &NodeCapabilityReport,
+    ) -> Result<&NodeBootstrapPayload, OrchestratorError> {
+        const WHAT: &str = "node registration";
+        let body = RegisterRequest {
+            psk: self.psk.expose().to_owned(),
+            capability: capability.clone(),
+        };
+        let resp = self
+            .http
+            .post(self.register_url.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unreachable_error(WHAT, &self.register_url, &e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(OrchestratorError::BadPsk);
+        }
+        let resp = check(WHAT, resp).await?;
+        let bootstrap: NodeBootstrapPayload =
+            resp.json().await.map_err(|e| OrchestratorError::Invalid {
+                what: "bootstrap payload",
+                reason: e.to_string(),
+            })?;
+        validate_bootstrap(&bootstrap)?;
+        self.jwt = Secret::new(bootstrap.auth.node_jwt.clone());
+        self.expires_at = bootstrap.auth.expires_at;
+        self.registered_at = Utc::now();
+        Ok(self.bootstrap.insert(bootstrap))
+    }
+
+    /// Registers, retrying transient failures with exponential backoff (1 s doubling to 5 min)
+    /// so that a wrong PSK or a down orchestrator never becomes a retry storm.
+    pub async fn register_with_backoff(
+        &mut self,
+        capability: &NodeCapabilityReport,
+    ) -> Result<&NodeBootstrapPayload, OrchestratorError> {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.register(capability).await {
+                Ok(_) => break,
+                Err(e) if e.is_transient() => {
+                    tracing::error!(error = %e, retry_in_secs = delay.as_secs(), "registration failed");
+                    notify::status(&format!(
+                        "registration failed: {e}; retrying in {}s",
+                        delay.as_secs()
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(300));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self
+            .bootstrap
+            .as_ref()
+            .expect("set by a successful register"))
+    }
+
+    /// When to register again: at 80 % of the JWT's lifetime, so a slow call never races expiry.
+    pub fn renew_at(&self) -> DateTime<Utc> {
+        let lifetime = self.expires_at - self.registered_at;
+        self.registered_at + lifetime * 4 / 5
+    }
+
+    fn endpoints(&self) -> Result<(&str, &str), OrchestratorError> {
+        let b = self.bootstrap.as_ref().ok_or(OrchestratorError::Invalid {
+            what: "session",
+            reason: "not registered".into(),
+        })?;
+        Ok((
+            &b.orchestrator.endpoints.node_config_url,
+            &b.orchestrator.endpoints.node_report_url,
+        ))
+    }
+
+    /// `GET node_config_url`.
+    pub async fn fetch_config(
+        &mut self,
+        capability: &NodeCapabilityReport,
+    ) -> Result<NodeConfigurationPayload, OrchestratorError> {
+        let url = self.endpoints()?.0.to_owned();
+        let resp = self
+            .authed(capability, "config fetch", |http, jwt| {
+                http.get(&url).bearer_auth(jwt)
+            })
+            .await?;
+        let config: NodeConfigurationPayload =
+            resp.json().await.map_err(|e| OrchestratorError::Invalid {
+                what: "node configuration",
+                reason: e.to_string(),
+            })?;
+        if config.version != PAYLOAD_VERSION {
+            return Err(OrchestratorError::Invalid {
+                what: "node configuration",
+                reason: format!("unsupported version {}", config.version),
+            });
+        }
+        if config.node_slug != self.node_slug {
+            return Err(OrchestratorError::Invalid {
+                what: "node configuration",
+                reason: format!(
+                    "it is for node `{}`, not `{}`",
+                    config.node_slug, self.node_slug
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// `POST node_config_url` with `node_config_ack_v1`; the orchestrator answers 204.
+    pub async fn ack(
+        &mut self,
+        capability: &NodeCapabilityReport,
+        ack: &NodeConfigAck,
+    ) -> Result<(), OrchestratorError> {
+        let url = self.endpoints()?.0.to_owned();
+        self.authed(capability, "config ack", |http, jwt| {
+            http.post(&url).bearer_auth(jwt).json(ack)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `POST node_report_url` with a fresh capability report.
+    pub async fn report(
+        &mut self,
+        capability: &NodeCapabilityReport,
+    ) -> Result<(), OrchestratorError> {
+        let url = self.endpoints()?.1.to_owned();
+        self.authed(capability, "capability report", |http, jwt| {
+            http.post(&url).bearer_auth(jwt).json(capability)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn authed(
+        &mut self,
+        capability: &NodeCapabilityReport,
+        what: &'static str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OrchestratorError> {
+        let mut registered_again = false;
+        loop {
+            let request = build(&self.http, self.jwt.expose());
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| OrchestratorError::Unreachable {
+                    what,
+                    url: e.url().map(Url::to_string).unwrap_or_default(),
+                    reason: error_chain(&e),
+                })?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !registered_again {
+                tracing::warn!(what, "node JWT refused; registering again");
+                self.register(capability).await?;
+                registered_again = true;
+                continue;
+            }
+            return check(what, resp).await;
+        }
+    }
+}
+
+fn unreachable_error(what: &'static str, url: &Url, e: &reqwest::Error) -> OrchestratorError {
+    OrchestratorError::Unreachable {
+        what,
+        url: url.to_string(),
+        reason: error_chain(e),
+    }
+}
+
+/// An error with its causes, since reqwest's own message alone ("error sending request") says
+/// nothing about why.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// Turns a non-2xx answer into an error that carries the problem's detail.
+async fn check(
+    what: &'static str,
+    resp: reqwest::Response,
+) -> Result<reqwest::Response, OrchestratorError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<Problem>(&text)
+        .ok()
+        .map(|p| p.detail.unwrap_or(p.title))
+        .unwrap_or(text);
+    Err(OrchestratorError::Refused {
+        what,
+        status: status.as_u16(),
+        detail,
+    })
+}
+
+fn validate_bootstrap(b: &NodeBootstrapPayload) -> Result<(), OrchestratorError> {
+    let invalid = |reason: String| OrchestratorError::Invalid {
+        what: "bootstrap payload",
+        reason,
+    };
+    if b.version != PAYLOAD_VERSION {
+        return Err(invalid(format!("unsupported version {}", b.version)));
+    }
+    if b.auth.node_jwt.is_empty() {
+        return Err(invalid("auth.node_jwt is empty".into()));
+    }
+    for (name, url) in [
+        ("node_config_url", &b.orchestrator.endpoints.node_config_url),
+        ("node_report_url", &b.orchestrator.endpoints.node_report_url),
+    ] {
+        Url::parse(url).map_err(|e| invalid(format!("{name} `{url}`: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cynode_contracts::node::{BootstrapEndpoints, BootstrapOrchestrator, NodeAuth};
+
+    use super::*;
+
+    fn bootstrap(config_url: &str) -> NodeBootstrapPayload {
+        NodeBootstrapPayload {
+            version: 1,
+            issued_at: Utc::now(),
+            orchestrator: BootstrapOrchestrator {
+                base_url: "http://o".into(),
+                endpoints: BootstrapEndpoints {
+                    worker_registration_url: "http://o/v1/nodes/register".into(),
+                    node_config_url: config_url.into(),
+                    node_report_url: "http://o/v1/nodes/capability".into(),
+                },
+            },
+            auth: NodeAuth {
+                node_jwt: "j".into(),
+                expires_at: Utc::now(),
+            },
+            initial_config_version: None,
+        }
+    }
+
+    #[test]
+    fn bootstrap_urls_and_version_are_checked() {
+        assert!(validate_bootstrap(&bootstrap("http://o/v1/nodes/config")).is_ok());
+        let err = validate_bootstrap(&bootstrap("not a url")).unwrap_err();
+        assert!(err.to_string().contains("node_config_url"), "{err}");
+        let mut b = bootstrap("http://o/c");
+        b.version = 2;
+        assert!(validate_bootstrap(&b).is_err());
+    }
+
+    #[test]
+    fn a_bad_psk_is_retried_but_a_bad_payload_is_not() {
+        assert!(OrchestratorError::BadPsk.is_transient());
+        assert!(
+            !OrchestratorError::Invalid {
+                what: "x",
+                reason: String::new()
+            }
+            .is_transient()
+        );
+        assert!(
+            !OrchestratorError::Refused {
+                what: "x",
+                status: 400,
+                detail: String::new()
+            }
+            .is_transient()
+        );
+    }
+
+    #[test]
+    fn renewal_comes_before_expiry() {
+        let http = reqwest::Client::new();
+        let mut o = Orchestrator::new(
+            http,
+            &Url::parse("http://o:1/").unwrap(),
+            Secret::new("p"),
+            "n".into(),
+        );
+        o.registered_at = Utc::now();
+        o.expires_at = o.registered_at + chrono::Duration::hours(10);
+        assert_eq!(o.renew_at() - o.registered_at, chrono::Duration::hours(8));
+    }
+}

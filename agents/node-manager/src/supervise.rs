@@ -1,0 +1,115 @@
+//! After `READY=1`: ping the watchdog only while the worker API and inference answer, send
+//! capability reports on schedule, renew the node JWT before it expires, and on SIGTERM stop
+//! what start-up started. A dead worker API ends the process with an error, so that systemd's
+//! `Restart=on-failure` brings the whole node back in order.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cynode_service_kit::notify;
+
+use crate::NodeError;
+use crate::startup::{DEFAULT_HEALTH_INTERVAL, Node, Started};
+
+pub async fn run(
+    node: &mut Node,
+    started: Started,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), NodeError> {
+    let health_every = notify::watchdog_interval().unwrap_or(DEFAULT_HEALTH_INTERVAL);
+    let mut health = tokio::time::interval(health_every);
+    let report_every = node.config.capability_report_interval;
+    let mut reports =
+        tokio::time::interval_at(tokio::time::Instant::now() + report_every, report_every);
+    let mut worker_exit = started
+        .worker
+        .as_ref()
+        .map(crate::worker::WorkerProcess::exit_watch);
+    let mut degraded = false;
+    let mut renew_retry_at = None;
+
+    let outcome = loop {
+        let renew_at = renew_retry_at.unwrap_or_else(|| {
+            let renew_in = (node.orchestrator.renew_at() - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default();
+            tokio::time::Instant::now() + renew_in
+        });
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            status = async {
+                match worker_exit.as_mut() {
+                    Some(rx) => rx.wait_for(Option::is_some).await.ok().and_then(|s| *s),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+                break Err(NodeError::WorkerDied(status));
+            }
+            _ = health.tick() => {
+                match health_problem(node, &started).await {
+                    None => {
+                        if degraded {
+                            notify::status("ready: worker API and inference answer again");
+                            degraded = false;
+                        }
+                        notify::watchdog();
+                    }
+                    // No watchdog ping: if this lasts, systemd restarts the node in order.
+                    Some(problem) => {
+                        degraded = true;
+                        tracing::warn!(problem, "node unhealthy");
+                        notify::status(&format!("degraded: {problem}"));
+                    }
+                }
+            }
+            _ = reports.tick() => {
+                let report = node.capability_report(&started).await;
+                match node.orchestrator.report(&report).await {
+                    Ok(()) => tracing::debug!("capability report sent"),
+                    Err(e) => tracing::warn!(error = %e, "capability report failed"),
+                }
+            }
+            () = tokio::time::sleep_until(renew_at) => {
+                let report = node.capability_report(&started).await;
+                match node.orchestrator.register(&report).await {
+                    Ok(bootstrap) => {
+                        node.state.save_registration(&node.config.node_slug, bootstrap)?;
+                        renew_retry_at = None;
+                        tracing::info!("node JWT renewed");
+                    }
+                    // A 401 later re-registers on demand anyway; retry the renewal after a pause.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "JWT renewal failed; retrying in 30s");
+                        renew_retry_at = Some(
+                            tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+                        );
+                    }
+                }
+            }
+        }
+    };
+    notify::stopping();
+    notify::status("stopping the worker API and the inference container");
+    let stopped = node.stop(started).await;
+    outcome.and(stopped)
+}
+
+async fn health_problem(node: &Node, started: &Started) -> Option<String> {
+    if let Some(worker) = &started.worker
+        && !worker.healthy(&node.http).await
+    {
+        return Some("the worker API does not answer /healthz".into());
+    }
+    if started.inference.is_some()
+        && crate::inference::probe(&node.http, &node.config.inference.url)
+            .await
+            .is_none()
+    {
+        return Some(format!(
+            "inference at {} does not answer",
+            node.config.inference.url
+        ));
+    }
+    None
+}

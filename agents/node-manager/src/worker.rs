@@ -1,0 +1,351 @@
+//! The worker API child process. Its bearer token goes through a pipe on stdin
+//! (`--bearer-token-stdin`): never argv, env or a file, so no `ps`, `/proc/<pid>/environ` or
+//! env dump shows it. The child gets none of our secret env vars nor the notify socket.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use cynode_contracts::node::NodeConfigurationPayload;
+use cynode_service_kit::secrets::Secret;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start the worker API {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("cannot hand the bearer token to the worker API: {0}")]
+    Token(std::io::Error),
+    #[error("the worker API exited during start-up ({0})")]
+    Exited(ExitStatus),
+    #[error("the worker API did not answer {url} within {secs}s")]
+    NotHealthy { url: String, secs: u64 },
+    #[error("no sandbox image is allowed both by this node and by the orchestrator's policy")]
+    NoAllowedImage,
+}
+
+/// Command-line settings for the worker API derived from node.yaml and the delivered config.
+/// The node's own limits can only be tightened by the orchestrator, never loosened.
+pub fn worker_args(
+    config: &Config,
+    delivered: &NodeConfigurationPayload,
+) -> Result<Vec<String>, WorkerError> {
+    let sandbox = &config.sandbox;
+    let policy_images = delivered
+        .policy
+        .as_ref()
+        .and_then(|p| p.sandbox.as_ref())
+        .map(|s| s.allowed_images.clone())
+        .unwrap_or_default();
+    let allowed: Vec<&String> = sandbox
+        .allowed_images
+        .iter()
+        .filter(|img| policy_images.is_empty() || policy_images.contains(img))
+        .collect();
+    if allowed.is_empty() {
+        return Err(WorkerError::NoAllowedImage);
+    }
+    let default_image = if allowed.contains(&&sandbox.default_image) {
+        &sandbox.default_image
+    } else {
+        allowed[0]
+    };
+    let constraints = delivered.constraints.clone().unwrap_or_default();
+    let mut args = vec![
+        "--listen".to_owned(),
+        format!(
+            "{}:{}",
+            config.worker.listen_host, config.worker.listen_port
+        ),
+        "--podman-socket".to_owned(),
+        sandbox.podman_socket.display().to_string(),
+        "--mount-root".to_owned(),
+        sandbox.mount_root.display().to_string(),
+        "--default-image".to_owned(),
+        default_image.clone(),
+    ];
+    for image in allowed {
+        args.extend(["--allowed-image".to_owned(), image.clone()]);
+    }
+    let max_timeout = min_some(
+        sandbox.max_timeout_secs,
+        constraints.max_job_timeout_seconds,
+    );
+    if let Some(max) = max_timeout {
+        args.extend(["--max-timeout-secs".to_owned(), max.to_string()]);
+    }
+    if let Some(default) = sandbox.default_timeout_secs {
+        let default = max_timeout.map_or(default, |m| default.min(m));
+        args.extend(["--default-timeout-secs".to_owned(), default.to_string()]);
+    } else if let Some(max) = max_timeout.filter(|m| *m < 3600) {
+        // The worker's built-in default (3600 s) would exceed the tightened maximum.
+        args.extend(["--default-timeout-secs".to_owned(), max.to_string()]);
+    }
+    if let Some(bytes) = min_some(
+        config.worker.max_request_bytes,
+        constraints.max_request_bytes,
+    ) {
+        args.extend(["--max-request-bytes".to_owned(), bytes.to_string()]);
+    }
+    args.push("--bearer-token-stdin".to_owned());
+    Ok(args)
+}
+
+fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The running worker API. A task owns the child and publishes its exit status, so the
+/// supervisor can watch for a crash while also probing health and stopping it by pid.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    health_url: String,
+}
+
+impl WorkerProcess {
+    /// Starts the worker API, writes the token to its stdin and closes it.
+    pub async fn spawn(
+        config: &Config,
+        args: &[String],
+        token: &Secret,
+    ) -> Result<Self, WorkerError> {
+        let binary = &config.worker.binary;
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .kill_on_drop(true)
+            // The worker must not claim our readiness nor see our secrets.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        for name in &config.secret_env {
+            command.env_remove(name);
+        }
+        let mut child = command.spawn().map_err(|source| WorkerError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = async {
+            stdin.write_all(token.expose().as_bytes()).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.shutdown().await
+        }
+        .await;
+        drop(stdin);
+        let pid = child.id();
+        let (tx, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send(status.ok());
+        });
+        let process = Self {
+            pid,
+            exit,
+            health_url: health_url(&config.worker.listen_host, config.worker.listen_port),
+        };
+        if let Err(e) = written {
+            process.stop(Duration::from_secs(5)).await;
+            return Err(WorkerError::Token(e));
+        }
+        Ok(process)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// A handle that resolves when the child exits.
+    pub fn exit_watch(&self) -> watch::Receiver<Option<ExitStatus>> {
+        self.exit.clone()
+    }
+
+    fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Waits until `/healthz` answers 200, failing early if the child exits.
+    pub async fn wait_healthy(
+        &self,
+        http: &reqwest::Client,
+        limit: Duration,
+    ) -> Result<(), WorkerError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Err(WorkerError::Exited(status));
+            }
+            if self.healthy(http).await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WorkerError::NotHealthy {
+                    url: self.health_url.clone(),
+                    secs: limit.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn healthy(&self, http: &reqwest::Client) -> bool {
+        http.get(&self.health_url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`. Returns whether it stopped within the grace period.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) else {
+            return true;
+        };
+        if self.exit_status().is_some() {
+            return true;
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let stopped = tokio::time::timeout(grace, self.exit.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|status| *status);
+        if let Some(status) = stopped {
+            tracing::info!(%status, "worker API stopped");
+            return true;
+        }
+        tracing::warn!(
+            "worker API ignored SIGTERM for {}s; killing it",
+            grace.as_secs()
+        );
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = self.exit.wait_for(Option::is_some).await;
+        false
+    }
+}
+
+fn health_url(listen_host: &str, port: u16) -> String {
+    let host = match listen_host {
+        "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+        "::" => "[::1]".to_owned(),
+        h if h.contains(':') => format!("[{h}]"),
+        h => h.to_owned(),
+    };
+    format!("http://{host}:{port}/healthz")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use cynode_contracts::node::{
+        ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxPolicy,
+        WorkerApiConfig,
+    };
+
+    use super::*;
+
+    fn delivered(
+        allowed: &[&str],
+        constraints: Option<NodeConstraints>,
+    ) -> NodeConfigurationPayload {
+        NodeConfigurationPayload {
+            version: 1,
+            config_version: "v".into(),
+            issued_at: Utc::now(),
+            node_slug: "n".into(),
+            orchestrator: ConfigOrchestrator {
+                base_url: "http://o".into(),
+                endpoints: ConfigEndpoints {
+                    worker_api_target_url: "http://w".into(),
+                    node_report_url: "http://o/r".into(),
+                },
+            },
+            sandbox_registries: vec![],
+            require_digest_pinning: false,
+            policy: Some(NodePolicy {
+                sandbox: Some(SandboxPolicy {
+                    allowed_images: allowed.iter().map(|s| (*s).to_owned()).collect(),
+                    ..Default::default()
+                }),
+            }),
+            worker_api: WorkerApiConfig {
+                orchestrator_bearer_token: "t".into(),
+                orchestrator_bearer_token_expires_at: None,
+            },
+            inference_backend: None,
+            constraints,
+            notes: String::new(),
+        }
+    }
+
+    fn config(yaml_extra: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let psk = dir.path().join("psk");
+        std::fs::write(&psk, "p").unwrap();
+        let path = dir.path().join("node.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "orchestrator: {{url: 'http://o:1', registration_psk_file: '{}'}}\n\
+                 node: {{id: n}}\nworker_api: {{public_base_url: 'http://w:12090'}}\n{yaml_extra}",
+                psk.display()
+            ),
+        )
+        .unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_token_never_appears_in_the_arguments_and_limits_only_tighten() {
+        let cfg = config(
+            "sandbox:\n  default_image: a\n  allowed_images: [a, b]\n  timeouts: {max_seconds: 600}\n",
+        );
+        let args = worker_args(
+            &cfg,
+            &delivered(
+                &["b", "c"],
+                Some(NodeConstraints {
+                    max_request_bytes: Some(500),
+                    max_job_timeout_seconds: Some(900),
+                }),
+            ),
+        )
+        .unwrap();
+        let joined = args.join(" ");
+        assert!(!joined.contains(" t "), "{joined}");
+        assert!(joined.contains("--default-image b"), "{joined}");
+        assert!(joined.contains("--allowed-image b"), "{joined}");
+        assert!(!joined.contains("--allowed-image a"), "{joined}");
+        assert!(!joined.contains("--allowed-image c"), "{joined}");
+        assert!(joined.contains("--max-timeout-secs 600"), "{joined}");
+        assert!(joined.contains("--default-timeout-secs 600"), "{joined}");
+        assert!(joined.contains("--max-request-bytes 500"), "{joined}");
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("--bearer-token-stdin")
+        );
+    }
+
+    #[test]
+    fn a_policy_that_allows_none_of_our_images_is_an_error() {
+        let cfg = config("");
+        assert!(matches!(
+            worker_args(&cfg, &delivered(&["elsewhere"], None)),
+            Err(WorkerError::NoAllowedImage)
+        ));
+    }
+}
