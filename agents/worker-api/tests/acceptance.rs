@@ -1,0 +1,501 @@
+//! Acceptance of the worker API: the real binary, the real Podman socket and the real sandbox
+//! image (`node.md` §3.1 and §4; issue 4 "Acceptance" and "Bad input").
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use cynode_e2e::DevEnv;
+use cynode_e2e::process::{ChildGuard, binary, wait_http};
+use podman_api::opts::{ContainerListFilter, ContainerListOpts};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use uuid::Uuid;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A running `cynode-worker-api` with its own mount root and a random token.
+struct Worker {
+    child: ChildGuard,
+    base: String,
+    token: String,
+    mount_root: tempfile::TempDir,
+    env: DevEnv,
+    client: reqwest::Client,
+}
+
+impl Worker {
+    async fn start() -> Self {
+        let env = DevEnv::load();
+        let (socket, image) = (env.podman_socket.clone(), env.sandbox_image.clone());
+        Self::start_with(env, socket, &image).await
+    }
+
+    /// Starts the binary the way node-manager does: the token on stdin, nowhere else.
+    async fn start_with(env: DevEnv, podman_socket: PathBuf, default_image: &str) -> Self {
+        let mount_root = tempfile::tempdir().expect("tempdir");
+        let port = cynode_e2e::free_port();
+        let token = format!("tok-{}", Uuid::new_v4().simple());
+        let mut command = Command::new(binary("cynode-worker-api"));
+        command
+            .arg("--bearer-token-stdin")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--podman-socket")
+            .arg(podman_socket)
+            .arg("--mount-root")
+            .arg(mount_root.path())
+            .arg("--default-image")
+            .arg(default_image)
+            .env_remove("WORKER_API_BEARER_TOKEN")
+            .stdin(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn cynode-worker-api");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{token}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let base = format!("http://127.0.0.1:{port}");
+        assert!(
+            wait_http(&format!("{base}/healthz"), 200, Duration::from_secs(20)).await,
+            "worker API did not answer /healthz"
+        );
+        Self {
+            child: ChildGuard(child),
+            base,
+            token,
+            mount_root,
+            env,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn job_dir(&self, job_id: Uuid) -> PathBuf {
+        self.mount_root.path().join(job_id.to_string())
+    }
+
+    async fn post(&self, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/worker/jobs:run", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("worker API reachable")
+    }
+
+    /// Runs a job that must be accepted and returns its result; its container must be gone.
+    async fn run(&self, sandbox: Value) -> (Uuid, Value) {
+        let job_id = Uuid::new_v4();
+        let body =
+            json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id, "sandbox": sandbox});
+        let resp = self.post(body.to_string(), Some(&self.token)).await;
+        let status = resp.status().as_u16();
+        let result: Value = resp.json().await.expect("JSON result");
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["job_id"], job_id.to_string());
+        assert_eq!(result["task_id"], body["task_id"]);
+        assert!(
+            self.containers_of(job_id).await.is_empty(),
+            "the sandbox of job {job_id} was not removed"
+        );
+        (job_id, result)
+    }
+
+    /// Sends a request that must be refused; returns its problem after checking that nothing of
+    /// the job was created.
+    async fn refused(
+        &self,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+        job_id: Uuid,
+    ) -> (u16, Value) {
+        let resp = self.post(body, token).await;
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let problem: Value = resp.json().await.expect("problem JSON");
+        assert_eq!(ctype.as_deref(), Some(PROBLEM_JSON), "{problem}");
+        assert_eq!(problem["status"], status, "{problem}");
+        assert!(
+            self.containers_of(job_id).await.is_empty(),
+            "a container was created"
+        );
+        assert!(
+            !self.job_dir(job_id).exists(),
+            "a job directory was created"
+        );
+        (status, problem)
+    }
+
+    /// Containers (running or not) labelled with this job.
+    async fn containers_of(&self, job_id: Uuid) -> Vec<podman_api::models::ListContainer> {
+        self.env
+            .podman()
+            .containers()
+            .list(
+                &ContainerListOpts::builder()
+                    .all(true)
+                    .filter([ContainerListFilter::LabelKeyVal(
+                        "cynodeai.job_id".into(),
+                        job_id.to_string(),
+                    )])
+                    .build(),
+            )
+            .await
+            .expect("list containers through the Podman socket")
+    }
+}
+
+fn sh(script: &str) -> Value {
+    json!({"command": ["sh", "-c", script]})
+}
+
+fn text<'a>(result: &'a Value, stream: &str) -> &'a str {
+    result[stream]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stream} missing: {result}"))
+}
+
+#[tokio::test]
+async fn a_job_returns_stdout_stderr_and_its_exit_code() {
+    let worker = Worker::start().await;
+    let (_, result) = worker.run(sh("echo out; echo err >&2; exit 3")).await;
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["exit_code"], 3);
+    assert_eq!(text(&result, "stdout"), "out\n");
+    assert_eq!(text(&result, "stderr"), "err\n");
+    assert_eq!(
+        result["truncated"],
+        json!({"stdout": false, "stderr": false})
+    );
+    assert!(result["started_at"].as_str().unwrap() <= result["ended_at"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn a_job_has_no_network_with_either_policy() {
+    let worker = Worker::start().await;
+    let script = "ls /sys/class/net; nc -w 2 1.1.1.1 80 </dev/null && echo CONNECTED";
+    for policy in ["none", "restricted"] {
+        let mut sandbox = sh(script);
+        sandbox["network_policy"] = json!(policy);
+        let (_, result) = worker.run(sandbox).await;
+        assert_eq!(result["status"], "completed");
+        assert_eq!(
+            text(&result, "stdout"),
+            "lo\n",
+            "{policy}: only loopback exists"
+        );
+        assert_ne!(result["exit_code"], 0, "{policy}: {result}");
+        assert!(
+            text(&result, "stderr").contains("Network is unreachable"),
+            "{policy}: {result}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_has_no_capabilities_no_new_privileges_and_a_read_only_root() {
+    let worker = Worker::start().await;
+    let (_, result) = worker
+        .run(sh(
+            "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; \
+             touch /etc/x 2>/dev/null && echo ROOT-WRITABLE; touch /tmp/x && echo tmp-writable",
+        ))
+        .await;
+    let stdout = text(&result, "stdout");
+    assert!(stdout.contains("CapEff:\t0000000000000000"), "{stdout}");
+    assert!(stdout.contains("CapPrm:\t0000000000000000"), "{stdout}");
+    assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+    assert!(!stdout.contains("ROOT-WRITABLE"), "{stdout}");
+    assert!(stdout.contains("tmp-writable"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_job_sees_its_context_env_and_never_the_token() {
+    let worker = Worker::start().await;
+    let mut sandbox = sh("env; pwd");
+    sandbox["env"] = json!({"GREETING": "hallo"});
+    let (job_id, result) = worker.run(sandbox).await;
+    let stdout = text(&result, "stdout");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.contains(&format!("CYNODE_JOB_ID={job_id}").as_str()),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&format!("CYNODE_TASK_ID={}", result["task_id"].as_str().unwrap()).as_str()),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&"CYNODE_WORKSPACE_DIR=/workspace"),
+        "{stdout}"
+    );
+    assert!(lines.contains(&"GREETING=hallo"), "{stdout}");
+    assert_eq!(lines.last(), Some(&"/workspace"), "working directory");
+    assert!(
+        !stdout.contains(&worker.token),
+        "the bearer token leaked into the sandbox"
+    );
+    assert!(!stdout.contains("BEARER"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_file_written_to_the_workspace_is_in_the_per_job_host_dir() {
+    let worker = Worker::start().await;
+    let (job_id, result) = worker
+        .run(sh(
+            "echo from-sandbox > /workspace/out.txt; echo relative > rel.txt",
+        ))
+        .await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    let dir = worker.job_dir(job_id).join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+        "from-sandbox\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rel.txt")).unwrap(),
+        "relative\n"
+    );
+}
+
+#[tokio::test]
+async fn a_job_over_its_timeout_is_killed_and_reported() {
+    let worker = Worker::start().await;
+    let mut sandbox = sh("echo started; sleep 600; echo NEVER");
+    sandbox["timeout_seconds"] = json!(1);
+    let (_, result) = worker.run(sandbox).await;
+    assert_eq!(result["status"], "timeout", "{result}");
+    assert_eq!(result["exit_code"], -1);
+    assert_eq!(text(&result, "stdout"), "started\n");
+}
+
+#[tokio::test]
+async fn a_mebibyte_of_output_is_cut_at_a_character_boundary() {
+    let worker = Worker::start().await;
+    // 256 KiB = 262144 is not a multiple of 3 (€) nor of 1 + 4k (a + 😀), so the cap falls
+    // inside a character on both streams.
+    let (_, result) = worker
+        .run(sh("yes € | tr -d '\\n' | head -c 1048575; \
+             printf a >&2; yes 😀 | tr -d '\\n' | head -c 1048576 >&2"))
+        .await;
+    assert_eq!(result["exit_code"], 0, "{}", result["stderr"]);
+    assert_eq!(result["truncated"], json!({"stdout": true, "stderr": true}));
+    let stdout = text(&result, "stdout");
+    assert_eq!(stdout.len(), 262_143);
+    assert!(stdout.chars().all(|c| c == '€'));
+    let stderr = text(&result, "stderr");
+    assert_eq!(stderr.len(), 262_141);
+    assert!(stderr.starts_with('a') && stderr[1..].chars().all(|c| c == '😀'));
+}
+
+#[tokio::test]
+async fn a_missing_command_completes_with_exit_127() {
+    let worker = Worker::start().await;
+    let (_, bare) = worker
+        .run(json!({"command": ["no-such-command", "x"]}))
+        .await;
+    assert_eq!(bare["status"], "completed", "{bare}");
+    assert_eq!(bare["exit_code"], 127);
+    assert!(text(&bare, "stderr").contains("no-such-command"), "{bare}");
+    let (_, shell) = worker.run(sh("no-such-command")).await;
+    assert_eq!(shell["exit_code"], 127);
+    assert!(
+        text(&shell, "stderr").contains("no-such-command"),
+        "{shell}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_the_reason_and_create_nothing() {
+    let worker = Worker::start().await;
+    let token = worker.token.clone();
+    let body = |job_id: Uuid, sandbox: Value| {
+        json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id, "sandbox": sandbox})
+            .to_string()
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "image not on the allowlist",
+            json!({"image": "docker.io/library/alpine:latest", "command": ["true"]}),
+            400,
+            "allowlist",
+        ),
+        (
+            "negative timeout",
+            json!({"command": ["true"], "timeout_seconds": -5}),
+            400,
+            "negative",
+        ),
+        (
+            "huge timeout",
+            json!({"command": ["true"], "timeout_seconds": 999_999_999}),
+            400,
+            "maximum of 10800",
+        ),
+        (
+            "unknown field",
+            json!({"command": ["true"], "privileged": true}),
+            400,
+            "privileged",
+        ),
+        ("empty command", json!({"command": []}), 400, "command"),
+        (
+            "reserved env",
+            json!({"command": ["true"], "env": {"CYNODE_JOB_ID": "spoofed"}}),
+            400,
+            "CYNODE_JOB_ID",
+        ),
+        (
+            "unknown network policy",
+            json!({"command": ["true"], "network_policy": "host"}),
+            400,
+            "network_policy",
+        ),
+    ];
+    for (name, sandbox, status, needle) in cases {
+        let job_id = Uuid::new_v4();
+        let (got, problem) = worker
+            .refused(body(job_id, sandbox), Some(&token), job_id)
+            .await;
+        assert_eq!(got, status, "{name}: {problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{name}: {detail}");
+    }
+
+    let job_id = Uuid::new_v4();
+    let top_level = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["true"]}, "run_as_root": true});
+    let (got, problem) = worker
+        .refused(top_level.to_string(), Some(&token), job_id)
+        .await;
+    assert_eq!(got, 400);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("run_as_root"),
+        "{problem}"
+    );
+
+    let job_id = Uuid::new_v4();
+    let wrong_version = json!({"version": 2, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["true"]}});
+    let (got, problem) = worker
+        .refused(wrong_version.to_string(), Some(&token), job_id)
+        .await;
+    assert_eq!(got, 400);
+    assert_eq!(problem["title"], "Unsupported payload version");
+
+    let job_id = Uuid::new_v4();
+    let big = body(
+        job_id,
+        json!({"command": ["true"], "env": {"BIG": "x".repeat(20 * 1024 * 1024)}}),
+    );
+    let (got, _) = worker.refused(big, Some(&token), job_id).await;
+    assert_eq!(got, 413);
+
+    for presented in [None, Some("wrong-token"), Some(&token[..token.len() - 1])] {
+        let job_id = Uuid::new_v4();
+        let (got, problem) = worker
+            .refused(
+                body(job_id, json!({"command": ["true"]})),
+                presented,
+                job_id,
+            )
+            .await;
+        assert_eq!(got, 401, "{presented:?}: {problem}");
+        assert!(
+            !problem.to_string().contains(&token),
+            "the token leaked in a problem"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ready_only_when_a_container_could_run() {
+    let worker = Worker::start().await;
+    let ready = reqwest::get(format!("{}/readyz", worker.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready");
+
+    let env = DevEnv::load();
+    let socket = env.podman_socket.clone();
+    let missing_image =
+        Worker::start_with(env.clone(), socket, "localhost/cynode-no-such-image:latest").await;
+    let resp = reqwest::get(format!("{}/readyz", missing_image.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.text().await.unwrap().contains("cynode-no-such-image"));
+
+    let no_runtime = Worker::start_with(
+        env.clone(),
+        "/nonexistent/podman.sock".into(),
+        &env.sandbox_image,
+    )
+    .await;
+    let resp = reqwest::get(format!("{}/readyz", no_runtime.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("container runtime unreachable")
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_running_job_and_removes_its_container() {
+    let mut worker = Worker::start().await;
+    let job_id = Uuid::new_v4();
+    let pending = tokio::spawn({
+        let client = worker.client.clone();
+        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let token = worker.token.clone();
+        let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+            "sandbox": {"command": ["sleep", "600"]}})
+        .to_string();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+        }
+    });
+    let mut running = false;
+    for _ in 0..100 {
+        if !worker.containers_of(job_id).await.is_empty() {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "the job's container never appeared");
+    let exit = worker.child.terminate(Duration::from_secs(30)).await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "worker did not exit cleanly: {exit:?}"
+    );
+    let answer = pending
+        .await
+        .unwrap()
+        .expect("the pending job was answered");
+    assert_eq!(answer.status(), 503);
+    assert!(
+        worker.containers_of(job_id).await.is_empty(),
+        "container left behind"
+    );
+}
