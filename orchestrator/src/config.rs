@@ -119,6 +119,12 @@ impl Config {
         Self::from_parts(file, |name| std::env::var(name).ok())
     }
 
+    /// Settings from `lookup` alone (no file): what tests and embedders use instead of the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_parts(FileConfig::default(), lookup)
+    }
+
     fn from_parts(
         file: FileConfig,
         env: impl Fn(&str) -> Option<String>,

@@ -1,0 +1,512 @@
+//! Shared test fixtures: an orchestrator on a fresh real PostgreSQL database, a worker API test
+//! double speaking the real `jobs:run` wire format, and a simulated node.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use cynode_contracts::node::*;
+use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, Truncated};
+use cynode_e2e::{DevEnv, free_port};
+use cynode_orchestrator::{Config, Role, Running, Secrets};
+use cynode_service_kit::secrets::Secret;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub const PSK: &str = "test-psk-0123456789";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
+
+pub struct Orchestrator {
+    pub running: Option<Running>,
+    pub gw: String,
+    pub cp: String,
+    pub db: PgPool,
+    pub database_url: String,
+    pub http: reqwest::Client,
+}
+
+pub fn settings(cp_port: u16, gw_port: u16, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = [
+        ("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}")),
+        ("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}")),
+        (
+            "ORCHESTRATOR_PUBLIC_URL",
+            format!("http://127.0.0.1:{cp_port}"),
+        ),
+        ("DISPATCH_HTTP_TIMEOUT", "10s".to_owned()),
+        ("DISPATCH_RETRY_BASE", "200ms".to_owned()),
+        ("DATABASE_POOL_SIZE", "8".to_owned()),
+        ("INFERENCE_MODEL", "smollm2:135m".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    vars
+}
+
+impl Orchestrator {
+    /// `all` on a fresh database.
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let database_url = DevEnv::load().fresh_database().await;
+        Self::start_on(&database_url, Role::All, extra).await
+    }
+
+    pub async fn start_on(database_url: &str, role: Role, extra: &[(&str, &str)]) -> Self {
+        let (cp_port, gw_port) = (free_port(), free_port());
+        let vars = settings(cp_port, gw_port, extra);
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        let secrets = Secrets {
+            database_url: Secret::new(database_url),
+            jwt_secret: Secret::new(JWT_SECRET),
+            node_registration_psk: Some(Secret::new(PSK)),
+            bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        };
+        let running = cynode_orchestrator::start(role, config, secrets)
+            .await
+            .expect("orchestrator starts");
+        Self {
+            gw: format!("http://127.0.0.1:{gw_port}"),
+            cp: format!("http://127.0.0.1:{cp_port}"),
+            db: running.state.db.clone(),
+            database_url: database_url.to_owned(),
+            running: Some(running),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    /// Logs in and returns (access, refresh).
+    pub async fn login(&self, handle: &str, password: &str) -> (String, String) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/auth/login", self.gw))
+            .json(&json!({"handle": handle, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "login of {handle}");
+        let body: Value = resp.json().await.unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await.0
+    }
+
+    /// A second user, created in the database the way an admin API would.
+    pub async fn create_user(&self, handle: &str, password: &str) {
+        let id = Uuid::new_v4();
+        let hash = cynode_orchestrator::auth::hash_password(password).unwrap();
+        sqlx::query("INSERT INTO users (id, handle) VALUES ($1, $2)")
+            .bind(id)
+            .bind(handle)
+            .execute(&self.db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO password_credentials (id, user_id, password_hash, hash_alg) VALUES ($1, $2, $3, 'argon2id')")
+            .bind(Uuid::new_v4())
+            .bind(id)
+            .bind(hash.into_bytes())
+            .execute(&self.db)
+            .await
+            .unwrap();
+    }
+
+    pub async fn create_task(&self, token: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}/v1/tasks", self.gw))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "create task {body}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.gw))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the task until `pred` holds on it (or panics after `limit`).
+    pub async fn wait_task(
+        &self,
+        token: &str,
+        id: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (status, task) = self.get(token, &format!("/v1/tasks/{id}")).await;
+            assert_eq!(status, 200, "{task}");
+            if pred(&task) {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task never got there: {task}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts a problem+json answer with `status` whose detail contains `needle`.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, needle: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(needle),
+        "detail {detail:?} should mention {needle:?}"
+    );
+    body
+}
+
+pub fn capability(slug: &str, worker_url: &str) -> Value {
+    json!({
+        "version": 1,
+        "reported_at": Utc::now(),
+        "node": {"node_slug": slug, "labels": []},
+        "platform": {"os": "linux", "arch": "amd64"},
+        "compute": {"cpu_cores": 2, "ram_mb": 4096},
+        "gpu": {"present": false, "devices": []},
+        "inference": {"supported": true, "mode": "allow", "existing_service": false, "running": false},
+        "worker_api": {"base_url": worker_url}
+    })
+}
+
+/// A node as the node manager drives it.
+pub struct Node {
+    pub slug: String,
+    pub bootstrap: NodeBootstrapPayload,
+    pub config: Option<NodeConfigurationPayload>,
+}
+
+impl Node {
+    pub async fn register(o: &Orchestrator, slug: &str, worker_url: &str) -> Self {
+        let resp = o
+            .http
+            .post(format!("{}/v1/nodes/register", o.cp))
+            .json(&json!({"psk": PSK, "capability": capability(slug, worker_url)}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status() == 201 || resp.status() == 200,
+            "{}",
+            resp.status()
+        );
+        Self {
+            slug: slug.to_owned(),
+            bootstrap: resp.json().await.unwrap(),
+            config: None,
+        }
+    }
+
+    pub fn jwt(&self) -> &str {
+        &self.bootstrap.auth.node_jwt
+    }
+
+    pub async fn fetch_config(&mut self, o: &Orchestrator) -> &NodeConfigurationPayload {
+        let resp = o
+            .http
+            .get(&self.bootstrap.orchestrator.endpoints.node_config_url)
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        self.config = Some(resp.json().await.unwrap());
+        self.config.as_ref().unwrap()
+    }
+
+    pub async fn ack(
+        &self,
+        o: &Orchestrator,
+        config_version: &str,
+        status: &str,
+    ) -> reqwest::Response {
+        o.http
+            .post(&self.bootstrap.orchestrator.endpoints.node_config_url)
+            .bearer_auth(self.jwt())
+            .json(
+                &json!({"version": 1, "node_slug": self.slug, "config_version": config_version,
+                          "ack_at": Utc::now(), "status": status}),
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Register, fetch config, ack applied: a dispatchable node. Returns the worker token.
+    pub async fn ready(o: &Orchestrator, slug: &str, worker: &WorkerDouble) -> (Self, String) {
+        let mut node = Self::register(o, slug, &worker.url).await;
+        let config = node.fetch_config(o).await.clone();
+        let token = config.worker_api.orchestrator_bearer_token.clone();
+        worker.set_token(&token);
+        assert_eq!(
+            node.ack(o, &config.config_version, "applied")
+                .await
+                .status(),
+            204
+        );
+        (node, token)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Answer at once with a completed run.
+    Instant,
+    /// Answer 500.
+    Fail,
+    /// Never answer.
+    Hang,
+    /// Hold every request until released, then answer.
+    Block,
+}
+
+#[derive(Default)]
+pub struct DoubleState {
+    token: Mutex<Option<String>>,
+    mode: Mutex<Option<Mode>>,
+    /// Every authorised request, in arrival order.
+    pub received: Mutex<Vec<RunJobRequest>>,
+    /// Runs the double finished and answered, per job.
+    pub completed: Mutex<HashMap<Uuid, u32>>,
+    /// Requests whose caller went away before the answer.
+    pub aborted: Mutex<HashMap<Uuid, u32>>,
+    pub rejected_tokens: Mutex<u32>,
+    in_flight: Mutex<u32>,
+    pub max_in_flight: Mutex<u32>,
+    release: Mutex<Option<watch::Sender<bool>>>,
+}
+
+/// The worker API as the orchestrator sees it: `POST /v1/worker/jobs:run` with the node's bearer
+/// token and a `RunJobRequest` (unknown fields refused), answered with a `RunJobResponse`.
+pub struct WorkerDouble {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub state: Arc<DoubleState>,
+}
+
+struct InFlight {
+    state: Arc<DoubleState>,
+    job_id: Uuid,
+    done: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.state.in_flight.lock().unwrap() -= 1;
+        if !self.done {
+            *self
+                .state
+                .aborted
+                .lock()
+                .unwrap()
+                .entry(self.job_id)
+                .or_default() += 1;
+        }
+    }
+}
+
+async fn run_job(
+    State(state): State<Arc<DoubleState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let expected = state.token.lock().unwrap().clone();
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if expected.is_none() || given != expected.as_deref() {
+        *state.rejected_tokens.lock().unwrap() += 1;
+        return (StatusCode::UNAUTHORIZED, Json(json!({"type":"about:blank","title":"Unauthorized","status":401,"detail":"bad token"}))).into_response();
+    }
+    let req: RunJobRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"type":"about:blank","title":"Bad","status":400,"detail":e.to_string()}),
+                ),
+            )
+                .into_response();
+        }
+    };
+    state.received.lock().unwrap().push(req.clone());
+    let mode = state.mode.lock().unwrap().unwrap_or(Mode::Instant);
+    {
+        let mut n = state.in_flight.lock().unwrap();
+        *n += 1;
+        let mut max = state.max_in_flight.lock().unwrap();
+        *max = (*max).max(*n);
+    }
+    let mut guard = InFlight {
+        state: state.clone(),
+        job_id: req.job_id,
+        done: false,
+    };
+    match mode {
+        Mode::Fail => {
+            guard.done = true;
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"type":"about:blank","title":"Internal","status":500,"detail":"sandbox runtime exploded"}))).into_response();
+        }
+        Mode::Hang => std::future::pending::<()>().await,
+        Mode::Block => {
+            let mut rx = state
+                .release
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| watch::channel(false).0)
+                .subscribe();
+            let _ = rx.wait_for(|r| *r).await;
+        }
+        Mode::Instant => {}
+    }
+    guard.done = true;
+    *state
+        .completed
+        .lock()
+        .unwrap()
+        .entry(req.job_id)
+        .or_default() += 1;
+    let script = req.sandbox.command.last().cloned().unwrap_or_default();
+    let now = Utc::now();
+    Json(RunJobResponse {
+        version: 1,
+        task_id: req.task_id,
+        job_id: req.job_id,
+        status: RunStatus::Completed,
+        exit_code: 0,
+        stdout: format!("ran: {script}\n"),
+        stderr: "note\n".into(),
+        started_at: now,
+        ended_at: now,
+        truncated: Truncated::default(),
+        sba_result: None,
+        artifacts: None,
+        run_diagnostics: Some(json!({"double": true})),
+    })
+    .into_response()
+}
+
+impl WorkerDouble {
+    pub async fn start(mode: Mode) -> Self {
+        let state = Arc::new(DoubleState::default());
+        *state.mode.lock().unwrap() = Some(mode);
+        *state.release.lock().unwrap() = Some(watch::channel(false).0);
+        let app = axum::Router::new()
+            .route("/v1/worker/jobs:run", axum::routing::post(run_job))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+        }
+    }
+
+    pub fn set_token(&self, token: &str) {
+        *self.state.token.lock().unwrap() = Some(token.to_owned());
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = Some(mode);
+    }
+
+    pub fn release(&self) {
+        if let Some(tx) = self.state.release.lock().unwrap().as_ref() {
+            tx.send_replace(true);
+        }
+    }
+
+    pub fn received(&self) -> Vec<RunJobRequest> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn completed(&self) -> HashMap<Uuid, u32> {
+        self.state.completed.lock().unwrap().clone()
+    }
+
+    pub fn aborted(&self) -> HashMap<Uuid, u32> {
+        self.state.aborted.lock().unwrap().clone()
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        *self.state.in_flight.lock().unwrap()
+    }
+
+    /// Waits until `pred` holds on the received requests.
+    pub async fn wait_received(&self, limit: Duration, pred: impl Fn(&[RunJobRequest]) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !pred(&self.received()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker double never saw the expected requests: {:?}",
+                self.received().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Reads one job row: (status, attempts, last_error, result).
+pub async fn job_row(db: &PgPool, task_id: &str) -> (String, i32, Option<String>, Option<Value>) {
+    sqlx::query_as("SELECT status, attempts, last_error, result FROM jobs WHERE task_id = $1::uuid")
+        .bind(task_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
