@@ -98,8 +98,12 @@ fn drop_all_capabilities() -> Result<(), caps::errors::CapsError> {
         }
     }
     caps::clear(None, CapSet::Ambient)?;
-    caps::clear(None, CapSet::Inheritable)?;
-    caps::clear(None, CapSet::Effective)?;
-    caps::clear(None, CapSet::Permitted)?;
+    // Under systemd's empty CapabilityBoundingSet these sets start empty, and capset(2) is then
+    // not needed at all (the unit's syscall filter refuses it).
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        if !caps::read(None, set)?.is_empty() {
+            caps::clear(None, set)?;
+        }
+    }
     Ok(())
 }

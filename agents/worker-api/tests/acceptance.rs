@@ -499,3 +499,55 @@ async fn sigterm_stops_a_running_job_and_removes_its_container() {
         "container left behind"
     );
 }
+
+#[tokio::test]
+async fn the_worker_confines_itself_after_start_up() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let env = DevEnv::load();
+    let mount_root = tempfile::tempdir().unwrap();
+    let port = cynode_e2e::free_port();
+    let mut child = Command::new(binary("cynode-worker-api"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--podman-socket")
+        .arg(&env.podman_socket)
+        .arg("--mount-root")
+        .arg(mount_root.path())
+        .env("WORKER_API_BEARER_TOKEN", "token-from-env")
+        .env("NO_COLOR", "1")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await
+    {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("worker API listening") {
+            break;
+        }
+    }
+    assert!(log.contains("self-hardening applied"), "{log}");
+    assert!(
+        log.contains("enforced (ABI "),
+        "Landlock status missing: {log}"
+    );
+    assert!(!log.contains("token-from-env"), "the token was logged");
+
+    let pid = child.id().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for field in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert!(
+            status.contains(&format!("{field}:\t0000000000000000")),
+            "{field} not empty:\n{status}"
+        );
+    }
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let _guard = ChildGuard(child);
+}
