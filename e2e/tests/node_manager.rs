@@ -1,0 +1,276 @@
+//! The node manager against the real orchestrator, PostgreSQL, Podman, worker API and inference
+//! server: systemd readiness comes only after the `applied` ack is in PostgreSQL; without
+//! inference the node never becomes ready, exits non-zero and the orchestrator stays unready;
+//! with no inference running it starts the container itself and removes it on SIGTERM.
+
+mod node_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use cynode_e2e::DevEnv;
+use node_support::{
+    INFERENCE_COMMAND, NodeManager, NodeOptions, Orchestrator, container_exists,
+    unique_container_name,
+};
+
+const START_LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let (status, reason) = orchestrator.readyz().await;
+    assert_eq!(status, 503, "no node yet: {reason}");
+
+    let options = NodeOptions::existing_inference(&env, &orchestrator);
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+
+    // The ack was committed before the orchestrator answered 204, and READY=1 only follows 204.
+    let row = orchestrator.node_row(&node.slug).await.expect("node row");
+    assert_eq!(row.ack_status.as_deref(), Some("applied"), "{row:?}");
+    assert_eq!(row.ack_version.as_deref(), Some(row.config_version.as_str()));
+    assert_eq!(
+        row.worker_url.as_deref(),
+        Some(format!("http://127.0.0.1:{}", node.worker_port).as_str())
+    );
+    let (status, reason) = orchestrator.readyz().await;
+    assert_eq!(status, 200, "{reason}");
+
+    // Start-up announced its steps in the mandatory order, and READY=1 came last.
+    let statuses = node.statuses();
+    let position = |needle: &str| {
+        statuses
+            .iter()
+            .position(|s| s.contains(needle))
+            .unwrap_or_else(|| panic!("no STATUS containing {needle:?} in {statuses:?}"))
+    };
+    let order = [
+        position("container runtime"),
+        position("registering"),
+        position("fetching the node configuration"),
+        position("starting the worker API"),
+        position("waiting for inference"),
+        position("acknowledging configuration"),
+        position("ready:"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{statuses:?}");
+    let received = node.notify.received();
+    let ready_at = received.iter().position(|l| l == "READY=1").unwrap();
+    assert!(
+        received[..ready_at]
+            .iter()
+            .any(|l| l.contains("acknowledging configuration")),
+        "{received:?}"
+    );
+
+    // The worker API child got the delivered token over stdin: it answers with it, and the
+    // token is in no argv, environment, log or the node's state database.
+    let token = row.worker_token.expect("per-node worker token");
+    let children = node.children();
+    assert_eq!(children.len(), 1, "exactly the worker API: {children:?}");
+    let worker = children[0];
+    let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();
+    for (what, bytes) in [("cmdline", &cmdline), ("environ", &environ)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(&token), "token in the worker's {what}");
+        assert!(!text.contains(&orchestrator.psk), "PSK in the worker's {what}");
+        assert!(!text.contains("NOTIFY_SOCKET"), "notify socket in the worker's {what}");
+    }
+    let http = reqwest::Client::new();
+    let run = format!("http://127.0.0.1:{}/v1/worker/jobs:run", node.worker_port);
+    let unauthorized = http
+        .post(&run)
+        .bearer_auth("wrong")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let authorized = http
+        .post(&run)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 400, "past auth, rejected as a bad job");
+
+    let db_path = node.state_dir().join("node_manager.db");
+    let mode = std::fs::metadata(&db_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let db_bytes = std::fs::read(&db_path).unwrap();
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    assert!(db_text.contains(&node.slug), "identity persisted");
+    assert!(!db_text.contains(&token), "worker token persisted");
+    let log = node.log();
+    assert!(!log.contains(&token) && !log.contains(&orchestrator.psk), "secret in log");
+    assert!(log.contains("self-hardening applied"), "{log}");
+
+    eprintln!("node-manager idle VmRSS after READY: {} KiB", node.rss_kib());
+
+    // SIGTERM stops the worker API and exits cleanly.
+    let status = node.process.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", node.log());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{worker}")).exists()
+            || std::fs::read_to_string(format!("/proc/{worker}/status"))
+                .is_ok_and(|s| s.contains("zombie")),
+        "worker API still running after the node manager stopped"
+    );
+}
+
+#[tokio::test]
+async fn without_inference_the_node_never_becomes_ready_and_exits_non_zero() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(
+        &env,
+        &[
+            ("NODE_INFERENCE_IMAGE", "localhost/cynode-no-such-image:latest"),
+            ("NODE_INFERENCE_COMMAND", INFERENCE_COMMAND),
+        ],
+    )
+    .await;
+    let options = NodeOptions {
+        // Nobody listens here, and the image cannot start.
+        inference_url: format!("http://127.0.0.1:{}", cynode_e2e::free_port()),
+        inference_image: "localhost/cynode-no-such-image:latest".into(),
+        container_name: unique_container_name(),
+        psk: orchestrator.psk.clone(),
+        extra_env: Vec::new(),
+    };
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    let status = node.process.wait_exit(START_LIMIT).await;
+    node.notify.drain(Duration::from_millis(300)).await;
+    let log = node.log();
+    let status = status.unwrap_or_else(|| panic!("still running; log:\n{log}"));
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        !node.notify.received().iter().any(|l| l == "READY=1"),
+        "{:?}",
+        node.notify.received()
+    );
+    let last = node.statuses().last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("failed:") && last.contains("cynode-no-such-image"),
+        "the last STATUS says why: {last:?}"
+    );
+
+    let row = orchestrator.node_row(&node.slug).await.expect("node row");
+    assert_eq!(row.ack_status.as_deref(), Some("failed"), "{row:?}");
+    assert!(
+        row.ack_error
+            .as_deref()
+            .is_some_and(|e| e.contains("inference_start_failed")),
+        "{row:?}"
+    );
+    let (code, reason) = orchestrator.readyz().await;
+    assert_eq!(code, 503, "{reason}");
+    assert!(!container_exists(&env, &options.container_name).await);
+}
+
+#[tokio::test]
+async fn with_no_inference_running_it_starts_the_container_and_removes_it_on_sigterm() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(
+        &env,
+        &[
+            ("NODE_INFERENCE_IMAGE", env.inference_image.as_str()),
+            ("NODE_INFERENCE_COMMAND", INFERENCE_COMMAND),
+        ],
+    )
+    .await;
+    let port = cynode_e2e::free_port();
+    let options = NodeOptions {
+        inference_url: format!("http://127.0.0.1:{port}"),
+        inference_image: "localhost/cynode-no-such-image:latest".into(),
+        container_name: unique_container_name(),
+        psk: orchestrator.psk.clone(),
+        extra_env: Vec::new(),
+    };
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+
+    let podman = env.podman();
+    let info = podman
+        .containers()
+        .get(&options.container_name)
+        .inspect()
+        .await
+        .expect("the node manager created the inference container");
+    let image = info.image_name.clone().unwrap_or_default();
+    assert_eq!(image, env.inference_image, "the orchestrator's image");
+    let bindings = info
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .expect("published port");
+    let binding = bindings
+        .get("11434/tcp")
+        .and_then(|b| b.as_ref())
+        .and_then(|b| b.first())
+        .cloned()
+        .expect("11434/tcp binding");
+    assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"), "loopback only");
+    assert_eq!(binding.host_port, Some(port.to_string()));
+    let models: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(models.to_string().contains(node_support::MODEL), "{models}");
+    let row = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_eq!(row.ack_status.as_deref(), Some("applied"));
+
+    let status = node.process.terminate(Duration::from_secs(60)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", node.log());
+    assert!(
+        !container_exists(&env, &options.container_name).await,
+        "inference container left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_psk_is_a_clear_error_retried_with_growing_delays() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options.psk = "not-the-psk".into();
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    // Attempts at 0 s, 1 s, 3 s and 7 s: wait for the fourth failure's status line.
+    let failures = |node: &NodeManager| {
+        node.statuses()
+            .iter()
+            .filter(|s| s.starts_with("registration failed"))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while failures(&node) < 4 && tokio::time::Instant::now() < deadline {
+        node.notify.drain(Duration::from_millis(500)).await;
+    }
+    assert!(
+        failures(&node) >= 4,
+        "statuses {:?}\n{}",
+        node.statuses(),
+        node.log()
+    );
+    let retries: Vec<String> = node
+        .statuses()
+        .iter()
+        .filter(|s| s.starts_with("registration failed"))
+        .map(|s| s.rsplit("retrying in ").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(retries[..4], ["1s", "2s", "4s", "8s"], "{retries:?}");
+    assert!(
+        node.statuses()[0..].iter().any(|s| s.contains("pre-shared key")),
+        "the error names the PSK: {:?}",
+        node.statuses()
+    );
+    assert!(node.process.0.try_wait().unwrap().is_none(), "keeps retrying");
+    assert!(!node.notify.received().iter().any(|l| l == "READY=1"));
+    let (code, _) = orchestrator.readyz().await;
+    assert_eq!(code, 503);
+    assert!(orchestrator.node_row(&node.slug).await.is_none(), "no node row");
+}

@@ -1,0 +1,299 @@
+//! Shared by the node-side end-to-end tests: the real orchestrator binary on a fresh database
+//! and the real node manager (which spawns the real worker API) with a notify socket we read.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cynode_e2e::notify::NotifySocket;
+use cynode_e2e::process::{ChildGuard, binary, wait_http};
+use cynode_e2e::{DevEnv, free_port};
+use sqlx::{Connection, Row};
+use tokio::process::Command;
+
+pub const MODEL: &str = "smollm2:135m";
+pub const INFERENCE_COMMAND: &str =
+    "-m /models/model.gguf --alias smollm2:135m --host 0.0.0.0 --port 11434";
+
+/// `cynode-orchestrator all` with its secrets in files, logging to a file.
+pub struct Orchestrator {
+    pub process: ChildGuard,
+    pub cp: String,
+    pub gw: String,
+    pub database_url: String,
+    pub psk: String,
+    pub admin_password: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Orchestrator {
+    pub async fn start(env: &DevEnv, extra: &[(&str, &str)]) -> Self {
+        let database_url = env.fresh_database().await;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = |name: &str, value: &str| -> PathBuf {
+            let path = dir.path().join(name);
+            std::fs::write(&path, value).unwrap();
+            path
+        };
+        let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
+        let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let (cp_port, gw_port) = (free_port(), free_port());
+        let mut command = Command::new(binary("cynode-orchestrator"));
+        command
+            .arg("all")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL_FILE", secret("database_url", &database_url))
+            .env(
+                "JWT_SECRET_FILE",
+                secret("jwt", &uuid::Uuid::new_v4().to_string()),
+            )
+            .env("NODE_REGISTRATION_PSK_FILE", secret("psk", &psk))
+            .env(
+                "BOOTSTRAP_ADMIN_PASSWORD_FILE",
+                secret("admin", &admin_password),
+            )
+            .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
+            .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env("ORCHESTRATOR_PUBLIC_URL", format!("http://127.0.0.1:{cp_port}"))
+            .env("INFERENCE_MODEL", MODEL)
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "orchestrator.log"));
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let process = ChildGuard::spawn(&mut command);
+        let cp = format!("http://127.0.0.1:{cp_port}");
+        let gw = format!("http://127.0.0.1:{gw_port}");
+        assert!(
+            wait_http(&format!("{cp}/healthz"), 200, Duration::from_secs(60)).await,
+            "the orchestrator did not come up; its log:\n{}",
+            read_log(dir.path(), "orchestrator.log")
+        );
+        Self {
+            process,
+            cp,
+            gw,
+            database_url,
+            psk,
+            admin_password,
+            dir,
+        }
+    }
+
+    /// `(status, body)` of `GET /readyz` on the control plane.
+    pub async fn readyz(&self) -> (u16, String) {
+        let resp = reqwest::get(format!("{}/readyz", self.cp)).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// The node's row: `(config_version, config_ack_status, config_ack_version, worker token,
+    /// config_ack_error as text)`.
+    pub async fn node_row(&self, slug: &str) -> Option<NodeRow> {
+        let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let row = sqlx::query(
+            "SELECT config_version, config_ack_status, config_ack_version,
+                    worker_api_bearer_token, config_ack_error::text, worker_api_target_url
+             FROM nodes WHERE node_slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()?;
+        Some(NodeRow {
+            config_version: row.get(0),
+            ack_status: row.get(1),
+            ack_version: row.get(2),
+            worker_token: row.get(3),
+            ack_error: row.get(4),
+            worker_url: row.get(5),
+        })
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.dir.path(), "orchestrator.log")
+    }
+}
+
+#[derive(Debug)]
+pub struct NodeRow {
+    pub config_version: String,
+    pub ack_status: Option<String>,
+    pub ack_version: Option<String>,
+    pub worker_token: Option<String>,
+    pub ack_error: Option<String>,
+    pub worker_url: Option<String>,
+}
+
+/// What differs between node-manager runs.
+pub struct NodeOptions {
+    pub inference_url: String,
+    pub inference_image: String,
+    pub container_name: String,
+    pub psk: String,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl NodeOptions {
+    /// Uses the dev environment's llama-server as the inference that "already answers".
+    pub fn existing_inference(env: &DevEnv, orchestrator: &Orchestrator) -> Self {
+        Self {
+            inference_url: env.inference_url.clone(),
+            inference_image: "localhost/cynode-no-such-image:latest".into(),
+            container_name: unique_container_name(),
+            psk: orchestrator.psk.clone(),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+pub fn unique_container_name() -> String {
+    format!("cynode-test-inference-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The node manager process, its notify socket and its files.
+pub struct NodeManager {
+    pub process: ChildGuard,
+    pub notify: NotifySocket,
+    pub slug: String,
+    pub dir: tempfile::TempDir,
+    pub worker_port: u16,
+}
+
+impl NodeManager {
+    pub fn start(env: &DevEnv, orchestrator: &Orchestrator, options: &NodeOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let slug = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let worker_port = free_port();
+        std::fs::write(dir.path().join("psk"), &options.psk).unwrap();
+        let yaml = format!(
+            r#"version: 1
+orchestrator:
+  url: {cp}
+  registration_psk_file: {dir}/psk
+node:
+  id: {slug}
+  name: e2e node
+worker_api:
+  listen_host: 127.0.0.1
+  listen_port: {worker_port}
+  public_base_url: http://127.0.0.1:{worker_port}
+  binary: {worker_bin}
+sandbox:
+  podman_socket: {socket}
+  default_image: {sandbox_image}
+inference:
+  url: {inference_url}
+  image: {inference_image}
+  container_name: {container}
+  startup_timeout_seconds: 120
+storage:
+  state_dir: {dir}/state
+shutdown:
+  grace_seconds: 10
+"#,
+            cp = orchestrator.cp,
+            dir = dir.path().display(),
+            worker_bin = binary("cynode-worker-api").display(),
+            socket = env.podman_socket.display(),
+            sandbox_image = env.sandbox_image,
+            inference_url = options.inference_url,
+            inference_image = options.inference_image,
+            container = options.container_name,
+        );
+        std::fs::write(dir.path().join("node.yaml"), yaml).unwrap();
+        let notify = NotifySocket::bind();
+        let mut command = Command::new(binary("cynode-node-manager"));
+        command
+            .arg("--config")
+            .arg(dir.path().join("node.yaml"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("NOTIFY_SOCKET", notify.path())
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "node-manager.log"));
+        for (k, v) in &options.extra_env {
+            command.env(k, v);
+        }
+        Self {
+            process: ChildGuard::spawn(&mut command),
+            notify,
+            slug,
+            dir,
+            worker_port,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.0.id().expect("node manager still running")
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.dir.path(), "node-manager.log")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Every `STATUS=` text received so far, in order.
+    pub fn statuses(&self) -> Vec<String> {
+        self.notify
+            .received()
+            .iter()
+            .filter_map(|l| l.strip_prefix("STATUS=").map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits for `READY=1`, failing with the node manager's log if it does not come.
+    pub async fn expect_ready(&mut self, limit: Duration) {
+        let ready = self.notify.wait_for("READY=1", limit).await;
+        assert!(
+            ready,
+            "no READY=1 within {limit:?}; statuses {:?}; log:\n{}",
+            self.statuses(),
+            self.log()
+        );
+    }
+
+    /// The pids of the node manager's direct children (the worker API).
+    pub fn children(&self) -> Vec<u32> {
+        let pid = self.pid();
+        let mut children = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let path = task.unwrap().path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+        children
+    }
+
+    /// `VmRSS` of the node manager in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    Stdio::from(std::fs::File::create(dir.join(name)).unwrap())
+}
+
+fn read_log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// Whether a container of that name exists on the dev Podman socket.
+pub async fn container_exists(env: &DevEnv, name: &str) -> bool {
+    env.podman().containers().get(name).exists().await.unwrap()
+}
