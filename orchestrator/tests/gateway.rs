@@ -1,0 +1,599 @@
+//! User gateway endpoints against a real PostgreSQL: auth, tasks, ownership, bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn login_refresh_logout_and_me() {
+    let o = Orchestrator::start(&[]).await;
+    let (access, refresh) = o.login("admin", ADMIN_PASSWORD).await;
+    let (status, me) = o.get(&access, "/v1/users/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["handle"], "admin");
+    assert_eq!(me["is_active"], true);
+
+    // Passwords are stored as Argon2id PHC strings with the spec's parameters.
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT password_hash FROM password_credentials")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8(hash)
+            .unwrap()
+            .starts_with("$argon2id$v=19$m=65536,t=3,p=2$")
+    );
+    // Refresh tokens are stored hashed, never as given.
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT refresh_token_hash FROM refresh_sessions")
+            .fetch_all(&o.db)
+            .await
+            .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|h| h.len() == 32 && h != refresh.as_bytes())
+    );
+
+    let wrong = o
+        .http
+        .post(format!("{}/v1/auth/login", o.gw))
+        .json(&json!({"handle":"admin","password":"nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(wrong, 401, "invalid handle or password").await;
+    let nobody = o
+        .http
+        .post(format!("{}/v1/auth/login", o.gw))
+        .json(&json!({"handle":"ghost","password":"nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(nobody, 401, "invalid handle or password").await;
+    let system = o
+        .http
+        .post(format!("{}/v1/auth/login", o.gw))
+        .json(&json!({"handle":"system","password":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(system, 401, "invalid").await;
+
+    // Rotation: the new pair works, the old refresh token works no more.
+    let rotated: Value = o
+        .http
+        .post(format!("{}/v1/auth/refresh", o.gw))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rotated["token_type"], "Bearer");
+    assert_eq!(rotated["expires_in"], 900);
+    let access2 = rotated["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh2, refresh);
+    let reused = o
+        .http
+        .post(format!("{}/v1/auth/refresh", o.gw))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(reused, 401, "refresh token").await;
+    assert_eq!(o.get(&access2, "/v1/users/me").await.0, 200);
+
+    // Logout revokes the access token and its refresh token at once.
+    let out = o
+        .http
+        .post(format!("{}/v1/auth/logout", o.gw))
+        .bearer_auth(&access2)
+        .json(&json!({"refresh_token": refresh2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let after = o
+        .http
+        .get(format!("{}/v1/users/me", o.gw))
+        .bearer_auth(&access2)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(after, 401, "revoked").await;
+    let refresh_after = o
+        .http
+        .post(format!("{}/v1/auth/refresh", o.gw))
+        .json(&json!({"refresh_token": refresh2}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refresh_after, 401, "refresh token").await;
+    // Logout without a body works too.
+    let (access3, _) = o.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        o.http
+            .post(format!("{}/v1/auth/logout", o.gw))
+            .bearer_auth(&access3)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(o.get(&access3, "/v1/users/me").await.0, 401);
+
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM auth_audit_log ORDER BY created_at")
+            .fetch_all(&o.db)
+            .await
+            .unwrap();
+    for e in [
+        "user_created",
+        "login_success",
+        "login_failure",
+        "refresh_success",
+        "refresh_failure",
+        "logout",
+    ] {
+        assert!(events.iter().any(|x| x == e), "audit lacks {e}: {events:?}");
+    }
+
+    let doc: Value = o
+        .http
+        .get(format!("{}/openapi.json", o.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/tasks/{id}/cancel"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401() {
+    let o = Orchestrator::start(&[("JWT_ACCESS_DURATION", "1s")]).await;
+    let me = format!("{}/v1/users/me", o.gw);
+    assert_problem(o.http.get(&me).send().await.unwrap(), 401, "Bearer").await;
+    assert_problem(
+        o.http
+            .get(&me)
+            .header("authorization", "Basic abc")
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "Bearer",
+    )
+    .await;
+    assert_problem(
+        o.http.get(&me).bearer_auth("garbage").send().await.unwrap(),
+        401,
+        "invalid",
+    )
+    .await;
+    let forged = {
+        let keys = cynode_orchestrator::auth::Keys::new(b"forged-key-forged-key");
+        let (mut claims, _) = cynode_orchestrator::auth::Keys::claims(
+            cynode_orchestrator::auth::TokenType::Access,
+            "x".into(),
+            Duration::from_secs(60),
+        );
+        claims.user_id = Some(uuid::Uuid::new_v4());
+        claims.sid = Some(uuid::Uuid::new_v4());
+        keys.sign(&claims).unwrap()
+    };
+    assert_problem(
+        o.http.get(&me).bearer_auth(forged).send().await.unwrap(),
+        401,
+        "invalid",
+    )
+    .await;
+    let (access, _) = o.login("admin", ADMIN_PASSWORD).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_problem(
+        o.http.get(&me).bearer_auth(&access).send().await.unwrap(),
+        401,
+        "expired",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_ip_and_per_handle() {
+    let o = Orchestrator::start(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let url = format!("{}/v1/auth/login", o.gw);
+    for _ in 0..3 {
+        let r = o
+            .http
+            .post(&url)
+            .json(&json!({"handle":"admin","password":"wrong"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let limited = o
+        .http
+        .post(&url)
+        .json(&json!({"handle":"admin","password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = limited
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&retry));
+    assert_problem(limited, 429, "too many login attempts").await;
+    // Another handle from the same IP is limited too (per-IP budget).
+    let other = o
+        .http
+        .post(&url)
+        .json(&json!({"handle":"someone","password":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 429);
+}
+
+#[tokio::test]
+async fn bad_auth_bodies_are_400_naming_the_field() {
+    let o = Orchestrator::start(&[]).await;
+    let url = format!("{}/v1/auth/login", o.gw);
+    let post = |body: &'static str| {
+        o.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_problem(post("{").await.unwrap(), 400, "malformed JSON").await;
+    assert_problem(
+        post(r#"{"handle":"admin"}"#).await.unwrap(),
+        400,
+        "password",
+    )
+    .await;
+    assert_problem(
+        post(r#"{"handle":"admin","password":"x","otp":1}"#)
+            .await
+            .unwrap(),
+        400,
+        "otp",
+    )
+    .await;
+    assert_problem(
+        post(r#"{"handle":1,"password":"x"}"#).await.unwrap(),
+        400,
+        "invalid type",
+    )
+    .await;
+    assert_problem(
+        post(r#"{"handle":"","password":"x"}"#).await.unwrap(),
+        400,
+        "handle",
+    )
+    .await;
+    let refresh = o
+        .http
+        .post(format!("{}/v1/auth/refresh", o.gw))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refresh, 400, "refresh_token").await;
+    let (access, _) = o.login("admin", ADMIN_PASSWORD).await;
+    let logout = o
+        .http
+        .post(format!("{}/v1/auth/logout", o.gw))
+        .bearer_auth(&access)
+        .body("{\"refresh\":1}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(logout, 400, "refresh").await;
+    assert_eq!(
+        o.get(&access, "/v1/users/me").await.0,
+        200,
+        "a rejected logout changes nothing"
+    );
+    let unknown = o
+        .http
+        .get(format!("{}/v1/nope", o.gw))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 404, "/v1/nope").await;
+}
+
+#[tokio::test]
+async fn tasks_are_created_listed_named_and_owned() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    o.create_user("bob", "bob-password").await;
+    let (bob, _) = o.login("bob", "bob-password").await;
+
+    let sql = "'; DROP TABLE tasks; -- \" \\ %_";
+    let t1 = o.create_task(&admin, json!({"prompt": format!("echo {sql}"), "input_mode": "script", "task_name": sql, "attachments": ["a.txt", "dir/b.md"]})).await;
+    assert_eq!(t1["status"], "queued");
+    assert_eq!(t1["task_name"], sql, "stored verbatim");
+    assert_eq!(t1["prompt"], format!("echo {sql}"));
+    assert_eq!(t1["input_mode"], "script");
+    assert_eq!(t1["attachments"], json!(["a.txt", "dir/b.md"]));
+    let t2 = o
+        .create_task(
+            &admin,
+            json!({"prompt": "echo 2", "input_mode": "commands", "task_name": sql}),
+        )
+        .await;
+    assert_eq!(t2["task_name"], format!("{sql}-2"));
+    let t3 = o
+        .create_task(
+            &admin,
+            json!({"prompt": "echo 3", "input_mode": "script", "task_name": sql}),
+        )
+        .await;
+    assert_eq!(t3["task_name"], format!("{sql}-3"));
+    let unnamed = o
+        .create_task(&admin, json!({"prompt": "echo 4", "input_mode": "script"}))
+        .await;
+    assert_eq!(unnamed["task_name"], "task");
+    // The job carries the text as `sh -c`, nothing else.
+    let payload: Value = sqlx::query_scalar("SELECT payload FROM jobs WHERE task_id = $1::uuid")
+        .bind(t1["id"].as_str().unwrap())
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        payload["command"],
+        json!(["sh", "-c", format!("echo {sql}")])
+    );
+
+    // Get by id and by name (URL-encoded).
+    let id = t1["id"].as_str().unwrap();
+    assert_eq!(o.get(&admin, &format!("/v1/tasks/{id}")).await.1["id"], id);
+    let by_name = o
+        .http
+        .get(format!("{}/v1/tasks/{}", o.gw, urlencode(sql)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_name.json::<Value>().await.unwrap()["id"], id);
+
+    // Another user sees none of it: 404, the same as a task that does not exist.
+    for path in [
+        format!("/v1/tasks/{id}"),
+        format!("/v1/tasks/{id}/result"),
+        format!("/v1/tasks/{id}/logs"),
+    ] {
+        let (status, body) = o.get(&bob, &path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let cancel = o
+        .http
+        .post(format!("{}/v1/tasks/{id}/cancel", o.gw))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(cancel, 404, "does not exist").await;
+    let (_, bobs) = o.get(&bob, "/v1/tasks").await;
+    assert_eq!(bobs["tasks"], json!([]));
+
+    // A prompt task is never run as shell: it fails with the reason and no job reaches a worker.
+    let prompt = o
+        .create_task(&bob, json!({"prompt": "rm -rf / please"}))
+        .await;
+    assert_eq!(prompt["status"], "failed");
+    assert!(
+        prompt["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no inference path for prompt tasks yet")
+    );
+    let (_, result) = o
+        .get(
+            &bob,
+            &format!("/v1/tasks/{}/result", prompt["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(result["jobs"][0]["status"], "failed");
+    assert!(
+        result["jobs"][0]["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no inference path")
+    );
+
+    // Pagination with the status filter applied first.
+    let (_, page1) = o.get(&admin, "/v1/tasks?limit=2").await;
+    assert_eq!(page1["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(page1["next_offset"], 2);
+    let (_, page2) = o
+        .get(
+            &admin,
+            &format!(
+                "/v1/tasks?limit=2&cursor={}",
+                page1["next_cursor"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(page2["tasks"].as_array().unwrap().len(), 2);
+    assert!(page2.get("next_offset").is_none());
+    let mut seen: Vec<Value> = page1["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["tasks"].as_array().unwrap())
+        .map(|t| t["id"].clone())
+        .collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 4);
+    o.http
+        .post(format!(
+            "{}/v1/tasks/{}/cancel",
+            o.gw,
+            t2["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (_, canceled) = o.get(&admin, "/v1/tasks?status=canceled&limit=1").await;
+    assert_eq!(canceled["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(canceled["tasks"][0]["id"], t2["id"]);
+    assert!(canceled.get("next_offset").is_none());
+
+    // Cancel: a queued task cancels with its job; a finished one is a conflict.
+    let job: String = sqlx::query_scalar("SELECT status FROM jobs WHERE task_id = $1::uuid")
+        .bind(t2["id"].as_str().unwrap())
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(job, "canceled");
+    let again = o
+        .http
+        .post(format!(
+            "{}/v1/tasks/{}/cancel",
+            o.gw,
+            t2["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 409, "already canceled").await;
+
+    // The schema is intact after all those metacharacters.
+    assert_eq!(o.count("tasks").await, 5);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_task_input_is_400_and_writes_nothing() {
+    let o = Orchestrator::start(&[("MAX_REQUEST_BODY_MB", "1")]).await;
+    let admin = o.admin_token().await;
+    let url = format!("{}/v1/tasks", o.gw);
+    let post = |body: String| {
+        o.http
+            .post(&url)
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        ("{\"prompt\":".into(), "malformed JSON"),
+        ("{}".into(), "prompt"),
+        (json!({"prompt": 5}).to_string(), "invalid type"),
+        (json!({"prompt": "x", "mode": "script"}).to_string(), "mode"),
+        (
+            json!({"prompt": "x", "input_mode": "python"}).to_string(),
+            "python",
+        ),
+        (
+            json!({"prompt": "  "}).to_string(),
+            "prompt must not be empty",
+        ),
+        (
+            json!({"prompt": "a\u{0}b", "input_mode": "script"}).to_string(),
+            "NUL",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "task_name": ""}).to_string(),
+            "task_name",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "attachments": [""]}).to_string(),
+            "attachments[0]",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "attachments": ["a", "a"]}).to_string(),
+            "attachments[1]",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "attachments": "a"}).to_string(),
+            "invalid type",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "project_id": uuid::Uuid::new_v4()})
+                .to_string(),
+            "project_id",
+        ),
+        (
+            json!({"prompt": "x", "input_mode": "script", "project_id": "nope"}).to_string(),
+            "UUID",
+        ),
+    ];
+    for (body, needle) in cases {
+        assert_problem(post(body.clone()).await.unwrap(), 400, needle).await;
+    }
+    let big = json!({"prompt": "x".repeat(2 * 1024 * 1024), "input_mode": "script"}).to_string();
+    assert_problem(post(big).await.unwrap(), 413, "exceeds").await;
+    for (query, needle) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=x", "limit"),
+        ("offset=-1", "offset"),
+        ("status=done", "done"),
+        ("colour=red", "colour"),
+    ] {
+        let resp = o
+            .http
+            .get(format!("{url}?{query}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400, needle).await;
+    }
+    let t = o
+        .create_task(&admin, json!({"prompt": "echo", "input_mode": "script"}))
+        .await;
+    let logs = o
+        .http
+        .get(format!(
+            "{url}/{}/logs?stream=both",
+            t["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(logs, 400, "both").await;
+    let missing = o
+        .http
+        .get(format!("{url}/{}", uuid::Uuid::new_v4()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(missing, 404, "does not exist").await;
+    assert_eq!(o.count("tasks").await, 1);
+    assert_eq!(o.count("jobs").await, 1);
+    assert_eq!(o.count("task_artifacts").await, 0);
+}
