@@ -1,0 +1,24 @@
+//! Acceptance: the worker node (features/worker_node): the worker API's sandbox rules, and
+//! node-manager's start-up once its steps join this runner.
+//!
+//! One `World` for the whole area; each component's steps live in their own module under
+//! `tests/worker_node/` and keep their state in their own field of the world.
+
+#[path = "worker_node/sandbox.rs"]
+mod sandbox;
+
+use cucumber::World;
+
+#[derive(Debug, Default, World)]
+pub struct NodeWorld {
+    /// State of the worker API sandbox scenarios.
+    pub sandbox: sandbox::SandboxState,
+}
+
+#[tokio::main]
+async fn main() {
+    NodeWorld::cucumber()
+        .fail_on_skipped()
+        .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/worker_node"))
+        .await;
+}
