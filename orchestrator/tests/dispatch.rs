@@ -1,0 +1,382 @@
+//! The dispatcher against a real PostgreSQL and a worker API double on real HTTP.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use cynode_orchestrator::Role;
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn done(task: &Value) -> bool {
+    matches!(
+        task["status"].as_str(),
+        Some("completed" | "failed" | "canceled")
+    )
+}
+
+#[tokio::test]
+async fn script_task_runs_on_the_node_with_its_own_token() {
+    let o = Orchestrator::start(&[("SANDBOX_IMAGE", "localhost/cynode-sandbox:latest")]).await;
+    let worker = WorkerDouble::start(Mode::Instant).await;
+    let (_node, token) = Node::ready(&o, "node-1", &worker).await;
+    let admin = o.admin_token().await;
+    let task = o
+        .create_task(
+            &admin,
+            json!({"prompt": "echo hi", "input_mode": "script", "task_name": "hello"}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap();
+    let finished = o.wait_task(&admin, id, LIMIT, done).await;
+    assert_eq!(finished["status"], "completed");
+
+    let received = worker.received();
+    assert_eq!(received.len(), 1);
+    let req = &received[0];
+    assert_eq!(req.version, 1);
+    assert_eq!(req.task_id.to_string(), id);
+    assert_eq!(req.sandbox.command, ["sh", "-c", "echo hi"]);
+    assert_eq!(req.sandbox.image, "localhost/cynode-sandbox:latest");
+    assert_eq!(
+        *worker.state.rejected_tokens.lock().unwrap(),
+        0,
+        "the node's own token {token} was used"
+    );
+
+    let (_, result) = o.get(&admin, "/v1/tasks/hello/result").await;
+    assert_eq!(result["status"], "completed");
+    let job = &result["jobs"][0];
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["result"]["stdout"], "ran: echo hi\n");
+    assert_eq!(job["result"]["exit_code"], 0);
+    assert_eq!(
+        job["result"]["run_diagnostics"]["double"], true,
+        "the full worker response is stored"
+    );
+    assert!(job["started_at"].is_string() && job["ended_at"].is_string());
+    let (_, logs) = o.get(&admin, "/v1/tasks/hello/logs").await;
+    assert_eq!(
+        (logs["stdout"].as_str(), logs["stderr"].as_str()),
+        (Some("ran: echo hi\n"), Some("note\n"))
+    );
+    let (_, out) = o.get(&admin, "/v1/tasks/hello/logs?stream=stdout").await;
+    assert_eq!(out["stderr"], "");
+    let cancel = o
+        .http
+        .post(format!("{}/v1/tasks/hello/cancel", o.gw))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(cancel, 409, "already completed").await;
+
+    // The prompt task never reaches the worker.
+    o.create_task(&admin, json!({"prompt": "echo never"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(worker.received().len(), 1);
+}
+
+#[tokio::test]
+async fn unacked_failed_or_inactive_nodes_never_get_a_job() {
+    let o = Orchestrator::start(&[]).await;
+    let unacked = WorkerDouble::start(Mode::Instant).await;
+    let failed = WorkerDouble::start(Mode::Instant).await;
+    let inactive = WorkerDouble::start(Mode::Instant).await;
+    let good = WorkerDouble::start(Mode::Instant).await;
+
+    let mut a = Node::register(&o, "a-unacked", &unacked.url).await;
+    let cfg_a = a.fetch_config(&o).await.clone();
+    unacked.set_token(&cfg_a.worker_api.orchestrator_bearer_token);
+    let mut b = Node::register(&o, "b-failed", &failed.url).await;
+    let cfg_b = b.fetch_config(&o).await.clone();
+    failed.set_token(&cfg_b.worker_api.orchestrator_bearer_token);
+    assert_eq!(
+        b.ack(&o, &cfg_b.config_version, "failed").await.status(),
+        204
+    );
+    Node::ready(&o, "c-inactive", &inactive).await;
+    sqlx::query("UPDATE nodes SET status = 'inactive' WHERE node_slug = 'c-inactive'")
+        .execute(&o.db)
+        .await
+        .unwrap();
+
+    let admin = o.admin_token().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            o.create_task(
+                &admin,
+                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Give the dispatcher every chance to misbehave, then check it did not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'queued' AND attempts = 0")
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    assert_eq!(queued, 3);
+    assert_eq!(
+        o.http
+            .get(format!("{}/readyz", o.gw))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+
+    // A proper node appears: everything goes there and nowhere else.
+    Node::ready(&o, "d-good", &good).await;
+    for id in &ids {
+        assert_eq!(
+            o.wait_task(&admin, id, LIMIT, done).await["status"],
+            "completed"
+        );
+    }
+    assert_eq!(good.received().len(), 3);
+    assert!(
+        unacked.received().is_empty()
+            && failed.received().is_empty()
+            && inactive.received().is_empty()
+    );
+}
+
+#[tokio::test]
+async fn worker_500_leaves_the_job_retryable_and_it_runs_later() {
+    let o = Orchestrator::start(&[("DISPATCH_RETRY_BASE", "1h")]).await;
+    let worker = WorkerDouble::start(Mode::Fail).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+    let id = o
+        .create_task(&admin, json!({"prompt": "echo x", "input_mode": "script"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let row = wait_job(&o, &id, |(s, a, _, _)| s == "queued" && *a == 1).await;
+    assert!(row.2.as_deref().unwrap().contains("500"), "{row:?}");
+    assert!(row.3.is_none());
+    assert_eq!(
+        o.get(&admin, &format!("/v1/tasks/{id}")).await.1["status"],
+        "queued"
+    );
+
+    // The worker recovers and the backoff ends: the same job runs, once.
+    worker.set_mode(Mode::Instant);
+    sqlx::query("UPDATE jobs SET next_attempt_at = now()")
+        .execute(&o.db)
+        .await
+        .unwrap();
+    o.running.as_ref().unwrap().state.wake.notify_one();
+    assert_eq!(
+        o.wait_task(&admin, &id, LIMIT, done).await["status"],
+        "completed"
+    );
+    let row = job_row(&o.db, &id).await;
+    assert_eq!((row.0.as_str(), row.1), ("completed", 2));
+    let job_ids: HashSet<_> = worker.received().iter().map(|r| r.job_id).collect();
+    assert_eq!(job_ids.len(), 1);
+    assert_eq!(worker.completed().values().sum::<u32>(), 1);
+}
+
+#[tokio::test]
+async fn hanging_worker_times_out_and_the_job_stays_retryable() {
+    let o = Orchestrator::start(&[
+        ("DISPATCH_HTTP_TIMEOUT", "1s"),
+        ("DISPATCH_RETRY_BASE", "1h"),
+    ])
+    .await;
+    let worker = WorkerDouble::start(Mode::Hang).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+    let id = o
+        .create_task(
+            &admin,
+            json!({"prompt": "sleep 1000", "input_mode": "script"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = wait_job(&o, &id, |(s, a, _, _)| s == "queued" && *a == 1).await;
+    assert!(
+        row.2.as_deref().unwrap().contains("did not answer"),
+        "{row:?}"
+    );
+
+    worker.set_mode(Mode::Instant);
+    sqlx::query("UPDATE jobs SET next_attempt_at = now()")
+        .execute(&o.db)
+        .await
+        .unwrap();
+    o.running.as_ref().unwrap().state.wake.notify_one();
+    assert_eq!(
+        o.wait_task(&admin, &id, LIMIT, done).await["status"],
+        "completed"
+    );
+}
+
+#[tokio::test]
+async fn attempts_run_out_and_the_task_fails_with_the_reason() {
+    let o = Orchestrator::start(&[
+        ("DISPATCH_MAX_ATTEMPTS", "2"),
+        ("DISPATCH_RETRY_BASE", "50ms"),
+    ])
+    .await;
+    let worker = WorkerDouble::start(Mode::Fail).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+    let id = o
+        .create_task(&admin, json!({"prompt": "echo x", "input_mode": "script"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = o.wait_task(&admin, &id, LIMIT, done).await;
+    assert_eq!(task["status"], "failed");
+    assert!(
+        task["summary"]
+            .as_str()
+            .unwrap()
+            .contains("dispatch gave up")
+    );
+    let row = job_row(&o.db, &id).await;
+    assert_eq!((row.0.as_str(), row.1), ("failed", 2));
+    assert_eq!(row.3.unwrap()["status"], "failed");
+    assert_eq!(worker.received().len(), 2);
+}
+
+#[tokio::test]
+async fn several_jobs_dispatch_concurrently_and_cancel_drops_a_late_result() {
+    let o = Orchestrator::start(&[("DISPATCH_CONCURRENCY", "4")]).await;
+    let worker = WorkerDouble::start(Mode::Block).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            o.create_task(
+                &admin,
+                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    worker.wait_received(LIMIT, |r| r.len() == 4).await;
+    assert_eq!(
+        worker.in_flight(),
+        4,
+        "all four are with the worker at once"
+    );
+    for id in &ids {
+        assert_eq!(
+            o.get(&admin, &format!("/v1/tasks/{id}")).await.1["status"],
+            "running"
+        );
+    }
+    let cancel: Value = o
+        .http
+        .post(format!("{}/v1/tasks/{}/cancel", o.gw, ids[0]))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancel["canceled"], true);
+    worker.release();
+    for id in &ids[1..] {
+        assert_eq!(
+            o.wait_task(&admin, id, LIMIT, done).await["status"],
+            "completed"
+        );
+    }
+    // The canceled task's result arrived after the cancel and was not recorded.
+    let row = job_row(&o.db, &ids[0]).await;
+    assert_eq!(row.0, "canceled");
+    assert!(row.3.is_none());
+    assert_eq!(
+        o.get(&admin, &format!("/v1/tasks/{}", ids[0])).await.1["status"],
+        "canceled"
+    );
+}
+
+#[tokio::test]
+async fn two_orchestrators_on_one_database_dispatch_each_job_once() {
+    let mut first = Orchestrator::start(&[("DISPATCH_CONCURRENCY", "3")]).await;
+    let second = Orchestrator::start_on(
+        &first.database_url,
+        Role::ControlPlane,
+        &[("DISPATCH_CONCURRENCY", "3")],
+    )
+    .await;
+    let worker = WorkerDouble::start(Mode::Instant).await;
+    Node::ready(&first, "n", &worker).await;
+    let admin = first.admin_token().await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(
+            first
+                .create_task(
+                    &admin,
+                    json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
+                )
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    second.running.as_ref().unwrap().state.wake.notify_one();
+    for id in &ids {
+        assert_eq!(
+            first.wait_task(&admin, id, LIMIT, done).await["status"],
+            "completed"
+        );
+    }
+    let received = worker.received();
+    let unique: HashSet<_> = received.iter().map(|r| r.job_id).collect();
+    assert_eq!(received.len(), 30, "each job delivered exactly once");
+    assert_eq!(unique.len(), 30);
+    let max_attempts: i32 = sqlx::query_scalar("SELECT max(attempts) FROM jobs")
+        .fetch_one(&first.db)
+        .await
+        .unwrap();
+    assert_eq!(max_attempts, 1);
+    first.stop().await;
+}
+
+async fn wait_job(
+    o: &Orchestrator,
+    task_id: &str,
+    pred: impl Fn(&(String, i32, Option<String>, Option<Value>)) -> bool,
+) -> (String, i32, Option<String>, Option<Value>) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let row = job_row(&o.db, task_id).await;
+        if pred(&row) {
+            return row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never got there: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
