@@ -202,7 +202,7 @@ pub struct CreateArgs {
     /// Attach a file (repeatable; at most 16 files of 10 MiB each)
     #[arg(short = 'a', long, visible_alias = "attachment", value_name = "FILE")]
     pub attach: Vec<PathBuf>,
-    /// Name the task (lowercased and made unique by the gateway)
+    /// Name the task (the gateway makes it unique among your tasks)
     #[arg(long, visible_alias = "task-name", value_name = "NAME")]
     pub name: Option<String>,
     /// Project to file the task under [default: your default project]

@@ -32,7 +32,8 @@ Exit codes:
    7  network: cannot reach the gateway, or it did not answer in time
    8  internal error in cynork itself
    9  gateway server error (5xx)
-  10  the task finished as failed, canceled or superseded (--wait, task result --wait)
+  10  task create --wait / task result: the task finished as failed, canceled or superseded,
+      or its command exited non-zero
 
 Environment:
   CYNORK_GATEWAY_URL  gateway base URL (default http://localhost:12080)

@@ -203,21 +203,37 @@ fn task_line(task: &Task) -> String {
     kv_line(&pairs)
 }
 
-/// Prints `task result`; a task that ended other than `completed` is exit code 10 after the
-/// result is shown, so scripts can branch on it.
+/// Prints `task result`. A task that ended other than `completed`, or whose command exited
+/// non-zero, is exit code 10 after the result is shown, so scripts can branch on it.
 async fn show_result(ctx: &Context, client: &mut Client, id: &str) -> Result<()> {
     let result: TaskResult = client
         .call(Method::GET, &["v1", "tasks", id, "result"], &[], None)
         .await?;
     emit(ctx.format, &result, || result_line(&result));
+    match outcome_error(&result) {
+        Some(message) => Err(CliError::TaskFailed(message)),
+        None => Ok(()),
+    }
+}
+
+fn outcome_error(result: &TaskResult) -> Option<String> {
     match result.status {
-        TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Superseded => {
-            Err(CliError::TaskFailed(format!(
-                "task {} finished as {}",
-                result.task_id, result.status
-            )))
-        }
-        _ => Ok(()),
+        TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Superseded => Some(format!(
+            "task {} finished as {}",
+            result.task_id, result.status
+        )),
+        TaskStatus::Completed => result
+            .jobs
+            .iter()
+            .filter_map(|job| job.result.as_ref()?.get("exit_code")?.as_i64())
+            .find(|code| *code != 0)
+            .map(|code| {
+                format!(
+                    "task {} completed, but its command exited with code {code}",
+                    result.task_id
+                )
+            }),
+        TaskStatus::Queued | TaskStatus::Running => None,
     }
 }
 
@@ -341,5 +357,38 @@ mod tests {
         result.jobs[0].result =
             Some(json!({"version": 1, "status": "failed", "error": "node unreachable"}));
         assert!(result_line(&result).ends_with(r#"error="node unreachable""#));
+        assert!(
+            outcome_error(&result)
+                .unwrap()
+                .contains("finished as failed")
+        );
+    }
+
+    #[test]
+    fn a_non_zero_exit_is_a_failed_outcome() {
+        let id = uuid::Uuid::nil();
+        let job = |code: i64| JobResult {
+            id,
+            status: JobStatus::Completed,
+            result: Some(
+                json!({"status": "completed", "exit_code": code, "stdout": "", "stderr": ""}),
+            ),
+            started_at: None,
+            ended_at: None,
+        };
+        let mut result = TaskResult {
+            task_id: id,
+            status: TaskStatus::Completed,
+            jobs: vec![job(0)],
+        };
+        assert_eq!(outcome_error(&result), None);
+        result.jobs.push(job(3));
+        assert!(
+            outcome_error(&result)
+                .unwrap()
+                .contains("exited with code 3")
+        );
+        result.status = TaskStatus::Running;
+        assert_eq!(outcome_error(&result), None);
     }
 }
