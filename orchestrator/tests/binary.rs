@@ -1,0 +1,251 @@
+//! The real `cynode-orchestrator` binary: systemd readiness, configuration errors, secrets kept
+//! out of its output, and a crash in the middle of a dispatch.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use cynode_e2e::notify::NotifySocket;
+use cynode_e2e::process::{ChildGuard, binary, wait_http};
+use cynode_e2e::{DevEnv, free_port};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const LIMIT: Duration = Duration::from_secs(30);
+/// An `extra` value that removes the variable instead of setting it.
+const UNSET: &str = "\u{0}unset";
+
+struct Proc {
+    child: ChildGuard,
+    gw: String,
+    cp: String,
+    stderr: std::path::PathBuf,
+}
+
+/// Starts `cynode-orchestrator all` with secrets from env and files, on fresh ports.
+fn spawn(dir: &Path, database_url: &str, notify: Option<&Path>, extra: &[(&str, &str)]) -> Proc {
+    let (cp_port, gw_port) = (free_port(), free_port());
+    let password_file = dir.join("admin-password");
+    std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n")).unwrap();
+    let stderr = dir.join(format!("stderr-{cp_port}.log"));
+    let mut cmd = Command::new(binary("cynode-orchestrator"));
+    cmd.arg("all")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "debug")
+        .env("DATABASE_URL", database_url)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("NODE_REGISTRATION_PSK", PSK)
+        .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &password_file)
+        .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
+        .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+        .env(
+            "ORCHESTRATOR_PUBLIC_URL",
+            format!("http://127.0.0.1:{cp_port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    if let Some(socket) = notify {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
+    for (k, v) in extra {
+        if *v == UNSET {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    Proc {
+        child: ChildGuard::spawn(&mut cmd),
+        gw: format!("http://127.0.0.1:{gw_port}"),
+        cp: format!("http://127.0.0.1:{cp_port}"),
+        stderr,
+    }
+}
+
+/// An [`Orchestrator`] handle for HTTP helpers, pointing at a running binary.
+async fn handle(p: &Proc, database_url: &str) -> Orchestrator {
+    assert!(
+        wait_http(&format!("{}/healthz", p.gw), 200, LIMIT).await,
+        "binary did not come up"
+    );
+    Orchestrator {
+        running: None,
+        gw: p.gw.clone(),
+        cp: p.cp.clone(),
+        db: sqlx::PgPool::connect(database_url).await.unwrap(),
+        database_url: database_url.to_owned(),
+        http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn ready_is_announced_status_follows_readiness_and_secrets_stay_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = DevEnv::load().fresh_database().await;
+    let mut notify = NotifySocket::bind();
+    let mut p = spawn(dir.path(), &db, Some(notify.path()), &[]);
+    assert!(
+        notify.wait_for("READY=1", LIMIT).await,
+        "no READY=1: {:?}",
+        notify.received()
+    );
+    let o = handle(&p, &db).await;
+    // Migrated before READY: the schema is there.
+    assert!(o.count("users").await >= 2);
+    let waiting = "STATUS=not ready: no inference path available";
+    let waiting_seen = |n: &NotifySocket| n.received().iter().any(|l| l.starts_with(waiting));
+    notify.drain(Duration::from_millis(500)).await;
+    assert!(waiting_seen(&notify), "{:?}", notify.received());
+
+    let worker = WorkerDouble::start(Mode::Instant).await;
+    let (_node, token) = Node::ready(&o, "n1", &worker).await;
+    assert!(
+        notify
+            .wait_for("STATUS=ready: 1 dispatchable node(s)", LIMIT)
+            .await,
+        "{:?}",
+        notify.received()
+    );
+    let admin = o.admin_token().await;
+    let id = o
+        .create_task(
+            &admin,
+            json!({"prompt": "echo via binary", "input_mode": "script"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = o
+        .wait_task(&admin, &id, LIMIT, |t| t["status"] == "completed")
+        .await;
+    assert_eq!(task["status"], "completed");
+
+    let status = p.child.terminate(LIMIT).await.expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&p.stderr).unwrap();
+    assert!(log.contains("request"), "the log is not empty");
+    for secret in [
+        JWT_SECRET,
+        PSK,
+        ADMIN_PASSWORD,
+        token.as_str(),
+        admin.as_str(),
+    ] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+    }
+    assert!(
+        !log.contains(db.split('@').next().unwrap()),
+        "the database password leaked"
+    );
+}
+
+#[tokio::test]
+async fn missing_secrets_stop_the_start_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = DevEnv::load().fresh_database().await;
+    // No admin yet and no password: refuse, name every way to give it.
+    let mut p = spawn(
+        dir.path(),
+        &db,
+        None,
+        &[("BOOTSTRAP_ADMIN_PASSWORD_FILE", UNSET)],
+    );
+    let status = p.child.wait_exit(LIMIT).await.expect("exits");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&p.stderr).unwrap();
+    assert!(log.contains("BOOTSTRAP_ADMIN_PASSWORD"), "{log}");
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE handle = 'admin'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(admins, 0, "no default admin");
+
+    let mut p = spawn(dir.path(), &db, None, &[("JWT_SECRET", "short")]);
+    assert!(!p.child.wait_exit(LIMIT).await.unwrap().success());
+    assert!(
+        std::fs::read_to_string(&p.stderr)
+            .unwrap()
+            .contains("JWT_SECRET")
+    );
+}
+
+#[tokio::test]
+async fn a_crash_mid_dispatch_loses_nothing_and_runs_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = DevEnv::load().fresh_database().await;
+    let settings = [
+        ("DISPATCH_HTTP_TIMEOUT", "2s"),
+        ("DISPATCH_CONCURRENCY", "2"),
+    ];
+    let mut first = spawn(dir.path(), &db, None, &settings);
+    let o = handle(&first, &db).await;
+    let worker = WorkerDouble::start(Mode::Block).await;
+    Node::ready(&o, "n1", &worker).await;
+    let admin = o.admin_token().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            o.create_task(
+                &admin,
+                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Two jobs are with the worker, two wait in the queue; then the orchestrator dies.
+    worker.wait_received(LIMIT, |r| r.len() == 2).await;
+    first.child.0.start_kill().unwrap();
+    first.child.wait_exit(LIMIT).await.expect("killed");
+    let in_flight: HashSet<_> = worker.received().iter().map(|r| r.job_id).collect();
+    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(leased, 2, "the dead process still holds two leases");
+
+    // From now on the worker answers at once; the requests of the dead process are never answered.
+    worker.set_mode(Mode::Instant);
+    let second = spawn(dir.path(), &db, None, &settings);
+    let o2 = handle(&second, &db).await;
+    for id in &ids {
+        let task = o2
+            .wait_task(&admin, id, LIMIT, |t| t["status"] == "completed")
+            .await;
+        assert_eq!(task["status"], "completed");
+    }
+    let completed = worker.completed();
+    assert_eq!(completed.len(), 4, "every job ran");
+    assert!(
+        completed.values().all(|n| *n == 1),
+        "no job ran twice: {completed:?}"
+    );
+    let rows: Vec<(uuid::Uuid, i32, Option<String>, Value)> =
+        sqlx::query_as("SELECT id, attempts, last_error, result FROM jobs")
+            .fetch_all(&o2.db)
+            .await
+            .unwrap();
+    for (job_id, attempts, last_error, result) in rows {
+        assert_eq!(result["job_id"], job_id.to_string());
+        if in_flight.contains(&job_id) {
+            assert_eq!(attempts, 2, "requeued exactly once");
+            let _ = last_error;
+        } else {
+            assert_eq!(attempts, 1);
+        }
+    }
+    let reclaims = std::fs::read_to_string(&second.stderr)
+        .unwrap()
+        .matches("expired lease reclaimed")
+        .count();
+    assert_eq!(reclaims, 2);
+}
