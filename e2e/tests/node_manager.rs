@@ -23,7 +23,10 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     let (status, reason) = orchestrator.readyz().await;
     assert_eq!(status, 503, "no node yet: {reason}");
 
-    let options = NodeOptions::existing_inference(&env, &orchestrator);
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options
+        .extra_env
+        .push(("CAPABILITY_REPORT_INTERVAL".into(), "1s".into()));
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     node.expect_ready(START_LIMIT).await;
 
@@ -107,9 +110,35 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     assert!(!db_text.contains(&token), "worker token persisted");
     let log = node.log();
     assert!(!log.contains(&token) && !log.contains(&orchestrator.psk), "secret in log");
-    assert!(log.contains("self-hardening applied"), "{log}");
+    let hardening = log
+        .lines()
+        .find(|l| l.contains("cynode_node_manager") && l.contains("self-hardening applied"))
+        .unwrap_or_else(|| panic!("no self-hardening line: {log}"));
+    eprintln!("{hardening}");
 
     eprintln!("node-manager idle VmRSS after READY: {} KiB", node.rss_kib());
+
+    // While healthy: watchdog pings, and capability reports on schedule (interval 1 s here).
+    assert!(
+        node.notify.wait_for("WATCHDOG=1", Duration::from_secs(10)).await,
+        "{:?}",
+        node.notify.received()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while orchestrator.capability_reports(&node.slug).await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no periodic capability reports:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_eq!(
+        row.ack_version.as_deref(),
+        Some(row.config_version.as_str()),
+        "periodic reports do not change the configuration the node acked"
+    );
 
     // SIGTERM stops the worker API and exits cleanly.
     let status = node.process.terminate(Duration::from_secs(30)).await;

@@ -117,6 +117,22 @@ impl Orchestrator {
     pub fn log(&self) -> String {
         read_log(self.dir.path(), "orchestrator.log")
     }
+
+    /// How many capability reports the node has sent (registration included).
+    pub async fn capability_reports(&self, slug: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "SELECT count(*) FROM node_capabilities c JOIN nodes n ON n.id = c.node_id
+             WHERE n.node_slug = $1",
+        )
+        .bind(slug)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0)
+    }
 }
 
 #[derive(Debug)]
@@ -207,11 +223,16 @@ shutdown:
         );
         std::fs::write(dir.path().join("node.yaml"), yaml).unwrap();
         let notify = NotifySocket::bind();
-        let mut command = Command::new(binary("cynode-node-manager"));
+        // systemd names the watched pid in WATCHDOG_PID; a shell that execs keeps its pid.
+        let mut command = Command::new("/bin/sh");
         command
+            .arg("-c")
+            .arg(r#"export WATCHDOG_PID=$$; exec "$0" "$@""#)
+            .arg(binary("cynode-node-manager"))
             .arg("--config")
             .arg(dir.path().join("node.yaml"))
             .env_clear()
+            .env("WATCHDOG_USEC", "2000000")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("NOTIFY_SOCKET", notify.path())
