@@ -190,7 +190,7 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
            AND (task_name = $2 OR left(task_name, length($2) + 1) = $2 || '-')",
     )
     .bind(user.id)
-    .bind(&base)
+    .bind(base)
     .fetch_all(&mut *tx)
     .await?;
     let name = next_free_name(base, &taken);
