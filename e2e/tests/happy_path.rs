@@ -33,7 +33,10 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
         .json()
         .await
         .unwrap();
-    let token = login["access_token"].as_str().expect("access token").to_owned();
+    let token = login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
 
     let created = http
         .post(format!("{}/v1/tasks", orchestrator.gw))

@@ -33,7 +33,10 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     // The ack was committed before the orchestrator answered 204, and READY=1 only follows 204.
     let row = orchestrator.node_row(&node.slug).await.expect("node row");
     assert_eq!(row.ack_status.as_deref(), Some("applied"), "{row:?}");
-    assert_eq!(row.ack_version.as_deref(), Some(row.config_version.as_str()));
+    assert_eq!(
+        row.ack_version.as_deref(),
+        Some(row.config_version.as_str())
+    );
     assert_eq!(
         row.worker_url.as_deref(),
         Some(format!("http://127.0.0.1:{}", node.worker_port).as_str())
@@ -79,8 +82,14 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     for (what, bytes) in [("cmdline", &cmdline), ("environ", &environ)] {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains(&token), "token in the worker's {what}");
-        assert!(!text.contains(&orchestrator.psk), "PSK in the worker's {what}");
-        assert!(!text.contains("NOTIFY_SOCKET"), "notify socket in the worker's {what}");
+        assert!(
+            !text.contains(&orchestrator.psk),
+            "PSK in the worker's {what}"
+        );
+        assert!(
+            !text.contains("NOTIFY_SOCKET"),
+            "notify socket in the worker's {what}"
+        );
     }
     let http = reqwest::Client::new();
     let run = format!("http://127.0.0.1:{}/v1/worker/jobs:run", node.worker_port);
@@ -109,18 +118,26 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     assert!(db_text.contains(&node.slug), "identity persisted");
     assert!(!db_text.contains(&token), "worker token persisted");
     let log = node.log();
-    assert!(!log.contains(&token) && !log.contains(&orchestrator.psk), "secret in log");
+    assert!(
+        !log.contains(&token) && !log.contains(&orchestrator.psk),
+        "secret in log"
+    );
     let hardening = log
         .lines()
         .find(|l| l.contains("cynode_node_manager") && l.contains("self-hardening applied"))
         .unwrap_or_else(|| panic!("no self-hardening line: {log}"));
     eprintln!("{hardening}");
 
-    eprintln!("node-manager idle VmRSS after READY: {} KiB", node.rss_kib());
+    eprintln!(
+        "node-manager idle VmRSS after READY: {} KiB",
+        node.rss_kib()
+    );
 
     // While healthy: watchdog pings, and capability reports on schedule (interval 1 s here).
     assert!(
-        node.notify.wait_for("WATCHDOG=1", Duration::from_secs(10)).await,
+        node.notify
+            .wait_for("WATCHDOG=1", Duration::from_secs(10))
+            .await,
         "{:?}",
         node.notify.received()
     );
@@ -142,7 +159,11 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
 
     // SIGTERM stops the worker API and exits cleanly.
     let status = node.process.terminate(Duration::from_secs(30)).await;
-    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", node.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        node.log()
+    );
     assert!(
         !std::path::Path::new(&format!("/proc/{worker}")).exists()
             || std::fs::read_to_string(format!("/proc/{worker}/status"))
@@ -157,7 +178,10 @@ async fn without_inference_the_node_never_becomes_ready_and_exits_non_zero() {
     let orchestrator = Orchestrator::start(
         &env,
         &[
-            ("NODE_INFERENCE_IMAGE", "localhost/cynode-no-such-image:latest"),
+            (
+                "NODE_INFERENCE_IMAGE",
+                "localhost/cynode-no-such-image:latest",
+            ),
             ("NODE_INFERENCE_COMMAND", INFERENCE_COMMAND),
         ],
     )
@@ -241,7 +265,11 @@ async fn with_no_inference_running_it_starts_the_container_and_removes_it_on_sig
         .and_then(|b| b.first())
         .cloned()
         .expect("11434/tcp binding");
-    assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"), "loopback only");
+    assert_eq!(
+        binding.host_ip.as_deref(),
+        Some("127.0.0.1"),
+        "loopback only"
+    );
     assert_eq!(binding.host_port, Some(port.to_string()));
     let models: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/v1/models"))
         .await
@@ -254,7 +282,11 @@ async fn with_no_inference_running_it_starts_the_container_and_removes_it_on_sig
     assert_eq!(row.ack_status.as_deref(), Some("applied"));
 
     let status = node.process.terminate(Duration::from_secs(60)).await;
-    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", node.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        node.log()
+    );
     assert!(
         !container_exists(&env, &options.container_name).await,
         "inference container left behind"
@@ -289,17 +321,30 @@ async fn a_wrong_psk_is_a_clear_error_retried_with_growing_delays() {
         .statuses()
         .iter()
         .filter(|s| s.starts_with("registration failed"))
-        .map(|s| s.rsplit("retrying in ").next().unwrap_or_default().to_owned())
+        .map(|s| {
+            s.rsplit("retrying in ")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     assert_eq!(retries[..4], ["1s", "2s", "4s", "8s"], "{retries:?}");
     assert!(
-        node.statuses()[0..].iter().any(|s| s.contains("pre-shared key")),
+        node.statuses()[0..]
+            .iter()
+            .any(|s| s.contains("pre-shared key")),
         "the error names the PSK: {:?}",
         node.statuses()
     );
-    assert!(node.process.0.try_wait().unwrap().is_none(), "keeps retrying");
+    assert!(
+        node.process.0.try_wait().unwrap().is_none(),
+        "keeps retrying"
+    );
     assert!(!node.notify.received().iter().any(|l| l == "READY=1"));
     let (code, _) = orchestrator.readyz().await;
     assert_eq!(code, 503);
-    assert!(orchestrator.node_row(&node.slug).await.is_none(), "no node row");
+    assert!(
+        orchestrator.node_row(&node.slug).await.is_none(),
+        "no node row"
+    );
 }

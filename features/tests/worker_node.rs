@@ -6,6 +6,8 @@
 
 #[path = "worker_node/sandbox.rs"]
 mod sandbox;
+#[path = "worker_node/startup.rs"]
+mod startup;
 
 use cucumber::World;
 
@@ -13,6 +15,8 @@ use cucumber::World;
 pub struct NodeWorld {
     /// State of the worker API sandbox scenarios.
     pub sandbox: sandbox::SandboxState,
+    /// State of the node-manager start-up scenarios.
+    pub startup: startup::StartupState,
 }
 
 #[tokio::main]

@@ -57,7 +57,10 @@ impl Orchestrator {
             )
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("ORCHESTRATOR_PUBLIC_URL", format!("http://127.0.0.1:{cp_port}"))
+            .env(
+                "ORCHESTRATOR_PUBLIC_URL",
+                format!("http://127.0.0.1:{cp_port}"),
+            )
             .env("INFERENCE_MODEL", MODEL)
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "orchestrator.log"));
@@ -289,7 +292,10 @@ shutdown:
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
             let path = task.unwrap().path().join("children");
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
         children
     }
