@@ -348,3 +348,36 @@ async fn a_wrong_psk_is_a_clear_error_retried_with_growing_delays() {
         "no node row"
     );
 }
+
+#[tokio::test]
+async fn the_node_renews_its_jwt_before_it_expires_and_stays_dispatchable() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[("JWT_NODE_DURATION", "4s")]).await;
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options
+        .extra_env
+        .push(("CAPABILITY_REPORT_INTERVAL".into(), "1s".into()));
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+
+    // Renewal is due at 80 % of the lifetime (3.2 s); wait for two of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while node.log().matches("node JWT renewed").count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no JWT renewal:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = node.log();
+    assert!(!log.contains("capability report failed"), "{log}");
+    let reports_before = orchestrator.capability_reports(&node.slug).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        orchestrator.capability_reports(&node.slug).await > reports_before,
+        "reports keep being accepted after the first JWT expired"
+    );
+    let (code, reason) = orchestrator.readyz().await;
+    assert_eq!(code, 200, "{reason}");
+}
