@@ -1,0 +1,479 @@
+//! Acceptance: the orchestrator (features/orchestrator), run as the real binary on a fresh real
+//! PostgreSQL database, with a worker API double that speaks the real `jobs:run` wire format.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use cucumber::{World, given, then, when};
+use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, Truncated};
+use cynode_e2e::process::{ChildGuard, binary, wait_http};
+use cynode_e2e::{DevEnv, free_port};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const PSK: &str = "feature-psk-0123456789";
+const ADMIN_PASSWORD: &str = "feature-admin-password";
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Orchestrator {
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+    cp: String,
+    gw: String,
+    db: sqlx::PgPool,
+}
+
+/// Requests the worker double received: (bearer token, request).
+type Received = Arc<Mutex<Vec<(Option<String>, RunJobRequest)>>>;
+
+#[derive(Debug, Default, World)]
+struct OrchWorld {
+    orchestrator: Option<Orchestrator>,
+    http: reqwest::Client,
+    worker_url: Option<String>,
+    received: Received,
+    bootstrap: Value,
+    config: Value,
+    last: Option<(u16, Value)>,
+    access: String,
+    task_id: String,
+}
+
+impl OrchWorld {
+    fn o(&self) -> &Orchestrator {
+        self.orchestrator
+            .as_ref()
+            .expect("the Background starts the orchestrator")
+    }
+
+    fn worker_url(&self) -> String {
+        self.worker_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9".into())
+    }
+
+    fn capability(&self, slug: &str) -> Value {
+        json!({
+            "version": 1, "reported_at": Utc::now(),
+            "node": {"node_slug": slug, "labels": []},
+            "platform": {"os": "linux", "arch": "amd64"},
+            "compute": {"cpu_cores": 2, "ram_mb": 4096},
+            "inference": {"supported": true, "mode": "allow"},
+            "worker_api": {"base_url": self.worker_url()}
+        })
+    }
+
+    async fn remember(&mut self, resp: reqwest::Response) {
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        self.last = Some((status, body));
+    }
+}
+
+#[given("a running orchestrator on a fresh database")]
+async fn start(world: &mut OrchWorld) {
+    let db = DevEnv::load().fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("admin-password");
+    std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
+    let (cp_port, gw_port) = (free_port(), free_port());
+    let child = ChildGuard::spawn(
+        Command::new(binary("cynode-orchestrator"))
+            .arg("all")
+            .env("DATABASE_URL", &db)
+            .env("JWT_SECRET", "feature-jwt-secret-0123456789abcdef")
+            .env("NODE_REGISTRATION_PSK", PSK)
+            .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
+            .env("INFERENCE_MODEL", "smollm2:135m")
+            .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
+            .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env(
+                "ORCHESTRATOR_PUBLIC_URL",
+                format!("http://127.0.0.1:{cp_port}"),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let cp = format!("http://127.0.0.1:{cp_port}");
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    assert!(
+        wait_http(&format!("{cp}/healthz"), 200, LIMIT).await,
+        "control plane did not start"
+    );
+    assert!(
+        wait_http(&format!("{gw}/healthz"), 200, LIMIT).await,
+        "gateway did not start"
+    );
+    world.orchestrator = Some(Orchestrator {
+        _child: child,
+        _dir: dir,
+        cp,
+        gw,
+        db: sqlx::PgPool::connect(&db).await.unwrap(),
+    });
+}
+
+async fn run_job(
+    State(received): State<Received>,
+    headers: HeaderMap,
+    Json(req): Json<RunJobRequest>,
+) -> Json<RunJobResponse> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    received.lock().unwrap().push((token, req.clone()));
+    let now = Utc::now();
+    Json(RunJobResponse {
+        version: 1,
+        task_id: req.task_id,
+        job_id: req.job_id,
+        status: RunStatus::Completed,
+        exit_code: 0,
+        stdout: format!(
+            "ran: {}\n",
+            req.sandbox.command.last().cloned().unwrap_or_default()
+        ),
+        stderr: String::new(),
+        started_at: now,
+        ended_at: now,
+        truncated: Truncated::default(),
+        sba_result: None,
+        artifacts: None,
+        run_diagnostics: None,
+    })
+}
+
+#[given("a dispatchable node whose worker answers at once")]
+async fn dispatchable_node(world: &mut OrchWorld) {
+    let app = axum::Router::new()
+        .route("/v1/worker/jobs:run", axum::routing::post(run_job))
+        .with_state(world.received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    world.worker_url = Some(format!("http://{}", listener.local_addr().unwrap()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    register(world, "node-1".into()).await;
+    fetch_config(world, "node-1".into()).await;
+    ack(world, "node-1".into()).await;
+    assert_eq!(world.last.as_ref().unwrap().0, 204);
+}
+
+#[given("I am logged in as the bootstrap admin")]
+async fn login(world: &mut OrchWorld) {
+    let resp: Value = world
+        .http
+        .post(format!("{}/v1/auth/login", world.o().gw))
+        .json(&json!({"handle": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    world.access = resp["access_token"]
+        .as_str()
+        .expect("login works")
+        .to_owned();
+}
+
+#[when(expr = "node {string} registers with the correct pre-shared key")]
+async fn register(world: &mut OrchWorld, slug: String) {
+    register_with(world, slug, PSK.to_owned()).await;
+}
+
+#[when(expr = "node {string} registers with the pre-shared key {string}")]
+async fn register_with(world: &mut OrchWorld, slug: String, psk: String) {
+    let resp = world
+        .http
+        .post(format!("{}/v1/nodes/register", world.o().cp))
+        .json(&json!({"psk": psk, "capability": world.capability(&slug)}))
+        .send()
+        .await
+        .unwrap();
+    world.remember(resp).await;
+    if world.last.as_ref().unwrap().0 < 300 {
+        world.bootstrap = world.last.as_ref().unwrap().1.clone();
+    }
+}
+
+#[then("the registration answer is 201 with a node JWT and the node config URL")]
+fn registration_answer(world: &mut OrchWorld) {
+    let (status, body) = world.last.as_ref().unwrap();
+    assert_eq!(*status, 201);
+    assert!(
+        body["auth"]["node_jwt"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert_eq!(
+        body["orchestrator"]["endpoints"]["node_config_url"],
+        format!("{}/v1/nodes/config", world.o().cp)
+    );
+}
+
+fn jwt(world: &OrchWorld) -> String {
+    world.bootstrap["auth"]["node_jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[when(expr = "node {string} reports its capabilities")]
+async fn report(world: &mut OrchWorld, slug: String) {
+    let url = world.bootstrap["orchestrator"]["endpoints"]["node_report_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = world
+        .http
+        .post(url)
+        .bearer_auth(jwt(world))
+        .json(&world.capability(&slug))
+        .send()
+        .await
+        .unwrap();
+    world.remember(resp).await;
+}
+
+#[then(expr = "the report is accepted with 204")]
+#[then(expr = "the acknowledgement is accepted with 204")]
+fn accepted(world: &mut OrchWorld) {
+    assert_eq!(world.last.as_ref().unwrap().0, 204);
+}
+
+#[when(expr = "node {string} fetches its configuration")]
+async fn fetch_config(world: &mut OrchWorld, _slug: String) {
+    let url = world.bootstrap["orchestrator"]["endpoints"]["node_config_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = world
+        .http
+        .get(url)
+        .bearer_auth(jwt(world))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    world.config = resp.json().await.unwrap();
+}
+
+#[then("the configuration has a ULID config_version, the node's worker URL and a worker token")]
+fn config_shape(world: &mut OrchWorld) {
+    let version = world.config["config_version"].as_str().unwrap();
+    assert_eq!(version.len(), 26);
+    assert!(version.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(
+        world.config["orchestrator"]["endpoints"]["worker_api_target_url"],
+        world.worker_url()
+    );
+    assert!(
+        world.config["worker_api"]["orchestrator_bearer_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 32)
+    );
+}
+
+#[then(expr = "the configuration selects the model {string}")]
+fn config_model(world: &mut OrchWorld, model: String) {
+    assert_eq!(
+        world.config["inference_backend"]["selected_model"],
+        model.as_str()
+    );
+    assert_eq!(world.config["inference_backend"]["enabled"], true);
+}
+
+#[when(expr = "node {string} acknowledges the configuration as applied")]
+async fn ack(world: &mut OrchWorld, slug: String) {
+    let version = world.config["config_version"].as_str().unwrap().to_owned();
+    ack_version(world, slug, version).await;
+}
+
+#[when(expr = "node {string} acknowledges config_version {string} as applied")]
+async fn ack_version(world: &mut OrchWorld, slug: String, version: String) {
+    let url = world.bootstrap["orchestrator"]["endpoints"]["node_config_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = world
+        .http
+        .post(url)
+        .bearer_auth(jwt(world))
+        .json(&json!({"version": 1, "node_slug": slug, "config_version": version, "ack_at": Utc::now(), "status": "applied"}))
+        .send()
+        .await
+        .unwrap();
+    world.remember(resp).await;
+}
+
+#[then(expr = "the orchestrator records the ack {string} for that config_version")]
+async fn ack_recorded(world: &mut OrchWorld, status: String) {
+    let (ack, version): (String, String) =
+        sqlx::query_as("SELECT config_ack_status, config_ack_version FROM nodes")
+            .fetch_one(&world.o().db)
+            .await
+            .unwrap();
+    assert_eq!(ack, status);
+    assert_eq!(version, world.config["config_version"].as_str().unwrap());
+}
+
+#[then(expr = "the answer is a {int} problem")]
+fn problem(world: &mut OrchWorld, status: u16) {
+    let (got, body) = world.last.as_ref().unwrap();
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+#[then("no node is stored")]
+async fn no_node(world: &mut OrchWorld) {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes")
+        .fetch_one(&world.o().db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[when(expr = "I create a {string} task {string}")]
+async fn create_task(world: &mut OrchWorld, mode: String, text: String) {
+    let resp = world
+        .http
+        .post(format!("{}/v1/tasks", world.o().gw))
+        .bearer_auth(&world.access)
+        .json(&json!({"prompt": text, "input_mode": mode}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let task: Value = resp.json().await.unwrap();
+    world.task_id = task["id"].as_str().unwrap().to_owned();
+}
+
+async fn get(world: &OrchWorld, path: &str) -> (u16, Value) {
+    let resp = world
+        .http
+        .get(format!("{}{path}", world.o().gw))
+        .bearer_auth(&world.access)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[then(expr = "the task becomes {string}")]
+async fn task_becomes(world: &mut OrchWorld, status: String) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (_, task) = get(world, &format!("/v1/tasks/{}", world.task_id)).await;
+        if task["status"] == status.as_str() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task stayed {}",
+            task["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[then(expr = "the worker received the command {string} {string} {string} with the node's token")]
+fn worker_received(world: &mut OrchWorld, a: String, b: String, c: String) {
+    let received = world.received.lock().unwrap();
+    assert_eq!(received.len(), 1);
+    let (token, req) = &received[0];
+    assert_eq!(req.sandbox.command, [a, b, c]);
+    assert_eq!(
+        token.as_deref(),
+        world.config["worker_api"]["orchestrator_bearer_token"].as_str()
+    );
+}
+
+#[then("the worker received nothing")]
+fn worker_nothing(world: &mut OrchWorld) {
+    assert!(world.received.lock().unwrap().is_empty());
+}
+
+#[then(expr = "the task logs show stdout {string}")]
+async fn logs(world: &mut OrchWorld, stdout: String) {
+    let (status, logs) = get(world, &format!("/v1/tasks/{}/logs", world.task_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(logs["stdout"].as_str().unwrap().trim_end(), stdout);
+}
+
+#[then(expr = "the task summary says {string}")]
+async fn summary(world: &mut OrchWorld, text: String) {
+    let (_, task) = get(world, &format!("/v1/tasks/{}", world.task_id)).await;
+    assert!(
+        task["summary"].as_str().unwrap_or_default().contains(&text),
+        "{task}"
+    );
+}
+
+#[when("I log out")]
+async fn logout(world: &mut OrchWorld) {
+    let resp = world
+        .http
+        .post(format!("{}/v1/auth/logout", world.o().gw))
+        .bearer_auth(&world.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
+#[then(expr = "asking who I am is a {int} problem")]
+async fn whoami(world: &mut OrchWorld, status: u16) {
+    let resp = world
+        .http
+        .get(format!("{}/v1/users/me", world.o().gw))
+        .bearer_auth(&world.access)
+        .send()
+        .await
+        .unwrap();
+    world.remember(resp).await;
+    problem(world, status);
+}
+
+#[then(expr = "readyz answers {int} with a reason mentioning {string}")]
+async fn readyz_reason(world: &mut OrchWorld, status: u16, reason: String) {
+    let resp = world
+        .http
+        .get(format!("{}/readyz", world.o().cp))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), status);
+    assert!(resp.text().await.unwrap().contains(&reason));
+}
+
+#[then(expr = "readyz answers {int} {string}")]
+async fn readyz_ok(world: &mut OrchWorld, status: u16, text: String) {
+    for base in [&world.o().cp, &world.o().gw] {
+        let resp = world
+            .http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(resp.text().await.unwrap(), text);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    OrchWorld::cucumber()
+        .fail_on_skipped()
+        .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/orchestrator"))
+        .await;
+}
