@@ -17,6 +17,14 @@ test *ARGS: setup
 e2e: setup
     scripts/run-tests.sh -p cynode-e2e
 
+# Latency of a trivial job through the worker API vs a raw `podman run --rm`, and its idle RSS.
+bench-sandbox RUNS="30": setup
+    scripts/bench-sandbox.sh {{RUNS}}
+
+# Orchestrator benchmark: login and GET task req/s (wrk), dispatch jobs/s, idle RSS.
+bench-orchestrator DURATION="10" JOBS="2000": setup
+    scripts/bench-orchestrator.sh {{DURATION}} {{JOBS}}
+
 fmt:
     cargo fmt --all
 

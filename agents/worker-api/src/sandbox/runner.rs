@@ -208,8 +208,9 @@ async fn execute(
         };
     }
     // Without conditions libpod waits for the container to stop. (podman-api 0.10 serialises
-    // explicit conditions in a form Podman 4.3 rejects.)
-    let exited = ContainerWaitOpts::builder().build();
+    // explicit conditions in a form Podman 4.3 rejects.) Podman polls the state at this
+    // interval; its default of 250 ms would add up to that much to every job.
+    let exited = ContainerWaitOpts::builder().interval("50ms").build();
     tokio::select! {
         waited = container.wait(&exited) => {
             waited?;
