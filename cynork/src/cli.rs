@@ -82,6 +82,9 @@ pub enum AuthCommand {
     Logout,
     /// Show the logged-in user
     Whoami,
+    /// Trade the saved refresh token for a new token pair now (cynork also does this by itself
+    /// when the access token expires)
+    Refresh,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Context, prompt};
 use crate::cli::AuthCommand;
-use crate::client::{Client, store_tokens};
+use crate::client::{Client, TokenSource, store_tokens};
 use crate::config::{self, Config};
 use crate::error::{CliError, Result};
 use crate::output::{emit, kv_line};
@@ -21,6 +21,7 @@ pub async fn run(ctx: &Context, cmd: AuthCommand) -> Result<()> {
         } => login(ctx, user, password_stdin).await,
         AuthCommand::Logout => logout(ctx).await,
         AuthCommand::Whoami => whoami(ctx).await,
+        AuthCommand::Refresh => refresh(ctx).await,
     }
 }
 
@@ -152,6 +153,25 @@ async fn whoami(ctx: &Context) -> Result<()> {
     };
     emit(ctx.format, &out, || {
         kv_line(&[("id", out.id.as_str()), ("user", out.user)])
+    });
+    Ok(())
+}
+
+async fn refresh(ctx: &Context) -> Result<()> {
+    let mut client = ctx.client()?;
+    if let Some(TokenSource::Env) = client.session().map(|s| &s.source) {
+        return Err(CliError::Usage(
+            "the token comes from CYNORK_TOKEN, which has no refresh token; unset it to refresh the saved session".into(),
+        ));
+    }
+    client.refresh().await?;
+
+    #[derive(Serialize)]
+    struct Refreshed {
+        refreshed: bool,
+    }
+    emit(ctx.format, &Refreshed { refreshed: true }, || {
+        kv_line(&[("refreshed", "true")])
     });
     Ok(())
 }
