@@ -1,5 +1,7 @@
 //! Self-hardening after start-up (ARCHITECTURE.md §4): Landlock confines the process to the
-//! files it needs and forbids TCP bind/connect, and every capability is dropped.
+//! files it needs (the mount root read-write, the Podman socket's directory, /proc and two
+//! device nodes read-only), forbids TCP bind/connect, abstract Unix sockets and signals to
+//! other processes, and every capability is dropped.
 //!
 //! Both apply to the calling thread and the threads it starts later, so this runs on the main
 //! thread before the async runtime exists.
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 use caps::CapSet;
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, path_beneath_rules,
+    RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, path_beneath_rules,
 };
 
 /// The newest Landlock ABI this build knows; the kernel's older ABIs are used best-effort.
@@ -60,6 +62,8 @@ fn restrict_filesystem_and_network(needs: &Needs) -> Result<String, HardeningErr
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(TARGET_ABI))?
         .handle_access(AccessNet::from_all(TARGET_ABI))?
+        // Neither abstract Unix sockets nor signals to other processes are needed.
+        .scope(Scope::from_all(TARGET_ABI))?
         .create()?
         .add_rules(path_beneath_rules(
             [&needs.mount_root],
@@ -69,7 +73,7 @@ fn restrict_filesystem_and_network(needs: &Needs) -> Result<String, HardeningErr
             [socket_dir.as_path(), Path::new("/run/systemd/journal")],
             read | AccessFs::ResolveUnix,
         ))?
-        .add_rules(path_beneath_rules(["/proc", "/sys", "/etc"], read))?
+        .add_rules(path_beneath_rules(["/proc"], read))?
         .add_rules(path_beneath_rules(
             ["/dev/null", "/dev/urandom"],
             AccessFs::ReadFile | AccessFs::WriteFile,

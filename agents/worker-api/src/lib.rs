@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use cynode_service_kit::http::shutdown_signal;
 use cynode_service_kit::secrets::Secret;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::auth::BearerToken;
 use crate::config::{Config, ConfigError};
@@ -106,10 +106,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (stop, shutdown) = watch::channel(false);
+    let (running, mut all_done) = mpsc::channel::<()>(1);
     let state = AppState {
         limits: Arc::new(limits),
         sandboxes,
         shutdown,
+        running,
     };
     let app = routes::router(state, BearerToken::new(token), request_limit);
     tracing::info!(addr = %listener.local_addr()?, "worker API listening");
@@ -118,5 +120,8 @@ pub async fn serve(
             shutdown_signal().await;
             let _ = stop.send(true);
         })
-        .await
+        .await?;
+    // Nothing is ever sent: `None` means the last running job has dropped its sender.
+    let _ = all_done.recv().await;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use axum::{Json, Router, middleware};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::auth::{BearerToken, require_bearer};
 use crate::readiness;
@@ -22,6 +22,9 @@ pub struct AppState {
     pub sandboxes: Sandboxes,
     /// Turns `true` when the worker shuts down: running jobs stop and their containers go.
     pub shutdown: watch::Receiver<bool>,
+    /// Each running job holds a clone; the server waits until every clone is gone, so that even
+    /// jobs whose caller hung up have removed their containers before the process exits.
+    pub running: mpsc::Sender<()>,
 }
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
@@ -51,7 +54,12 @@ async fn run_job(
     let plan = state.limits.plan(request).map_err(invalid_job)?;
     // The run owns its container: if the caller hangs up, the task still finishes and removes it.
     let sandboxes = state.sandboxes.clone();
-    let run = tokio::spawn(async move { sandboxes.run(plan, state.shutdown).await });
+    let running = state.running.clone();
+    let run = tokio::spawn(async move {
+        let result = sandboxes.run(plan, state.shutdown).await;
+        drop(running);
+        result
+    });
     match run.await {
         Ok(Ok(result)) => Ok(Json(result)),
         Ok(Err(e)) => Err(sandbox_error(e)),

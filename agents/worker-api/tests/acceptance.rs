@@ -551,3 +551,34 @@ async fn the_worker_confines_itself_after_start_up() {
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     let _guard = ChildGuard(child);
 }
+
+#[tokio::test]
+async fn a_job_whose_caller_hangs_up_still_removes_its_container() {
+    let worker = Worker::start().await;
+    let job_id = Uuid::new_v4();
+    let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["sh", "-c", "sleep 2; echo done > /workspace/finished"]}});
+    let hung_up = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/worker/jobs:run", worker.base))
+        .bearer_auth(&worker.token)
+        .json(&body)
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the job should still have been running");
+    let finished = worker.job_dir(job_id).join("workspace/finished");
+    let mut gone = false;
+    for _ in 0..200 {
+        if finished.exists() && worker.containers_of(job_id).await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the job did not finish and clean up after its caller left"
+    );
+}
