@@ -32,8 +32,17 @@ impl Worker {
         Self::start_with(env, socket, &image).await
     }
 
-    /// Starts the binary the way node-manager does: the token on stdin, nowhere else.
     async fn start_with(env: DevEnv, podman_socket: PathBuf, default_image: &str) -> Self {
+        Self::start_with_allowed(env, podman_socket, default_image, default_image).await
+    }
+
+    /// Starts the binary the way node-manager does: the token on stdin, nowhere else.
+    async fn start_with_allowed(
+        env: DevEnv,
+        podman_socket: PathBuf,
+        default_image: &str,
+        extra_allowed: &str,
+    ) -> Self {
         let mount_root = tempfile::tempdir().expect("tempdir");
         let port = cynode_e2e::free_port();
         let token = format!("tok-{}", Uuid::new_v4().simple());
@@ -48,6 +57,10 @@ impl Worker {
             .arg(mount_root.path())
             .arg("--default-image")
             .arg(default_image)
+            .arg("--allowed-image")
+            .arg(default_image)
+            .arg("--allowed-image")
+            .arg(extra_allowed)
             .env_remove("WORKER_API_BEARER_TOKEN")
             .stdin(Stdio::piped())
             .kill_on_drop(true);
@@ -581,4 +594,59 @@ async fn a_job_whose_caller_hangs_up_still_removes_its_container() {
         gone,
         "the job did not finish and clean up after its caller left"
     );
+}
+
+#[tokio::test]
+async fn node_side_conflicts_are_named_not_500() {
+    // An allowed image that is not present (nothing can be pulled here): 503 naming it.
+    let env = DevEnv::load();
+    let (socket, image) = (env.podman_socket.clone(), env.sandbox_image.clone());
+    let missing =
+        Worker::start_with_allowed(env, socket, &image, "localhost/cynode-no-such-image:latest")
+            .await;
+    let job_id = Uuid::new_v4();
+    let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"image": "localhost/cynode-no-such-image:latest", "command": ["true"]}});
+    let (status, problem) = missing
+        .refused(body.to_string(), Some(&missing.token), job_id)
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("not present"),
+        "{problem}"
+    );
+
+    let worker = Worker::start().await;
+    // The same job twice at once: the second is a conflict, the first still completes.
+    let job_id = Uuid::new_v4();
+    let body = |cmd: &str| {
+        json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+            "sandbox": {"command": ["sh", "-c", cmd]}})
+        .to_string()
+    };
+    let first = tokio::spawn({
+        let client = worker.client.clone();
+        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let (token, body) = (worker.token.clone(), body("sleep 2"));
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for _ in 0..100 {
+        if !worker.containers_of(job_id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = worker.post(body("true"), Some(&worker.token)).await;
+    assert_eq!(second.status(), 409);
+    assert_eq!(first.await.unwrap(), 200);
 }

@@ -88,6 +88,10 @@ impl Sandboxes {
         plan: JobPlan,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<RunJobResponse, SandboxError> {
+        // Podman 4.3 answers a create with a missing image with a bare 500; ask first.
+        if !self.podman.images().get(&plan.image).exists().await? {
+            return Err(SandboxError::ImageMissing(plan.image));
+        }
         let workspace = self.workspace_dir(plan.job_id);
         tokio::fs::create_dir_all(&workspace)
             .await
@@ -99,11 +103,12 @@ impl Sandboxes {
         let id = create_container(&self.socket, body)
             .await
             .map_err(|e| match e {
-                CreateError::Refused { status: 409, .. } => {
+                // The container is named after the job, so a second run of a running job
+                // collides on the name (Podman 4.3 says so with a 500).
+                CreateError::Refused { status, message }
+                    if status == 409 || message.contains("is already in use") =>
+                {
                     SandboxError::AlreadyRunning(plan.job_id)
-                }
-                CreateError::Refused { status: 404, .. } => {
-                    SandboxError::ImageMissing(plan.image.clone())
                 }
                 other => SandboxError::Create(other),
             })?;
