@@ -381,3 +381,50 @@ async fn the_node_renews_its_jwt_before_it_expires_and_stays_dispatchable() {
     let (code, reason) = orchestrator.readyz().await;
     assert_eq!(code, 200, "{reason}");
 }
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_the_model_removes_the_container_it_created() {
+    let env = DevEnv::load();
+    // The container serves another alias, so the selected model never shows up.
+    let orchestrator = Orchestrator::start(
+        &env,
+        &[
+            ("NODE_INFERENCE_IMAGE", env.inference_image.as_str()),
+            (
+                "NODE_INFERENCE_COMMAND",
+                "-m /models/model.gguf --alias some-other-model --host 0.0.0.0 --port 11434",
+            ),
+        ],
+    )
+    .await;
+    let options = NodeOptions {
+        inference_url: format!("http://127.0.0.1:{}", cynode_e2e::free_port()),
+        inference_image: "localhost/cynode-no-such-image:latest".into(),
+        container_name: unique_container_name(),
+        psk: orchestrator.psk.clone(),
+        extra_env: Vec::new(),
+    };
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    while !container_exists(&env, &options.container_name).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no container:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = node.process.terminate(Duration::from_secs(60)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        node.log()
+    );
+    node.notify.drain(Duration::from_millis(200)).await;
+    assert!(!node.notify.received().iter().any(|l| l == "READY=1"));
+    assert!(
+        !container_exists(&env, &options.container_name).await,
+        "inference container left behind:\n{}",
+        node.log()
+    );
+}

@@ -79,18 +79,21 @@ fn model_ids(body: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Ensures the backend is up and serves `backend.selected_model`.
+/// Ensures the backend is up and serves `backend.selected_model`. A container is put into
+/// `slot` as soon as it exists, so that whoever owns the slot removes it even if this future is
+/// dropped (SIGTERM) or fails while waiting for the model.
 pub async fn ensure(
     settings: &InferenceSettings,
     backend: Option<&InferenceBackend>,
     podman: &Podman,
     http: &reqwest::Client,
-) -> Result<Backend, InferenceError> {
+    slot: &mut Option<Backend>,
+) -> Result<(), InferenceError> {
     let model = backend.map(|b| b.selected_model.as_str()).unwrap_or("");
     if probe(http, &settings.url).await.is_some() {
         tracing::info!(url = %settings.url, "using the inference server that already answers");
-        wait_for_model(settings, model, http, None).await?;
-        return Ok(Backend::Existing);
+        *slot = Some(Backend::Existing);
+        return wait_for_model(settings, model, http, None).await;
     }
     let Some(backend) = backend.filter(|b| b.enabled) else {
         return Err(InferenceError::NothingToStart {
@@ -101,16 +104,8 @@ pub async fn ensure(
         .image
         .clone()
         .unwrap_or_else(|| settings.image.clone());
-    let container_id = start_container(settings, backend, &image, podman).await?;
-    let started = Backend::Started {
-        container_id: container_id.clone(),
-    };
-    let ready = wait_for_model(settings, model, http, Some((podman, &container_id))).await;
-    if let Err(e) = ready {
-        stop(podman, &started, Duration::from_secs(5)).await;
-        return Err(e);
-    }
-    Ok(started)
+    let container_id = start_container(settings, backend, &image, podman, slot).await?;
+    wait_for_model(settings, model, http, Some((podman, &container_id))).await
 }
 
 async fn start_container(
@@ -118,6 +113,7 @@ async fn start_container(
     backend: &InferenceBackend,
     image: &str,
     podman: &Podman,
+    slot: &mut Option<Backend>,
 ) -> Result<String, InferenceError> {
     remove_stale(podman, &settings.container_name).await?;
     ensure_image(podman, image).await?;
@@ -148,6 +144,9 @@ async fn start_container(
         .await
         .map_err(|e| podman_error("create", &e))?;
     tracing::info!(container = %created.id, image, "inference container created");
+    *slot = Some(Backend::Started {
+        container_id: created.id.clone(),
+    });
     podman
         .containers()
         .get(&created.id)

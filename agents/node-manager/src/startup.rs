@@ -174,9 +174,14 @@ impl Node {
             "waiting for inference at {} to serve model `{model}`",
             self.config.inference.url
         ));
-        started.inference = Some(
-            inference::ensure(&self.config.inference, backend, &self.podman, &self.http).await?,
-        );
+        inference::ensure(
+            &self.config.inference,
+            backend,
+            &self.podman,
+            &self.http,
+            &mut started.inference,
+        )
+        .await?;
         Ok(())
     }
 
