@@ -34,10 +34,18 @@ pub enum TokenSource {
 }
 
 /// A logged-in session.
-#[derive(Debug)]
 pub struct Session {
     pub source: TokenSource,
     access: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("source", &self.source)
+            .field("access", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Session {
@@ -441,6 +449,24 @@ mod tests {
             client.url(&["v1", "tasks", "../users/me"]).as_str(),
             "http://gw:1/prefix/v1/tasks/..%2Fusers%2Fme"
         );
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let config = Config {
+            token: Some("access-secret".into()),
+            refresh_token: Some("refresh-secret".into()),
+            ..Config::default()
+        };
+        let client =
+            Client::new("http://gw:1", Session::from_file("c.yaml".into(), config)).unwrap();
+        let text = format!("{client:?}");
+        assert!(
+            !text.contains("access-secret") && !text.contains("refresh-secret"),
+            "{text}"
+        );
+        let text = format!("{:?}", Session::from_env("env-secret".into()));
+        assert!(!text.contains("env-secret"), "{text}");
     }
 
     #[test]
