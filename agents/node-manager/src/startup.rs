@@ -36,7 +36,6 @@ pub struct Node {
     pub state: StateDb,
     pub orchestrator: Orchestrator,
     pub facts: Option<StaticFacts>,
-    pub config_version: Option<String>,
 }
 
 impl Node {
@@ -61,7 +60,6 @@ impl Node {
             state,
             orchestrator,
             facts: None,
-            config_version: None,
         })
     }
 
@@ -72,6 +70,7 @@ impl Node {
     }
 
     pub async fn start(&mut self, started: &mut Started) -> Result<(), NodeError> {
+        self.log_previous_run()?;
         notify::status("checking the container runtime and the sandbox mount root");
         self.startup_checks().await?;
 
@@ -91,7 +90,6 @@ impl Node {
         notify::status("fetching the node configuration");
         let delivered = self.orchestrator.fetch_config(&report).await?;
         self.state.save_config(&delivered)?;
-        self.config_version = Some(delivered.config_version.clone());
         tracing::info!(config_version = %delivered.config_version, "configuration fetched");
 
         if let Err(e) = self.apply(&delivered, started).await {
@@ -121,6 +119,29 @@ impl Node {
             "ready: config {} applied, worker API and inference up",
             delivered.config_version
         ));
+        Ok(())
+    }
+
+    /// What the state database remembers of the last run; a changed slug means this state
+    /// directory belonged to another node, which an operator should know about.
+    fn log_previous_run(&self) -> Result<(), NodeError> {
+        if let Some(previous) = self.state.identity()? {
+            if previous.node_slug != self.config.node_slug {
+                tracing::warn!(
+                    previous = %previous.node_slug,
+                    current = %self.config.node_slug,
+                    "the state directory belonged to another node slug; registering as the new one"
+                );
+            }
+            tracing::info!(jwt_expires_at = %previous.jwt_expires_at, "previously registered");
+        }
+        if let Some((version, ack)) = self.state.last_config()? {
+            tracing::info!(
+                config_version = %version,
+                ack = ack.as_deref().unwrap_or("none"),
+                "last configuration"
+            );
+        }
         Ok(())
     }
 
