@@ -238,7 +238,6 @@ async fn a_crash_mid_dispatch_loses_nothing_and_runs_nothing_twice() {
         assert_eq!(result["job_id"], job_id.to_string());
         if in_flight.contains(&job_id) {
             assert_eq!(attempts, 2, "requeued exactly once");
-            let _ = last_error;
         } else {
             assert_eq!(attempts, 1);
         }
