@@ -229,12 +229,12 @@ async fn a_crash_mid_dispatch_loses_nothing_and_runs_nothing_twice() {
         completed.values().all(|n| *n == 1),
         "no job ran twice: {completed:?}"
     );
-    let rows: Vec<(uuid::Uuid, i32, Option<String>, Value)> =
-        sqlx::query_as("SELECT id, attempts, last_error, result FROM jobs")
+    let rows: Vec<(uuid::Uuid, i32, Value)> =
+        sqlx::query_as("SELECT id, attempts, result FROM jobs")
             .fetch_all(&o2.db)
             .await
             .unwrap();
-    for (job_id, attempts, last_error, result) in rows {
+    for (job_id, attempts, result) in rows {
         assert_eq!(result["job_id"], job_id.to_string());
         if in_flight.contains(&job_id) {
             assert_eq!(attempts, 2, "requeued exactly once");
