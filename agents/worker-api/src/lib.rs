@@ -4,6 +4,7 @@
 //! - [`config`]: flags and env, the bearer token;
 //! - [`auth`]: constant-time bearer check;
 //! - [`sandbox`]: request rules and the Podman run;
+//! - [`ledger`]: at most one run per job id, whatever the deliveries;
 //! - [`readiness`]: what `/readyz` checks;
 //! - [`routes`]: the axum router;
 //! - [`hardening`]: Landlock and capability drop after start-up.
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod hardening;
+pub mod ledger;
 pub mod readiness;
 pub mod routes;
 pub mod sandbox;
@@ -109,6 +111,7 @@ pub async fn serve(
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let state = AppState {
         limits: Arc::new(limits),
+        ledger: ledger::JobLedger::new(sandboxes.mount_root().to_owned()),
         sandboxes,
         shutdown,
         running,

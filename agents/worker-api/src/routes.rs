@@ -12,6 +12,7 @@ use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{BearerToken, require_bearer};
+use crate::ledger::{JobLedger, LedgerError};
 use crate::readiness;
 use crate::sandbox::{InvalidJob, Limits, SandboxError, Sandboxes};
 
@@ -20,6 +21,8 @@ use crate::sandbox::{InvalidJob, Limits, SandboxError, Sandboxes};
 pub struct AppState {
     pub limits: Arc<Limits>,
     pub sandboxes: Sandboxes,
+    /// Makes a repeated delivery of a job return its first result instead of running it again.
+    pub ledger: JobLedger,
     /// Turns `true` when the worker shuts down: running jobs stop and their containers go.
     pub shutdown: watch::Receiver<bool>,
     /// Each running job holds a clone; the server waits until every clone is gone, so that even
@@ -52,18 +55,41 @@ async fn run_job(
     ApiJson(request): ApiJson<RunJobRequest>,
 ) -> Result<Json<RunJobResponse>, ApiError> {
     let plan = state.limits.plan(request).map_err(invalid_job)?;
-    // The run owns its container: if the caller hangs up, the task still finishes and removes it.
-    let sandboxes = state.sandboxes.clone();
+    // The run owns its container: if the caller hangs up, the task still finishes, removes it
+    // and records its result for the delivery that will come again.
     let running = state.running.clone();
     let run = tokio::spawn(async move {
-        let result = sandboxes.run(plan, state.shutdown).await;
-        drop(running);
-        result
+        let _running = running;
+        let turn = state.ledger.turn(plan.job_id).await;
+        let earlier = state
+            .ledger
+            .earlier_result(&turn, plan.task_id, plan.job_id)
+            .await
+            .map_err(ledger_error)?;
+        if let Some(result) = earlier {
+            tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, "repeated delivery: returning the earlier result");
+            return Ok(result);
+        }
+        let result = state
+            .sandboxes
+            .run(plan, state.shutdown)
+            .await
+            .map_err(sandbox_error)?;
+        if let Err(e) = state.ledger.record(&turn, &result).await {
+            tracing::error!(job_id = %result.job_id, error = %e, "cannot keep the job's result; a repeated delivery would run it again");
+        }
+        Ok(result)
     });
     match run.await {
-        Ok(Ok(result)) => Ok(Json(result)),
-        Ok(Err(e)) => Err(sandbox_error(e)),
+        Ok(outcome) => outcome.map(Json),
         Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+fn ledger_error(error: LedgerError) -> ApiError {
+    match error {
+        LedgerError::OtherTask { .. } => Problem::conflict(error.to_string()).into(),
+        LedgerError::Unreadable { .. } => ApiError::internal(error),
     }
 }
 

@@ -650,3 +650,54 @@ async fn node_side_conflicts_are_named_not_500() {
     assert_eq!(second.status(), 409);
     assert_eq!(first.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_repeated_delivery_gets_the_first_result_and_runs_nothing_again() {
+    // The orchestrator re-delivers a job when its lease expired mid-dispatch; the node must not
+    // run it twice, whether the repeat comes after the first run or while it still runs.
+    let worker = Worker::start().await;
+    let (task_id, job_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let body = json!({"version": 1, "task_id": task_id, "job_id": job_id,
+        "sandbox": {"command": ["sh", "-c", "sleep 1; echo run >> /workspace/runs; date +%s%N"]}})
+    .to_string();
+    let deliver = || {
+        let (client, token, body) = (worker.client.clone(), worker.token.clone(), body.clone());
+        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (first, second) = tokio::join!(tokio::spawn(deliver()), tokio::spawn(deliver()));
+    let ((s1, r1), (s2, r2)) = (first.unwrap(), second.unwrap());
+    assert_eq!((s1, s2), (200, 200), "{r1}\n{r2}");
+    assert_eq!(r1, r2, "concurrent deliveries got different results");
+    let (s3, r3) = deliver().await;
+    assert_eq!(s3, 200, "{r3}");
+    assert_eq!(r3, r1, "a later delivery ran the job again");
+    let runs = std::fs::read_to_string(worker.job_dir(job_id).join("workspace/runs")).unwrap();
+    assert_eq!(runs, "run\n", "the job ran more than once");
+
+    // The same job id for another task is a conflict, and runs nothing.
+    let other = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["sh", "-c", "echo run >> /workspace/runs"]}});
+    let resp = worker.post(other.to_string(), Some(&worker.token)).await;
+    assert_eq!(resp.status(), 409);
+    let problem: Value = resp.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&task_id.to_string()),
+        "{problem}"
+    );
+    let runs = std::fs::read_to_string(worker.job_dir(job_id).join("workspace/runs")).unwrap();
+    assert_eq!(runs, "run\n");
+}

@@ -1,0 +1,125 @@
+//! At most one run per `job_id`.
+//!
+//! The orchestrator may deliver a job again: its lease expired because it crashed or lost the
+//! connection mid-dispatch, while this node went on and finished the run. Running the job twice
+//! would repeat whatever it did, so each finished result is kept next to the job's workspace
+//! (`<mount_root>/<job_id>/result.json`, outside the sandbox's view) and a repeated delivery gets
+//! that result back instead of a new run. Deliveries of one job are serialised by a per-job lock,
+//! so a delivery that arrives while the first still runs waits for it and gets the same answer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cynode_contracts::worker::RunJobResponse;
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("job {job_id} already ran here for task {ran_for}, not for task {asked_for}")]
+    OtherTask {
+        job_id: Uuid,
+        ran_for: Uuid,
+        asked_for: Uuid,
+    },
+    #[error("cannot read the stored result of job {job_id}: {message}")]
+    Unreadable { job_id: Uuid, message: String },
+}
+
+/// Where finished results live, and who is delivering which job right now.
+#[derive(Debug, Clone)]
+pub struct JobLedger {
+    mount_root: PathBuf,
+    in_flight: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Held while one delivery of a job is being handled; dropping it lets the next one in.
+#[derive(Debug)]
+pub struct JobTurn {
+    ledger: JobLedger,
+    job_id: Uuid,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for JobTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut in_flight = self.ledger.in_flight.lock().expect("ledger lock");
+        // Only the map itself still refers to the lock: nobody is waiting, forget the job.
+        if in_flight
+            .get(&self.job_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            in_flight.remove(&self.job_id);
+        }
+    }
+}
+
+impl JobLedger {
+    pub fn new(mount_root: PathBuf) -> Self {
+        Self {
+            mount_root,
+            in_flight: Arc::default(),
+        }
+    }
+
+    fn result_path(&self, job_id: Uuid) -> PathBuf {
+        self.mount_root.join(job_id.to_string()).join("result.json")
+    }
+
+    /// Waits until no other delivery of `job_id` is being handled here.
+    pub async fn turn(&self, job_id: Uuid) -> JobTurn {
+        let lock = {
+            let mut in_flight = self.in_flight.lock().expect("ledger lock");
+            in_flight.entry(job_id).or_default().clone()
+        };
+        JobTurn {
+            ledger: self.clone(),
+            job_id,
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    /// The result of an earlier run of this job, if it ran here for the same task.
+    pub async fn earlier_result(
+        &self,
+        _turn: &JobTurn,
+        task_id: Uuid,
+        job_id: Uuid,
+    ) -> Result<Option<RunJobResponse>, LedgerError> {
+        let bytes = match tokio::fs::read(self.result_path(job_id)).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(LedgerError::Unreadable {
+                    job_id,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let stored: RunJobResponse =
+            serde_json::from_slice(&bytes).map_err(|e| LedgerError::Unreadable {
+                job_id,
+                message: e.to_string(),
+            })?;
+        if stored.task_id != task_id {
+            return Err(LedgerError::OtherTask {
+                job_id,
+                ran_for: stored.task_id,
+                asked_for: task_id,
+            });
+        }
+        Ok(Some(stored))
+    }
+
+    /// Keeps a finished result for repeated deliveries. Written to a temporary file and renamed,
+    /// so a crash leaves either the whole result or none.
+    pub async fn record(&self, _turn: &JobTurn, result: &RunJobResponse) -> std::io::Result<()> {
+        let path = self.result_path(result.job_id);
+        let partial = path.with_extension("json.partial");
+        let bytes = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+        tokio::fs::write(&partial, bytes).await?;
+        tokio::fs::rename(&partial, &path).await
+    }
+}
