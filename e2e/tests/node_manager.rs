@@ -428,3 +428,39 @@ async fn sigterm_while_waiting_for_the_model_removes_the_container_it_created() 
         node.log()
     );
 }
+
+#[tokio::test]
+async fn a_killed_node_manager_leaves_no_worker_api_behind() {
+    // systemd's KillMode=mixed would clean up the cgroup, but outside systemd (and after an
+    // OOM kill) nothing else would stop the worker API: it must notice its parent is gone.
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let options = NodeOptions::existing_inference(&env, &orchestrator);
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(Duration::from_secs(120)).await;
+    let workers = node.children();
+    assert_eq!(
+        workers.len(),
+        1,
+        "expected exactly the worker API as child: {workers:?}"
+    );
+    let worker = workers[0];
+    let healthz = format!("http://127.0.0.1:{}/healthz", node.worker_port);
+    assert!(cynode_e2e::process::wait_http(&healthz, 200, Duration::from_secs(5)).await);
+
+    node.process.0.start_kill().unwrap();
+    node.process.wait_exit(Duration::from_secs(10)).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{worker}")).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "worker API {worker} outlived its killed node manager");
+    assert!(
+        reqwest::get(&healthz).await.is_err(),
+        "{healthz} still answers"
+    );
+}

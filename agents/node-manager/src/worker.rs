@@ -96,6 +96,8 @@ pub fn worker_args(
         args.extend(["--max-request-bytes".to_owned(), bytes.to_string()]);
     }
     args.push("--bearer-token-stdin".to_owned());
+    // If node-manager is killed outright (SIGKILL, OOM), its worker must not live on unsupervised.
+    args.push("--exit-with-parent".to_owned());
     Ok(args)
 }
 
@@ -334,10 +336,8 @@ mod tests {
         assert!(joined.contains("--max-timeout-secs 600"), "{joined}");
         assert!(joined.contains("--default-timeout-secs 600"), "{joined}");
         assert!(joined.contains("--max-request-bytes 500"), "{joined}");
-        assert_eq!(
-            args.last().map(String::as_str),
-            Some("--bearer-token-stdin")
-        );
+        assert!(args.iter().any(|a| a == "--bearer-token-stdin"), "{joined}");
+        assert!(args.iter().any(|a| a == "--exit-with-parent"), "{joined}");
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct Config {
     /// Read the bearer token from the first line of stdin (how node-manager hands it over).
     #[arg(long)]
     pub bearer_token_stdin: bool,
+
+    /// Stop (as on SIGTERM) when the parent process dies, even if it was killed outright, so a
+    /// supervisor's crash never leaves an orphaned worker API behind.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -49,11 +49,30 @@ pub enum StartError {
     Hardening(#[from] hardening::HardeningError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("--exit-with-parent: {0}")]
+    Parent(String),
+}
+
+/// Asks the kernel for SIGTERM when the parent dies; our SIGTERM handling then stops the jobs and
+/// removes their containers as on any shutdown. A parent that died before we asked is caught by
+/// checking that we have not already been re-parented to init.
+fn exit_with_parent() -> Result<(), StartError> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| StartError::Parent(format!("cannot set the parent-death signal: {e}")))?;
+    if nix::unistd::getppid().as_raw() == 1 {
+        return Err(StartError::Parent(
+            "the parent process is already gone".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Everything from a parsed command line to shutdown: read the token, prepare the mount root,
 /// bind, harden the process, then serve until SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
+    if config.exit_with_parent {
+        exit_with_parent()?;
+    }
     let limits = config.limits()?;
     let token = config.bearer_token()?;
     std::fs::DirBuilder::new()
