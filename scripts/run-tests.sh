@@ -22,10 +22,17 @@ echo "== build" >&2
 cargo build --workspace --bins --quiet
 
 echo "== test" >&2
+# Keep going on failure: the summary below must still be printed.
+set +e
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
 status=${PIPESTATUS[0]}
-passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$DEV_HOME/last-test.log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$DEV_HOME/last-test.log" | awk '{s+=$1} END {print s+0}')
-scen=$(grep -Eo '[0-9]+ scenarios? \([0-9]+ passed' "$DEV_HOME/last-test.log" | awk '{s+=$3} END {print s+0}' | tr -d '(')
-echo "== summary: $passed tests passed, $scen cucumber scenarios passed" >&2
+set -e
+# One closing line over libtest and cucumber results: "summary: N passed, N failed".
+log="$DEV_HOME/last-test.log"
+tests_passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+tests_failed=$(grep -Eo 'passed; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
+scenarios_passed=$(grep -Eo '^[0-9]+ scenarios? \(.*' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+scenarios_failed=$(grep -Eo '^[0-9]+ scenarios? \(.*' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo "== $tests_passed tests and $scenarios_passed cucumber scenarios passed"
+echo "summary: $((tests_passed + scenarios_passed)) passed, $((tests_failed + scenarios_failed)) failed"
 exit "$status"
