@@ -6,6 +6,7 @@
 
 pub mod notify;
 pub mod process;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -93,6 +94,62 @@ impl DevEnv {
         let mut url = url::Url::parse(&self.database_url).expect("database URL");
         url.set_path(&name);
         url.to_string()
+    }
+
+    /// `POST /v1/chat/completions` on the dev inference server with the test model; `extra`
+    /// fields (max_tokens, response_format, ...) are merged into the request. Returns the
+    /// assistant's text; panics with the server's answer if there is none.
+    pub async fn chat(&self, prompt: &str, extra: serde_json::Value) -> String {
+        let mut body = serde_json::json!({
+            "model": self.inference_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let resp: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.inference_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "inference server at {} unreachable ({e}): run `scripts/bootstrap.sh`",
+                    self.inference_url
+                )
+            })
+            .error_for_status()
+            .expect("chat completion status")
+            .json()
+            .await
+            .expect("chat completion JSON");
+        resp["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no assistant text in {resp}"))
+            .to_owned()
+    }
+
+    /// Containers, running or not, that a worker API created for `job_id` (it labels each
+    /// sandbox `cynodeai.job_id`).
+    pub async fn job_containers(
+        &self,
+        job_id: uuid::Uuid,
+    ) -> Vec<podman_api::models::ListContainer> {
+        use podman_api::opts::{ContainerListFilter, ContainerListOpts};
+        self.podman()
+            .containers()
+            .list(
+                &ContainerListOpts::builder()
+                    .all(true)
+                    .filter([ContainerListFilter::LabelKeyVal(
+                        "cynodeai.job_id".into(),
+                        job_id.to_string(),
+                    )])
+                    .build(),
+            )
+            .await
+            .expect("list containers through the Podman socket")
     }
 
     /// A Podman REST client on the dev socket.

@@ -2,10 +2,7 @@
 //! with the offline sandbox image, and the llama.cpp inference server.
 
 use cynode_e2e::DevEnv;
-use futures::StreamExt;
-use podman_api::conn::TtyChunk;
-use podman_api::models::Namespace;
-use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts, ContainerLogsOpts};
+use cynode_e2e::sandbox::run_sh;
 use sqlx::{Connection, Row};
 
 #[tokio::test]
@@ -43,80 +40,23 @@ async fn postgres_gives_each_test_its_own_database() {
 #[tokio::test]
 async fn a_sandbox_container_runs_through_the_podman_socket() {
     let env = DevEnv::load();
-    let podman = env.podman();
-    let created = podman
-        .containers()
-        .create(
-            &ContainerCreateOpts::builder()
-                .image(&env.sandbox_image)
-                .command([
-                    "sh",
-                    "-c",
-                    "echo out; echo err >&2; ls -d /workspace; exit 3",
-                ])
-                .net_namespace(Namespace {
-                    nsmode: Some("none".into()),
-                    value: None,
-                })
-                .drop_capabilities(["ALL"])
-                .no_new_privilages(true)
-                .build(),
-        )
-        .await
-        .expect("create container through the Podman socket");
-    let container = podman.containers().get(&created.id);
-    container.start(None).await.expect("start");
-    let exit = podman_wait_exit(&container).await;
-
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let mut logs = container.logs(
-        &ContainerLogsOpts::builder()
-            .stdout(true)
-            .stderr(true)
-            .build(),
+    let finished = run_sh(
+        &env,
+        "echo out; echo err >&2; ls -d /workspace; grep CapEff /proc/self/status; exit 3",
+    )
+    .await;
+    assert_eq!(finished.exit_code, 3);
+    assert_eq!(
+        finished.stdout,
+        "out\n/workspace\nCapEff:\t0000000000000000\n"
     );
-    while let Some(chunk) = logs.next().await {
-        match chunk.expect("log chunk") {
-            TtyChunk::StdOut(b) => stdout.extend(b),
-            TtyChunk::StdErr(b) => stderr.extend(b),
-            TtyChunk::StdIn(_) => {}
-        }
-    }
-    drop(logs);
-    container
-        .delete(&ContainerDeleteOpts::builder().force(true).build())
-        .await
-        .expect("remove container");
-
-    assert_eq!(exit, 3);
-    assert_eq!(String::from_utf8_lossy(&stdout), "out\n/workspace\n");
-    assert_eq!(String::from_utf8_lossy(&stderr), "err\n");
-}
-
-async fn podman_wait_exit(container: &podman_api::api::Container) -> i64 {
-    for _ in 0..200 {
-        let state = container
-            .inspect()
-            .await
-            .expect("inspect")
-            .state
-            .expect("state");
-        if state.status.as_deref() == Some("exited") {
-            return state.exit_code.expect("exit code") as i64;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("container did not exit within 10 s");
+    assert_eq!(finished.stderr, "err\n");
 }
 
 #[tokio::test]
 async fn the_inference_server_lists_the_model_and_completes_a_chat() {
     let env = DevEnv::load();
-    let client = reqwest::Client::new();
-    let models: serde_json::Value = client
-        .get(format!("{}/v1/models", env.inference_url))
-        .send()
+    let models: serde_json::Value = reqwest::get(format!("{}/v1/models", env.inference_url))
         .await
         .expect("inference server reachable")
         .json()
@@ -130,27 +70,10 @@ async fn the_inference_server_lists_the_model_and_completes_a_chat() {
         .collect();
     assert!(ids.contains(&env.inference_model.as_str()), "{ids:?}");
 
-    let body = serde_json::json!({
-        "model": env.inference_model,
-        "messages": [{"role": "user", "content": "Say hello."}],
-        "max_tokens": 16,
-        "temperature": 0
-    });
-    let resp: serde_json::Value = client
-        .post(format!("{}/v1/chat/completions", env.inference_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let content = resp["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(!content.trim().is_empty(), "empty completion: {resp}");
+    let content = env
+        .chat("Say hello.", serde_json::json!({"max_tokens": 16}))
+        .await;
+    assert!(!content.trim().is_empty(), "empty completion");
 }
 
 #[tokio::test]
@@ -165,27 +88,17 @@ async fn the_inference_server_honours_a_json_schema() {
         },
         "required": ["action", "text"]
     });
-    let body = serde_json::json!({
-        "model": env.inference_model,
-        "messages": [{"role": "user", "content": "What model are you? Answer directly."}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "decision", "schema": schema}},
-        "max_tokens": 64,
-        "temperature": 0
-    });
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", env.inference_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let content = resp["choices"][0]["message"]["content"].as_str().unwrap();
+    let content = env
+        .chat(
+            "What model are you? Answer directly.",
+            serde_json::json!({
+                "max_tokens": 64,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "decision", "schema": schema}}
+            }),
+        )
+        .await;
     let decision: serde_json::Value =
-        serde_json::from_str(content).unwrap_or_else(|e| panic!("not JSON ({e}): {content}"));
+        serde_json::from_str(&content).unwrap_or_else(|e| panic!("not JSON ({e}): {content}"));
     assert!(
         matches!(decision["action"].as_str(), Some("answer" | "run")),
         "{decision}"

@@ -10,6 +10,76 @@ use std::time::Duration;
 use cynode_e2e::DevEnv;
 use node_support::{NodeManager, NodeOptions, Orchestrator};
 use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// A user of the gateway, logged in as the bootstrap admin.
+struct User {
+    http: reqwest::Client,
+    gw: String,
+    token: String,
+}
+
+impl User {
+    async fn login(orchestrator: &Orchestrator) -> Self {
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{}/v1/auth/login", orchestrator.gw))
+            .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().expect("access token").into();
+        Self {
+            http,
+            gw: orchestrator.gw.clone(),
+            token,
+        }
+    }
+
+    async fn create_commands_task(&self, commands: &str) -> String {
+        let created = self
+            .http
+            .post(format!("{}/v1/tasks", self.gw))
+            .bearer_auth(&self.token)
+            .json(&json!({"prompt": commands, "input_mode": "commands"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let task: Value = created.json().await.unwrap();
+        task["id"].as_str().expect("task id").to_owned()
+    }
+
+    /// Polls `GET /v1/tasks/{id}/result` until the task is finished; `None` after `limit`.
+    async fn finished_result(&self, id: &str, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let result: Value = self
+                .http
+                .get(format!("{}/v1/tasks/{id}/result", self.gw))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if matches!(
+                result["status"].as_str(),
+                Some("completed" | "failed" | "canceled")
+            ) {
+                return Some(result);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    }
+}
 
 #[tokio::test]
 async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back() {
@@ -21,55 +91,20 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
     let (code, reason) = orchestrator.readyz().await;
     assert_eq!(code, 200, "{reason}");
 
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{}/v1/auth/login", orchestrator.gw))
-        .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
-        .send()
+    let user = User::login(&orchestrator).await;
+    let id = user
+        .create_commands_task("echo hello from the sandbox")
+        .await;
+    let result = user
+        .finished_result(&id, Duration::from_secs(120))
         .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
-
-    let created = http
-        .post(format!("{}/v1/tasks", orchestrator.gw))
-        .bearer_auth(&token)
-        .json(&json!({"prompt": "echo hello from the sandbox", "input_mode": "commands"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let task: Value = created.json().await.unwrap();
-    let id = task["id"].as_str().expect("task id").to_owned();
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let result = loop {
-        let result: Value = http
-            .get(format!("{}/v1/tasks/{id}/result", orchestrator.gw))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match result["status"].as_str() {
-            Some("completed" | "failed" | "canceled") => break result,
-            _ if tokio::time::Instant::now() > deadline => panic!(
-                "task not finished: {result}\norchestrator:\n{}\nnode:\n{}",
+        .unwrap_or_else(|| {
+            panic!(
+                "task not finished\norchestrator:\n{}\nnode:\n{}",
                 orchestrator.log(),
                 node.log()
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    };
+            )
+        });
     assert_eq!(result["status"], "completed", "{result}");
     let job = &result["jobs"][0];
     assert_eq!(job["status"], "completed", "{result}");
@@ -82,4 +117,65 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
 
     let status = node.process.terminate(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the_job_once() {
+    // A short HTTP timeout makes the lease (timeout + 2 s) expire soon after the crash.
+    let env = DevEnv::load();
+    let mut orchestrator = Orchestrator::start(&env, &[("DISPATCH_HTTP_TIMEOUT", "3s")]).await;
+    let options = NodeOptions::existing_inference(&env, &orchestrator);
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(Duration::from_secs(120)).await;
+
+    let user = User::login(&orchestrator).await;
+    // The job counts its own runs in its workspace and prints the count.
+    let id = user
+        .create_commands_task("sleep 4; echo run >> /workspace/runs; cat /workspace/runs")
+        .await;
+    let mut db = sqlx::PgConnection::connect(&orchestrator.database_url)
+        .await
+        .unwrap();
+    let mut dispatched = false;
+    for _ in 0..100 {
+        let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE task_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if status == "running" {
+            dispatched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dispatched, "the job never reached the node");
+
+    orchestrator.restart_after_crash().await;
+
+    let result = user
+        .finished_result(&id, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "task lost after the crash\norchestrator:\n{}\nnode:\n{}",
+                orchestrator.log(),
+                node.log()
+            )
+        });
+    assert_eq!(result["status"], "completed", "{result}");
+    let job = &result["jobs"][0];
+    assert_eq!(
+        job["result"]["stdout"], "run\n",
+        "ran more than once: {result}"
+    );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM jobs WHERE task_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        attempts >= 2,
+        "the job was not delivered again ({attempts})"
+    );
 }

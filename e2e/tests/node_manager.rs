@@ -44,32 +44,7 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     let (status, reason) = orchestrator.readyz().await;
     assert_eq!(status, 200, "{reason}");
 
-    // Start-up announced its steps in the mandatory order, and READY=1 came last.
-    let statuses = node.statuses();
-    let position = |needle: &str| {
-        statuses
-            .iter()
-            .position(|s| s.contains(needle))
-            .unwrap_or_else(|| panic!("no STATUS containing {needle:?} in {statuses:?}"))
-    };
-    let order = [
-        position("container runtime"),
-        position("registering"),
-        position("fetching the node configuration"),
-        position("starting the worker API"),
-        position("waiting for inference"),
-        position("acknowledging configuration"),
-        position("ready:"),
-    ];
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{statuses:?}");
-    let received = node.notify.received();
-    let ready_at = received.iter().position(|l| l == "READY=1").unwrap();
-    assert!(
-        received[..ready_at]
-            .iter()
-            .any(|l| l.contains("acknowledging configuration")),
-        "{received:?}"
-    );
+    node.assert_started_in_order();
 
     // The worker API child got the delivered token over stdin: it answers with it, and the
     // token is in no argv, environment, log or the node's state database.

@@ -2,10 +2,7 @@
 
 use cucumber::{World, given, then, when};
 use cynode_e2e::DevEnv;
-use futures::StreamExt;
-use podman_api::conn::TtyChunk;
-use podman_api::models::Namespace;
-use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts, ContainerLogsOpts};
+use cynode_e2e::sandbox::run_sh;
 use sqlx::{Connection, Row};
 
 #[derive(Debug, Default, World)]
@@ -57,48 +54,9 @@ async fn query_db(world: &mut EnvWorld) {
 
 #[when(expr = "I run {string} in the sandbox image with no network")]
 async fn run_container(world: &mut EnvWorld, command: String) {
-    let podman = world.env().podman();
-    let created = podman
-        .containers()
-        .create(
-            &ContainerCreateOpts::builder()
-                .image(&world.env().sandbox_image)
-                .command(["sh", "-c", &command])
-                .net_namespace(Namespace {
-                    nsmode: Some("none".into()),
-                    value: None,
-                })
-                .drop_capabilities(["ALL"])
-                .build(),
-        )
-        .await
-        .expect("create through the Podman socket");
-    let container = podman.containers().get(&created.id);
-    container.start(None).await.expect("start");
-    for _ in 0..200 {
-        let state = container.inspect().await.unwrap().state.unwrap();
-        if state.status.as_deref() == Some("exited") {
-            world.exit_code = state.exit_code.map(i64::from);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut logs = container.logs(
-        &ContainerLogsOpts::builder()
-            .stdout(true)
-            .stderr(true)
-            .build(),
-    );
-    while let Some(Ok(chunk)) = logs.next().await {
-        if let TtyChunk::StdOut(bytes) | TtyChunk::StdErr(bytes) = chunk {
-            world.output.push_str(&String::from_utf8_lossy(&bytes));
-        }
-    }
-    drop(logs);
-    container
-        .delete(&ContainerDeleteOpts::builder().force(true).build())
-        .await
-        .unwrap();
+    let finished = run_sh(world.env(), &command).await;
+    world.output = finished.stdout + &finished.stderr;
+    world.exit_code = Some(finished.exit_code);
 }
 
 #[then(expr = "the container's output is {string}")]
@@ -132,27 +90,11 @@ async fn lists_model(world: &mut EnvWorld) {
 
 #[then("a chat completion with the test model returns text")]
 async fn chat(world: &mut EnvWorld) {
-    let env = world.env();
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", env.inference_url))
-        .json(&serde_json::json!({
-            "model": env.inference_model,
-            "messages": [{"role": "user", "content": "Name a colour."}],
-            "max_tokens": 8,
-            "temperature": 0
-        }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let text = resp["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(!text.trim().is_empty(), "{resp}");
+    let text = world
+        .env()
+        .chat("Name a colour.", serde_json::json!({"max_tokens": 8}))
+        .await;
+    assert!(!text.trim().is_empty(), "empty completion");
 }
 
 #[tokio::main]

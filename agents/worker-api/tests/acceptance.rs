@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
-use podman_api::opts::{ContainerListFilter, ContainerListOpts};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -148,22 +147,8 @@ impl Worker {
         (status, problem)
     }
 
-    /// Containers (running or not) labelled with this job.
     async fn containers_of(&self, job_id: Uuid) -> Vec<podman_api::models::ListContainer> {
-        self.env
-            .podman()
-            .containers()
-            .list(
-                &ContainerListOpts::builder()
-                    .all(true)
-                    .filter([ContainerListFilter::LabelKeyVal(
-                        "cynodeai.job_id".into(),
-                        job_id.to_string(),
-                    )])
-                    .build(),
-            )
-            .await
-            .expect("list containers through the Podman socket")
+        self.env.job_containers(job_id).await
     }
 }
 

@@ -25,56 +25,52 @@ pub struct Orchestrator {
     pub psk: String,
     pub admin_password: String,
     pub dir: tempfile::TempDir,
+    /// The environment it runs with, so that a restart is the same orchestrator.
+    vars: Vec<(String, String)>,
 }
 
 impl Orchestrator {
     pub async fn start(env: &DevEnv, extra: &[(&str, &str)]) -> Self {
         let database_url = env.fresh_database().await;
         let dir = tempfile::tempdir().unwrap();
-        let secret = |name: &str, value: &str| -> PathBuf {
+        let secret = |name: &str, value: &str| -> String {
             let path = dir.path().join(name);
             std::fs::write(&path, value).unwrap();
-            path
+            path.display().to_string()
         };
         let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
         let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
         let (cp_port, gw_port) = (free_port(), free_port());
-        let mut command = Command::new(binary("cynode-orchestrator"));
-        command
-            .arg("all")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("DATABASE_URL_FILE", secret("database_url", &database_url))
-            .env(
-                "JWT_SECRET_FILE",
-                secret("jwt", &uuid::Uuid::new_v4().to_string()),
-            )
-            .env("NODE_REGISTRATION_PSK_FILE", secret("psk", &psk))
-            .env(
-                "BOOTSTRAP_ADMIN_PASSWORD_FILE",
-                secret("admin", &admin_password),
-            )
-            .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
-            .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env(
-                "ORCHESTRATOR_PUBLIC_URL",
-                format!("http://127.0.0.1:{cp_port}"),
-            )
-            .env("INFERENCE_MODEL", MODEL)
-            .stdout(Stdio::null())
-            .stderr(log_file(dir.path(), "orchestrator.log"));
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        let process = ChildGuard::spawn(&mut command);
         let cp = format!("http://127.0.0.1:{cp_port}");
         let gw = format!("http://127.0.0.1:{gw_port}");
-        assert!(
-            wait_http(&format!("{cp}/healthz"), 200, Duration::from_secs(60)).await,
-            "the orchestrator did not come up; its log:\n{}",
-            read_log(dir.path(), "orchestrator.log")
-        );
+        let mut vars = vec![
+            ("RUST_LOG".into(), "info".into()),
+            (
+                "DATABASE_URL_FILE".into(),
+                secret("database_url", &database_url),
+            ),
+            (
+                "JWT_SECRET_FILE".into(),
+                secret("jwt", &uuid::Uuid::new_v4().to_string()),
+            ),
+            ("NODE_REGISTRATION_PSK_FILE".into(), secret("psk", &psk)),
+            (
+                "BOOTSTRAP_ADMIN_PASSWORD_FILE".into(),
+                secret("admin", &admin_password),
+            ),
+            (
+                "CONTROL_PLANE_LISTEN_ADDR".into(),
+                format!("127.0.0.1:{cp_port}"),
+            ),
+            (
+                "USER_GATEWAY_LISTEN_ADDR".into(),
+                format!("127.0.0.1:{gw_port}"),
+            ),
+            ("ORCHESTRATOR_PUBLIC_URL".into(), cp.clone()),
+            ("INFERENCE_MODEL".into(), MODEL.into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = spawn_orchestrator(dir.path(), &vars, &cp).await;
         Self {
             process,
             cp,
@@ -83,7 +79,16 @@ impl Orchestrator {
             psk,
             admin_password,
             dir,
+            vars,
         }
+    }
+
+    /// Kills the process outright (no shutdown of any kind) and starts it again on the same
+    /// ports, database and secrets, as systemd's `Restart=` would.
+    pub async fn restart_after_crash(&mut self) {
+        self.process.0.start_kill().unwrap();
+        self.process.wait_exit(Duration::from_secs(10)).await;
+        self.process = spawn_orchestrator(self.dir.path(), &self.vars, &self.cp).await;
     }
 
     /// `(status, body)` of `GET /readyz` on the control plane.
@@ -300,6 +305,38 @@ shutdown:
         children
     }
 
+    /// Start-up announced its steps (`STATUS=`) in the order node.md §1.2 makes mandatory, and
+    /// `READY=1` came only after the config ack.
+    pub fn assert_started_in_order(&self) {
+        let statuses = self.statuses();
+        let position = |needle: &str| {
+            statuses
+                .iter()
+                .position(|s| s.contains(needle))
+                .unwrap_or_else(|| panic!("no STATUS containing {needle:?} in {statuses:?}"))
+        };
+        let order = [
+            position("container runtime"),
+            position("registering"),
+            position("fetching the node configuration"),
+            position("starting the worker API"),
+            position("waiting for inference"),
+            position("acknowledging configuration"),
+            position("ready:"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{statuses:?}");
+        let received = self.notify.received();
+        let ready = received
+            .iter()
+            .position(|l| l == "READY=1")
+            .unwrap_or_else(|| panic!("no READY=1 in {received:?}"));
+        let ack = received
+            .iter()
+            .position(|l| l.contains("acknowledging configuration"))
+            .unwrap_or_else(|| panic!("no ack status in {received:?}"));
+        assert!(ack < ready, "{received:?}");
+    }
+
     /// `VmRSS` of the node manager in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -312,8 +349,32 @@ shutdown:
     }
 }
 
+async fn spawn_orchestrator(dir: &Path, vars: &[(String, String)], cp: &str) -> ChildGuard {
+    let mut command = Command::new(binary("cynode-orchestrator"));
+    command
+        .arg("all")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "orchestrator.log"));
+    let process = ChildGuard::spawn(&mut command);
+    assert!(
+        wait_http(&format!("{cp}/healthz"), 200, Duration::from_secs(60)).await,
+        "the orchestrator did not come up; its log:\n{}",
+        read_log(dir, "orchestrator.log")
+    );
+    process
+}
+
+/// Appends, so that a restarted process's log follows the first one's.
 fn log_file(dir: &Path, name: &str) -> Stdio {
-    Stdio::from(std::fs::File::create(dir.join(name)).unwrap())
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .unwrap();
+    Stdio::from(file)
 }
 
 fn read_log(dir: &Path, name: &str) -> String {

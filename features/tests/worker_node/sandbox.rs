@@ -7,7 +7,6 @@ use std::time::Duration;
 use cucumber::{given, then, when};
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
-use podman_api::opts::{ContainerListFilter, ContainerListOpts};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -87,22 +86,7 @@ impl SandboxState {
 
     async fn job_containers(&self) -> usize {
         let job_id = self.job_id.expect("a job was sent");
-        self.worker()
-            .env
-            .podman()
-            .containers()
-            .list(
-                &ContainerListOpts::builder()
-                    .all(true)
-                    .filter([ContainerListFilter::LabelKeyVal(
-                        "cynodeai.job_id".into(),
-                        job_id.to_string(),
-                    )])
-                    .build(),
-            )
-            .await
-            .expect("list containers through the Podman socket")
-            .len()
+        self.worker().env.job_containers(job_id).await.len()
     }
 }
 

@@ -149,31 +149,7 @@ fn ack_at_ready(world: &mut NodeWorld, status: String) {
     "its status lines announced runtime check, registration, config fetch, worker API, inference and ack in that order"
 )]
 fn status_order(world: &mut NodeWorld) {
-    let node = world.startup.node();
-    let statuses = node.statuses();
-    let position = |needle: &str| {
-        statuses
-            .iter()
-            .position(|s| s.contains(needle))
-            .unwrap_or_else(|| panic!("no STATUS containing {needle:?}: {statuses:?}"))
-    };
-    let order = [
-        position("container runtime"),
-        position("registering"),
-        position("fetching the node configuration"),
-        position("starting the worker API"),
-        position("waiting for inference"),
-        position("acknowledging configuration"),
-        position("ready:"),
-    ];
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{statuses:?}");
-    let received = node.notify.received();
-    let ready = received.iter().position(|l| l == "READY=1").unwrap();
-    let ack = received
-        .iter()
-        .position(|l| l.contains("acknowledging configuration"))
-        .unwrap();
-    assert!(ack < ready, "{received:?}");
+    world.startup.node().assert_started_in_order();
 }
 
 #[then("the orchestrator is ready")]
