@@ -28,11 +28,17 @@ cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over libtest and cucumber results: "summary: N passed, N failed".
-log="$DEV_HOME/last-test.log"
-tests_passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
-tests_failed=$(grep -Eo 'passed; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
-scenarios_passed=$(grep -Eo '^[0-9]+ scenarios? \(.*' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
-scenarios_failed=$(grep -Eo '^[0-9]+ scenarios? \(.*' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
-echo "== $tests_passed tests and $scenarios_passed cucumber scenarios passed"
-echo "summary: $((tests_passed + scenarios_passed)) passed, $((tests_failed + scenarios_failed)) failed"
+awk '
+  /^test result: / || /^[0-9]+ scenarios? \(/ {
+    scenario = ($2 ~ /^scenarios?$/)
+    for (i = 1; i < NF; i++) {
+      n = $i; gsub(/[^0-9]/, "", n)
+      if ($(i + 1) ~ /^passed/) { if (scenario) sp += n; else tp += n }
+      if ($(i + 1) ~ /^failed/) { if (scenario) sf += n; else tf += n }
+    }
+  }
+  END {
+    printf "== %d tests and %d cucumber scenarios passed\n", tp, sp
+    printf "summary: %d passed, %d failed\n", tp + sp, tf + sf
+  }' "$DEV_HOME/last-test.log"
 exit "$status"
