@@ -17,7 +17,7 @@ test *ARGS: setup
 e2e: setup
     scripts/run-tests.sh -p cynode-e2e
 
-# Latency of a trivial job through the worker API vs a raw `podman run --rm`, and its idle RSS.
+# Latency of a trivial job through the node's worker API vs a raw `podman run --rm`; idle RSS of both agents.
 bench-sandbox RUNS="30": setup
     scripts/bench-sandbox.sh {{RUNS}}
 

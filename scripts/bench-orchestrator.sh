@@ -52,7 +52,10 @@ class H(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+class Server(ThreadingHTTPServer):
+    # wrk drops its connections when it stops; that is not an error worth a traceback.
+    def handle_error(self, request, client_address): pass
+Server(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
 python3 "$WORK/worker.py" "$WORKER_PORT" & PIDS+=($!)
 
@@ -92,6 +95,18 @@ echo "== GET /v1/tasks/{id}, ${DURATION}s, 2 threads, 32 connections" >&2
 GET_OUT=$(wrk -t2 -c32 -d"${DURATION}s" -H "Authorization: Bearer $ACCESS" "$GW/v1/tasks/$TASK")
 GET_RPS=$(rps <<<"$GET_OUT"); GET_ERR=$(non2xx <<<"$GET_OUT")
 
+# Baselines from this same run, so the figures read as ratios on a noisy machine: the HTTP stack
+# alone (/healthz, no auth, no database) and the worker double's own capacity.
+echo "== baseline: GET /healthz, ${DURATION}s, 2 threads, 32 connections" >&2
+HEALTH_RPS=$(wrk -t2 -c32 -d"${DURATION}s" "$GW/healthz" | rps)
+cat > "$WORK/job.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"version":1,"task_id":"00000000-0000-4000-8000-000000000000","job_id":"00000000-0000-4000-8000-000000000000","sandbox":{"command":["true"]}}'
+LUA
+echo "== baseline: the worker double alone, ${DURATION}s, 2 threads, 16 connections" >&2
+WORKER_RPS=$(wrk -t2 -c16 -d"${DURATION}s" -s "$WORK/job.lua" "http://127.0.0.1:$WORKER_PORT/v1/worker/jobs:run" | rps)
+
 echo "== dispatch of $JOBS jobs to the instant worker" >&2
 psql "$DB_URL" -qAtX <<SQL >/dev/null
 WITH owner AS (SELECT id FROM users WHERE handle = 'admin'),
@@ -115,11 +130,14 @@ DISPATCH_JPS=$(python3 -c "print(round($JOBS / ($END - $START), 1))")
 
 sleep 5
 RSS_IDLE=$(rss)
+ratio() { python3 -c "print(f'{$1 / $2:.3g}')"; }
 cat <<REPORT
 orchestrator benchmark (release build, loopback, $(nproc) cores)
-  login:                 $LOGIN_RPS req/s (non-2xx: ${LOGIN_ERR:-0})
-  GET /v1/tasks/{id}:    $GET_RPS req/s (non-2xx: ${GET_ERR:-0})
-  dispatch:              $DISPATCH_JPS jobs/s ($JOBS jobs, concurrency 16, instant worker double)
+  baseline GET /healthz: $HEALTH_RPS req/s
+  login:                 $LOGIN_RPS req/s = $(ratio "$LOGIN_RPS" "$HEALTH_RPS") x healthz (non-2xx: ${LOGIN_ERR:-0})
+  GET /v1/tasks/{id}:    $GET_RPS req/s = $(ratio "$GET_RPS" "$HEALTH_RPS") x healthz (non-2xx: ${GET_ERR:-0})
+  baseline worker alone: $WORKER_RPS req/s
+  dispatch:              $DISPATCH_JPS jobs/s = $(ratio "$DISPATCH_JPS" "$WORKER_RPS") x the worker's capacity ($JOBS jobs, concurrency 16)
   RSS idle after start:  $RSS_START
   RSS idle after load:   $RSS_IDLE
 REPORT

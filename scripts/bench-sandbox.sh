@@ -1,68 +1,58 @@
 #!/usr/bin/env bash
-# Latency of a trivial sandbox job through cynode-worker-api next to a raw `podman run --rm` of
-# the same image with the same lockdown, in the same run; plus the worker API's idle RSS.
-# Loopback only, a fixed number of runs. Usage: scripts/bench-sandbox.sh [RUNS] (default 30).
+# Latency of a trivial sandbox job through the node's worker API next to a raw `podman run --rm`
+# of the same image with the same lockdown, in the same run (the ratio is the figure), and the
+# idle RSS of both host agents. The node is the real stack: orchestrator + node manager, which
+# starts the worker API. Loopback only, a fixed number of runs.
+# Usage: scripts/bench-sandbox.sh [RUNS] (default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-30}"
 DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "bench-sandbox: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
 set -a; . "$DEV_HOME/devenv.env"; set +a
-for tool in hyperfine curl podman python3; do
+for tool in hyperfine curl podman python3 psql; do
   command -v "$tool" >/dev/null || { echo "bench-sandbox: $tool is not installed" >&2; exit 1; }
 done
 
 echo "== build (release)" >&2
-cargo build --release --quiet -p cynode-worker-api
-BIN=target/release/cynode-worker-api
+cargo build --release --quiet -p cynode-orchestrator -p cynode-node-manager -p cynode-worker-api
+BIN="$PWD/target/release"
+STACK="$DEV_HOME/bench-sandbox"
+. scripts/stack.sh
+trap stack_stop EXIT
+stack_prepare cynode_bench_sandbox
+stack_start_orchestrator
+stack_start_node
+WORKER_PID=$(pgrep -P "$NODE_PID" -f cynode-worker-api)
 
-WORK=$(mktemp -d)
-WORKER_PID=""
-cleanup() {
-  if [ -n "$WORKER_PID" ]; then kill "$WORKER_PID" 2>/dev/null || true; wait "$WORKER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+sleep 2
+NODE_IDLE=$(rss_kib "$NODE_PID"); WORKER_IDLE=$(rss_kib "$WORKER_PID")
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-# The token stays out of every argv: the worker reads it from stdin, curl from a header file.
+# The orchestrator's per-node token, so requests are authorised exactly as dispatches are. It
+# stays out of argv: curl reads it from a header file.
 umask 077
-printf 'Authorization: Bearer %s\n' "$TOKEN" > "$WORK/auth.header"
-python3 - "$WORK/job.json" <<'PY'
-import json, sys, uuid
-job = {"version": 1, "task_id": str(uuid.uuid4()), "job_id": str(uuid.uuid4()),
-       "sandbox": {"command": ["true"], "network_policy": "none"}}
-open(sys.argv[1], "w").write(json.dumps(job))
-PY
-
-mkfifo "$WORK/token"
-"$BIN" --bearer-token-stdin --listen "127.0.0.1:$PORT" \
-  --podman-socket "$CYNODE_TEST_PODMAN_SOCKET" --mount-root "$WORK/mounts" \
-  --default-image "$CYNODE_TEST_SANDBOX_IMAGE" < "$WORK/token" 2> "$WORK/worker.log" &
-WORKER_PID=$!
-printf '%s\n' "$TOKEN" > "$WORK/token"
-
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "bench-sandbox: worker API not ready" >&2; cat "$WORK/worker.log" >&2; exit 1; }
-sleep 1
-IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$WORKER_PID/status")
-
-# One check that the job really runs before timing it.
-curl -sf -H @"$WORK/auth.header" -H 'content-type: application/json' --data-binary @"$WORK/job.json" \
-  "http://127.0.0.1:$PORT/v1/worker/jobs:run" | grep -q '"status":"completed"' \
-  || { echo "bench-sandbox: the trivial job did not complete" >&2; cat "$WORK/worker.log" >&2; exit 1; }
+psql "$(cat "$STACK/database-url")" -qAtX \
+  -c "SELECT 'Authorization: Bearer ' || worker_api_bearer_token FROM nodes WHERE node_slug = 'local-node'" \
+  >"$STACK/auth.header"
+# Every request is a new job: a repeated job_id would get the stored result, not a run.
+cat >"$STACK/job.sh" <<SH
+#!/bin/sh
+u=\$(cat /proc/sys/kernel/random/uuid)
+exec curl -sf -o /dev/null -H @$STACK/auth.header -H 'content-type: application/json' \\
+  --data-binary "{\"version\":1,\"task_id\":\"\$u\",\"job_id\":\"\$u\",\"sandbox\":{\"command\":[\"true\"]}}" \\
+  http://127.0.0.1:12090/v1/worker/jobs:run
+SH
+chmod 0700 "$STACK/job.sh"
+"$STACK/job.sh" || { echo "bench-sandbox: the trivial job was refused; see $STACK/node-manager.log" >&2; exit 1; }
 
 echo "== hyperfine ($RUNS runs each)" >&2
-hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$WORK/bench.json" \
-  -n worker-api "curl -sf -o /dev/null -H @$WORK/auth.header -H 'content-type: application/json' --data-binary @$WORK/job.json http://127.0.0.1:$PORT/v1/worker/jobs:run" \
+hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$STACK/bench.json" \
+  -n worker-api "$STACK/job.sh" \
   -n podman-run "podman run --rm --network none --cap-drop ALL --security-opt no-new-privileges --read-only $CYNODE_TEST_SANDBOX_IMAGE true" >&2
-BUSY_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$WORKER_PID/status")
+NODE_BUSY=$(rss_kib "$NODE_PID"); WORKER_BUSY=$(rss_kib "$WORKER_PID")
 
-python3 - "$WORK/bench.json" "$IDLE_RSS_KB" "$BUSY_RSS_KB" <<'PY'
+python3 - "$STACK/bench.json" "$NODE_IDLE" "$NODE_BUSY" "$WORKER_IDLE" "$WORKER_BUSY" <<'PY'
 import json, statistics, sys
 results = {r["command"]: sorted(r["times"]) for r in json.load(open(sys.argv[1]))["results"]}
 def p95(times):
@@ -73,5 +63,7 @@ for name, (med, p) in rows.items():
     print(f"{name:12} {med:10.1f} {p:10.1f}")
 wa, raw = rows["worker-api"], rows["podman-run"]
 print(f"ratio worker-api / podman run: median {wa[0] / raw[0]:.2f}x, p95 {wa[1] / raw[1]:.2f}x")
-print(f"worker-api RSS: idle {int(sys.argv[2]) / 1024:.1f} MiB, after the runs {int(sys.argv[3]) / 1024:.1f} MiB")
+mib = lambda k: int(k) / 1024
+print(f"node-manager RSS: idle {mib(sys.argv[2]):.1f} MiB, after the runs {mib(sys.argv[3]):.1f} MiB")
+print(f"worker-api RSS:   idle {mib(sys.argv[4]):.1f} MiB, after the runs {mib(sys.argv[5]):.1f} MiB")
 PY

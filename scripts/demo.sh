@@ -10,7 +10,15 @@ DEMO="$DEV_HOME/demo"
 BIN="$PWD/target/debug"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '\033[2m$'; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
+# Echoes the command as one would type it (quoting only what needs it), then runs it.
+run() {
+  local arg line='$'
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=@-]+$ ]]; then line+=" $arg"; else line+=" ${arg@Q}"; fi
+  done
+  printf '\033[2m%s\033[0m\n' "$line"
+  "$@"
+}
 
 say "PostgreSQL"
 psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c 'SELECT version()'
@@ -27,56 +35,17 @@ curl -fsS "$CYNODE_TEST_INFERENCE_URL/v1/chat/completions" -H 'content-type: app
 say "Building the binaries"
 cargo build --quiet --bins
 
-# Fresh state for every demo run: a new database, new random secrets (no default secrets exist).
-rm -rf "$DEMO"; mkdir -p "$DEMO"; chmod 0700 "$DEMO"
-(umask 077
- for secret in psk jwt-secret admin-password; do head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DEMO/$secret"; done
- db_url=$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/cynode_demo")))' "$CYNODE_TEST_DATABASE_URL")
- printf '%s' "$db_url" >"$DEMO/database-url")
-PGOPTIONS=--client-min-messages=warning psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c 'DROP DATABASE IF EXISTS cynode_demo WITH (FORCE)' -c 'CREATE DATABASE cynode_demo'
-
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+STACK="$DEMO"
+. scripts/stack.sh
+trap stack_stop EXIT
+stack_prepare cynode_demo
 
 say "Orchestrator (control plane :12082, user gateway :12080); secrets generated in $DEMO"
-DATABASE_URL_FILE="$DEMO/database-url" JWT_SECRET_FILE="$DEMO/jwt-secret" \
-NODE_REGISTRATION_PSK_FILE="$DEMO/psk" BOOTSTRAP_ADMIN_PASSWORD_FILE="$DEMO/admin-password" \
-INFERENCE_MODEL="$CYNODE_TEST_INFERENCE_MODEL" ORCHESTRATOR_PUBLIC_URL=http://127.0.0.1:12082 \
-CONTROL_PLANE_LISTEN_ADDR=127.0.0.1:12082 USER_GATEWAY_LISTEN_ADDR=127.0.0.1:12080 \
-  "$BIN/cynode-orchestrator" all >"$DEMO/orchestrator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:12082/healthz 2>/dev/null && break; sleep 0.2; done
+stack_start_orchestrator
 printf 'readyz before any node: '; curl -sS http://127.0.0.1:12082/readyz; echo
 
 say "Node manager (registers, fetches config, starts the worker API on :12090, checks inference, acks)"
-cat >"$DEMO/node.yaml" <<YAML
-version: 1
-orchestrator:
-  url: http://127.0.0.1:12082
-  registration_psk_file: $DEMO/psk
-node:
-  id: demo-node
-  name: Demo node
-worker_api:
-  listen_host: 127.0.0.1
-  listen_port: 12090
-  public_base_url: http://127.0.0.1:12090
-  binary: $BIN/cynode-worker-api
-sandbox:
-  podman_socket: $CYNODE_TEST_PODMAN_SOCKET
-  default_image: $CYNODE_TEST_SANDBOX_IMAGE
-inference:
-  url: $CYNODE_TEST_INFERENCE_URL
-storage:
-  state_dir: $DEMO/node-state
-YAML
-"$BIN/cynode-node-manager" --config "$DEMO/node.yaml" >"$DEMO/node-manager.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do curl -fsS -o /dev/null http://127.0.0.1:12082/readyz 2>/dev/null && break; sleep 0.2; done
+stack_start_node
 printf 'readyz with the node ready: '; curl -sS http://127.0.0.1:12082/readyz; echo
 
 say "cynork: the user's side"
