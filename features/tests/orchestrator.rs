@@ -12,6 +12,7 @@ use cucumber::{World, given, then, when};
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, Truncated};
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use cynode_e2e::{DevEnv, free_port};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -72,6 +73,42 @@ impl OrchWorld {
         let status = resp.status().as_u16();
         let body = resp.json().await.unwrap_or(Value::Null);
         self.last = Some((status, body));
+    }
+
+    /// The node's JWT from the registration answer.
+    fn jwt(&self) -> String {
+        self.bootstrap["auth"]["node_jwt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// One of the node endpoints named in the registration answer.
+    fn endpoint(&self, name: &str) -> String {
+        self.bootstrap["orchestrator"]["endpoints"][name]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// POSTs `body` to a node endpoint with the node's JWT and remembers the answer.
+    async fn node_post(&mut self, endpoint: &str, body: Value) {
+        let resp = self
+            .http
+            .post(self.endpoint(endpoint))
+            .bearer_auth(self.jwt())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        self.remember(resp).await;
+    }
+
+    /// A request to a gateway path carrying the user's access token.
+    fn user_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.o().gw))
+            .bearer_auth(&self.access)
     }
 }
 
@@ -217,28 +254,10 @@ fn registration_answer(world: &mut OrchWorld) {
     );
 }
 
-fn jwt(world: &OrchWorld) -> String {
-    world.bootstrap["auth"]["node_jwt"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[when(expr = "node {string} reports its capabilities")]
 async fn report(world: &mut OrchWorld, slug: String) {
-    let url = world.bootstrap["orchestrator"]["endpoints"]["node_report_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let resp = world
-        .http
-        .post(url)
-        .bearer_auth(jwt(world))
-        .json(&world.capability(&slug))
-        .send()
-        .await
-        .unwrap();
-    world.remember(resp).await;
+    let capability = world.capability(&slug);
+    world.node_post("node_report_url", capability).await;
 }
 
 #[then(expr = "the report is accepted with 204")]
@@ -249,14 +268,10 @@ fn accepted(world: &mut OrchWorld) {
 
 #[when(expr = "node {string} fetches its configuration")]
 async fn fetch_config(world: &mut OrchWorld, _slug: String) {
-    let url = world.bootstrap["orchestrator"]["endpoints"]["node_config_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let resp = world
         .http
-        .get(url)
-        .bearer_auth(jwt(world))
+        .get(world.endpoint("node_config_url"))
+        .bearer_auth(world.jwt())
         .send()
         .await
         .unwrap();
@@ -297,19 +312,8 @@ async fn ack(world: &mut OrchWorld, slug: String) {
 
 #[when(expr = "node {string} acknowledges config_version {string} as applied")]
 async fn ack_version(world: &mut OrchWorld, slug: String, version: String) {
-    let url = world.bootstrap["orchestrator"]["endpoints"]["node_config_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let resp = world
-        .http
-        .post(url)
-        .bearer_auth(jwt(world))
-        .json(&json!({"version": 1, "node_slug": slug, "config_version": version, "ack_at": Utc::now(), "status": "applied"}))
-        .send()
-        .await
-        .unwrap();
-    world.remember(resp).await;
+    let ack = json!({"version": 1, "node_slug": slug, "config_version": version, "ack_at": Utc::now(), "status": "applied"});
+    world.node_post("node_config_url", ack).await;
 }
 
 #[then(expr = "the orchestrator records the ack {string} for that config_version")]
@@ -343,9 +347,7 @@ async fn no_node(world: &mut OrchWorld) {
 #[when(expr = "I create a {string} task {string}")]
 async fn create_task(world: &mut OrchWorld, mode: String, text: String) {
     let resp = world
-        .http
-        .post(format!("{}/v1/tasks", world.o().gw))
-        .bearer_auth(&world.access)
+        .user_request(Method::POST, "/v1/tasks")
         .json(&json!({"prompt": text, "input_mode": mode}))
         .send()
         .await
@@ -356,13 +358,7 @@ async fn create_task(world: &mut OrchWorld, mode: String, text: String) {
 }
 
 async fn get(world: &OrchWorld, path: &str) -> (u16, Value) {
-    let resp = world
-        .http
-        .get(format!("{}{path}", world.o().gw))
-        .bearer_auth(&world.access)
-        .send()
-        .await
-        .unwrap();
+    let resp = world.user_request(Method::GET, path).send().await.unwrap();
     (
         resp.status().as_u16(),
         resp.json().await.unwrap_or(Value::Null),
@@ -422,9 +418,7 @@ async fn summary(world: &mut OrchWorld, text: String) {
 #[when("I log out")]
 async fn logout(world: &mut OrchWorld) {
     let resp = world
-        .http
-        .post(format!("{}/v1/auth/logout", world.o().gw))
-        .bearer_auth(&world.access)
+        .user_request(Method::POST, "/v1/auth/logout")
         .send()
         .await
         .unwrap();
@@ -434,9 +428,7 @@ async fn logout(world: &mut OrchWorld) {
 #[then(expr = "asking who I am is a {int} problem")]
 async fn whoami(world: &mut OrchWorld, status: u16) {
     let resp = world
-        .http
-        .get(format!("{}/v1/users/me", world.o().gw))
-        .bearer_auth(&world.access)
+        .user_request(Method::GET, "/v1/users/me")
         .send()
         .await
         .unwrap();

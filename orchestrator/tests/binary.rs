@@ -12,10 +12,9 @@ use common::*;
 use cynode_e2e::notify::NotifySocket;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use cynode_e2e::{DevEnv, free_port};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::Command;
 
-const LIMIT: Duration = Duration::from_secs(30);
 /// An `extra` value that removes the variable instead of setting it.
 const UNSET: &str = "\u{0}unset";
 
@@ -112,15 +111,7 @@ async fn ready_is_announced_status_follows_readiness_and_secrets_stay_out_of_the
         notify.received()
     );
     let admin = o.admin_token().await;
-    let id = o
-        .create_task(
-            &admin,
-            json!({"prompt": "echo via binary", "input_mode": "script"}),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = o.create_script_task(&admin, "echo via binary").await;
     let task = o
         .wait_task(&admin, &id, LIMIT, |t| t["status"] == "completed")
         .await;
@@ -189,19 +180,7 @@ async fn a_crash_mid_dispatch_loses_nothing_and_runs_nothing_twice() {
     let worker = WorkerDouble::start(Mode::Block).await;
     Node::ready(&o, "n1", &worker).await;
     let admin = o.admin_token().await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        ids.push(
-            o.create_task(
-                &admin,
-                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let ids = o.create_echo_tasks(&admin, 4).await;
     // Two jobs are with the worker, two wait in the queue; then the orchestrator dies.
     worker.wait_received(LIMIT, |r| r.len() == 2).await;
     first.child.0.start_kill().unwrap();

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use cynode_orchestrator::auth::TokenType;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -19,28 +20,15 @@ async fn node_registers_reports_fetches_config_and_acks() {
     ])
     .await;
     // Before any node: not ready, with a reason.
-    let resp = o.http.get(format!("{}/readyz", o.cp)).send().await.unwrap();
+    let readyz = format!("{}/readyz", o.cp);
+    let resp = o.fetch(&readyz).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.text().await.unwrap().contains("no inference path"));
-    assert_eq!(
-        o.http
-            .get(format!("{}/healthz", o.cp))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok"
-    );
+    let health = o.fetch(&format!("{}/healthz", o.cp)).await;
+    assert_eq!(health.text().await.unwrap(), "ok");
 
-    let first = o
-        .http
-        .post(format!("{}/v1/nodes/register", o.cp))
-        .json(&json!({"psk": PSK, "capability": capability("node-a", "http://127.0.0.1:1")}))
-        .send()
-        .await
-        .unwrap();
+    let cap_a = capability("node-a", "http://127.0.0.1:1");
+    let first = o.register_node(&cap_a).await;
     assert_eq!(first.status(), 201);
     let bootstrap: Value = first.json().await.unwrap();
     assert_eq!(bootstrap["version"], 1);
@@ -53,24 +41,12 @@ async fn node_registers_reports_fetches_config_and_acks() {
         format!("{}/v1/nodes/capability", o.cp)
     );
     assert!(bootstrap["auth"]["expires_at"].is_string());
-    let again = o
-        .http
-        .post(format!("{}/v1/nodes/register", o.cp))
-        .json(&json!({"psk": PSK, "capability": capability("node-a", "http://127.0.0.1:1")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(o.register_node(&cap_a).await.status(), 200);
 
     let mut node = Node::register(&o, "node-a", "http://127.0.0.1:1").await;
-    let report = o
-        .http
-        .post(&node.bootstrap.orchestrator.endpoints.node_report_url)
-        .bearer_auth(node.jwt())
-        .json(&capability("node-a", "http://127.0.0.1:1"))
-        .send()
-        .await
-        .unwrap();
+    let report = node
+        .report(&o, &capability("node-a", "http://127.0.0.1:1"))
+        .await;
     assert_eq!(report.status(), 204);
     let (hash, snapshots): (String, i64) = sqlx::query_as(
         "SELECT n.capability_hash, (SELECT count(*) FROM node_capabilities c WHERE c.node_id = n.id) FROM nodes n WHERE node_slug = 'node-a'")
@@ -126,19 +102,14 @@ async fn node_registers_reports_fetches_config_and_acks() {
         (status.as_str(), version.as_str()),
         ("applied", config.config_version.as_str())
     );
-    let ready = o.http.get(format!("{}/readyz", o.gw)).send().await.unwrap();
+    let ready = o.fetch(&format!("{}/readyz", o.gw)).await;
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.text().await.unwrap(), "ready");
 
     // A new worker URL is a new configuration: new ULID, greater, and the old ack no longer counts.
-    let moved = o
-        .http
-        .post(&node.bootstrap.orchestrator.endpoints.node_report_url)
-        .bearer_auth(node.jwt())
-        .json(&capability("node-a", "http://127.0.0.1:2"))
-        .send()
-        .await
-        .unwrap();
+    let moved = node
+        .report(&o, &capability("node-a", "http://127.0.0.1:2"))
+        .await;
     assert_eq!(moved.status(), 204);
     let newer = node.fetch_config(&o).await.clone();
     assert!(newer.config_version > config.config_version);
@@ -146,15 +117,7 @@ async fn node_registers_reports_fetches_config_and_acks() {
         newer.worker_api.orchestrator_bearer_token, config.worker_api.orchestrator_bearer_token,
         "token is stable"
     );
-    assert_eq!(
-        o.http
-            .get(format!("{}/readyz", o.cp))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(o.fetch(&readyz).await.status(), 503);
     // The stale version is a conflict.
     assert_problem(
         node.ack(&o, &config.config_version, "applied").await,
@@ -163,10 +126,10 @@ async fn node_registers_reports_fetches_config_and_acks() {
     )
     .await;
     // A failed ack is recorded and does not make the node dispatchable.
-    let failed = o.http.post(&node.bootstrap.orchestrator.endpoints.node_config_url).bearer_auth(node.jwt())
-        .json(&json!({"version":1,"node_slug":"node-a","config_version":newer.config_version,"ack_at":chrono::Utc::now(),
-                      "status":"failed","error":{"type":"inference","message":"model did not load"}}))
-        .send().await.unwrap();
+    let failed = node
+        .send_ack(&o, &json!({"version":1,"node_slug":"node-a","config_version":newer.config_version,"ack_at":chrono::Utc::now(),
+                              "status":"failed","error":{"type":"inference","message":"model did not load"}}))
+        .await;
     assert_eq!(failed.status(), 204);
     let err: Value =
         sqlx::query_scalar("SELECT config_ack_error FROM nodes WHERE node_slug='node-a'")
@@ -174,25 +137,9 @@ async fn node_registers_reports_fetches_config_and_acks() {
             .await
             .unwrap();
     assert_eq!(err["message"], "model did not load");
-    assert_eq!(
-        o.http
-            .get(format!("{}/readyz", o.cp))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(o.fetch(&readyz).await.status(), 503);
 
-    let doc: Value = o
-        .http
-        .get(format!("{}/openapi.json", o.cp))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = o.openapi(&o.cp).await;
     assert!(doc["paths"]["/v1/nodes/register"]["post"].is_object());
     assert!(doc["paths"]["/v1/nodes/config"]["get"].is_object());
 }
@@ -203,13 +150,7 @@ async fn inference_backend_follows_the_capability() {
     let mut cap = capability("sandbox-only", "http://127.0.0.1:1");
     cap["inference"]["existing_service"] = json!(true);
     cap["gpu"] = json!({"present": true, "devices": [{"vram_mb": 8000, "features": {"cuda_capability": "8.9"}}]});
-    let resp = o
-        .http
-        .post(format!("{}/v1/nodes/register", o.cp))
-        .json(&json!({"psk": PSK, "capability": cap}))
-        .send()
-        .await
-        .unwrap();
+    let resp = o.register_node(&cap).await;
     assert_eq!(resp.status(), 201);
     let bootstrap: cynode_contracts::node::NodeBootstrapPayload = resp.json().await.unwrap();
     let mut node = Node {
@@ -234,19 +175,7 @@ async fn inference_backend_follows_the_capability() {
 async fn bad_registrations_are_refused_and_write_nothing() {
     let o = Orchestrator::start(&[("MAX_REQUEST_BODY_MB", "1")]).await;
     let url = format!("{}/v1/nodes/register", o.cp);
-    let send = |body: String| {
-        let o = &o;
-        let url = url.clone();
-        async move {
-            o.http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let send = |body: String| o.post_raw(&url, None, body);
     let good = capability("n1", "http://127.0.0.1:1");
     assert_problem(
         send(json!({"psk": "wrong", "capability": good}).to_string()).await,
@@ -273,38 +202,22 @@ async fn bad_registrations_are_refused_and_write_nothing() {
         "invalid type",
     )
     .await;
-    let mut v2 = good.clone();
-    v2["version"] = json!(2);
-    assert_problem(
-        send(json!({"psk": PSK, "capability": v2}).to_string()).await,
-        400,
-        "version 2",
-    )
-    .await;
-    let mut empty = good.clone();
-    empty["node"]["node_slug"] = json!(" ");
-    assert_problem(
-        send(json!({"psk": PSK, "capability": empty}).to_string()).await,
-        400,
-        "node_slug",
-    )
-    .await;
-    let mut bad_url = good.clone();
-    bad_url["worker_api"]["base_url"] = json!("ftp://x");
-    assert_problem(
-        send(json!({"psk": PSK, "capability": bad_url}).to_string()).await,
-        400,
-        "base_url",
-    )
-    .await;
-    let mut cpu = good.clone();
-    cpu["compute"]["cpu_cores"] = json!("many");
-    assert_problem(
-        send(json!({"psk": PSK, "capability": cpu}).to_string()).await,
-        400,
-        "invalid type",
-    )
-    .await;
+    // One bad field of the capability at a time.
+    for (field, value, needle) in [
+        ("/version", json!(2), "version 2"),
+        ("/node/node_slug", json!(" "), "node_slug"),
+        ("/worker_api/base_url", json!("ftp://x"), "base_url"),
+        ("/compute/cpu_cores", json!("many"), "invalid type"),
+    ] {
+        let mut bad = good.clone();
+        *bad.pointer_mut(field).unwrap() = value;
+        assert_problem(
+            send(json!({"psk": PSK, "capability": bad}).to_string()).await,
+            400,
+            needle,
+        )
+        .await;
+    }
     let big =
         json!({"psk": PSK, "capability": good, "pad": "x".repeat(2 * 1024 * 1024)}).to_string();
     assert_problem(send(big).await, 413, "exceeds").await;
@@ -318,72 +231,41 @@ async fn node_tokens_are_checked() {
     let a = Node::register(&o, "node-a", "http://127.0.0.1:1").await;
     let b = Node::register(&o, "node-b", "http://127.0.0.1:2").await;
     let cfg_url = &a.bootstrap.orchestrator.endpoints.node_config_url;
-    assert_problem(o.http.get(cfg_url).send().await.unwrap(), 401, "Bearer").await;
+    assert_problem(o.fetch(cfg_url).await, 401, "Bearer").await;
     // A token signed with another key.
-    let forged = {
-        let keys = cynode_orchestrator::auth::Keys::new(b"not-the-orchestrator-key");
-        let (mut claims, _) = cynode_orchestrator::auth::Keys::claims(
-            cynode_orchestrator::auth::TokenType::Node,
-            "x".into(),
-            Duration::from_secs(60),
-        );
-        claims.node_slug = Some("node-a".into());
-        keys.sign(&claims).unwrap()
-    };
-    assert_problem(
-        o.http
-            .get(cfg_url)
-            .bearer_auth(&forged)
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "invalid",
-    )
-    .await;
+    let forged = sign_token(
+        b"not-the-orchestrator-key",
+        TokenType::Node,
+        Duration::from_secs(60),
+        |c| c.node_slug = Some("node-a".into()),
+    );
+    assert_problem(o.get_url(cfg_url, &forged).await, 401, "invalid").await;
     // A user access token is not a node token.
     let user = o.admin_token().await;
-    assert_problem(
-        o.http.get(cfg_url).bearer_auth(&user).send().await.unwrap(),
-        401,
-        "wrong type",
-    )
-    .await;
+    assert_problem(o.get_url(cfg_url, &user).await, 401, "wrong type").await;
 
     // Node A's token cannot speak for node B.
-    let cfg_b = {
-        let resp = o
-            .http
-            .get(cfg_url)
-            .bearer_auth(b.jwt())
-            .send()
-            .await
-            .unwrap();
-        resp.json::<cynode_contracts::node::NodeConfigurationPayload>()
-            .await
-            .unwrap()
-    };
-    assert_eq!(cfg_b.node_slug, "node-b");
-    let as_b = o.http.post(cfg_url).bearer_auth(a.jwt())
-        .json(&json!({"version":1,"node_slug":"node-b","config_version":cfg_b.config_version,"ack_at":chrono::Utc::now(),"status":"applied"}))
-        .send().await.unwrap();
-    assert_problem(as_b, 403, "node-a").await;
-    let report_b = o
-        .http
-        .post(&a.bootstrap.orchestrator.endpoints.node_report_url)
-        .bearer_auth(a.jwt())
-        .json(&capability("node-b", "http://evil:1"))
-        .send()
+    let cfg_b = o
+        .get_url(cfg_url, b.jwt())
+        .await
+        .json::<cynode_contracts::node::NodeConfigurationPayload>()
         .await
         .unwrap();
+    assert_eq!(cfg_b.node_slug, "node-b");
+    let as_b = a
+        .send_ack(&o, &ack_body("node-b", &cfg_b.config_version, "applied"))
+        .await;
+    assert_problem(as_b, 403, "node-a").await;
+    let report_b = a.report(&o, &capability("node-b", "http://evil:1")).await;
     assert_problem(report_b, 403, "node-b").await;
-    let unknown_version = o.http.post(cfg_url).bearer_auth(a.jwt())
-        .json(&json!({"version":1,"node_slug":"node-a","config_version":"01ARZ3NDEKTSV4RRFFQ69G5FAV","ack_at":chrono::Utc::now(),"status":"applied"}))
-        .send().await.unwrap();
+    let unknown_version = a
+        .send_ack(
+            &o,
+            &ack_body("node-a", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "applied"),
+        )
+        .await;
     assert_problem(unknown_version, 409, "01ARZ3NDEKTSV4RRFFQ69G5FAV").await;
-    let rolled = o.http.post(cfg_url).bearer_auth(a.jwt())
-        .json(&json!({"version":1,"node_slug":"node-a","config_version":"x","ack_at":chrono::Utc::now(),"status":"bogus"}))
-        .send().await.unwrap();
+    let rolled = a.send_ack(&o, &ack_body("node-a", "x", "bogus")).await;
     assert_problem(rolled, 400, "bogus").await;
     let acked: i64 =
         sqlx::query_scalar("SELECT count(*) FROM nodes WHERE config_ack_status IS NOT NULL")
@@ -399,26 +281,14 @@ async fn node_tokens_are_checked() {
     assert_eq!(url_b, "http://127.0.0.1:2");
 
     // A correctly signed node JWT past its expiry.
-    let expired = {
-        let keys = cynode_orchestrator::auth::Keys::new(JWT_SECRET.as_bytes());
-        let (mut claims, _) = cynode_orchestrator::auth::Keys::claims(
-            cynode_orchestrator::auth::TokenType::Node,
-            "x".into(),
-            Duration::ZERO,
-        );
-        claims.exp -= 5;
-        claims.node_slug = Some("node-a".into());
-        keys.sign(&claims).unwrap()
-    };
-    assert_problem(
-        o.http
-            .get(cfg_url)
-            .bearer_auth(&expired)
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "expired",
-    )
-    .await;
+    let expired = sign_token(
+        JWT_SECRET.as_bytes(),
+        TokenType::Node,
+        Duration::ZERO,
+        |c| {
+            c.exp -= 5;
+            c.node_slug = Some("node-a".into());
+        },
+    );
+    assert_problem(o.get_url(cfg_url, &expired).await, 401, "expired").await;
 }

@@ -9,13 +9,14 @@ use common::*;
 use cynode_orchestrator::Role;
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-fn done(task: &Value) -> bool {
-    matches!(
-        task["status"].as_str(),
-        Some("completed" | "failed" | "canceled")
-    )
+/// An orchestrator with one dispatchable node whose worker double runs in `mode`, and an admin
+/// token.
+async fn one_node(extra: &[(&str, &str)], mode: Mode) -> (Orchestrator, WorkerDouble, String) {
+    let o = Orchestrator::start(extra).await;
+    let worker = WorkerDouble::start(mode).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+    (o, worker, admin)
 }
 
 #[tokio::test]
@@ -31,8 +32,7 @@ async fn script_task_runs_on_the_node_with_its_own_token() {
         )
         .await;
     let id = task["id"].as_str().unwrap();
-    let finished = o.wait_task(&admin, id, LIMIT, done).await;
-    assert_eq!(finished["status"], "completed");
+    assert_eq!(o.wait_finished(&admin, id).await["status"], "completed");
 
     let received = worker.received();
     assert_eq!(received.len(), 1);
@@ -65,14 +65,7 @@ async fn script_task_runs_on_the_node_with_its_own_token() {
     );
     let (_, out) = o.get(&admin, "/v1/tasks/hello/logs?stream=stdout").await;
     assert_eq!(out["stderr"], "");
-    let cancel = o
-        .http
-        .post(format!("{}/v1/tasks/hello/cancel", o.gw))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(cancel, 409, "already completed").await;
+    assert_problem(o.cancel(&admin, "hello").await, 409, "already completed").await;
 
     // The prompt task never reaches the worker.
     o.create_task(&admin, json!({"prompt": "echo never"})).await;
@@ -105,19 +98,7 @@ async fn unacked_failed_or_inactive_nodes_never_get_a_job() {
         .unwrap();
 
     let admin = o.admin_token().await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(
-            o.create_task(
-                &admin,
-                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let ids = o.create_echo_tasks(&admin, 3).await;
     // Give the dispatcher every chance to misbehave, then check it did not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let queued: i64 =
@@ -126,23 +107,12 @@ async fn unacked_failed_or_inactive_nodes_never_get_a_job() {
             .await
             .unwrap();
     assert_eq!(queued, 3);
-    assert_eq!(
-        o.http
-            .get(format!("{}/readyz", o.gw))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(o.fetch(&format!("{}/readyz", o.gw)).await.status(), 503);
 
     // A proper node appears: everything goes there and nowhere else.
     Node::ready(&o, "d-good", &good).await;
     for id in &ids {
-        assert_eq!(
-            o.wait_task(&admin, id, LIMIT, done).await["status"],
-            "completed"
-        );
+        assert_eq!(o.wait_finished(&admin, id).await["status"], "completed");
     }
     assert_eq!(good.received().len(), 3);
     assert!(
@@ -154,16 +124,8 @@ async fn unacked_failed_or_inactive_nodes_never_get_a_job() {
 
 #[tokio::test]
 async fn worker_500_leaves_the_job_retryable_and_it_runs_later() {
-    let o = Orchestrator::start(&[("DISPATCH_RETRY_BASE", "1h")]).await;
-    let worker = WorkerDouble::start(Mode::Fail).await;
-    Node::ready(&o, "n", &worker).await;
-    let admin = o.admin_token().await;
-    let id = o
-        .create_task(&admin, json!({"prompt": "echo x", "input_mode": "script"}))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (o, worker, admin) = one_node(&[("DISPATCH_RETRY_BASE", "1h")], Mode::Fail).await;
+    let id = o.create_script_task(&admin, "echo x").await;
     worker.wait_received(LIMIT, |r| r.len() == 1).await;
     let row = wait_job(&o, &id, |(s, a, _, _)| s == "queued" && *a == 1).await;
     assert!(row.2.as_deref().unwrap().contains("500"), "{row:?}");
@@ -175,15 +137,8 @@ async fn worker_500_leaves_the_job_retryable_and_it_runs_later() {
 
     // The worker recovers and the backoff ends: the same job runs, once.
     worker.set_mode(Mode::Instant);
-    sqlx::query("UPDATE jobs SET next_attempt_at = now()")
-        .execute(&o.db)
-        .await
-        .unwrap();
-    o.running.as_ref().unwrap().state.wake.notify_one();
-    assert_eq!(
-        o.wait_task(&admin, &id, LIMIT, done).await["status"],
-        "completed"
-    );
+    o.retry_now().await;
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
     let row = job_row(&o.db, &id).await;
     assert_eq!((row.0.as_str(), row.1), ("completed", 2));
     let job_ids: HashSet<_> = worker.received().iter().map(|r| r.job_id).collect();
@@ -193,23 +148,12 @@ async fn worker_500_leaves_the_job_retryable_and_it_runs_later() {
 
 #[tokio::test]
 async fn hanging_worker_times_out_and_the_job_stays_retryable() {
-    let o = Orchestrator::start(&[
+    let settings = [
         ("DISPATCH_HTTP_TIMEOUT", "1s"),
         ("DISPATCH_RETRY_BASE", "1h"),
-    ])
-    .await;
-    let worker = WorkerDouble::start(Mode::Hang).await;
-    Node::ready(&o, "n", &worker).await;
-    let admin = o.admin_token().await;
-    let id = o
-        .create_task(
-            &admin,
-            json!({"prompt": "sleep 1000", "input_mode": "script"}),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    ];
+    let (o, worker, admin) = one_node(&settings, Mode::Hang).await;
+    let id = o.create_script_task(&admin, "sleep 1000").await;
     let row = wait_job(&o, &id, |(s, a, _, _)| s == "queued" && *a == 1).await;
     assert!(
         row.2.as_deref().unwrap().contains("did not answer"),
@@ -217,34 +161,19 @@ async fn hanging_worker_times_out_and_the_job_stays_retryable() {
     );
 
     worker.set_mode(Mode::Instant);
-    sqlx::query("UPDATE jobs SET next_attempt_at = now()")
-        .execute(&o.db)
-        .await
-        .unwrap();
-    o.running.as_ref().unwrap().state.wake.notify_one();
-    assert_eq!(
-        o.wait_task(&admin, &id, LIMIT, done).await["status"],
-        "completed"
-    );
+    o.retry_now().await;
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
 }
 
 #[tokio::test]
 async fn attempts_run_out_and_the_task_fails_with_the_reason() {
-    let o = Orchestrator::start(&[
+    let settings = [
         ("DISPATCH_MAX_ATTEMPTS", "2"),
         ("DISPATCH_RETRY_BASE", "50ms"),
-    ])
-    .await;
-    let worker = WorkerDouble::start(Mode::Fail).await;
-    Node::ready(&o, "n", &worker).await;
-    let admin = o.admin_token().await;
-    let id = o
-        .create_task(&admin, json!({"prompt": "echo x", "input_mode": "script"}))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let task = o.wait_task(&admin, &id, LIMIT, done).await;
+    ];
+    let (o, worker, admin) = one_node(&settings, Mode::Fail).await;
+    let id = o.create_script_task(&admin, "echo x").await;
+    let task = o.wait_finished(&admin, &id).await;
     assert_eq!(task["status"], "failed");
     assert!(
         task["summary"]
@@ -260,23 +189,8 @@ async fn attempts_run_out_and_the_task_fails_with_the_reason() {
 
 #[tokio::test]
 async fn several_jobs_dispatch_concurrently_and_cancel_drops_a_late_result() {
-    let o = Orchestrator::start(&[("DISPATCH_CONCURRENCY", "4")]).await;
-    let worker = WorkerDouble::start(Mode::Block).await;
-    Node::ready(&o, "n", &worker).await;
-    let admin = o.admin_token().await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        ids.push(
-            o.create_task(
-                &admin,
-                json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let (o, worker, admin) = one_node(&[("DISPATCH_CONCURRENCY", "4")], Mode::Block).await;
+    let ids = o.create_echo_tasks(&admin, 4).await;
     worker.wait_received(LIMIT, |r| r.len() == 4).await;
     assert_eq!(
         worker.in_flight(),
@@ -289,23 +203,11 @@ async fn several_jobs_dispatch_concurrently_and_cancel_drops_a_late_result() {
             "running"
         );
     }
-    let cancel: Value = o
-        .http
-        .post(format!("{}/v1/tasks/{}/cancel", o.gw, ids[0]))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cancel: Value = o.cancel(&admin, &ids[0]).await.json().await.unwrap();
     assert_eq!(cancel["canceled"], true);
     worker.release();
     for id in &ids[1..] {
-        assert_eq!(
-            o.wait_task(&admin, id, LIMIT, done).await["status"],
-            "completed"
-        );
+        assert_eq!(o.wait_finished(&admin, id).await["status"], "completed");
     }
     // The canceled task's result arrived after the cancel and was not recorded.
     let row = job_row(&o.db, &ids[0]).await;
@@ -329,26 +231,10 @@ async fn two_orchestrators_on_one_database_dispatch_each_job_once() {
     let worker = WorkerDouble::start(Mode::Instant).await;
     Node::ready(&first, "n", &worker).await;
     let admin = first.admin_token().await;
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        ids.push(
-            first
-                .create_task(
-                    &admin,
-                    json!({"prompt": format!("echo {i}"), "input_mode": "script"}),
-                )
-                .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let ids = first.create_echo_tasks(&admin, 30).await;
     second.running.as_ref().unwrap().state.wake.notify_one();
     for id in &ids {
-        assert_eq!(
-            first.wait_task(&admin, id, LIMIT, done).await["status"],
-            "completed"
-        );
+        assert_eq!(first.wait_finished(&admin, id).await["status"], "completed");
     }
     let received = worker.received();
     let unique: HashSet<_> = received.iter().map(|r| r.job_id).collect();

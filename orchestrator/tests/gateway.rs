@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use cynode_orchestrator::auth::TokenType;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -38,39 +39,20 @@ async fn login_refresh_logout_and_me() {
             .all(|h| h.len() == 32 && h != refresh.as_bytes())
     );
 
-    let wrong = o
-        .http
-        .post(format!("{}/v1/auth/login", o.gw))
-        .json(&json!({"handle":"admin","password":"nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(wrong, 401, "invalid handle or password").await;
-    let nobody = o
-        .http
-        .post(format!("{}/v1/auth/login", o.gw))
-        .json(&json!({"handle":"ghost","password":"nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(nobody, 401, "invalid handle or password").await;
-    let system = o
-        .http
-        .post(format!("{}/v1/auth/login", o.gw))
-        .json(&json!({"handle":"system","password":"x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(system, 401, "invalid").await;
+    for (handle, password, needle) in [
+        ("admin", "nope", "invalid handle or password"),
+        ("ghost", "nope", "invalid handle or password"),
+        ("system", "x", "invalid"),
+    ] {
+        let body = json!({"handle": handle, "password": password});
+        assert_problem(o.post_json("/v1/auth/login", body).await, 401, needle).await;
+    }
 
     // Rotation: the new pair works, the old refresh token works no more.
+    let refresh_with = |token: &str| json!({"refresh_token": token});
     let rotated: Value = o
-        .http
-        .post(format!("{}/v1/auth/refresh", o.gw))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
+        .post_json("/v1/auth/refresh", refresh_with(&refresh))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -80,12 +62,8 @@ async fn login_refresh_logout_and_me() {
     let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh);
     let reused = o
-        .http
-        .post(format!("{}/v1/auth/refresh", o.gw))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/auth/refresh", refresh_with(&refresh))
+        .await;
     assert_problem(reused, 401, "refresh token").await;
     assert_eq!(o.get(&access2, "/v1/users/me").await.0, 200);
 
@@ -99,34 +77,15 @@ async fn login_refresh_logout_and_me() {
         .await
         .unwrap();
     assert_eq!(out.status(), 204);
-    let after = o
-        .http
-        .get(format!("{}/v1/users/me", o.gw))
-        .bearer_auth(&access2)
-        .send()
-        .await
-        .unwrap();
+    let after = o.get_url(&format!("{}/v1/users/me", o.gw), &access2).await;
     assert_problem(after, 401, "revoked").await;
     let refresh_after = o
-        .http
-        .post(format!("{}/v1/auth/refresh", o.gw))
-        .json(&json!({"refresh_token": refresh2}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/auth/refresh", refresh_with(&refresh2))
+        .await;
     assert_problem(refresh_after, 401, "refresh token").await;
     // Logout without a body works too.
     let (access3, _) = o.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(
-        o.http
-            .post(format!("{}/v1/auth/logout", o.gw))
-            .bearer_auth(&access3)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(o.post_auth(&access3, "/v1/auth/logout").await.status(), 204);
     assert_eq!(o.get(&access3, "/v1/users/me").await.0, 401);
 
     let events: Vec<String> =
@@ -145,15 +104,7 @@ async fn login_refresh_logout_and_me() {
         assert!(events.iter().any(|x| x == e), "audit lacks {e}: {events:?}");
     }
 
-    let doc: Value = o
-        .http
-        .get(format!("{}/openapi.json", o.gw))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = o.openapi(&o.gw).await;
     assert!(doc["paths"]["/v1/tasks/{id}/cancel"]["post"].is_object());
 }
 
@@ -161,7 +112,7 @@ async fn login_refresh_logout_and_me() {
 async fn bad_tokens_are_401() {
     let o = Orchestrator::start(&[("JWT_ACCESS_DURATION", "1s")]).await;
     let me = format!("{}/v1/users/me", o.gw);
-    assert_problem(o.http.get(&me).send().await.unwrap(), 401, "Bearer").await;
+    assert_problem(o.fetch(&me).await, 401, "Bearer").await;
     assert_problem(
         o.http
             .get(&me)
@@ -173,60 +124,35 @@ async fn bad_tokens_are_401() {
         "Bearer",
     )
     .await;
-    assert_problem(
-        o.http.get(&me).bearer_auth("garbage").send().await.unwrap(),
-        401,
-        "invalid",
-    )
-    .await;
-    let forged = {
-        let keys = cynode_orchestrator::auth::Keys::new(b"forged-key-forged-key");
-        let (mut claims, _) = cynode_orchestrator::auth::Keys::claims(
-            cynode_orchestrator::auth::TokenType::Access,
-            "x".into(),
-            Duration::from_secs(60),
-        );
-        claims.user_id = Some(uuid::Uuid::new_v4());
-        claims.sid = Some(uuid::Uuid::new_v4());
-        keys.sign(&claims).unwrap()
-    };
-    assert_problem(
-        o.http.get(&me).bearer_auth(forged).send().await.unwrap(),
-        401,
-        "invalid",
-    )
-    .await;
+    assert_problem(o.get_url(&me, "garbage").await, 401, "invalid").await;
+    let forged = sign_token(
+        b"forged-key-forged-key",
+        TokenType::Access,
+        Duration::from_secs(60),
+        |c| {
+            c.user_id = Some(uuid::Uuid::new_v4());
+            c.sid = Some(uuid::Uuid::new_v4());
+        },
+    );
+    assert_problem(o.get_url(&me, &forged).await, 401, "invalid").await;
     let (access, _) = o.login("admin", ADMIN_PASSWORD).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_problem(
-        o.http.get(&me).bearer_auth(&access).send().await.unwrap(),
-        401,
-        "expired",
-    )
-    .await;
+    assert_problem(o.get_url(&me, &access).await, 401, "expired").await;
 }
 
 #[tokio::test]
 async fn login_is_rate_limited_per_ip_and_per_handle() {
     let o = Orchestrator::start(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
-    let url = format!("{}/v1/auth/login", o.gw);
+    let login = |handle: &str, password: &str| {
+        o.post_json(
+            "/v1/auth/login",
+            json!({"handle": handle, "password": password}),
+        )
+    };
     for _ in 0..3 {
-        let r = o
-            .http
-            .post(&url)
-            .json(&json!({"handle":"admin","password":"wrong"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
+        assert_eq!(login("admin", "wrong").await.status(), 401);
     }
-    let limited = o
-        .http
-        .post(&url)
-        .json(&json!({"handle":"admin","password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let limited = login("admin", ADMIN_PASSWORD).await;
     let retry: u64 = limited
         .headers()
         .get("retry-after")
@@ -238,61 +164,23 @@ async fn login_is_rate_limited_per_ip_and_per_handle() {
     assert!((1..=61).contains(&retry));
     assert_problem(limited, 429, "too many login attempts").await;
     // Another handle from the same IP is limited too (per-IP budget).
-    let other = o
-        .http
-        .post(&url)
-        .json(&json!({"handle":"someone","password":"x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), 429);
+    assert_eq!(login("someone", "x").await.status(), 429);
 }
 
 #[tokio::test]
 async fn bad_auth_bodies_are_400_naming_the_field() {
     let o = Orchestrator::start(&[]).await;
     let url = format!("{}/v1/auth/login", o.gw);
-    let post = |body: &'static str| {
-        o.http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
-    assert_problem(post("{").await.unwrap(), 400, "malformed JSON").await;
-    assert_problem(
-        post(r#"{"handle":"admin"}"#).await.unwrap(),
-        400,
-        "password",
-    )
-    .await;
-    assert_problem(
-        post(r#"{"handle":"admin","password":"x","otp":1}"#)
-            .await
-            .unwrap(),
-        400,
-        "otp",
-    )
-    .await;
-    assert_problem(
-        post(r#"{"handle":1,"password":"x"}"#).await.unwrap(),
-        400,
-        "invalid type",
-    )
-    .await;
-    assert_problem(
-        post(r#"{"handle":"","password":"x"}"#).await.unwrap(),
-        400,
-        "handle",
-    )
-    .await;
-    let refresh = o
-        .http
-        .post(format!("{}/v1/auth/refresh", o.gw))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    for (body, needle) in [
+        ("{", "malformed JSON"),
+        (r#"{"handle":"admin"}"#, "password"),
+        (r#"{"handle":"admin","password":"x","otp":1}"#, "otp"),
+        (r#"{"handle":1,"password":"x"}"#, "invalid type"),
+        (r#"{"handle":"","password":"x"}"#, "handle"),
+    ] {
+        assert_problem(o.post_raw(&url, None, body.into()).await, 400, needle).await;
+    }
+    let refresh = o.post_json("/v1/auth/refresh", json!({})).await;
     assert_problem(refresh, 400, "refresh_token").await;
     let (access, _) = o.login("admin", ADMIN_PASSWORD).await;
     let logout = o
@@ -309,12 +197,7 @@ async fn bad_auth_bodies_are_400_naming_the_field() {
         200,
         "a rejected logout changes nothing"
     );
-    let unknown = o
-        .http
-        .get(format!("{}/v1/nope", o.gw))
-        .send()
-        .await
-        .unwrap();
+    let unknown = o.fetch(&format!("{}/v1/nope", o.gw)).await;
     assert_problem(unknown, 404, "/v1/nope").await;
 }
 
@@ -364,14 +247,10 @@ async fn tasks_are_created_listed_named_and_owned() {
     // Get by id and by name (URL-encoded).
     let id = t1["id"].as_str().unwrap();
     assert_eq!(o.get(&admin, &format!("/v1/tasks/{id}")).await.1["id"], id);
-    let by_name = o
-        .http
-        .get(format!("{}/v1/tasks/{}", o.gw, urlencode(sql)))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_name.json::<Value>().await.unwrap()["id"], id);
+    let (_, by_name) = o
+        .get(&admin, &format!("/v1/tasks/{}", urlencode(sql)))
+        .await;
+    assert_eq!(by_name["id"], id);
 
     // Another user sees none of it: 404, the same as a task that does not exist.
     for path in [
@@ -382,14 +261,7 @@ async fn tasks_are_created_listed_named_and_owned() {
         let (status, body) = o.get(&bob, &path).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
-    let cancel = o
-        .http
-        .post(format!("{}/v1/tasks/{id}/cancel", o.gw))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(cancel, 404, "does not exist").await;
+    assert_problem(o.cancel(&bob, id).await, 404, "does not exist").await;
     let (_, bobs) = o.get(&bob, "/v1/tasks").await;
     assert_eq!(bobs["tasks"], json!([]));
 
@@ -442,16 +314,8 @@ async fn tasks_are_created_listed_named_and_owned() {
         .collect();
     seen.dedup();
     assert_eq!(seen.len(), 4);
-    o.http
-        .post(format!(
-            "{}/v1/tasks/{}/cancel",
-            o.gw,
-            t2["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let t2_id = t2["id"].as_str().unwrap();
+    o.cancel(&admin, t2_id).await;
     let (_, canceled) = o.get(&admin, "/v1/tasks?status=canceled&limit=1").await;
     assert_eq!(canceled["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(canceled["tasks"][0]["id"], t2["id"]);
@@ -459,23 +323,12 @@ async fn tasks_are_created_listed_named_and_owned() {
 
     // Cancel: a queued task cancels with its job; a finished one is a conflict.
     let job: String = sqlx::query_scalar("SELECT status FROM jobs WHERE task_id = $1::uuid")
-        .bind(t2["id"].as_str().unwrap())
+        .bind(t2_id)
         .fetch_one(&o.db)
         .await
         .unwrap();
     assert_eq!(job, "canceled");
-    let again = o
-        .http
-        .post(format!(
-            "{}/v1/tasks/{}/cancel",
-            o.gw,
-            t2["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(again, 409, "already canceled").await;
+    assert_problem(o.cancel(&admin, t2_id).await, 409, "already canceled").await;
 
     // The schema is intact after all those metacharacters.
     assert_eq!(o.count("tasks").await, 5);
@@ -498,14 +351,7 @@ async fn bad_task_input_is_400_and_writes_nothing() {
     let o = Orchestrator::start(&[("MAX_REQUEST_BODY_MB", "1")]).await;
     let admin = o.admin_token().await;
     let url = format!("{}/v1/tasks", o.gw);
-    let post = |body: String| {
-        o.http
-            .post(&url)
-            .bearer_auth(&admin)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
+    let post = |body: String| o.post_raw(&url, Some(&admin), body);
     let cases: Vec<(String, &str)> = vec![
         ("{\"prompt\":".into(), "malformed JSON"),
         ("{}".into(), "prompt"),
@@ -550,10 +396,10 @@ async fn bad_task_input_is_400_and_writes_nothing() {
         ),
     ];
     for (body, needle) in cases {
-        assert_problem(post(body.clone()).await.unwrap(), 400, needle).await;
+        assert_problem(post(body.clone()).await, 400, needle).await;
     }
     let big = json!({"prompt": "x".repeat(2 * 1024 * 1024), "input_mode": "script"}).to_string();
-    assert_problem(post(big).await.unwrap(), 413, "exceeds").await;
+    assert_problem(post(big).await, 413, "exceeds").await;
     for (query, needle) in [
         ("limit=0", "limit"),
         ("limit=201", "limit"),
@@ -562,36 +408,17 @@ async fn bad_task_input_is_400_and_writes_nothing() {
         ("status=done", "done"),
         ("colour=red", "colour"),
     ] {
-        let resp = o
-            .http
-            .get(format!("{url}?{query}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
+        let resp = o.get_url(&format!("{url}?{query}"), &admin).await;
         assert_problem(resp, 400, needle).await;
     }
     let t = o
         .create_task(&admin, json!({"prompt": "echo", "input_mode": "script"}))
         .await;
-    let logs = o
-        .http
-        .get(format!(
-            "{url}/{}/logs?stream=both",
-            t["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(logs, 400, "both").await;
+    let logs_url = format!("{url}/{}/logs?stream=both", t["id"].as_str().unwrap());
+    assert_problem(o.get_url(&logs_url, &admin).await, 400, "both").await;
     let missing = o
-        .http
-        .get(format!("{url}/{}", uuid::Uuid::new_v4()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .get_url(&format!("{url}/{}", uuid::Uuid::new_v4()), &admin)
+        .await;
     assert_problem(missing, 404, "does not exist").await;
     assert_eq!(o.count("tasks").await, 1);
     assert_eq!(o.count("jobs").await, 1);

@@ -15,6 +15,7 @@ use chrono::Utc;
 use cynode_contracts::node::*;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, Truncated};
 use cynode_e2e::{DevEnv, free_port};
+use cynode_orchestrator::auth::{Claims, Keys, TokenType};
 use cynode_orchestrator::{Config, Role, Running, Secrets};
 use cynode_service_kit::secrets::Secret;
 use serde_json::{Value, json};
@@ -25,6 +26,28 @@ use uuid::Uuid;
 pub const PSK: &str = "test-psk-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef";
 pub const ADMIN_PASSWORD: &str = "admin-test-password";
+/// How long any wait in these tests may take before it fails.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A task in a final state.
+pub fn finished(task: &Value) -> bool {
+    matches!(
+        task["status"].as_str(),
+        Some("completed" | "failed" | "canceled")
+    )
+}
+
+/// Signs a token of `token_type` for subject `x` with `key`; `edit` adjusts the claims first.
+pub fn sign_token(
+    key: &[u8],
+    token_type: TokenType,
+    lifetime: Duration,
+    edit: impl FnOnce(&mut Claims),
+) -> String {
+    let (mut claims, _) = Keys::claims(token_type, "x".into(), lifetime);
+    edit(&mut claims);
+    Keys::new(key).sign(&claims).unwrap()
+}
 
 pub struct Orchestrator {
     pub running: Option<Running>,
@@ -96,12 +119,11 @@ impl Orchestrator {
     /// Logs in and returns (access, refresh).
     pub async fn login(&self, handle: &str, password: &str) -> (String, String) {
         let resp = self
-            .http
-            .post(format!("{}/v1/auth/login", self.gw))
-            .json(&json!({"handle": handle, "password": password}))
-            .send()
-            .await
-            .unwrap();
+            .post_json(
+                "/v1/auth/login",
+                json!({"handle": handle, "password": password}),
+            )
+            .await;
         assert_eq!(resp.status(), 200, "login of {handle}");
         let body: Value = resp.json().await.unwrap();
         (
@@ -146,16 +168,115 @@ impl Orchestrator {
         resp.json().await.unwrap()
     }
 
+    /// Creates a script task running `prompt` and returns its id.
+    pub async fn create_script_task(&self, token: &str, prompt: &str) -> String {
+        self.create_task(token, json!({"prompt": prompt, "input_mode": "script"}))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates `n` script tasks `echo 0`, `echo 1`, ... and returns their ids in that order.
+    pub async fn create_echo_tasks(&self, token: &str, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(self.create_script_task(token, &format!("echo {i}")).await);
+        }
+        ids
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.gw))
+        let resp = self.get_url(&format!("{}{path}", self.gw), token).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a full URL with a bearer token.
+    pub async fn get_url(&self, url: &str, token: &str) -> reqwest::Response {
+        self.http.get(url).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// GET a full URL without a token.
+    pub async fn fetch(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// POST a JSON body to a gateway path, without a token.
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.gw))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST to a gateway path with a bearer token and no body.
+    pub async fn post_auth(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.gw))
             .bearer_auth(token)
             .send()
             .await
+            .unwrap()
+    }
+
+    /// POST raw text declared as JSON to a full URL, with a bearer token if given.
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        body: String,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Cancels the task `id_or_name`.
+    pub async fn cancel(&self, token: &str, id_or_name: &str) -> reqwest::Response {
+        self.post_auth(token, &format!("/v1/tasks/{id_or_name}/cancel"))
+            .await
+    }
+
+    /// Registers a node with the right pre-shared key and `capability`.
+    pub async fn register_node(&self, capability: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/nodes/register", self.cp))
+            .json(&json!({"psk": PSK, "capability": capability}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The OpenAPI document served at `base`.
+    pub async fn openapi(&self, base: &str) -> Value {
+        self.fetch(&format!("{base}/openapi.json"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Makes every backed-off job due now and wakes the dispatcher.
+    pub async fn retry_now(&self) {
+        sqlx::query("UPDATE jobs SET next_attempt_at = now()")
+            .execute(&self.db)
+            .await
             .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.running.as_ref().unwrap().state.wake.notify_one();
+    }
+
+    /// Polls the task until it is [`finished`].
+    pub async fn wait_finished(&self, token: &str, id: &str) -> Value {
+        self.wait_task(token, id, LIMIT, finished).await
     }
 
     /// Polls the task until `pred` holds on it (or panics after `limit`).
@@ -221,6 +342,12 @@ pub fn capability(slug: &str, worker_url: &str) -> Value {
     })
 }
 
+/// A configuration acknowledgement, as the node manager sends it.
+pub fn ack_body(slug: &str, config_version: &str, status: &str) -> Value {
+    json!({"version": 1, "node_slug": slug, "config_version": config_version,
+           "ack_at": Utc::now(), "status": status})
+}
+
 /// A node as the node manager drives it.
 pub struct Node {
     pub slug: String,
@@ -230,13 +357,7 @@ pub struct Node {
 
 impl Node {
     pub async fn register(o: &Orchestrator, slug: &str, worker_url: &str) -> Self {
-        let resp = o
-            .http
-            .post(format!("{}/v1/nodes/register", o.cp))
-            .json(&json!({"psk": PSK, "capability": capability(slug, worker_url)}))
-            .send()
-            .await
-            .unwrap();
+        let resp = o.register_node(&capability(slug, worker_url)).await;
         assert!(
             resp.status() == 201 || resp.status() == 200,
             "{}",
@@ -255,12 +376,11 @@ impl Node {
 
     pub async fn fetch_config(&mut self, o: &Orchestrator) -> &NodeConfigurationPayload {
         let resp = o
-            .http
-            .get(&self.bootstrap.orchestrator.endpoints.node_config_url)
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .unwrap();
+            .get_url(
+                &self.bootstrap.orchestrator.endpoints.node_config_url,
+                self.jwt(),
+            )
+            .await;
         assert_eq!(resp.status(), 200);
         self.config = Some(resp.json().await.unwrap());
         self.config.as_ref().unwrap()
@@ -272,13 +392,35 @@ impl Node {
         config_version: &str,
         status: &str,
     ) -> reqwest::Response {
+        self.send_ack(o, &ack_body(&self.slug, config_version, status))
+            .await
+    }
+
+    /// Posts any acknowledgement body with this node's token.
+    pub async fn send_ack(&self, o: &Orchestrator, body: &Value) -> reqwest::Response {
+        self.post(
+            o,
+            &self.bootstrap.orchestrator.endpoints.node_config_url,
+            body,
+        )
+        .await
+    }
+
+    /// Reports `capability` with this node's token.
+    pub async fn report(&self, o: &Orchestrator, capability: &Value) -> reqwest::Response {
+        self.post(
+            o,
+            &self.bootstrap.orchestrator.endpoints.node_report_url,
+            capability,
+        )
+        .await
+    }
+
+    async fn post(&self, o: &Orchestrator, url: &str, body: &Value) -> reqwest::Response {
         o.http
-            .post(&self.bootstrap.orchestrator.endpoints.node_config_url)
+            .post(url)
             .bearer_auth(self.jwt())
-            .json(
-                &json!({"version": 1, "node_slug": self.slug, "config_version": config_version,
-                          "ack_at": Utc::now(), "status": status}),
-            )
+            .json(body)
             .send()
             .await
             .unwrap()
