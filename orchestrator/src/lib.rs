@@ -95,6 +95,12 @@ pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
         .context("applying database migrations")
 }
 
+async fn listen(addr: SocketAddr, name: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {name}"))
+}
+
 /// A started orchestrator. Dropping it does not stop it; call [`Running::shutdown`].
 #[derive(Debug)]
 pub struct Running {
@@ -123,6 +129,17 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// Connects, migrates, creates the bootstrap accounts, binds the listeners of `role`, starts the
 /// dispatcher (control plane) and reports `READY=1`.
 pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Result<Running> {
+    // Bind before anything else: a port in use fails the start before the database is touched,
+    // and an address chosen a moment ago (tests pick free ports) cannot be taken meanwhile by
+    // our own outgoing connections.
+    let control_plane_listener = match role.control_plane() {
+        true => Some(listen(config.control_plane_listen_addr, "control plane").await?),
+        false => None,
+    };
+    let user_gateway_listener = match role.user_gateway() {
+        true => Some(listen(config.user_gateway_listen_addr, "user gateway").await?),
+        false => None,
+    };
     let db = connect(&config, &secrets.database_url).await?;
     migrate(&db).await?;
     users::bootstrap(&db, secrets.bootstrap_admin_password.as_ref()).await?;
@@ -145,12 +162,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     }
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let bind = |addr: SocketAddr, name: &'static str, router: axum::Router| {
+    let serve = |listener: tokio::net::TcpListener, name: &'static str, router: axum::Router| {
         let rx = stop_rx.clone();
         async move {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for the {name}"))?;
             let local = listener.local_addr()?;
             tracing::info!(%local, "{name} listening");
             let server = axum::serve(
@@ -168,9 +182,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     };
     let mut control_plane_addr = None;
     let mut user_gateway_addr = None;
-    if role.control_plane() {
-        let (addr, handle) = bind(
-            state.config.control_plane_listen_addr,
+    if let Some(listener) = control_plane_listener {
+        let (addr, handle) = serve(
+            listener,
             "control plane",
             control_plane::router(state.clone()),
         )
@@ -182,13 +196,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             stopped(stop_rx.clone()),
         )));
     }
-    if role.user_gateway() {
-        let (addr, handle) = bind(
-            state.config.user_gateway_listen_addr,
-            "user gateway",
-            gateway::router(state.clone()),
-        )
-        .await?;
+    if let Some(listener) = user_gateway_listener {
+        let (addr, handle) =
+            serve(listener, "user gateway", gateway::router(state.clone())).await?;
         user_gateway_addr = Some(addr);
         tasks.push(handle);
     }
