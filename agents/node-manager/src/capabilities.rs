@@ -49,11 +49,17 @@ impl StaticFacts {
 }
 
 /// A full report: the static facts plus what changes (memory, whether inference answers).
+///
+/// `existing_service` is decided once at start-up (a server already answered, rather than this
+/// process starting the container) and passed in unchanged: the orchestrator derives
+/// `inference_backend.enabled` from it, so letting a failed health probe flip it would issue a
+/// new `config_version` the node never acked and drop it out of dispatch. Liveness goes into
+/// `running` instead.
 pub async fn report(
     config: &Config,
     facts: &StaticFacts,
     http: &reqwest::Client,
-    started_inference: bool,
+    existing_service: bool,
 ) -> NodeCapabilityReport {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let wanted = config.inference.wanted(config.sandbox.mode);
@@ -91,8 +97,7 @@ pub async fn report(
         inference: Some(InferenceCapability {
             supported: wanted && facts.runtime.is_some(),
             mode: Some(config.inference.mode),
-            // An inference server we started ourselves is not a pre-existing one.
-            existing_service: running && !started_inference,
+            existing_service: wanted && existing_service,
             running,
             available_models: models.unwrap_or_default(),
         }),
@@ -240,6 +245,46 @@ mod tests {
         assert_eq!(devs[0].model.as_deref(), Some("NVIDIA A10"));
         assert_eq!(devs[0].vram_mb, Some(23028));
         assert_eq!(devs[0].device_id.as_deref(), Some("GPU-abc"));
+    }
+
+    /// A failed health probe must not flip `existing_service`: the orchestrator derives
+    /// `inference_backend.enabled` from it, so a flip would mean a configuration the node never
+    /// acked. Nothing listens on the inference URL here, as when a server stops answering.
+    #[tokio::test]
+    async fn existing_service_is_the_start_up_decision_whatever_the_probe_says() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = crate::config::for_tests(&format!(
+            "inference: {{url: 'http://127.0.0.1:{port}'}}\n"
+        ));
+        let facts = StaticFacts {
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                distro: None,
+                kernel_version: None,
+            },
+            cpu_model: None,
+            gpu: Gpu::default(),
+            runtime: Some(ContainerRuntime {
+                runtime: "podman".into(),
+                version: Some("5".into()),
+                rootless_supported: true,
+                rootless_enabled: false,
+            }),
+            sandbox_features: Vec::new(),
+        };
+        let http = reqwest::Client::new();
+        for found_running in [true, false] {
+            let report = report(&config, &facts, &http, found_running).await;
+            let inference = report.inference.expect("inference capability");
+            assert_eq!(inference.existing_service, found_running, "{inference:?}");
+            assert!(!inference.running, "nothing answers: {inference:?}");
+            assert!(inference.available_models.is_empty());
+        }
     }
 
     #[test]

@@ -531,6 +531,24 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A minimal valid configuration plus `extra_yaml`, for other modules' unit tests; the process
+/// environment is ignored.
+#[cfg(test)]
+pub(crate) fn for_tests(extra_yaml: &str) -> Config {
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn get(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+    let text = format!(
+        "orchestrator: {{url: 'http://o:1'}}\nnode: {{id: n}}\n\
+         worker_api: {{public_base_url: 'http://w:12090'}}\n{extra_yaml}"
+    );
+    let file = parse(Path::new("node.yaml"), &text).expect("valid test node.yaml");
+    resolve(file, Secret::new("p"), &NoEnv).expect("valid test configuration")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -79,18 +79,21 @@ fn model_ids(body: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Ensures the backend is up and serves `backend.selected_model`. A container is put into
-/// `slot` as soon as it exists, so that whoever owns the slot removes it even if this future is
-/// dropped (SIGTERM) or fails while waiting for the model.
+/// Ensures the backend is up and serves `backend.selected_model`. `found_running` is the
+/// start-up decision (a server already answered before registration): it is the same fact the
+/// capability reports carry as `existing_service`, so it is not probed again here. A container
+/// is put into `slot` as soon as it exists, so that whoever owns the slot removes it even if this
+/// future is dropped (SIGTERM) or fails while waiting for the model.
 pub async fn ensure(
     settings: &InferenceSettings,
     backend: Option<&InferenceBackend>,
+    found_running: bool,
     podman: &Podman,
     http: &reqwest::Client,
     slot: &mut Option<Backend>,
 ) -> Result<(), InferenceError> {
     let model = backend.map(|b| b.selected_model.as_str()).unwrap_or("");
-    if probe(http, &settings.url).await.is_some() {
+    if found_running {
         tracing::info!(url = %settings.url, "using the inference server that already answers");
         *slot = Some(Backend::Existing);
         return wait_for_model(settings, model, http, None).await;

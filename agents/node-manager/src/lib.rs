@@ -5,7 +5,8 @@
 //! after the orchestrator accepted the `applied` ack does the node send `READY=1`; if the worker
 //! API or inference cannot start it acks `failed`, says why in `STATUS=` and exits non-zero
 //! (fail-fast). Then [`supervise`] keeps it healthy: watchdog pings, capability reports, JWT
-//! renewal, and a clean stop of everything it started on SIGTERM.
+//! renewal, a restart when the orchestrator issues a new configuration, and a clean stop of
+//! everything it started on SIGTERM.
 
 pub mod capabilities;
 pub mod config;
@@ -38,6 +39,23 @@ pub enum NodeError {
     WorkerDied(String),
     #[error("shut down, but {0}")]
     UncleanShutdown(String),
+    #[error("configuration changed from {from} to {to}; restarting to apply it")]
+    ConfigChanged { from: String, to: String },
+}
+
+/// `EX_TEMPFAIL`: the orchestrator issued a new configuration; the process stopped cleanly so
+/// that systemd's `Restart=on-failure` starts it again and the fresh start applies and acks it.
+/// Must not be in the unit's `RestartPreventExitStatus=`.
+pub const EXIT_CONFIG_CHANGED: u8 = 75;
+
+impl NodeError {
+    /// The process exit code this error ends with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::ConfigChanged { .. } => EXIT_CONFIG_CHANGED,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs the node manager until SIGTERM/SIGINT (Ok) or a fatal error.

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cynode_node_manager::config::DEFAULT_CONFIG_PATH;
-use cynode_node_manager::{Config, run};
+use cynode_node_manager::{Config, NodeError, run};
 
 /// CyNodeAI node manager: registers the node and supervises its worker API and inference
 #[derive(Debug, Parser)]
@@ -31,9 +31,11 @@ async fn main() -> ExitCode {
     };
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
+        // Supervision logged it (and said so in STATUS=) before the clean shutdown began.
+        Err(e @ NodeError::ConfigChanged { .. }) => ExitCode::from(e.exit_code()),
         Err(e) => {
             tracing::error!("node manager failed: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

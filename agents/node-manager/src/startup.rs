@@ -36,6 +36,12 @@ pub struct Node {
     pub state: StateDb,
     pub orchestrator: Orchestrator,
     pub facts: Option<StaticFacts>,
+    /// Whether an inference server already answered at start-up (so this process uses it rather
+    /// than starting a container). Decided once; every report carries it as `existing_service`.
+    pub inference_found_running: bool,
+    /// The `config_version` this process applied and acked; supervision restarts the node when
+    /// the orchestrator's current version differs.
+    pub acked_config_version: Option<String>,
 }
 
 impl Node {
@@ -60,13 +66,20 @@ impl Node {
             state,
             orchestrator,
             facts: None,
+            inference_found_running: false,
+            acked_config_version: None,
         })
     }
 
-    pub async fn capability_report(&self, started: &Started) -> NodeCapabilityReport {
+    pub async fn capability_report(&self) -> NodeCapabilityReport {
         let facts = self.facts.as_ref().expect("gathered during start-up");
-        let ours = matches!(started.inference, Some(Backend::Started { .. }));
-        capabilities::report(&self.config, facts, &self.http, ours).await
+        capabilities::report(
+            &self.config,
+            facts,
+            &self.http,
+            self.inference_found_running,
+        )
+        .await
     }
 
     pub async fn start(&mut self, started: &mut Started) -> Result<(), NodeError> {
@@ -76,7 +89,11 @@ impl Node {
 
         notify::status("collecting node capabilities");
         self.facts = Some(StaticFacts::gather(&self.podman).await);
-        let report = self.capability_report(started).await;
+        self.inference_found_running = self.config.inference.wanted(self.config.sandbox.mode)
+            && inference::probe(&self.http, &self.config.inference.url)
+                .await
+                .is_some();
+        let report = self.capability_report().await;
 
         notify::status(&format!(
             "registering with the orchestrator at {}",
@@ -101,7 +118,7 @@ impl Node {
             "acknowledging configuration {}",
             delivered.config_version
         ));
-        let report = self.capability_report(started).await;
+        let report = self.capability_report().await;
         self.orchestrator
             .ack(
                 &report,
@@ -110,6 +127,7 @@ impl Node {
             .await?;
         self.state
             .record_ack(&delivered.config_version, ConfigAckStatus::Applied, None)?;
+        self.acked_config_version = Some(delivered.config_version.clone());
 
         hardening::harden(&hardening::Paths::for_node_manager(
             &self.config.state_dir,
@@ -198,6 +216,7 @@ impl Node {
         inference::ensure(
             &self.config.inference,
             backend,
+            self.inference_found_running,
             &self.podman,
             &self.http,
             &mut started.inference,

@@ -2,6 +2,12 @@
 //! capability reports on schedule, renew the node JWT before it expires, and on SIGTERM stop
 //! what start-up started. A dead worker API ends the process with an error, so that systemd's
 //! `Restart=on-failure` brings the whole node back in order.
+//!
+//! With every report it also fetches the node configuration: the orchestrator issues a new
+//! `config_version` whenever a report or its own settings change the content, and dispatches
+//! only to nodes that acked the current one. Applying a new configuration means a new worker API
+//! and inference backend, which is exactly start-up, so the node stops cleanly and exits with
+//! [`crate::EXIT_CONFIG_CHANGED`]; systemd restarts it and the fresh start acks the new version.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,14 +70,19 @@ pub async fn run(
                 }
             }
             _ = reports.tick() => {
-                let report = node.capability_report(&started).await;
+                let report = node.capability_report().await;
                 match node.orchestrator.report(&report).await {
                     Ok(()) => tracing::debug!("capability report sent"),
                     Err(e) => tracing::warn!(error = %e, "capability report failed"),
                 }
+                if let Some(changed) = config_change(node, &report).await {
+                    tracing::warn!("{changed}");
+                    notify::status(&changed.to_string());
+                    break Err(changed);
+                }
             }
             () = tokio::time::sleep_until(renew_at) => {
-                let report = node.capability_report(&started).await;
+                let report = node.capability_report().await;
                 match node.orchestrator.register(&report).await {
                     Ok(bootstrap) => {
                         node.state.save_registration(&node.config.node_slug, bootstrap)?;
@@ -93,6 +104,26 @@ pub async fn run(
     notify::status("stopping the worker API and the inference container");
     let stopped = node.stop(started).await;
     outcome.and(stopped)
+}
+
+/// The orchestrator's current `config_version` if it is not the one this process acked. An
+/// unreachable orchestrator is no change: the next interval asks again.
+async fn config_change(
+    node: &mut Node,
+    report: &cynode_contracts::node::NodeCapabilityReport,
+) -> Option<NodeError> {
+    let current = match node.orchestrator.fetch_config(report).await {
+        Ok(current) => current.config_version,
+        Err(e) => {
+            tracing::warn!(error = %e, "configuration check failed");
+            return None;
+        }
+    };
+    let acked = node.acked_config_version.as_deref().unwrap_or("none");
+    (current != acked).then(|| NodeError::ConfigChanged {
+        from: acked.to_owned(),
+        to: current,
+    })
 }
 
 async fn health_problem(node: &Node, started: &Started) -> Option<String> {

@@ -294,26 +294,9 @@ mod tests {
         }
     }
 
-    fn config(yaml_extra: &str) -> Config {
-        let dir = tempfile::tempdir().unwrap();
-        let psk = dir.path().join("psk");
-        std::fs::write(&psk, "p").unwrap();
-        let path = dir.path().join("node.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "orchestrator: {{url: 'http://o:1', registration_psk_file: '{}'}}\n\
-                 node: {{id: n}}\nworker_api: {{public_base_url: 'http://w:12090'}}\n{yaml_extra}",
-                psk.display()
-            ),
-        )
-        .unwrap();
-        Config::load(&path).unwrap()
-    }
-
     #[test]
     fn the_token_never_appears_in_the_arguments_and_limits_only_tighten() {
-        let cfg = config(
+        let cfg = crate::config::for_tests(
             "sandbox:\n  default_image: a\n  allowed_images: [a, b]\n  timeouts: {max_seconds: 600}\n",
         );
         let args = worker_args(
@@ -342,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_policy_that_allows_none_of_our_images_is_an_error() {
-        let cfg = config("");
+        let cfg = crate::config::for_tests("");
         assert!(matches!(
             worker_args(&cfg, &delivered(&["elsewhere"], None)),
             Err(WorkerError::NoAllowedImage)

@@ -35,3 +35,19 @@ fn the_unit_is_type_notify_with_fail_fast_and_hardening() {
     }
     assert!(Path::new(UNIT).exists());
 }
+
+/// A node that exits because the orchestrator issued a new configuration must be restarted.
+#[test]
+fn the_config_changed_exit_code_is_restarted() {
+    let text = unit_text();
+    let prevented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert_eq!(prevented, ["78"]);
+    assert!(
+        !prevented.contains(&cynode_node_manager::EXIT_CONFIG_CHANGED.to_string().as_str()),
+        "{prevented:?}"
+    );
+}
