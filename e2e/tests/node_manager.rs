@@ -439,3 +439,91 @@ async fn a_killed_node_manager_leaves_no_worker_api_behind() {
         "{healthz} still answers"
     );
 }
+
+#[tokio::test]
+async fn a_new_config_version_restarts_the_node_which_then_acks_it() {
+    // Dispatch needs the ack of the node's current config_version. An orchestrator restarted
+    // with other inference settings issues a new one; the node must notice, stop cleanly and
+    // exit 75 so that systemd's Restart=on-failure brings it back to ack the new version.
+    let env = DevEnv::load();
+    let mut orchestrator = Orchestrator::start(&env, &[]).await;
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options
+        .extra_env
+        .push(("CAPABILITY_REPORT_INTERVAL".into(), "1s".into()));
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+    let first = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_eq!(
+        first.ack_version.as_deref(),
+        Some(first.config_version.as_str())
+    );
+    let workers = node.children();
+    assert_eq!(workers.len(), 1, "exactly the worker API: {workers:?}");
+    let worker = workers[0];
+
+    // Another inference image changes the node's configuration content; the dev server still
+    // serves the model, so the restarted node can apply it.
+    orchestrator
+        .restart_with(&[(
+            "NODE_INFERENCE_IMAGE",
+            "localhost/cynode-other-inference:latest",
+        )])
+        .await;
+    let status = node.process.wait_exit(Duration::from_secs(60)).await;
+    node.notify.drain(Duration::from_millis(300)).await;
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the node manager kept running on an unacked configuration:\n{}",
+            node.log()
+        )
+    });
+    assert_eq!(status.code(), Some(75), "{status:?}\n{}", node.log());
+
+    let second = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_ne!(second.config_version, first.config_version);
+    assert_eq!(
+        second.ack_version.as_deref(),
+        Some(first.config_version.as_str()),
+        "the old process acked nothing new"
+    );
+    let announced = format!(
+        "configuration changed from {} to {}; restarting to apply it",
+        first.config_version, second.config_version
+    );
+    let received = node.notify.received().to_vec();
+    let at = received
+        .iter()
+        .position(|l| l == &format!("STATUS={announced}"))
+        .unwrap_or_else(|| panic!("no STATUS={announced:?} in {received:?}"));
+    assert!(
+        !received[at..].iter().any(|l| l == "WATCHDOG=1"),
+        "watchdog pinged after the change: {received:?}"
+    );
+    assert!(node.log().contains(&announced), "{}", node.log());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{worker}")).exists(),
+        "worker API {worker} outlived the node manager"
+    );
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/healthz", node.worker_port))
+            .await
+            .is_err(),
+        "the worker API still answers"
+    );
+
+    // As systemd would: the fresh start acks the new version and the node is dispatchable again.
+    node.restart();
+    node.expect_ready(START_LIMIT).await;
+    let third = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_eq!(third.config_version, second.config_version);
+    assert_eq!(third.ack_status.as_deref(), Some("applied"));
+    assert_eq!(
+        third.ack_version.as_deref(),
+        Some(second.config_version.as_str())
+    );
+    let (code, reason) = orchestrator.readyz().await;
+    assert_eq!(code, 200, "{reason}");
+    let status = node.process.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

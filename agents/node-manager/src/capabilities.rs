@@ -257,9 +257,8 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let config = crate::config::for_tests(&format!(
-            "inference: {{url: 'http://127.0.0.1:{port}'}}\n"
-        ));
+        let config =
+            crate::config::for_tests(&format!("inference: {{url: 'http://127.0.0.1:{port}'}}\n"));
         let facts = StaticFacts {
             platform: Platform {
                 os: "linux".into(),

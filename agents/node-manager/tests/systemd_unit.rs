@@ -47,7 +47,11 @@ fn the_config_changed_exit_code_is_restarted() {
         .collect();
     assert_eq!(prevented, ["78"]);
     assert!(
-        !prevented.contains(&cynode_node_manager::EXIT_CONFIG_CHANGED.to_string().as_str()),
+        !prevented.contains(
+            &cynode_node_manager::EXIT_CONFIG_CHANGED
+                .to_string()
+                .as_str()
+        ),
         "{prevented:?}"
     );
 }

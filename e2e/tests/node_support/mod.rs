@@ -91,6 +91,18 @@ impl Orchestrator {
         self.process = spawn_orchestrator(self.dir.path(), &self.vars, &self.cp).await;
     }
 
+    /// Stops the process with SIGTERM and starts it again on the same ports, database and
+    /// secrets but with `changes` to its environment, as an operator editing its settings would.
+    pub async fn restart_with(&mut self, changes: &[(&str, &str)]) {
+        let status = self.process.terminate(Duration::from_secs(30)).await;
+        assert!(status.is_some(), "the orchestrator did not stop");
+        for (name, value) in changes {
+            self.vars.retain(|(k, _)| k != name);
+            self.vars.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        self.process = spawn_orchestrator(self.dir.path(), &self.vars, &self.cp).await;
+    }
+
     /// `(status, body)` of `GET /readyz` on the control plane.
     pub async fn readyz(&self) -> (u16, String) {
         let resp = reqwest::get(format!("{}/readyz", self.cp)).await.unwrap();
@@ -186,6 +198,7 @@ pub struct NodeManager {
     pub slug: String,
     pub dir: tempfile::TempDir,
     pub worker_port: u16,
+    extra_env: Vec<(String, String)>,
 }
 
 impl NodeManager {
@@ -231,31 +244,26 @@ shutdown:
         );
         std::fs::write(dir.path().join("node.yaml"), yaml).unwrap();
         let notify = NotifySocket::bind();
-        // systemd names the watched pid in WATCHDOG_PID; a shell that execs keeps its pid.
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(r#"export WATCHDOG_PID=$$; exec "$0" "$@""#)
-            .arg(binary("cynode-node-manager"))
-            .arg("--config")
-            .arg(dir.path().join("node.yaml"))
-            .env_clear()
-            .env("WATCHDOG_USEC", "2000000")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("NOTIFY_SOCKET", notify.path())
-            .stdout(Stdio::null())
-            .stderr(log_file(dir.path(), "node-manager.log"));
-        for (k, v) in &options.extra_env {
-            command.env(k, v);
-        }
         Self {
-            process: ChildGuard::spawn(&mut command),
+            process: spawn_node_manager(dir.path(), &notify, &options.extra_env),
             notify,
             slug,
             dir,
             worker_port,
+            extra_env: options.extra_env.clone(),
         }
+    }
+
+    /// Starts the exited process again with the same node.yaml, state directory and log, as
+    /// systemd's `Restart=` would; the notify socket is a fresh one, so `received()` holds only
+    /// what the new process said.
+    pub fn restart(&mut self) {
+        assert!(
+            self.process.0.try_wait().unwrap().is_some(),
+            "restart() is for an exited node manager"
+        );
+        self.notify = NotifySocket::bind();
+        self.process = spawn_node_manager(self.dir.path(), &self.notify, &self.extra_env);
     }
 
     pub fn pid(&self) -> u32 {
@@ -347,6 +355,30 @@ shutdown:
             .and_then(|v| v.parse().ok())
             .expect("VmRSS in /proc/<pid>/status")
     }
+}
+
+fn spawn_node_manager(
+    dir: &Path,
+    notify: &NotifySocket,
+    extra_env: &[(String, String)],
+) -> ChildGuard {
+    // systemd names the watched pid in WATCHDOG_PID; a shell that execs keeps its pid.
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(r#"export WATCHDOG_PID=$$; exec "$0" "$@""#)
+        .arg(binary("cynode-node-manager"))
+        .arg("--config")
+        .arg(dir.join("node.yaml"))
+        .env_clear()
+        .env("WATCHDOG_USEC", "2000000")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", notify.path())
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "node-manager.log"));
+    command.envs(extra_env.iter().map(|(k, v)| (k, v)));
+    ChildGuard::spawn(&mut command)
 }
 
 async fn spawn_orchestrator(dir: &Path, vars: &[(String, String)], cp: &str) -> ChildGuard {
