@@ -69,6 +69,16 @@ pub struct Config {
     #[arg(long, env = "WORKER_API_MAX_REQUEST_BYTES", default_value_t = cynode_contracts::worker::MAX_REQUEST_BYTES)]
     pub max_request_bytes: u64,
 
+    /// How long a finished job's directory (workspace and stored result) is kept (seconds). It
+    /// must outlast the orchestrator's dispatch lease: a repeated delivery after a lease expiry
+    /// finds the first run's result only while it is kept.
+    #[arg(
+        long,
+        env = "CYNODE_SANDBOX_JOB_RETENTION_SECS",
+        default_value_t = 86400
+    )]
+    pub job_retention_secs: u64,
+
     /// Read the bearer token from the first line of stdin (how node-manager hands it over).
     #[arg(long)]
     pub bearer_token_stdin: bool,
@@ -89,6 +99,8 @@ pub enum ConfigError {
     EmptyStdinToken,
     #[error("--default-timeout-secs and --max-timeout-secs must be positive")]
     ZeroTimeout,
+    #[error("--job-retention-secs must be positive")]
+    ZeroRetention,
 }
 
 impl Config {
@@ -109,6 +121,14 @@ impl Config {
             self.max_timeout_secs,
             self.max_output_bytes,
         ))
+    }
+
+    /// How long finished jobs' directories are kept.
+    pub fn job_retention(&self) -> Result<std::time::Duration, ConfigError> {
+        match self.job_retention_secs {
+            0 => Err(ConfigError::ZeroRetention),
+            secs => Ok(std::time::Duration::from_secs(secs)),
+        }
     }
 
     pub fn request_limit(&self) -> usize {
@@ -168,6 +188,15 @@ mod tests {
         assert!(limits.allows("localhost/cynode-sandbox:latest"));
         assert!(!limits.allows("docker.io/library/alpine:latest"));
         assert_eq!(config.request_limit(), 10 * 1024 * 1024);
+        assert_eq!(
+            config.job_retention().unwrap(),
+            std::time::Duration::from_secs(86400)
+        );
+        let config = Config::parse_from(["w", "--job-retention-secs", "0"]);
+        assert!(matches!(
+            config.job_retention(),
+            Err(ConfigError::ZeroRetention)
+        ));
         let config = Config::parse_from(["w", "--allowed-image", "a:1", "--allowed-image", "b:2"]);
         assert!(config.limits().unwrap().allows("b:2"));
         assert!(

@@ -64,7 +64,7 @@ impl JobLedger {
         }
     }
 
-    fn result_path(&self, job_id: Uuid) -> PathBuf {
+    pub fn result_path(&self, job_id: Uuid) -> PathBuf {
         self.mount_root.join(job_id.to_string()).join("result.json")
     }
 
@@ -79,6 +79,26 @@ impl JobLedger {
             job_id,
             guard: Some(lock.lock_owned().await),
         }
+    }
+
+    /// The job's turn if no delivery holds or awaits it right now; the retention sweep takes it
+    /// so that a delivery arriving while the job's directory is removed waits for the removal.
+    pub fn try_turn(&self, job_id: Uuid) -> Option<JobTurn> {
+        let mut in_flight = self.in_flight.lock().expect("ledger lock");
+        if in_flight.contains_key(&job_id) {
+            return None;
+        }
+        let lock = in_flight.entry(job_id).or_default().clone();
+        let guard = lock.try_lock_owned().expect("a lock nobody else has seen");
+        Some(JobTurn {
+            ledger: self.clone(),
+            job_id,
+            guard: Some(guard),
+        })
+    }
+
+    pub fn mount_root(&self) -> &std::path::Path {
+        &self.mount_root
     }
 
     /// The result of an earlier run of this job, if it ran here for the same task.

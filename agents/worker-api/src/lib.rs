@@ -5,6 +5,7 @@
 //! - [`auth`]: constant-time bearer check;
 //! - [`sandbox`]: request rules and the Podman run;
 //! - [`ledger`]: at most one run per job id, whatever the deliveries;
+//! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`readiness`]: what `/readyz` checks;
 //! - [`routes`]: the axum router;
 //! - [`hardening`]: Landlock and capability drop after start-up.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod hardening;
 pub mod ledger;
 pub mod readiness;
+pub mod retention;
 pub mod routes;
 pub mod sandbox;
 
@@ -74,6 +76,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         exit_with_parent()?;
     }
     let limits = config.limits()?;
+    let retention = config.job_retention()?;
     let token = config.bearer_token()?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -112,25 +115,34 @@ pub fn run(config: Config) -> Result<(), StartError> {
             sandboxes,
             token,
             config.request_limit(),
+            retention,
         ))
         .map_err(StartError::Serve)
 }
 
 /// Serves the API on an already bound listener until SIGTERM/SIGINT; running jobs are stopped
-/// and their containers removed before it returns.
+/// and their containers removed before it returns. Finished jobs' directories older than
+/// `job_retention` are removed in the background.
 pub async fn serve(
     listener: std::net::TcpListener,
     limits: sandbox::Limits,
     sandboxes: Sandboxes,
     token: Secret,
     request_limit: usize,
+    job_retention: std::time::Duration,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (stop, shutdown) = watch::channel(false);
     let (running, mut all_done) = mpsc::channel::<()>(1);
+    let ledger = ledger::JobLedger::new(sandboxes.mount_root().to_owned());
+    let sweeper = tokio::spawn(retention::run(
+        ledger.clone(),
+        job_retention,
+        shutdown.clone(),
+    ));
     let state = AppState {
         limits: Arc::new(limits),
-        ledger: ledger::JobLedger::new(sandboxes.mount_root().to_owned()),
+        ledger,
         sandboxes,
         shutdown,
         running,
@@ -145,5 +157,6 @@ pub async fn serve(
         .await?;
     // Nothing is ever sent: `None` means the last running job has dropped its sender.
     let _ = all_done.recv().await;
+    let _ = sweeper.await;
     Ok(())
 }

@@ -32,7 +32,13 @@ impl Worker {
     }
 
     async fn start_with(env: DevEnv, podman_socket: PathBuf, default_image: &str) -> Self {
-        Self::start_with_allowed(env, podman_socket, default_image, default_image).await
+        Self::start_with_allowed(env, podman_socket, default_image, default_image, &[]).await
+    }
+
+    async fn start_with_args(args: &[&str]) -> Self {
+        let env = DevEnv::load();
+        let (socket, image) = (env.podman_socket.clone(), env.sandbox_image.clone());
+        Self::start_with_allowed(env, socket, &image, &image, args).await
     }
 
     /// Starts the binary the way node-manager does: the token on stdin, nowhere else.
@@ -41,6 +47,7 @@ impl Worker {
         podman_socket: PathBuf,
         default_image: &str,
         extra_allowed: &str,
+        extra_args: &[&str],
     ) -> Self {
         let mount_root = tempfile::tempdir().expect("tempdir");
         let port = cynode_e2e::free_port();
@@ -60,6 +67,7 @@ impl Worker {
             .arg(default_image)
             .arg("--allowed-image")
             .arg(extra_allowed)
+            .args(extra_args)
             .env_remove("WORKER_API_BEARER_TOKEN")
             .stdin(Stdio::piped())
             .kill_on_drop(true);
@@ -586,9 +594,14 @@ async fn node_side_conflicts_are_named_not_500() {
     // An allowed image that is not present (nothing can be pulled here): 503 naming it.
     let env = DevEnv::load();
     let (socket, image) = (env.podman_socket.clone(), env.sandbox_image.clone());
-    let missing =
-        Worker::start_with_allowed(env, socket, &image, "localhost/cynode-no-such-image:latest")
-            .await;
+    let missing = Worker::start_with_allowed(
+        env,
+        socket,
+        &image,
+        "localhost/cynode-no-such-image:latest",
+        &[],
+    )
+    .await;
     let job_id = Uuid::new_v4();
     let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
         "sandbox": {"image": "localhost/cynode-no-such-image:latest", "command": ["true"]}});
@@ -685,4 +698,67 @@ async fn a_repeated_delivery_gets_the_first_result_and_runs_nothing_again() {
     );
     let runs = std::fs::read_to_string(worker.job_dir(job_id).join("workspace/runs")).unwrap();
     assert_eq!(runs, "run\n");
+}
+
+#[tokio::test]
+async fn finished_job_directories_are_removed_after_the_retention_but_running_ones_are_kept() {
+    let worker = Worker::start_with_args(&["--job-retention-secs", "2"]).await;
+    let (finished, result) = worker.run(sh("echo kept > /workspace/out")).await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    assert!(worker.job_dir(finished).join("result.json").exists());
+
+    // A job that runs well past the retention: its directory has no result and an old mtime,
+    // but a delivery holds it.
+    let running = Uuid::new_v4();
+    let pending = tokio::spawn({
+        let client = worker.client.clone();
+        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let token = worker.token.clone();
+        let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": running,
+            "sandbox": {"command": ["sh", "-c", "sleep 6; echo done > /workspace/out"]}})
+        .to_string();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while worker.job_dir(finished).exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the finished job's directory outlived its 2 s retention"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !worker.containers_of(running).await.is_empty(),
+        "the long job should still be running"
+    );
+    // Past the retention since the running job's directory was made, with sweeps every 200 ms.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !worker.containers_of(running).await.is_empty(),
+        "the long job should still be running"
+    );
+    assert!(
+        worker.job_dir(running).join("workspace").exists(),
+        "the running job's directory was removed"
+    );
+    let answer = pending.await.unwrap().expect("the long job was answered");
+    assert_eq!(answer.status(), 200);
+    let result: Value = answer.json().await.unwrap();
+    assert_eq!(result["exit_code"], 0, "{result}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while worker.job_dir(running).exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the long job's directory outlived its retention once it finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
