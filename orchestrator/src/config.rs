@@ -46,6 +46,7 @@ struct FileConfig {
     dispatch_concurrency: Option<usize>,
     dispatch_max_attempts: Option<i32>,
     dispatch_retry_base: Option<String>,
+    node_stale_after: Option<String>,
     sandbox_image: Option<String>,
     inference_model: Option<String>,
     node_inference_image: Option<String>,
@@ -79,6 +80,8 @@ pub struct Config {
     pub dispatch_max_attempts: i32,
     /// First retry delay; it doubles per attempt up to a minute.
     pub dispatch_retry_base: Duration,
+    /// A node not heard from (capability report, config fetch or ack) for this long gets no jobs.
+    pub node_stale_after: Duration,
     /// Image put in dispatched jobs; empty means the node's default.
     pub sandbox_image: String,
     pub inference_model: String,
@@ -247,6 +250,16 @@ impl Config {
             )?
             .min(1000) as i32,
             dispatch_retry_base: duration("DISPATCH_RETRY_BASE", file.dispatch_retry_base, "1s")?,
+            // Three of the node manager's default 60 s capability reports.
+            node_stale_after: match duration("NODE_STALE_AFTER", file.node_stale_after, "180s")? {
+                d if d.is_zero() => {
+                    return Err(ConfigError::Invalid {
+                        key: "NODE_STALE_AFTER".into(),
+                        message: "must be greater than zero".into(),
+                    });
+                }
+                d => d,
+            },
             sandbox_image: pick("SANDBOX_IMAGE", file.sandbox_image).unwrap_or_default(),
             inference_model: pick("INFERENCE_MODEL", file.inference_model).unwrap_or_default(),
             node_inference_image: pick("NODE_INFERENCE_IMAGE", file.node_inference_image)
@@ -280,6 +293,18 @@ impl Config {
                 bootstrap_admin_password: file.bootstrap_admin_password_file,
             },
         })
+    }
+
+    /// The longest a job may run in the sandbox: the dispatch HTTP timeout less a margin for
+    /// container start and the answer's trip back (a tenth, 1 to 10 s), at least 1 s. A job
+    /// running past the HTTP timeout would be delivered again while it still runs.
+    pub fn max_job_timeout_seconds(&self) -> u64 {
+        let margin = (self.dispatch_http_timeout / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        self.dispatch_http_timeout
+            .saturating_sub(margin)
+            .as_secs()
+            .max(1)
     }
 
     /// `DATABASE_URL` (credential `database-url`); it may hold a password, so it is a secret.
@@ -412,6 +437,21 @@ mod tests {
         assert_eq!(cfg.user_gateway_listen_addr.port(), 9999);
         assert_eq!(cfg.node_inference_command, ["-m", "/m.gguf", "--port", "1"]);
         assert_eq!(cfg.max_request_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn jobs_must_end_before_the_dispatch_http_timeout() {
+        let cap = |timeout: &str| {
+            Config::from_parts(FileConfig::default(), |name| {
+                (name == "DISPATCH_HTTP_TIMEOUT").then(|| timeout.to_owned())
+            })
+            .unwrap()
+            .max_job_timeout_seconds()
+        };
+        assert_eq!(cap("300s"), 290);
+        assert_eq!(cap("2h"), 7190);
+        assert_eq!(cap("10s"), 9);
+        assert_eq!(cap("1s"), 1);
     }
 
     #[test]

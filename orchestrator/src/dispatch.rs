@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cynode_contracts::PAYLOAD_VERSION;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, SandboxSpec};
+use cynode_service_kit::secrets::Secret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -26,7 +27,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{Error, Result};
-use crate::nodes::DISPATCHABLE;
+use crate::nodes;
 use crate::tasks::JOBS_CHANNEL;
 
 /// Upper bound on sleeping when nothing is due, in case a notification was lost.
@@ -45,9 +46,10 @@ struct Claim {
     lease_id: Uuid,
     attempts: i32,
     payload: Value,
+    node_id: Uuid,
     node_slug: String,
     url: String,
-    token: String,
+    token: Secret,
 }
 
 /// Runs until `shutdown` resolves, then waits briefly for dispatches in flight.
@@ -136,16 +138,29 @@ async fn listen(db: PgPool, wake: Arc<Notify>) {
     }
 }
 
-/// Takes the oldest due job and the least busy dispatchable node, in one transaction.
+/// Takes the oldest due job and the least busy dispatchable node, in one transaction. A job
+/// coming back from a failed delivery prefers any other node to the one that failed it.
 async fn claim(state: &AppState) -> Result<Option<Claim>> {
     let mut tx = state.db.begin().await?;
+    let job: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT id, node_id FROM jobs WHERE status = 'queued' AND next_attempt_at <= now()
+         ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((job_id, last_node)) = job else {
+        return Ok(None);
+    };
     let node: Option<(Uuid, String, String, String)> = sqlx::query_as(&format!(
         "SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
-         FROM nodes n WHERE {DISPATCHABLE}
-         ORDER BY (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running'),
+         FROM nodes n WHERE {}
+         ORDER BY n.id IS NOT DISTINCT FROM $1,
+                  (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = 'running'),
                   n.node_slug
-         LIMIT 1"
+         LIMIT 1",
+        nodes::dispatchable(state.config.node_stale_after)
     ))
+    .bind(last_node)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((node_id, node_slug, url, token)) = node else {
@@ -153,22 +168,19 @@ async fn claim(state: &AppState) -> Result<Option<Claim>> {
     };
     let lease_id = Uuid::new_v4();
     let lease = state.config.dispatch_http_timeout + LEASE_MARGIN;
-    let job: Option<(Uuid, Uuid, i32, Value)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'running', node_id = $1, lease_id = $2,
-            lease_expires_at = now() + make_interval(secs => $3),
+    let (task_id, attempts, payload): (Uuid, i32, Value) = sqlx::query_as(
+        "UPDATE jobs SET status = 'running', node_id = $2, lease_id = $3,
+            lease_expires_at = now() + make_interval(secs => $4),
             attempts = attempts + 1, started_at = coalesce(started_at, now())
-         WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND next_attempt_at <= now()
-                     ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, task_id, attempts, payload",
+         WHERE id = $1
+         RETURNING task_id, attempts, payload",
     )
+    .bind(job_id)
     .bind(node_id)
     .bind(lease_id)
     .bind(lease.as_secs_f64())
-    .fetch_optional(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let Some((job_id, task_id, attempts, payload)) = job else {
-        return Ok(None);
-    };
     sqlx::query("UPDATE tasks SET status = 'running' WHERE id = $1 AND status = 'queued'")
         .bind(task_id)
         .execute(&mut *tx)
@@ -181,9 +193,10 @@ async fn claim(state: &AppState) -> Result<Option<Claim>> {
         lease_id,
         attempts,
         payload,
+        node_id,
         node_slug,
         url,
-        token,
+        token: Secret::new(token),
     }))
 }
 
@@ -199,10 +212,27 @@ enum Outcome {
 
 async fn deliver(state: &AppState, claim: Claim) {
     let outcome = call_worker(state, &claim).await;
+    let node_health = match &outcome {
+        Outcome::Retry(_) => {
+            nodes::pause_dispatch(
+                &state.db,
+                claim.node_id,
+                state.config.dispatch_retry_base,
+                MAX_BACKOFF,
+            )
+            .await
+        }
+        Outcome::Ran(..) | Outcome::Refused(_) => {
+            nodes::dispatch_succeeded(&state.db, claim.node_id).await
+        }
+    };
+    if let Err(e) = node_health {
+        tracing::warn!(node_slug = %claim.node_slug, error = %e, "recording the node's dispatch health failed");
+    }
     let recorded = match outcome {
         Outcome::Ran(status, response) => finish(state, &claim, status, response).await,
         Outcome::Retry(reason) => {
-            tracing::warn!(job_id = %claim.job_id, node_slug = %claim.node_slug, attempts = claim.attempts, %reason, "dispatch failed; will retry");
+            tracing::warn!(job_id = %claim.job_id, node_slug = %claim.node_slug, attempts = claim.attempts, %reason, "dispatch failed; node paused, job will retry");
             retry(state, &claim, &reason).await
         }
         Outcome::Refused(reason) => {
@@ -218,10 +248,17 @@ async fn deliver(state: &AppState, claim: Claim) {
 }
 
 async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
-    let sandbox: SandboxSpec = match serde_json::from_value(claim.payload.clone()) {
+    let mut sandbox: SandboxSpec = match serde_json::from_value(claim.payload.clone()) {
         Ok(s) => s,
         Err(e) => return Outcome::Refused(format!("job payload is not a sandbox spec: {e}")),
     };
+    // The run must end before we stop waiting for it, or the job is delivered again while it
+    // still runs (and may run twice).
+    let cap = i64::try_from(state.config.max_job_timeout_seconds()).unwrap_or(i64::MAX);
+    sandbox.timeout_seconds = Some(match sandbox.timeout_seconds {
+        Some(t) if t > 0 => t.min(cap),
+        _ => cap,
+    });
     let request = RunJobRequest {
         version: PAYLOAD_VERSION,
         task_id: claim.task_id,
@@ -232,7 +269,7 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
     let sent = state
         .http
         .post(&url)
-        .bearer_auth(&claim.token)
+        .bearer_auth(claim.token.expose())
         .timeout(state.config.dispatch_http_timeout)
         .json(&request)
         .send()
@@ -440,12 +477,14 @@ pub async fn reap_expired(state: &AppState) -> Result<u64> {
     Ok(rows.len() as u64)
 }
 
-/// The next moment something becomes due: a retry's backoff ends or a lease expires.
+/// The next moment something becomes due: a retry's backoff ends, a lease expires or a paused
+/// node may take jobs again.
 async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>, Error> {
     Ok(sqlx::query_scalar(
         "SELECT least(
             (SELECT min(next_attempt_at) FROM jobs WHERE status = 'queued' AND next_attempt_at > now()),
-            (SELECT min(lease_expires_at) FROM jobs WHERE status = 'running'))",
+            (SELECT min(lease_expires_at) FROM jobs WHERE status = 'running'),
+            (SELECT min(dispatch_paused_until) FROM nodes WHERE dispatch_paused_until > now()))",
     )
     .fetch_one(db)
     .await?)

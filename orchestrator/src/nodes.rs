@@ -1,11 +1,14 @@
 //! Node control plane: registration (PSK → node JWT), capability ingest, configuration delivery
 //! with a ULID `config_version`, and config acknowledgements.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use cynode_contracts::node::{
     BootstrapEndpoints, BootstrapOrchestrator, ConfigAckStatus, ConfigEndpoints,
     ConfigOrchestrator, InferenceBackend, InferenceMode, NodeAuth, NodeBootstrapPayload,
-    NodeCapabilityReport, NodeConfigAck, NodeConfigurationPayload, WorkerApiConfig,
+    NodeCapabilityReport, NodeConfigAck, NodeConfigurationPayload, NodeConstraints,
+    WorkerApiConfig,
 };
 use cynode_contracts::problem::Problem;
 use cynode_contracts::{PAYLOAD_VERSION, check_version};
@@ -21,11 +24,19 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// SQL condition (on alias `n`) for a node that may receive jobs: active, acked `applied` for
-/// the config version it currently has, and with a worker URL and token.
-pub const DISPATCHABLE: &str = "n.status = 'active' AND n.config_ack_status = 'applied' \
-     AND n.config_ack_version = n.config_version \
-     AND coalesce(n.worker_api_target_url, '') <> '' \
-     AND coalesce(n.worker_api_bearer_token, '') <> ''";
+/// the config version it currently has, with a worker URL and token, heard from within
+/// `stale_after`, and not paused after a failed delivery.
+pub fn dispatchable(stale_after: Duration) -> String {
+    format!(
+        "n.status = 'active' AND n.config_ack_status = 'applied' \
+         AND n.config_ack_version = n.config_version \
+         AND coalesce(n.worker_api_target_url, '') <> '' \
+         AND coalesce(n.worker_api_bearer_token, '') <> '' \
+         AND n.last_seen_at > now() - make_interval(secs => {}) \
+         AND (n.dispatch_paused_until IS NULL OR n.dispatch_paused_until < now())",
+        stale_after.as_secs_f64()
+    )
+}
 
 pub const REGISTER_PATH: &str = "/v1/nodes/register";
 pub const CAPABILITY_PATH: &str = "/v1/nodes/capability";
@@ -314,7 +325,11 @@ pub async fn configuration(
             orchestrator_bearer_token_expires_at: None,
         },
         inference_backend: Some(content.inference_backend),
-        constraints: None,
+        // Jobs must end before the dispatcher stops waiting; see `Config::max_job_timeout_seconds`.
+        constraints: Some(NodeConstraints {
+            max_request_bytes: None,
+            max_job_timeout_seconds: Some(state.config.max_job_timeout_seconds()),
+        }),
         notes: String::new(),
     })
 }
@@ -365,10 +380,45 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
 }
 
 /// How many nodes can take jobs right now.
-pub async fn dispatchable_count(db: &sqlx::PgPool) -> Result<i64> {
+pub async fn dispatchable_count(db: &sqlx::PgPool, stale_after: Duration) -> Result<i64> {
     Ok(sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM nodes n WHERE {DISPATCHABLE}"
+        "SELECT count(*) FROM nodes n WHERE {}",
+        dispatchable(stale_after)
     ))
     .fetch_one(db)
     .await?)
+}
+
+/// After a delivery the worker did not take (refused connection, timeout, 5xx, ...): the node
+/// gets no jobs for `base` doubled per consecutive failure, capped at `max`.
+pub async fn pause_dispatch(
+    db: &sqlx::PgPool,
+    node_id: Uuid,
+    base: Duration,
+    max: Duration,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE nodes SET dispatch_failures = dispatch_failures + 1,
+            dispatch_paused_until = now() + make_interval(
+                secs => least($2 * power(2, least(dispatch_failures, 16)), $3))
+         WHERE id = $1",
+    )
+    .bind(node_id)
+    .bind(base.as_secs_f64())
+    .bind(max.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The worker answered: whatever pause earlier failures caused is over.
+pub async fn dispatch_succeeded(db: &sqlx::PgPool, node_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE nodes SET dispatch_failures = 0, dispatch_paused_until = NULL
+         WHERE id = $1 AND (dispatch_failures <> 0 OR dispatch_paused_until IS NOT NULL)",
+    )
+    .bind(node_id)
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ pub const NO_INFERENCE_PATH: &str = "no inference path available (no dispatchabl
 
 /// `Ok(n)` with the number of dispatchable nodes, or the reason the service is not ready.
 pub async fn check(state: &AppState) -> Result<i64, String> {
-    match nodes::dispatchable_count(&state.db).await {
+    match nodes::dispatchable_count(&state.db, state.config.node_stale_after).await {
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err("readiness check failed (database error)".to_owned())

@@ -66,6 +66,14 @@ async fn node_registers_reports_fetches_config_and_acks() {
         "http://127.0.0.1:1"
     );
     assert_eq!(config.worker_api.orchestrator_bearer_token.len(), 64);
+    assert_eq!(
+        config
+            .constraints
+            .as_ref()
+            .and_then(|c| c.max_job_timeout_seconds),
+        Some(9),
+        "jobs end before the 10 s dispatch HTTP timeout of these tests"
+    );
     let backend = config.inference_backend.clone().unwrap();
     assert!(backend.enabled);
     assert_eq!(backend.selected_model, "smollm2:135m");

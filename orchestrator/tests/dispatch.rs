@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use cynode_e2e::free_port;
 use cynode_orchestrator::Role;
 use serde_json::{Value, json};
 
@@ -41,6 +42,11 @@ async fn script_task_runs_on_the_node_with_its_own_token() {
     assert_eq!(req.task_id.to_string(), id);
     assert_eq!(req.sandbox.command, ["sh", "-c", "echo hi"]);
     assert_eq!(req.sandbox.image, "localhost/cynode-sandbox:latest");
+    assert_eq!(
+        req.sandbox.timeout_seconds,
+        Some(9),
+        "the run ends before the 10 s dispatch HTTP timeout of these tests"
+    );
     assert_eq!(
         *worker.state.rejected_tokens.lock().unwrap(),
         0,
@@ -246,6 +252,81 @@ async fn two_orchestrators_on_one_database_dispatch_each_job_once() {
         .unwrap();
     assert_eq!(max_attempts, 1);
     first.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_node_is_paused_and_every_task_completes_on_the_healthy_one() {
+    // Two attempts only: were the dead node to win each claim, every task would fail there.
+    let o = Orchestrator::start(&[("DISPATCH_MAX_ATTEMPTS", "2")]).await;
+    // Sorts first and has no jobs running, so it wins every tie; nothing listens on its port.
+    let mut dead = Node::register(&o, "a-dead", &format!("http://127.0.0.1:{}", free_port())).await;
+    let config = dead.fetch_config(&o).await.clone();
+    assert_eq!(
+        dead.ack(&o, &config.config_version, "applied")
+            .await
+            .status(),
+        204
+    );
+    let alive = WorkerDouble::start(Mode::Instant).await;
+    Node::ready(&o, "b-alive", &alive).await;
+    let admin = o.admin_token().await;
+
+    let ids = o.create_echo_tasks(&admin, 6).await;
+    for id in &ids {
+        assert_eq!(o.wait_finished(&admin, id).await["status"], "completed");
+    }
+    let on_alive: HashSet<_> = alive.completed().keys().copied().collect();
+    assert_eq!(on_alive.len(), 6, "every job ran on the healthy node");
+    let slugs: Vec<String> = sqlx::query_scalar(
+        "SELECT n.node_slug FROM jobs j JOIN nodes n ON n.id = j.node_id ORDER BY n.node_slug",
+    )
+    .fetch_all(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(slugs, vec!["b-alive"; 6]);
+    let (failures, paused): (i32, bool) = sqlx::query_as(
+        "SELECT dispatch_failures, dispatch_paused_until IS NOT NULL FROM nodes
+         WHERE node_slug = 'a-dead'",
+    )
+    .fetch_one(&o.db)
+    .await
+    .unwrap();
+    assert!(
+        failures >= 1 && paused,
+        "the dead node was tried and paused"
+    );
+    let healthy: (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT dispatch_failures, dispatch_paused_until FROM nodes WHERE node_slug = 'b-alive'",
+    )
+    .fetch_one(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(healthy, (0, None));
+}
+
+#[tokio::test]
+async fn a_node_not_heard_from_within_node_stale_after_gets_no_job() {
+    let (o, worker, admin) = one_node(&[("NODE_STALE_AFTER", "60s")], Mode::Instant).await;
+    sqlx::query("UPDATE nodes SET last_seen_at = now() - interval '2 minutes'")
+        .execute(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(o.fetch(&format!("{}/readyz", o.gw)).await.status(), 503);
+    let id = o.create_script_task(&admin, "echo late").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let row = job_row(&o.db, &id).await;
+    assert_eq!((row.0.as_str(), row.1), ("queued", 0));
+    assert!(worker.received().is_empty());
+
+    // The node reports in again: it is fresh and takes the job.
+    let node = Node::register(&o, "n", &worker.url).await;
+    assert_eq!(
+        node.report(&o, &capability("n", &worker.url))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
 }
 
 async fn wait_job(

@@ -265,9 +265,14 @@ impl Orchestrator {
             .unwrap()
     }
 
-    /// Makes every backed-off job due now and wakes the dispatcher.
+    /// Makes every backed-off job due now, ends every node's dispatch pause and wakes the
+    /// dispatcher.
     pub async fn retry_now(&self) {
         sqlx::query("UPDATE jobs SET next_attempt_at = now()")
+            .execute(&self.db)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE nodes SET dispatch_paused_until = NULL")
             .execute(&self.db)
             .await
             .unwrap();
