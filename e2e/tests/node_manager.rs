@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cynode_e2e::DevEnv;
 use node_support::{
-    INFERENCE_COMMAND, NodeManager, NodeOptions, Orchestrator, container_exists,
-    unique_container_name,
+    INFERENCE_COMMAND, NodeManager, NodeOptions, Orchestrator, container_exists, remove_container,
+    start_inference_server, unique_container_name,
 };
 
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -524,6 +524,77 @@ async fn a_new_config_version_restarts_the_node_which_then_acks_it() {
     );
     let (code, reason) = orchestrator.readyz().await;
     assert_eq!(code, 200, "{reason}");
+    let status = node.process.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_existing_inference_server_that_stops_answering_does_not_change_the_configuration() {
+    // existing_service is how the node got its inference, decided at start-up; the orchestrator
+    // derives inference_backend.enabled from it. If a failed probe flipped it, the node would get
+    // a new config_version it never acked and silently drop out of dispatch.
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let port = cynode_e2e::free_port();
+    let server = unique_container_name();
+    start_inference_server(&env, &server, port).await;
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options.inference_url = format!("http://127.0.0.1:{port}");
+    options
+        .extra_env
+        .push(("CAPABILITY_REPORT_INTERVAL".into(), "1s".into()));
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+    let before = orchestrator.node_row(&node.slug).await.unwrap();
+    let inference = orchestrator.latest_inference_report(&node.slug).await;
+    assert_eq!(inference["existing_service"], true, "{inference}");
+    assert_eq!(inference["running"], true, "{inference}");
+
+    remove_container(&env, &server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let inference = orchestrator.latest_inference_report(&node.slug).await;
+        if inference["running"] == false {
+            assert_eq!(inference["existing_service"], true, "{inference}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report of the stopped server: {inference}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few more report-and-check rounds: the configuration stays the acked one and the node
+    // keeps running (degraded, without watchdog pings) rather than restarting.
+    let reports = orchestrator.capability_reports(&node.slug).await;
+    while orchestrator.capability_reports(&node.slug).await < reports + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reports stopped:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = orchestrator.node_row(&node.slug).await.unwrap();
+    assert_eq!(after.config_version, before.config_version);
+    assert_eq!(
+        after.ack_version.as_deref(),
+        Some(after.config_version.as_str())
+    );
+    assert!(
+        node.process.0.try_wait().unwrap().is_none(),
+        "the node manager exited:\n{}",
+        node.log()
+    );
+    while !node.statuses().iter().any(|s| s.starts_with("degraded:")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no degraded status: {:?}",
+            node.statuses()
+        );
+        node.notify.drain(Duration::from_millis(200)).await;
+    }
     let status = node.process.terminate(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }

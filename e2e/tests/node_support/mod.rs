@@ -138,6 +138,23 @@ impl Orchestrator {
         read_log(self.dir.path(), "orchestrator.log")
     }
 
+    /// The `inference` object of the node's latest capability report.
+    pub async fn latest_inference_report(&self, slug: &str) -> serde_json::Value {
+        let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "SELECT c.capability_snapshot->'inference' FROM node_capabilities c
+             JOIN nodes n ON n.id = c.node_id WHERE n.node_slug = $1
+             ORDER BY c.created_at DESC LIMIT 1",
+        )
+        .bind(slug)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0)
+    }
+
     /// How many capability reports the node has sent (registration included).
     pub async fn capability_reports(&self, slug: &str) -> i64 {
         let mut conn = sqlx::PgConnection::connect(&self.database_url)
@@ -411,6 +428,63 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
 
 fn read_log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// Starts the dev inference image as a server on 127.0.0.1:`port`, the way an operator might
+/// have one running before the node manager starts; returns once `/v1/models` lists [`MODEL`].
+pub async fn start_inference_server(env: &DevEnv, name: &str, port: u16) {
+    use podman_api::models::PortMapping;
+    use podman_api::opts::ContainerCreateOpts;
+    let podman = env.podman();
+    let created = podman
+        .containers()
+        .create(
+            &ContainerCreateOpts::builder()
+                .image(&env.inference_image)
+                .name(name)
+                .command(INFERENCE_COMMAND.split_whitespace())
+                .portmappings([PortMapping {
+                    container_port: Some(11434),
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(port),
+                    protocol: Some("tcp".into()),
+                    range: None,
+                }])
+                .build(),
+        )
+        .await
+        .expect("create the inference container");
+    podman
+        .containers()
+        .get(&created.id)
+        .start(None)
+        .await
+        .expect("start the inference container");
+    let url = format!("http://127.0.0.1:{port}/v1/models");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(resp) = reqwest::get(&url).await
+            && resp.text().await.is_ok_and(|t| t.contains(MODEL))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the inference container never listed {MODEL}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Removes a container by name, whatever its state.
+pub async fn remove_container(env: &DevEnv, name: &str) {
+    use podman_api::opts::ContainerDeleteOpts;
+    env.podman()
+        .containers()
+        .get(name)
+        .delete(&ContainerDeleteOpts::builder().force(true).build())
+        .await
+        .expect("remove the container");
 }
 
 /// Whether a container of that name exists on the dev Podman socket.
