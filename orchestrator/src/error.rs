@@ -29,9 +29,25 @@ impl Error {
     }
 }
 
+/// SQLSTATEs PostgreSQL gives for text it cannot store: `character_not_in_repertoire` (a NUL
+/// byte in `text`) and `untranslatable_character` (`\u0000` in `jsonb`). Only client input
+/// carries such text, so it is the client's mistake wherever it reaches the database.
+const UNSTORABLE_TEXT: [&str; 2] = ["22021", "22P05"];
+
+fn unstorable_text(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| UNSTORABLE_TEXT.contains(&code.as_ref()))
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
+            Self::Db(e) if unstorable_text(&e) => ApiError {
+                problem: Problem::validation("text must not contain NUL characters"),
+                retry_after_secs: None,
+            }
+            .into_response(),
             Self::Problem(problem, retry_after) => ApiError {
                 problem,
                 retry_after_secs: retry_after,

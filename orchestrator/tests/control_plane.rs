@@ -216,6 +216,8 @@ async fn bad_registrations_are_refused_and_write_nothing() {
         ("/node/node_slug", json!(" "), "node_slug"),
         ("/worker_api/base_url", json!("ftp://x"), "base_url"),
         ("/compute/cpu_cores", json!("many"), "invalid type"),
+        ("/node/labels", json!(["a\u{0}b"]), "NUL"),
+        ("/platform/os", json!("li\u{0}nux"), "NUL"),
     ] {
         let mut bad = good.clone();
         *bad.pointer_mut(field).unwrap() = value;

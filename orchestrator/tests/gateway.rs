@@ -424,3 +424,32 @@ async fn bad_task_input_is_400_and_writes_nothing() {
     assert_eq!(o.count("jobs").await, 1);
     assert_eq!(o.count("task_artifacts").await, 0);
 }
+
+#[tokio::test]
+async fn nul_characters_are_400_and_write_nothing() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let audit = o.count("auth_audit_log").await;
+    let login = o
+        .post_json(
+            "/v1/auth/login",
+            json!({"handle": "ad\u{0}min", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_problem(login, 400, "must not contain NUL characters").await;
+    assert_eq!(o.count("auth_audit_log").await, audit);
+    assert_eq!(o.count("refresh_sessions").await, 1);
+    for path in ["a%00b", "a%00b/result", "a%00b/logs"] {
+        let resp = o
+            .get_url(&format!("{}/v1/tasks/{path}", o.gw), &admin)
+            .await;
+        assert_problem(resp, 400, "must not contain NUL characters").await;
+    }
+    assert_problem(
+        o.cancel(&admin, "a%00b").await,
+        400,
+        "must not contain NUL characters",
+    )
+    .await;
+    assert_eq!(o.count("tasks").await, 0);
+}
