@@ -58,6 +58,9 @@ fn client(peer: SocketAddr, headers: &HeaderMap) -> ClientInfo {
     }
 }
 
+const MAX_HANDLE_BYTES: usize = 256;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Logs in with handle and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = TokenResponse), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -74,6 +77,19 @@ async fn login(
     }
     if req.password.is_empty() {
         return Err(Problem::validation("password must not be empty").into());
+    }
+    // Before the limiter (its keys), Argon2 (its CPU) and the audit log (its rows) see them.
+    if req.handle.len() > MAX_HANDLE_BYTES {
+        return Err(Problem::validation(format!(
+            "handle must be at most {MAX_HANDLE_BYTES} bytes"
+        ))
+        .into());
+    }
+    if req.password.len() > MAX_PASSWORD_BYTES {
+        return Err(Problem::validation(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        ))
+        .into());
     }
     let keys = [
         format!("ip:{}", peer.ip()),

@@ -8,23 +8,33 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(60);
 /// Above this many tracked keys, expired windows are swept before inserting.
 const SWEEP_AT: usize = 10_000;
+/// Hard bound on tracked keys (memory). When it is reached with every window still open, new
+/// keys are refused until windows end: failing closed keeps the brake on.
+const MAX_KEYS: usize = 50_000;
 
 #[derive(Debug)]
 pub struct RateLimiter {
     per_window: u32,
+    max_keys: usize,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
+        Self::with_max_keys(per_minute, MAX_KEYS)
+    }
+
+    fn with_max_keys(per_minute: u32, max_keys: usize) -> Self {
         Self {
             per_window: per_minute,
+            max_keys,
             windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts one attempt for every key; if any key is over its limit, returns the seconds until
-    /// that window ends. Attempts are counted even when refused, so hammering does not help.
+    /// Counts one attempt for every key; if any key has spent its budget, returns the seconds
+    /// until that window ends. A refused attempt still counts against the keys already tracked
+    /// (hammering does not help) but adds no new key, so refusals cannot grow the map.
     pub fn check(&self, keys: &[String]) -> Result<(), u64> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -33,14 +43,31 @@ impl RateLimiter {
         }
         let mut retry_after = None;
         for key in keys {
-            let entry = windows.entry(key.clone()).or_insert((now, 0));
-            if now.duration_since(entry.0) >= WINDOW {
-                *entry = (now, 0);
+            if let Some(entry) = windows.get_mut(key) {
+                if now.duration_since(entry.0) >= WINDOW {
+                    *entry = (now, 0);
+                }
+                if entry.1 >= self.per_window {
+                    let left = WINDOW.saturating_sub(now.duration_since(entry.0)).as_secs() + 1;
+                    retry_after = Some(retry_after.map_or(left, |r: u64| r.max(left)));
+                }
             }
-            entry.1 = entry.1.saturating_add(1);
-            if entry.1 > self.per_window {
-                let left = WINDOW.saturating_sub(now.duration_since(entry.0)).as_secs() + 1;
-                retry_after = Some(retry_after.map_or(left, |r: u64| r.max(left)));
+        }
+        let new_keys = keys.iter().filter(|k| !windows.contains_key(*k)).count();
+        if retry_after.is_none() && windows.len() + new_keys > self.max_keys {
+            tracing::warn!(
+                tracked = windows.len(),
+                "login rate limiter is full; refusing attempts from new clients and handles"
+            );
+            retry_after = Some(WINDOW.as_secs());
+        }
+        for key in keys {
+            match windows.get_mut(key) {
+                Some(entry) => entry.1 = entry.1.saturating_add(1),
+                None if retry_after.is_none() => {
+                    windows.insert(key.clone(), (now, 1));
+                }
+                None => {}
             }
         }
         retry_after.map_or(Ok(()), Err)
@@ -64,5 +91,18 @@ mod tests {
         // Other IP, same handle: the handle budget is spent.
         assert!(limiter.check(&["ip:2".into(), "handle:x".into()]).is_err());
         assert!(limiter.check(&["ip:3".into(), "handle:z".into()]).is_ok());
+    }
+
+    #[test]
+    fn refusals_add_no_keys_and_the_map_is_bounded() {
+        let limiter = RateLimiter::with_max_keys(1, 4);
+        assert!(limiter.check(&["ip:1".into(), "handle:a".into()]).is_ok());
+        // The IP is spent: a new handle is refused and not tracked.
+        assert!(limiter.check(&["ip:1".into(), "handle:b".into()]).is_err());
+        assert_eq!(limiter.windows.lock().unwrap().len(), 2);
+        assert!(limiter.check(&["ip:2".into(), "handle:c".into()]).is_ok());
+        // Full: new clients are refused, nothing is added.
+        assert!(limiter.check(&["ip:3".into(), "handle:d".into()]).is_err());
+        assert_eq!(limiter.windows.lock().unwrap().len(), 4);
     }
 }

@@ -149,6 +149,24 @@ async fn login_is_rate_limited_per_ip_and_per_handle() {
             json!({"handle": handle, "password": password}),
         )
     };
+    // Oversized credentials are refused before the limiter, Argon2 and the audit log.
+    let audit = o.count("auth_audit_log").await;
+    for _ in 0..5 {
+        assert_problem(
+            login(&"h".repeat(257), "x").await,
+            400,
+            "handle must be at most 256 bytes",
+        )
+        .await;
+        assert_problem(
+            login("admin", &"p".repeat(1025)).await,
+            400,
+            "password must be at most 1024 bytes",
+        )
+        .await;
+    }
+    assert_eq!(o.count("auth_audit_log").await, audit);
+    // The budget is untouched by them.
     for _ in 0..3 {
         assert_eq!(login("admin", "wrong").await.status(), 401);
     }
