@@ -90,17 +90,22 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
     Ok(())
 }
 
-/// `base`, or `base-N` with the next free N, among the owner's names.
-fn next_free_name(base: &str, taken: &[String]) -> String {
+/// `base`, or `base-N` with the next N after the highest taken, among the owner's names. A
+/// suffix beyond `u32` is a name the user chose, not one of ours; should the highest be
+/// `u32::MAX`, the smallest free N is used instead.
+fn next_free_name(base: &str, taken: &[String]) -> Option<String> {
     if !taken.iter().any(|t| t == base) {
-        return base.to_owned();
+        return Some(base.to_owned());
     }
-    let highest = taken
+    let suffixes: std::collections::HashSet<u32> = taken
         .iter()
-        .filter_map(|t| t.strip_prefix(base)?.strip_prefix('-')?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(1);
-    format!("{base}-{}", highest.max(1) + 1)
+        .filter_map(|t| t.strip_prefix(base)?.strip_prefix('-')?.parse::<u32>().ok())
+        .collect();
+    let highest = suffixes.iter().copied().max().unwrap_or(1).max(1);
+    let n = highest
+        .checked_add(1)
+        .or_else(|| (2..=u32::MAX).find(|n| !suffixes.contains(n)))?;
+    Some(format!("{base}-{n}"))
 }
 
 #[derive(sqlx::FromRow)]
@@ -193,7 +198,11 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
     .bind(base)
     .fetch_all(&mut *tx)
     .await?;
-    let name = next_free_name(base, &taken);
+    let name = next_free_name(base, &taken).ok_or_else(|| {
+        Problem::conflict(format!(
+            "every task name {base}-N is taken; choose another name"
+        ))
+    })?;
 
     let task_id = Uuid::new_v4();
     let (task_status, summary) = match mode {
@@ -514,9 +523,19 @@ mod tests {
 
     #[test]
     fn duplicates_get_the_next_suffix() {
-        assert_eq!(next_free_name("a", &[]), "a");
-        assert_eq!(next_free_name("a", &["a".into()]), "a-2");
-        assert_eq!(next_free_name("a", &["a".into(), "a-2".into()]), "a-3");
-        assert_eq!(next_free_name("a", &["a".into(), "a-x".into()]), "a-2");
+        assert_eq!(next_free_name("a", &[]).as_deref(), Some("a"));
+        assert_eq!(next_free_name("a", &["a".into()]).as_deref(), Some("a-2"));
+        assert_eq!(
+            next_free_name("a", &["a".into(), "a-2".into()]).as_deref(),
+            Some("a-3")
+        );
+        assert_eq!(
+            next_free_name("a", &["a".into(), "a-x".into()]).as_deref(),
+            Some("a-2")
+        );
+        let huge = ["a".into(), "a-18446744073709551615".into(), "a-2".into()];
+        assert_eq!(next_free_name("a", &huge).as_deref(), Some("a-3"));
+        let top = ["a".into(), "a-2".into(), "a-4294967295".into()];
+        assert_eq!(next_free_name("a", &top).as_deref(), Some("a-3"));
     }
 }

@@ -471,3 +471,17 @@ async fn nul_characters_are_400_and_write_nothing() {
     .await;
     assert_eq!(o.count("tasks").await, 0);
 }
+
+#[tokio::test]
+async fn a_huge_numeric_suffix_does_not_break_duplicate_names() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let named = |name: &str| json!({"prompt": "x", "task_name": name});
+    for name in ["t", "t-18446744073709551615", "t-4294967295"] {
+        assert_eq!(o.create_task(&admin, named(name)).await["task_name"], name);
+    }
+    // A suffix past u32 is not one of ours; u32::MAX has no successor, so the smallest free N
+    // is used. Nothing overflows.
+    assert_eq!(o.create_task(&admin, named("t")).await["task_name"], "t-2");
+    assert_eq!(o.create_task(&admin, named("t")).await["task_name"], "t-3");
+}
