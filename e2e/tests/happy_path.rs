@@ -121,9 +121,10 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
 
 #[tokio::test]
 async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the_job_once() {
-    // A short HTTP timeout makes the lease (timeout + 2 s) expire soon after the crash.
+    // A short HTTP timeout makes the lease (timeout + 2 s) expire soon after the crash; jobs
+    // get a sandbox timeout a margin below it (5 s here), and this one needs about 2 s.
     let env = DevEnv::load();
-    let mut orchestrator = Orchestrator::start(&env, &[("DISPATCH_HTTP_TIMEOUT", "3s")]).await;
+    let mut orchestrator = Orchestrator::start(&env, &[("DISPATCH_HTTP_TIMEOUT", "15s")]).await;
     let options = NodeOptions::existing_inference(&env, &orchestrator);
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     node.expect_ready(Duration::from_secs(120)).await;
@@ -131,7 +132,7 @@ async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the
     let user = User::login(&orchestrator).await;
     // The job counts its own runs in its workspace and prints the count.
     let id = user
-        .create_commands_task("sleep 4; echo run >> /workspace/runs; cat /workspace/runs")
+        .create_commands_task("sleep 2; echo run >> /workspace/runs; cat /workspace/runs")
         .await;
     let mut db = sqlx::PgConnection::connect(&orchestrator.database_url)
         .await
