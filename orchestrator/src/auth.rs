@@ -168,11 +168,13 @@ fn bearer(parts: &Parts) -> Result<&str> {
         .headers
         .get(AUTHORIZATION)
         .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
+    // Auth scheme names are case-insensitive (RFC 7235 section 2.1).
     value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Problem::unauthorized("Authorization header is not a Bearer token").into())
 }

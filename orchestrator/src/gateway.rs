@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
-use crate::web::SecuritySchemes;
+use crate::web::{ApiPath, SecuritySchemes};
 use crate::{AppState, tasks, web};
 
 #[derive(Debug, OpenApi)]
@@ -200,7 +200,7 @@ async fn list_tasks(
 async fn get_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>> {
     Ok(Json(tasks::get(&state, &user, &id).await?))
 }
@@ -213,7 +213,7 @@ async fn get_task(
 async fn task_result(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskResult>> {
     Ok(Json(tasks::result(&state, &user, &id).await?))
 }
@@ -227,7 +227,7 @@ async fn task_result(
 async fn cancel_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CancelResponse>> {
     Ok(Json(tasks::cancel(&state, &user, &id).await?))
 }
@@ -240,7 +240,7 @@ async fn cancel_task(
 async fn task_logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<TaskLogs>> {
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "stream") {

@@ -4,14 +4,40 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use cynode_contracts::problem::Problem;
 use cynode_service_kit::http::{ApiError, not_found_fallback};
 
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
 use crate::{AppState, readiness};
+
+/// Like axum's `Path`, but a path it cannot decode (bad percent-encoding, not UTF-8) is a 400
+/// problem+json like every other client mistake, not axum's plain-text answer.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                Err(Problem::validation(format!("request path: {}", rejection.body_text())).into())
+            }
+        }
+    }
+}
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String, description = "ok")))]

@@ -485,3 +485,27 @@ async fn a_huge_numeric_suffix_does_not_break_duplicate_names() {
     assert_eq!(o.create_task(&admin, named("t")).await["task_name"], "t-2");
     assert_eq!(o.create_task(&admin, named("t")).await["task_name"], "t-3");
 }
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_bad_paths_are_problems() {
+    let o = Orchestrator::start(&[]).await;
+    let (access, _) = o.login("admin", ADMIN_PASSWORD).await;
+    let me = format!("{}/v1/users/me", o.gw);
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let resp = o
+            .http
+            .get(&me)
+            .header("authorization", format!("{scheme} {access}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "scheme {scheme}");
+    }
+    assert_problem(
+        o.get_url(&format!("{}/v1/tasks/%FF", o.gw), &access).await,
+        400,
+        "request path",
+    )
+    .await;
+    assert_problem(o.cancel(&access, "%FF").await, 400, "request path").await;
+}
