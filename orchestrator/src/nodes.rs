@@ -113,18 +113,25 @@ fn content_for(config: &Config, report: &NodeCapabilityReport) -> ConfigContent 
     }
 }
 
+/// The snapshot, and a hash of what the node reported leaving out when it reported it, so an
+/// unchanged node's periodic reports hash alike.
 fn capability_hash(report: &NodeCapabilityReport) -> Result<(Value, String)> {
     let snapshot = serde_json::to_value(report).map_err(Error::internal)?;
+    let mut capability = snapshot.clone();
+    if let Some(fields) = capability.as_object_mut() {
+        fields.remove("reported_at");
+    }
     // serde_json's map is ordered, so equal reports hash equally.
-    let bytes = serde_json::to_vec(&snapshot).map_err(Error::internal)?;
+    let bytes = serde_json::to_vec(&capability).map_err(Error::internal)?;
     Ok((
         snapshot,
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
     ))
 }
 
-/// Stores the snapshot and moves the node to the configuration it implies (new ULID if it
-/// differs from the current one).
+/// Stores the snapshot when the capability changed since the newest one (periodic reports of
+/// an unchanged node add no rows) and moves the node to the configuration it implies (new ULID
+/// if it differs from the current one).
 async fn ingest(
     tx: &mut sqlx::PgConnection,
     config: &Config,
@@ -134,7 +141,9 @@ async fn ingest(
     let (snapshot, hash) = capability_hash(report)?;
     sqlx::query(
         "INSERT INTO node_capabilities (id, node_id, reported_at, capability_hash, capability_snapshot)
-         VALUES ($1, $2, $3, $4, $5)",
+         SELECT $1, $2, $3, $4, $5
+         WHERE (SELECT capability_hash FROM node_capabilities WHERE node_id = $2
+                ORDER BY created_at DESC LIMIT 1) IS DISTINCT FROM $4",
     )
     .bind(Uuid::new_v4())
     .bind(node_id)

@@ -55,7 +55,32 @@ async fn node_registers_reports_fetches_config_and_acks() {
         hash.starts_with("sha256:") && hash.len() == 7 + 64,
         "{hash}"
     );
-    assert_eq!(snapshots, 4);
+    assert_eq!(snapshots, 1, "unchanged reports add no snapshot");
+    let seen_before: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT last_seen_at FROM nodes WHERE node_slug = 'node-a'")
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    let mut bigger = capability("node-a", "http://127.0.0.1:1");
+    bigger["compute"]["ram_mb"] = json!(8192);
+    assert_eq!(node.report(&o, &bigger).await.status(), 204);
+    assert_eq!(node.report(&o, &bigger).await.status(), 204);
+    let (snapshots, seen_after): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM node_capabilities c WHERE c.node_id = n.id), n.last_seen_at
+         FROM nodes n WHERE node_slug = 'node-a'",
+    )
+    .fetch_one(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(snapshots, 2, "a changed capability is stored once");
+    assert!(seen_after > seen_before, "every report counts as seen");
+    // Back to the first capability for the configuration checks below.
+    assert_eq!(
+        node.report(&o, &capability("node-a", "http://127.0.0.1:1"))
+            .await
+            .status(),
+        204
+    );
 
     let config = node.fetch_config(&o).await.clone();
     assert_eq!(config.config_version.len(), 26);
