@@ -155,7 +155,8 @@ async fn ingest(
     let content = serde_json::to_value(content_for(config, report)).map_err(Error::internal)?;
     sqlx::query(
         "UPDATE nodes SET
-            capability_hash = $2, last_capability_at = now(), last_seen_at = now(), updated_at = now(),
+            capability_hash = $2, capability_reports = capability_reports + 1,
+            last_capability_at = now(), last_seen_at = now(), updated_at = now(),
             worker_api_target_url = $3->>'worker_api_target_url',
             config_version = CASE WHEN config_content = $3 THEN config_version ELSE $4 END,
             config_content = $3

@@ -65,14 +65,20 @@ async fn node_registers_reports_fetches_config_and_acks() {
     bigger["compute"]["ram_mb"] = json!(8192);
     assert_eq!(node.report(&o, &bigger).await.status(), 204);
     assert_eq!(node.report(&o, &bigger).await.status(), 204);
-    let (snapshots, seen_after): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM node_capabilities c WHERE c.node_id = n.id), n.last_seen_at
-         FROM nodes n WHERE node_slug = 'node-a'",
-    )
-    .fetch_one(&o.db)
-    .await
-    .unwrap();
+    let (snapshots, reports, seen_after): (i64, i64, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM node_capabilities c WHERE c.node_id = n.id),
+                    n.capability_reports, n.last_seen_at
+             FROM nodes n WHERE node_slug = 'node-a'",
+        )
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
     assert_eq!(snapshots, 2, "a changed capability is stored once");
+    assert_eq!(
+        reports, 6,
+        "three registrations and three reports are counted"
+    );
     assert!(seen_after > seen_before, "every report counts as seen");
     // Back to the first capability for the configuration checks below.
     assert_eq!(
