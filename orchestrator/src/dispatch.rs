@@ -181,10 +181,13 @@ async fn claim(state: &AppState) -> Result<Option<Claim>> {
     .bind(lease.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("UPDATE tasks SET status = 'running' WHERE id = $1 AND status = 'queued'")
-        .bind(task_id)
-        .execute(&mut *tx)
-        .await?;
+    // A retry note from an earlier attempt is no longer true.
+    sqlx::query(
+        "UPDATE tasks SET status = 'running', summary = NULL WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(task_id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     tracing::info!(%job_id, %task_id, node_slug = %node_slug, attempts, "job dispatched");
     Ok(Some(Claim {
@@ -396,8 +399,14 @@ fn backoff(base: Duration, attempts: i32) -> Duration {
 }
 
 /// Puts the job back in the queue (or fails it when attempts are used up), if we hold the lease.
+/// `reason` (worker URLs, error chains) goes to `jobs.last_error` and the log only; the task's
+/// owner sees a generic account.
 async fn retry(state: &AppState, claim: &Claim, reason: &str) -> Result<()> {
     let delay = backoff(state.config.dispatch_retry_base, claim.attempts);
+    let gave_up = format!(
+        "dispatch gave up after {} attempts: the worker node did not take the job",
+        claim.attempts
+    );
     let mut tx = state.db.begin().await?;
     let row: Option<(String,)> = sqlx::query_as(
         "UPDATE jobs SET
@@ -405,7 +414,7 @@ async fn retry(state: &AppState, claim: &Claim, reason: &str) -> Result<()> {
             lease_id = NULL, lease_expires_at = NULL, last_error = $4,
             next_attempt_at = now() + make_interval(secs => $5),
             result = CASE WHEN attempts >= $3
-                THEN jsonb_build_object('version', 1, 'status', 'failed', 'error', $4::text) END,
+                THEN jsonb_build_object('version', 1, 'status', 'failed', 'error', $6::text) END,
             ended_at = CASE WHEN attempts >= $3 THEN now() END
          WHERE id = $1 AND lease_id = $2 AND status = 'running'
          RETURNING status",
@@ -415,21 +424,28 @@ async fn retry(state: &AppState, claim: &Claim, reason: &str) -> Result<()> {
     .bind(state.config.dispatch_max_attempts)
     .bind(reason)
     .bind(delay.as_secs_f64())
+    .bind(&gave_up)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((status,)) = row {
-        settle_task(&mut tx, claim.task_id, &status, reason).await?;
+        let summary = if status == "failed" {
+            gave_up
+        } else {
+            format!("node {} did not take the job; will retry", claim.node_slug)
+        };
+        settle_task(&mut tx, claim.task_id, &status, &summary).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// Moves the task along with a job that went back to the queue or failed for good.
+/// Moves the task along with a job that went back to the queue or failed for good; `summary`
+/// is what its owner reads.
 async fn settle_task(
     tx: &mut sqlx::PgConnection,
     task_id: Uuid,
     job_status: &str,
-    reason: &str,
+    summary: &str,
 ) -> Result<()> {
     if job_status == "failed" {
         sqlx::query(
@@ -437,14 +453,17 @@ async fn settle_task(
              WHERE id = $1 AND status IN ('queued', 'running')",
         )
         .bind(task_id)
-        .bind(format!("dispatch gave up: {reason}"))
+        .bind(summary)
         .execute(&mut *tx)
         .await?;
     } else {
-        sqlx::query("UPDATE tasks SET status = 'queued' WHERE id = $1 AND status = 'running'")
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tasks SET status = 'queued', summary = $2 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(task_id)
+        .bind(summary)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -471,7 +490,12 @@ pub async fn reap_expired(state: &AppState) -> Result<u64> {
     .await?;
     for (job_id, task_id, status) in &rows {
         tracing::warn!(%job_id, %task_id, status, "expired lease reclaimed");
-        settle_task(&mut tx, *task_id, status, reason).await?;
+        let summary = if status == "failed" {
+            format!("dispatch gave up: {reason}")
+        } else {
+            format!("{reason}; will retry")
+        };
+        settle_task(&mut tx, *task_id, status, &summary).await?;
     }
     tx.commit().await?;
     Ok(rows.len() as u64)

@@ -329,6 +329,52 @@ async fn a_node_not_heard_from_within_node_stale_after_gets_no_job() {
     assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
 }
 
+#[tokio::test]
+async fn a_failed_dispatch_shows_its_owner_no_worker_internals() {
+    let settings = [
+        ("DISPATCH_MAX_ATTEMPTS", "2"),
+        ("DISPATCH_RETRY_BASE", "1h"),
+    ];
+    let o = Orchestrator::start(&settings).await;
+    let dead_url = format!("http://127.0.0.1:{}", free_port());
+    let mut dead = Node::register(&o, "dead", &dead_url).await;
+    let config = dead.fetch_config(&o).await.clone();
+    assert_eq!(
+        dead.ack(&o, &config.config_version, "applied")
+            .await
+            .status(),
+        204
+    );
+    let admin = o.admin_token().await;
+    let id = o.create_script_task(&admin, "echo x").await;
+    let row = wait_job(&o, &id, |(s, a, _, _)| s == "queued" && *a == 1).await;
+    assert!(
+        row.2.as_deref().unwrap().contains(&dead_url),
+        "the operator keeps the detail: {row:?}"
+    );
+    let (_, task) = o.get(&admin, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(
+        task["summary"], "node dead did not take the job; will retry",
+        "{task}"
+    );
+
+    o.retry_now().await;
+    let task = o.wait_finished(&admin, &id).await;
+    assert_eq!(task["status"], "failed");
+    let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
+    let gave_up = "dispatch gave up after 2 attempts: the worker node did not take the job";
+    assert_eq!(task["summary"], gave_up);
+    assert_eq!(result["jobs"][0]["result"]["error"], gave_up);
+    for text in [task.to_string(), result.to_string()] {
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("error sending request"),
+            "{text}"
+        );
+    }
+    let row = job_row(&o.db, &id).await;
+    assert!(row.2.as_deref().unwrap().contains(&dead_url), "{row:?}");
+}
+
 async fn wait_job(
     o: &Orchestrator,
     task_id: &str,
