@@ -433,6 +433,12 @@ pub async fn cancel(
 ) -> Result<CancelResponse> {
     let id = resolve(state, user, id_or_name).await?;
     let mut tx = state.db.begin().await?;
+    // Jobs before the task: the dispatcher locks in that order, and the opposite order here
+    // could deadlock with it.
+    sqlx::query("SELECT id FROM jobs WHERE task_id = $1 ORDER BY id FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let status: String =
         sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 AND created_by = $2 FOR UPDATE")
             .bind(id)

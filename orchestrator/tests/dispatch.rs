@@ -375,6 +375,57 @@ async fn a_failed_dispatch_shows_its_owner_no_worker_internals() {
     assert!(row.2.as_deref().unwrap().contains(&dead_url), "{row:?}");
 }
 
+#[tokio::test]
+async fn cancel_locks_in_the_dispatchers_order_and_cannot_deadlock_with_it() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let id = o.create_script_task(&admin, "echo x").await;
+    // Hold the job the way a dispatcher recording an outcome does: job first, task next.
+    let mut dispatcher = o.db.begin().await.unwrap();
+    sqlx::query("UPDATE jobs SET updated_at = now() WHERE task_id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *dispatcher)
+        .await
+        .unwrap();
+    let cancel = tokio::spawn({
+        let (http, url, token) = (
+            o.http.clone(),
+            format!("{}/v1/tasks/{id}/cancel", o.gw),
+            admin.clone(),
+        );
+        async move { http.post(url).bearer_auth(token).send().await.unwrap() }
+    });
+    // Wait until the cancel waits on a lock.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cancel never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Had the cancel locked the task first, this would deadlock and one side would fail.
+    sqlx::query("UPDATE tasks SET updated_at = now() WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *dispatcher)
+        .await
+        .expect("the task is not locked by the waiting cancel");
+    dispatcher.commit().await.unwrap();
+    let resp = cancel.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(job_row(&o.db, &id).await.0, "canceled");
+}
+
 async fn wait_job(
     o: &Orchestrator,
     task_id: &str,
