@@ -160,15 +160,13 @@ impl Orchestrator {
         let mut conn = sqlx::PgConnection::connect(&self.database_url)
             .await
             .unwrap();
-        sqlx::query(
-            "SELECT count(*) FROM node_capabilities c JOIN nodes n ON n.id = c.node_id
-             WHERE n.node_slug = $1",
-        )
-        .bind(slug)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-        .get(0)
+        // Identical reports add no snapshot row; the node counts every report it receives.
+        sqlx::query("SELECT capability_reports::bigint FROM nodes WHERE node_slug = $1")
+            .bind(slug)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0)
     }
 }
 
