@@ -107,40 +107,31 @@ in
         ExecStart = "${lib.getExe' cfg.package "cynode-node-manager"} --config ${configFile}";
         LoadCredential = [ "node-registration-psk:${cfg.registrationPskFile}" ];
         Restart = "on-failure";
+        # 78: a bad node.yaml does not fix itself; 75 (config changed) must restart.
+        RestartPreventExitStatus = 78;
+        # SIGTERM to the node manager only; it stops its worker API and containers itself.
+        KillMode = "mixed";
         RestartSec = 10;
         TimeoutStartSec = 600;
         TimeoutStopSec = 60;
         WatchdogSec = 60;
         StateDirectory = "cynode";
         StateDirectoryMode = "0700";
-        # Root only for the rootful Podman socket; everything else is taken away.
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
+      }
+      # Root only for the rootful Podman socket; everything else is taken away.
+      // import ./hardening.nix
+      // {
         ReadWritePaths = [
           "/var/lib/cynode"
           "/run/podman"
         ];
-        ProtectHome = true;
-        PrivateTmp = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectClock = true;
-        ProtectHostname = true;
         RestrictAddressFamilies = [
           "AF_UNIX"
           "AF_INET"
           "AF_INET6"
           "AF_NETLINK"
         ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        SystemCallArchitectures = "native";
         SystemCallFilter = [ "@system-service" ];
-        UMask = "0077";
       };
     };
 

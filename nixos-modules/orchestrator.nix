@@ -21,38 +21,22 @@ let
     ]
     ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${cfg.databaseUrlFile}";
 
-  hardening = {
+  hardening = import ./hardening.nix // {
     DynamicUser = true;
     User = "cynodeai";
-    NoNewPrivileges = true;
-    ProtectSystem = "strict";
-    ProtectHome = true;
-    PrivateTmp = true;
     PrivateDevices = true;
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
-    ProtectClock = true;
-    ProtectHostname = true;
     ProtectProc = "invisible";
     RestrictAddressFamilies = [
       "AF_UNIX"
       "AF_INET"
       "AF_INET6"
     ];
-    RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
     MemoryDenyWriteExecute = true;
-    SystemCallArchitectures = "native";
     SystemCallFilter = [
       "@system-service"
       "~@privileged @resources"
     ];
     CapabilityBoundingSet = "";
-    UMask = "0077";
   };
 
   unit = subcommand: description: {
