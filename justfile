@@ -21,6 +21,10 @@ e2e: setup
 bench-sandbox RUNS="30": setup
     scripts/bench-sandbox.sh {{RUNS}}
 
+# Added latency of the worker API's inference route and of a sandbox's sidecar vs a direct model call.
+bench-inference-proxy RUNS="50": setup
+    scripts/bench-inference-proxy.sh {{RUNS}}
+
 # Orchestrator benchmark: login and GET task req/s (wrk), dispatch jobs/s, idle RSS.
 bench-orchestrator DURATION="10" JOBS="2000": setup
     scripts/bench-orchestrator.sh {{DURATION}} {{JOBS}}

@@ -34,6 +34,7 @@ curl -fsS "$CYNODE_TEST_INFERENCE_URL/v1/chat/completions" -H 'content-type: app
 
 say "Building the binaries"
 cargo build --quiet --bins
+scripts/build-inference-proxy.sh
 
 STACK="$DEMO"
 . scripts/stack.sh

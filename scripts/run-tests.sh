@@ -14,12 +14,16 @@ psql "$CYNODE_TEST_DATABASE_URL" -qAtX \
 echo "== lint" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The sidecar's binary target builds only with its feature (see agents/inference-proxy).
+cargo clippy -p cynode-inference-proxy --features sidecar --all-targets --quiet -- -D warnings
 # Nix cannot build here (no binary cache); at least every module and the flake must parse.
 git ls-files '*.nix' | while read -r f; do nix-instantiate --parse "$f" >/dev/null; done
 
 echo "== build" >&2
 # Integration tests start the real binaries of other crates; build them all first.
 cargo build --workspace --bins --quiet
+# The inference sidecar, statically linked, next to the other binaries.
+scripts/build-inference-proxy.sh
 
 echo "== test" >&2
 # Keep going on failure: the summary below must still be printed.

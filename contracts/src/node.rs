@@ -194,8 +194,12 @@ pub struct InferenceCapability {
     pub existing_service: bool,
     #[serde(default)]
     pub running: bool,
+    /// Every model the backend can serve (`/v1/models`; with Ollama also `/api/tags`).
     #[serde(default)]
     pub available_models: Vec<String>,
+    /// Those in memory now (Ollama's `/api/ps`; a one-model server's listed model).
+    #[serde(default)]
+    pub loaded_models: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -5,8 +5,10 @@
 //! and finds it missing fails with the command that installs it: tests never skip themselves.
 
 pub mod notify;
+pub mod ollama;
 pub mod process;
 pub mod sandbox;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use cynode_contracts::node::{
 };
 
 use crate::config::{Config, SandboxMode};
-use crate::inference;
+use crate::model_server::ModelSnapshot;
 
 /// Facts that do not change while the process runs; gathered once at start-up, because some
 /// need programs (`nvidia-smi`) the hardened process may no longer execute.
@@ -48,26 +48,24 @@ impl StaticFacts {
     }
 }
 
-/// A full report: the static facts plus what changes (memory, whether inference answers).
+/// A full report: the static facts plus what changes (memory, whether inference answers and
+/// with which models: `models` is the caller's look at the server, `None` if it did not answer
+/// or inference is not wanted).
 ///
 /// `existing_service` is decided once at start-up (a server already answered, rather than this
 /// process starting the container) and passed in unchanged: the orchestrator derives
 /// `inference_backend.enabled` from it, so letting a failed health probe flip it would issue a
 /// new `config_version` the node never acked and drop it out of dispatch. Liveness goes into
 /// `running` instead.
-pub async fn report(
+pub fn report(
     config: &Config,
     facts: &StaticFacts,
-    http: &reqwest::Client,
+    models: Option<&ModelSnapshot>,
     existing_service: bool,
 ) -> NodeCapabilityReport {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let wanted = config.inference.wanted(config.sandbox.mode);
-    let models = if wanted {
-        inference::probe(http, &config.inference.url).await
-    } else {
-        None
-    };
+    let models = models.filter(|_| wanted);
     let running = models.is_some();
     NodeCapabilityReport {
         version: PAYLOAD_VERSION,
@@ -99,7 +97,8 @@ pub async fn report(
             mode: Some(config.inference.mode),
             existing_service: wanted && existing_service,
             running,
-            available_models: models.unwrap_or_default(),
+            available_models: models.map(|m| m.available.clone()).unwrap_or_default(),
+            loaded_models: models.map(|m| m.loaded.clone()).unwrap_or_default(),
         }),
         worker_api: Some(WorkerApiEndpoint {
             base_url: config
@@ -249,16 +248,10 @@ mod tests {
 
     /// A failed health probe must not flip `existing_service`: the orchestrator derives
     /// `inference_backend.enabled` from it, so a flip would mean a configuration the node never
-    /// acked. Nothing listens on the inference URL here, as when a server stops answering.
-    #[tokio::test]
-    async fn existing_service_is_the_start_up_decision_whatever_the_probe_says() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config =
-            crate::config::for_tests(&format!("inference: {{url: 'http://127.0.0.1:{port}'}}\n"));
+    /// acked. No snapshot here, as when a server stops answering.
+    #[test]
+    fn existing_service_is_the_start_up_decision_whatever_the_probe_says() {
+        let config = crate::config::for_tests("");
         let facts = StaticFacts {
             platform: Platform {
                 os: "linux".into(),
@@ -276,14 +269,24 @@ mod tests {
             }),
             sandbox_features: Vec::new(),
         };
-        let http = reqwest::Client::new();
         for found_running in [true, false] {
-            let report = report(&config, &facts, &http, found_running).await;
+            let report = report(&config, &facts, None, found_running);
             let inference = report.inference.expect("inference capability");
             assert_eq!(inference.existing_service, found_running, "{inference:?}");
             assert!(!inference.running, "nothing answers: {inference:?}");
             assert!(inference.available_models.is_empty());
         }
+        let snapshot = ModelSnapshot {
+            available: vec!["a".into(), "b".into()],
+            loaded: vec!["b".into()],
+            ollama: true,
+        };
+        let inference = report(&config, &facts, Some(&snapshot), false)
+            .inference
+            .expect("inference capability");
+        assert!(inference.running);
+        assert_eq!(inference.available_models, ["a", "b"]);
+        assert_eq!(inference.loaded_models, ["b"]);
     }
 
     #[test]

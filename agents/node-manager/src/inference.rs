@@ -11,9 +11,9 @@ use futures::StreamExt;
 use podman_api::Podman;
 use podman_api::models::PortMapping;
 use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts, ContainerStopOpts, PullOpts};
-use url::Url;
 
 use crate::config::InferenceSettings;
+use crate::model_server::{ModelServer, PullProgress};
 
 /// Label on containers this node manager created, so it only ever removes its own.
 pub const MANAGED_LABEL: &str = "io.cynodeai.managed-by";
@@ -37,6 +37,23 @@ pub enum InferenceError {
     },
     #[error("the inference container exited during start-up with code {code}: {logs}")]
     Exited { code: i64, logs: String },
+    #[error(
+        "the selected model `{model}` is missing: inference at {url} serves {listed}, and it cannot \
+         pull models (it is not Ollama); install the model there or select one it serves"
+    )]
+    ModelNotServed {
+        url: String,
+        model: String,
+        listed: String,
+    },
+    #[error(
+        "the selected model `{model}` is missing and pulling it through Ollama at {url} failed: {reason}"
+    )]
+    PullFailed {
+        url: String,
+        model: String,
+        reason: String,
+    },
     #[error("inference at {url} did not list model `{model}` within {secs}s (it lists: {listed})")]
     ModelMissing {
         url: String,
@@ -55,30 +72,6 @@ pub enum Backend {
     Started { container_id: String },
 }
 
-/// Model ids from `GET {url}/v1/models`, or `None` if nothing usable answers.
-pub async fn probe(http: &reqwest::Client, url: &Url) -> Option<Vec<String>> {
-    let endpoint = url.join("v1/models").ok()?;
-    let resp = http
-        .get(endpoint)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()
-        .filter(|r| r.status().is_success())?;
-    let body: serde_json::Value = resp.json().await.ok()?;
-    Some(model_ids(&body))
-}
-
-fn model_ids(body: &serde_json::Value) -> Vec<String> {
-    body["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["id"].as_str())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Ensures the backend is up and serves `backend.selected_model`. `found_running` is the
 /// start-up decision (a server already answered before registration): it is the same fact the
 /// capability reports carry as `existing_service`, so it is not probed again here. A container
@@ -89,14 +82,14 @@ pub async fn ensure(
     backend: Option<&InferenceBackend>,
     found_running: bool,
     podman: &Podman,
-    http: &reqwest::Client,
+    server: &ModelServer,
     slot: &mut Option<Backend>,
 ) -> Result<(), InferenceError> {
     let model = backend.map(|b| b.selected_model.as_str()).unwrap_or("");
     if found_running {
         tracing::info!(url = %settings.url, "using the inference server that already answers");
         *slot = Some(Backend::Existing);
-        return wait_for_model(settings, model, http, None).await;
+        return wait_for_model(settings, model, server, None).await;
     }
     let Some(backend) = backend.filter(|b| b.enabled) else {
         return Err(InferenceError::NothingToStart {
@@ -108,7 +101,7 @@ pub async fn ensure(
         .clone()
         .unwrap_or_else(|| settings.image.clone());
     let container_id = start_container(settings, backend, &image, podman, slot).await?;
-    wait_for_model(settings, model, http, Some((podman, &container_id))).await
+    wait_for_model(settings, model, server, Some((podman, &container_id))).await
 }
 
 async fn start_container(
@@ -204,27 +197,37 @@ async fn ensure_image(podman: &Podman, image: &str) -> Result<(), InferenceError
     Ok(())
 }
 
-/// Polls `/v1/models` until it lists `model` (any model if empty). With a container, also
-/// fails as soon as it exits. An Ollama backend is asked once to pull a missing model.
+/// Polls the server until it lists `model` (any model if empty). With a container, also fails
+/// as soon as it exits. A server that answers without the model either pulls it (Ollama, with
+/// progress in `STATUS=` and the log) or fails at once naming the model: waiting would not make
+/// a llama.cpp server grow a model.
 async fn wait_for_model(
     settings: &InferenceSettings,
     model: &str,
-    http: &reqwest::Client,
+    server: &ModelServer,
     container: Option<(&Podman, &str)>,
 ) -> Result<(), InferenceError> {
     let deadline = tokio::time::Instant::now() + settings.startup_timeout;
-    let mut asked_to_pull = false;
+    let mut pulled = false;
     let mut listed = None;
     loop {
-        if let Some(models) = probe(http, &settings.url).await {
-            if model.is_empty() || models.iter().any(|m| m == model) {
+        if let Some(snapshot) = server.snapshot().await {
+            if model.is_empty() || snapshot.available.iter().any(|m| m == model) {
                 return Ok(());
             }
-            if !asked_to_pull {
-                asked_to_pull = true;
-                ollama_pull(http, &settings.url, model).await;
+            if !snapshot.ollama {
+                return Err(InferenceError::ModelNotServed {
+                    url: settings.url.to_string(),
+                    model: model.into(),
+                    listed: listed_models(&snapshot.available),
+                });
             }
-            listed = Some(models);
+            if !pulled {
+                pull(server, model).await?;
+                pulled = true;
+                continue;
+            }
+            listed = Some(snapshot.available);
         }
         if let Some((podman, id)) = container
             && let Some(code) = exit_code(podman, id).await
@@ -247,23 +250,40 @@ async fn wait_for_model(
     }
 }
 
-/// Ollama's native pull; other servers (llama.cpp) answer 404 and the wait simply continues.
-async fn ollama_pull(http: &reqwest::Client, url: &Url, model: &str) {
-    let Ok(endpoint) = url.join("api/pull") else {
-        return;
-    };
-    tracing::info!(
-        model,
-        "asking the inference server to pull the selected model"
-    );
-    let body = serde_json::json!({"model": model, "stream": false});
-    if let Ok(resp) = http.post(endpoint).json(&body).send().await {
-        tracing::info!(
-            model,
-            status = resp.status().as_u16(),
-            "model pull answered"
-        );
+fn listed_models(models: &[String]) -> String {
+    if models.is_empty() {
+        "no model".into()
+    } else {
+        models.join(", ")
     }
+}
+
+/// Ollama's pull with its progress in `STATUS=` (at most one line a second) and the log.
+async fn pull(server: &ModelServer, model: &str) -> Result<(), InferenceError> {
+    tracing::info!(model, url = %server.url(), "the selected model is missing; pulling it through Ollama");
+    cynode_service_kit::notify::status(&format!("pulling model `{model}` through Ollama"));
+    let mut last_status = std::time::Instant::now() - Duration::from_secs(1);
+    let mut last_logged = String::new();
+    server
+        .ollama_pull(model, |progress: &PullProgress| {
+            let text = progress.describe();
+            if last_status.elapsed() >= Duration::from_secs(1) {
+                cynode_service_kit::notify::status(&format!("pulling model `{model}`: {text}"));
+                last_status = std::time::Instant::now();
+            }
+            if progress.status != last_logged {
+                tracing::info!(model, progress = %text, "model pull");
+                last_logged = progress.status.clone();
+            }
+        })
+        .await
+        .map_err(|e| InferenceError::PullFailed {
+            url: server.url().to_string(),
+            model: model.into(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(model, "model pulled");
+    Ok(())
 }
 
 async fn exit_code(podman: &Podman, id: &str) -> Option<i64> {
@@ -326,21 +346,5 @@ fn podman_error(action: &'static str, e: &podman_api::Error) -> InferenceError {
     InferenceError::Podman {
         action,
         reason: crate::registration::error_chain(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_ids_come_from_the_openai_list() {
-        let body = serde_json::json!({
-            "models": [{"name": "ignored"}],
-            "object": "list",
-            "data": [{"id": "smollm2:135m", "object": "model"}, {"id": "other"}]
-        });
-        assert_eq!(model_ids(&body), vec!["smollm2:135m", "other"]);
-        assert!(model_ids(&serde_json::json!({})).is_empty());
     }
 }

@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod config;
 pub mod hardening;
 pub mod inference;
+pub mod model_server;
 pub mod registration;
 pub mod startup;
 pub mod state;

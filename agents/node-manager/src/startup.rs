@@ -16,6 +16,7 @@ use crate::capabilities::{self, StaticFacts};
 use crate::config::{Config, SandboxMode};
 use crate::hardening;
 use crate::inference::{self, Backend};
+use crate::model_server::{ModelServer, ModelSnapshot};
 use crate::registration::Orchestrator;
 use crate::state::StateDb;
 use crate::worker::{self, WorkerProcess};
@@ -33,6 +34,8 @@ pub struct Node {
     pub config: Config,
     pub http: reqwest::Client,
     pub podman: podman_api::Podman,
+    /// The node's model server (whether or not it is up yet).
+    pub models: ModelServer,
     pub state: StateDb,
     pub orchestrator: Orchestrator,
     pub facts: Option<StaticFacts>,
@@ -52,6 +55,7 @@ impl Node {
             .build()
             .map_err(|e| NodeError::StartupCheck(format!("HTTP client: {e}")))?;
         let podman = podman_api::Podman::unix(&config.sandbox.podman_socket);
+        let models = ModelServer::new(http.clone(), config.inference.url.clone());
         let state = StateDb::open(&config.state_dir)?;
         let orchestrator = Orchestrator::new(
             http.clone(),
@@ -63,6 +67,7 @@ impl Node {
             config,
             http,
             podman,
+            models,
             state,
             orchestrator,
             facts: None,
@@ -71,15 +76,23 @@ impl Node {
         })
     }
 
+    /// What the model server serves now; `None` if inference is off here or nothing answers.
+    pub async fn model_snapshot(&self) -> Option<ModelSnapshot> {
+        if !self.config.inference.wanted(self.config.sandbox.mode) {
+            return None;
+        }
+        self.models.snapshot().await
+    }
+
     pub async fn capability_report(&self) -> NodeCapabilityReport {
+        let models = self.model_snapshot().await;
+        self.report_with(models.as_ref())
+    }
+
+    /// A report carrying a snapshot the caller already took.
+    pub fn report_with(&self, models: Option<&ModelSnapshot>) -> NodeCapabilityReport {
         let facts = self.facts.as_ref().expect("gathered during start-up");
-        capabilities::report(
-            &self.config,
-            facts,
-            &self.http,
-            self.inference_found_running,
-        )
-        .await
+        capabilities::report(&self.config, facts, models, self.inference_found_running)
     }
 
     pub async fn start(&mut self, started: &mut Started) -> Result<(), NodeError> {
@@ -89,10 +102,7 @@ impl Node {
 
         notify::status("collecting node capabilities");
         self.facts = Some(StaticFacts::gather(&self.podman).await);
-        self.inference_found_running = self.config.inference.wanted(self.config.sandbox.mode)
-            && inference::probe(&self.http, &self.config.inference.url)
-                .await
-                .is_some();
+        self.inference_found_running = self.model_snapshot().await.is_some();
         let report = self.capability_report().await;
 
         notify::status(&format!(
@@ -218,7 +228,7 @@ impl Node {
             backend,
             self.inference_found_running,
             &self.podman,
-            &self.http,
+            &self.models,
             &mut started.inference,
         )
         .await?;

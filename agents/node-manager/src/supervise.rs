@@ -33,6 +33,10 @@ pub async fn run(
         .map(crate::worker::WorkerProcess::exit_watch);
     let mut degraded = false;
     let mut renew_retry_at = None;
+    // The served models are watched more often than the full report is sent, so that a model
+    // pulled or unloaded reaches the orchestrator within seconds.
+    let mut model_watch = tokio::time::interval(MODEL_WATCH_INTERVAL.min(report_every));
+    let mut reported_models = node.model_snapshot().await;
 
     let outcome = loop {
         let renew_at = renew_retry_at.unwrap_or_else(|| {
@@ -70,15 +74,23 @@ pub async fn run(
                 }
             }
             _ = reports.tick() => {
-                let report = node.capability_report().await;
-                match node.orchestrator.report(&report).await {
-                    Ok(()) => tracing::debug!("capability report sent"),
-                    Err(e) => tracing::warn!(error = %e, "capability report failed"),
-                }
-                if let Some(changed) = config_change(node, &report).await {
-                    tracing::warn!("{changed}");
-                    notify::status(&changed.to_string());
+                reported_models = node.model_snapshot().await;
+                if let Some(changed) = report_and_check(node, reported_models.as_ref()).await {
                     break Err(changed);
+                }
+            }
+            _ = model_watch.tick() => {
+                let now = node.model_snapshot().await;
+                if now != reported_models {
+                    tracing::info!(
+                        available = ?now.as_ref().map(|m| &m.available),
+                        loaded = ?now.as_ref().map(|m| &m.loaded),
+                        "served models changed; reporting"
+                    );
+                    reported_models = now;
+                    if let Some(changed) = report_and_check(node, reported_models.as_ref()).await {
+                        break Err(changed);
+                    }
                 }
             }
             () = tokio::time::sleep_until(renew_at) => {
@@ -104,6 +116,25 @@ pub async fn run(
     notify::status("stopping the worker API and the inference container");
     let stopped = node.stop(started).await;
     outcome.and(stopped)
+}
+
+/// How often the served models are compared with the last report.
+const MODEL_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a capability report with `models`, then asks whether the configuration changed.
+async fn report_and_check(
+    node: &mut Node,
+    models: Option<&crate::model_server::ModelSnapshot>,
+) -> Option<NodeError> {
+    let report = node.report_with(models);
+    match node.orchestrator.report(&report).await {
+        Ok(()) => tracing::debug!("capability report sent"),
+        Err(e) => tracing::warn!(error = %e, "capability report failed"),
+    }
+    let changed = config_change(node, &report).await?;
+    tracing::warn!("{changed}");
+    notify::status(&changed.to_string());
+    Some(changed)
 }
 
 /// The orchestrator's current `config_version` if it is not the one this process acked. An
@@ -132,11 +163,7 @@ async fn health_problem(node: &Node, started: &Started) -> Option<String> {
     {
         return Some("the worker API does not answer /healthz".into());
     }
-    if started.inference.is_some()
-        && crate::inference::probe(&node.http, &node.config.inference.url)
-            .await
-            .is_none()
-    {
+    if started.inference.is_some() && node.models.snapshot().await.is_none() {
         return Some(format!(
             "inference at {} does not answer",
             node.config.inference.url

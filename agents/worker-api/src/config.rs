@@ -79,6 +79,19 @@ pub struct Config {
     )]
     pub job_retention_secs: u64,
 
+    /// The node's model server (OpenAI-compatible). Without it the node offers no inference: the
+    /// inference routes answer 503 and `use_inference` jobs are refused.
+    #[arg(long, env = "CYNODE_INFERENCE_URL")]
+    pub inference_url: Option<url::Url>,
+
+    /// Deadline of one forwarded inference request (seconds).
+    #[arg(long, env = "CYNODE_INFERENCE_TIMEOUT_SECS", default_value_t = 120)]
+    pub inference_timeout_secs: u64,
+
+    /// The statically linked sidecar binary; default `cynode-inference-proxy` next to this one.
+    #[arg(long, env = "CYNODE_INFERENCE_PROXY_BINARY")]
+    pub inference_proxy_binary: Option<PathBuf>,
+
     /// Read the bearer token from the first line of stdin (how node-manager hands it over).
     #[arg(long)]
     pub bearer_token_stdin: bool,

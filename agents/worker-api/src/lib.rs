@@ -4,6 +4,7 @@
 //! - [`config`]: flags and env, the bearer token;
 //! - [`auth`]: constant-time bearer check;
 //! - [`sandbox`]: request rules and the Podman run;
+//! - [`inference`]: the node's model for the orchestrator and for sandboxes (pod + sidecar);
 //! - [`ledger`]: at most one run per job id, whatever the deliveries;
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`readiness`]: what `/readyz` checks;
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod hardening;
+pub mod inference;
 pub mod ledger;
 pub mod readiness;
 pub mod retention;
@@ -53,6 +55,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("--exit-with-parent: {0}")]
     Parent(String),
+    #[error("inference: {0}")]
+    Inference(String),
 }
 
 /// Asks the kernel for SIGTERM when the parent dies; our SIGTERM handling then stops the jobs and
@@ -75,7 +79,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if config.exit_with_parent {
         exit_with_parent()?;
     }
-    let limits = config.limits()?;
+    let inference = inference_setup(&config)?;
+    let limits = config.limits()?.with_inference(inference.is_some());
     let retention = config.job_retention()?;
     let token = config.bearer_token()?;
     std::fs::DirBuilder::new()
@@ -107,7 +112,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Serve)?;
-    let sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root);
+    let mut sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root);
+    if let Some(setup) = inference {
+        sandboxes = sandboxes.with_inference(setup);
+    }
     runtime
         .block_on(serve(
             listener,
@@ -118,6 +126,37 @@ pub fn run(config: Config) -> Result<(), StartError> {
             retention,
         ))
         .map_err(StartError::Serve)
+}
+
+/// The node's model server and the sidecar binary, when `--inference-url` is set. A missing or
+/// dynamically linked sidecar does not stop the worker (the orchestrator's inference routes
+/// still work); it is logged here and fails every `use_inference` job with the same reason.
+fn inference_setup(config: &Config) -> Result<Option<sandbox::InferenceSetup>, StartError> {
+    let Some(url) = &config.inference_url else {
+        return Ok(None);
+    };
+    if config.inference_timeout_secs == 0 {
+        return Err(StartError::Inference(
+            "--inference-timeout-secs must be positive".into(),
+        ));
+    }
+    let backend = inference::Backend::new(
+        url.clone(),
+        std::time::Duration::from_secs(config.inference_timeout_secs),
+    )
+    .map_err(|e| StartError::Inference(e.to_string()))?;
+    let sidecar = inference::sidecar::locate(config.inference_proxy_binary.as_deref());
+    match &sidecar {
+        Ok(path) => {
+            tracing::info!(sidecar = %path.display(), %url, "inference enabled for sandboxes")
+        }
+        Err(reason) => tracing::error!(%reason, "inference jobs will fail: the sidecar cannot run"),
+    }
+    Ok(Some(sandbox::InferenceSetup {
+        backend,
+        sidecar,
+        sidecar_image: config.default_image.clone(),
+    }))
 }
 
 /// Serves the API on an already bound listener until SIGTERM/SIGINT; running jobs are stopped

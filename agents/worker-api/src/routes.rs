@@ -31,8 +31,10 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
+    let inference = state.sandboxes.inference().map(|s| s.backend.clone());
     let jobs = Router::new()
         .route("/v1/worker/jobs:run", post(run_job))
+        .merge(crate::inference::routes::worker_router(inference))
         .route_layer(middleware::from_fn_with_state(token, require_bearer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

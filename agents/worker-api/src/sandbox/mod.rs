@@ -3,6 +3,7 @@
 
 mod create;
 mod output;
+mod pod;
 mod runner;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest};
 use uuid::Uuid;
 
+pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes};
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.
@@ -20,6 +22,12 @@ pub const LABEL_JOB_ID: &str = "cynodeai.job_id";
 /// Inside the sandbox the per-job host directory is here; it is also the working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
 
+/// What an inference job's sandbox gets, and nothing else new: both name the pod's sidecar.
+pub const INFERENCE_ENV: [(&str, &str); 2] = [
+    ("OLLAMA_BASE_URL", "http://localhost:11434"),
+    ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+];
+
 /// What this node allows a job to ask for.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -28,6 +36,8 @@ pub struct Limits {
     default_timeout_secs: u64,
     max_timeout_secs: u64,
     max_output_bytes: usize,
+    /// Whether this node serves inference to sandboxes (`--inference-url` is set).
+    inference: bool,
 }
 
 /// A validated job: everything needed to run it, nothing left to check.
@@ -41,6 +51,8 @@ pub struct JobPlan {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub max_output_bytes: usize,
+    /// Run in a pod with the inference sidecar.
+    pub use_inference: bool,
 }
 
 /// Why a request is refused before anything is created. Each message names the problem.
@@ -62,8 +74,8 @@ pub enum InvalidJob {
     BadEnvName(String),
     #[error("{0} contains a NUL byte")]
     NulByte(&'static str),
-    #[error("sandbox.use_inference is not supported by this node yet")]
-    InferenceUnsupported,
+    #[error("sandbox.use_inference: inference is disabled on this node")]
+    InferenceDisabled,
     #[error("sandbox.job_spec_json (SBA jobs) is not supported by this node yet")]
     JobSpecUnsupported,
 }
@@ -82,7 +94,14 @@ impl Limits {
             default_timeout_secs,
             max_timeout_secs,
             max_output_bytes,
+            inference: false,
         }
+    }
+
+    /// Lets jobs ask for inference (`use_inference`).
+    pub fn with_inference(mut self, enabled: bool) -> Self {
+        self.inference = enabled;
+        self
     }
 
     pub fn default_image(&self) -> &str {
@@ -110,8 +129,8 @@ impl Limits {
             return Err(InvalidJob::UnsupportedVersion(request.version));
         }
         let sandbox = request.sandbox;
-        if sandbox.use_inference {
-            return Err(InvalidJob::InferenceUnsupported);
+        if sandbox.use_inference && !self.inference {
+            return Err(InvalidJob::InferenceDisabled);
         }
         if sandbox.job_spec_json.is_some() {
             return Err(InvalidJob::JobSpecUnsupported);
@@ -142,8 +161,13 @@ impl Limits {
             Some(t) => t.unsigned_abs(),
         };
         for (name, value) in &sandbox.env {
+            let inference_env = INFERENCE_ENV
+                .iter()
+                .map(|(n, _)| n)
+                .filter(|_| sandbox.use_inference);
             if let Some(reserved) = RESERVED_SANDBOX_ENV
                 .iter()
+                .chain(inference_env)
                 .find(|r| r.eq_ignore_ascii_case(name))
             {
                 return Err(InvalidJob::ReservedEnv((*reserved).to_owned()));
@@ -159,6 +183,13 @@ impl Limits {
         env.insert("CYNODE_TASK_ID".into(), request.task_id.to_string());
         env.insert("CYNODE_JOB_ID".into(), request.job_id.to_string());
         env.insert("CYNODE_WORKSPACE_DIR".into(), WORKSPACE_DIR.into());
+        if sandbox.use_inference {
+            env.extend(
+                INFERENCE_ENV
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+            );
+        }
         Ok(JobPlan {
             task_id: request.task_id,
             job_id: request.job_id,
@@ -167,6 +198,7 @@ impl Limits {
             env,
             timeout: Duration::from_secs(timeout_secs),
             max_output_bytes: self.max_output_bytes,
+            use_inference: sandbox.use_inference,
         })
     }
 }
@@ -288,6 +320,31 @@ mod tests {
     }
 
     #[test]
+    fn inference_jobs_get_the_sidecar_urls_and_may_not_set_them() {
+        let l = limits().with_inference(true);
+        let plan = l.plan(request(|s| s.use_inference = true)).unwrap();
+        assert!(plan.use_inference);
+        assert_eq!(plan.env["OLLAMA_BASE_URL"], "http://localhost:11434");
+        assert_eq!(plan.env["OPENAI_BASE_URL"], "http://localhost:11434/v1");
+        let err = l
+            .plan(request(|s| {
+                s.use_inference = true;
+                s.env
+                    .insert("ollama_base_url".into(), "http://elsewhere".into());
+            }))
+            .unwrap_err();
+        assert_eq!(err, InvalidJob::ReservedEnv("OLLAMA_BASE_URL".into()));
+        // A job without inference gets neither URL and may use the names for itself.
+        let plan = l
+            .plan(request(|s| {
+                s.env.insert("OPENAI_BASE_URL".into(), "x".into());
+            }))
+            .unwrap();
+        assert!(!plan.env.contains_key("OLLAMA_BASE_URL"));
+        assert_eq!(plan.env["OPENAI_BASE_URL"], "x");
+    }
+
+    #[test]
     fn other_refusals() {
         let l = limits();
         assert_eq!(
@@ -296,7 +353,7 @@ mod tests {
         );
         assert_eq!(
             l.plan(request(|s| s.use_inference = true)).unwrap_err(),
-            InvalidJob::InferenceUnsupported
+            InvalidJob::InferenceDisabled
         );
         assert_eq!(
             l.plan(request(|s| s.command = vec!["a\0b".into()]))

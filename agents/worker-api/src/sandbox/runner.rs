@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::create::{CreateError, create_body, create_container};
 use super::output::CappedStream;
+use super::pod::{self, InferenceSetup, PodError};
 use super::{JobPlan, LABEL_JOB_ID, LABEL_TASK_ID, WORKSPACE_DIR};
 
 /// Exit codes a shell gives for a command it cannot find or cannot execute; we report the same
@@ -30,6 +31,8 @@ pub struct Sandboxes {
     podman: Podman,
     socket: PathBuf,
     mount_root: PathBuf,
+    /// Set when the node serves inference to sandboxes.
+    inference: Option<InferenceSetup>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Create(CreateError),
+    #[error(transparent)]
+    Pod(PodError),
     #[error("Podman failed: {0}")]
     Podman(#[from] podman_api::Error),
 }
@@ -65,7 +70,18 @@ impl Sandboxes {
             podman: Podman::unix(socket),
             socket: socket.to_owned(),
             mount_root: mount_root.to_owned(),
+            inference: None,
         }
+    }
+
+    /// Lets inference jobs run: each in a pod with the sidecar (see `pod`).
+    pub fn with_inference(mut self, setup: InferenceSetup) -> Self {
+        self.inference = Some(setup);
+        self
+    }
+
+    pub fn inference(&self) -> Option<&InferenceSetup> {
+        self.inference.as_ref()
     }
 
     pub fn podman(&self) -> &Podman {
@@ -99,21 +115,59 @@ impl Sandboxes {
                 path: workspace.clone(),
                 source,
             })?;
-        let body = create_body(&container_spec(&plan, &workspace)).map_err(SandboxError::Create)?;
-        let id = create_container(&self.socket, body)
-            .await
-            .map_err(|e| match e {
-                // The container is named after the job, so a second run of a running job
-                // collides on the name (Podman 4.3 says so with a 500).
-                CreateError::Refused { status, message }
-                    if status == 409 || message.contains("is already in use") =>
-                {
-                    SandboxError::AlreadyRunning(plan.job_id)
-                }
-                other => SandboxError::Create(other),
+        let pod = if plan.use_inference {
+            let setup = self.inference.as_ref().ok_or_else(|| {
+                SandboxError::Pod(PodError::Unavailable(
+                    "inference is disabled on this node".into(),
+                ))
             })?;
+            let job_dir = self.mount_root.join(plan.job_id.to_string());
+            match pod::start(&self.podman, &self.socket, &plan, &job_dir, setup).await {
+                Ok(pod) => Some(pod),
+                Err(PodError::Unavailable(reason)) => {
+                    tracing::error!(task_id = %plan.task_id, job_id = %plan.job_id, %reason, "inference job cannot run");
+                    return Ok(refused(
+                        &plan,
+                        &format!("inference for sandboxes is unavailable on this node: {reason}"),
+                    ));
+                }
+                Err(PodError::AlreadyRunning(job)) => {
+                    return Err(SandboxError::AlreadyRunning(job));
+                }
+                Err(e) => return Err(SandboxError::Pod(e)),
+            }
+        } else {
+            None
+        };
+        let pod_name = pod.as_ref().map(|p| p.name.as_str());
+        let body =
+            create_body(&container_spec(&plan, &workspace, pod_name)).map_err(SandboxError::Create);
+        let created = match body {
+            Ok(body) => create_container(&self.socket, body)
+                .await
+                .map_err(|e| match e {
+                    // The container is named after the job, so a second run of a running job
+                    // collides on the name (Podman 4.3 says so with a 500).
+                    CreateError::Refused { status, message }
+                        if status == 409 || message.contains("is already in use") =>
+                    {
+                        SandboxError::AlreadyRunning(plan.job_id)
+                    }
+                    other => SandboxError::Create(other),
+                }),
+            Err(e) => Err(e),
+        };
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(pod) = pod {
+                    pod.remove(&self.podman).await;
+                }
+                return Err(e);
+            }
+        };
         let container = self.podman.containers().get(&id);
-        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, "sandbox created");
+        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, inference = plan.use_inference, "sandbox created");
 
         let started_at = Utc::now();
         let ending = execute(&container, plan.timeout, &mut shutdown).await;
@@ -128,6 +182,10 @@ impl Sandboxes {
         {
             tracing::error!(job_id = %plan.job_id, container = %id, error = %e, "cannot remove sandbox");
         }
+        let run_diagnostics = match pod {
+            Some(pod) => Some(serde_json::json!({ "inference": pod.remove(&self.podman).await })),
+            None => None,
+        };
         let (status, exit_code, stdout, stderr, truncated) = result?;
         tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, ?status, exit_code, "sandbox finished");
         Ok(RunJobResponse {
@@ -143,18 +201,50 @@ impl Sandboxes {
             truncated,
             sba_result: None,
             artifacts: None,
-            run_diagnostics: None,
+            run_diagnostics,
         })
     }
 }
 
+/// The result of a job that could not start for a reason of this node, not of the job: it fails
+/// with that reason, and nothing was left running.
+fn refused(plan: &JobPlan, reason: &str) -> RunJobResponse {
+    let now = Utc::now();
+    RunJobResponse {
+        version: cynode_contracts::PAYLOAD_VERSION,
+        task_id: plan.task_id,
+        job_id: plan.job_id,
+        status: RunStatus::Failed,
+        exit_code: -1,
+        stdout: String::new(),
+        stderr: format!("{reason}\n"),
+        started_at: now,
+        ended_at: now,
+        truncated: Truncated::default(),
+        sba_result: None,
+        artifacts: None,
+        run_diagnostics: None,
+    }
+}
+
 /// The locked-down container for one job (ARCHITECTURE.md §4 "Sandboxes").
-fn container_spec(plan: &JobPlan, workspace: &Path) -> ContainerCreateOpts {
+/// In a pod (inference jobs), the container shares the pod's loopback-only network namespace;
+/// otherwise it has none at all.
+fn container_spec(plan: &JobPlan, workspace: &Path, pod: Option<&str>) -> ContainerCreateOpts {
     let (program, args) = plan
         .command
         .split_first()
         .expect("plan has a non-empty argv");
-    ContainerCreateOpts::builder()
+    let builder = ContainerCreateOpts::builder();
+    let builder = match pod {
+        Some(pod) => builder.pod(pod),
+        // `restricted` and `none` both mean no network at all in Phase 1.
+        None => builder.net_namespace(Namespace {
+            nsmode: Some("none".into()),
+            value: None,
+        }),
+    };
+    builder
         .name(format!("cynodeai-job-{}", plan.job_id))
         .image(&plan.image)
         // Our argv replaces the image's entrypoint and command, so it runs exactly as given.
@@ -165,11 +255,6 @@ fn container_spec(plan: &JobPlan, workspace: &Path) -> ContainerCreateOpts {
             (LABEL_TASK_ID, plan.task_id.to_string()),
             (LABEL_JOB_ID, plan.job_id.to_string()),
         ])
-        // `restricted` and `none` both mean no network at all in Phase 1.
-        .net_namespace(Namespace {
-            nsmode: Some("none".into()),
-            value: None,
-        })
         .drop_capabilities(["ALL"])
         .no_new_privilages(true)
         .read_only_fs(true)

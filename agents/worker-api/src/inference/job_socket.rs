@@ -1,0 +1,75 @@
+//! One Unix socket per inference-enabled job: `<mount_root>/<job_id>/inference/inference.sock`,
+//! in a 0700 directory that is mounted into that job's sidecar and nowhere else. Whatever comes
+//! in through it is that job's, by construction: the job's identity is the socket, never a
+//! header. The socket and its directory go when the job ends (also when this value is dropped
+//! on an error path).
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+
+use super::routes::job_router;
+use super::{Backend, Usage};
+
+pub const SOCKET_NAME: &str = "inference.sock";
+pub const READY_NAME: &str = "sidecar.ready";
+
+#[derive(Debug)]
+pub struct JobSocket {
+    dir: PathBuf,
+    usage: Arc<Usage>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl JobSocket {
+    /// Binds the job's socket and serves it until [`JobSocket::close`].
+    pub fn open(job_dir: &Path, backend: Backend) -> std::io::Result<Self> {
+        let dir = job_dir.join("inference");
+        // Left over by a run that crashed: nothing in it is worth keeping.
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join(SOCKET_NAME);
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let usage = Arc::new(Usage::default());
+        let app = job_router(backend, Arc::clone(&usage));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "a job's inference socket stopped serving");
+            }
+        });
+        Ok(Self { dir, usage, server })
+    }
+
+    /// The directory to mount into the sidecar.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sidecar writes this once it listens.
+    pub fn ready_file(&self) -> PathBuf {
+        self.dir.join(READY_NAME)
+    }
+
+    /// Stops serving, removes the socket, and returns the job's usage for its result.
+    pub fn close(self) -> serde_json::Value {
+        self.usage.to_json()
+        // Drop stops the server and removes the directory.
+    }
+}
+
+impl Drop for JobSocket {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a job's inference socket");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The HTTP side of inference: the worker API's authenticated routes for the orchestrator, and
+//! the routes a job's socket serves to its sidecar. Both only forward through [`Backend`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+
+use super::{Backend, MAX_BODY_BYTES, OpenAiError, Usage};
+
+/// A refused body is still read up to this much, so that the client gets the 413 instead of a
+/// connection reset while it is still writing.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+// TODO(merge): move to contracts::routes
+pub const WORKER_ROUTE_MODELS: &str = "/v1/worker/inference/v1/models";
+pub const WORKER_ROUTE_CHAT: &str = "/v1/worker/inference/v1/chat/completions";
+
+/// Paths under the worker API's inference prefix, relative to the model server.
+pub const WORKER_MODELS: &str = "/v1/models";
+pub const WORKER_CHAT: &str = "/v1/chat/completions";
+
+/// What a job may ask of the model server: inference and model listing, OpenAI and Ollama
+/// style. Model management (`/api/pull`, `/api/delete`, `/api/create`, `/api/copy`,
+/// `/api/push`) is deliberately absent: a job must not change what the node serves.
+const JOB_GET: [&str; 3] = ["/v1/models", "/api/tags", "/api/version"];
+/// (path, whether the body must name a model this node serves)
+const JOB_POST: [(&str, bool); 8] = [
+    ("/v1/chat/completions", true),
+    ("/v1/completions", true),
+    ("/v1/embeddings", true),
+    ("/api/chat", true),
+    ("/api/generate", true),
+    ("/api/embed", true),
+    ("/api/embeddings", true),
+    ("/api/show", false),
+];
+
+/// `GET /v1/worker/inference/v1/models` and `POST …/v1/chat/completions`, mounted by the worker
+/// router behind the bearer check. Without a backend they answer 503 saying inference is off.
+pub fn worker_router<S: Clone + Send + Sync + 'static>(backend: Option<Backend>) -> Router<S> {
+    Router::new()
+        .route(
+            WORKER_ROUTE_MODELS,
+            get(|State(backend): State<Option<Backend>>| async move {
+                match backend {
+                    Some(b) => b.forward(Method::GET, WORKER_MODELS, None, Bytes::new(), false, None).await,
+                    None => disabled(),
+                }
+            }),
+        )
+        .route(
+            WORKER_ROUTE_CHAT,
+            post(|State(backend): State<Option<Backend>>, headers: HeaderMap, body: Body| async move {
+                let Some(backend) = backend else { return disabled() };
+                match read_body(body).await {
+                    Ok(body) => {
+                        backend
+                            .forward(Method::POST, WORKER_CHAT, headers.get(header::CONTENT_TYPE), body, true, None)
+                            .await
+                    }
+                    Err(e) => e.into_response(),
+                }
+            }),
+        )
+        .with_state(backend)
+}
+
+/// What a job's socket serves: the allowlisted paths, each request counted for the job.
+pub fn job_router(backend: Backend, usage: Arc<Usage>) -> Router {
+    let mut router = Router::new();
+    for path in JOB_GET {
+        router = router.route(
+            path,
+            get(
+                move |State((backend, usage)): State<(Backend, Arc<Usage>)>| async move {
+                    backend
+                        .forward(Method::GET, path, None, Bytes::new(), false, Some(usage))
+                        .await
+                },
+            ),
+        );
+    }
+    for (path, needs_model) in JOB_POST {
+        router = router.route(
+            path,
+            post(
+                move |State((backend, usage)): State<(Backend, Arc<Usage>)>,
+                      headers: HeaderMap,
+                      body: Body| async move {
+                    match read_body(body).await {
+                        Ok(body) => {
+                            backend
+                                .forward(
+                                    Method::POST,
+                                    path,
+                                    headers.get(header::CONTENT_TYPE),
+                                    body,
+                                    needs_model,
+                                    Some(usage),
+                                )
+                                .await
+                        }
+                        Err(e) => e.into_response(),
+                    }
+                },
+            ),
+        );
+    }
+    router
+        .fallback(|uri: axum::http::Uri| async move {
+            OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{} is not available to sandbox jobs", uri.path()),
+            )
+        })
+        .with_state((backend, usage))
+}
+
+fn disabled() -> Response {
+    OpenAiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "inference_disabled",
+        "inference is disabled on this node",
+    )
+    .into_response()
+}
+
+/// The whole body, at most 10 MiB. A bigger one is read to its end (bounded) and refused with
+/// 413, so the client sees the refusal rather than a reset connection.
+async fn read_body(body: Body) -> Result<Bytes, OpenAiError> {
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            OpenAiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body could not be read",
+            )
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+        if seen <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    Ok(Bytes::from(collected))
+}

@@ -1,0 +1,206 @@
+//! The pod of an inference job (ARCHITECTURE.md §4 "Sandbox inference"): a Podman pod whose
+//! network namespace has loopback only, the sidecar listening on `127.0.0.1:11434` in it, and the
+//! job's socket mounted into the sidecar alone. The sandbox container joins the pod afterwards
+//! (see `runner`), so it shares the pod's loopback and nothing else.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cynode_inference_proxy::args::{CONTAINER_BINARY, CONTAINER_SOCKET_DIR, SidecarArgs};
+use podman_api::Podman;
+use podman_api::models::{ContainerMount, Namespace};
+use podman_api::opts::{ContainerCreateOpts, PodCreateOpts};
+
+use super::create::{CreateError, create_body, create_container};
+use super::{JobPlan, LABEL_JOB_ID, LABEL_TASK_ID};
+use crate::inference::Backend;
+use crate::inference::job_socket::JobSocket;
+
+/// Marks the pod's sidecar among a job's containers.
+pub const LABEL_ROLE: &str = "cynodeai.role";
+const ROLE_SIDECAR: &str = "inference-proxy";
+/// How long the sidecar may take to listen.
+const SIDECAR_READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// What this node needs to give a job inference.
+#[derive(Debug, Clone)]
+pub struct InferenceSetup {
+    pub backend: Backend,
+    /// The static sidecar binary, or why there is none (checked once at start-up).
+    pub sidecar: Result<PathBuf, String>,
+    /// The image the sidecar container is made of (the node's default sandbox image: the
+    /// binary needs nothing from it).
+    pub sidecar_image: String,
+}
+
+/// A running pod with its sidecar and the job's socket; removed by [`JobPod::remove`].
+#[derive(Debug)]
+pub struct JobPod {
+    pub name: String,
+    pub socket: JobSocket,
+}
+
+/// Why a job's pod could not be made ready. `Unavailable` fails the job with its reason (the
+/// node cannot serve inference to sandboxes right now); the rest are node faults.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("inference for sandboxes is unavailable on this node: {0}")]
+    Unavailable(String),
+    #[error("job {0} already has a pod on this node")]
+    AlreadyRunning(uuid::Uuid),
+    #[error("cannot open the job's inference socket: {0}")]
+    Socket(std::io::Error),
+    #[error("Podman refused the job's pod: {0}")]
+    Podman(String),
+}
+
+pub fn pod_name(job_id: uuid::Uuid) -> String {
+    format!("cynodeai-pod-{job_id}")
+}
+
+/// Creates the pod, opens the job's socket, starts the sidecar and waits until it listens.
+/// Whatever exists when this fails is removed before it returns.
+pub async fn start(
+    podman: &Podman,
+    socket_path: &Path,
+    plan: &JobPlan,
+    job_dir: &Path,
+    setup: &InferenceSetup,
+) -> Result<JobPod, PodError> {
+    let binary = setup.sidecar.clone().map_err(PodError::Unavailable)?;
+    let socket = JobSocket::open(job_dir, setup.backend.clone()).map_err(PodError::Socket)?;
+    let name = pod_name(plan.job_id);
+    let labels = [
+        (LABEL_TASK_ID, plan.task_id.to_string()),
+        (LABEL_JOB_ID, plan.job_id.to_string()),
+    ];
+    podman
+        .pods()
+        .create(
+            &PodCreateOpts::builder()
+                .name(&name)
+                .labels(labels.clone())
+                // Loopback only: the sidecar is the one way out.
+                .netns(Namespace {
+                    nsmode: Some("none".into()),
+                    value: None,
+                })
+                .build(),
+        )
+        .await
+        .map_err(|e| match e {
+            podman_api::Error::Fault { code, .. } if code.as_u16() == 409 => {
+                PodError::AlreadyRunning(plan.job_id)
+            }
+            other => PodError::Podman(other.to_string()),
+        })?;
+    let pod = JobPod { name, socket };
+    match start_sidecar(podman, socket_path, plan, &pod, &binary, setup).await {
+        Ok(()) => Ok(pod),
+        Err(e) => {
+            pod.remove(podman).await;
+            Err(e)
+        }
+    }
+}
+
+async fn start_sidecar(
+    podman: &Podman,
+    socket_path: &Path,
+    plan: &JobPlan,
+    pod: &JobPod,
+    binary: &Path,
+    setup: &InferenceSetup,
+) -> Result<(), PodError> {
+    let spec = ContainerCreateOpts::builder()
+        .name(format!("{}-inference", pod.name))
+        .pod(&pod.name)
+        .image(&setup.sidecar_image)
+        .entrypoint([CONTAINER_BINARY])
+        .command(SidecarArgs::for_pod().to_args())
+        .labels([
+            (LABEL_TASK_ID, plan.task_id.to_string()),
+            (LABEL_JOB_ID, plan.job_id.to_string()),
+            (LABEL_ROLE, ROLE_SIDECAR.to_owned()),
+        ])
+        .drop_capabilities(["ALL"])
+        .no_new_privilages(true)
+        .read_only_fs(true)
+        .mounts([
+            bind(binary, CONTAINER_BINARY, "ro"),
+            bind(pod.socket.dir(), CONTAINER_SOCKET_DIR, "rw"),
+        ])
+        .build();
+    let body = create_body(&spec).map_err(|e| PodError::Podman(e.to_string()))?;
+    let id = create_container(socket_path, body)
+        .await
+        .map_err(|e| match e {
+            CreateError::Refused { message, .. }
+                if message.contains("image not known") || message.contains("no such image") =>
+            {
+                PodError::Unavailable(format!(
+                    "the sidecar image {} is missing: {message}",
+                    setup.sidecar_image
+                ))
+            }
+            other => PodError::Podman(other.to_string()),
+        })?;
+    let sidecar = podman.containers().get(&id);
+    sidecar
+        .start(None)
+        .await
+        .map_err(|e| PodError::Unavailable(format!("the sidecar did not start: {e}")))?;
+    let ready = pod.socket.ready_file();
+    let deadline = tokio::time::Instant::now() + SIDECAR_READY_WITHIN;
+    loop {
+        if tokio::fs::try_exists(&ready).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let state = sidecar
+            .inspect()
+            .await
+            .map_err(|e| PodError::Podman(e.to_string()))?
+            .state;
+        if let Some(state) = state
+            && matches!(state.status.as_deref(), Some("exited" | "stopped"))
+        {
+            return Err(PodError::Unavailable(format!(
+                "the sidecar exited with code {} before it listened",
+                state.exit_code.unwrap_or(-1)
+            )));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PodError::Unavailable(format!(
+                "the sidecar did not listen within {}s",
+                SIDECAR_READY_WITHIN.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn bind(source: &Path, destination: &str, mode: &str) -> ContainerMount {
+    ContainerMount {
+        destination: Some(destination.into()),
+        source: Some(source.display().to_string()),
+        _type: Some("bind".into()),
+        options: Some(vec![
+            "rbind".into(),
+            mode.into(),
+            "nosuid".into(),
+            "nodev".into(),
+        ]),
+        uid_mappings: None,
+        gid_mappings: None,
+    }
+}
+
+impl JobPod {
+    /// Removes the pod with everything in it, then the socket; returns the job's usage.
+    pub async fn remove(self, podman: &Podman) -> serde_json::Value {
+        if let Err(e) = podman.pods().get(&self.name).remove().await {
+            tracing::error!(pod = %self.name, error = %e, "cannot remove a job's pod");
+        }
+        self.socket.close()
+    }
+}

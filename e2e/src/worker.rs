@@ -1,0 +1,102 @@
+//! A real `cynode-worker-api`, started the way the node manager starts it: the token on stdin
+//! and nowhere else, its own mount root, a free port on loopback.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use uuid::Uuid;
+
+use crate::DevEnv;
+use crate::process::{ChildGuard, binary, wait_http};
+
+/// The statically linked sidecar the worker mounts into inference pods, next to the other
+/// binaries (`scripts/build-inference-proxy.sh` puts it there; the test recipes run it).
+pub fn inference_proxy_binary() -> PathBuf {
+    binary("cynode-inference-proxy")
+}
+
+/// A running worker API with its own mount root and a random token.
+#[derive(Debug)]
+pub struct Worker {
+    pub child: ChildGuard,
+    pub base: String,
+    pub port: u16,
+    pub token: String,
+    pub mount_root: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Worker {
+    /// Starts the binary with the dev sandbox image as its default and only image, plus `args`.
+    pub async fn start(env: &DevEnv, args: &[String]) -> Self {
+        let mount_root = tempfile::tempdir().expect("tempdir");
+        let port = crate::free_port();
+        let token = format!("tok-{}", Uuid::new_v4().simple());
+        let mut command = Command::new(binary("cynode-worker-api"));
+        command
+            .arg("--bearer-token-stdin")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--podman-socket")
+            .arg(&env.podman_socket)
+            .arg("--mount-root")
+            .arg(mount_root.path())
+            .arg("--default-image")
+            .arg(&env.sandbox_image)
+            .args(args)
+            .env_remove("WORKER_API_BEARER_TOKEN")
+            .stdin(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn cynode-worker-api");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{token}\n").as_bytes())
+            .await
+            .expect("hand the token over");
+        drop(stdin);
+        let base = format!("http://127.0.0.1:{port}");
+        assert!(
+            wait_http(&format!("{base}/healthz"), 200, Duration::from_secs(20)).await,
+            "worker API did not answer /healthz"
+        );
+        Self {
+            child: ChildGuard(child),
+            base,
+            port,
+            token,
+            mount_root,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// With inference from `inference_url`; the sidecar is found next to the worker binary,
+    /// as in an installation.
+    pub async fn with_inference(env: &DevEnv, inference_url: &str) -> Self {
+        inference_proxy_binary();
+        Self::start(env, &["--inference-url".into(), inference_url.into()]).await
+    }
+
+    pub fn job_dir(&self, job_id: Uuid) -> PathBuf {
+        self.mount_root.path().join(job_id.to_string())
+    }
+
+    /// `POST /v1/worker/jobs:run` with the token; returns the status and the JSON answer.
+    pub async fn run_job(&self, job_id: Uuid, sandbox: Value) -> (u16, Value) {
+        let body =
+            json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id, "sandbox": sandbox});
+        let resp = self
+            .client
+            .post(format!("{}/v1/worker/jobs:run", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("worker API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+}
