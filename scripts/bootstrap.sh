@@ -23,7 +23,7 @@ PG_ROLE="cynode"
 PG_DB="cynode_test"
 
 APT_PACKAGES=(postgresql podman runc uidmap slirp4netns busybox-static iproute2 curl ca-certificates
-  cmake ninja-build g++ unzip wrk hyperfine tmux nix-bin systemd procps)
+  cmake ninja-build g++ unzip wrk hyperfine tmux nix-bin systemd procps catatonit)
 
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 step() { printf 'bootstrap: %s\n' "$*" >&2; }

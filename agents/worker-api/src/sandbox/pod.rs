@@ -92,7 +92,9 @@ pub async fn start(
             podman_api::Error::Fault { code, .. } if code.as_u16() == 409 => {
                 PodError::AlreadyRunning(plan.job_id)
             }
-            other => PodError::Podman(other.to_string()),
+            // Podman could not make the pod at all (its pause image, for one): no inference job
+            // can run here until an operator fixes that, so the job fails with the reason.
+            other => PodError::Unavailable(format!("Podman cannot create the job's pod: {other}")),
         })?;
     let pod = JobPod { name, socket };
     match start_sidecar(podman, socket_path, plan, &pod, &binary, setup).await {
@@ -198,7 +200,13 @@ fn bind(source: &Path, destination: &str, mode: &str) -> ContainerMount {
 impl JobPod {
     /// Removes the pod with everything in it, then the socket; returns the job's usage.
     pub async fn remove(self, podman: &Podman) -> serde_json::Value {
-        if let Err(e) = podman.pods().get(&self.name).remove().await {
+        let pod = podman.pods().get(&self.name);
+        // SIGKILL first: the sidecar is its container's PID 1 and installs no SIGTERM handler,
+        // so a plain stop would wait out Podman's 10 s grace for nothing.
+        if let Err(e) = pod.kill().await {
+            tracing::debug!(pod = %self.name, error = %e, "killing a job's pod");
+        }
+        if let Err(e) = pod.remove().await {
             tracing::error!(pod = %self.name, error = %e, "cannot remove a job's pod");
         }
         self.socket.close()
