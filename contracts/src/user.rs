@@ -9,7 +9,11 @@ use uuid::Uuid;
 #[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// Not blank; at most 256 bytes of UTF-8.
+    #[schema(min_length = 1, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub handle: String,
+    /// At most 1024 bytes of UTF-8.
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
@@ -46,6 +50,7 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 
@@ -106,19 +111,63 @@ impl InputMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskRequest {
+    /// Not blank, no NUL characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub prompt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_mode: Option<InputMode>,
+    /// Not blank, at most 200 characters, no control characters; a taken name gets `-2`, `-3`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub task_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<Uuid>,
+    /// Distinct paths, each 1 to 2048 characters without NUL; at most 16.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = attachments_schema)]
     pub attachments: Vec<String>,
+    /// SBA jobs are not supported yet: only `false` (or leaving it out) is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = use_sba_schema)]
     pub use_sba: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_inference: Option<bool>,
+}
+
+/// Most attachments a task may name.
+pub const MAX_ATTACHMENTS: usize = 16;
+/// Longest attachment path, in characters.
+pub const MAX_ATTACHMENT_PATH_CHARS: usize = 2048;
+/// Longest task name, in characters.
+pub const MAX_TASK_NAME_CHARS: usize = 200;
+
+fn attachments_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let path = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ATTACHMENT_PATH_CHARS))
+        .pattern(Some(r"^[^\u0000]*$"));
+    ArrayBuilder::new()
+        .items(path)
+        .max_items(Some(MAX_ATTACHMENTS))
+        .unique_items(true)
+        .build()
+}
+
+fn use_sba_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([false]))
+        .description(Some(
+            "SBA jobs are not supported yet: only false (or leaving it out) is accepted",
+        ))
+        .build()
 }
 
 /// Task status as the API shows it (the database's `pending` is `queued` here).
@@ -211,8 +260,8 @@ pub struct TaskList {
     pub next_cursor: Option<String>,
 }
 
-/// Job status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Job status, stored as this text in `jobs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -220,10 +269,17 @@ pub enum JobStatus {
     Completed,
     Failed,
     Canceled,
-    LeaseExpired,
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -231,7 +287,52 @@ impl JobStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
-            Self::LeaseExpired => "lease_expired",
+        }
+    }
+
+    /// Terminal states are never left.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown job status {s:?}; expected one of queued, running, completed, failed, canceled"
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's `result` when no worker ran it: nothing could run (a prompt task), or dispatch gave
+/// up. One shape for every such case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobFailure {
+    pub version: u32,
+    /// Always `failed`.
+    pub status: JobStatus,
+    /// What the task's owner reads; never worker URLs or error chains.
+    pub error: String,
+}
+
+impl JobFailure {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            version: crate::PAYLOAD_VERSION,
+            status: JobStatus::Failed,
+            error: error.into(),
         }
     }
 }
@@ -265,6 +366,38 @@ pub struct TaskResult {
 pub struct CancelResponse {
     pub task_id: Uuid,
     pub canceled: bool,
+}
+
+/// `stream` of `GET /v1/tasks/{id}/logs`: which output to return (default `all`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskLogStream {
+    Stdout,
+    Stderr,
+    #[default]
+    All,
+}
+
+impl TaskLogStream {
+    pub const ALL: [TaskLogStream; 3] = [Self::Stdout, Self::Stderr, Self::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+            Self::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskLogStream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|stream| stream.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not one of stdout, stderr, all"))
+    }
 }
 
 /// `GET /v1/tasks/{id}/logs`.

@@ -15,6 +15,12 @@ Feature: Task lifecycle through the user gateway
     And the worker received the command "sh" "-c" "echo hello" with the node's token
     And the task logs show stdout "ran: echo hello"
 
+  Scenario: A command that exits non-zero fails its task and keeps its output
+    When I create a "commands" task "exit 127"
+    Then the task becomes "failed"
+    And the task summary says "job failed with exit code 127"
+    And the task result keeps exit code 127 and stderr "sh: Tell: not found"
+
   @REQ-ORCHES-0126
   Scenario: A prompt task is never run as shell
     When I create a "prompt" task "echo pwned"

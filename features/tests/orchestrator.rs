@@ -167,17 +167,23 @@ async fn run_job(
         .map(str::to_owned);
     received.lock().unwrap().push((token, req.clone()));
     let now = Utc::now();
+    let script = req.sandbox.command.last().cloned().unwrap_or_default();
+    // `exit N` exits N, with the stderr a shell gives for a word it cannot run.
+    let exit_code = script
+        .strip_prefix("exit ")
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
     Json(RunJobResponse {
         version: 1,
         task_id: req.task_id,
         job_id: req.job_id,
         status: RunStatus::Completed,
-        exit_code: 0,
-        stdout: format!(
-            "ran: {}\n",
-            req.sandbox.command.last().cloned().unwrap_or_default()
-        ),
-        stderr: String::new(),
+        exit_code,
+        stdout: format!("ran: {script}\n"),
+        stderr: match exit_code {
+            0 => String::new(),
+            _ => "sh: Tell: not found\n".into(),
+        },
         started_at: now,
         ended_at: now,
         truncated: Truncated::default(),
@@ -412,6 +418,19 @@ async fn summary(world: &mut OrchWorld, text: String) {
     assert!(
         task["summary"].as_str().unwrap_or_default().contains(&text),
         "{task}"
+    );
+}
+
+#[then(expr = "the task result keeps exit code {int} and stderr {string}")]
+async fn result_keeps(world: &mut OrchWorld, code: i64, stderr: String) {
+    let (status, result) = get(world, &format!("/v1/tasks/{}/result", world.task_id)).await;
+    assert_eq!(status, 200);
+    let job = &result["jobs"][0];
+    assert_eq!(job["status"], "failed", "{result}");
+    assert_eq!(job["result"]["exit_code"], code, "{result}");
+    assert_eq!(
+        job["result"]["stderr"].as_str().map(str::trim_end),
+        Some(stderr.as_str())
     );
 }
 

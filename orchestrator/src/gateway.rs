@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task, TaskList,
-    TaskLogs, TaskResult, TokenResponse, UserInfo,
+    TaskLogStream, TaskLogs, TaskResult, TaskStatus, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
@@ -180,9 +180,10 @@ async fn create_task(
 
 /// The caller's tasks, newest first; `status` filters before `limit`/`offset` paginate.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(
-    ("limit" = Option<u32>, Query, description = "1..200, default 50"),
-    ("offset" = Option<u64>, Query), ("cursor" = Option<String>, Query, description = "opaque; from next_cursor"),
-    ("status" = Option<String>, Query, description = "queued|running|completed|failed|canceled|superseded"),
+    ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 50"),
+    ("offset" = Option<u64>, Query),
+    ("cursor" = Option<String>, Query, pattern = "^[0-9]+$", description = "opaque; from next_cursor"),
+    ("status" = inline(Option<TaskStatus>), Query),
 ), responses((status = 200, body = TaskList), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_tasks(
     State(state): State<AppState>,
@@ -235,7 +236,7 @@ async fn cancel_task(
 /// stdout/stderr of the task's jobs, concatenated.
 #[utoipa::path(get, path = "/v1/tasks/{id}/logs", tag = "tasks", security(("bearer" = [])), params(
     ("id" = String, Path, description = "task id or name"),
-    ("stream" = Option<String>, Query, description = "stdout|stderr|all (default)"),
+    ("stream" = inline(Option<TaskLogStream>), Query, description = "default all"),
 ), responses((status = 200, body = TaskLogs), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn task_logs(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ pub mod control_plane;
 pub mod dispatch;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod nodes;
 pub mod ratelimit;
 pub mod readiness;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub node_change: Arc<Notify>,
     /// Client for worker API calls.
     pub http: reqwest::Client,
+    /// Decides what a new task runs.
+    pub planner: Arc<dyn jobs::Planner>,
 }
 
 impl AppState {
@@ -147,6 +150,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         .connect_timeout(Duration::from_secs(5))
         .build()
         .context("building the worker API client")?;
+    let planner = Arc::new(jobs::ShellPlanner {
+        sandbox_image: config.sandbox_image.clone(),
+    });
     let state = AppState {
         db,
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
@@ -156,6 +162,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         wake: Arc::new(Notify::new()),
         node_change: Arc::new(Notify::new()),
         http,
+        planner,
     };
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");

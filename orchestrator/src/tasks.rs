@@ -1,33 +1,26 @@
 //! Tasks of the user gateway. Every query is scoped to the owner: another user's task does not
-//! exist as far as the caller can tell (404, no existence leak).
+//! exist as far as the caller can tell (404, no existence leak). What a task runs and its status
+//! belong to the job queue ([`crate::jobs`]); this module validates, names and reads.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, InputMode, JobResult, JobStatus, Task, TaskList, TaskLogs,
-    TaskResult, TaskStatus,
+    CancelResponse, CreateTaskRequest, InputMode, JobResult, MAX_ATTACHMENT_PATH_CHARS,
+    MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream, TaskLogs, TaskResult,
+    TaskStatus,
 };
-use cynode_contracts::worker::SandboxSpec;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
+use crate::jobs::{self, Canceled, NewTask};
 
-/// Why a prompt task fails until the inference issue lands: a prompt is never run as shell.
-pub const NO_PROMPT_PATH: &str = "no inference path for prompt tasks yet: prompt-mode tasks need the inference pipeline, which this build does not have; use input_mode script or commands to run shell in the sandbox";
-
-pub const MAX_ATTACHMENTS: usize = 16;
-pub const MAX_ATTACHMENT_PATH: usize = 2048;
-const MAX_NAME_LEN: usize = 200;
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
-
-/// Channel the dispatcher listens on for new work.
-pub const JOBS_CHANNEL: &str = "cynode_jobs";
 
 /// Names are kept exactly as given (SQL metacharacters included: every query binds them), so
 /// a user finds a task under the name they chose. Only emptiness, length and control characters
@@ -36,9 +29,9 @@ fn check_name(raw: &str) -> Result<()> {
     if raw.trim().is_empty() {
         return Err(Problem::validation("task_name must not be empty when given").into());
     }
-    if raw.chars().count() > MAX_NAME_LEN {
+    if raw.chars().count() > MAX_TASK_NAME_CHARS {
         return Err(Problem::validation(format!(
-            "task_name must be at most {MAX_NAME_LEN} characters"
+            "task_name must be at most {MAX_TASK_NAME_CHARS} characters"
         ))
         .into());
     }
@@ -76,9 +69,9 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
         .into());
     }
     for (i, path) in req.attachments.iter().enumerate() {
-        if path.is_empty() || path.chars().count() > MAX_ATTACHMENT_PATH {
+        if path.is_empty() || path.chars().count() > MAX_ATTACHMENT_PATH_CHARS {
             return Err(Problem::validation(format!(
-                "attachments[{i}] must be 1 to {MAX_ATTACHMENT_PATH} characters"
+                "attachments[{i}] must be 1 to {MAX_ATTACHMENT_PATH_CHARS} characters"
             ))
             .into());
         }
@@ -205,24 +198,17 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
     })?;
 
     let task_id = Uuid::new_v4();
-    let (task_status, summary) = match mode {
-        InputMode::Prompt => ("failed", Some(NO_PROMPT_PATH)),
-        InputMode::Script | InputMode::Commands => ("queued", None),
+    let new = NewTask {
+        id: task_id,
+        created_by: user.id,
+        project_id,
+        name: &name,
+        prompt: &req.prompt,
+        input_mode: mode,
+        use_inference: req.use_inference.unwrap_or(false),
     };
-    sqlx::query(
-        "INSERT INTO tasks (id, created_by, project_id, task_name, prompt, input_mode, status, closed, summary)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7 <> 'queued', $8)",
-    )
-    .bind(task_id)
-    .bind(user.id)
-    .bind(project_id)
-    .bind(&name)
-    .bind(&req.prompt)
-    .bind(mode.as_str())
-    .bind(task_status)
-    .bind(summary)
-    .execute(&mut *tx)
-    .await?;
+    let plan = state.planner.plan(&new);
+    jobs::open_task(&mut tx, &new, plan).await?;
     for path in &req.attachments {
         sqlx::query("INSERT INTO task_artifacts (id, task_id, path) VALUES ($1, $2, $3)")
             .bind(Uuid::new_v4())
@@ -230,45 +216,6 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
             .bind(path)
             .execute(&mut *tx)
             .await?;
-    }
-    match mode {
-        InputMode::Prompt => {
-            // A job that records why nothing ran, so `result` explains the failure.
-            sqlx::query(
-                "INSERT INTO jobs (id, task_id, status, payload, result, ended_at)
-                 VALUES ($1, $2, 'failed', $3, $4, now())",
-            )
-            .bind(Uuid::new_v4())
-            .bind(task_id)
-            .bind(json!({"input_mode": "prompt"}))
-            .bind(json!({"version": 1, "status": "failed", "error": NO_PROMPT_PATH}))
-            .execute(&mut *tx)
-            .await?;
-        }
-        InputMode::Script | InputMode::Commands => {
-            let spec = SandboxSpec {
-                image: state.config.sandbox_image.clone(),
-                command: vec!["sh".into(), "-c".into(), req.prompt.clone()],
-                env: Default::default(),
-                timeout_seconds: None,
-                network_policy: None,
-                use_inference: req.use_inference.unwrap_or(false),
-                job_spec_json: None,
-            };
-            sqlx::query(
-                "INSERT INTO jobs (id, task_id, status, payload) VALUES ($1, $2, 'queued', $3)",
-            )
-            .bind(Uuid::new_v4())
-            .bind(task_id)
-            .bind(serde_json::to_value(&spec).map_err(Error::internal)?)
-            .execute(&mut *tx)
-            .await?;
-            // Wakes a dispatcher in another process; delivered only if we commit.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(JOBS_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
     }
     let task = fetch(&mut *tx, user.id, task_id).await?;
     tx.commit().await?;
@@ -372,51 +319,19 @@ pub async fn get(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Resu
     fetch(&state.db, user.id, id).await
 }
 
-fn job_status(text: &str) -> Result<JobStatus> {
-    Ok(match text {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "completed" => JobStatus::Completed,
-        "failed" => JobStatus::Failed,
-        "canceled" => JobStatus::Canceled,
-        "lease_expired" => JobStatus::LeaseExpired,
-        other => return Err(Error::internal(format!("bad job status {other:?}"))),
-    })
-}
-
-type JobRow = (
-    Uuid,
-    String,
-    Option<Value>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-async fn jobs_of(state: &AppState, task_id: Uuid) -> Result<Vec<JobRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, status, result, started_at, ended_at FROM jobs WHERE task_id = $1
-         ORDER BY created_at, id",
-    )
-    .bind(task_id)
-    .fetch_all(&state.db)
-    .await?)
-}
-
 pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<TaskResult> {
     let task = get(state, user, id_or_name).await?;
-    let jobs = jobs_of(state, task.id)
+    let jobs = jobs::jobs_of(&state.db, task.id)
         .await?
         .into_iter()
-        .map(|(id, status, result, started_at, ended_at)| {
-            Ok(JobResult {
-                id,
-                status: job_status(&status)?,
-                result,
-                started_at,
-                ended_at,
-            })
+        .map(|job| JobResult {
+            id: job.id,
+            status: job.status,
+            result: job.result,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     Ok(TaskResult {
         task_id: task.id,
         status: task.status,
@@ -432,39 +347,11 @@ pub async fn cancel(
     id_or_name: &str,
 ) -> Result<CancelResponse> {
     let id = resolve(state, user, id_or_name).await?;
-    let mut tx = state.db.begin().await?;
-    // Jobs before the task: the dispatcher locks in that order, and the opposite order here
-    // could deadlock with it.
-    sqlx::query("SELECT id FROM jobs WHERE task_id = $1 ORDER BY id FOR UPDATE")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let status: String =
-        sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 AND created_by = $2 FOR UPDATE")
-            .bind(id)
-            .bind(user.id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let status = parse_status(&status)?;
-    if status.is_terminal() {
+    if let Canceled::AlreadyFinished(status) = jobs::cancel(&state.db, id).await? {
         return Err(
             Problem::conflict(format!("task {id} is already {status}; nothing to cancel")).into(),
         );
     }
-    sqlx::query("UPDATE tasks SET status = 'canceled', closed = true WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    // Clearing the lease makes a dispatch in flight unable to record its outcome.
-    sqlx::query(
-        "UPDATE jobs SET status = 'canceled', lease_id = NULL, lease_expires_at = NULL,
-            ended_at = coalesce(ended_at, now())
-         WHERE task_id = $1 AND status IN ('queued', 'running', 'lease_expired')",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     tracing::info!(task_id = %id, "task canceled");
     Ok(CancelResponse {
         task_id: id,
@@ -478,23 +365,22 @@ pub async fn logs(
     id_or_name: &str,
     stream: Option<&str>,
 ) -> Result<TaskLogs> {
-    let (want_out, want_err) = match stream.unwrap_or("all") {
-        "all" => (true, true),
-        "stdout" => (true, false),
-        "stderr" => (false, true),
-        other => {
-            return Err(bad_param(
-                "stream",
-                &format!("{other:?} is not one of stdout, stderr, all"),
-            ));
-        }
+    let stream = stream
+        .map(str::parse::<TaskLogStream>)
+        .transpose()
+        .map_err(|e| bad_param("stream", &e))?
+        .unwrap_or_default();
+    let (want_out, want_err) = match stream {
+        TaskLogStream::All => (true, true),
+        TaskLogStream::Stdout => (true, false),
+        TaskLogStream::Stderr => (false, true),
     };
     let id = resolve(state, user, id_or_name).await?;
     let mut stdout = String::new();
     let mut stderr = String::new();
-    for (_, _, result, _, _) in jobs_of(state, id).await? {
+    for job in jobs::jobs_of(&state.db, id).await? {
         let text = |key: &str| {
-            result
+            job.result
                 .as_ref()
                 .and_then(|r| r.get(key))
                 .and_then(Value::as_str)

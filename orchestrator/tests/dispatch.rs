@@ -6,9 +6,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use cynode_contracts::user::{InputMode, JobStatus, TaskStatus};
+use cynode_contracts::worker::SandboxSpec;
 use cynode_e2e::free_port;
 use cynode_orchestrator::Role;
+use cynode_orchestrator::jobs::{self, Conclusion, JobRecord, NewTask, Plan};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// An orchestrator with one dispatchable node whose worker double runs in `mode`, and an admin
 /// token.
@@ -424,6 +428,172 @@ async fn cancel_locks_in_the_dispatchers_order_and_cannot_deadlock_with_it() {
     let resp = cancel.await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(job_row(&o.db, &id).await.0, "canceled");
+}
+
+#[tokio::test]
+async fn a_command_that_exits_non_zero_fails_its_task_and_keeps_its_output() {
+    let (o, _worker, admin) = one_node(&[], Mode::Exit(127)).await;
+    let id = o.create_script_task(&admin, "Tell me a joke").await;
+    let task = o.wait_finished(&admin, &id).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["summary"], "job failed with exit code 127");
+    let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
+    assert_eq!(result["status"], "failed");
+    let job = &result["jobs"][0];
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["result"]["exit_code"], 127, "{job}");
+    assert_eq!(job["result"]["stderr"], "sh: Tell: not found\n");
+    assert_eq!(job["result"]["stdout"], "ran: Tell me a joke\n");
+    let (_, logs) = o
+        .get(&admin, &format!("/v1/tasks/{id}/logs?stream=stderr"))
+        .await;
+    assert_eq!(logs["stderr"], "sh: Tell: not found\n");
+    assert_problem(o.cancel(&admin, &id).await, 409, "already failed").await;
+}
+
+#[tokio::test]
+async fn a_run_that_timed_out_fails_its_task() {
+    let (o, _worker, admin) = one_node(&[], Mode::TimedOut).await;
+    let id = o.create_script_task(&admin, "sleep 1000").await;
+    let task = o.wait_finished(&admin, &id).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["summary"], "job timed out in the sandbox");
+    let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
+    assert_eq!(result["jobs"][0]["status"], "failed");
+    assert_eq!(result["jobs"][0]["result"]["status"], "timeout");
+}
+
+fn shell(text: &str) -> SandboxSpec {
+    SandboxSpec {
+        image: String::new(),
+        command: vec!["sh".into(), "-c".into(), text.into()],
+        env: Default::default(),
+        timeout_seconds: None,
+        network_policy: None,
+        use_inference: false,
+        job_spec_json: None,
+    }
+}
+
+/// Opens a task the way the gateway does, with `plan` instead of the shell planner's.
+async fn open_task(o: &Orchestrator, admin: &str, name: &str, plan: Plan) -> Uuid {
+    let (_, me) = o.get(admin, "/v1/users/me").await;
+    let owner: Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    let id = Uuid::new_v4();
+    let mut tx = o.db.begin().await.unwrap();
+    let task = NewTask {
+        id,
+        created_by: owner,
+        project_id: None,
+        name,
+        prompt: "plan it",
+        input_mode: InputMode::Prompt,
+        use_inference: false,
+    };
+    jobs::open_task(&mut tx, &task, plan).await.unwrap();
+    tx.commit().await.unwrap();
+    o.running.as_ref().unwrap().state.wake.notify_one();
+    id
+}
+
+async fn wait_jobs(
+    o: &Orchestrator,
+    task: Uuid,
+    pred: impl Fn(&[JobRecord]) -> bool,
+) -> Vec<JobRecord> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let jobs = jobs::jobs_of(&o.db, task).await.unwrap();
+        if pred(&jobs) {
+            return jobs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs never got there: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_open_plan_runs_several_jobs_and_completes_only_when_its_planner_concludes() {
+    let (o, worker, admin) = one_node(&[], Mode::Instant).await;
+    let id = open_task(&o, &admin, "planned", Plan::Open(vec![shell("echo 1")])).await;
+    let all_completed = |jobs: &[JobRecord]| jobs.iter().all(|j| j.status == JobStatus::Completed);
+    let done = wait_jobs(&o, id, all_completed).await;
+    assert_eq!(done.len(), 1);
+    let path = format!("/v1/tasks/{id}");
+    assert_eq!(
+        o.get(&admin, &path).await.1["status"],
+        "running",
+        "the planner is not done"
+    );
+
+    // A follow-up step for the same task; the planner reads its result.
+    let second = jobs::enqueue(&o.db, id, &shell("echo 2")).await.unwrap();
+    let done = wait_jobs(&o, id, |j| j.len() == 2 && all_completed(j)).await;
+    assert_eq!(done[1].id, second);
+    let step = jobs::job(&o.db, second).await.unwrap().unwrap();
+    assert_eq!(step.result.unwrap()["stdout"], "ran: echo 2\n");
+    assert_eq!(o.get(&admin, &path).await.1["status"], "running");
+
+    let status = jobs::conclude(&o.db, id, Conclusion::Answer("two steps ran".into()))
+        .await
+        .unwrap();
+    assert_eq!(status, TaskStatus::Completed);
+    let (_, task) = o.get(&admin, &path).await;
+    assert_eq!(
+        (task["status"].as_str(), task["summary"].as_str()),
+        (Some("completed"), Some("two steps ran"))
+    );
+    assert!(
+        jobs::enqueue(&o.db, id, &shell("echo 3")).await.is_err(),
+        "a finished task takes no more jobs"
+    );
+    let (_, result) = o.get(&admin, &format!("{path}/result")).await;
+    assert_eq!(result["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(worker.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_task_and_cancels_the_steps_left() {
+    let (o, worker, admin) = one_node(&[("DISPATCH_CONCURRENCY", "1")], Mode::Exit(2)).await;
+    // Two steps, one at a time: the first fails, so the second never runs.
+    let id = open_task(
+        &o,
+        &admin,
+        "two",
+        Plan::Run(vec![shell("false"), shell("echo never")]),
+    )
+    .await;
+    let task = o.wait_finished(&admin, &id.to_string()).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["summary"], "job failed with exit code 2");
+    let steps = jobs::jobs_of(&o.db, id).await.unwrap();
+    let statuses: Vec<JobStatus> = steps.iter().map(|j| j.status).collect();
+    assert_eq!(
+        statuses,
+        [JobStatus::Failed, JobStatus::Canceled],
+        "steps run in order"
+    );
+    assert!(steps[1].result.is_none() && steps[1].started_at.is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(worker.received().len(), 1);
+
+    // A planner that gives up: the reason is a failed step like a refused plan's.
+    let id = open_task(&o, &admin, "give-up", Plan::Open(vec![])).await;
+    let path = format!("/v1/tasks/{id}");
+    assert_eq!(o.get(&admin, &path).await.1["status"], "queued");
+    let status = jobs::conclude(&o.db, id, Conclusion::Fail("nothing to do".into()))
+        .await
+        .unwrap();
+    assert_eq!(status, TaskStatus::Failed);
+    let (_, result) = o.get(&admin, &format!("{path}/result")).await;
+    assert_eq!(result["status"], "failed");
+    assert_eq!(
+        result["jobs"][0]["result"],
+        json!({"version": 1, "status": "failed", "error": "nothing to do"})
+    );
 }
 
 async fn wait_job(

@@ -509,3 +509,161 @@ async fn bearer_scheme_is_case_insensitive_and_bad_paths_are_problems() {
     .await;
     assert_problem(o.cancel(&access, "%FF").await, 400, "request path").await;
 }
+
+/// The parameter `name` of `method path` in the OpenAPI document.
+fn parameter<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+}
+
+/// The first value of `key` anywhere in `schema` (a nullable schema wraps the real one).
+fn find<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    match schema {
+        Value::Object(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|v| find(v, key))),
+        Value::Array(items) => items.iter().find_map(|v| find(v, key)),
+        _ => None,
+    }
+}
+
+/// A fuzzer driven by `/openapi.json` found inputs the document allowed and the server refused.
+/// The document now states each constraint, and the server refuses exactly what it excludes.
+#[tokio::test]
+async fn openapi_states_the_constraints_the_server_enforces() {
+    let o = Orchestrator::start(&[]).await;
+    let doc = o.openapi(&o.gw).await;
+    let schemas = &doc["components"]["schemas"];
+    let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+
+    for (schema, field) in [
+        ("LoginRequest", "handle"),
+        ("LoginRequest", "password"),
+        ("RefreshRequest", "refresh_token"),
+        ("CreateTaskRequest", "prompt"),
+    ] {
+        assert_eq!(
+            property(schema, field)["minLength"],
+            1,
+            "{schema}.{field}: {doc}"
+        );
+    }
+    for (schema, field) in [("LoginRequest", "handle"), ("CreateTaskRequest", "prompt")] {
+        let pattern = property(schema, field)["pattern"].clone();
+        assert!(
+            pattern.as_str().unwrap().contains(r"\s"),
+            "{schema}.{field} refuses blanks: {pattern}"
+        );
+    }
+    let name = property("CreateTaskRequest", "task_name");
+    assert_eq!(find(&name, "maxLength"), Some(&json!(200)), "{name}");
+    let attachments = property("CreateTaskRequest", "attachments");
+    assert_eq!(attachments["items"]["minLength"], 1, "{attachments}");
+    assert_eq!(attachments["items"]["maxLength"], 2048);
+    assert_eq!(attachments["maxItems"], 16);
+    assert_eq!(attachments["uniqueItems"], true);
+    let sba = property("CreateTaskRequest", "use_sba");
+    assert_eq!(find(&sba, "enum"), Some(&json!([false])), "{sba}");
+    assert_eq!(schemas["CreateTaskRequest"]["additionalProperties"], false);
+
+    let limit = &parameter(&doc, "get", "/v1/tasks", "limit")["schema"];
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(1), &json!(200)),
+        "{limit}"
+    );
+    let status = parameter(&doc, "get", "/v1/tasks", "status");
+    assert_eq!(
+        find(status, "enum"),
+        Some(&json!([
+            "queued",
+            "running",
+            "completed",
+            "failed",
+            "canceled",
+            "superseded"
+        ])),
+        "{status}"
+    );
+    let stream = parameter(&doc, "get", "/v1/tasks/{id}/logs", "stream");
+    assert_eq!(
+        find(stream, "enum"),
+        Some(&json!(["stdout", "stderr", "all"])),
+        "{stream}"
+    );
+
+    // The server refuses what the document excludes...
+    for body in [
+        json!({"handle": "", "password": "x"}),
+        json!({"handle": " ", "password": "x"}),
+    ] {
+        assert_eq!(o.post_json("/v1/auth/login", body).await.status(), 400);
+    }
+    assert_eq!(
+        o.post_json("/v1/auth/refresh", json!({"refresh_token": ""}))
+            .await
+            .status(),
+        400
+    );
+    let admin = o.admin_token().await;
+    let create = |body: Value| {
+        o.http
+            .post(format!("{}/v1/tasks", o.gw))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    for body in [
+        json!({"prompt": ""}),
+        json!({"prompt": " \n"}),
+        json!({"prompt": "x", "attachments": [""]}),
+        json!({"prompt": "x", "attachments": ["a", "a"]}),
+        json!({"prompt": "x", "use_sba": true}),
+        json!({"prompt": "x", "task_name": "a".repeat(201)}),
+    ] {
+        assert_eq!(create(body.clone()).await.unwrap().status(), 400, "{body}");
+    }
+    for query in ["limit=0", "limit=201", "status=", "status=done", "cursor=x"] {
+        assert_eq!(
+            o.get(&admin, &format!("/v1/tasks?{query}")).await.0,
+            400,
+            "{query}"
+        );
+    }
+    let id = o
+        .create_task(&admin, json!({"prompt": "echo x", "input_mode": "script"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for stream in ["", "both"] {
+        let (status, _) = o
+            .get(&admin, &format!("/v1/tasks/{id}/logs?stream={stream}"))
+            .await;
+        assert_eq!(status, 400, "stream={stream}");
+    }
+    // ...and takes what it allows at the edges.
+    for body in [
+        json!({"prompt": "x", "use_sba": false, "attachments": ["a", "b".repeat(2048)]}),
+        json!({"prompt": "x", "task_name": "a".repeat(200)}),
+    ] {
+        assert_eq!(create(body.clone()).await.unwrap().status(), 201, "{body}");
+    }
+    for query in ["limit=1", "limit=200", "status=queued", "cursor=0"] {
+        assert_eq!(
+            o.get(&admin, &format!("/v1/tasks?{query}")).await.0,
+            200,
+            "{query}"
+        );
+    }
+    for stream in ["stdout", "stderr", "all"] {
+        let (status, _) = o
+            .get(&admin, &format!("/v1/tasks/{id}/logs?stream={stream}"))
+            .await;
+        assert_eq!(status, 200, "stream={stream}");
+    }
+}

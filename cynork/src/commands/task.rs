@@ -217,23 +217,28 @@ async fn show_result(ctx: &Context, client: &mut Client, id: &str) -> Result<()>
 }
 
 fn outcome_error(result: &TaskResult) -> Option<String> {
-    match result.status {
-        TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Superseded => Some(format!(
+    let failed_code = result
+        .jobs
+        .iter()
+        .filter_map(|job| job.result.as_ref()?.get("exit_code")?.as_i64())
+        .find(|code| *code != 0);
+    match (result.status, failed_code) {
+        (TaskStatus::Failed, Some(code)) => Some(format!(
+            "task {} failed: its command exited with code {code}",
+            result.task_id
+        )),
+        (TaskStatus::Failed | TaskStatus::Canceled | TaskStatus::Superseded, _) => Some(format!(
             "task {} finished as {}",
             result.task_id, result.status
         )),
-        TaskStatus::Completed => result
-            .jobs
-            .iter()
-            .filter_map(|job| job.result.as_ref()?.get("exit_code")?.as_i64())
-            .find(|code| *code != 0)
-            .map(|code| {
-                format!(
-                    "task {} completed, but its command exited with code {code}",
-                    result.task_id
-                )
-            }),
-        TaskStatus::Queued | TaskStatus::Running => None,
+        // Orchestrators before the non-zero exit fix reported such a task as completed.
+        (TaskStatus::Completed, code) => code.map(|code| {
+            format!(
+                "task {} completed, but its command exited with code {code}",
+                result.task_id
+            )
+        }),
+        (TaskStatus::Queued | TaskStatus::Running, _) => None,
     }
 }
 
@@ -390,5 +395,11 @@ mod tests {
         );
         result.status = TaskStatus::Running;
         assert_eq!(outcome_error(&result), None);
+        result.status = TaskStatus::Failed;
+        assert!(
+            outcome_error(&result)
+                .unwrap()
+                .ends_with("failed: its command exited with code 3")
+        );
     }
 }

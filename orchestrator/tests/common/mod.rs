@@ -457,6 +457,11 @@ pub enum Mode {
     Hang,
     /// Hold every request until released, then answer.
     Block,
+    /// Answer at once with a run whose command exited with this code, as the real worker API
+    /// does for a command the shell cannot find (`completed`, 127, `sh: Tell: not found`).
+    Exit(i32),
+    /// Answer at once with a run that hit its sandbox timeout.
+    TimedOut,
 }
 
 #[derive(Default)]
@@ -558,7 +563,7 @@ async fn run_job(
                 .subscribe();
             let _ = rx.wait_for(|r| *r).await;
         }
-        Mode::Instant => {}
+        Mode::Instant | Mode::Exit(_) | Mode::TimedOut => {}
     }
     guard.done = true;
     *state
@@ -569,14 +574,19 @@ async fn run_job(
         .or_default() += 1;
     let script = req.sandbox.command.last().cloned().unwrap_or_default();
     let now = Utc::now();
+    let (status, exit_code, stderr) = match mode {
+        Mode::Exit(code) => (RunStatus::Completed, code, "sh: Tell: not found\n".into()),
+        Mode::TimedOut => (RunStatus::Timeout, -1, String::new()),
+        _ => (RunStatus::Completed, 0, "note\n".into()),
+    };
     Json(RunJobResponse {
         version: 1,
         task_id: req.task_id,
         job_id: req.job_id,
-        status: RunStatus::Completed,
-        exit_code: 0,
+        status,
+        exit_code,
         stdout: format!("ran: {script}\n"),
-        stderr: "note\n".into(),
+        stderr,
         started_at: now,
         ended_at: now,
         truncated: Truncated::default(),
