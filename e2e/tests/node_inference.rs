@@ -92,7 +92,20 @@ async fn ollama_pulls_the_selected_model_with_progress_before_the_ack() {
         "the pull comes before the ack: {statuses:?}"
     );
     assert!(node.log().contains("model pulled"), "{}", node.log());
-    let inference = orchestrator.latest_inference_report(&node.slug).await;
+    // The first look after READY is reported at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut inference = orchestrator.latest_inference_report(&node.slug).await;
+    while inference["available_models"]
+        .as_array()
+        .is_some_and(|m| m.len() < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reported: {inference}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        inference = orchestrator.latest_inference_report(&node.slug).await;
+    }
     assert_eq!(
         inference["available_models"],
         json!(["other:1b", "tinyllama:1.1b"]),

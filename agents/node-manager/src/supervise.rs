@@ -15,6 +15,7 @@ use std::pin::Pin;
 use cynode_service_kit::notify;
 
 use crate::NodeError;
+use crate::model_server::ModelSnapshot;
 use crate::startup::{DEFAULT_HEALTH_INTERVAL, Node, Started};
 
 pub async fn run(
@@ -36,7 +37,9 @@ pub async fn run(
     // The served models are watched more often than the full report is sent, so that a model
     // pulled or unloaded reaches the orchestrator within seconds.
     let mut model_watch = tokio::time::interval(MODEL_WATCH_INTERVAL.min(report_every));
-    let mut reported_models = node.model_snapshot().await;
+    // `None` until the first report from here: the registration report was taken before
+    // inference was up (or a model pulled), so the first look after READY is always sent.
+    let mut reported_models: Option<Option<ModelSnapshot>> = None;
 
     let outcome = loop {
         let renew_at = renew_retry_at.unwrap_or_else(|| {
@@ -74,21 +77,24 @@ pub async fn run(
                 }
             }
             _ = reports.tick() => {
-                reported_models = node.model_snapshot().await;
-                if let Some(changed) = report_and_check(node, reported_models.as_ref()).await {
+                let now = node.model_snapshot().await;
+                let changed = report_and_check(node, now.as_ref()).await;
+                reported_models = Some(now);
+                if let Some(changed) = changed {
                     break Err(changed);
                 }
             }
             _ = model_watch.tick() => {
                 let now = node.model_snapshot().await;
-                if now != reported_models {
+                if reported_models.as_ref() != Some(&now) {
                     tracing::info!(
                         available = ?now.as_ref().map(|m| &m.available),
                         loaded = ?now.as_ref().map(|m| &m.loaded),
                         "served models changed; reporting"
                     );
-                    reported_models = now;
-                    if let Some(changed) = report_and_check(node, reported_models.as_ref()).await {
+                    let changed = report_and_check(node, now.as_ref()).await;
+                    reported_models = Some(now);
+                    if let Some(changed) = changed {
                         break Err(changed);
                     }
                 }
@@ -122,10 +128,7 @@ pub async fn run(
 const MODEL_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends a capability report with `models`, then asks whether the configuration changed.
-async fn report_and_check(
-    node: &mut Node,
-    models: Option<&crate::model_server::ModelSnapshot>,
-) -> Option<NodeError> {
+async fn report_and_check(node: &mut Node, models: Option<&ModelSnapshot>) -> Option<NodeError> {
     let report = node.report_with(models);
     match node.orchestrator.report(&report).await {
         Ok(()) => tracing::debug!("capability report sent"),
