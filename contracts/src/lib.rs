@@ -6,11 +6,16 @@
 //!
 //! Types a server *receives* reject unknown fields (`deny_unknown_fields`, REQ-STANDS-0106);
 //! types it *sends* are parsed leniently by clients so that a newer server does not break them.
+//!
+//! Besides the payloads: [`routes`] holds every HTTP path one process serves and another calls,
+//! and [`worker_cli`] the worker API's command line, which the node manager renders.
 
 pub mod node;
 pub mod problem;
+pub mod routes;
 pub mod user;
 pub mod worker;
+pub mod worker_cli;
 
 /// The only payload version this build speaks.
 pub const PAYLOAD_VERSION: u32 = 1;

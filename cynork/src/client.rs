@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
 use cynode_contracts::user::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -125,6 +126,7 @@ impl Client {
     }
 
     /// `base` + path segments; segments are percent-encoded, so a task name cannot escape.
+    /// Callers build them from [`cynode_contracts::routes`] with [`routes::fill`].
     pub fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -156,7 +158,7 @@ impl Client {
         let resp = self
             .send(
                 Method::POST,
-                &["v1", "auth", "login"],
+                &routes::fill(routes::user::AUTH_LOGIN, &[]),
                 &[],
                 Some(&json_body(&body)),
                 None,
@@ -183,7 +185,8 @@ impl Client {
     /// `POST /v1/auth/logout`, revoking the refresh token too. The body is built at send time
     /// because a refresh on the way rotates the refresh token.
     pub async fn logout(&mut self) -> Result<()> {
-        self.authed(Method::POST, &["v1", "auth", "logout"], &[], |session| {
+        let path = routes::fill(routes::user::AUTH_LOGOUT, &[]);
+        self.authed(Method::POST, &path, &[], |session| {
             Some(json_body(&LogoutRequest {
                 refresh_token: session.refresh_token().map(str::to_owned),
             }))
@@ -254,7 +257,7 @@ impl Client {
         let resp = self
             .send(
                 Method::POST,
-                &["v1", "auth", "refresh"],
+                &routes::fill(routes::user::AUTH_REFRESH, &[]),
                 &[],
                 Some(&json_body(&body)),
                 None,
@@ -446,7 +449,9 @@ mod tests {
     fn task_names_are_encoded_as_one_segment() {
         let client = Client::new("http://gw:1/prefix/", None).unwrap();
         assert_eq!(
-            client.url(&["v1", "tasks", "../users/me"]).as_str(),
+            client
+                .url(&routes::fill(routes::user::TASK, &["../users/me"]))
+                .as_str(),
             "http://gw:1/prefix/v1/tasks/..%2Fusers%2Fme"
         );
     }

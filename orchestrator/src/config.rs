@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cynode_service_kit::config::{Env, FileError};
+use cynode_service_kit::duration::{self, Seconds};
 use cynode_service_kit::secrets::{self, Secret, SecretSource};
 use serde::Deserialize;
 
@@ -36,17 +38,17 @@ struct FileConfig {
     public_url: Option<String>,
     control_plane_listen_addr: Option<String>,
     user_gateway_listen_addr: Option<String>,
-    jwt_access_duration: Option<String>,
-    jwt_refresh_duration: Option<String>,
-    jwt_node_duration: Option<String>,
+    jwt_access_duration: Option<Seconds>,
+    jwt_refresh_duration: Option<Seconds>,
+    jwt_node_duration: Option<Seconds>,
     rate_limit_per_minute: Option<u32>,
     max_request_body_mb: Option<u64>,
-    request_timeout: Option<String>,
-    dispatch_http_timeout: Option<String>,
+    request_timeout: Option<Seconds>,
+    dispatch_http_timeout: Option<Seconds>,
     dispatch_concurrency: Option<usize>,
     dispatch_max_attempts: Option<i32>,
-    dispatch_retry_base: Option<String>,
-    node_stale_after: Option<String>,
+    dispatch_retry_base: Option<Seconds>,
+    node_stale_after: Option<Seconds>,
     sandbox_image: Option<String>,
     inference_model: Option<String>,
     node_inference_image: Option<String>,
@@ -133,12 +135,17 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let pick = |name: &str, from_file: Option<String>| env(name).or(from_file);
-        let duration = |name: &str, from_file: Option<String>, default: &str| {
-            let text = pick(name, from_file).unwrap_or_else(|| default.to_owned());
-            parse_duration(&text).map_err(|message| ConfigError::Invalid {
-                key: name.to_owned(),
-                message,
-            })
+        // The env var in duration syntax, else the file's value (seconds or a duration string).
+        let duration = |name: &str, from_file: Option<Seconds>, default: &str| {
+            let value = env
+                .duration(name, from_file)
+                .map_err(|e| ConfigError::Invalid {
+                    key: e.key,
+                    message: e.message,
+                })?;
+            Ok::<_, ConfigError>(
+                value.unwrap_or_else(|| duration::parse(default).expect("valid default duration")),
+            )
         };
         let number = |name: &str, from_file: Option<String>, default: &str| {
             let text = pick(name, from_file).unwrap_or_else(|| default.to_owned());
@@ -353,58 +360,11 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let parse_err = |message: String| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
-    };
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text).map_err(|e| parse_err(e.to_string())),
-        Some("yaml" | "yml") => serde_yaml::from_str::<Option<FileConfig>>(&text)
-            .map(Option::unwrap_or_default)
-            .map_err(|e| parse_err(e.to_string())),
-        _ => Err(ConfigError::Extension(path.to_owned())),
-    }
-}
-
-/// Parses Go-style durations as upstream's env vars use them: `15m`, `168h`, `1h30m`, `500ms`,
-/// `90s`. A bare number means seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{text:?}: missing unit (ms, s, m or h)"))?;
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("{text:?}: expected a number before the unit"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
-        };
-        total += Duration::from_secs_f64(value * scale);
-        rest = next;
-    }
-    Ok(total)
+    cynode_service_kit::config::read_file(path, None).map_err(|e| match e {
+        FileError::Read { path, source } => ConfigError::Read { path, source },
+        FileError::Parse { path, message } => ConfigError::Parse { path, message },
+        FileError::Extension(path) => ConfigError::Extension(path),
+    })
 }
 
 #[cfg(test)]
@@ -412,13 +372,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_in_go_syntax() {
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("m").is_err());
+    fn durations_in_go_syntax_from_env_and_file() {
+        let file: FileConfig =
+            toml::from_str("request_timeout = 42\ndispatch_retry_base = \"500ms\"\n").unwrap();
+        let cfg = Config::from_parts(file, |name| {
+            (name == "JWT_ACCESS_DURATION").then(|| "1h30m".to_owned())
+        })
+        .unwrap();
+        assert_eq!(cfg.jwt_access_duration, Duration::from_secs(5400));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(42));
+        assert_eq!(cfg.dispatch_retry_base, Duration::from_millis(500));
+        assert_eq!(cfg.jwt_refresh_duration, Duration::from_secs(168 * 3600));
     }
 
     #[test]

@@ -9,12 +9,13 @@ use cynode_contracts::node::{
     RegisterRequest,
 };
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
 
 use crate::auth::CurrentNode;
 use crate::error::Result;
-use crate::nodes::{self, CAPABILITY_PATH, CONFIG_PATH, REGISTER_PATH};
+use crate::nodes;
 use crate::web::SecuritySchemes;
 use crate::{AppState, web};
 
@@ -28,10 +29,10 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
-        .route(REGISTER_PATH, post(register))
-        .route(CAPABILITY_PATH, post(capability))
-        .route(CONFIG_PATH, get(get_config).post(ack_config))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
+        .route(routes::node::REGISTER, post(register))
+        .route(routes::node::CAPABILITY, post(capability))
+        .route(routes::node::CONFIG, get(get_config).post(ack_config))
+        .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
     web::finish(routes, state)
 }
 

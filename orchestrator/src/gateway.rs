@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task, TaskList,
     TaskLogStream, TaskLogs, TaskResult, TaskStatus, TokenResponse, UserInfo,
@@ -33,16 +34,16 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/users/me", get(me))
-        .route("/v1/tasks", post(create_task).get(list_tasks))
-        .route("/v1/tasks/{id}", get(get_task))
-        .route("/v1/tasks/{id}/result", get(task_result))
-        .route("/v1/tasks/{id}/cancel", post(cancel_task))
-        .route("/v1/tasks/{id}/logs", get(task_logs))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
+        .route(routes::user::AUTH_LOGIN, post(login))
+        .route(routes::user::AUTH_REFRESH, post(refresh))
+        .route(routes::user::AUTH_LOGOUT, post(logout))
+        .route(routes::user::USERS_ME, get(me))
+        .route(routes::user::TASKS, post(create_task).get(list_tasks))
+        .route(routes::user::TASK, get(get_task))
+        .route(routes::user::TASK_RESULT, get(task_result))
+        .route(routes::user::TASK_CANCEL, post(cancel_task))
+        .route(routes::user::TASK_LOGS, get(task_logs))
+        .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
     web::finish(routes, state)
 }
 

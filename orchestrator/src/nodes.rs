@@ -38,9 +38,9 @@ pub fn dispatchable(stale_after: Duration) -> String {
     )
 }
 
-pub const REGISTER_PATH: &str = "/v1/nodes/register";
-pub const CAPABILITY_PATH: &str = "/v1/nodes/capability";
-pub const CONFIG_PATH: &str = "/v1/nodes/config";
+use cynode_contracts::routes::node::{
+    CAPABILITY as CAPABILITY_PATH, CONFIG as CONFIG_PATH, REGISTER as REGISTER_PATH,
+};
 
 /// What a `config_version` stands for. Equal content keeps the version; any change issues a new
 /// ULID, so nodes can tell a new configuration by string comparison.

@@ -1,15 +1,18 @@
-//! What both HTTP servers share: health and readiness, body limit, request deadline, access log,
+//! What both HTTP servers share: health and readiness, body limit (service-kit's, which reads an
+//! oversized body before its 413), request deadline, access log,
 //! problem+json fallback.
 
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
+use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, not_found_fallback};
 
 use serde::de::DeserializeOwned;
@@ -87,11 +90,14 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
 /// Adds the shared routes and layers and binds the state.
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {
     let limit = state.config.max_request_body_bytes;
-    router
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/readyz", axum::routing::get(readyz))
-        .fallback(not_found_fallback)
-        .layer(DefaultBodyLimit::max(limit))
+    let router = router
+        .route(routes::HEALTHZ, axum::routing::get(healthz))
+        .route(routes::READYZ, axum::routing::get(readyz))
+        .fallback(not_found_fallback);
+    // Bodies are read (bounded) before any answer, so a 413 or 401 reaches a client that is
+    // still sending; inside `edge`, so the request deadline covers that too.
+    BodyLimit::new(limit)
+        .apply_to(router)
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }

@@ -179,8 +179,10 @@ async fn node_registers_reports_fetches_config_and_acks() {
     assert_eq!(o.fetch(&readyz).await.status(), 503);
 
     let doc = o.openapi(&o.cp).await;
-    assert!(doc["paths"]["/v1/nodes/register"]["post"].is_object());
-    assert!(doc["paths"]["/v1/nodes/config"]["get"].is_object());
+    // The documented paths are the ones nodes call.
+    assert!(doc["paths"][cynode_contracts::routes::node::REGISTER]["post"].is_object());
+    assert!(doc["paths"][cynode_contracts::routes::node::CONFIG]["get"].is_object());
+    assert!(doc["paths"][cynode_contracts::routes::node::CAPABILITY]["post"].is_object());
 }
 
 #[tokio::test]

@@ -81,13 +81,7 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return Problem::new(
-            cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
-            "Payload too large",
-            413,
-            "request body exceeds the size limit",
-        )
-        .into();
+        return payload_too_large().into();
     }
     if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         return Problem::new(
@@ -112,6 +106,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         other => other.body_text(),
     };
     Problem::validation(detail).into()
+}
+
+/// The `413` every server gives for a body over its limit.
+pub fn payload_too_large() -> Problem {
+    Problem::new(
+        cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
+        "Payload too large",
+        413,
+        "request body exceeds the size limit",
+    )
 }
 
 /// Fallback for unknown routes, so that even a 404 is problem+json.

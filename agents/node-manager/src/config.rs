@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cynode_contracts::node::InferenceMode;
+use cynode_service_kit::config::{self as file_config, Format, InvalidSetting};
+pub use cynode_service_kit::config::{Env, ProcessEnv};
+use cynode_service_kit::duration::Seconds;
+use cynode_service_kit::hardening::{PathAccess, Policy};
 use cynode_service_kit::secrets::{self, Secret, SecretError, SecretSource};
 use serde::Deserialize;
 use url::Url;
@@ -40,6 +44,8 @@ pub enum ConfigError {
     },
     #[error("invalid config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
+    #[error("invalid environment variable {}", .0)]
+    Env(#[from] InvalidSetting),
     #[error("orchestrator registration PSK: {0}")]
     Secret(#[from] SecretError),
 }
@@ -75,14 +81,14 @@ struct FileOrchestrator {
     registration_psk_file: Option<PathBuf>,
     #[serde(default)]
     timeouts: FileTimeouts,
-    capability_report_interval_seconds: Option<u64>,
+    capability_report_interval_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTimeouts {
-    connect_seconds: Option<u64>,
-    request_seconds: Option<u64>,
+    connect_seconds: Option<Seconds>,
+    request_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,7 +108,7 @@ struct FileWorkerApi {
     public_base_url: Option<String>,
     max_request_bytes: Option<u64>,
     binary: Option<PathBuf>,
-    startup_timeout_seconds: Option<u64>,
+    startup_timeout_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,8 +127,8 @@ struct FileSandbox {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSandboxTimeouts {
-    default_seconds: Option<u64>,
-    max_seconds: Option<u64>,
+    default_seconds: Option<Seconds>,
+    max_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,7 +138,7 @@ struct FileInference {
     url: Option<String>,
     image: Option<String>,
     container_name: Option<String>,
-    startup_timeout_seconds: Option<u64>,
+    startup_timeout_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,7 +150,7 @@ struct FileStorage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileShutdown {
-    grace_seconds: Option<u64>,
+    grace_seconds: Option<Seconds>,
 }
 
 // ---- the resolved configuration --------------------------------------------------------------
@@ -217,21 +223,6 @@ impl InferenceSettings {
     }
 }
 
-/// The process environment, abstracted so tests need not mutate the real one.
-pub trait Env {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
-
 impl Config {
     /// Reads `path` and applies the environment overrides. The PSK is resolved through
     /// service-kit's order (credential, `NODE_REGISTRATION_PSK_FILE`, `NODE_REGISTRATION_PSK`),
@@ -261,13 +252,11 @@ impl Config {
 
 fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     // An empty file is an empty mapping, so that the missing keys get named one by one.
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
-    }
-    let file: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let file: FileConfig =
+        file_config::parse_text(text, Format::Yaml).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
     if let Some(v) = file.version
         && v != 1
     {
@@ -338,8 +327,14 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
         });
     }
     let (default_timeout_secs, max_timeout_secs) = (
-        file.sandbox.timeouts.default_seconds,
-        file.sandbox.timeouts.max_seconds,
+        whole_seconds(
+            "sandbox.timeouts.default_seconds",
+            file.sandbox.timeouts.default_seconds,
+        )?,
+        whole_seconds(
+            "sandbox.timeouts.max_seconds",
+            file.sandbox.timeouts.max_seconds,
+        )?,
     );
     if let (Some(d), Some(m)) = (default_timeout_secs, max_timeout_secs)
         && d > m
@@ -362,24 +357,36 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
         });
     }
 
-    let capability_report_interval = match env.get("CAPABILITY_REPORT_INTERVAL") {
-        Some(v) => parse_duration("CAPABILITY_REPORT_INTERVAL", &v)?,
-        None => Duration::from_secs(
-            file.orchestrator
-                .capability_report_interval_seconds
-                .unwrap_or(60),
-        ),
-    };
+    let capability_report_interval = env
+        .duration(
+            "CAPABILITY_REPORT_INTERVAL",
+            file.orchestrator.capability_report_interval_seconds,
+        )?
+        .unwrap_or(Duration::from_secs(60));
     if capability_report_interval.is_zero() {
         return Err(ConfigError::Invalid {
             key: "orchestrator.capability_report_interval_seconds".into(),
             reason: "must be positive".into(),
         });
     }
-    let request_timeout = match env.get("HTTP_TIMEOUT") {
-        Some(v) => parse_duration("HTTP_TIMEOUT", &v)?,
-        None => Duration::from_secs(file.orchestrator.timeouts.request_seconds.unwrap_or(10)),
-    };
+    let request_timeout = env
+        .duration("HTTP_TIMEOUT", file.orchestrator.timeouts.request_seconds)?
+        .unwrap_or(Duration::from_secs(10));
+    let listen_host = file
+        .worker_api
+        .listen_host
+        .unwrap_or_else(|| "0.0.0.0".to_owned());
+    if listen_host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_err()
+    {
+        return Err(ConfigError::Invalid {
+            key: "worker_api.listen_host".into(),
+            reason: format!("`{listen_host}` must be an IP address"),
+        });
+    }
 
     let binary = env
         .get("NODE_MANAGER_WORKER_API_BIN")
@@ -395,9 +402,7 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
             format!("{PSK_ENV}_FILE"),
             "CREDENTIALS_DIRECTORY".to_owned(),
         ],
-        connect_timeout: Duration::from_secs(
-            file.orchestrator.timeouts.connect_seconds.unwrap_or(5),
-        ),
+        connect_timeout: seconds_or(file.orchestrator.timeouts.connect_seconds, 5),
         request_timeout,
         capability_report_interval,
         node_slug,
@@ -405,16 +410,11 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
         labels: file.node.labels,
         worker: WorkerSettings {
             binary,
-            listen_host: file
-                .worker_api
-                .listen_host
-                .unwrap_or_else(|| "0.0.0.0".to_owned()),
+            listen_host,
             listen_port,
             advertised_url,
             max_request_bytes: file.worker_api.max_request_bytes,
-            startup_timeout: Duration::from_secs(
-                file.worker_api.startup_timeout_seconds.unwrap_or(30),
-            ),
+            startup_timeout: seconds_or(file.worker_api.startup_timeout_seconds, 30),
         },
         sandbox: SandboxSettings {
             mode: file.sandbox.mode.unwrap_or(SandboxMode::Allow),
@@ -441,13 +441,35 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
                 .or(file.inference.container_name)
                 .unwrap_or_else(|| DEFAULT_OLLAMA_CONTAINER.to_owned()),
             // Pulling and loading a model can take minutes on a cold node.
-            startup_timeout: Duration::from_secs(
-                file.inference.startup_timeout_seconds.unwrap_or(600),
-            ),
+            startup_timeout: seconds_or(file.inference.startup_timeout_seconds, 600),
         },
         state_dir,
-        shutdown_grace: Duration::from_secs(file.shutdown.grace_seconds.unwrap_or(10)),
+        shutdown_grace: seconds_or(file.shutdown.grace_seconds, 10),
     })
+}
+
+/// What the node manager keeps once started (best-effort): the state directory read-write,
+/// `/dev/null`; system libraries, config, TLS roots, `/proc`, `/sys`, `/run` and the Podman
+/// socket's directory readable (and executable). TCP stays open (orchestrator, inference).
+pub fn node_manager_policy(state_dir: &Path, podman_socket: &Path) -> Policy {
+    let mut read_only: Vec<PathBuf> = [
+        "/etc",
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/bin",
+        "/proc",
+        "/sys",
+        "/nix/store",
+        "/run",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    read_only.extend(podman_socket.parent().map(Path::to_owned));
+    Policy::best_effort()
+        .allow(PathAccess::ReadWrite, [state_dir, Path::new("/dev/null")])
+        .allow(PathAccess::ReadExecute, read_only)
 }
 
 /// The worker API binary installed next to this one.
@@ -509,26 +531,20 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigEr
     })
 }
 
-/// Upstream writes durations Go-style (`60s`, `5m`); a bare number means seconds.
-fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    let value = value.trim();
-    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => value.split_at(i),
-        None => (value, "s"),
-    };
-    let n: u64 = parse_num(key, digits)?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(ConfigError::Invalid {
-                key: key.to_owned(),
-                reason: format!("`{value}` is not a duration like 30s, 5m or 1h"),
-            });
-        }
-    };
-    Ok(Duration::from_secs(secs))
+/// A file duration, or `default` seconds.
+fn seconds_or(value: Option<Seconds>, default: u64) -> Duration {
+    value.map_or(Duration::from_secs(default), Duration::from)
+}
+
+/// A file duration the worker API takes in whole seconds: at least one, fractions dropped.
+fn whole_seconds(key: &str, value: Option<Seconds>) -> Result<Option<u64>, ConfigError> {
+    match value.map(|Seconds(d)| d.as_secs()) {
+        Some(0) => Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: "must be at least one second".into(),
+        }),
+        secs => Ok(secs),
+    }
 }
 
 /// A minimal valid configuration plus `extra_yaml`, for other modules' unit tests; the process
@@ -685,12 +701,40 @@ inference:
     }
 
     #[test]
-    fn durations_accept_go_style_units() {
-        assert_eq!(parse_duration("k", "30").unwrap(), Duration::from_secs(30));
-        assert_eq!(
-            parse_duration("k", "1h").unwrap(),
-            Duration::from_secs(3600)
-        );
-        assert!(parse_duration("k", "5 fortnights").is_err());
+    fn durations_accept_go_style_units_in_env_and_file() {
+        let cfg = load(
+            &format!(
+                "{FULL}sandbox:\n  timeouts: {{default_seconds: 90, max_seconds: 1h30m}}\n\
+                 shutdown: {{grace_seconds: 500ms}}\n"
+            ),
+            &env(&[
+                ("HTTP_TIMEOUT", "1m30s"),
+                ("CAPABILITY_REPORT_INTERVAL", "45"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_secs(90));
+        assert_eq!(cfg.capability_report_interval, Duration::from_secs(45));
+        assert_eq!(cfg.sandbox.default_timeout_secs, Some(90));
+        assert_eq!(cfg.sandbox.max_timeout_secs, Some(5400));
+        assert_eq!(cfg.shutdown_grace, Duration::from_millis(500));
+        let err = load(FULL, &env(&[("HTTP_TIMEOUT", "5 fortnights")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_TIMEOUT"), "{err}");
+        let err = load(
+            &format!("{FULL}sandbox:\n  timeouts: {{max_seconds: 10ms}}\n"),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sandbox.timeouts.max_seconds"), "{err}");
+        let err = load(
+            &FULL.replace("worker_api:\n", "worker_api:\n  listen_host: localhost\n"),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("worker_api.listen_host"), "{err}");
     }
 }

@@ -10,7 +10,6 @@
 
 pub mod capabilities;
 pub mod config;
-pub mod hardening;
 pub mod inference;
 pub mod model_server;
 pub mod registration;
@@ -23,6 +22,37 @@ use cynode_service_kit::http::shutdown_signal;
 use cynode_service_kit::notify;
 
 pub use config::{Config, ConfigError};
+
+/// Self-confinement once start-up is done: service-kit's best-effort policy (failures are logged,
+/// the node keeps running) with the paths of [`config::Config::hardening_policy`]. Landlock and
+/// an empty bounding set are inherited by children, so it runs only after the worker API child
+/// has been spawned.
+pub mod hardening {
+    use std::path::Path;
+
+    pub use cynode_service_kit::hardening::{Policy, Report};
+
+    /// The node manager's policy (see [`crate::config::node_manager_policy`]).
+    #[derive(Debug)]
+    pub struct Paths;
+
+    impl Paths {
+        pub fn for_node_manager(state_dir: &Path, podman_socket: &Path) -> Policy {
+            crate::config::node_manager_policy(state_dir, podman_socket)
+        }
+    }
+
+    /// Applies `policy`; a best-effort policy never fails.
+    pub fn harden(policy: &Policy) -> Option<Report> {
+        match policy.apply() {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::warn!(error = %e, "self-hardening failed");
+                None
+            }
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -11,6 +11,7 @@ use cynode_contracts::node::{
     RegisterRequest,
 };
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
 use cynode_service_kit::notify;
 use cynode_service_kit::secrets::Secret;
 use reqwest::StatusCode;
@@ -69,8 +70,9 @@ impl Orchestrator {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
+        // Relative to the base, so that a base path (`http://o/prefix/`) is kept.
         let register_url = base
-            .join("v1/nodes/register")
+            .join(routes::node::REGISTER.trim_start_matches('/'))
             .unwrap_or_else(|_| base.clone());
         Self {
             http,
@@ -330,9 +332,9 @@ mod tests {
             orchestrator: BootstrapOrchestrator {
                 base_url: "http://o".into(),
                 endpoints: BootstrapEndpoints {
-                    worker_registration_url: "http://o/v1/nodes/register".into(),
+                    worker_registration_url: format!("http://o{}", routes::node::REGISTER),
                     node_config_url: config_url.into(),
-                    node_report_url: "http://o/v1/nodes/capability".into(),
+                    node_report_url: format!("http://o{}", routes::node::CAPABILITY),
                 },
             },
             auth: NodeAuth {
@@ -345,7 +347,9 @@ mod tests {
 
     #[test]
     fn bootstrap_urls_and_version_are_checked() {
-        assert!(validate_bootstrap(&bootstrap("http://o/v1/nodes/config")).is_ok());
+        assert!(
+            validate_bootstrap(&bootstrap(&format!("http://o{}", routes::node::CONFIG))).is_ok()
+        );
         let err = validate_bootstrap(&bootstrap("not a url")).unwrap_err();
         assert!(err.to_string().contains("node_config_url"), "{err}");
         let mut b = bootstrap("http://o/c");

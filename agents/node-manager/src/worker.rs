@@ -2,10 +2,13 @@
 //! (`--bearer-token-stdin`): never argv, env or a file, so no `ps`, `/proc/<pid>/environ` or
 //! env dump shows it. The child gets none of our secret env vars nor the notify socket.
 
+use std::net::{IpAddr, SocketAddr};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use cynode_contracts::node::NodeConfigurationPayload;
+use cynode_contracts::routes;
+use cynode_contracts::worker_cli::WorkerCli;
 use cynode_service_kit::secrets::Secret;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -30,14 +33,18 @@ pub enum WorkerError {
     NotHealthy { url: String, secs: u64 },
     #[error("no sandbox image is allowed both by this node and by the orchestrator's policy")]
     NoAllowedImage,
+    #[error("worker_api.listen_host `{0}` is not an IP address")]
+    ListenHost(String),
 }
 
-/// Command-line settings for the worker API derived from node.yaml and the delivered config.
-/// The node's own limits can only be tightened by the orchestrator, never loosened.
-pub fn worker_args(
+/// The worker API's command line derived from node.yaml and the delivered config. The node's
+/// own limits can only be tightened by the orchestrator, never loosened. Every setting is
+/// written out, so the worker does not depend on env vars it inherits; the bearer token is not
+/// among them (`--bearer-token-stdin`).
+pub fn worker_cli(
     config: &Config,
     delivered: &NodeConfigurationPayload,
-) -> Result<Vec<String>, WorkerError> {
+) -> Result<WorkerCli, WorkerError> {
     let sandbox = &config.sandbox;
     let policy_images = delivered
         .policy
@@ -45,60 +52,74 @@ pub fn worker_args(
         .and_then(|p| p.sandbox.as_ref())
         .map(|s| s.allowed_images.clone())
         .unwrap_or_default();
-    let allowed: Vec<&String> = sandbox
+    let allowed: Vec<String> = sandbox
         .allowed_images
         .iter()
         .filter(|img| policy_images.is_empty() || policy_images.contains(img))
+        .cloned()
         .collect();
     if allowed.is_empty() {
         return Err(WorkerError::NoAllowedImage);
     }
-    let default_image = if allowed.contains(&&sandbox.default_image) {
-        &sandbox.default_image
+    let default_image = if allowed.contains(&sandbox.default_image) {
+        sandbox.default_image.clone()
     } else {
-        allowed[0]
+        allowed[0].clone()
     };
     let constraints = delivered.constraints.clone().unwrap_or_default();
-    let mut args = vec![
-        "--listen".to_owned(),
-        format!(
-            "{}:{}",
-            config.worker.listen_host, config.worker.listen_port
-        ),
-        "--podman-socket".to_owned(),
-        sandbox.podman_socket.display().to_string(),
-        "--mount-root".to_owned(),
-        sandbox.mount_root.display().to_string(),
-        "--default-image".to_owned(),
-        default_image.clone(),
-    ];
-    for image in allowed {
-        args.extend(["--allowed-image".to_owned(), image.clone()]);
-    }
-    let max_timeout = min_some(
+    let defaults = WorkerCli::default();
+    let max_timeout_secs = min_some(
         sandbox.max_timeout_secs,
         constraints.max_job_timeout_seconds,
-    );
-    if let Some(max) = max_timeout {
-        args.extend(["--max-timeout-secs".to_owned(), max.to_string()]);
-    }
-    if let Some(default) = sandbox.default_timeout_secs {
-        let default = max_timeout.map_or(default, |m| default.min(m));
-        args.extend(["--default-timeout-secs".to_owned(), default.to_string()]);
-    } else if let Some(max) = max_timeout.filter(|m| *m < 3600) {
-        // The worker's built-in default (3600 s) would exceed the tightened maximum.
-        args.extend(["--default-timeout-secs".to_owned(), max.to_string()]);
-    }
-    if let Some(bytes) = min_some(
+    )
+    .unwrap_or(defaults.max_timeout_secs);
+    // The built-in default timeout must not exceed a tightened maximum.
+    let default_timeout_secs = sandbox
+        .default_timeout_secs
+        .unwrap_or(defaults.default_timeout_secs)
+        .min(max_timeout_secs);
+    let max_request_bytes = min_some(
         config.worker.max_request_bytes,
         constraints.max_request_bytes,
-    ) {
-        args.extend(["--max-request-bytes".to_owned(), bytes.to_string()]);
-    }
-    args.push("--bearer-token-stdin".to_owned());
-    // If node-manager is killed outright (SIGKILL, OOM), its worker must not live on unsupervised.
-    args.push("--exit-with-parent".to_owned());
-    Ok(args)
+    )
+    .unwrap_or(defaults.max_request_bytes);
+    let listen = listen_addr(&config.worker.listen_host, config.worker.listen_port)?;
+    Ok(WorkerCli {
+        listen,
+        podman_socket: sandbox.podman_socket.clone(),
+        mount_root: sandbox.mount_root.clone(),
+        default_image,
+        allowed_images: allowed,
+        default_timeout_secs,
+        max_timeout_secs,
+        max_request_bytes,
+        // The node's inference server, when this node offers inference; else none.
+        inference_url: config
+            .inference
+            .wanted(sandbox.mode)
+            .then(|| config.inference.url.clone()),
+        bearer_token_stdin: true,
+        // If node-manager is killed outright (SIGKILL, OOM), its worker must not live on
+        // unsupervised.
+        exit_with_parent: true,
+        ..defaults
+    })
+}
+
+/// [`worker_cli`] rendered as the child's argv.
+pub fn worker_args(
+    config: &Config,
+    delivered: &NodeConfigurationPayload,
+) -> Result<Vec<String>, WorkerError> {
+    Ok(worker_cli(config, delivered)?.to_args())
+}
+
+fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, WorkerError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| WorkerError::ListenHost(host.to_owned()))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -247,7 +268,7 @@ fn health_url(listen_host: &str, port: u16) -> String {
         h if h.contains(':') => format!("[{h}]"),
         h => h.to_owned(),
     };
-    format!("http://{host}:{port}/healthz")
+    format!("http://{host}:{port}{}", routes::HEALTHZ)
 }
 
 #[cfg(test)]
@@ -257,6 +278,8 @@ mod tests {
         ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxPolicy,
         WorkerApiConfig,
     };
+
+    use clap::Parser;
 
     use super::*;
 
@@ -299,28 +322,46 @@ mod tests {
         let cfg = crate::config::for_tests(
             "sandbox:\n  default_image: a\n  allowed_images: [a, b]\n  timeouts: {max_seconds: 600}\n",
         );
-        let args = worker_args(
-            &cfg,
-            &delivered(
-                &["b", "c"],
-                Some(NodeConstraints {
-                    max_request_bytes: Some(500),
-                    max_job_timeout_seconds: Some(900),
-                }),
-            ),
-        )
-        .unwrap();
-        let joined = args.join(" ");
-        assert!(!joined.contains(" t "), "{joined}");
-        assert!(joined.contains("--default-image b"), "{joined}");
-        assert!(joined.contains("--allowed-image b"), "{joined}");
-        assert!(!joined.contains("--allowed-image a"), "{joined}");
-        assert!(!joined.contains("--allowed-image c"), "{joined}");
-        assert!(joined.contains("--max-timeout-secs 600"), "{joined}");
-        assert!(joined.contains("--default-timeout-secs 600"), "{joined}");
-        assert!(joined.contains("--max-request-bytes 500"), "{joined}");
-        assert!(args.iter().any(|a| a == "--bearer-token-stdin"), "{joined}");
-        assert!(args.iter().any(|a| a == "--exit-with-parent"), "{joined}");
+        let delivered = delivered(
+            &["b", "c"],
+            Some(NodeConstraints {
+                max_request_bytes: Some(500),
+                max_job_timeout_seconds: Some(900),
+            }),
+        );
+        let cli = worker_cli(&cfg, &delivered).unwrap();
+        assert_eq!(cli.default_image, "b");
+        assert_eq!(cli.allowed_images, ["b"]);
+        assert_eq!(cli.max_timeout_secs, 600);
+        assert_eq!(cli.default_timeout_secs, 600);
+        assert_eq!(cli.max_request_bytes, 500);
+        assert_eq!(cli.listen, "0.0.0.0:12090".parse().unwrap());
+        assert!(cli.bearer_token_stdin && cli.exit_with_parent);
+
+        let args = worker_args(&cfg, &delivered).unwrap();
+        assert!(!args.iter().any(|a| a == "t"), "{args:?}");
+        assert_eq!(
+            WorkerCli::try_parse_from(std::iter::once("w".to_owned()).chain(args)).unwrap(),
+            cli,
+            "the worker parses exactly what node-manager built"
+        );
+    }
+
+    #[test]
+    fn the_inference_url_is_passed_only_when_the_node_offers_inference() {
+        let cli = |yaml: &str| {
+            worker_cli(&crate::config::for_tests(yaml), &delivered(&[], None)).unwrap()
+        };
+        assert_eq!(
+            cli("inference: {url: 'http://127.0.0.1:11500'}\n")
+                .inference_url
+                .map(|u| u.to_string()),
+            Some("http://127.0.0.1:11500/".to_owned())
+        );
+        assert_eq!(cli("inference: {mode: disabled}\n").inference_url, None);
+        assert_eq!(cli("sandbox: {mode: sandbox_only}\n").inference_url, None);
+        assert_eq!(listen_addr("::1", 7).unwrap(), "[::1]:7".parse().unwrap());
+        assert!(listen_addr("localhost", 7).is_err());
     }
 
     #[test]

@@ -1,105 +1,28 @@
-//! Command line and environment: the flags agreed in `interfaces.md`, each also an env var.
+//! Command line and environment: [`WorkerCli`], shared with the node manager (which renders it),
+//! plus what the worker derives from it: job limits, retention, the bearer token and the
+//! self-hardening policy.
 
 use std::io::BufRead;
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::PathBuf;
 
 use clap::Parser;
+pub use cynode_contracts::worker_cli::WorkerCli;
+use cynode_service_kit::hardening::{PathAccess, Policy};
 use cynode_service_kit::secrets::{self, Secret, SecretError, SecretSource};
 
 use crate::sandbox::Limits;
 
-/// CyNodeAI worker API: runs jobs in Podman sandboxes.
-#[derive(Debug, Clone, Parser)]
-#[command(version, about)]
-pub struct Config {
-    /// Address the HTTP API listens on.
-    #[arg(long, env = "WORKER_API_LISTEN_ADDR", default_value = "0.0.0.0:12090")]
-    pub listen: SocketAddr,
+/// The parsed command line. Fields read through [`Deref`] (`config.mount_root`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config(pub WorkerCli);
 
-    /// The Podman REST API socket.
-    #[arg(
-        long,
-        env = "CYNODE_PODMAN_SOCKET",
-        default_value = "/run/podman/podman.sock"
-    )]
-    pub podman_socket: PathBuf,
+impl Deref for Config {
+    type Target = WorkerCli;
 
-    /// Per-job host directories live here: `<mount-root>/<job_id>/workspace`.
-    #[arg(
-        long,
-        env = "CYNODE_SANDBOX_MOUNT_ROOT",
-        default_value = "/var/lib/cynode/state/sandbox_mounts"
-    )]
-    pub mount_root: PathBuf,
-
-    /// Image used when a job names none.
-    #[arg(
-        long,
-        env = "CYNODE_SANDBOX_DEFAULT_IMAGE",
-        default_value = "localhost/cynode-sandbox:latest"
-    )]
-    pub default_image: String,
-
-    /// Image a job may use (repeatable). Without any, only the default image is allowed.
-    #[arg(
-        long = "allowed-image",
-        env = "CYNODE_SANDBOX_ALLOWED_IMAGES",
-        value_delimiter = ','
-    )]
-    pub allowed_images: Vec<String>,
-
-    /// Timeout of a job that asks for none (seconds).
-    #[arg(
-        long,
-        env = "CYNODE_SANDBOX_DEFAULT_TIMEOUT_SECS",
-        default_value_t = 3600
-    )]
-    pub default_timeout_secs: u64,
-
-    /// Longest timeout a job may ask for (seconds); a longer one is refused with 400.
-    #[arg(long, env = "CYNODE_SANDBOX_MAX_TIMEOUT_SECS", default_value_t = 10800)]
-    pub max_timeout_secs: u64,
-
-    /// Cap of stdout and of stderr in a result (bytes each).
-    #[arg(long, env = "CYNODE_SANDBOX_MAX_OUTPUT_BYTES", default_value_t = cynode_contracts::worker::MAX_OUTPUT_BYTES)]
-    pub max_output_bytes: usize,
-
-    /// Largest request body (bytes); never above 10 MiB. Bigger bodies get 413.
-    #[arg(long, env = "WORKER_API_MAX_REQUEST_BYTES", default_value_t = cynode_contracts::worker::MAX_REQUEST_BYTES)]
-    pub max_request_bytes: u64,
-
-    /// How long a finished job's directory (workspace and stored result) is kept (seconds). It
-    /// must outlast the orchestrator's dispatch lease: a repeated delivery after a lease expiry
-    /// finds the first run's result only while it is kept.
-    #[arg(
-        long,
-        env = "CYNODE_SANDBOX_JOB_RETENTION_SECS",
-        default_value_t = 86400
-    )]
-    pub job_retention_secs: u64,
-
-    /// The node's model server (OpenAI-compatible). Without it the node offers no inference: the
-    /// inference routes answer 503 and `use_inference` jobs are refused.
-    #[arg(long, env = "CYNODE_INFERENCE_URL")]
-    pub inference_url: Option<url::Url>,
-
-    /// Deadline of one forwarded inference request (seconds).
-    #[arg(long, env = "CYNODE_INFERENCE_TIMEOUT_SECS", default_value_t = 120)]
-    pub inference_timeout_secs: u64,
-
-    /// The statically linked sidecar binary; default `cynode-inference-proxy` next to this one.
-    #[arg(long, env = "CYNODE_INFERENCE_PROXY_BINARY")]
-    pub inference_proxy_binary: Option<PathBuf>,
-
-    /// Read the bearer token from the first line of stdin (how node-manager hands it over).
-    #[arg(long)]
-    pub bearer_token_stdin: bool,
-
-    /// Stop (as on SIGTERM) when the parent process dies, even if it was killed outright, so a
-    /// supervisor's crash never leaves an orphaned worker API behind.
-    #[arg(long)]
-    pub exit_with_parent: bool,
+    fn deref(&self) -> &WorkerCli {
+        &self.0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +40,47 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Parses the process's arguments and env (exits with usage on an error).
+    pub fn parse() -> Self {
+        Self(WorkerCli::parse())
+    }
+
+    /// Parses `args` (the first is the program name) and the env (exits on an error).
+    pub fn parse_from<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self(WorkerCli::parse_from(args))
+    }
+
+    /// What the worker keeps once started (strict: the caller treats any failure as fatal):
+    /// the mount root read-write; the Podman socket's directory and journald's connectable;
+    /// `/proc` readable; `/dev/null` and `/dev/urandom`; no TCP bind, and TCP connect only to
+    /// the inference server's port when `--inference-url` is set. No abstract Unix sockets, no
+    /// signals to other processes, no capabilities.
+    pub fn hardening_policy(&self) -> Policy {
+        let socket_dir = self
+            .podman_socket
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let inference_port = self
+            .inference_url
+            .as_ref()
+            .and_then(|url| url.port_or_known_default());
+        Policy::strict()
+            .allow(PathAccess::ReadWrite, [&self.mount_root])
+            .allow(
+                PathAccess::ConnectUnix,
+                [socket_dir, PathBuf::from("/run/systemd/journal")],
+            )
+            .allow(PathAccess::Read, ["/proc"])
+            .allow(PathAccess::ReadWriteFiles, ["/dev/null", "/dev/urandom"])
+            .tcp_connect_only(inference_port)
+            .scoped()
+    }
+
     /// The job limits this node enforces. The spec's 10 MiB ceiling applies whatever is configured.
     pub fn limits(&self) -> Result<Limits, ConfigError> {
         if self.default_timeout_secs == 0 || self.max_timeout_secs == 0 {
@@ -217,6 +181,24 @@ mod tests {
                 .limits()
                 .unwrap()
                 .allows("localhost/cynode-sandbox:latest")
+        );
+    }
+
+    #[test]
+    fn tcp_connect_is_allowed_only_to_the_inference_port() {
+        let config = Config::parse_from(["w", "--inference-url", "http://127.0.0.1:11500/"]);
+        assert_eq!(
+            config.hardening_policy().tcp_connect_ports,
+            Some(vec![11500])
+        );
+        let config = Config::parse_from(["w", "--inference-url", "http://gpu.lan"]);
+        assert_eq!(config.hardening_policy().tcp_connect_ports, Some(vec![80]));
+        let config = Config::parse_from(["w"]);
+        let policy = config.hardening_policy();
+        assert_eq!(policy.tcp_connect_ports, Some(vec![]));
+        assert_eq!(
+            policy.enforcement,
+            cynode_service_kit::hardening::Enforcement::Strict
         );
     }
 }

@@ -8,12 +8,13 @@
 //! - [`ledger`]: at most one run per job id, whatever the deliveries;
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`readiness`]: what `/readyz` checks;
-//! - [`routes`]: the axum router;
-//! - [`hardening`]: Landlock and capability drop after start-up.
+//! - [`routes`]: the axum router.
+//!
+//! After binding it confines itself with service-kit's strict hardening policy
+//! ([`config::Config::hardening_policy`]).
 
 pub mod auth;
 pub mod config;
-pub mod hardening;
 pub mod inference;
 pub mod ledger;
 pub mod readiness;
@@ -50,7 +51,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("self-hardening failed: {0}")]
-    Hardening(#[from] hardening::HardeningError),
+    Hardening(#[from] cynode_service_kit::hardening::HardeningError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
     #[error("--exit-with-parent: {0}")]
@@ -98,15 +99,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         })?;
     listener.set_nonblocking(true).map_err(StartError::Serve)?;
 
-    let report = hardening::apply(&hardening::Needs {
-        mount_root: config.mount_root.clone(),
-        podman_socket: config.podman_socket.clone(),
-    })?;
-    tracing::info!(
-        landlock = %report.landlock,
-        capabilities_dropped = report.capabilities_dropped,
-        "self-hardening applied"
-    );
+    config.hardening_policy().apply()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

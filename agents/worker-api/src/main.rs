@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use cynode_worker_api::config::Config;
 
 fn main() -> ExitCode {

@@ -1,13 +1,17 @@
-//! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`.
+//! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run` (paths from
+//! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
+//! a `413` or `401` reaches a client that is still sending.
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use cynode_contracts::problem::Problem;
+use cynode_contracts::routes;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
+use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
 use tokio::sync::{mpsc, watch};
 
@@ -33,15 +37,20 @@ pub struct AppState {
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
     let inference = state.sandboxes.inference().map(|s| s.backend.clone());
     let jobs = Router::new()
-        .route("/v1/worker/jobs:run", post(run_job))
-        .merge(crate::inference::routes::worker_router(inference))
+        .route(routes::worker::JOBS_RUN, post(run_job))
+        .route_layer(middleware::from_fn_with_state(token.clone(), require_bearer));
+    // The OpenAI-compatible routes read their own bodies, with the same 10 MiB cap and drain,
+    // so that a refusal comes in the OpenAI error shape their clients parse.
+    let inference = crate::inference::routes::worker_router(inference)
         .route_layer(middleware::from_fn_with_state(token, require_bearer));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+    let router = Router::new()
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::READYZ, get(readyz))
         .merge(jobs)
-        .fallback(not_found_fallback)
-        .layer(DefaultBodyLimit::max(request_limit))
+        .fallback(not_found_fallback);
+    BodyLimit::new(request_limit)
+        .apply_to(router)
+        .merge(inference)
         .with_state(state)
 }
 

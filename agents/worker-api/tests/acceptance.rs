@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use cynode_contracts::routes;
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use serde_json::{Value, json};
@@ -80,7 +81,12 @@ impl Worker {
         drop(stdin);
         let base = format!("http://127.0.0.1:{port}");
         assert!(
-            wait_http(&format!("{base}/healthz"), 200, Duration::from_secs(20)).await,
+            wait_http(
+                &format!("{base}{}", routes::HEALTHZ),
+                200,
+                Duration::from_secs(20)
+            )
+            .await,
             "worker API did not answer /healthz"
         );
         Self {
@@ -100,7 +106,7 @@ impl Worker {
     async fn post(&self, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
         let mut request = self
             .client
-            .post(format!("{}/v1/worker/jobs:run", self.base))
+            .post(format!("{}{}", self.base, routes::worker::JOBS_RUN))
             .header("content-type", "application/json")
             .body(body);
         if let Some(token) = token {
@@ -423,10 +429,55 @@ async fn bad_requests_are_refused_with_the_reason_and_create_nothing() {
     }
 }
 
+/// The worker answers an oversized body only after reading it (bounded), so the client, which
+/// is still sending when the limit is crossed, gets the 413 every time instead of a broken pipe
+/// or a reset (the orchestrator's dispatcher would retry those). A refused token with a large
+/// body within the limit is likewise answered only after the body is read.
+#[tokio::test]
+async fn refusals_of_large_bodies_reach_the_client_every_time() {
+    let worker = Worker::start().await;
+    let token = worker.token.clone();
+    let big = |mib: usize| {
+        json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": Uuid::new_v4(),
+               "sandbox": {"command": ["true"], "env": {"BIG": "x".repeat(mib << 20)}}})
+        .to_string()
+    };
+    let (twenty, nine) = (big(20), big(9));
+    for round in 0..20 {
+        for (body, presented, expected) in [
+            (&twenty, Some(token.as_str()), 413),
+            (&twenty, None, 413),
+            (&nine, Some("wrong-token"), 401),
+        ] {
+            let resp = worker
+                .client
+                .post(format!("{}{}", worker.base, routes::worker::JOBS_RUN))
+                .header("content-type", "application/json")
+                .body(body.clone());
+            let resp = match presented {
+                Some(t) => resp.bearer_auth(t),
+                None => resp,
+            };
+            let resp = resp.send().await.unwrap_or_else(|e| {
+                panic!("round {round}, expected {expected}: transport error {e:?}")
+            });
+            assert_eq!(resp.status().as_u16(), expected, "round {round}");
+            let problem: Value = resp.json().await.expect("problem JSON");
+            assert_eq!(problem["status"], expected, "{problem}");
+            if expected == 413 {
+                assert!(
+                    problem["detail"].as_str().unwrap().contains("size limit"),
+                    "{problem}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn ready_only_when_a_container_could_run() {
     let worker = Worker::start().await;
-    let ready = reqwest::get(format!("{}/readyz", worker.base))
+    let ready = reqwest::get(format!("{}{}", worker.base, routes::READYZ))
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
@@ -436,7 +487,7 @@ async fn ready_only_when_a_container_could_run() {
     let socket = env.podman_socket.clone();
     let missing_image =
         Worker::start_with(env.clone(), socket, "localhost/cynode-no-such-image:latest").await;
-    let resp = reqwest::get(format!("{}/readyz", missing_image.base))
+    let resp = reqwest::get(format!("{}{}", missing_image.base, routes::READYZ))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
@@ -448,7 +499,7 @@ async fn ready_only_when_a_container_could_run() {
         &env.sandbox_image,
     )
     .await;
-    let resp = reqwest::get(format!("{}/readyz", no_runtime.base))
+    let resp = reqwest::get(format!("{}{}", no_runtime.base, routes::READYZ))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
@@ -466,7 +517,7 @@ async fn sigterm_stops_a_running_job_and_removes_its_container() {
     let job_id = Uuid::new_v4();
     let pending = tokio::spawn({
         let client = worker.client.clone();
-        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
         let token = worker.token.clone();
         let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
             "sandbox": {"command": ["sleep", "600"]}})
@@ -568,7 +619,7 @@ async fn a_job_whose_caller_hangs_up_still_removes_its_container() {
         .timeout(Duration::from_millis(700))
         .build()
         .unwrap()
-        .post(format!("{}/v1/worker/jobs:run", worker.base))
+        .post(format!("{}{}", worker.base, routes::worker::JOBS_RUN))
         .bearer_auth(&worker.token)
         .json(&body)
         .send()
@@ -624,7 +675,7 @@ async fn node_side_conflicts_are_named_not_500() {
     };
     let first = tokio::spawn({
         let client = worker.client.clone();
-        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
         let (token, body) = (worker.token.clone(), body("sleep 2"));
         async move {
             client
@@ -660,7 +711,7 @@ async fn a_repeated_delivery_gets_the_first_result_and_runs_nothing_again() {
     .to_string();
     let deliver = || {
         let (client, token, body) = (worker.client.clone(), worker.token.clone(), body.clone());
-        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
         async move {
             let resp = client
                 .post(url)
@@ -712,7 +763,7 @@ async fn finished_job_directories_are_removed_after_the_retention_but_running_on
     let running = Uuid::new_v4();
     let pending = tokio::spawn({
         let client = worker.client.clone();
-        let url = format!("{}/v1/worker/jobs:run", worker.base);
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
         let token = worker.token.clone();
         let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": running,
             "sandbox": {"command": ["sh", "-c", "sleep 6; echo done > /workspace/out"]}})

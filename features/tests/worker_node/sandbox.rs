@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use cucumber::{given, then, when};
+use cynode_contracts::routes;
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use serde_json::{Value, json};
@@ -59,7 +60,7 @@ impl SandboxState {
     async fn send(&mut self, body: impl Into<reqwest::Body>, token: Option<String>) {
         let worker = self.worker();
         let mut request = reqwest::Client::new()
-            .post(format!("{}/v1/worker/jobs:run", worker.base))
+            .post(format!("{}{}", worker.base, routes::worker::JOBS_RUN))
             .header("content-type", "application/json")
             .body(body);
         if let Some(token) = token {
@@ -122,7 +123,12 @@ async fn start_worker(world: &mut NodeWorld) {
     drop(stdin);
     let base = format!("http://127.0.0.1:{port}");
     assert!(
-        wait_http(&format!("{base}/readyz"), 200, Duration::from_secs(20)).await,
+        wait_http(
+            &format!("{base}{}", routes::READYZ),
+            200,
+            Duration::from_secs(20)
+        )
+        .await,
         "the worker API did not become ready"
     );
     world.sandbox.worker = Some(WorkerApi {

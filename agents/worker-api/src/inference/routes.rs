@@ -17,10 +17,6 @@ use super::{Backend, MAX_BODY_BYTES, OpenAiError, Usage};
 /// connection reset while it is still writing.
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-// TODO(merge): move to contracts::routes
-pub const WORKER_ROUTE_MODELS: &str = "/v1/worker/inference/v1/models";
-pub const WORKER_ROUTE_CHAT: &str = "/v1/worker/inference/v1/chat/completions";
-
 /// Paths under the worker API's inference prefix, relative to the model server.
 pub const WORKER_MODELS: &str = "/v1/models";
 pub const WORKER_CHAT: &str = "/v1/chat/completions";
@@ -46,7 +42,7 @@ const JOB_POST: [(&str, bool); 8] = [
 pub fn worker_router<S: Clone + Send + Sync + 'static>(backend: Option<Backend>) -> Router<S> {
     Router::new()
         .route(
-            WORKER_ROUTE_MODELS,
+            cynode_contracts::routes::worker::INFERENCE_MODELS,
             get(|State(backend): State<Option<Backend>>| async move {
                 match backend {
                     Some(b) => b.forward(Method::GET, WORKER_MODELS, None, Bytes::new(), false, None).await,
@@ -55,7 +51,7 @@ pub fn worker_router<S: Clone + Send + Sync + 'static>(backend: Option<Backend>)
             }),
         )
         .route(
-            WORKER_ROUTE_CHAT,
+            cynode_contracts::routes::worker::INFERENCE_CHAT_COMPLETIONS,
             post(|State(backend): State<Option<Backend>>, headers: HeaderMap, body: Body| async move {
                 let Some(backend) = backend else { return disabled() };
                 match read_body(body).await {

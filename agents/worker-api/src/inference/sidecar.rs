@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub const BINARY_NAME: &str = "cynode-inference-proxy";
+use cynode_contracts::worker_cli::INFERENCE_PROXY_BINARY_NAME as BINARY_NAME;
 
 /// Where the sidecar binary is: the configured path, else next to this executable. `Err` says
 /// why no inference job can run on this node; the worker logs it at start-up and fails such

@@ -1,0 +1,110 @@
+//! Every HTTP path one CyNodeAI process serves and another calls, in one place, so that a server's
+//! router and its clients cannot drift apart.
+//!
+//! Paths are written in axum's template syntax: a `{name}` segment is a parameter. Servers pass
+//! the constants to `Router::route`; clients append them to a base URL, or split them with
+//! [`segments`] when they percent-encode each segment themselves.
+
+/// Liveness: `200 ok` while the process runs (orchestrator services and worker API).
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness: `200 ready`, or `503` with the reason in plain text.
+pub const READYZ: &str = "/readyz";
+/// The OpenAPI document of an orchestrator service.
+pub const OPENAPI: &str = "/openapi.json";
+
+/// The worker API on each node (port 12090), called by the orchestrator.
+pub mod worker {
+    /// `POST`: run one job in a sandbox (`RunJobRequest` → `RunJobResponse`).
+    pub const JOBS_RUN: &str = "/v1/worker/jobs:run";
+    /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
+    pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";
+    /// `POST`: an OpenAI-style chat completion on the node's inference server.
+    pub const INFERENCE_CHAT_COMPLETIONS: &str = "/v1/worker/inference/v1/chat/completions";
+}
+
+/// The orchestrator's control plane (port 12082), called by node managers.
+pub mod node {
+    /// `POST`: register with the PSK, get a node JWT and the bootstrap payload.
+    pub const REGISTER: &str = "/v1/nodes/register";
+    /// `POST`: the node's capability report.
+    pub const CAPABILITY: &str = "/v1/nodes/capability";
+    /// `GET`: the node's configuration; `POST`: its acknowledgement.
+    pub const CONFIG: &str = "/v1/nodes/config";
+}
+
+/// The orchestrator's user gateway (port 12080), called by cynork and other clients.
+pub mod user {
+    /// `POST`: log in with handle and password.
+    pub const AUTH_LOGIN: &str = "/v1/auth/login";
+    /// `POST`: exchange a refresh token for a new pair.
+    pub const AUTH_REFRESH: &str = "/v1/auth/refresh";
+    /// `POST`: revoke the session.
+    pub const AUTH_LOGOUT: &str = "/v1/auth/logout";
+    /// `GET`: the logged-in user.
+    pub const USERS_ME: &str = "/v1/users/me";
+    /// `POST`: create a task; `GET`: list tasks.
+    pub const TASKS: &str = "/v1/tasks";
+    /// `GET`: one task, by id or name.
+    pub const TASK: &str = "/v1/tasks/{id}";
+    /// `GET`: a task's result.
+    pub const TASK_RESULT: &str = "/v1/tasks/{id}/result";
+    /// `POST`: cancel a task.
+    pub const TASK_CANCEL: &str = "/v1/tasks/{id}/cancel";
+    /// `GET`: a task's logs.
+    pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
+}
+
+/// The segments of `path` (`"/v1/tasks/{id}"` → `["v1", "tasks", "{id}"]`).
+pub fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.trim_start_matches('/').split('/')
+}
+
+/// `template`'s segments with each `{param}` replaced, in order, by the next of `params`.
+/// Panics if the counts differ: that is a programming error at the call site.
+pub fn fill<'a>(template: &'a str, params: &[&'a str]) -> Vec<&'a str> {
+    let mut params = params.iter();
+    let filled: Vec<&str> = segments(template)
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                params
+                    .next()
+                    .unwrap_or_else(|| panic!("{template}: too few parameters"))
+            } else {
+                segment
+            }
+        })
+        .collect();
+    assert!(params.next().is_none(), "{template}: too many parameters");
+    filled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_in_order() {
+        assert_eq!(
+            fill(user::TASK_RESULT, &["a/b"]),
+            ["v1", "tasks", "a/b", "result"]
+        );
+        assert_eq!(fill(node::CONFIG, &[]), ["v1", "nodes", "config"]);
+        assert_eq!(
+            segments(worker::JOBS_RUN).collect::<Vec<_>>(),
+            ["v1", "worker", "jobs:run"]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "too few")]
+    fn missing_parameters_are_a_bug() {
+        fill(user::TASK, &[]);
+    }
+
+    #[test]
+    fn the_inference_paths_live_under_the_worker_prefix() {
+        for path in [worker::INFERENCE_MODELS, worker::INFERENCE_CHAT_COMPLETIONS] {
+            assert!(path.starts_with("/v1/worker/inference/v1/"), "{path}");
+        }
+    }
+}
