@@ -36,6 +36,15 @@ impl Network {
         // Short and unique per process: interface names stay under 16 bytes.
         let prefix = format!("cyn{}", std::process::id() % 100_000);
         let switch = format!("{prefix}-sw");
+        // Left over by a killed run whose pid this one reuses.
+        let stale = std::iter::once(switch.clone())
+            .chain(hosts.iter().map(|(name, _)| format!("{prefix}-{name}")));
+        for ns in stale {
+            let _ = StdCommand::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         ip(&["netns", "add", &switch]);
         let mut net = Self {
             prefix,
@@ -126,7 +135,8 @@ impl Drop for Network {
 #[derive(Debug)]
 pub struct UnixForward {
     dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl UnixForward {
@@ -135,21 +145,42 @@ impl UnixForward {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name);
-        let listener = UnixListener::bind(&path).unwrap();
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
         // Any local user may connect (a unit's DynamicUser too); the database still authenticates.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        // A runtime of its own: the test's runtime may be blocked in a synchronous command.
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = UnixListener::from_std(std_listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((mut inbound, _)) = accepted else { break };
+                            let target = target.clone();
+                            tokio::spawn(async move {
+                                if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                        .await;
+                                }
+                            });
+                        }
                     }
-                });
-            }
+                }
+            });
         });
-        Self { dir, task }
+        Self {
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -159,6 +190,11 @@ impl UnixForward {
 
 impl Drop for UnixForward {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
