@@ -89,10 +89,19 @@ impl Container {
             leader,
             console,
         };
-        let (code, out, _) = container.exec(&["systemctl", "is-system-running", "--wait"]);
+        // Until systemd listens on its private socket, systemctl says it is not running at all.
+        let mut state = (String::new(), String::new());
+        for _ in 0..300 {
+            let (_, out, err) = container.exec(&["systemctl", "is-system-running", "--wait"]);
+            state = (out.trim().to_owned(), err);
+            if matches!(state.0.as_str(), "running" | "degraded") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert!(
-            code == 0 || out.trim() == "degraded",
-            "the container did not finish booting ({out}): {}",
+            matches!(state.0.as_str(), "running" | "degraded"),
+            "the container did not finish booting ({state:?}): {}",
             container.exec(&["systemctl", "--failed", "--no-pager"]).1
         );
         container
