@@ -343,4 +343,12 @@ async fn every_unit_runs_under_systemd_as_documented() {
     );
 
     c.poweroff().await;
+    // The job directories this test's jobs left in the host's mount root.
+    let jobs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM jobs")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    for job in jobs {
+        let _ = std::fs::remove_dir_all(Path::new(MOUNT_ROOT).join(job.to_string()));
+    }
 }
