@@ -30,15 +30,11 @@
               ]);
           };
           cargoLock.lockFile = ./Cargo.lock;
+          # Every binary of the workspace, side by side in bin/: the node manager starts the
+          # cynode-worker-api next to itself, and the worker API its sidecars.
           cargoBuildFlags = [
-            "--bin"
-            "cynode-orchestrator"
-            "--bin"
-            "cynode-node-manager"
-            "--bin"
-            "cynode-worker-api"
-            "--bin"
-            "cynork"
+            "--workspace"
+            "--bins"
           ];
           # The tests need a live PostgreSQL, Podman socket and inference server; the NixOS VM
           # tests in `checks` exercise the built binaries instead.
@@ -50,7 +46,7 @@
             platforms = pkgs.lib.platforms.linux;
           };
         };
-        default = self.packages.${pkgs.system}.cynodeai;
+        default = self.packages.${pkgs.stdenv.hostPlatform.system}.cynodeai;
       });
 
       nixosModules = {
@@ -64,9 +60,36 @@
         };
       };
 
-      checks = forAllSystems (pkgs: {
-        happy-path = import ./vm-tests/happy-path.nix { inherit pkgs self; };
-      });
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
+
+      checks = forAllSystems (
+        pkgs:
+        let
+          package = self.packages.${pkgs.stdenv.hostPlatform.system}.cynodeai;
+        in
+        {
+          # No VM: both modules through nixpkgs' lib.evalModules with stand-ins, then through the
+          # real nixosSystem with example settings (assertions, rendered unit text).
+          module-eval = pkgs.writeText "module-eval.json" (
+            builtins.toJSON (import ./vm-tests/module-eval.nix { inherit (nixpkgs) lib; })
+          );
+          module-eval-nixos = import ./vm-tests/module-eval-nixos.nix { inherit pkgs self nixpkgs; };
+          # Lints through the package's own vendored dependencies.
+          clippy = package.overrideAttrs (old: {
+            pname = "cynodeai-clippy";
+            nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];
+            buildPhase = "cargo clippy --workspace --all-targets --offline -- -D warnings";
+            installPhase = "touch $out";
+          });
+          fmt = package.overrideAttrs (old: {
+            pname = "cynodeai-fmt";
+            nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.rustfmt ];
+            buildPhase = "cargo fmt --all --check";
+            installPhase = "touch $out";
+          });
+          happy-path = import ./vm-tests/happy-path.nix { inherit pkgs self; };
+        }
+      );
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -1,5 +1,6 @@
 # services.cynodeai.orchestrator: the control plane (node API, dispatcher) and the user gateway,
-# as two Type=notify units sharing one PostgreSQL database.
+# as two Type=notify units sharing one PostgreSQL database. The units (ordering, credentials,
+# restart policy, hardening) come from systemd/units.nix, the source of systemd/*.service too.
 self:
 {
   config,
@@ -10,53 +11,38 @@ self:
 let
   cfg = config.services.cynodeai.orchestrator;
   settingsFormat = pkgs.formats.toml { };
-  configFile = settingsFormat.generate "orchestrator.toml" cfg.settings;
+  # Options left at null (unset) are not written.
+  configFile = settingsFormat.generate "orchestrator.toml" (
+    lib.filterAttrs (_: v: v != null) cfg.settings
+  );
+  port = addr: lib.toInt (lib.last (lib.splitString ":" addr));
 
-  # Secrets reach the process only as systemd credentials, never through the environment.
-  credentials =
-    [
-      "jwt-secret:${cfg.jwtSecretFile}"
-      "node-registration-psk:${cfg.nodeRegistrationPskFile}"
-      "bootstrap-admin-password:${cfg.bootstrapAdminPasswordFile}"
-    ]
-    ++ lib.optional (cfg.databaseUrlFile != null) "database-url:${cfg.databaseUrlFile}";
+  units = import ../systemd/units.nix {
+    bindir = "${cfg.package}/bin";
+    orchestratorConfig = "${configFile}";
+    # Secrets reach the process only as systemd credentials, never through the environment.
+    orchestratorCredentials = lib.filterAttrs (_: v: v != null) {
+      jwt-secret = cfg.jwtSecretFile;
+      node-registration-psk = cfg.nodeRegistrationPskFile;
+      bootstrap-admin-password = cfg.bootstrapAdminPasswordFile;
+      database-url = cfg.databaseUrlFile;
+    };
+    # postgresql.target is reached only after nixpkgs' postgresql-setup.service created the
+    # role and the database; postgresql.service alone is not enough.
+    databaseUnits = lib.optional cfg.database.createLocally "postgresql.target";
+    databaseRequired = cfg.database.createLocally;
+    orchestratorUser = "cynodeai";
+  };
+  toService = import ./units.nix lib;
 
-  hardening = import ./hardening.nix // {
-    DynamicUser = true;
-    User = "cynodeai";
-    PrivateDevices = true;
-    ProtectProc = "invisible";
-    RestrictAddressFamilies = [
-      "AF_UNIX"
-      "AF_INET"
-      "AF_INET6"
-    ];
-    MemoryDenyWriteExecute = true;
-    SystemCallFilter = [
-      "@system-service"
-      "~@privileged @resources"
-    ];
-    CapabilityBoundingSet = "";
+  local = lib.optionalAttrs cfg.database.createLocally {
+    # Peer authentication over the local socket: no database password exists at all.
+    environment.DATABASE_URL = "postgres:///cynodeai?host=/run/postgresql";
   };
 
-  unit = subcommand: description: {
-    inherit description;
-    wantedBy = [ "multi-user.target" ];
-    after = [ "network-online.target" ] ++ lib.optional cfg.database.createLocally "postgresql.service";
-    wants = [ "network-online.target" ];
-    requires = lib.optional cfg.database.createLocally "postgresql.service";
-    environment = lib.optionalAttrs cfg.database.createLocally {
-      # Peer authentication over the local socket: no database password exists at all.
-      DATABASE_URL = "postgres:///cynodeai?host=/run/postgresql";
-    };
-    serviceConfig = hardening // {
-      Type = "notify";
-      ExecStart = "${lib.getExe' cfg.package "cynode-orchestrator"} ${subcommand} --config ${configFile}";
-      LoadCredential = credentials;
-      Restart = "on-failure";
-      RestartSec = 5;
-      TimeoutStartSec = 120;
-    };
+  required = name: value: {
+    assertion = value != null;
+    message = "services.cynodeai.orchestrator.${name} must be set.";
   };
 in
 {
@@ -75,9 +61,10 @@ in
         freeformType = settingsFormat.type;
         options = {
           public_url = lib.mkOption {
-            type = lib.types.str;
+            type = lib.types.nullOr lib.types.str;
+            default = null;
             example = "http://orchestrator.example.org:12082";
-            description = "Base URL at which worker nodes reach the control plane.";
+            description = "Base URL at which worker nodes reach the control plane (required).";
           };
           control_plane_listen_addr = lib.mkOption {
             type = lib.types.str;
@@ -104,16 +91,19 @@ in
     };
 
     jwtSecretFile = lib.mkOption {
-      type = lib.types.path;
-      description = "File holding the key that signs user and node JWTs.";
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = "File holding the key that signs user and node JWTs (required).";
     };
     nodeRegistrationPskFile = lib.mkOption {
-      type = lib.types.path;
-      description = "File holding the pre-shared key worker nodes register with.";
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = "File holding the pre-shared key worker nodes register with (required).";
     };
     bootstrapAdminPasswordFile = lib.mkOption {
-      type = lib.types.path;
-      description = "File holding the password of the `admin` user created at first start.";
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = "File holding the password of the `admin` user created at first start (required).";
     };
     databaseUrlFile = lib.mkOption {
       type = lib.types.nullOr lib.types.path;
@@ -130,7 +120,7 @@ in
     openFirewall = lib.mkOption {
       type = lib.types.bool;
       default = false;
-      description = "Open the user gateway and control plane ports.";
+      description = "Open the ports of the user gateway and control plane listen addresses.";
     };
   };
 
@@ -138,12 +128,15 @@ in
     assertions = [
       {
         assertion = cfg.database.createLocally || cfg.databaseUrlFile != null;
-        message = "services.cynodeai.orchestrator: set databaseUrlFile when database.createLocally is false.";
+        message = "services.cynodeai.orchestrator.databaseUrlFile must be set when database.createLocally is false.";
       }
       {
-        assertion = cfg.settings ? public_url;
+        assertion = cfg.settings.public_url != null;
         message = "services.cynodeai.orchestrator.settings.public_url must be set: nodes need the control plane's URL.";
       }
+      (required "jwtSecretFile" cfg.jwtSecretFile)
+      (required "nodeRegistrationPskFile" cfg.nodeRegistrationPskFile)
+      (required "bootstrapAdminPasswordFile" cfg.bootstrapAdminPasswordFile)
     ];
 
     services.postgresql = lib.mkIf cfg.database.createLocally {
@@ -159,16 +152,19 @@ in
       ];
     };
 
-    # The control plane applies migrations; the gateway starts after it.
-    systemd.services.cynode-control-plane = unit "control-plane" "CyNodeAI control plane";
-    systemd.services.cynode-user-gateway = lib.recursiveUpdate (unit "user-gateway" "CyNodeAI user gateway") {
-      after = [ "cynode-control-plane.service" ];
-      wants = [ "cynode-control-plane.service" ];
-    };
+    # Two definitions each, merged by the module system (lists concatenate).
+    systemd.services.cynode-control-plane = lib.mkMerge [
+      (toService units.cynode-control-plane)
+      local
+    ];
+    systemd.services.cynode-user-gateway = lib.mkMerge [
+      (toService units.cynode-user-gateway)
+      local
+    ];
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
-      12080
-      12082
+      (port cfg.settings.user_gateway_listen_addr)
+      (port cfg.settings.control_plane_listen_addr)
     ];
   };
 }

@@ -23,7 +23,8 @@ PG_ROLE="cynode"
 PG_DB="cynode_test"
 
 APT_PACKAGES=(postgresql podman runc uidmap slirp4netns busybox-static iproute2 curl ca-certificates
-  cmake ninja-build g++ unzip wrk hyperfine tmux nix-bin systemd procps catatonit)
+  cmake ninja-build g++ unzip wrk hyperfine tmux nix-bin systemd procps catatonit debootstrap
+  systemd-container)
 
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 step() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -226,6 +227,32 @@ build_inference_image() {
   rm -rf "$root"
 }
 
+debian_mirror() {
+  # The machine's own Debian mirror: one-line (deb URL bookworm ...) or deb822 (URIs: URL) style.
+  local f url
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    url=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }
+               $1 == "URIs:" && $2 !~ /security/ { print $2; exit }' "$f")
+    [ -n "$url" ] && { printf '%s\n' "$url"; return; }
+  done
+  die "no Debian mirror found in /etc/apt/sources.list or sources.list.d"
+}
+
+prepare_rootfs() {
+  # Debian 12 with systemd as PID 1, booted by systemd-nspawn in e2e/tests/nspawn.rs (read-only
+  # base, changes on a throwaway overlay). Built once, then reused.
+  NSPAWN_ROOTFS="$DEV_HOME/rootfs-bookworm"
+  if [ -x "$NSPAWN_ROOTFS/lib/systemd/systemd" ]; then step "nspawn rootfs present ($NSPAWN_ROOTFS)"; return; fi
+  local mirror; mirror=$(debian_mirror)
+  step "building the Debian 12 rootfs for systemd-nspawn from $mirror (about a minute)"
+  rm -rf "$NSPAWN_ROOTFS.tmp"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$NSPAWN_ROOTFS.tmp" "$mirror" \
+      >"$LOG_DIR/debootstrap.log" 2>&1 \
+    || die "debootstrap of bookworm from $mirror failed (see $LOG_DIR/debootstrap.log)"
+  mv "$NSPAWN_ROOTFS.tmp" "$NSPAWN_ROOTFS"
+}
+
 write_env() {
   local env="$DEV_HOME/devenv.env"
   (umask 077; cat >"$env.tmp" <<ENV
@@ -237,6 +264,7 @@ CYNODE_TEST_INFERENCE_MODEL=$INFERENCE_MODEL_ALIAS
 CYNODE_TEST_LLAMA_SERVER=$LLAMA_SERVER
 CYNODE_TEST_MODEL_PATH=$MODEL_PATH
 CYNODE_TEST_INFERENCE_IMAGE=$INFERENCE_IMAGE
+CYNODE_TEST_NSPAWN_ROOTFS=$NSPAWN_ROOTFS
 ENV
   mv "$env.tmp" "$env")
   step "wrote $env"
@@ -255,6 +283,7 @@ main() {
   install_model
   start_inference
   build_inference_image
+  prepare_rootfs
   write_env
 }
 

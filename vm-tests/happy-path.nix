@@ -35,7 +35,7 @@ pkgs.testers.runNixOSTest {
 
   nodes.orchestrator = {
     imports = [ self.nixosModules.orchestrator ];
-    environment.systemPackages = [ self.packages.${pkgs.system}.cynodeai ];
+    environment.systemPackages = [ self.packages.${pkgs.stdenv.hostPlatform.system}.cynodeai ];
     services.cynodeai.orchestrator = {
       enable = true;
       openFirewall = true;
@@ -82,23 +82,34 @@ pkgs.testers.runNixOSTest {
         inference.url = "http://127.0.0.1:11434";
       };
     };
+    # Inference answers before the node manager checks it (merged into the module's lists).
     systemd.services.cynode-node-manager.after = [ "llama-cpp.service" ];
+    systemd.services.cynode-node-manager.wants = [ "llama-cpp.service" ];
   };
 
+  # Every `cynork ...` line below is parsed by cynork itself in e2e/tests/vm_test_script.rs.
   testScript = ''
-    start_all()
+    # The orchestrator first: the worker starts only once the control plane answers, so its
+    # node manager registers on the first try instead of relying on restarts.
+    orchestrator.start()
     orchestrator.wait_for_unit("cynode-control-plane.service")
     orchestrator.wait_for_unit("cynode-user-gateway.service")
+    orchestrator.wait_for_open_port(12082)
 
     # Not ready while no node can take work.
     orchestrator.fail("curl -fsS http://localhost:12082/readyz")
 
+    worker.start()
+    worker.wait_for_unit("cynode-sandbox-image.service")
+    worker.wait_for_unit("llama-cpp.service")
+    worker.wait_until_succeeds("curl -fsS http://127.0.0.1:11434/v1/models | grep -q smollm2", timeout=300)
     # Type=notify: the unit is active only once the node acked its config as applied.
-    worker.wait_for_unit("cynode-node-manager.service")
+    worker.wait_for_unit("cynode-node-manager.service", timeout=600)
+    worker.succeed("systemctl status cynode-node-manager.service | grep -q 'Status:'")
     orchestrator.wait_until_succeeds("curl -fsS http://localhost:12082/readyz | grep -q ready", timeout=120)
 
     orchestrator.succeed(
-      "cynork --gateway http://localhost:12080 auth login --handle admin --password-stdin < ${adminPassword}"
+      "cynork --gateway http://localhost:12080 auth login -u admin --password-stdin < ${adminPassword}"
     )
     orchestrator.succeed("cynork auth whoami | grep -q admin")
     out = orchestrator.succeed(

@@ -4,10 +4,13 @@
 //! Podman REST socket, the sandbox image, the llama.cpp inference server). A test that needs one
 //! and finds it missing fails with the command that installs it: tests never skip themselves.
 
+pub mod netns;
 pub mod notify;
+pub mod nspawn;
 pub mod ollama;
 pub mod process;
 pub mod sandbox;
+pub mod units;
 pub mod worker;
 
 use std::collections::HashMap;

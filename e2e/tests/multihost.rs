@@ -1,0 +1,525 @@
+//! Three hosts on one machine: an orchestrator and two worker nodes, each a network namespace
+//! with its own address on a bridge the test creates (10.213.0.0/24 exists only inside those
+//! namespaces). Every agent is started exactly as its unit in `systemd/units.nix` starts it:
+//! the same binary, arguments and `Environment=`, its `LoadCredential=` files copied into a
+//! credentials directory (`CREDENTIALS_DIRECTORY`), and `NOTIFY_SOCKET` read by the test, which
+//! also plays systemd's part in ordering (`After=`), the watchdog and `Restart=`.
+//!
+//! Real components: the dev PostgreSQL (reached through a Unix socket that forwards to its
+//! loopback port), the Podman socket (a file, shared by both nodes), and one llama-server per
+//! node inside the node's namespace. Users act through the real `cynork` in the orchestrator's
+//! namespace. Only addresses inside the namespaces created here are contacted.
+//!
+//! Deviations from systemd, all for time: `WATCHDOG_USEC` is 4 s instead of the unit's 60 s;
+//! the orchestrator runs as root instead of a `DynamicUser`; the test restarts a killed node
+//! manager itself once its inference is back, instead of after `RestartSec=`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cynode_e2e::DevEnv;
+use cynode_e2e::netns::{Network, UnixForward};
+use cynode_e2e::notify::NotifySocket;
+use cynode_e2e::process::{ChildGuard, binary};
+use cynode_e2e::units::{self, nix_str};
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+const ORCH: &str = "10.213.0.1";
+const NODES: [(&str, &str); 2] = [("node-a", "10.213.0.2"), ("node-b", "10.213.0.3")];
+const MODEL: &str = "smollm2:135m";
+const WATCHDOG_USEC: &str = "4000000";
+
+/// One agent started as its unit starts it, with the notify socket the test reads.
+struct Agent {
+    process: ChildGuard,
+    notify: NotifySocket,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(net: &Network, host: &str, unit: &Value, dir: &Path, name: &str) -> Self {
+        let (program, args) = units::exec_start(unit);
+        let notify = NotifySocket::bind();
+        let creds = units::load_credentials(unit, &dir.join(format!("credentials-{name}")));
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = net.command(host, &program);
+        cmd.args(&args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("NOTIFY_SOCKET", notify.path())
+            .env("WATCHDOG_USEC", WATCHDOG_USEC)
+            .env("RUST_LOG", "info")
+            .envs(units::environment(unit))
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file));
+        Self {
+            process: ChildGuard::spawn(&mut cmd),
+            notify,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.notify
+            .received()
+            .iter()
+            .filter_map(|l| l.strip_prefix("STATUS=").map(str::to_owned))
+            .collect()
+    }
+
+    async fn expect_ready(&mut self, what: &str, limit: Duration) {
+        let ready = self.notify.wait_for("READY=1", limit).await;
+        assert!(
+            ready,
+            "{what}: no READY=1 within {limit:?}; statuses {:?}\n{}",
+            self.statuses(),
+            self.log()
+        );
+    }
+
+    /// Collects notifications until one starting with `prefix` arrives; returns its index.
+    async fn wait_for_prefix(&mut self, prefix: &str, limit: Duration) -> Option<usize> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(i) = self
+                .notify
+                .received()
+                .iter()
+                .position(|l| l.starts_with(prefix))
+            {
+                return Some(i);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            self.notify.drain(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// llama-server on the node's own loopback, as the node's inference.
+fn start_inference(net: &Network, host: &str, env: &DevEnv, dir: &Path) -> ChildGuard {
+    let log = std::fs::File::create(dir.join(format!("llama-{host}.log"))).unwrap();
+    let mut cmd = net.command(host, &env.llama_server);
+    cmd.arg("-m")
+        .arg(&env.model_path)
+        .args(["--alias", MODEL, "--host", "127.0.0.1", "--port", "11434"])
+        .args(["-c", "512", "-t", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    ChildGuard::spawn(&mut cmd)
+}
+
+async fn wait_inference(net: &Network, host: &str) {
+    for _ in 0..240 {
+        let (code, out, _) = net.run(
+            host,
+            "curl",
+            &[
+                "-fsS",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:11434/v1/models",
+            ],
+        );
+        if code == 0 && out.contains(MODEL) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("llama-server in {host} did not serve {MODEL}");
+}
+
+/// HTTP status of the control plane's `/readyz`, asked from a node host over the bridge.
+fn readyz(net: &Network) -> String {
+    let (_, code, _) = net.run(
+        "node-a",
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            &format!("http://{ORCH}:12082/readyz"),
+        ],
+    );
+    code
+}
+
+fn write(path: &Path, text: &str) -> String {
+    std::fs::write(path, text).unwrap();
+    path.display().to_string()
+}
+
+/// cynork in the orchestrator's namespace, with its own config file.
+struct Cynork<'a> {
+    net: &'a Network,
+    config: PathBuf,
+}
+
+impl Cynork<'_> {
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--config".into(),
+            self.config.display().to_string(),
+            "--gateway".into(),
+            format!("http://{ORCH}:12080"),
+        ]
+    }
+
+    /// Runs `task create --command CMD --wait -o json` in parallel for each command; returns
+    /// the printed results.
+    async fn run_tasks(&self, commands: &[String]) -> Vec<Value> {
+        let mut children = Vec::new();
+        for command in commands {
+            let mut cmd = self.net.command("orch", binary("cynork"));
+            cmd.args(self.args())
+                .args(["-o", "json", "task", "create", "--wait", "--command"])
+                .arg(command)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            children.push(cmd.spawn().unwrap());
+        }
+        let mut results = Vec::new();
+        for child in children {
+            let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+                .await
+                .expect("cynork task create --wait finished within 180 s")
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "cynork task create: {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            results.push(
+                serde_json::from_str(&stdout)
+                    .unwrap_or_else(|e| panic!("cynork -o json printed no JSON ({e}): {stdout}")),
+            );
+        }
+        results
+    }
+}
+
+/// Node slug of the job that completed task `id`.
+async fn job_node(db: &mut sqlx::PgConnection, task: &str) -> String {
+    sqlx::query(
+        "SELECT n.node_slug FROM jobs j JOIN nodes n ON n.id = j.node_id
+         WHERE j.task_id = $1::uuid AND j.status = 'completed'",
+    )
+    .bind(task)
+    .fetch_one(db)
+    .await
+    .unwrap_or_else(|e| panic!("no completed job for task {task}: {e}"))
+    .get(0)
+}
+
+fn task_id(result: &Value) -> String {
+    result["id"]
+        .as_str()
+        .or_else(|| result["task_id"].as_str())
+        .unwrap_or_else(|| panic!("no task id in {result}"))
+        .to_owned()
+}
+
+fn assert_completed(results: &[Value], marker: &str) {
+    for r in results {
+        assert_eq!(r["status"], "completed", "{r}");
+        assert!(r.to_string().contains(marker), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inference() {
+    let env = DevEnv::load();
+    let hosts: Vec<(&str, &str)> = std::iter::once(("orch", ORCH)).chain(NODES).collect();
+    let net = Network::new(&hosts);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // --- the orchestrator host: both units, secrets as credentials -------------------------
+    let database_url = env.fresh_database().await;
+    let pg = UnixForward::start(".s.PGSQL.5432", "127.0.0.1:5432".into());
+    let mut url = url::Url::parse(&database_url).unwrap();
+    url.set_host(Some("localhost")).unwrap();
+    url.set_port(None).unwrap();
+    url.set_query(Some(&format!("host={}", pg.dir().display())));
+    let secrets = d.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
+    let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let cred = |name: &str, value: &str| write(&secrets.join(name), value);
+    let orchestrator_credentials = format!(
+        "orchestratorCredentials = {{ database-url = {}; jwt-secret = {}; node-registration-psk = {}; bootstrap-admin-password = {}; }};",
+        nix_str(cred("database-url", url.as_str())),
+        nix_str(cred("jwt-secret", &uuid::Uuid::new_v4().to_string())),
+        nix_str(cred("psk", &psk)),
+        nix_str(cred("admin", &admin_password)),
+    );
+    let toml = write(
+        &d.join("orchestrator.toml"),
+        &format!(
+            "public_url = \"http://{ORCH}:12082\"\n\
+             control_plane_listen_addr = \"0.0.0.0:12082\"\n\
+             user_gateway_listen_addr = \"0.0.0.0:12080\"\n\
+             inference_model = \"{MODEL}\"\n\
+             sandbox_image = \"{}\"\n",
+            env.sandbox_image
+        ),
+    );
+    let bindir = binary("cynode-orchestrator").parent().unwrap().to_owned();
+    let orchestrator_units = units::evaluate(&format!(
+        "bindir = {}; orchestratorConfig = {}; {orchestrator_credentials}",
+        nix_str(bindir.to_string_lossy()),
+        nix_str(&toml)
+    ));
+    let cp_unit = &orchestrator_units["cynode-control-plane"];
+    let gw_unit = &orchestrator_units["cynode-user-gateway"];
+    assert!(
+        units::values(gw_unit, "Unit", "After").contains(&"cynode-control-plane.service".into())
+    );
+    assert!(
+        !units::credentials(gw_unit)
+            .iter()
+            .any(|(name, _)| name == "node-registration-psk")
+    );
+
+    let mut control_plane = Agent::start(&net, "orch", cp_unit, d, "control-plane");
+    control_plane
+        .expect_ready("control plane", Duration::from_secs(60))
+        .await;
+    // READY=1 means migrated and listening: the node API answers at once, over the bridge.
+    let (code, _, err) = net.run(
+        "node-a",
+        "curl",
+        &[
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://{ORCH}:12082/healthz"),
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "control plane not reachable from node-a after READY=1: {err}"
+    );
+    // After=cynode-control-plane.service: the gateway starts once the control plane is ready.
+    let mut gateway = Agent::start(&net, "orch", gw_unit, d, "user-gateway");
+    gateway
+        .expect_ready("user gateway", Duration::from_secs(60))
+        .await;
+    assert_eq!(readyz(&net), "503", "ready without any node");
+
+    // --- the node hosts --------------------------------------------------------------------
+    let mut inference = Vec::new();
+    let mut node_units = Vec::new();
+    for (name, address) in NODES {
+        inference.push(start_inference(&net, name, &env, d));
+        let nd = d.join(name);
+        std::fs::create_dir_all(nd.join("state")).unwrap();
+        let yaml = write(
+            &nd.join("node.yaml"),
+            &format!(
+                "version: 1\n\
+                 orchestrator:\n  url: http://{ORCH}:12082\n  capability_report_interval_seconds: 5\n\
+                 node:\n  id: {name}\n\
+                 worker_api:\n  public_base_url: http://{address}:12090\n\
+                 sandbox:\n  default_image: {image}\n\
+                 inference:\n  url: http://127.0.0.1:11434\n  image: localhost/cynode-no-such-image:latest\n  startup_timeout_seconds: 60\n\
+                 shutdown:\n  grace_seconds: 10\n",
+                image = env.sandbox_image
+            ),
+        );
+        let psk_file = write(&nd.join("psk"), &psk);
+        let evaluated = units::evaluate(&format!(
+            "bindir = {}; nodeConfig = {}; nodeCredentials.node-registration-psk = {}; podmanSocket = {}; nodeStateDir = {};",
+            nix_str(bindir.to_string_lossy()),
+            nix_str(&yaml),
+            nix_str(&psk_file),
+            nix_str(env.podman_socket.to_string_lossy()),
+            nix_str(nd.join("state").to_string_lossy()),
+        ));
+        node_units.push(evaluated["cynode-node-manager"].clone());
+    }
+    for (name, _) in NODES {
+        wait_inference(&net, name).await;
+    }
+
+    let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    let mut nodes = Vec::new();
+    for (i, (name, _)) in NODES.iter().enumerate() {
+        nodes.push(Agent::start(
+            &net,
+            name,
+            &node_units[i],
+            &d.join(name),
+            "node-manager",
+        ));
+    }
+    for (i, (name, _)) in NODES.iter().enumerate() {
+        nodes[i].expect_ready(name, Duration::from_secs(120)).await;
+        // READY=1 only after the configuration was acked as applied.
+        let row = sqlx::query(
+            "SELECT config_ack_status, config_ack_version = config_version, worker_api_target_url
+             FROM nodes WHERE node_slug = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<Option<String>, _>(0).as_deref(), Some("applied"));
+        assert_eq!(row.get::<Option<bool>, _>(1), Some(true));
+        let address = NODES[i].1;
+        assert_eq!(
+            row.get::<Option<String>, _>(2),
+            Some(format!("http://{address}:12090"))
+        );
+        let statuses = nodes[i].statuses();
+        assert!(statuses.len() >= 3, "{name}: {statuses:?}");
+    }
+    assert_eq!(readyz(&net), "200", "not ready with two nodes");
+
+    // --- users: tasks run on both nodes ----------------------------------------------------
+    let cynork = Cynork {
+        net: &net,
+        config: d.join("cynork.yaml"),
+    };
+    let password = write(&d.join("password"), &admin_password);
+    let mut login = net.command("orch", binary("cynork"));
+    let login = login
+        .args(cynork.args())
+        .args(["auth", "login", "-u", "admin", "--password-stdin"])
+        .stdin(std::fs::File::open(&password).unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "cynork auth login: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+
+    let mut seen = BTreeSet::new();
+    for round in 0..3 {
+        let commands: Vec<String> = (0..4)
+            .map(|i| format!("sleep 1; echo round-{round}-task-{i}"))
+            .collect();
+        let results = cynork.run_tasks(&commands).await;
+        assert_completed(&results, &format!("round-{round}"));
+        for r in &results {
+            seen.insert(job_node(&mut db, &task_id(r)).await);
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "tasks ran only on {seen:?}");
+
+    // --- node-b loses its inference: degraded, no watchdog pings, killed as systemd would --
+    drop(inference.remove(1));
+    let degraded = nodes[1]
+        .wait_for_prefix("STATUS=degraded", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("node-b never said degraded: {:?}", nodes[1].statuses()));
+    nodes[1].notify.drain(Duration::from_secs(5)).await;
+    assert!(
+        !nodes[1].notify.received()[degraded..]
+            .iter()
+            .any(|l| l == "WATCHDOG=1"),
+        "node-b kept pinging the watchdog without inference"
+    );
+    // WatchdogSec= passed without a ping: systemd kills it (SIGABRT there; SIGKILL here, so
+    // that no core file lands in the working directory).
+    let pid = nodes[1].process.0.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        nodes[1]
+            .process
+            .wait_exit(Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+    // Its worker API (the node manager's child) is gone with it.
+    let (code, _, _) = net.run(
+        "orch",
+        "curl",
+        &["-sS", "--max-time", "3", "http://10.213.0.3:12090/healthz"],
+    );
+    assert_ne!(code, 0, "node-b's worker API outlived its node manager");
+
+    let commands: Vec<String> = (0..4).map(|i| format!("echo without-b-{i}")).collect();
+    let results = cynork.run_tasks(&commands).await;
+    assert_completed(&results, "without-b");
+    for r in &results {
+        assert_eq!(job_node(&mut db, &task_id(r)).await, "node-a", "{r}");
+    }
+
+    // --- inference back, node-b restarted (Restart=on-failure): READY again, takes work ----
+    inference.push(start_inference(&net, "node-b", &env, d));
+    wait_inference(&net, "node-b").await;
+    nodes[1] = Agent::start(
+        &net,
+        "node-b",
+        &node_units[1],
+        &d.join("node-b"),
+        "node-manager",
+    );
+    nodes[1]
+        .expect_ready("node-b after restart", Duration::from_secs(120))
+        .await;
+    let mut back = false;
+    for round in 0..5 {
+        let commands: Vec<String> = (0..4)
+            .map(|i| format!("sleep 1; echo back-{round}-{i}"))
+            .collect();
+        let results = cynork.run_tasks(&commands).await;
+        assert_completed(&results, "back-");
+        for r in &results {
+            back |= job_node(&mut db, &task_id(r)).await == "node-b";
+        }
+        if back {
+            break;
+        }
+    }
+    assert!(back, "node-b took no work after its restart");
+    // node-a stayed healthy throughout.
+    assert!(
+        nodes[0].process.0.try_wait().unwrap().is_none(),
+        "{}",
+        nodes[0].log()
+    );
+
+    for mut agent in nodes.into_iter().chain([gateway, control_plane]) {
+        let status = agent.process.terminate(Duration::from_secs(60)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}\n{}",
+            agent.log()
+        );
+    }
+}
