@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod gateway;
 pub mod jobs;
+pub mod node_inference;
 pub mod nodes;
 pub mod ratelimit;
 pub mod readiness;

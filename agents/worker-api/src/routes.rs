@@ -38,7 +38,10 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     let inference = state.sandboxes.inference().map(|s| s.backend.clone());
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
-        .route_layer(middleware::from_fn_with_state(token.clone(), require_bearer));
+        .route_layer(middleware::from_fn_with_state(
+            token.clone(),
+            require_bearer,
+        ));
     // The OpenAI-compatible routes read their own bodies, with the same 10 MiB cap and drain,
     // so that a refusal comes in the OpenAI error shape their clients parse.
     let inference = crate::inference::routes::worker_router(inference)
