@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
@@ -16,18 +16,20 @@ use cynode_contracts::user::{
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
 
+use crate::apikeys::BearerTakesApiKeys;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, tasks, web};
+use crate::{AppState, apikeys, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication and tasks"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, web::healthz, web::readyz),
-    modifiers(&SecuritySchemes),
+          task_logs, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          web::healthz, web::readyz),
+    modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
 pub struct ApiDoc;
 
@@ -37,6 +39,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/users/me", get(me))
+        .route(
+            "/v1/users/me/api-keys",
+            post(apikeys::create).get(apikeys::list),
+        )
+        .route("/v1/users/me/api-keys/{id}", delete(apikeys::revoke))
+        .route("/v1/users/me/usage", get(usage::report))
         .route("/v1/tasks", post(create_task).get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/result", get(task_result))
