@@ -317,6 +317,45 @@ async fn bad_input_is_400_naming_the_field_and_keys_are_limited() {
         assert_eq!(p["in"], "query");
         assert!(p["schema"].to_string().contains("date-time"), "{p}");
     }
+    for (schema, fields) in [
+        ("UsageReport", &["total", "by_model", "by_api_key"][..]),
+        (
+            "ModelUsage",
+            &["model", "#/components/schemas/UsageTotals"][..],
+        ),
+        (
+            "ApiKeyUsage",
+            &["api_key_id", "name", "#/components/schemas/UsageTotals"][..],
+        ),
+        (
+            "UsageTotals",
+            &[
+                "requests",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+            ][..],
+        ),
+        (
+            "ApiKeyInfo",
+            &["prefix", "last_four", "status", "last_used_at"][..],
+        ),
+    ] {
+        let text = doc["components"]["schemas"][schema].to_string();
+        for field in fields {
+            assert!(
+                text.contains(&format!("\"{field}\"")),
+                "{schema}.{field}: {text}"
+            );
+        }
+    }
+    assert!(
+        !doc["components"]["schemas"]["ApiKeyInfo"]["properties"]
+            .as_object()
+            .unwrap()
+            .contains_key("key"),
+        "the list never carries the key"
+    );
     assert!(
         doc["components"]["securitySchemes"]["bearer"]["description"]
             .as_str()
