@@ -42,6 +42,12 @@ pub mod user {
     pub const AUTH_LOGOUT: &str = "/v1/auth/logout";
     /// `GET`: the logged-in user.
     pub const USERS_ME: &str = "/v1/users/me";
+    /// `POST` creates, `GET` lists the caller's personal API keys.
+    pub const API_KEYS: &str = "/v1/users/me/api-keys";
+    /// `DELETE` revokes one.
+    pub const API_KEY: &str = "/v1/users/me/api-keys/{id}";
+    /// Token usage totals of the caller.
+    pub const USAGE: &str = "/v1/users/me/usage";
     /// `POST`: create a task; `GET`: list tasks.
     pub const TASKS: &str = "/v1/tasks";
     /// `GET`: one task, by id or name.

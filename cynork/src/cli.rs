@@ -46,6 +46,14 @@ pub enum Command {
     /// Create tasks and follow them to their results
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Create, list and revoke personal API keys
+    ///
+    /// An API key (`cyn_...`) works wherever a login does and does not expire with the
+    /// 15-minute access token: give it to OpenAI clients, scripts and tools as
+    /// `Authorization: Bearer <key>`. cynork itself uses one from CYNORK_API_KEY, or from the
+    /// file the config key `api_key_file` names, when there is no login session.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Print a shell completion script
     ///
     /// bash: `cynork completion bash > /etc/bash_completion.d/cynork`;
@@ -85,6 +93,32 @@ pub enum AuthCommand {
     /// Trade the saved refresh token for a new token pair now (cynork also does this by itself
     /// when the access token expires)
     Refresh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key and print it; it is shown this once and cannot be shown again
+    ///
+    /// Needs a login session (`cynork auth login`): an API key cannot create keys.
+    Create {
+        /// What the key is for (1 to 128 characters)
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Days until the key stops working (1 to 3650) [default: until revoked]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
+    /// List your keys, newest first (never the keys themselves)
+    List,
+    /// Revoke a key; it is refused from the next request on
+    Revoke {
+        /// The key's id, as `apikey list` shows it
+        #[arg(value_name = "ID")]
+        id: Uuid,
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +319,42 @@ mod tests {
         assert!(parse(&["task", "watch", "x", "-n", "0"]).is_err());
         assert!(parse(&["task", "list", "--status", "bogus"]).is_err());
         assert!(parse(&["task", "list", "--status", "queued", "-o", "json"]).is_ok());
+    }
+
+    #[test]
+    fn apikey_arguments_are_checked() {
+        assert!(parse(&["apikey", "create"]).is_err());
+        assert!(parse(&["apikey", "create", "--name", "ci"]).is_ok());
+        assert!(
+            parse(&[
+                "apikey",
+                "create",
+                "--name",
+                "ci",
+                "--expires-in-days",
+                "3650"
+            ])
+            .is_ok()
+        );
+        for days in ["0", "3651", "-1", "x"] {
+            let err = parse(&[
+                "apikey",
+                "create",
+                "--name",
+                "ci",
+                "--expires-in-days",
+                days,
+            ])
+            .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{days}");
+        }
+        assert_eq!(
+            parse(&["apikey", "revoke", "not-a-uuid"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert!(parse(&["apikey", "revoke", &Uuid::new_v4().to_string(), "-y"]).is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Errors come back as [`CliError`]s with one readable line: problem+json bodies are reduced to
 //! `title: detail`, connection failures say "cannot reach gateway at URL". An expired access
 //! token is refreshed once (before the request when its expiry is known, or after a 401) and
-//! the new tokens are saved where the old ones came from.
+//! the new tokens are saved where the old ones came from. A personal API key (`CYNORK_API_KEY`
+//! or the config's `api_key_file`) is sent as the bearer token as it is and never refreshed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,17 @@ pub enum TokenSource {
     Env,
     /// The config file, which receives refreshed tokens.
     File { path: PathBuf, config: Box<Config> },
+    /// A personal API key: used as is until it is revoked or expires.
+    ApiKey(KeyOrigin),
+}
+
+/// Where a personal API key came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// `CYNORK_API_KEY`.
+    Env,
+    /// The file the config's `api_key_file` names.
+    File(PathBuf),
 }
 
 /// A logged-in session.
@@ -57,6 +69,13 @@ impl Session {
         }
     }
 
+    pub fn from_api_key(key: String, origin: KeyOrigin) -> Self {
+        Self {
+            source: TokenSource::ApiKey(origin),
+            access: key,
+        }
+    }
+
     /// The session saved in the config file, if there is one.
     pub fn from_file(path: PathBuf, config: Config) -> Option<Self> {
         let access = config.token.clone().filter(|t| !t.is_empty())?;
@@ -72,7 +91,7 @@ impl Session {
     fn refresh_token(&self) -> Option<&str> {
         match &self.source {
             TokenSource::File { config, .. } => config.refresh_token.as_deref(),
-            TokenSource::Env => None,
+            TokenSource::Env | TokenSource::ApiKey(_) => None,
         }
     }
 
@@ -81,8 +100,51 @@ impl Session {
             TokenSource::File { config, .. } => config.token_expires_at.is_some_and(|at| {
                 at - chrono::Duration::seconds(REFRESH_MARGIN_SECS) <= Utc::now()
             }),
-            TokenSource::Env => false,
+            TokenSource::Env | TokenSource::ApiKey(_) => false,
         }
+    }
+
+    /// What to do about a refused credential.
+    fn hint(&self) -> String {
+        match &self.source {
+            TokenSource::ApiKey(KeyOrigin::Env) => {
+                "check CYNORK_API_KEY: the key may be revoked or expired".into()
+            }
+            TokenSource::ApiKey(KeyOrigin::File(path)) => format!(
+                "check the API key in {}: it may be revoked or expired",
+                path.display()
+            ),
+            _ => "run `cynork auth login` (or set CYNORK_TOKEN)".into(),
+        }
+    }
+}
+
+/// The credential a command uses; the first found wins: `CYNORK_TOKEN`, `CYNORK_API_KEY`, the
+/// login session saved in the config file, the API key in the file its `api_key_file` names.
+/// A login is the most deliberate act, so it beats a key configured once; `auth logout`
+/// falls back to the key.
+pub fn resolve_session(
+    env_token: Option<String>,
+    env_key: Option<String>,
+    path: PathBuf,
+    config: Config,
+) -> Result<Option<Session>> {
+    if let Some(token) = env_token {
+        return Ok(Some(Session::from_env(token)));
+    }
+    if let Some(key) = env_key {
+        return Ok(Some(Session::from_api_key(key, KeyOrigin::Env)));
+    }
+    let key_file = config.api_key_file.clone();
+    if let Some(session) = Session::from_file(path.clone(), config) {
+        return Ok(Some(session));
+    }
+    match key_file {
+        Some(file) => {
+            let key = config::read_api_key(&path, &file)?;
+            Ok(Some(Session::from_api_key(key, KeyOrigin::File(file))))
+        }
+        None => Ok(None),
     }
 }
 
@@ -182,9 +244,21 @@ impl Client {
         self.decode(resp).await
     }
 
+    /// An authenticated call whose answer has no body (204).
+    pub async fn call_no_content(&mut self, method: Method, segments: &[&str]) -> Result<()> {
+        self.authed(method, segments, &[], |_| None).await.map(drop)
+    }
+
     /// `POST /v1/auth/logout`, revoking the refresh token too. The body is built at send time
-    /// because a refresh on the way rotates the refresh token.
+    /// because a refresh on the way rotates the refresh token. With an API key there is no
+    /// session to end: nothing is sent, and the key keeps working.
     pub async fn logout(&mut self) -> Result<()> {
+        if let Some(TokenSource::ApiKey(_)) = self.session.as_ref().map(|s| &s.source) {
+            eprintln!(
+                "note: cynork uses an API key, which logout does not revoke; `cynork apikey revoke ID` does"
+            );
+            return Ok(());
+        }
         let path = routes::fill(routes::user::AUTH_LOGOUT, &[]);
         self.authed(Method::POST, &path, &[], |session| {
             Some(json_body(&LogoutRequest {
@@ -245,6 +319,11 @@ impl Client {
     /// Trades the refresh token for a new pair and saves it. A refused refresh means the
     /// session is over: that is an auth error telling the user to log in again.
     pub async fn refresh(&mut self) -> Result<()> {
+        if let Some(TokenSource::ApiKey(_)) = self.session.as_ref().map(|s| &s.source) {
+            return Err(CliError::Usage(
+                "cynork uses an API key, which has no session to refresh; it works until revoked or expired".into(),
+            ));
+        }
         let Some(refresh_token) = self
             .session
             .as_ref()
@@ -309,9 +388,13 @@ impl Client {
         }
         let line = problem_line(resp).await;
         Err(match status.as_u16() {
-            401 if authed => CliError::Auth(format!(
-                "{line}; run `cynork auth login` (or set CYNORK_TOKEN)"
-            )),
+            401 if authed => {
+                let hint = self.session.as_ref().map_or_else(
+                    || "run `cynork auth login` (or set CYNORK_TOKEN)".into(),
+                    Session::hint,
+                );
+                CliError::Auth(format!("{line}; {hint}"))
+            }
             code => CliError::from_status(code, line),
         })
     }
@@ -347,7 +430,9 @@ pub fn json_body<T: Serialize>(body: &T) -> serde_json::Value {
 }
 
 fn not_logged_in() -> CliError {
-    CliError::Auth("not logged in: run `cynork auth login` or set CYNORK_TOKEN".into())
+    CliError::Auth(
+        "not logged in: run `cynork auth login`, or set CYNORK_TOKEN or CYNORK_API_KEY".into(),
+    )
 }
 
 /// Accepts `host:port` too, as people type it.
@@ -472,6 +557,52 @@ mod tests {
         );
         let text = format!("{:?}", Session::from_env("env-secret".into()));
         assert!(!text.contains("env-secret"), "{text}");
+        let text = format!(
+            "{:?}",
+            Session::from_api_key("cyn_key-secret".into(), KeyOrigin::Env)
+        );
+        assert!(!text.contains("key-secret"), "{text}");
+    }
+
+    #[test]
+    fn credentials_resolve_env_token_env_key_session_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(dir.path().join("key"), "cyn_from_file\n").unwrap();
+        let with_session = Config {
+            token: Some("saved".into()),
+            api_key_file: Some("key".into()),
+            ..Config::default()
+        };
+        let only_file = Config {
+            api_key_file: Some("key".into()),
+            ..Config::default()
+        };
+        let resolve = |token: Option<&str>, key: Option<&str>, config: &Config| {
+            resolve_session(
+                token.map(Into::into),
+                key.map(Into::into),
+                path.clone(),
+                config.clone(),
+            )
+            .unwrap()
+            .map(|s| (s.access.clone(), s.source))
+        };
+        let (access, source) = resolve(Some("t"), Some("cyn_k"), &with_session).unwrap();
+        assert!(access == "t" && matches!(source, TokenSource::Env));
+        let (access, source) = resolve(None, Some("cyn_k"), &with_session).unwrap();
+        assert!(access == "cyn_k" && matches!(source, TokenSource::ApiKey(KeyOrigin::Env)));
+        let (access, source) = resolve(None, None, &with_session).unwrap();
+        assert!(access == "saved" && matches!(source, TokenSource::File { .. }));
+        let (access, source) = resolve(None, None, &only_file).unwrap();
+        assert_eq!(access, "cyn_from_file");
+        assert!(matches!(source, TokenSource::ApiKey(KeyOrigin::File(_))));
+        assert!(resolve(None, None, &Config::default()).is_none());
+        let missing = Config {
+            api_key_file: Some("nope".into()),
+            ..Config::default()
+        };
+        assert!(resolve_session(None, None, path.clone(), missing).is_err());
     }
 
     #[test]

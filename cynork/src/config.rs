@@ -1,7 +1,8 @@
 //! The config file: `$XDG_CONFIG_HOME/cynork/config.yaml` (else `~/.config/cynork/config.yaml`),
 //! or the file `--config` names. It holds the gateway URL and the session tokens, so it is
 //! private (dir 0700, file 0600) and replaced atomically: a crash mid-write never leaves half a
-//! file, and a reader never creates it.
+//! file, and a reader never creates it. A personal API key is never kept in it: `api_key_file`
+//! names a file holding one, so that the key can live in a secret store or a systemd credential.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -24,6 +25,10 @@ pub struct Config {
     /// When the access token expires; cynork refreshes shortly before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// A file holding a personal API key (`cyn_...`), used when there is no login session.
+    /// A relative path is relative to the config file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -34,6 +39,7 @@ impl std::fmt::Debug for Config {
             .field("token", &redact(&self.token))
             .field("refresh_token", &redact(&self.refresh_token))
             .field("token_expires_at", &self.token_expires_at)
+            .field("api_key_file", &self.api_key_file)
             .finish()
     }
 }
@@ -45,6 +51,42 @@ impl Config {
         self.refresh_token = None;
         self.token_expires_at = None;
     }
+}
+
+/// Reads the API key from `file` (relative to the config file's directory unless absolute):
+/// the file's content without surrounding whitespace. Errors name the file, never its content;
+/// a file other users may read gets a warning.
+pub fn read_api_key(config_path: &Path, file: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = match config_path.parent() {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file.to_owned(),
+    };
+    let fail = |message: String| CliError::Config {
+        path: config_path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| fail(format!("cannot read api_key_file {}: {e}", file.display())))?;
+    if let Ok(meta) = std::fs::metadata(&file)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "warning: api_key_file {} can be read by other users; run `chmod 600` on it",
+            file.display()
+        );
+    }
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(fail(format!("api_key_file {} is empty", file.display())));
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(fail(format!(
+            "api_key_file {} must hold only the key, on one line",
+            file.display()
+        )));
+    }
+    Ok(key.to_owned())
 }
 
 /// Where the config file lives: `explicit` (from `--config`), else the XDG location.
@@ -158,6 +200,7 @@ mod tests {
             token: Some("access".into()),
             refresh_token: Some("refresh".into()),
             token_expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            api_key_file: Some("cynork.key".into()),
         };
         save(&path, &config).unwrap();
         assert_eq!(mode(path.parent().unwrap()), 0o700);
@@ -195,6 +238,32 @@ mod tests {
         assert!(text.contains("cynork auth login"), "{text}");
         assert!(!text.contains("secret-value"), "{text}");
         assert_eq!(err.exit_code(), crate::error::code::USAGE);
+    }
+
+    #[test]
+    fn api_key_file_is_read_relative_to_the_config_and_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(dir.path().join("k"), "cyn_abc123\n").unwrap();
+        std::fs::set_permissions(dir.path().join("k"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        assert_eq!(read_api_key(&config, Path::new("k")).unwrap(), "cyn_abc123");
+        let absolute = dir.path().join("k");
+        assert_eq!(read_api_key(&config, &absolute).unwrap(), "cyn_abc123");
+
+        std::fs::write(dir.path().join("two"), "cyn_secret1 cyn_secret2\n").unwrap();
+        std::fs::write(dir.path().join("empty"), " \n").unwrap();
+        for (file, needle) in [
+            ("two", "only the key"),
+            ("empty", "is empty"),
+            ("missing", "cannot read"),
+        ] {
+            let err = read_api_key(&config, Path::new(file)).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(needle) && text.contains(file), "{text}");
+            assert!(!text.contains("secret"), "{text}");
+            assert_eq!(err.exit_code(), crate::error::code::USAGE);
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ Exit codes:
 Environment:
   CYNORK_GATEWAY_URL  gateway base URL (default http://localhost:12080)
   CYNORK_TOKEN        access token to use instead of the one saved by `cynork auth login`
+  CYNORK_API_KEY      personal API key (cyn_...) to use instead of the saved login session
   XDG_CONFIG_HOME     config lives in $XDG_CONFIG_HOME/cynork/config.yaml (else ~/.config/...)";
 
 #[derive(Debug, thiserror::Error)]

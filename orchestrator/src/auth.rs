@@ -1,5 +1,6 @@
 //! Credentials: Argon2id password hashes, HS256 JWTs for users and nodes, opaque refresh tokens
-//! stored as SHA-256, and the request extractors that authenticate callers.
+//! stored as SHA-256, and the request extractors that authenticate callers (users by access JWT
+//! or personal API key, nodes by node JWT).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -179,20 +180,55 @@ fn bearer(parts: &Parts) -> Result<&str> {
         .ok_or_else(|| Problem::unauthorized("Authorization header is not a Bearer token").into())
 }
 
+/// How a user proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access JWT of this refresh session.
+    Session(Uuid),
+    /// This personal API key (`cyn_...`).
+    ApiKey(Uuid),
+}
+
+/// Whom work and usage are charged to: the user and, when they came with one, their API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+}
+
 /// A user authenticated by an access token whose session is still active (logout and session
-/// revocation take effect at once).
+/// revocation take effect at once), or by a personal API key that is neither revoked nor
+/// expired. Every user route takes this one extractor, so both work everywhere.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: Uuid,
     pub handle: String,
-    pub session_id: Uuid,
+    pub credential: Credential,
+}
+
+impl CurrentUser {
+    /// The principal that model calls of this request are charged to (see [`crate::usage`]).
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.id,
+            api_key_id: match self.credential {
+                Credential::ApiKey(id) => Some(id),
+                Credential::Session(_) => None,
+            },
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let claims = state.keys.verify(bearer(parts)?, TokenType::Access)?;
+        let parts: &Parts = parts;
+        let token = bearer(parts)?;
+        if crate::apikeys::looks_like_key(token) {
+            return crate::apikeys::authenticate(state, parts, token).await;
+        }
+        let claims = state.keys.verify(token, TokenType::Access)?;
         let (Some(user_id), Some(session_id)) = (claims.user_id, claims.sid) else {
             return Err(Problem::unauthorized("token is invalid").into());
         };
@@ -209,7 +245,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         Ok(Self {
             id: user_id,
             handle,
-            session_id,
+            credential: Credential::Session(session_id),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
@@ -17,18 +17,20 @@ use cynode_contracts::user::{
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
 
+use crate::apikeys::BearerTakesApiKeys;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, tasks, web};
+use crate::{AppState, apikeys, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication and tasks"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, web::healthz, web::readyz),
-    modifiers(&SecuritySchemes),
+          task_logs, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          web::healthz, web::readyz),
+    modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
 pub struct ApiDoc;
 
@@ -38,6 +40,12 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::AUTH_REFRESH, post(refresh))
         .route(routes::user::AUTH_LOGOUT, post(logout))
         .route(routes::user::USERS_ME, get(me))
+        .route(
+            routes::user::API_KEYS,
+            post(apikeys::create).get(apikeys::list),
+        )
+        .route(routes::user::API_KEY, delete(apikeys::revoke))
+        .route(routes::user::USAGE, get(usage::report))
         .route(routes::user::TASKS, post(create_task).get(list_tasks))
         .route(routes::user::TASK, get(get_task))
         .route(routes::user::TASK_RESULT, get(task_result))

@@ -4,6 +4,7 @@
 //! [`start`] runs either or both servers in this process and returns once they listen; `main.rs`
 //! only parses the command line and waits for SIGTERM.
 
+pub mod apikeys;
 pub mod auth;
 pub mod config;
 pub mod control_plane;
@@ -16,6 +17,7 @@ pub mod nodes;
 pub mod ratelimit;
 pub mod readiness;
 pub mod tasks;
+pub mod usage;
 pub mod users;
 pub mod web;
 

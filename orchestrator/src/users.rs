@@ -299,13 +299,20 @@ pub async fn logout(
     refresh_token: Option<&str>,
     client: &ClientInfo,
 ) -> Result<()> {
+    let auth::Credential::Session(session_id) = user.credential else {
+        // A 204 would suggest that the key stopped working; it did not.
+        return Err(Problem::validation(
+            "logout ends a login session, and this request came with an API key; revoke the key with DELETE /v1/users/me/api-keys/{id}",
+        )
+        .into());
+    };
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "UPDATE refresh_sessions SET is_active = false, updated_at = now()
          WHERE user_id = $1 AND is_active AND (id = $2 OR refresh_token_hash = $3)",
     )
     .bind(user.id)
-    .bind(user.session_id)
+    .bind(session_id)
     .bind(refresh_token.map(auth::sha256))
     .execute(&mut *tx)
     .await?;

@@ -1,6 +1,7 @@
 //! One function per command. Each builds its client from the [`Context`] and prints through
 //! [`crate::output`].
 
+mod apikey;
 mod auth;
 mod docs;
 mod status;
@@ -9,7 +10,7 @@ mod task;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, DEFAULT_GATEWAY};
-use crate::client::{Client, Session};
+use crate::client::{self, Client, KeyOrigin, Session};
 use crate::config::{self, Config};
 use crate::error::{CliError, Result};
 use crate::output::Format;
@@ -53,20 +54,26 @@ impl Context {
         Client::new(&self.gateway(config.as_ref()), None)
     }
 
-    /// A client with the session: `CYNORK_TOKEN` first, then the config file. Without either,
-    /// the first authenticated call fails with the auth exit code before sending anything.
+    /// A client with the credential [`client::resolve_session`] picks (`CYNORK_TOKEN`,
+    /// `CYNORK_API_KEY`, the saved session, `api_key_file`). Without any, the first
+    /// authenticated call fails with the auth exit code before sending anything.
     pub fn client(&self) -> Result<Client> {
-        let env_token = std::env::var("CYNORK_TOKEN").ok().filter(|t| !t.is_empty());
-        if let (Some(token), true) = (&env_token, self.has_gateway_flag()) {
-            return Client::new(&self.gateway(None), Some(Session::from_env(token.clone())));
+        let env = |key: &str| std::env::var(key).ok().filter(|t| !t.is_empty());
+        let (env_token, env_key) = (env("CYNORK_TOKEN"), env("CYNORK_API_KEY"));
+        if self.has_gateway_flag() {
+            let session = match (&env_token, &env_key) {
+                (Some(token), _) => Some(Session::from_env(token.clone())),
+                (None, Some(key)) => Some(Session::from_api_key(key.clone(), KeyOrigin::Env)),
+                (None, None) => None,
+            };
+            if session.is_some() {
+                return Client::new(&self.gateway(None), session);
+            }
         }
         let path = self.config_path()?;
         let config = config::load(&path)?;
         let gateway = self.gateway(Some(&config));
-        let session = match env_token {
-            Some(token) => Some(Session::from_env(token)),
-            None => Session::from_file(path, config),
-        };
+        let session = client::resolve_session(env_token, env_key, path, config)?;
         Client::new(&gateway, session)
     }
 }
@@ -85,6 +92,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status => status::status(&ctx).await,
         Command::Auth(cmd) => auth::run(&ctx, cmd).await,
         Command::Task(cmd) => task::run(&ctx, cmd).await,
+        Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
         Command::Completion { shell } => {
             docs::completion(shell);
             Ok(())

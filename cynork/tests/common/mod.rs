@@ -240,13 +240,15 @@ impl Cynork {
         self.config_home.path().join("cynork").join("config.yaml")
     }
 
-    /// The environment every run gets: its own XDG config dir, the gateway, no inherited token.
+    /// The environment every run gets: its own XDG config dir, the gateway, no inherited token or
+    /// API key.
     pub fn command(&self) -> Command {
         let mut command = Command::new(Self::binary());
         command
             .env("XDG_CONFIG_HOME", self.config_home.path())
             .env("CYNORK_GATEWAY_URL", &self.gateway)
             .env_remove("CYNORK_TOKEN")
+            .env_remove("CYNORK_API_KEY")
             .kill_on_drop(true);
         command
     }
