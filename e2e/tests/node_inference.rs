@@ -214,3 +214,74 @@ async fn a_task_with_use_inference_gets_a_completion_from_inside_its_sandbox() {
         "{result}"
     );
 }
+
+/// A host service that comes up after the node (systemd starts them side by side): with
+/// `inference.existing_wait_seconds` the node waits for it, saying so, and uses it.
+#[tokio::test]
+async fn a_configured_existing_server_that_starts_late_is_waited_for() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let port = cynode_e2e::free_port();
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options.inference_url = format!("http://127.0.0.1:{port}");
+    options.existing_wait_seconds = 90;
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    let waiting = format!("for the inference server at http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !node.statuses().iter().any(|s| s.contains(&waiting)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            node.statuses()
+        );
+        node.notify.drain(Duration::from_millis(200)).await;
+    }
+    let _server = cynode_e2e::process::ChildGuard::spawn(
+        tokio::process::Command::new(&env.llama_server)
+            .args([
+                "-m",
+                &env.model_path.display().to_string(),
+                "--alias",
+                &env.inference_model,
+            ])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "-c",
+                "512",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    node.expect_ready(START_LIMIT).await;
+    let inference = orchestrator.latest_inference_report(&node.slug).await;
+    assert_eq!(inference["existing_service"], true, "{inference}");
+}
+
+#[tokio::test]
+async fn an_existing_server_that_never_answers_fails_the_node_after_the_wait() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let port = cynode_e2e::free_port();
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options.inference_url = format!("http://127.0.0.1:{port}");
+    options.existing_wait_seconds = 3;
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    let status = node.process.wait_exit(START_LIMIT).await;
+    node.notify.drain(Duration::from_millis(300)).await;
+    assert!(status.is_some_and(|s| !s.success()), "log:\n{}", node.log());
+    let statuses = node.statuses();
+    assert!(
+        statuses.iter().any(|s| s.contains(&format!(
+            "for the inference server at http://127.0.0.1:{port}"
+        ))),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.last().is_some_and(|s| s.starts_with("failed:")),
+        "{statuses:?}"
+    );
+    assert!(!node.notify.received().iter().any(|l| l == "READY=1"));
+}

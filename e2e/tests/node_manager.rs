@@ -168,6 +168,7 @@ async fn without_inference_the_node_never_becomes_ready_and_exits_non_zero() {
         container_name: unique_container_name(),
         psk: orchestrator.psk.clone(),
         extra_env: Vec::new(),
+        existing_wait_seconds: 0,
     };
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     let status = node.process.wait_exit(START_LIMIT).await;
@@ -217,6 +218,7 @@ async fn with_no_inference_running_it_starts_the_container_and_removes_it_on_sig
         container_name: unique_container_name(),
         psk: orchestrator.psk.clone(),
         extra_env: Vec::new(),
+        existing_wait_seconds: 0,
     };
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     node.expect_ready(START_LIMIT).await;
@@ -378,6 +380,7 @@ async fn sigterm_while_waiting_for_the_model_removes_the_container_it_created() 
         container_name: unique_container_name(),
         psk: orchestrator.psk.clone(),
         extra_env: Vec::new(),
+        existing_wait_seconds: 0,
     };
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     let deadline = tokio::time::Instant::now() + START_LIMIT;

@@ -139,6 +139,7 @@ struct FileInference {
     image: Option<String>,
     container_name: Option<String>,
     startup_timeout_seconds: Option<Seconds>,
+    existing_wait_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +215,10 @@ pub struct InferenceSettings {
     pub image: String,
     pub container_name: String,
     pub startup_timeout: Duration,
+    /// How long start-up waits for a server already expected at `url` (a host service that
+    /// starts alongside the node) before it falls back to the orchestrator's container or fails.
+    /// Zero: look once.
+    pub existing_wait: Duration,
 }
 
 impl InferenceSettings {
@@ -442,6 +447,7 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
                 .unwrap_or_else(|| DEFAULT_OLLAMA_CONTAINER.to_owned()),
             // Pulling and loading a model can take minutes on a cold node.
             startup_timeout: seconds_or(file.inference.startup_timeout_seconds, 600),
+            existing_wait: seconds_or(file.inference.existing_wait_seconds, 0),
         },
         state_dir,
         shutdown_grace: seconds_or(file.shutdown.grace_seconds, 10),

@@ -102,7 +102,7 @@ impl Node {
 
         notify::status("collecting node capabilities");
         self.facts = Some(StaticFacts::gather(&self.podman).await);
-        self.inference_found_running = self.model_snapshot().await.is_some();
+        self.inference_found_running = self.wait_for_existing_inference().await;
         let report = self.capability_report().await;
 
         notify::status(&format!(
@@ -148,6 +148,35 @@ impl Node {
             delivered.config_version
         ));
         Ok(())
+    }
+
+    /// Whether a model server answers at the configured URL now, or within
+    /// `inference.existing_wait_seconds` (a host service starting alongside the node); each
+    /// second of waiting says so in `STATUS=`, naming the URL.
+    async fn wait_for_existing_inference(&self) -> bool {
+        if !self.config.inference.wanted(self.config.sandbox.mode) {
+            return false;
+        }
+        let wait = self.config.inference.existing_wait;
+        let url = &self.config.inference.url;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.models.snapshot().await.is_some() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                if !wait.is_zero() {
+                    tracing::warn!(%url, secs = wait.as_secs(), "no inference server answered within the wait");
+                }
+                return false;
+            }
+            notify::status(&format!(
+                "waiting up to {}s more for the inference server at {url}",
+                left.as_secs().max(1)
+            ));
+            tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
+        }
     }
 
     /// What the state database remembers of the last run; a changed slug means this state

@@ -187,6 +187,8 @@ pub struct NodeOptions {
     pub container_name: String,
     pub psk: String,
     pub extra_env: Vec<(String, String)>,
+    /// `inference.existing_wait_seconds`: how long start-up waits for the server at the URL.
+    pub existing_wait_seconds: u64,
 }
 
 impl NodeOptions {
@@ -198,6 +200,7 @@ impl NodeOptions {
             container_name: unique_container_name(),
             psk: orchestrator.psk.clone(),
             extra_env: Vec::new(),
+            existing_wait_seconds: 0,
         }
     }
 }
@@ -243,6 +246,7 @@ inference:
   image: {inference_image}
   container_name: {container}
   startup_timeout_seconds: 120
+  existing_wait_seconds: {existing_wait}
 storage:
   state_dir: {dir}/state
 shutdown:
@@ -256,6 +260,7 @@ shutdown:
             inference_url = options.inference_url,
             inference_image = options.inference_image,
             container = options.container_name,
+            existing_wait = options.existing_wait_seconds,
         );
         std::fs::write(dir.path().join("node.yaml"), yaml).unwrap();
         let notify = NotifySocket::bind();
