@@ -60,6 +60,16 @@ run cynork task create --name hello --wait \
   --command 'grep CapEff /proc/self/status' \
   --command 'ls -ld /workspace; cat /etc/hostname >/workspace/proof.txt && echo wrote /workspace/proof.txt'
 run cynork task logs hello
+
+say "Inference from a sandbox: a pod with loopback only, the node's model through its sidecar"
+cat >"$DEMO/ask-model.sh" <<'SH'
+echo "interfaces: $(ls /sys/class/net)   OLLAMA_BASE_URL=$OLLAMA_BASE_URL"
+body='{"model":"MODEL","max_tokens":30,"messages":[{"role":"user","content":"In one sentence, what is a sandbox?"}]}'
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' "${#body}" "$body" |
+  nc 127.0.0.1 11434 | sed -n 's/.*"content":"\([^"]*\)".*/the model says: \1/p'
+SH
+sed -i "s/MODEL/$CYNODE_TEST_INFERENCE_MODEL/" "$DEMO/ask-model.sh"
+run cynork task create --name ask-model --wait --use-inference --script "$DEMO/ask-model.sh"
 run cynork task list
 run cynork auth logout
 
