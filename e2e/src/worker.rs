@@ -1,7 +1,7 @@
 //! A real `cynode-worker-api`, started the way the node manager starts it: the token on stdin
 //! and nowhere else, its own mount root, a free port on loopback.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -33,6 +33,11 @@ pub struct Worker {
 impl Worker {
     /// Starts the binary with the dev sandbox image as its default and only image, plus `args`.
     pub async fn start(env: &DevEnv, args: &[String]) -> Self {
+        Self::start_with(&env.podman_socket, &env.sandbox_image, args).await
+    }
+
+    /// Starts the binary on another Podman socket or with another default image.
+    pub async fn start_with(podman_socket: &Path, default_image: &str, args: &[String]) -> Self {
         let mount_root = tempfile::tempdir().expect("tempdir");
         let port = crate::free_port();
         let token = format!("tok-{}", Uuid::new_v4().simple());
@@ -42,11 +47,11 @@ impl Worker {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--podman-socket")
-            .arg(&env.podman_socket)
+            .arg(podman_socket)
             .arg("--mount-root")
             .arg(mount_root.path())
             .arg("--default-image")
-            .arg(&env.sandbox_image)
+            .arg(default_image)
             .args(args)
             .env_remove("WORKER_API_BEARER_TOKEN")
             .stdin(Stdio::piped())

@@ -7,22 +7,30 @@ use std::time::Duration;
 
 use cynode_contracts::routes;
 use cynode_e2e::DevEnv;
-use cynode_e2e::process::{ChildGuard, binary, wait_http};
+use cynode_e2e::process::{ChildGuard, binary};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use uuid::Uuid;
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A running `cynode-worker-api` with its own mount root and a random token.
+/// The harness's worker plus the dev environment it runs in.
 struct Worker {
-    child: ChildGuard,
-    base: String,
-    token: String,
-    mount_root: tempfile::TempDir,
+    worker: cynode_e2e::worker::Worker,
     env: DevEnv,
-    client: reqwest::Client,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = cynode_e2e::worker::Worker;
+    fn deref(&self) -> &Self::Target {
+        &self.worker
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.worker
+    }
 }
 
 impl Worker {
@@ -50,57 +58,16 @@ impl Worker {
         extra_allowed: &str,
         extra_args: &[&str],
     ) -> Self {
-        let mount_root = tempfile::tempdir().expect("tempdir");
-        let port = cynode_e2e::free_port();
-        let token = format!("tok-{}", Uuid::new_v4().simple());
-        let mut command = Command::new(binary("cynode-worker-api"));
-        command
-            .arg("--bearer-token-stdin")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--podman-socket")
-            .arg(podman_socket)
-            .arg("--mount-root")
-            .arg(mount_root.path())
-            .arg("--default-image")
-            .arg(default_image)
-            .arg("--allowed-image")
-            .arg(default_image)
-            .arg("--allowed-image")
-            .arg(extra_allowed)
-            .args(extra_args)
-            .env_remove("WORKER_API_BEARER_TOKEN")
-            .stdin(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn cynode-worker-api");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(format!("{token}\n").as_bytes())
-            .await
-            .unwrap();
-        drop(stdin);
-        let base = format!("http://127.0.0.1:{port}");
-        assert!(
-            wait_http(
-                &format!("{base}{}", routes::HEALTHZ),
-                200,
-                Duration::from_secs(20)
-            )
-            .await,
-            "worker API did not answer /healthz"
-        );
-        Self {
-            child: ChildGuard(child),
-            base,
-            token,
-            mount_root,
-            env,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn job_dir(&self, job_id: Uuid) -> PathBuf {
-        self.mount_root.path().join(job_id.to_string())
+        let mut args = vec![
+            "--allowed-image".to_owned(),
+            default_image.to_owned(),
+            "--allowed-image".to_owned(),
+            extra_allowed.to_owned(),
+        ];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let worker =
+            cynode_e2e::worker::Worker::start_with(&podman_socket, default_image, &args).await;
+        Self { worker, env }
     }
 
     async fn post(&self, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
