@@ -17,8 +17,8 @@ for tool in curl podman psql; do
 done
 
 echo "== build (release)" >&2
-cargo build --release --quiet -p cynode-orchestrator -p cynode-node-manager -p cynode-worker-api \
-  -p cynode-e2e --bin cynode-bench-http
+cargo build --release --quiet -p cynode-orchestrator -p cynode-node-manager -p cynode-worker-api
+cargo build --release --quiet -p cynode-e2e --bin cynode-bench-http
 scripts/build-inference-proxy.sh release
 BIN="$PWD/target/release"
 STACK="$DEV_HOME/bench-inference-proxy"
