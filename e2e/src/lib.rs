@@ -157,6 +157,20 @@ impl DevEnv {
             .expect("list containers through the Podman socket")
     }
 
+    /// A second llama.cpp server of its own on 127.0.0.1:`port` with the dev model, for tests
+    /// that stop it or start it late; killed with the guard. Answers `/health` once loaded.
+    pub fn spawn_llama_server(&self, port: u16) -> process::ChildGuard {
+        process::ChildGuard::spawn(
+            tokio::process::Command::new(&self.llama_server)
+                .arg("-m")
+                .arg(&self.model_path)
+                .args(["--alias", &self.inference_model, "-c", "512"])
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+    }
+
     /// A Podman REST client on the dev socket.
     pub fn podman(&self) -> podman_api::Podman {
         podman_api::Podman::unix(&self.podman_socket)

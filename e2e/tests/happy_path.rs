@@ -8,78 +8,8 @@ mod node_support;
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
-use node_support::{NodeManager, NodeOptions, Orchestrator};
-use serde_json::{Value, json};
+use node_support::{NodeManager, NodeOptions, Orchestrator, User};
 use sqlx::Connection;
-
-/// A user of the gateway, logged in as the bootstrap admin.
-struct User {
-    http: reqwest::Client,
-    gw: String,
-    token: String,
-}
-
-impl User {
-    async fn login(orchestrator: &Orchestrator) -> Self {
-        let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{}/v1/auth/login", orchestrator.gw))
-            .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"].as_str().expect("access token").into();
-        Self {
-            http,
-            gw: orchestrator.gw.clone(),
-            token,
-        }
-    }
-
-    async fn create_commands_task(&self, commands: &str) -> String {
-        let created = self
-            .http
-            .post(format!("{}/v1/tasks", self.gw))
-            .bearer_auth(&self.token)
-            .json(&json!({"prompt": commands, "input_mode": "commands"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
-        let task: Value = created.json().await.unwrap();
-        task["id"].as_str().expect("task id").to_owned()
-    }
-
-    /// Polls `GET /v1/tasks/{id}/result` until the task is finished; `None` after `limit`.
-    async fn finished_result(&self, id: &str, limit: Duration) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            let result: Value = self
-                .http
-                .get(format!("{}/v1/tasks/{id}/result", self.gw))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if matches!(
-                result["status"].as_str(),
-                Some("completed" | "failed" | "canceled")
-            ) {
-                return Some(result);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        None
-    }
-}
 
 #[tokio::test]
 async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back() {
@@ -116,7 +46,11 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
     );
 
     let status = node.process.terminate(Duration::from_secs(30)).await;
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}; node log:\n{}",
+        node.log()
+    );
 }
 
 #[tokio::test]

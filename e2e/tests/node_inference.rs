@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cynode_e2e::DevEnv;
 use cynode_e2e::ollama::OllamaDouble;
-use node_support::{NodeManager, NodeOptions, Orchestrator};
-use serde_json::{Value, json};
+use node_support::{NodeManager, NodeOptions, Orchestrator, User};
+use serde_json::json;
 
 const START_LIMIT: Duration = Duration::from_secs(120);
 
@@ -146,17 +146,7 @@ async fn a_task_with_use_inference_gets_a_completion_from_inside_its_sandbox() {
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     node.expect_ready(START_LIMIT).await;
 
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{}/v1/auth/login", orchestrator.gw))
-        .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().expect("access token");
+    let user = User::login(&orchestrator).await;
     let body = json!({"model": env.inference_model, "max_tokens": 8,
         "messages": [{"role": "user", "content": "Say hello."}]})
     .to_string();
@@ -165,40 +155,13 @@ async fn a_task_with_use_inference_gets_a_completion_from_inside_its_sandbox() {
          Content-Type: application/json\\r\\nContent-Length: %s\\r\\n\\r\\n%s' \"${{#body}}\" \"$body\" \
          | nc 127.0.0.1 11434 | grep -q '\"choices\"' && echo GOT-COMPLETION"
     );
-    let created: Value = http
-        .post(format!("{}/v1/tasks", orchestrator.gw))
-        .bearer_auth(token)
-        .json(&json!({"prompt": script, "input_mode": "script", "use_inference": true}))
-        .send()
+    let id = user
+        .create_task(json!({"prompt": script, "input_mode": "script", "use_inference": true}))
+        .await;
+    let result = user
+        .finished_result(&id, Duration::from_secs(120))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().expect("task id");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let result = loop {
-        let result: Value = http
-            .get(format!("{}/v1/tasks/{id}/result", orchestrator.gw))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            result["status"].as_str(),
-            Some("completed" | "failed" | "canceled")
-        ) {
-            break result;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "unfinished: {result}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        .unwrap_or_else(|| panic!("unfinished; node log:\n{}", node.log()));
     let job = &result["jobs"][0]["result"];
     assert_eq!(result["status"], "completed", "{result}");
     assert_eq!(job["stdout"], "GOT-COMPLETION\n", "{result}");
@@ -236,25 +199,7 @@ async fn a_configured_existing_server_that_starts_late_is_waited_for() {
         );
         node.notify.drain(Duration::from_millis(200)).await;
     }
-    let _server = cynode_e2e::process::ChildGuard::spawn(
-        tokio::process::Command::new(&env.llama_server)
-            .args([
-                "-m",
-                &env.model_path.display().to_string(),
-                "--alias",
-                &env.inference_model,
-            ])
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "-c",
-                "512",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
+    let _server = env.spawn_llama_server(port);
     node.expect_ready(START_LIMIT).await;
     let inference = orchestrator.latest_inference_report(&node.slug).await;
     assert_eq!(inference["existing_service"], true, "{inference}");

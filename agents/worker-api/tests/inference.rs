@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
-use cynode_e2e::process::ChildGuard;
 use cynode_e2e::worker::Worker;
 use futures::StreamExt;
 use podman_api::opts::{PodListFilter, PodListOpts};
@@ -239,25 +238,7 @@ async fn a_backend_that_is_down_is_503_and_inference_off_is_503_too() {
 async fn a_backend_that_dies_mid_stream_ends_the_stream_with_an_error_event() {
     let env = DevEnv::load();
     let port = cynode_e2e::free_port();
-    let mut server = ChildGuard::spawn(
-        tokio::process::Command::new(&env.llama_server)
-            .args([
-                "-m",
-                &env.model_path.display().to_string(),
-                "--alias",
-                &env.inference_model,
-            ])
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "-c",
-                "512",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
+    let mut server = env.spawn_llama_server(port);
     let url = format!("http://127.0.0.1:{port}");
     assert!(
         cynode_e2e::process::wait_http(&format!("{url}/health"), 200, Duration::from_secs(60))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use cynode_e2e::notify::NotifySocket;
 use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use cynode_e2e::{DevEnv, free_port};
+use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 use tokio::process::Command;
 
@@ -493,4 +494,79 @@ pub async fn remove_container(env: &DevEnv, name: &str) {
 /// Whether a container of that name exists on the dev Podman socket.
 pub async fn container_exists(env: &DevEnv, name: &str) -> bool {
     env.podman().containers().get(name).exists().await.unwrap()
+}
+
+/// A user of the gateway, logged in as the bootstrap admin.
+pub struct User {
+    http: reqwest::Client,
+    gw: String,
+    token: String,
+}
+
+impl User {
+    pub async fn login(orchestrator: &Orchestrator) -> Self {
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{}/v1/auth/login", orchestrator.gw))
+            .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().expect("access token").into();
+        Self {
+            http,
+            gw: orchestrator.gw.clone(),
+            token,
+        }
+    }
+
+    pub async fn create_commands_task(&self, commands: &str) -> String {
+        self.create_task(json!({"prompt": commands, "input_mode": "commands"}))
+            .await
+    }
+
+    /// `POST /v1/tasks` with `body`; returns the new task's id.
+    pub async fn create_task(&self, body: Value) -> String {
+        let created = self
+            .http
+            .post(format!("{}/v1/tasks", self.gw))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let task: Value = created.json().await.unwrap();
+        task["id"].as_str().expect("task id").to_owned()
+    }
+
+    /// Polls `GET /v1/tasks/{id}/result` until the task is finished; `None` after `limit`.
+    pub async fn finished_result(&self, id: &str, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let result: Value = self
+                .http
+                .get(format!("{}/v1/tasks/{id}/result", self.gw))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if matches!(
+                result["status"].as_str(),
+                Some("completed" | "failed" | "canceled")
+            ) {
+                return Some(result);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    }
 }
