@@ -107,6 +107,7 @@ fn no_inference(world: &mut NodeWorld) {
         container_name: unique_container_name(),
         psk: state.orchestrator().psk.clone(),
         extra_env: Vec::new(),
+        existing_wait_seconds: 0,
     });
 }
 

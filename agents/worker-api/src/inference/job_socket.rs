@@ -4,6 +4,7 @@
 //! header. The socket and its directory go when the job ends (also when this value is dropped
 //! on an error path).
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +35,14 @@ impl JobSocket {
         }
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let path = dir.join(SOCKET_NAME);
-        let listener = UnixListener::bind(&path)?;
+        // A socket address holds at most 107 bytes of path, and a deep mount root plus a job id
+        // can be longer; binding through the directory's descriptor keeps the address short.
+        let handle = std::fs::File::open(&dir)?;
+        let listener = UnixListener::bind(format!(
+            "/proc/self/fd/{}/{SOCKET_NAME}",
+            handle.as_raw_fd()
+        ))?;
+        drop(handle);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let usage = Arc::new(Usage::default());
         let app = job_router(backend, Arc::clone(&usage));
@@ -71,5 +79,42 @@ impl Drop for JobSocket {
         {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a job's inference socket");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_in_a_directory_too_deep_for_a_socket_address_still_binds() {
+        let root = tempfile::tempdir().unwrap();
+        let job_dir = root
+            .path()
+            .join("d".repeat(60))
+            .join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir_all(&job_dir).unwrap();
+        assert!(
+            job_dir
+                .join("inference")
+                .join(SOCKET_NAME)
+                .as_os_str()
+                .len()
+                > 108
+        );
+        let backend = Backend::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        let socket = JobSocket::open(&job_dir, backend).unwrap();
+        let path = socket.dir().join(SOCKET_NAME);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dir = socket.dir().to_owned();
+        let usage = socket.close();
+        assert_eq!(usage["requests"], 0);
+        assert!(!dir.exists(), "the socket directory goes with the job");
     }
 }
