@@ -60,6 +60,9 @@ run cynork task create --name hello --wait \
   --command 'grep CapEff /proc/self/status' \
   --command 'ls -ld /workspace; cat /etc/hostname >/workspace/proof.txt && echo wrote /workspace/proof.txt'
 run cynork task logs hello
+say "A prompt task: the Project Manager model (the node's model) answers it; nothing runs as shell"
+run cynork task create --name ask --wait 'Tell me what model you are'
+run cynork task steps ask
 run cynork task list
 run cynork auth logout
 
