@@ -70,6 +70,10 @@ printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: a
 SH
 sed -i "s/MODEL/$CYNODE_TEST_INFERENCE_MODEL/" "$DEMO/ask-model.sh"
 run cynork task create --name ask-model --wait --use-inference --script "$DEMO/ask-model.sh"
+
+say "A prompt task: the Project Manager model (the node's model) answers it; nothing runs as shell"
+run cynork task create --name ask --wait 'Tell me what model you are'
+run cynork task steps ask
 run cynork task list
 run cynork auth logout
 

@@ -58,6 +58,8 @@ pub mod user {
     pub const TASK_CANCEL: &str = "/v1/tasks/{id}/cancel";
     /// `GET`: a task's logs.
     pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
+    /// `GET`: a prompt task's Project Manager steps.
+    pub const TASK_STEPS: &str = "/v1/tasks/{id}/steps";
 }
 
 /// The segments of `path` (`"/v1/tasks/{id}"` → `["v1", "tasks", "{id}"]`).

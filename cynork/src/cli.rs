@@ -156,6 +156,8 @@ pub enum TaskCommand {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Show a prompt task's Project Manager steps (model decisions, jobs, output)
+    Steps(TaskRef),
     /// Follow a task's status live until it finishes
     ///
     /// On a terminal it shows a spinner line; when piped it prints one line per status change.

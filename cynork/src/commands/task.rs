@@ -1,9 +1,11 @@
-//! `cynork task create|list|get|result|logs|cancel|watch`.
+//! `cynork task create|list|get|result|logs|cancel|watch|steps`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use cynode_contracts::user::{CancelResponse, Task, TaskList, TaskLogs, TaskResult, TaskStatus};
+use cynode_contracts::user::{
+    CancelResponse, Task, TaskList, TaskLogs, TaskResult, TaskStatus, TaskSteps,
+};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -69,6 +71,14 @@ pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
             stream,
             follow,
         } => logs(ctx, &task.id, stream, follow).await,
+        TaskCommand::Steps(task) => {
+            let steps: TaskSteps = ctx
+                .client()?
+                .call(Method::GET, &["v1", "tasks", &task.id, "steps"], &[], None)
+                .await?;
+            emit(ctx.format, &steps, || steps_table(&steps));
+            Ok(())
+        }
         TaskCommand::Cancel { task, yes } => {
             if !yes {
                 let answer = prompt(&format!("Cancel task {}? [y/N] ", task.id))?;
@@ -242,6 +252,55 @@ fn outcome_error(result: &TaskResult) -> Option<String> {
     }
 }
 
+/// One line per step: index, model@node, the decision, its job and exit code, tokens, time.
+fn steps_table(steps: &TaskSteps) -> String {
+    let mut out =
+        String::from("STEP  MODEL@NODE  ACTION  JOB  EXIT  TOKENS(IN/OUT)  MODEL_MS  DETAIL");
+    for s in &steps.steps {
+        let action = s
+            .decision
+            .as_ref()
+            .and_then(|d| d.get("action")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "-".into());
+        let detail = match (&s.error, &s.decision) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, Some(d)) if action == "answer" => d
+                .get("answer")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            (None, Some(d)) => d
+                .get("commands")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let exit = s
+            .output
+            .as_ref()
+            .and_then(|o| o.get("exit_code")?.as_i64())
+            .map_or("-".into(), |c| c.to_string());
+        let job = s.job_id.map_or("-".into(), |j| j.to_string());
+        out.push_str(&format!(
+            "\n{}  {}@{}  {action}  {job}  {exit}  {}/{}  {}  {}",
+            s.index,
+            s.model,
+            s.node_slug,
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.model_ms,
+            detail.replace('\n', " ")
+        ));
+    }
+    out
+}
+
 /// `task_id= status=` and, once terminal, `stdout= stderr=` (concatenated over the jobs),
 /// `exit_code=` for a single job and `error=` when dispatch failed.
 fn result_line(result: &TaskResult) -> String {
@@ -249,6 +308,9 @@ fn result_line(result: &TaskResult) -> String {
         ("task_id", result.task_id.to_string()),
         ("status", result.status.to_string()),
     ];
+    if let Some(answer) = &result.answer {
+        pairs.push(("answer", answer.clone()));
+    }
     if result.status.is_terminal() {
         let field = |key: &str| -> String {
             result
@@ -340,6 +402,7 @@ mod tests {
     fn result_line_shows_output_only_when_terminal() {
         let id = uuid::Uuid::nil();
         let mut result = TaskResult {
+            answer: None,
             task_id: id,
             status: TaskStatus::Running,
             jobs: vec![JobResult {
@@ -382,6 +445,7 @@ mod tests {
             ended_at: None,
         };
         let mut result = TaskResult {
+            answer: None,
             task_id: id,
             status: TaskStatus::Completed,
             jobs: vec![job(0)],
