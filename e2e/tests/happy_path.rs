@@ -18,7 +18,7 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
     let options = NodeOptions::existing_inference(&env, &orchestrator);
     let mut node = NodeManager::start(&env, &orchestrator, &options);
     node.expect_ready(Duration::from_secs(120)).await;
-    let (code, reason) = orchestrator.readyz().await;
+    let (code, reason) = orchestrator.ready_within(Duration::from_secs(90)).await;
     assert_eq!(code, 200, "{reason}");
 
     let user = User::login(&orchestrator).await;

@@ -399,6 +399,11 @@ async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inf
         let statuses = nodes[i].statuses();
         assert!(statuses.len() >= 3, "{name}: {statuses:?}");
     }
+    // Ready once the Project Manager model answered its warm-up on one of the nodes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while readyz(&net) != "200" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_eq!(readyz(&net), "200", "not ready with two nodes");
 
     // --- users: tasks run on both nodes ----------------------------------------------------

@@ -41,7 +41,7 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
         row.worker_url.as_deref(),
         Some(format!("http://127.0.0.1:{}", node.worker_port).as_str())
     );
-    let (status, reason) = orchestrator.readyz().await;
+    let (status, reason) = orchestrator.ready_within(Duration::from_secs(90)).await;
     assert_eq!(status, 200, "{reason}");
 
     node.assert_started_in_order();
@@ -358,7 +358,7 @@ async fn the_node_renews_its_jwt_before_it_expires_and_stays_dispatchable() {
         orchestrator.capability_reports(&node.slug).await > reports_before,
         "reports keep being accepted after the first JWT expired"
     );
-    let (code, reason) = orchestrator.readyz().await;
+    let (code, reason) = orchestrator.ready_within(Duration::from_secs(90)).await;
     assert_eq!(code, 200, "{reason}");
 }
 
@@ -528,7 +528,7 @@ async fn a_new_config_version_restarts_the_node_which_then_acks_it() {
         third.ack_version.as_deref(),
         Some(second.config_version.as_str())
     );
-    let (code, reason) = orchestrator.readyz().await;
+    let (code, reason) = orchestrator.ready_within(Duration::from_secs(90)).await;
     assert_eq!(code, 200, "{reason}");
     let status = node.process.terminate(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");

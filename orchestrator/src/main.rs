@@ -27,11 +27,40 @@ enum Command {
     Migrate,
 }
 
+/// `EX_CONFIG`: the configuration (file, env or secrets) is wrong. The units list it in
+/// `RestartPreventExitStatus=`, so a bad setting gives one clear journal line, not a restart loop.
+const EXIT_CONFIG: u8 = 78;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            tracing::error!("configuration error: {e:#}");
+            std::process::ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Other(e)) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+async fn run() -> Result<(), Failure> {
     let cli = Cli::parse();
     cynode_service_kit::logging::init("info");
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| Failure::Config(e.into()))?;
     let role = match cli.command {
         Command::Migrate => {
             let db = cynode_orchestrator::connect(&config, &config.database_url()?).await?;
@@ -43,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
         Command::UserGateway => Role::UserGateway,
         Command::All => Role::All,
     };
-    let secrets = config.secrets(role != Role::UserGateway)?;
+    let secrets = config
+        .secrets(role != Role::UserGateway)
+        .map_err(|e| Failure::Config(e.into()))?;
     let running = cynode_orchestrator::start(role, config, secrets)
         .await
         .context("orchestrator failed to start")?;

@@ -148,7 +148,8 @@ async fn missing_secrets_stop_the_start_with_the_fix() {
         &[("BOOTSTRAP_ADMIN_PASSWORD_FILE", UNSET)],
     );
     let status = p.child.wait_exit(LIMIT).await.expect("exits");
-    assert!(!status.success());
+    // EX_CONFIG, which the units do not restart on.
+    assert_eq!(status.code(), Some(78), "{status:?}");
     let log = std::fs::read_to_string(&p.stderr).unwrap();
     assert!(log.contains("BOOTSTRAP_ADMIN_PASSWORD"), "{log}");
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
@@ -159,7 +160,7 @@ async fn missing_secrets_stop_the_start_with_the_fix() {
     assert_eq!(admins, 0, "no default admin");
 
     let mut p = spawn(dir.path(), &db, None, &[("JWT_SECRET", "short")]);
-    assert!(!p.child.wait_exit(LIMIT).await.unwrap().success());
+    assert_eq!(p.child.wait_exit(LIMIT).await.unwrap().code(), Some(78));
     assert!(
         std::fs::read_to_string(&p.stderr)
             .unwrap()
@@ -226,4 +227,25 @@ async fn a_crash_mid_dispatch_loses_nothing_and_runs_nothing_twice() {
         .matches("expired lease reclaimed")
         .count();
     assert_eq!(reclaims, 2);
+}
+
+/// A config file that does not parse stops the start with EX_CONFIG (78), which the units do not
+/// restart on, and names the file; nothing is contacted.
+#[tokio::test]
+async fn an_invalid_config_file_exits_78_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orchestrator.toml");
+    std::fs::write(&file, "listen = [unclosed\n").unwrap();
+    let output = Command::new(binary("cynode-orchestrator"))
+        .arg("--config")
+        .arg(&file)
+        .arg("all")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("orchestrator.toml"), "{stderr}");
 }

@@ -104,6 +104,19 @@ impl Orchestrator {
         self.process = spawn_orchestrator(self.dir.path(), &self.vars, &self.cp).await;
     }
 
+    /// Polls `GET /readyz` until it answers 200 (after a node is ready the orchestrator still
+    /// warms up its Project Manager model) or `limit` passes; returns the last answer.
+    pub async fn ready_within(&self, limit: Duration) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let answer = self.readyz().await;
+            if answer.0 == 200 || tokio::time::Instant::now() >= deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// `(status, body)` of `GET /readyz` on the control plane.
     pub async fn readyz(&self) -> (u16, String) {
         let resp = reqwest::get(format!("{}/readyz", self.cp)).await.unwrap();

@@ -155,7 +155,11 @@ fn status_order(world: &mut NodeWorld) {
 
 #[then("the orchestrator is ready")]
 async fn orchestrator_ready(world: &mut NodeWorld) {
-    let (code, reason) = world.startup.orchestrator().readyz().await;
+    let (code, reason) = world
+        .startup
+        .orchestrator()
+        .ready_within(std::time::Duration::from_secs(90))
+        .await;
     assert_eq!(code, 200, "{reason}");
 }
 
