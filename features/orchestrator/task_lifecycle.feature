@@ -25,7 +25,7 @@ Feature: Task lifecycle through the user gateway
   Scenario: A prompt task is never run as shell
     When I create a "prompt" task "echo pwned"
     Then the task becomes "failed"
-    And the task summary says "no inference path for prompt tasks yet"
+    And the task summary says "project manager model is not available"
     And the worker received nothing
 
   @REQ-USRGWY-0124 @REQ-IDENTY-0122

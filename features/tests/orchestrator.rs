@@ -127,6 +127,9 @@ async fn start(world: &mut OrchWorld) {
             .env("NODE_REGISTRATION_PSK", PSK)
             .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
             .env("INFERENCE_MODEL", "smollm2:135m")
+            // These nodes are registered through the API and serve no model: readiness is the
+            // node part only (the Project Manager warm-up is covered by orchestrator/tests/pm.rs).
+            .env("PM_REQUIRED", "false")
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
             .env(

@@ -36,6 +36,8 @@ fn spawn(dir: &Path, database_url: &str, notify: Option<&Path>, extra: &[(&str, 
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "debug")
+        // The worker doubles serve no model: readiness is the node part (PM: tests/pm.rs).
+        .env("PM_REQUIRED", "false")
         .env("DATABASE_URL", database_url)
         .env("JWT_SECRET", JWT_SECRET)
         .env("NODE_REGISTRATION_PSK", PSK)

@@ -45,13 +45,16 @@ Only if you must run shell commands in a Linux sandbox first, reply \
 {\"action\":\"run\",\"commands\":[\"<command>\"],\"why\":\"<reason>\"}; \
 you then get their output and decide again. Prefer answering directly.";
 
-/// The JSON schema of a decision; `final_step` allows only `answer`.
+/// The JSON schema of a decision; `final_step` allows only `answer`. Every string is bounded so
+/// that a decision constrained by the schema closes well within `PM_MAX_TOKENS` (512 by
+/// default): a small model that rambles would otherwise be cut off mid-string, and its answer
+/// would not parse.
 pub fn decision_schema(final_step: bool) -> Value {
     let answer = json!({
         "type": "object",
         "properties": {
             "action": {"type": "string", "enum": ["answer"]},
-            "answer": {"type": "string", "minLength": 1}
+            "answer": {"type": "string", "minLength": 1, "maxLength": 800}
         },
         "required": ["action", "answer"],
         "additionalProperties": false
@@ -63,8 +66,13 @@ pub fn decision_schema(final_step: bool) -> Value {
         "type": "object",
         "properties": {
             "action": {"type": "string", "enum": ["run"]},
-            "commands": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "why": {"type": "string"},
+            "commands": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 300},
+                "minItems": 1,
+                "maxItems": 4
+            },
+            "why": {"type": "string", "maxLength": 200},
             "use_inference": {"type": "boolean"}
         },
         "required": ["action", "commands", "why"],
