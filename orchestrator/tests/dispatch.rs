@@ -487,7 +487,9 @@ async fn open_task(o: &Orchestrator, admin: &str, name: &str, plan: Plan) -> Uui
         project_id: None,
         name,
         prompt: "plan it",
-        input_mode: InputMode::Prompt,
+        // Not `prompt`: the orchestrator's Project Manager resumes open prompt tasks on its own,
+        // and this test is the queue's open plan driven by the test itself.
+        input_mode: InputMode::Script,
         use_inference: false,
     };
     jobs::open_task(&mut tx, &task, plan).await.unwrap();

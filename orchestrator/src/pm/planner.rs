@@ -372,11 +372,14 @@ async fn fail(state: &AppState, task_id: Uuid, reason: &str) -> Result<()> {
 
 async fn drive_locked(state: &AppState, task_id: Uuid) -> Result<()> {
     loop {
-        let row: Option<(String, bool, String, Uuid)> =
-            sqlx::query_as("SELECT status, plan_open, prompt, created_by FROM tasks WHERE id = $1")
-                .bind(task_id)
-                .fetch_optional(&state.db)
-                .await?;
+        // Only prompt tasks are the Project Manager's; another planner's open plan is not.
+        let row: Option<(String, bool, String, Uuid)> = sqlx::query_as(
+            "SELECT status, plan_open, prompt, created_by FROM tasks
+             WHERE id = $1 AND input_mode = 'prompt'",
+        )
+        .bind(task_id)
+        .fetch_optional(&state.db)
+        .await?;
         let Some((status, plan_open, prompt, created_by)) = row else {
             return Ok(());
         };
