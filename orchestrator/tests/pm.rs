@@ -146,10 +146,15 @@ async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up()
     let model = ScriptedModel::start(MODEL).await;
     model.hold_warmups(true);
     let _node = PmNode::start(&o, "pm-node", &model.url).await;
-    assert_eq!(
-        readyz(&o).await,
-        (503, format!("warming up {MODEL} on pm-node"))
-    );
+    // The selection sees the new node on its next pass; until then the model is "not available".
+    let warming = (503, format!("warming up {MODEL} on pm-node"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = readyz(&o).await;
+    while seen != warming && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = readyz(&o).await;
+    }
+    assert_eq!(seen, warming);
     assert_eq!(model.warmups(), 0);
     model.hold_warmups(false);
     wait_ready(&o).await;
