@@ -58,6 +58,8 @@ pub mod user {
     pub const TASK_CANCEL: &str = "/v1/tasks/{id}/cancel";
     /// `GET`: a task's logs.
     pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
+    /// `GET`: a prompt task's Project Manager steps.
+    pub const TASK_STEPS: &str = "/v1/tasks/{id}/steps";
     /// `GET`: OpenAI-compatible model list (`cynodeai.pm` and every model a node serves).
     pub const MODELS: &str = "/v1/models";
     /// `POST`: OpenAI-compatible chat completion, streaming (SSE) or not.

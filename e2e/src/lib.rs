@@ -10,6 +10,7 @@ pub mod nspawn;
 pub mod ollama;
 pub mod process;
 pub mod sandbox;
+pub mod scripted_model;
 pub mod units;
 pub mod worker;
 

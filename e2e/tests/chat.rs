@@ -203,7 +203,10 @@ out["bad_key"] = status_of(lambda: OpenAI(base_url=base, api_key="cyn_" + "0" * 
 def pm():
     r = client.chat.completions.create(model="cynodeai.pm", messages=history)
     out["pm_content"] = r.choices[0].message.content
+    out["pm_model"] = r.model
 out["pm"] = status_of(pm)
+model = "cynodeai.pm"
+out["pm_stream"] = streamed(stream_options={"include_usage": True})
 print(json.dumps(out))
 "#;
 
@@ -264,10 +267,20 @@ async fn the_openai_python_client_lists_models_and_chats_through_the_gateway() {
     assert_eq!(out["empty_messages"]["status"], 400, "{out}");
     assert_eq!(out["empty_messages"]["code"], "invalid_request", "{out}");
     assert_eq!(out["bad_key"]["status"], 401, "{out}");
-    assert_eq!(
-        out["pm"],
-        json!({"status": 503, "code": "model_unavailable", "type": "cynodeai_error"}),
-        "the Project Manager is not in this build"
+    // cynodeai.pm: the Project Manager answers (on the node's model), whole or as chunks.
+    assert_eq!(out["pm"], json!({"status": 200}), "{out}");
+    assert_eq!(out["pm_model"], "cynodeai.pm", "{out}");
+    assert!(
+        out["pm_content"]
+            .as_str()
+            .is_some_and(|c| !c.trim().is_empty()),
+        "{out}"
+    );
+    let pm_stream = &out["pm_stream"];
+    assert!(!pm_stream["deltas"].as_array().unwrap().is_empty(), "{out}");
+    assert!(
+        pm_stream["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{out}"
     );
 
     // A node that went away: its model is unavailable, not unknown. (Killed: the worker API

@@ -51,6 +51,11 @@ struct FileConfig {
     node_stale_after: Option<Seconds>,
     sandbox_image: Option<String>,
     inference_model: Option<String>,
+    pm_model: Option<String>,
+    pm_required: Option<bool>,
+    pm_max_steps: Option<u32>,
+    pm_max_tokens: Option<u32>,
+    pm_model_timeout: Option<Seconds>,
     node_inference_image: Option<String>,
     node_inference_port: Option<u16>,
     node_inference_command: Option<String>,
@@ -87,6 +92,19 @@ pub struct Config {
     /// Image put in dispatched jobs; empty means the node's default.
     pub sandbox_image: String,
     pub inference_model: String,
+    /// The Project Manager model pin (`PM_MODEL`; else `INFERENCE_MODEL` when set); empty lets
+    /// the selection pick by VRAM (`pm::select`).
+    pub pm_model: String,
+    /// Whether readiness waits for the PM model to answer (`PM_REQUIRED`, default true). Off, it
+    /// only needs a dispatchable node, as before the PM existed (sandbox-only deployments, tests
+    /// of other parts).
+    pub pm_required: bool,
+    /// Model calls a prompt task may make before it fails with "step bound reached".
+    pub pm_max_steps: u32,
+    /// `max_tokens` of each PM model call.
+    pub pm_max_tokens: u32,
+    /// Upper bound of one PM model call (and of the warm-up).
+    pub pm_model_timeout: Duration,
     pub node_inference_image: String,
     pub node_inference_port: u16,
     pub node_inference_command: Vec<String>,
@@ -268,7 +286,46 @@ impl Config {
                 d => d,
             },
             sandbox_image: pick("SANDBOX_IMAGE", file.sandbox_image).unwrap_or_default(),
-            inference_model: pick("INFERENCE_MODEL", file.inference_model).unwrap_or_default(),
+            inference_model: pick("INFERENCE_MODEL", file.inference_model.clone())
+                .unwrap_or_default(),
+            pm_model: pick("PM_MODEL", file.pm_model)
+                .filter(|m| !m.trim().is_empty())
+                .or_else(|| pick("INFERENCE_MODEL", file.inference_model))
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            pm_required: match pick("PM_REQUIRED", file.pm_required.map(|b| b.to_string())) {
+                None => true,
+                Some(v) => match v.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            key: "PM_REQUIRED".into(),
+                            message: format!("expected true or false, got {other:?}"),
+                        });
+                    }
+                },
+            },
+            pm_max_steps: positive(
+                "PM_MAX_STEPS",
+                number(
+                    "PM_MAX_STEPS",
+                    file.pm_max_steps.map(|v| v.to_string()),
+                    "4",
+                )?,
+            )?
+            .min(100) as u32,
+            pm_max_tokens: positive(
+                "PM_MAX_TOKENS",
+                number(
+                    "PM_MAX_TOKENS",
+                    file.pm_max_tokens.map(|v| v.to_string()),
+                    "512",
+                )?,
+            )?
+            .min(1_000_000) as u32,
+            pm_model_timeout: duration("PM_MODEL_TIMEOUT", file.pm_model_timeout, "120s")?,
             node_inference_image: pick("NODE_INFERENCE_IMAGE", file.node_inference_image)
                 .unwrap_or_default(),
             node_inference_port: number(

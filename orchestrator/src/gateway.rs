@@ -12,7 +12,7 @@ use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task, TaskList,
-    TaskLogStream, TaskLogs, TaskResult, TaskStatus, TokenResponse, UserInfo,
+    TaskLogStream, TaskLogs, TaskResult, TaskStatus, TaskSteps, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
@@ -28,7 +28,7 @@ use crate::{AppState, apikeys, chat, tasks, usage, web};
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          task_logs, task_steps, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::TASKS, post(create_task).get(list_tasks))
         .route(routes::user::TASK, get(get_task))
         .route(routes::user::TASK_RESULT, get(task_result))
+        .route(routes::user::TASK_STEPS, get(task_steps))
         .route(routes::user::TASK_CANCEL, post(cancel_task))
         .route(routes::user::TASK_LOGS, get(task_logs))
         .route(routes::user::CHAT_THREADS, get(chat::list_threads))
@@ -238,6 +239,20 @@ async fn task_result(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskResult>> {
     Ok(Json(tasks::result(&state, &user, &id).await?))
+}
+
+/// A prompt task's Project Manager steps: each model call, its decision, the job it ran and
+/// that job's output as fed back, token counts and timings. Owner only.
+#[utoipa::path(get, path = "/v1/tasks/{id}/steps", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "task id or name")), responses(
+    (status = 200, body = TaskSteps), (status = 401, body = Problem), (status = 404, body = Problem),
+))]
+async fn task_steps(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<TaskSteps>> {
+    Ok(Json(tasks::steps(&state, &user, &id).await?))
 }
 
 /// Cancels an unfinished task; a finished one is 409.

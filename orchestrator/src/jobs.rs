@@ -71,6 +71,10 @@ pub trait Planner: Send + Sync + std::fmt::Debug {
     /// derived afterwards. Must not block; spawn the work. Jobs ended by cancel or the lease
     /// reaper do not call it.
     fn step_finished(&self, _task_id: Uuid, _job_id: Uuid, _task_status: TaskStatus) {}
+
+    /// Called by the process that created the task, after the creating transaction committed
+    /// (an open plan can start working now). Must not block; spawn the work.
+    fn opened(&self, _task_id: Uuid, _input_mode: InputMode) {}
 }
 
 /// Today's planner: `script` and `commands` run as one sandbox job `sh -c <text>`; `prompt`

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod node_inference;
 pub mod nodes;
+pub mod pm;
 pub mod ratelimit;
 pub mod readiness;
 pub mod tasks;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Decides what a new task runs.
     pub planner: Arc<dyn jobs::Planner>,
+    /// The Project Manager's selection, warm-up and prompt-task drivers.
+    pub pm: Arc<pm::Pm>,
 }
 
 impl AppState {
@@ -154,9 +157,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         .connect_timeout(Duration::from_secs(5))
         .build()
         .context("building the worker API client")?;
-    let planner = Arc::new(jobs::ShellPlanner {
+    let planner = Arc::new(pm::planner::PmPlanner::new(jobs::ShellPlanner {
         sandbox_image: config.sandbox_image.clone(),
-    });
+    }));
     let state = AppState {
         db,
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
@@ -166,8 +169,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         wake: Arc::new(Notify::new()),
         node_change: Arc::new(Notify::new()),
         http,
-        planner,
+        planner: planner.clone(),
+        pm: Arc::new(pm::Pm::default()),
     };
+    planner.attach(state.clone());
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
     }
@@ -206,6 +211,18 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             state.clone(),
             stopped(stop_rx.clone()),
         )));
+        // Prompt tasks left open (a restart, another process's creation) are driven from here.
+        let resume = tokio::spawn(pm::planner::resume_loop(
+            state.clone(),
+            Duration::from_secs(5),
+        ));
+        let rx = stop_rx.clone();
+        let pm_state = state.pm.clone();
+        tasks.push(tokio::spawn(async move {
+            stopped(rx).await;
+            resume.abort();
+            pm_state.stop();
+        }));
     }
     if let Some(listener) = user_gateway_listener {
         let (addr, handle) =

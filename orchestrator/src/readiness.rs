@@ -1,22 +1,46 @@
-//! Readiness: the orchestrator is ready when its database answers and an inference path exists
-//! (a dispatchable node). `/readyz` says why not; `STATUS=` follows the same state.
+//! Readiness: the orchestrator is ready when its database answers, a node is dispatchable and
+//! (with `PM_REQUIRED`, the default) the Project Manager model was selected and answered its
+//! warm-up (`pm`). `/readyz` says which step is missing: `no dispatchable node`,
+//! `project manager model <m> not available on any node` or `warming up <m> on <node>`;
+//! `STATUS=` follows the same state.
 
 use std::time::Duration;
 
 use crate::AppState;
-use crate::nodes;
+use crate::{nodes, pm};
 
+/// The reason without `PM_REQUIRED`: only a dispatchable node is needed.
 pub const NO_INFERENCE_PATH: &str = "no inference path available (no dispatchable worker node: register and configure a worker node, and have it acknowledge its configuration as applied)";
+
+/// How long `/readyz` waits for a selection and warm-up it started itself.
+const INLINE_REFRESH: Duration = Duration::from_secs(3);
 
 /// `Ok(n)` with the number of dispatchable nodes, or the reason the service is not ready.
 pub async fn check(state: &AppState) -> Result<i64, String> {
-    match nodes::dispatchable_count(&state.db, state.config.node_stale_after).await {
+    let count = match nodes::dispatchable_count(&state.db, state.config.node_stale_after).await {
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            Err("readiness check failed (database error)".to_owned())
+            return Err("readiness check failed (database error)".to_owned());
         }
-        Ok(0) => Err(NO_INFERENCE_PATH.to_owned()),
-        Ok(n) => Ok(n),
+        Ok(n) => n,
+    };
+    if !state.config.pm_required {
+        return if count == 0 {
+            Err(NO_INFERENCE_PATH.to_owned())
+        } else {
+            Ok(count)
+        };
+    }
+    if count == 0 {
+        return Err(pm::PmStatus::NoNode.reason().expect("a reason"));
+    }
+    if state.pm.reason().is_some() {
+        // Nodes changed since the tracker last looked, or nobody looked yet: look now, briefly.
+        let _ = tokio::time::timeout(INLINE_REFRESH, pm::refresh(state)).await;
+    }
+    match state.pm.reason() {
+        Some(reason) => Err(reason),
+        None => Ok(count),
     }
 }
 
@@ -27,11 +51,14 @@ fn status_line(result: &Result<i64, String>) -> String {
     }
 }
 
-/// Keeps systemd's `STATUS=` in step with readiness: re-checked on every node change and at
-/// least every few seconds, sent only when it changes.
+/// Keeps the PM selection current and systemd's `STATUS=` in step with readiness: re-checked
+/// on every node change and at least every few seconds, sent only when it changes.
 pub async fn track_status(state: AppState) {
     let mut last = String::new();
     loop {
+        if state.config.pm_required {
+            pm::refresh(&state).await;
+        }
         let line = status_line(&check(&state).await);
         if line != last {
             cynode_service_kit::notify::status(&line);

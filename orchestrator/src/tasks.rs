@@ -9,7 +9,7 @@ use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, InputMode, JobResult, MAX_ATTACHMENT_PATH_CHARS,
     MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream, TaskLogs, TaskResult,
-    TaskStatus,
+    TaskStatus, TaskStep, TaskSteps,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -220,6 +220,7 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
     let task = fetch(&mut *tx, user.id, task_id).await?;
     tx.commit().await?;
     state.signal_change();
+    state.planner.opened(task_id, mode);
     tracing::info!(task_id = %task_id, user_id = %user.id, mode = mode.as_str(), "task created");
     Ok(task)
 }
@@ -332,11 +333,44 @@ pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> R
             ended_at: job.ended_at,
         })
         .collect();
+    let answer = match (task.input_mode, task.status) {
+        (InputMode::Prompt, TaskStatus::Completed) => task.summary.clone(),
+        _ => None,
+    };
     Ok(TaskResult {
         task_id: task.id,
         status: task.status,
         jobs,
+        answer,
     })
+}
+
+/// `GET /v1/tasks/{id}/steps`: the Project Manager steps of the caller's task (none for
+/// `script` / `commands` tasks).
+pub async fn steps(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<TaskSteps> {
+    let id = resolve(state, user, id_or_name).await?;
+    let steps = crate::pm::planner::steps(&state.db, id)
+        .await?
+        .into_iter()
+        .map(|s| TaskStep {
+            index: s.step_index,
+            model: s.model,
+            node_slug: s.node_slug,
+            request: s.request,
+            response: s.response,
+            decision: s.decision,
+            job_id: s.job_id,
+            output: s.output,
+            error: s.error,
+            prompt_tokens: s.prompt_tokens,
+            completion_tokens: s.completion_tokens,
+            model_ms: s.model_ms,
+            job_ms: s.job_ms,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+        .collect();
+    Ok(TaskSteps { task_id: id, steps })
 }
 
 /// Cancels a task that has not finished, with its unfinished jobs. A finished task is a 409:

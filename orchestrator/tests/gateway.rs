@@ -299,29 +299,29 @@ async fn tasks_are_created_listed_named_and_owned() {
     let (_, bobs) = o.get(&bob, "/v1/tasks").await;
     assert_eq!(bobs["tasks"], json!([]));
 
-    // A prompt task is never run as shell: it fails with the reason and no job reaches a worker.
+    // A prompt task is never run as shell: without a Project Manager model it fails with the
+    // reason, and no job reaches a worker.
     let prompt = o
         .create_task(&bob, json!({"prompt": "rm -rf / please"}))
         .await;
-    assert_eq!(prompt["status"], "failed");
+    let prompt_id = prompt["id"].as_str().unwrap();
+    let prompt = o.wait_finished(&bob, prompt_id).await;
+    assert_eq!(prompt["status"], "failed", "{prompt}");
     assert!(
         prompt["summary"]
             .as_str()
             .unwrap()
-            .contains("no inference path for prompt tasks yet")
+            .contains("project manager model is not available"),
+        "{prompt}"
     );
-    let (_, result) = o
-        .get(
-            &bob,
-            &format!("/v1/tasks/{}/result", prompt["id"].as_str().unwrap()),
-        )
-        .await;
+    let (_, result) = o.get(&bob, &format!("/v1/tasks/{prompt_id}/result")).await;
+    assert_eq!(result["jobs"].as_array().unwrap().len(), 1, "{result}");
     assert_eq!(result["jobs"][0]["status"], "failed");
     assert!(
         result["jobs"][0]["result"]["error"]
             .as_str()
             .unwrap()
-            .contains("no inference path")
+            .contains("project manager model is not available")
     );
 
     // Pagination with the status filter applied first.

@@ -340,6 +340,7 @@ mod tests {
     fn result_line_shows_output_only_when_terminal() {
         let id = uuid::Uuid::nil();
         let mut result = TaskResult {
+            answer: None,
             task_id: id,
             status: TaskStatus::Running,
             jobs: vec![JobResult {
@@ -382,6 +383,7 @@ mod tests {
             ended_at: None,
         };
         let mut result = TaskResult {
+            answer: None,
             task_id: id,
             status: TaskStatus::Completed,
             jobs: vec![job(0)],

@@ -54,6 +54,8 @@ impl Stack {
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
             .env("ORCHESTRATOR_PUBLIC_URL", &control_plane)
             .env("RATE_LIMIT_PER_MINUTE", "1000")
+            // The test node has no model: readiness needs no Project Manager here.
+            .env("PM_REQUIRED", "false")
             .env_remove("NOTIFY_SOCKET")
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);

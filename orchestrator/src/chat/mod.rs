@@ -705,8 +705,8 @@ pub struct PmAnswer {
 /// `cynodeai.pm`: the Project Manager answers with the whole history.
 async fn pm(call: &Call, user: &CurrentUser, request: Validated) -> Result<Response, ChatError> {
     let answer = pm_answer(call, user, request.messages()).await?;
-    call.finish(&answer.content, &answer.model, answer.usage)
-        .await;
+    // Stored with the model that answered; the PM recorded the usage already.
+    call.finish(&answer.content, &answer.model, None).await;
     call.audit("success", 200, None, answer.usage).await;
     let id = format!("chatcmpl-{}", Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
@@ -736,16 +736,37 @@ async fn pm(call: &Call, user: &CurrentUser, request: Validated) -> Result<Respo
     Ok(Json(completion).into_response())
 }
 
+/// The Project Manager's answer ([`crate::pm::chat_answer`], which records the token usage
+/// itself).
 async fn pm_answer(
-    _call: &Call,
-    _user: &CurrentUser,
-    _messages: Vec<Value>,
+    call: &Call,
+    user: &CurrentUser,
+    messages: Vec<Value>,
 ) -> Result<PmAnswer, ChatError> {
-    Err(ChatError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "model_unavailable",
-        "the Project Manager is not available in this build; choose a node model from GET /v1/models",
-    ))
+    match crate::pm::chat_answer(&call.state, user.principal(), messages).await {
+        Ok(reply) => Ok(PmAnswer {
+            content: reply.content,
+            model: reply.model,
+            usage: Some((reply.usage.prompt_tokens, reply.usage.completion_tokens)),
+        }),
+        Err(crate::pm::PmError::Unavailable(why)) => Err(ChatError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            format!("the Project Manager is not available: {why}"),
+        )),
+        Err(crate::pm::PmError::Backend(why)) if why.contains("did not answer within") => {
+            Err(ChatError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "cynodeai_completion_timeout",
+                format!("the Project Manager {why}"),
+            ))
+        }
+        Err(crate::pm::PmError::Backend(why)) => Err(ChatError::new(
+            StatusCode::BAD_GATEWAY,
+            "orchestrator_inference_failed",
+            format!("the Project Manager's model failed: {why}"),
+        )),
+    }
 }
 
 /// The caller's chat threads, newest first.

@@ -70,6 +70,9 @@ pub fn settings(cp_port: u16, gw_port: u16, extra: &[(&str, &str)]) -> HashMap<S
         ("DISPATCH_RETRY_BASE", "200ms".to_owned()),
         ("DATABASE_POOL_SIZE", "8".to_owned()),
         ("INFERENCE_MODEL", "smollm2:135m".to_owned()),
+        // Readiness of these tests' nodes (worker doubles without a model) needs no PM model;
+        // tests of the PM turn it on.
+        ("PM_REQUIRED", "false".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
