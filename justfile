@@ -25,6 +25,10 @@ bench-sandbox RUNS="30": setup
 bench-inference-proxy RUNS="50": setup
     scripts/bench-inference-proxy.sh {{RUNS}}
 
+# Chat through the user gateway vs the model directly (median/p95, time to first token).
+bench-inference RUNS="50": setup
+    scripts/bench-inference.sh {{RUNS}}
+
 # Orchestrator benchmark: login and GET task req/s (wrk), dispatch jobs/s, idle RSS.
 bench-orchestrator DURATION="10" JOBS="2000": setup
     scripts/bench-orchestrator.sh {{DURATION}} {{JOBS}}

@@ -303,8 +303,13 @@ pub async fn completions(
             Ok(response)
         }
         Err(e) => {
-            call.audit(e.outcome(), e.status.as_u16(), Some(e.code), None)
-                .await;
+            let how = Outcome {
+                outcome: e.outcome(),
+                status: e.status.as_u16(),
+                error_code: Some(e.code),
+                usage: None,
+            };
+            call.close(None, None, how).await;
             Err(e)
         }
     }
@@ -503,45 +508,81 @@ pub struct Call {
     pub started: Instant,
 }
 
+/// How a call ended, for [`Call::close`].
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// `success`, `error`, `canceled` or `timeout`.
+    pub outcome: &'a str,
+    pub status: u16,
+    pub error_code: Option<&'a str>,
+    /// The model's token counts, for the audit row.
+    pub usage: Option<(u64, u64)>,
+}
+
+impl Outcome<'_> {
+    pub const fn success(usage: Option<(u64, u64)>) -> Self {
+        Outcome {
+            outcome: "success",
+            status: 200,
+            error_code: None,
+            usage,
+        }
+    }
+}
+
 impl Call {
-    /// Stores the answer in the thread and records its token usage. Failures are logged: the
-    /// client already has (or is getting) the answer.
-    pub async fn finish(&self, content: &str, model: &str, usage: Option<(u64, u64)>) {
-        if let Some(thread) = self.thread_id
-            && !content.is_empty()
-            && let Err(e) =
-                threads::store_message(&self.state.db, thread, "assistant", content, Some(model))
-                    .await
-        {
-            tracing::error!(error = %e, "storing a chat answer failed");
-        }
-        if let Some((prompt_tokens, completion_tokens)) = usage {
-            let call = ModelCall {
-                task_id: None,
-                model,
-                prompt_tokens,
-                completion_tokens,
-            };
-            if let Err(e) = usage::record(&self.state.db, self.principal, &call).await {
-                tracing::error!(error = %e, "recording chat token usage failed");
+    /// Ends the call in one transaction: stores the answer (`answer`: content and the model
+    /// that wrote it) in the thread, records `record` as token usage, and writes the audit row.
+    /// Failures are logged: the client already has (or is getting) the answer.
+    pub async fn close(
+        &self,
+        answer: Option<(&str, &str)>,
+        record: Option<(u64, u64)>,
+        how: Outcome<'_>,
+    ) {
+        let result = async {
+            let mut tx = self.state.db.begin().await?;
+            threads::relaxed(&mut tx).await?;
+            if let (Some(thread), Some((content, model))) = (self.thread_id, answer)
+                && !content.is_empty()
+            {
+                threads::insert(&mut tx, thread, "assistant", content, Some(model)).await?;
             }
+            if let (Some((prompt_tokens, completion_tokens)), Some((_, model))) = (record, answer) {
+                let call = ModelCall {
+                    task_id: None,
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                };
+                usage::record(&mut *tx, self.principal, &call).await?;
+            }
+            self.audit(&mut tx, how).await?;
+            tx.commit().await?;
+            Ok::<_, error::Error>(())
         }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "storing the chat answer, usage or audit row failed");
+        }
+        tracing::info!(
+            model = %self.model,
+            path = if self.model == PM_MODEL { "pm" } else { "node" },
+            outcome = how.outcome,
+            status = how.status,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "chat completion"
+        );
     }
 
     /// The call's `chat_audit_log` row (no message content).
-    pub async fn audit(
-        &self,
-        outcome: &str,
-        status: u16,
-        error_code: Option<&str>,
-        usage: Option<(u64, u64)>,
-    ) {
+    async fn audit(&self, tx: &mut sqlx::PgConnection, how: Outcome<'_>) -> error::Result<()> {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let kinds = self
             .findings
             .any()
             .then(|| json!(self.findings.kinds.clone()));
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO chat_audit_log (id, user_id, api_key_id, project_id, thread_id, model,
                  stream, outcome, status_code, error_code, redaction_applied, redaction_kinds,
                  duration_ms, prompt_tokens, completion_tokens)
@@ -554,27 +595,17 @@ impl Call {
         .bind(self.thread_id)
         .bind(&self.model)
         .bind(self.stream)
-        .bind(outcome)
-        .bind(i32::from(status))
-        .bind(error_code)
+        .bind(how.outcome)
+        .bind(i32::from(how.status))
+        .bind(how.error_code)
         .bind(self.findings.any())
         .bind(kinds)
         .bind(i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX))
-        .bind(usage.map(|u| count(u.0)))
-        .bind(usage.map(|u| count(u.1)))
-        .execute(&self.state.db)
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "writing the chat audit row failed");
-        }
-        tracing::info!(
-            model = %self.model,
-            path = if self.model == PM_MODEL { "pm" } else { "node" },
-            outcome,
-            status,
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            "chat completion"
-        );
+        .bind(how.usage.map(|u| count(u.0)))
+        .bind(how.usage.map(|u| count(u.1)))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -689,8 +720,8 @@ async fn complete(
         .unwrap_or(&call.model)
         .to_owned();
     let usage = usage_of(&completion["usage"]);
-    call.finish(&content, &model, usage).await;
-    call.audit("success", 200, None, usage).await;
+    call.close(Some((&content, &model)), usage, Outcome::success(usage))
+        .await;
     Ok(Json(completion).into_response())
 }
 
@@ -706,8 +737,9 @@ pub struct PmAnswer {
 async fn pm(call: &Call, user: &CurrentUser, request: Validated) -> Result<Response, ChatError> {
     let answer = pm_answer(call, user, request.messages()).await?;
     // Stored with the model that answered; the PM recorded the usage already.
-    call.finish(&answer.content, &answer.model, None).await;
-    call.audit("success", 200, None, answer.usage).await;
+    let stored = Some((answer.content.as_str(), answer.model.as_str()));
+    call.close(stored, None, Outcome::success(answer.usage))
+        .await;
     let id = format!("chatcmpl-{}", Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     if request.stream {

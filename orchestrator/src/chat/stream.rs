@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Call, sse_response, text_of, usage_of};
+use super::{Call, Outcome, sse_response, text_of, usage_of};
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -121,8 +121,13 @@ pub fn relay(call: Call, mut answer: reqwest::Response, include_usage: bool) -> 
             }
         }
         let model = call.model.clone();
-        call.finish(&content, &model, usage).await;
-        call.audit(outcome.0, outcome.1, outcome.2, usage).await;
+        let how = Outcome {
+            outcome: outcome.0,
+            status: outcome.1,
+            error_code: outcome.2,
+            usage,
+        };
+        call.close(Some((&content, &model)), usage, how).await;
         if outcome.0 == "success" {
             let _ = tx.send(Bytes::from_static(DONE)).await;
         } else if outcome.0 != "canceled" {
