@@ -25,8 +25,9 @@ bench-sandbox RUNS="30": setup
 bench-inference-proxy RUNS="50": setup
     scripts/bench-inference-proxy.sh {{RUNS}}
 
-# Prompt-task latency end to end vs a direct model call with the same prompt (release, loopback).
-bench-inference RUNS="10": setup
+# Prompt-task latency end to end, and chat through the gateway (median/p95, time to first token),
+# each against the same request sent straight to the model server (release, loopback).
+bench-inference RUNS="20": setup
     scripts/bench-inference.sh {{RUNS}}
 
 # Orchestrator benchmark: login and GET task req/s (wrk), dispatch jobs/s, idle RSS.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Inference benchmarks, one run, loopback only, on the real stack (release orchestrator + node
 # manager + worker API + the dev llama.cpp server). Each section measures against a baseline
-# taken in the same run and prints ratios. More sections (chat) are appended below the marker.
-# Usage: scripts/bench-inference.sh [RUNS] (default 10).
+# taken in the same run and prints ratios. Sections: prompt task, chat.
+# Usage: scripts/bench-inference.sh [RUNS] (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS="${1:-10}"
+RUNS="${1:-20}"
 DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "bench-inference: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
 set -a; . "$DEV_HOME/devenv.env"; set +a
@@ -69,4 +69,80 @@ printf '  direct model call   median %6s ms\n' "$direct"
 printf '  prompt task (e2e)   median %6s ms   ratio %.2fx\n' "$task" "$(python3 -c "print($task/max($direct,1))")"
 echo "  (the prompt task: PM_MAX_TOKENS=$PM_MAX_TOKENS, a system brief and a JSON-schema grammar; polling adds up to ~10 ms)"
 
-# ---- more sections go below this line --------------------------------------------------------
+# ---- section: chat through the gateway vs direct ---------------------------------------------
+# POST /v1/chat/completions through the user gateway (API key auth, thread, redaction, audit,
+# usage, node routing, the worker API) against the same request straight to the model server.
+# Non-streaming: median and p95 of the whole call. Streaming: time to the first content token.
+# Requests alternate between the two paths so that drift hits both alike.
+echo "== chat: gateway vs direct ($RUNS requests each)"
+umask 077
+curl -fsS -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  --data-binary '{"name":"bench-inference"}' "$GW/v1/users/me/api-keys" | jq -j .key >"$STACK/api-key"
+python3 - "$RUNS" "$GW" "$CYNODE_TEST_INFERENCE_URL" "$CYNODE_TEST_INFERENCE_MODEL" "$STACK/api-key" <<'PY'
+import http.client, json, statistics, sys, time, urllib.parse
+
+runs, gateway, direct, model = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+key = open(sys.argv[5]).read().strip()
+body = json.dumps({"model": model, "max_tokens": 16, "temperature": 0, "seed": 1,
+                   "messages": [{"role": "user", "content": "Count from one to five."}]})
+stream_body = json.dumps({**json.loads(body), "stream": True})
+
+class Path:
+    """The standard library's client, a new loopback connection per request on both paths
+    (llama.cpp's server closes kept-alive connections after a few requests)."""
+    def __init__(self, url, headers):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.headers = {"content-type": "application/json", "connection": "close", **headers}
+    def post(self, payload):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        conn.request("POST", "/v1/chat/completions", body=payload, headers=self.headers)
+        r = conn.getresponse()
+        assert r.status == 200, (r.status, r.read())
+        return r
+
+paths = {"gateway": Path(gateway, {"authorization": f"Bearer {key}"}), "direct": Path(direct, {})}
+
+def whole(path):
+    t = time.perf_counter()
+    answer = json.loads(path.post(body).read())
+    elapsed = time.perf_counter() - t
+    assert answer["choices"][0]["message"]["content"] is not None
+    return elapsed
+
+def first_token(path):
+    t = time.perf_counter()
+    r = path.post(stream_body)
+    first = None
+    while line := r.readline():
+        if first is None and line.startswith(b"data: {"):
+            chunk = json.loads(line[6:])
+            if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                first = time.perf_counter() - t
+    assert first is not None, "no content token"
+    return first
+
+def measure(fn):
+    times = {name: [] for name in paths}
+    for name, client in paths.items():  # warm-up: connections, prompt cache
+        for _ in range(3):
+            fn(client)
+    for _ in range(runs):
+        for name, client in paths.items():
+            times[name].append(fn(client) * 1000)
+    return times
+
+def p95(values):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+for title, fn in (("non-streaming, whole call", whole), ("streaming, time to first token", first_token)):
+    times = measure(fn)
+    g, d = times["gateway"], times["direct"]
+    gm, dm, gp, dp = statistics.median(g), statistics.median(d), p95(g), p95(d)
+    print(f"chat {title}:")
+    print(f"  {'':8} {'median ms':>10} {'p95 ms':>10}")
+    print(f"  {'gateway':8} {gm:10.2f} {gp:10.2f}")
+    print(f"  {'direct':8} {dm:10.2f} {dp:10.2f}")
+    print(f"  gateway added: median {gm - dm:+.2f} ms ({gm / dm:.3f}x), p95 {gp - dp:+.2f} ms ({gp / dp:.3f}x)")
+PY

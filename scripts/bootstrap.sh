@@ -153,6 +153,15 @@ python_venv() {
   VENV_PY="$venv/bin/python"
 }
 
+# The official `openai` Python package, for the test that points it at the user gateway.
+install_openai_client() {
+  python_venv
+  if "$VENV_PY" -c 'import openai' 2>/dev/null; then step "openai Python package present"; return; fi
+  step "installing the openai Python package into $DEV_HOME/venv"
+  "$VENV_PY" -m pip install -q openai >>"$LOG_DIR/pip.log" 2>&1 \
+    || die "pip install openai failed (see $LOG_DIR/pip.log)"
+}
+
 install_llama_server() {
   LLAMA_SERVER="$DEV_HOME/bin/llama-server"
   if [ -x "$LLAMA_SERVER" ]; then step "llama-server present"; return; fi
@@ -265,6 +274,7 @@ CYNODE_TEST_LLAMA_SERVER=$LLAMA_SERVER
 CYNODE_TEST_MODEL_PATH=$MODEL_PATH
 CYNODE_TEST_INFERENCE_IMAGE=$INFERENCE_IMAGE
 CYNODE_TEST_NSPAWN_ROOTFS=$NSPAWN_ROOTFS
+CYNODE_TEST_PYTHON=$VENV_PY
 ENV
   mv "$env.tmp" "$env")
   step "wrote $env"
@@ -284,6 +294,7 @@ main() {
   start_inference
   build_inference_image
   prepare_rootfs
+  install_openai_client
   write_env
 }
 

@@ -77,4 +77,14 @@ run cynork task steps ask
 run cynork task list
 run cynork auth logout
 
+say "Chat: the OpenAI-compatible gateway with a personal API key (what Open WebUI or the openai package use)"
+cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
+CHAT_KEY=$(cynork -o json apikey create --name demo-chat 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+cynork auth logout >/dev/null
+printf '\033[2m$ curl -s :12080/v1/models -H "Authorization: Bearer $CHAT_KEY"\033[0m\n'
+curl -sS http://127.0.0.1:12080/v1/models -H "Authorization: Bearer $CHAT_KEY"; echo
+export CYNORK_API_KEY="$CHAT_KEY"
+run cynork chat --model "$CYNODE_TEST_INFERENCE_MODEL" -m 'Say hello in five words.'
+unset CHAT_KEY CYNORK_API_KEY
+
 say "Done. Logs: $DEMO/orchestrator.log, $DEMO/node-manager.log"

@@ -60,6 +60,18 @@ pub mod user {
     pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
     /// `GET`: a prompt task's Project Manager steps.
     pub const TASK_STEPS: &str = "/v1/tasks/{id}/steps";
+    /// `GET`: OpenAI-compatible model list (`cynodeai.pm` and every model a node serves).
+    pub const MODELS: &str = "/v1/models";
+    /// `POST`: OpenAI-compatible chat completion, streaming (SSE) or not.
+    pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+    /// `GET`: the caller's chat threads, newest first.
+    pub const CHAT_THREADS: &str = "/v1/chat/threads";
+    /// `GET`: one thread's messages, oldest first.
+    pub const CHAT_THREAD_MESSAGES: &str = "/v1/chat/threads/{id}/messages";
+    /// Request and response header naming the chat thread a completion belongs to.
+    pub const CHAT_THREAD_HEADER: &str = "x-cynodeai-thread-id";
+    /// Request header naming the project a chat belongs to (OpenAI's own header).
+    pub const CHAT_PROJECT_HEADER: &str = "openai-project";
 }
 
 /// The segments of `path` (`"/v1/tasks/{id}"` → `["v1", "tasks", "{id}"]`).

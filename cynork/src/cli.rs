@@ -54,6 +54,12 @@ pub enum Command {
     /// file the config key `api_key_file` names, when there is no login session.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Chat with a model through the gateway
+    ///
+    /// Without -m: reads lines, streams each answer as it arrives, and leaves on /exit, /quit
+    /// or end of input. The gateway keeps the conversation (its thread); each turn sends the
+    /// thread's history with the new line. Works with a login or an API key.
+    Chat(ChatArgs),
     /// Print a shell completion script
     ///
     /// bash: `cynork completion bash > /etc/bash_completion.d/cynork`;
@@ -365,4 +371,15 @@ mod tests {
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("cannot reach the gateway"), "{help}");
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Model to chat with, as `GET /v1/models` lists it [default: cynodeai.pm, the Project
+    /// Manager]
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Send this one message, print the answer and exit
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
 }

@@ -244,6 +244,22 @@ impl Client {
         self.decode(resp).await
     }
 
+    /// An authenticated `POST` whose answer the caller reads as it arrives (server-sent
+    /// events); non-2xx answers are errors as for [`Client::call`].
+    pub async fn post_streaming(
+        &mut self,
+        segments: &[&str],
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response> {
+        self.authed(Method::POST, segments, &[], |_| Some(body.clone()))
+            .await
+    }
+
+    /// The error for a response body that broke off while being read.
+    pub fn read_error(&self, e: &reqwest::Error) -> CliError {
+        self.transport_error(e)
+    }
+
     /// An authenticated call whose answer has no body (204).
     pub async fn call_no_content(&mut self, method: Method, segments: &[&str]) -> Result<()> {
         self.authed(method, segments, &[], |_| None).await.map(drop)
@@ -464,6 +480,13 @@ async fn problem_line(resp: reqwest::Response) -> String {
 pub fn describe_error_body(status: StatusCode, bytes: &[u8]) -> String {
     if let Ok(problem) = serde_json::from_slice::<Problem>(bytes) {
         return one_line(&problem.one_line());
+    }
+    // The OpenAI-compatible routes answer `{"error": {"message", "code", ...}}`.
+    if let Ok(body) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(message) = body["error"]["message"].as_str()
+    {
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        return one_line(&format!("{} {code}: {message}", status.as_u16()));
     }
     let text = String::from_utf8_lossy(bytes);
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());

@@ -22,13 +22,14 @@ use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, tasks, usage, web};
+use crate::{AppState, apikeys, chat, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user gateway", description = "Authentication and tasks"),
+    info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
@@ -52,6 +53,17 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::TASK_STEPS, get(task_steps))
         .route(routes::user::TASK_CANCEL, post(cancel_task))
         .route(routes::user::TASK_LOGS, get(task_logs))
+        .route(routes::user::CHAT_THREADS, get(chat::list_threads))
+        .route(
+            routes::user::CHAT_THREAD_MESSAGES,
+            get(chat::thread_messages),
+        )
+        .merge(
+            Router::new()
+                .route(routes::user::MODELS, get(chat::models))
+                .route(routes::user::CHAT_COMPLETIONS, post(chat::completions))
+                .route_layer(axum::middleware::from_fn(chat::openai_errors)),
+        )
         .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
     web::finish(routes, state)
 }

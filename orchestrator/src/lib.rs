@@ -6,6 +6,7 @@
 
 pub mod apikeys;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod control_plane;
 pub mod dispatch;
