@@ -10,11 +10,9 @@ mod node_support;
 use std::time::Duration;
 
 use cynode_e2e::{DevEnv, devenv_file};
-use node_support::{MODEL, NodeManager, NodeOptions, Orchestrator};
+use node_support::{MODEL, NodeManager, Orchestrator, User};
 use serde_json::{Value, json};
 use sqlx::Connection;
-
-const START_LIMIT: Duration = Duration::from_secs(120);
 
 /// The orchestrator with a node that serves the dev model, and an admin login.
 struct Stack {
@@ -28,27 +26,12 @@ impl Stack {
     async fn start() -> Self {
         let env = DevEnv::load();
         let orchestrator = Orchestrator::start(&env, &[]).await;
-        let options = NodeOptions::existing_inference(&env, &orchestrator);
-        let mut node = NodeManager::start(&env, &orchestrator, &options);
-        node.expect_ready(START_LIMIT).await;
-        let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("{}/v1/auth/login", orchestrator.gw))
-            .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"]
-            .as_str()
-            .expect("logged in")
-            .to_owned();
+        let node = NodeManager::start_serving(&env, &orchestrator).await;
+        let token = User::login(&orchestrator).await.token().to_owned();
         Self {
             orchestrator,
             node,
-            http,
+            http: reqwest::Client::new(),
             token,
         }
     }

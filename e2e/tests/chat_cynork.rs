@@ -8,26 +8,15 @@ use std::time::Duration;
 
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::binary;
-use node_support::{MODEL, NodeManager, NodeOptions, Orchestrator};
+use node_support::{MODEL, NodeManager, Orchestrator, User};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
 async fn stack() -> (Orchestrator, NodeManager, String) {
     let env = DevEnv::load();
     let orchestrator = Orchestrator::start(&env, &[]).await;
-    let options = NodeOptions::existing_inference(&env, &orchestrator);
-    let mut node = NodeManager::start(&env, &orchestrator, &options);
-    node.expect_ready(Duration::from_secs(120)).await;
-    let login: Value = reqwest::Client::new()
-        .post(format!("{}/v1/auth/login", orchestrator.gw))
-        .json(&json!({"handle": "admin", "password": orchestrator.admin_password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let node = NodeManager::start_serving(&env, &orchestrator).await;
+    let token = User::login(&orchestrator).await.token().to_owned();
     (orchestrator, node, token)
 }
 

@@ -15,11 +15,7 @@ use sqlx::Connection;
 async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back() {
     let env = DevEnv::load();
     let orchestrator = Orchestrator::start(&env, &[]).await;
-    let options = NodeOptions::existing_inference(&env, &orchestrator);
-    let mut node = NodeManager::start(&env, &orchestrator, &options);
-    node.expect_ready(Duration::from_secs(120)).await;
-    let (code, reason) = orchestrator.ready_within(Duration::from_secs(90)).await;
-    assert_eq!(code, 200, "{reason}");
+    let mut node = NodeManager::start_serving(&env, &orchestrator).await;
 
     let user = User::login(&orchestrator).await;
     let id = user

@@ -234,6 +234,19 @@ pub struct NodeManager {
 }
 
 impl NodeManager {
+    /// A node that serves the dev environment's model, started and waited for until the
+    /// orchestrator is ready too: the node's READY=1 comes before the orchestrator has seen its
+    /// models and warmed up the Project Manager on it.
+    pub async fn start_serving(env: &DevEnv, orchestrator: &Orchestrator) -> Self {
+        const LIMIT: Duration = Duration::from_secs(120);
+        let options = NodeOptions::existing_inference(env, orchestrator);
+        let mut node = Self::start(env, orchestrator, &options);
+        node.expect_ready(LIMIT).await;
+        let (code, reason) = orchestrator.ready_within(LIMIT).await;
+        assert_eq!(code, 200, "orchestrator not ready: {reason}");
+        node
+    }
+
     pub fn start(env: &DevEnv, orchestrator: &Orchestrator, options: &NodeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let slug = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -517,6 +530,11 @@ pub struct User {
 }
 
 impl User {
+    /// The access token, for clients other than this one.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn login(orchestrator: &Orchestrator) -> Self {
         let http = reqwest::Client::new();
         let login: Value = http
