@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::nodes;
@@ -39,7 +40,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct NewTask<'a> {
     pub id: Uuid,
-    pub created_by: Uuid,
+    /// The owner, and the API key the task was created with, if any.
+    pub created_by: Principal,
     pub project_id: Option<Uuid>,
     pub name: &'a str,
     pub prompt: &'a str,
@@ -293,12 +295,13 @@ async fn notify(tx: &mut PgConnection) -> Result<()> {
 pub async fn open_task(tx: &mut PgConnection, task: &NewTask<'_>, plan: Plan) -> Result<()> {
     let plan_open = matches!(plan, Plan::Open(_));
     sqlx::query(
-        "INSERT INTO tasks (id, created_by, project_id, task_name, prompt, input_mode, status,
-                            closed, plan_open)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8)",
+        "INSERT INTO tasks (id, created_by, api_key_id, project_id, task_name, prompt, input_mode,
+                            status, closed, plan_open)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9)",
     )
     .bind(task.id)
-    .bind(task.created_by)
+    .bind(task.created_by.user_id)
+    .bind(task.created_by.api_key_id)
     .bind(task.project_id)
     .bind(task.name)
     .bind(task.prompt)
@@ -864,7 +867,10 @@ mod tests {
         };
         let mut task = NewTask {
             id: Uuid::nil(),
-            created_by: Uuid::nil(),
+            created_by: Principal {
+                user_id: Uuid::nil(),
+                api_key_id: None,
+            },
             project_id: None,
             name: "t",
             prompt: "echo hi",

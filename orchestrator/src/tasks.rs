@@ -200,7 +200,7 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
     let task_id = Uuid::new_v4();
     let new = NewTask {
         id: task_id,
-        created_by: user.id,
+        created_by: user.principal(),
         project_id,
         name: &name,
         prompt: &req.prompt,

@@ -12,23 +12,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 impl Orchestrator {
-    async fn create_key(&self, token: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/users/me/api-keys", self.gw))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Creates a key named `name` and returns the answer.
-    async fn new_key(&self, token: &str, name: &str) -> Value {
-        let resp = self.create_key(token, json!({"name": name})).await;
-        assert_eq!(resp.status(), 201, "create key {name}");
-        resp.json().await.unwrap()
-    }
-
     async fn revoke_key(&self, token: &str, id: &str) -> reqwest::Response {
         self.http
             .delete(format!("{}/v1/users/me/api-keys/{id}", self.gw))

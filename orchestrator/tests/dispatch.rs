@@ -10,6 +10,7 @@ use cynode_contracts::user::{InputMode, JobStatus, TaskStatus};
 use cynode_contracts::worker::SandboxSpec;
 use cynode_e2e::free_port;
 use cynode_orchestrator::Role;
+use cynode_orchestrator::auth::Principal;
 use cynode_orchestrator::jobs::{self, Conclusion, JobRecord, NewTask, Plan};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -483,7 +484,10 @@ async fn open_task(o: &Orchestrator, admin: &str, name: &str, plan: Plan) -> Uui
     let mut tx = o.db.begin().await.unwrap();
     let task = NewTask {
         id,
-        created_by: owner,
+        created_by: Principal {
+            user_id: owner,
+            api_key_id: None,
+        },
         project_id: None,
         name,
         prompt: "plan it",

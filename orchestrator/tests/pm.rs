@@ -166,7 +166,14 @@ async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up()
 async fn an_answer_decision_is_the_task_result_and_summary_with_usage_recorded() {
     let (o, model, _node, admin) = pm_stack(&[]).await;
     model.script([Reply::answer("I am scripted.")]);
-    let task = prompt_task(&o, &admin, "Tell me what model you are").await;
+    // Created with an API key: the Project Manager's model calls are charged to it.
+    let key = o.new_key(&admin, "pm usage").await;
+    let task = prompt_task(
+        &o,
+        key["key"].as_str().unwrap(),
+        "Tell me what model you are",
+    )
+    .await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "I am scripted.");
     let id = task["id"].as_str().unwrap();
@@ -195,14 +202,15 @@ async fn an_answer_decision_is_the_task_result_and_summary_with_usage_recorded()
     assert_eq!(steps[0]["decision"]["action"], "answer");
     assert_eq!(steps[0]["prompt_tokens"], 11);
     assert_eq!(steps[0]["completion_tokens"], 7);
-    let usage: (i64, i64) = sqlx::query_as(
-        "SELECT prompt_tokens, completion_tokens FROM token_usage WHERE task_id = $1::uuid",
+    let usage: (i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT prompt_tokens, completion_tokens, api_key_id::text FROM token_usage
+         WHERE task_id = $1::uuid",
     )
     .bind(id)
     .fetch_one(&o.db)
     .await
     .unwrap();
-    assert_eq!(usage, (11, 7));
+    assert_eq!(usage, (11, 7, key["id"].as_str().map(str::to_owned)));
 
     // Another user sees neither the steps nor the task.
     o.create_user("eve", "eve-password-1").await;

@@ -373,15 +373,19 @@ async fn fail(state: &AppState, task_id: Uuid, reason: &str) -> Result<()> {
 async fn drive_locked(state: &AppState, task_id: Uuid) -> Result<()> {
     loop {
         // Only prompt tasks are the Project Manager's; another planner's open plan is not.
-        let row: Option<(String, bool, String, Uuid)> = sqlx::query_as(
-            "SELECT status, plan_open, prompt, created_by FROM tasks
+        let row: Option<(String, bool, String, Uuid, Option<Uuid>)> = sqlx::query_as(
+            "SELECT status, plan_open, prompt, created_by, api_key_id FROM tasks
              WHERE id = $1 AND input_mode = 'prompt'",
         )
         .bind(task_id)
         .fetch_optional(&state.db)
         .await?;
-        let Some((status, plan_open, prompt, created_by)) = row else {
+        let Some((status, plan_open, prompt, user_id, api_key_id)) = row else {
             return Ok(());
+        };
+        let owner = Principal {
+            user_id,
+            api_key_id,
         };
         let status: TaskStatus = status.parse().map_err(Error::internal)?;
         if status.is_terminal() || !plan_open {
@@ -506,10 +510,7 @@ async fn drive_locked(state: &AppState, task_id: Uuid) -> Result<()> {
                 let mut tx = state.db.begin().await?;
                 usage::record(
                     &mut *tx,
-                    Principal {
-                        user_id: created_by,
-                        api_key_id: None,
-                    },
+                    owner,
                     &ModelCall {
                         task_id: Some(task_id),
                         model: &reply.model,

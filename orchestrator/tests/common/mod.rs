@@ -84,6 +84,24 @@ pub fn settings(cp_port: u16, gw_port: u16, extra: &[(&str, &str)]) -> HashMap<S
 }
 
 impl Orchestrator {
+    /// `POST /v1/users/me/api-keys` with `body`.
+    pub async fn create_key(&self, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/users/me/api-keys", self.gw))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a key named `name` and returns the answer.
+    pub async fn new_key(&self, token: &str, name: &str) -> Value {
+        let resp = self.create_key(token, json!({"name": name})).await;
+        assert_eq!(resp.status(), 201, "create key {name}");
+        resp.json().await.unwrap()
+    }
+
     /// `all` on a fresh database.
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let database_url = DevEnv::load().fresh_database().await;
