@@ -561,6 +561,21 @@ impl User {
             .await
     }
 
+    /// `GET` a gateway path as this user; the body as JSON (checked for success).
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.gw))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/tasks` with `body`; returns the new task's id.
     pub async fn create_task(&self, body: Value) -> String {
         let created = self
