@@ -8,7 +8,7 @@ mod node_support;
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
-use node_support::{NodeManager, NodeOptions, Orchestrator, User};
+use node_support::{NodeManager, Orchestrator, User};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -51,13 +51,11 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
 
 #[tokio::test]
 async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the_job_once() {
-    // A short HTTP timeout makes the lease (timeout + 2 s) expire soon after the crash; jobs
-    // get a sandbox timeout a margin below it (5 s here), and this one needs about 2 s.
+    // Default settings: the dead process's lease (30 s, renewed while it lived) runs out, the
+    // restarted orchestrator delivers the job again, and the worker answers with the one run.
     let env = DevEnv::load();
-    let mut orchestrator = Orchestrator::start(&env, &[("DISPATCH_HTTP_TIMEOUT", "15s")]).await;
-    let options = NodeOptions::existing_inference(&env, &orchestrator);
-    let mut node = NodeManager::start(&env, &orchestrator, &options);
-    node.expect_ready(Duration::from_secs(120)).await;
+    let mut orchestrator = Orchestrator::start(&env, &[]).await;
+    let node = NodeManager::start_serving(&env, &orchestrator).await;
 
     let user = User::login(&orchestrator).await;
     // The job counts its own runs in its workspace and prints the count.
@@ -82,10 +80,11 @@ async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the
     }
     assert!(dispatched, "the job never reached the node");
 
+    let killed = std::time::Instant::now();
     orchestrator.restart_after_crash().await;
 
     let result = user
-        .finished_result(&id, Duration::from_secs(60))
+        .finished_result(&id, Duration::from_secs(90))
         .await
         .unwrap_or_else(|| {
             panic!(
@@ -94,6 +93,11 @@ async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the
                 node.log()
             )
         });
+    // The figure for the notes; the bound is the wait above, not a timing assertion.
+    eprintln!(
+        "recovery after an orchestrator kill: {:.1} s to the job's result",
+        killed.elapsed().as_secs_f64()
+    );
     assert_eq!(result["status"], "completed", "{result}");
     let job = &result["jobs"][0];
     assert_eq!(

@@ -13,6 +13,9 @@ use serde::Deserialize;
 /// Where the file is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cynode/orchestrator.toml";
 
+/// Renewals come every third of the lease; below this a slow database round trip loses it.
+const MIN_DISPATCH_LEASE: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -48,6 +51,7 @@ struct FileConfig {
     dispatch_concurrency: Option<usize>,
     dispatch_max_attempts: Option<i32>,
     dispatch_retry_base: Option<Seconds>,
+    dispatch_lease: Option<Seconds>,
     node_stale_after: Option<Seconds>,
     sandbox_image: Option<String>,
     inference_model: Option<String>,
@@ -87,6 +91,10 @@ pub struct Config {
     pub dispatch_max_attempts: i32,
     /// First retry delay; it doubles per attempt up to a minute.
     pub dispatch_retry_base: Duration,
+    /// How long a claimed job stays leased without news from its dispatcher. The dispatcher
+    /// renews it every third of this while the worker runs the job, so it bounds how long jobs
+    /// of a crashed orchestrator wait for another one, whatever their length.
+    pub dispatch_lease: Duration,
     /// A node not heard from (capability report, config fetch or ack) for this long gets no jobs.
     pub node_stale_after: Duration,
     /// Image put in dispatched jobs; empty means the node's default.
@@ -275,6 +283,17 @@ impl Config {
             )?
             .min(1000) as i32,
             dispatch_retry_base: duration("DISPATCH_RETRY_BASE", file.dispatch_retry_base, "1s")?,
+            dispatch_lease: match duration("DISPATCH_LEASE", file.dispatch_lease, "30s")? {
+                d if d < MIN_DISPATCH_LEASE => {
+                    return Err(ConfigError::Invalid {
+                        key: "DISPATCH_LEASE".into(),
+                        message: format!(
+                            "must be at least {MIN_DISPATCH_LEASE:?}, so that renewals (every third) can land"
+                        ),
+                    });
+                }
+                d => d,
+            },
             // Three of the node manager's default 60 s capability reports.
             node_stale_after: match duration("NODE_STALE_AFTER", file.node_stale_after, "180s")? {
                 d if d.is_zero() => {
@@ -427,6 +446,20 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dispatch_lease_defaults_to_30_s_and_refuses_less_than_3_s() {
+        let lease = |v: &'static str| {
+            Config::from_lookup(move |name| (name == "DISPATCH_LEASE").then(|| v.to_owned()))
+        };
+        assert_eq!(
+            Config::from_lookup(|_| None).unwrap().dispatch_lease,
+            Duration::from_secs(30)
+        );
+        assert_eq!(lease("3s").unwrap().dispatch_lease, Duration::from_secs(3));
+        let err = lease("2s").unwrap_err().to_string();
+        assert!(err.contains("DISPATCH_LEASE"), "{err}");
+    }
 
     #[test]
     fn durations_in_go_syntax_from_env_and_file() {

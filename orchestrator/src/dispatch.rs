@@ -131,7 +131,14 @@ enum Outcome {
 }
 
 async fn deliver(state: &AppState, claim: Claim) {
-    let outcome = call_worker(state, &claim).await;
+    let outcome = {
+        let heartbeat = keep_leased(state, &claim);
+        tokio::pin!(heartbeat);
+        tokio::select! {
+            outcome = call_worker(state, &claim) => outcome,
+            never = &mut heartbeat => match never {},
+        }
+    };
     let node_health = match &outcome {
         Outcome::Retry(_) => {
             nodes::pause_dispatch(
@@ -172,6 +179,29 @@ async fn deliver(state: &AppState, claim: Claim) {
         // The lease will expire and the job will be requeued; nothing is lost.
         Err(e) => {
             tracing::error!(job_id = %claim.job_id, error = %e, "recording the dispatch outcome failed")
+        }
+    }
+}
+
+/// Renews the claim's lease every third of its length while the worker runs the job, so that a
+/// long job stays ours and the jobs of a crashed orchestrator are free again within one lease.
+/// Runs until dropped. A failed renewal (database away) is retried at the next beat; should the
+/// lease run out meanwhile, another orchestrator may deliver the job again, and the worker's
+/// ledger answers that delivery with the one run's result.
+async fn keep_leased(state: &AppState, claim: &Claim) -> std::convert::Infallible {
+    let lease = state.config.dispatch_lease;
+    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+    loop {
+        beats.tick().await;
+        match jobs::renew_lease(&state.db, claim, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(job_id = %claim.job_id, "lease gone (canceled or requeued); its outcome will not be recorded");
+                return std::future::pending().await;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %claim.job_id, error = %e, "renewing the job's lease failed; retrying at the next beat")
+            }
         }
     }
 }

@@ -31,8 +31,6 @@ pub const JOBS_CHANNEL: &str = "cynode_jobs";
 /// Why a prompt task fails until the inference path lands: a prompt is never run as shell.
 pub const NO_PROMPT_PATH: &str = "no inference path for prompt tasks yet: prompt-mode tasks need the inference pipeline, which this build does not have; use input_mode script or commands to run shell in the sandbox";
 
-/// How long past the HTTP timeout a lease lasts, so a slow answer still lands inside it.
-const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// Cap of every backoff: job retries and node pauses.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -499,8 +497,9 @@ pub struct Claim {
 }
 
 /// Takes the oldest due job of an unfinished task and the least busy dispatchable node, in one
-/// transaction, and leases the job for the dispatch HTTP timeout plus a margin. A job coming
-/// back from a failed delivery prefers any other node to the one that failed it.
+/// transaction, and leases the job for `dispatch_lease` (the dispatcher renews it while the
+/// worker runs the job, see [`renew_lease`]). A job coming back from a failed delivery prefers
+/// any other node to the one that failed it.
 pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
     let mut tx = db.begin().await?;
     let job: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
@@ -531,7 +530,7 @@ pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
         return Ok(None);
     };
     let lease_id = Uuid::new_v4();
-    let lease = config.dispatch_http_timeout + LEASE_MARGIN;
+    let lease = config.dispatch_lease;
     let (task_id, attempts, payload): (Uuid, i32, Value) = sqlx::query_as(
         "UPDATE jobs SET status = $5, node_id = $2, lease_id = $3,
             lease_expires_at = now() + make_interval(secs => $4),
@@ -561,6 +560,23 @@ pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
         url,
         token: Secret::new(token),
     }))
+}
+
+/// Extends the lease of a job still in flight by another `lease` from now. `false` when the
+/// lease is no longer ours (canceled, or reaped while this process could not renew it): the
+/// delivery goes on, but its outcome will not be recorded (see [`complete`]).
+pub async fn renew_lease(db: &PgPool, claim: &Claim, lease: Duration) -> Result<bool> {
+    let renewed = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+         WHERE id = $1 AND lease_id = $2 AND status = $4",
+    )
+    .bind(claim.job_id)
+    .bind(claim.lease_id)
+    .bind(lease.as_secs_f64())
+    .bind(JobStatus::Running.as_str())
+    .execute(db)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
 }
 
 /// The task after a job was recorded, for the planner.

@@ -361,9 +361,14 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
         .transpose()
         .map_err(Error::internal)?;
     let ack_at: DateTime<Utc> = ack.ack_at;
+    // An `applied` ack means the node (re)started and its worker API is up: a pause from
+    // deliveries that failed while it was away is over.
     let current: Option<(String,)> = sqlx::query_as(
         "UPDATE nodes SET config_ack_at = $3, config_ack_status = $4, config_ack_version = $2,
-            config_ack_error = $5, last_seen_at = now(), updated_at = now()
+            config_ack_error = $5, last_seen_at = now(), updated_at = now(),
+            dispatch_failures = CASE WHEN $4 = 'applied' THEN 0 ELSE dispatch_failures END,
+            dispatch_paused_until = CASE WHEN $4 = 'applied' THEN NULL
+                                         ELSE dispatch_paused_until END
          WHERE id = $1 AND config_version = $2 RETURNING config_version",
     )
     .bind(node.id)
@@ -400,7 +405,9 @@ pub async fn dispatchable_count(db: &sqlx::PgPool, stale_after: Duration) -> Res
 }
 
 /// After a delivery the worker did not take (refused connection, timeout, 5xx, ...): the node
-/// gets no jobs for `base` doubled per consecutive failure, capped at `max`.
+/// gets no jobs for `base` doubled per consecutive failure, capped at `max`. Deliveries that were
+/// already in flight when the node went away fail together; while a pause is in force, such a
+/// failure is the same outage and neither counts again nor lengthens the pause.
 pub async fn pause_dispatch(
     db: &sqlx::PgPool,
     node_id: Uuid,
@@ -411,7 +418,7 @@ pub async fn pause_dispatch(
         "UPDATE nodes SET dispatch_failures = dispatch_failures + 1,
             dispatch_paused_until = now() + make_interval(
                 secs => least($2 * power(2, least(dispatch_failures, 16)), $3))
-         WHERE id = $1",
+         WHERE id = $1 AND (dispatch_paused_until IS NULL OR dispatch_paused_until <= now())",
     )
     .bind(node_id)
     .bind(base.as_secs_f64())

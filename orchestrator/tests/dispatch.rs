@@ -231,6 +231,36 @@ async fn several_jobs_dispatch_concurrently_and_cancel_drops_a_late_result() {
 }
 
 #[tokio::test]
+async fn a_job_longer_than_its_lease_stays_leased_while_the_worker_runs_it() {
+    // The lease is 3 s; the worker holds the job for four leases. Without renewals the reaper
+    // would take the job back and deliver it again.
+    let settings = [("DISPATCH_LEASE", "3s"), ("DISPATCH_HTTP_TIMEOUT", "60s")];
+    let (o, worker, admin) = one_node(&settings, Mode::Block).await;
+    let id = o.create_script_task(&admin, "echo long").await;
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let mut lease_moved = false;
+    let first: chrono::DateTime<chrono::Utc> = lease_expiry(&o.db, &id).await;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        lease_moved |= lease_expiry(&o.db, &id).await > first;
+    }
+    assert!(lease_moved, "the lease was never renewed");
+    worker.release();
+    let task = o.wait_finished(&admin, &id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(worker.received().len(), 1, "delivered again while running");
+    assert_eq!(job_row(&o.db, &id).await.1, 1, "attempts");
+}
+
+async fn lease_expiry(db: &sqlx::PgPool, task_id: &str) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT lease_expires_at FROM jobs WHERE task_id = $1::uuid")
+        .bind(task_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
 async fn two_orchestrators_on_one_database_dispatch_each_job_once() {
     let mut first = Orchestrator::start(&[("DISPATCH_CONCURRENCY", "3")]).await;
     let second = Orchestrator::start_on(
@@ -307,6 +337,69 @@ async fn a_dead_node_is_paused_and_every_task_completes_on_the_healthy_one() {
     .await
     .unwrap();
     assert_eq!(healthy, (0, None));
+}
+
+#[tokio::test]
+async fn deliveries_lost_to_one_restart_count_once_and_the_ack_ends_the_pause() {
+    let settings = [("DISPATCH_CONCURRENCY", "4"), ("DISPATCH_RETRY_BASE", "1s")];
+    let (o, worker, admin) = one_node(&settings, Mode::Block).await;
+    let ids = o.create_echo_tasks(&admin, 4).await;
+    worker.wait_received(LIMIT, |r| r.len() == 4).await;
+    // The node goes away with four deliveries in flight: they all fail together.
+    worker.set_mode(Mode::Fail);
+    worker.release();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while failed_deliveries(&o.db).await < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "four failed deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (failures, left) = node_pause(&o.db, "n").await;
+    assert_eq!(failures, 1, "one outage, one failure");
+    assert!(
+        left.is_some_and(|s| s > 0.0 && s <= 1.0),
+        "paused for the base delay once, not doubled per delivery: {left:?} s"
+    );
+
+    // The node comes back: it registers and acks its configuration again.
+    worker.set_mode(Mode::Instant);
+    let mut back = Node::register(&o, "n", &worker.url).await;
+    let config = back.fetch_config(&o).await.clone();
+    worker.set_token(&config.worker_api.orchestrator_bearer_token);
+    assert_eq!(
+        back.ack(&o, &config.config_version, "applied")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(node_pause(&o.db, "n").await, (0, None));
+    for id in &ids {
+        assert_eq!(o.wait_finished(&admin, id).await["status"], "completed");
+    }
+}
+
+/// Jobs put back after a failed delivery.
+async fn failed_deliveries(db: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE status = 'queued' AND last_error IS NOT NULL",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// The node's consecutive failures and the seconds left of its pause.
+async fn node_pause(db: &sqlx::PgPool, slug: &str) -> (i32, Option<f64>) {
+    sqlx::query_as(
+        "SELECT dispatch_failures, extract(epoch FROM dispatch_paused_until - now())::float8
+         FROM nodes WHERE node_slug = $1",
+    )
+    .bind(slug)
+    .fetch_one(db)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -476,7 +476,8 @@ pub enum Mode {
     Fail,
     /// Never answer.
     Hang,
-    /// Hold every request until released, then answer.
+    /// Hold every request until released, then answer; as [`Mode::Fail`] does if the mode is
+    /// `Fail` by then (a node that went away with deliveries in flight).
     Block,
     /// Answer at once with a run whose command exited with this code, as the real worker API
     /// does for a command the shell cannot find (`completed`, 127, `sh: Tell: not found`).
@@ -583,6 +584,10 @@ async fn run_job(
                 .get_or_insert_with(|| watch::channel(false).0)
                 .subscribe();
             let _ = rx.wait_for(|r| *r).await;
+            if *state.mode.lock().unwrap() == Some(Mode::Fail) {
+                guard.done = true;
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"type":"about:blank","title":"Unavailable","status":503,"detail":"the worker is shutting down"}))).into_response();
+            }
         }
         Mode::Instant | Mode::Exit(_) | Mode::TimedOut => {}
     }
