@@ -8,6 +8,7 @@ pub mod netns;
 pub mod notify;
 pub mod nspawn;
 pub mod ollama;
+pub mod postgres;
 pub mod process;
 pub mod sandbox;
 pub mod scripted_model;

@@ -40,9 +40,33 @@ fn unstorable_text(e: &sqlx::Error) -> bool {
         .is_some_and(|code| UNSTORABLE_TEXT.contains(&code.as_ref()))
 }
 
+/// The database is down or restarting (not a fault of the request): the pool found no
+/// connection, the connection broke, or the server is shutting down or starting up (SQLSTATE
+/// classes 08 and 57P).
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// What a client is told to wait before retrying while the database is away.
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
+            Self::Db(e) if database_unreachable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError {
+                    problem: Problem::unavailable("the database is unavailable; try again shortly"),
+                    retry_after_secs: Some(DATABASE_RETRY_AFTER_SECS),
+                }
+                .into_response()
+            }
             Self::Db(e) if unstorable_text(&e) => ApiError {
                 problem: Problem::validation("text must not contain NUL characters"),
                 retry_after_secs: None,

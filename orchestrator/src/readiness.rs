@@ -15,14 +15,27 @@ pub const NO_INFERENCE_PATH: &str = "no inference path available (no dispatchabl
 /// How long `/readyz` waits for a selection and warm-up it started itself.
 const INLINE_REFRESH: Duration = Duration::from_secs(3);
 
+/// How long readiness waits for the database: a probe must get its answer well before the
+/// pool's own acquire timeout when the database is away.
+const DATABASE_PROBE: Duration = Duration::from_secs(2);
+
 /// `Ok(n)` with the number of dispatchable nodes, or the reason the service is not ready.
 pub async fn check(state: &AppState) -> Result<i64, String> {
-    let count = match nodes::dispatchable_count(&state.db, state.config.node_stale_after).await {
-        Err(e) => {
+    let counted = tokio::time::timeout(
+        DATABASE_PROBE,
+        nodes::dispatchable_count(&state.db, state.config.node_stale_after),
+    )
+    .await;
+    let count = match counted {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            return Err("readiness check failed (database error)".to_owned());
+            return Err("database unavailable".to_owned());
         }
-        Ok(n) => n,
+        Err(_) => {
+            tracing::warn!(timeout = ?DATABASE_PROBE, "readiness check: the database did not answer");
+            return Err("database unavailable".to_owned());
+        }
     };
     if !state.config.pm_required {
         return if count == 0 {

@@ -80,15 +80,10 @@ impl PmNode {
     }
 }
 
-async fn readyz(o: &Orchestrator) -> (u16, String) {
-    let resp = o.fetch(&format!("{}/readyz", o.cp)).await;
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 async fn wait_ready(o: &Orchestrator) {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
-        let (code, reason) = readyz(o).await;
+        let (code, reason) = o.readyz().await;
         if code == 200 {
             return;
         }
@@ -129,13 +124,13 @@ async fn steps(o: &Orchestrator, token: &str, id: &str) -> Vec<Value> {
 #[tokio::test]
 async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up() {
     let o = Orchestrator::start(PM_ON).await;
-    assert_eq!(readyz(&o).await, (503, "no dispatchable node".into()));
+    assert_eq!(o.readyz().await, (503, "no dispatchable node".into()));
 
     // A dispatchable node that serves no model.
     let bare = WorkerDouble::start(Mode::Instant).await;
     let _bare = Node::ready(&o, "bare", &bare).await;
     assert_eq!(
-        readyz(&o).await,
+        o.readyz().await,
         (
             503,
             format!("project manager model {MODEL} not available on any node")
@@ -149,17 +144,17 @@ async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up()
     // The selection sees the new node on its next pass; until then the model is "not available".
     let warming = (503, format!("warming up {MODEL} on pm-node"));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut seen = readyz(&o).await;
+    let mut seen = o.readyz().await;
     while seen != warming && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        seen = readyz(&o).await;
+        seen = o.readyz().await;
     }
     assert_eq!(seen, warming);
     assert_eq!(model.warmups(), 0);
     model.hold_warmups(false);
     wait_ready(&o).await;
     assert!(model.warmups() >= 1);
-    assert_eq!(readyz(&o).await, (200, "ready".into()));
+    assert_eq!(o.readyz().await, (200, "ready".into()));
 }
 
 #[tokio::test]
@@ -308,7 +303,7 @@ async fn a_backend_failure_mid_task_fails_it_and_drops_readiness() {
     assert!(steps[1]["error"].is_string());
     // Readiness dropped and waits for a new warm-up (held here).
     assert_eq!(
-        readyz(&o).await,
+        o.readyz().await,
         (503, format!("warming up {MODEL} on pm-node"))
     );
     model.hold_warmups(false);

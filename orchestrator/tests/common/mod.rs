@@ -301,6 +301,12 @@ impl Orchestrator {
     }
 
     /// Polls the task until it is [`finished`].
+    /// `(status, body)` of `GET /readyz` on the control plane.
+    pub async fn readyz(&self) -> (u16, String) {
+        let resp = self.fetch(&format!("{}/readyz", self.cp)).await;
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
     pub async fn wait_finished(&self, token: &str, id: &str) -> Value {
         self.wait_task(token, id, LIMIT, finished).await
     }
