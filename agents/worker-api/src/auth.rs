@@ -10,25 +10,38 @@ use axum::response::{IntoResponse, Response};
 use cynode_contracts::problem::Problem;
 use cynode_service_kit::http::ApiError;
 use cynode_service_kit::secrets::Secret;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The token this node expects, from the node config delivered by the orchestrator.
-#[derive(Debug, Clone)]
-pub struct BearerToken(Arc<Secret>);
+/// The token this node expects, from the node config delivered by the orchestrator. Only its
+/// SHA-256 digest is kept for comparing.
+#[derive(Clone)]
+pub struct BearerToken(Arc<[u8; 32]>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
 
 impl BearerToken {
     pub fn new(secret: Secret) -> Self {
-        Self(Arc::new(secret))
+        Self(Arc::new(digest(secret.expose())))
     }
 
-    /// Whether an `Authorization` header value carries this token. The comparison time does not
-    /// depend on where the bytes differ.
+    /// Whether an `Authorization` header value carries this token. Fixed-length digests are
+    /// compared in constant time, so neither where the bytes differ nor the token's length shows
+    /// in the timing (comparing the raw bytes returns at once when the lengths differ).
     pub fn accepts(&self, header: Option<&str>) -> bool {
         let Some(presented) = header.and_then(bearer_value) else {
             return false;
         };
-        bool::from(presented.as_bytes().ct_eq(self.0.expose().as_bytes()))
+        bool::from(digest(presented).ct_eq(&*self.0))
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn bearer_value(header: &str) -> Option<&str> {
