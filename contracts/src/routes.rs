@@ -23,7 +23,10 @@ pub mod worker {
 
     /// [`JOB_STOP`] for one job (a UUID needs no percent-encoding).
     pub fn job_stop(job_id: uuid::Uuid) -> String {
-        format!("/{}", super::fill(JOB_STOP, &[&job_id.to_string()]).join("/"))
+        format!(
+            "/{}",
+            super::fill(JOB_STOP, &[&job_id.to_string()]).join("/")
+        )
     }
     /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";

@@ -74,44 +74,67 @@ fn runs(worker: &Worker, job_id: Uuid) -> String {
 }
 
 #[tokio::test]
-async fn a_shutdown_as_a_job_exits_keeps_its_result_and_the_job_runs_once() {
+async fn a_shutdown_as_jobs_exit_keeps_their_results_and_each_job_runs_once() {
     let env = DevEnv::load();
     let mut worker = Worker::start(&env, &[]).await;
-    let job_id = Uuid::new_v4();
-    // The job ends when the test says so, and counts its runs in its workspace.
-    let body = job(
-        job_id,
-        "while [ ! -e /workspace/go ]; do sleep 0.05; done; echo run >> /workspace/runs; \
-         echo finished",
-    );
-    let first = deliver(&worker, &body);
-    wait_state(&env, job_id, "running", Duration::from_secs(20)).await;
+    // Each job ends when the test says so, and counts its runs in its workspace. Several at
+    // once, because which of exit and shutdown the worker notices first is up to the scheduler.
+    let jobs: Vec<(Uuid, Value)> = (0..3)
+        .map(|_| {
+            let job_id = Uuid::new_v4();
+            let script = "while [ ! -e /workspace/go ]; do sleep 0.05; done; \
+                          echo run >> /workspace/runs; echo finished";
+            (job_id, job(job_id, script))
+        })
+        .collect();
+    let first: Vec<_> = jobs
+        .iter()
+        .map(|(_, body)| deliver(&worker, body))
+        .collect();
+    for (job_id, _) in &jobs {
+        wait_state(&env, *job_id, "running", Duration::from_secs(20)).await;
+    }
 
-    // Frozen, the worker cannot see the job end; it wakes to the exit and SIGTERM at once.
+    // Frozen, the worker cannot see the jobs end; it wakes to their exits and SIGTERM at once.
     signal(&worker, "STOP");
-    std::fs::write(worker.job_dir(job_id).join("workspace/go"), "").unwrap();
-    wait_state(&env, job_id, "exited", Duration::from_secs(20)).await;
+    for (job_id, _) in &jobs {
+        std::fs::write(worker.job_dir(*job_id).join("workspace/go"), "").unwrap();
+    }
+    for (job_id, _) in &jobs {
+        wait_state(&env, *job_id, "exited", Duration::from_secs(20)).await;
+    }
     signal(&worker, "TERM");
     signal(&worker, "CONT");
 
-    let (status, result) = first.await.unwrap().expect("the delivery was answered");
-    assert_eq!(status, 200, "the finished run was thrown away: {result}");
-    assert_eq!(result["status"], "completed", "{result}");
-    assert_eq!(result["stdout"], "finished\n", "{result}");
+    let mut results = Vec::new();
+    for ((job_id, _), answer) in jobs.iter().zip(first) {
+        let (status, result) = answer.await.unwrap().expect("the delivery was answered");
+        assert_eq!(
+            status, 200,
+            "job {job_id}: the finished run was thrown away: {result}"
+        );
+        assert_eq!(result["status"], "completed", "{result}");
+        assert_eq!(result["stdout"], "finished\n", "{result}");
+        results.push(result);
+    }
     let exit = worker.child.wait_exit(Duration::from_secs(30)).await;
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
-    assert!(containers(&env, job_id).await.is_empty(), "container left");
-    assert!(
-        worker.job_dir(job_id).join("result.json").exists(),
-        "the result was not recorded"
-    );
+    for (job_id, _) in &jobs {
+        assert!(containers(&env, *job_id).await.is_empty(), "container left");
+        assert!(
+            worker.job_dir(*job_id).join("result.json").exists(),
+            "the result was not recorded"
+        );
+    }
 
     worker.restart().await;
-    let (status, again) = deliver(&worker, &body).await.unwrap().unwrap();
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(again, result, "a repeated delivery got another result");
-    assert_eq!(runs(&worker, job_id), "run\n", "the command ran again");
-    assert!(containers(&env, job_id).await.is_empty());
+    for ((job_id, body), result) in jobs.iter().zip(results) {
+        let (status, again) = deliver(&worker, body).await.unwrap().unwrap();
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, result, "a repeated delivery got another result");
+        assert_eq!(runs(&worker, *job_id), "run\n", "the command ran again");
+        assert!(containers(&env, *job_id).await.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -119,7 +142,10 @@ async fn a_worker_killed_mid_run_leaves_sandboxes_its_next_instance_takes_over()
     let env = DevEnv::load();
     let mut worker = Worker::start(&env, &[]).await;
     let (short, long) = (Uuid::new_v4(), Uuid::new_v4());
-    let short_body = job(short, "echo run >> /workspace/runs; sleep 1; echo short-done");
+    let short_body = job(
+        short,
+        "echo run >> /workspace/runs; sleep 1; echo short-done",
+    );
     let long_body = job(long, "echo run >> /workspace/runs; sleep 8; echo long-done");
     let lost = [deliver(&worker, &short_body), deliver(&worker, &long_body)];
     wait_state(&env, short, "running", Duration::from_secs(20)).await;
@@ -173,7 +199,10 @@ async fn stop_cancels_a_running_job_removes_its_sandbox_and_changes_nothing_else
     let env = DevEnv::load();
     let worker = Worker::start(&env, &[]).await;
     let job_id = Uuid::new_v4();
-    let body = job(job_id, "echo run >> /workspace/runs; echo started; sleep 600");
+    let body = job(
+        job_id,
+        "echo run >> /workspace/runs; echo started; sleep 600",
+    );
     let pending = deliver(&worker, &body);
     wait_state(&env, job_id, "running", Duration::from_secs(20)).await;
 
@@ -190,7 +219,11 @@ async fn stop_cancels_a_running_job_removes_its_sandbox_and_changes_nothing_else
     assert_eq!(stopped["stdout"], "started\n", "{stopped}");
     assert!(containers(&env, job_id).await.is_empty(), "container left");
     let (status, answered) = pending.await.unwrap().unwrap();
-    assert_eq!((status, &answered), (200, &stopped), "the delivery's answer");
+    assert_eq!(
+        (status, &answered),
+        (200, &stopped),
+        "the delivery's answer"
+    );
 
     // Again: harmless, the same answer; and a repeated delivery runs nothing.
     assert_eq!(worker.stop_job(job_id).await, (200, stopped.clone()));
@@ -200,7 +233,9 @@ async fn stop_cancels_a_running_job_removes_its_sandbox_and_changes_nothing_else
 
     // A finished job: its stored result, unchanged.
     let done = Uuid::new_v4();
-    let (status, result) = worker.run_job(done, json!({"command": ["echo", "hi"]})).await;
+    let (status, result) = worker
+        .run_job(done, json!({"command": ["echo", "hi"]}))
+        .await;
     assert_eq!(status, 200, "{result}");
     let stored = std::fs::read(worker.job_dir(done).join("result.json")).unwrap();
     assert_eq!(worker.stop_job(done).await, (200, result));

@@ -126,7 +126,9 @@ impl Lifecycle {
     /// earlier delivery (then this one waits for that run).
     pub async fn deliver(&self, plan: JobPlan) -> Outcome {
         let (job_id, task_id) = (plan.job_id, plan.task_id);
-        let run = self.join_or_start(job_id, task_id, Start::Fresh(plan)).await?;
+        let run = self
+            .join_or_start(job_id, task_id, Start::Fresh(plan))
+            .await?;
         let result = run.outcome().await?;
         if result.task_id != task_id {
             return Err(RunError::OtherTask {
@@ -280,7 +282,10 @@ impl Driver {
             Start::Fresh(plan) => {
                 if *signals.stop.borrow() {
                     tracing::info!(%job_id, "stopped before its sandbox started");
-                    Ok(RunEnd::Finished(canceled_before_start(plan.task_id, job_id)))
+                    Ok(RunEnd::Finished(canceled_before_start(
+                        plan.task_id,
+                        job_id,
+                    )))
                 } else if *signals.shutdown.borrow() {
                     Ok(RunEnd::Interrupted)
                 } else {
@@ -310,7 +315,11 @@ impl Driver {
     /// it, an earlier worker on this mount root left it: its run is taken over if it can be
     /// seen to its end, else removed and the job run afresh. A name held by anything else
     /// (another worker's) stays a conflict.
-    async fn run_fresh(&self, plan: &JobPlan, signals: &mut Signals) -> Result<RunEnd, SandboxError> {
+    async fn run_fresh(
+        &self,
+        plan: &JobPlan,
+        signals: &mut Signals,
+    ) -> Result<RunEnd, SandboxError> {
         let sandboxes = &self.lifecycle.sandboxes;
         match sandboxes.run(plan, signals).await {
             Err(SandboxError::AlreadyRunning(job_id)) => {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest};
 use uuid::Uuid;
 
-pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use lifecycle::{Lifecycle, RunError};
+pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes};
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.

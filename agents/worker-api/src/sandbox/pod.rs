@@ -11,8 +11,8 @@ use podman_api::Podman;
 use podman_api::models::{ContainerMount, Namespace};
 use podman_api::opts::{ContainerCreateOpts, PodCreateOpts};
 
-use super::create::{CreateError, create_body, create_container};
 use super::JobPlan;
+use super::create::{CreateError, create_body, create_container};
 use crate::inference::Backend;
 use crate::inference::job_socket::JobSocket;
 

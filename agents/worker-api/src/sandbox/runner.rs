@@ -231,8 +231,8 @@ impl Sandboxes {
             None
         };
         let deadline = Instant::now() + plan.timeout;
-        let deadline_label = Utc::now()
-            + chrono::Duration::from_std(plan.timeout).unwrap_or(chrono::Duration::MAX);
+        let deadline_label =
+            Utc::now() + chrono::Duration::from_std(plan.timeout).unwrap_or(chrono::Duration::MAX);
         let mut labels = labels;
         labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
@@ -603,14 +603,17 @@ async fn supervise(
     // explicit conditions in a form Podman 4.3 rejects.) Podman polls the state at this
     // interval; its default of 250 ms would add up to that much to every job.
     let exited = wait_opts();
+    // Signals first: when one comes together with the exit, `end_early` sees the exit and keeps
+    // the run's own result, so the outcome does not depend on which future was polled first.
     tokio::select! {
+        biased;
+        () = raised(&mut signals.shutdown) => end_early(container, Ending::Interrupted).await,
+        () = raised(&mut signals.stop) => end_early(container, Ending::Canceled).await,
+        () = tokio::time::sleep_until(deadline) => end_early(container, Ending::TimedOut).await,
         waited = container.wait(&exited) => {
             waited?;
             Ok(Ending::Exited)
         }
-        () = tokio::time::sleep_until(deadline) => end_early(container, Ending::TimedOut).await,
-        () = raised(&mut signals.stop) => end_early(container, Ending::Canceled).await,
-        () = raised(&mut signals.shutdown) => end_early(container, Ending::Interrupted).await,
     }
 }
 
@@ -630,7 +633,11 @@ async fn end_early(container: &Container, reason: Ending) -> Result<Ending, Sand
             .state
             .and_then(|s| s.running)
             .unwrap_or(false);
-        return if running { Err(e.into()) } else { Ok(Ending::Exited) };
+        return if running {
+            Err(e.into())
+        } else {
+            Ok(Ending::Exited)
+        };
     }
     container.wait(&wait_opts()).await?;
     Ok(reason)
