@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::JobPlan;
-use super::runner::{Leftover, RunEnd, SandboxError, Sandboxes, Signals, canceled_before_start};
+use super::runner::{Adoptable, RunEnd, SandboxError, Sandboxes, Signals, canceled_before_start};
 use crate::ledger::{JobLedger, JobTurn, LedgerError};
 
 /// Why a job has no result to give. Cloned to everyone waiting for the same run.
@@ -61,7 +61,7 @@ enum Start {
     /// A delivery: run the plan (unless the ledger already has the job's result).
     Fresh(JobPlan),
     /// A container an earlier worker left: see it to its end.
-    Adopted(Leftover),
+    Adopted(Adoptable),
 }
 
 #[derive(Debug)]
@@ -169,17 +169,20 @@ impl Lifecycle {
         let found = leftovers.len();
         for leftover in leftovers {
             let (job_id, task_id) = (leftover.job_id, leftover.task_id);
-            if leftover.adoptable() {
-                tracing::info!(%job_id, %task_id, "adopting a sandbox an earlier worker left");
-                if let Err(e) = self
-                    .join_or_start(job_id, task_id, Start::Adopted(leftover))
-                    .await
-                {
-                    tracing::error!(%job_id, error = %e, "cannot adopt the sandbox");
+            match leftover.adoptable() {
+                Ok(adoptable) => {
+                    tracing::info!(%job_id, %task_id, "adopting a sandbox an earlier worker left");
+                    if let Err(e) = self
+                        .join_or_start(job_id, task_id, Start::Adopted(adoptable))
+                        .await
+                    {
+                        tracing::error!(%job_id, error = %e, "cannot adopt the sandbox");
+                    }
                 }
-            } else {
-                tracing::warn!(%job_id, %task_id, "removing an unfinished sandbox an earlier worker left; the job was interrupted and may run again");
-                self.sandboxes.discard(&leftover).await;
+                Err(leftover) => {
+                    tracing::warn!(%job_id, %task_id, "removing an unfinished sandbox an earlier worker left; the job was interrupted and may run again");
+                    self.sandboxes.discard(&leftover).await;
+                }
             }
         }
         Ok(found)
@@ -268,9 +271,9 @@ impl Driver {
             .map_err(|e| RunError::Ledger(Arc::new(e)))?;
         if let Some(result) = stored {
             tracing::info!(%job_id, "repeated delivery: returning the earlier result");
-            if let Start::Adopted(leftover) = &start {
+            if let Start::Adopted(adoptable) = start {
                 // The earlier worker recorded the result but died before removing its sandbox.
-                lifecycle.sandboxes.discard(leftover).await;
+                lifecycle.sandboxes.discard(&adoptable.into()).await;
             }
             return Ok(result);
         }
@@ -331,14 +334,18 @@ impl Driver {
                 let Some(leftover) = leftover else {
                     return Err(SandboxError::AlreadyRunning(job_id));
                 };
-                if leftover.adoptable() {
-                    tracing::info!(%job_id, "a delivery found its job's sandbox from an earlier worker; waiting for it");
-                    return sandboxes
-                        .resume(leftover, plan.max_output_bytes, signals)
-                        .await;
+                match leftover.adoptable() {
+                    Ok(adoptable) => {
+                        tracing::info!(%job_id, "a delivery found its job's sandbox from an earlier worker; waiting for it");
+                        sandboxes
+                            .resume(adoptable, plan.max_output_bytes, signals)
+                            .await
+                    }
+                    Err(leftover) => {
+                        sandboxes.discard(&leftover).await;
+                        sandboxes.run(plan, signals).await
+                    }
                 }
-                sandboxes.discard(&leftover).await;
-                sandboxes.run(plan, signals).await
             }
             other => other,
         }

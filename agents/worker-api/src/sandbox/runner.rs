@@ -127,6 +127,16 @@ enum LeftState {
     Exited,
 }
 
+/// A leftover this worker can see to its end: its container already exited, or it runs on its
+/// own (outside a pod) with a known deadline.
+#[derive(Debug)]
+pub struct Adoptable {
+    pub job_id: Uuid,
+    pub task_id: Uuid,
+    sandbox: LeftSandbox,
+    pod: Option<String>,
+}
+
 impl Leftover {
     fn empty(job_id: Uuid, task_id: Uuid) -> Self {
         Self {
@@ -137,15 +147,39 @@ impl Leftover {
         }
     }
 
-    /// Whether this worker can see the run to its end: it already exited, or it runs on its
-    /// own with a known deadline. A running inference job cannot be: its inference socket was
-    /// served by the worker that died.
-    pub fn adoptable(&self) -> bool {
-        self.sandbox.as_ref().is_some_and(|s| match s.state {
+    /// The leftover as one to take over, or back as it was when it cannot be: never started,
+    /// or a running inference job, whose inference socket was served by the worker that died.
+    pub fn adoptable(self) -> Result<Adoptable, Leftover> {
+        let can = self.sandbox.as_ref().is_some_and(|s| match s.state {
             LeftState::Exited => true,
             LeftState::Running => self.pod.is_none() && s.deadline.is_some(),
             LeftState::NeverStarted => false,
-        })
+        });
+        match self {
+            Leftover {
+                job_id,
+                task_id,
+                sandbox: Some(sandbox),
+                pod,
+            } if can => Ok(Adoptable {
+                job_id,
+                task_id,
+                sandbox,
+                pod,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Adoptable> for Leftover {
+    fn from(adoptable: Adoptable) -> Self {
+        Self {
+            job_id: adoptable.job_id,
+            task_id: adoptable.task_id,
+            sandbox: Some(adoptable.sandbox),
+            pod: adoptable.pod,
+        }
     }
 }
 
@@ -294,25 +328,24 @@ impl Sandboxes {
         )))
     }
 
-    /// Sees a run an earlier worker started to its end (see [`Leftover::adoptable`]): waits
-    /// for it, up to its deadline, unless stopped or shut down; collects it and removes it.
+    /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
+    /// unless stopped or shut down; collects it and removes it.
     pub async fn resume(
         &self,
-        leftover: Leftover,
+        adoptable: Adoptable,
         max_output_bytes: usize,
         signals: &mut Signals,
     ) -> Result<RunEnd, SandboxError> {
-        let Leftover {
+        let Adoptable {
             job_id,
             task_id,
             sandbox,
             pod,
-        } = leftover;
-        let sandbox = sandbox.expect("only an adoptable leftover is resumed");
+        } = adoptable;
         let container = self.podman.containers().get(&sandbox.id);
         let ending = match sandbox.state {
             LeftState::Exited => Ok(Ending::Exited),
-            _ => {
+            LeftState::Running | LeftState::NeverStarted => {
                 let left = sandbox
                     .deadline
                     .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
