@@ -285,10 +285,10 @@ impl Driver {
             Start::Fresh(plan) => {
                 if *signals.stop.borrow() {
                     tracing::info!(%job_id, "stopped before its sandbox started");
-                    Ok(RunEnd::Finished(canceled_before_start(
+                    Ok(RunEnd::Finished(Box::new(canceled_before_start(
                         plan.task_id,
                         job_id,
-                    )))
+                    ))))
                 } else if *signals.shutdown.borrow() {
                     Ok(RunEnd::Interrupted)
                 } else {
@@ -307,7 +307,7 @@ impl Driver {
                 if let Err(e) = lifecycle.ledger.record(turn, &result).await {
                     tracing::error!(%job_id, error = %e, "cannot keep the job's result; a repeated delivery would run it again");
                 }
-                Ok(result)
+                Ok(*result)
             }
             Ok(RunEnd::Interrupted) => Err(RunError::Interrupted(job_id)),
             Err(e) => Err(RunError::Sandbox(Arc::new(e))),

@@ -75,7 +75,7 @@ pub struct Signals {
 #[derive(Debug)]
 pub enum RunEnd {
     /// It has a result: it ran to its end, timed out, could not exec, or was canceled.
-    Finished(RunJobResponse),
+    Finished(Box<RunJobResponse>),
     /// The worker shut down while it still ran: it was killed and nothing of it is kept.
     Interrupted,
 }
@@ -251,10 +251,10 @@ impl Sandboxes {
                 Ok(pod) => Some(pod),
                 Err(PodError::Unavailable(reason)) => {
                     tracing::error!(task_id = %plan.task_id, job_id = %plan.job_id, %reason, "inference job cannot run");
-                    return Ok(RunEnd::Finished(refused(
+                    return Ok(RunEnd::Finished(Box::new(refused(
                         plan,
                         &format!("inference for sandboxes is unavailable on this node: {reason}"),
-                    )));
+                    ))));
                 }
                 Err(PodError::AlreadyRunning(job)) => {
                     return Err(SandboxError::AlreadyRunning(job));
@@ -319,13 +319,13 @@ impl Sandboxes {
             return Ok(RunEnd::Interrupted);
         };
         tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, status = ?collected.status, exit_code = collected.exit_code, "sandbox finished");
-        Ok(RunEnd::Finished(response(
+        Ok(RunEnd::Finished(Box::new(response(
             plan.task_id,
             plan.job_id,
             collected,
             (started_at, ended_at),
             run_diagnostics,
-        )))
+        ))))
     }
 
     /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
@@ -364,14 +364,14 @@ impl Sandboxes {
             return Ok(RunEnd::Interrupted);
         };
         tracing::info!(%task_id, %job_id, status = ?collected.status, exit_code = collected.exit_code, "adopted sandbox finished");
-        Ok(RunEnd::Finished(response(
+        Ok(RunEnd::Finished(Box::new(response(
             task_id,
             job_id,
             collected,
             (sandbox.started_at.unwrap_or(ended_at), ended_at),
             // Its inference usage, if any, was counted by the worker that died.
             Some(serde_json::json!({ "adopted": true })),
-        )))
+        ))))
     }
 
     /// Removes what is left of a job without collecting anything: it did not run, or cannot be
@@ -757,7 +757,7 @@ async fn collect(
         Ending::Exited | Ending::Interrupted => {
             let state = container.inspect().await?.state;
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-            (RunStatus::Completed, i32::try_from(code).unwrap_or(-1))
+            (RunStatus::Completed, code)
         }
     };
     let (stdout, stdout_cut) = stdout.finish();
