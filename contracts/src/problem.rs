@@ -16,6 +16,9 @@ pub mod types {
     pub const PAYLOAD_TOO_LARGE: &str = "https://cynode.ai/problems/payload-too-large";
     pub const RATE_LIMITED: &str = "https://cynode.ai/problems/rate-limited";
     pub const UNAVAILABLE: &str = "https://cynode.ai/problems/unavailable";
+    /// A worker API shut down while the job ran: it was stopped, has no result on the node and
+    /// may run again. Not the job's failure: the dispatcher re-queues it without counting it.
+    pub const JOB_INTERRUPTED: &str = "https://cynode.ai/problems/job-interrupted";
     pub const INTERNAL: &str = "https://cynode.ai/problems/internal";
 }
 
@@ -90,6 +93,11 @@ impl Problem {
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(types::UNAVAILABLE, "Service unavailable", 503, detail)
+    }
+
+    /// `503` [`types::JOB_INTERRUPTED`]: the job was stopped by the worker's shutdown.
+    pub fn job_interrupted(detail: impl Into<String>) -> Self {
+        Self::new(types::JOB_INTERRUPTED, "Job interrupted", 503, detail)
     }
 
     /// A server fault. The detail is generic on purpose: internals and secrets stay in the log.

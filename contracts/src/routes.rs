@@ -16,6 +16,18 @@ pub const OPENAPI: &str = "/openapi.json";
 pub mod worker {
     /// `POST`: run one job in a sandbox (`RunJobRequest` → `RunJobResponse`).
     pub const JOBS_RUN: &str = "/v1/worker/jobs:run";
+    /// `POST`, no body: stop a job's sandbox because its task was canceled. `200` with the job's
+    /// final `RunJobResponse` (`canceled` if it was still running, else its stored result,
+    /// unchanged), `404` if the node has no such job. Idempotent. Build it with [`job_stop`].
+    pub const JOB_STOP: &str = "/v1/worker/jobs/{job_id}/stop";
+
+    /// [`JOB_STOP`] for one job (a UUID needs no percent-encoding).
+    pub fn job_stop(job_id: uuid::Uuid) -> String {
+        format!(
+            "/{}",
+            super::fill(JOB_STOP, &[&job_id.to_string()]).join("/")
+        )
+    }
     /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";
     /// `POST`: an OpenAI-style chat completion on the node's inference server.
@@ -119,6 +131,15 @@ mod tests {
     #[should_panic(expected = "too few")]
     fn missing_parameters_are_a_bug() {
         fill(user::TASK, &[]);
+    }
+
+    #[test]
+    fn the_stop_path_names_the_job() {
+        let job = uuid::Uuid::nil();
+        assert_eq!(
+            worker::job_stop(job),
+            "/v1/worker/jobs/00000000-0000-0000-0000-000000000000/stop"
+        );
     }
 
     #[test]

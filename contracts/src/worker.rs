@@ -63,6 +63,8 @@ pub enum RunStatus {
     Completed,
     Failed,
     Timeout,
+    /// Stopped through the worker's stop endpoint (its task was canceled) before it ended.
+    Canceled,
 }
 
 /// `POST /v1/worker/jobs:run` response: HTTP 200 even when the command inside failed.

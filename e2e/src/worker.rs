@@ -28,6 +28,8 @@ pub struct Worker {
     pub token: String,
     pub mount_root: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// Everything on its command line but the token, for [`Worker::restart`].
+    command_line: Vec<std::ffi::OsString>,
 }
 
 impl Worker {
@@ -41,41 +43,45 @@ impl Worker {
         let mount_root = tempfile::tempdir().expect("tempdir");
         let port = crate::free_port();
         let token = format!("tok-{}", Uuid::new_v4().simple());
-        let mut command = Command::new(binary("cynode-worker-api"));
-        command
-            .arg("--bearer-token-stdin")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--podman-socket")
-            .arg(podman_socket)
-            .arg("--mount-root")
-            .arg(mount_root.path())
-            .arg("--default-image")
-            .arg(default_image)
-            .args(args)
-            .env_remove("WORKER_API_BEARER_TOKEN")
-            .stdin(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn cynode-worker-api");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(format!("{token}\n").as_bytes())
-            .await
-            .expect("hand the token over");
-        drop(stdin);
-        let base = format!("http://127.0.0.1:{port}");
-        assert!(
-            wait_http(&format!("{base}/healthz"), 200, Duration::from_secs(20)).await,
-            "worker API did not answer /healthz"
-        );
+        let mut command_line: Vec<std::ffi::OsString> = vec![
+            "--bearer-token-stdin".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--podman-socket".into(),
+            podman_socket.into(),
+            "--mount-root".into(),
+            mount_root.path().into(),
+            "--default-image".into(),
+            default_image.into(),
+        ];
+        command_line.extend(args.iter().map(Into::into));
+        let child = spawn(&command_line, &token, port).await;
         Self {
-            child: ChildGuard(child),
-            base,
+            child,
+            base: format!("http://127.0.0.1:{port}"),
             port,
             token,
             mount_root,
             client: reqwest::Client::new(),
+            command_line,
         }
+    }
+
+    /// Kills the process outright (SIGKILL: no shutdown of any kind, its sandboxes stay on the
+    /// Podman socket) and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        self.child.0.start_kill().expect("SIGKILL the worker API");
+        self.child.0.wait().await.expect("reap the worker API");
+    }
+
+    /// Starts the binary again with the same command line, token and mount root, as the node
+    /// manager would after the process died.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.command_line, &self.token, self.port).await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id().expect("the worker API runs")
     }
 
     /// With inference from `inference_url`; the sidecar is found next to the worker binary,
@@ -89,13 +95,35 @@ impl Worker {
         self.mount_root.path().join(job_id.to_string())
     }
 
+    /// `POST /v1/worker/jobs/{job_id}/stop` with the token; returns the status and the JSON
+    /// answer.
+    pub async fn stop_job(&self, job_id: Uuid) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!(
+                "{}{}",
+                self.base,
+                cynode_contracts::routes::worker::job_stop(job_id)
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("worker API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
     /// `POST /v1/worker/jobs:run` with the token; returns the status and the JSON answer.
     pub async fn run_job(&self, job_id: Uuid, sandbox: Value) -> (u16, Value) {
         let body =
             json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id, "sandbox": sandbox});
         let resp = self
             .client
-            .post(format!("{}/v1/worker/jobs:run", self.base))
+            .post(format!(
+                "{}{}",
+                self.base,
+                cynode_contracts::routes::worker::JOBS_RUN
+            ))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -104,4 +132,33 @@ impl Worker {
         let status = resp.status().as_u16();
         (status, resp.json().await.expect("JSON answer"))
     }
+}
+
+/// Starts `cynode-worker-api` with `command_line`, hands it the token on stdin and waits until
+/// it answers `/healthz` on `port`.
+async fn spawn(command_line: &[std::ffi::OsString], token: &str, port: u16) -> ChildGuard {
+    let mut child = Command::new(binary("cynode-worker-api"))
+        .args(command_line)
+        .env_remove("WORKER_API_BEARER_TOKEN")
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn cynode-worker-api");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{token}\n").as_bytes())
+        .await
+        .expect("hand the token over");
+    drop(stdin);
+    let child = ChildGuard(child);
+    assert!(
+        wait_http(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            200,
+            Duration::from_secs(20)
+        )
+        .await,
+        "worker API did not answer /healthz"
+    );
+    child
 }

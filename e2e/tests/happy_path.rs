@@ -114,3 +114,59 @@ async fn an_orchestrator_killed_mid_dispatch_loses_nothing_and_the_node_runs_the
         "the job was not delivered again ({attempts})"
     );
 }
+
+#[tokio::test]
+async fn canceling_a_running_task_stops_its_sandbox_on_the_node() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let mut node = NodeManager::start_serving(&env, &orchestrator).await;
+
+    let user = User::login(&orchestrator).await;
+    let id = user.create_commands_task("echo started; sleep 600").await;
+    let mut db = sqlx::PgConnection::connect(&orchestrator.database_url)
+        .await
+        .unwrap();
+    let mut running = None;
+    for _ in 0..200 {
+        let (job_id, status): (uuid::Uuid, String) =
+            sqlx::query_as("SELECT id, status FROM jobs WHERE task_id = $1::uuid")
+                .bind(&id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        let sandbox = env.job_containers(job_id).await;
+        if status == "running"
+            && sandbox
+                .iter()
+                .any(|c| c.state.as_deref() == Some("running"))
+        {
+            running = Some(job_id);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job_id = running.unwrap_or_else(|| panic!("the job's sandbox never ran\n{}", node.log()));
+
+    let canceled = user.cancel(&id).await;
+    assert_eq!(canceled.status(), 200);
+    // The cancel answers once the node has stopped the sandbox.
+    assert!(
+        env.job_containers(job_id).await.is_empty(),
+        "the canceled job's sandbox still exists\norchestrator:\n{}\nnode:\n{}",
+        orchestrator.log(),
+        node.log()
+    );
+    let result = user
+        .finished_result(&id, Duration::from_secs(10))
+        .await
+        .expect("a canceled task is finished");
+    assert_eq!(result["status"], "canceled", "{result}");
+    assert_eq!(result["jobs"][0]["status"], "canceled", "{result}");
+
+    let status = node.process.terminate(Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}; node log:\n{}",
+        node.log()
+    );
+}

@@ -7,8 +7,10 @@
 //! lost its lease (cancel, or a reaper after a crash) cannot overwrite anything. Leases that
 //! expire (the process died mid-dispatch) are put back in the queue exactly once by whichever
 //! process sees them first. A refused, failing or silent worker puts the job back with a backoff
-//! until the attempts run out. This module only talks HTTP to workers and decides what their
-//! answer means.
+//! until the attempts run out; a worker that shut down mid-run (its typed "job interrupted"
+//! answer) puts it back at once without using up an attempt. When a task is canceled, the nodes
+//! running its jobs are told to stop their sandboxes ([`stop_sandboxes`]). This module only
+//! talks HTTP to workers and decides what their answer means.
 //!
 //! The loop sleeps until something can be done: a new job (in-process signal, or PostgreSQL
 //! `NOTIFY` from a gateway in another process), a node becoming dispatchable, a retry or a lease
@@ -19,6 +21,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use cynode_contracts::PAYLOAD_VERSION;
+use cynode_contracts::problem::types::JOB_INTERRUPTED;
+use cynode_contracts::routes;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, SandboxSpec};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -26,13 +30,16 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::AppState;
-use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF};
+use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, RunningJob};
 use crate::nodes;
 
 /// Upper bound on sleeping when nothing is due, in case a notification was lost.
 const FALLBACK_TICK: Duration = Duration::from_secs(10);
 /// How long shutdown waits for dispatches in flight before leaving them to lease expiry.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a cancel waits for a node to stop a job's sandbox. Stopping kills the container, so
+/// a healthy node answers well within it; a silent one must not hold the cancel up.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` resolves, then waits briefly for dispatches in flight.
 pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
@@ -126,6 +133,9 @@ enum Outcome {
     Ran(RunStatus, Value),
     /// Worker down, overloaded, misconfigured or silent: try again later.
     Retry(String),
+    /// The worker shut down while the job ran and stopped it: not the job's failure, it runs
+    /// again without using up an attempt.
+    Interrupted(String),
     /// The worker refused the job itself (a 4xx about the request): retrying cannot help.
     Refused(String),
 }
@@ -140,7 +150,7 @@ async fn deliver(state: &AppState, claim: Claim) {
         }
     };
     let node_health = match &outcome {
-        Outcome::Retry(_) => {
+        Outcome::Retry(_) | Outcome::Interrupted(_) => {
             nodes::pause_dispatch(
                 &state.db,
                 claim.node_id,
@@ -163,6 +173,12 @@ async fn deliver(state: &AppState, claim: Claim) {
         Outcome::Retry(reason) => {
             tracing::warn!(job_id = %claim.job_id, node_slug = %claim.node_slug, attempts = claim.attempts, %reason, "dispatch failed; node paused, job will retry");
             jobs::retry(&state.db, &state.config, &claim, &reason).await
+        }
+        Outcome::Interrupted(reason) => {
+            tracing::warn!(job_id = %claim.job_id, node_slug = %claim.node_slug, %reason, "the node stopped mid-run; node paused, job requeued");
+            jobs::interrupted(&state.db, &claim, &reason)
+                .await
+                .map(|()| None)
         }
         Outcome::Refused(reason) => {
             tracing::warn!(job_id = %claim.job_id, node_slug = %claim.node_slug, %reason, "worker refused the job");
@@ -224,7 +240,11 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
         job_id: claim.job_id,
         sandbox,
     };
-    let url = format!("{}/v1/worker/jobs:run", claim.url.trim_end_matches('/'));
+    let url = format!(
+        "{}{}",
+        claim.url.trim_end_matches('/'),
+        routes::worker::JOBS_RUN
+    );
     let sent = state
         .http
         .post(&url)
@@ -276,17 +296,60 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
             )),
         };
     }
-    let detail = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    let reason = format!("node {} answered {status}: {detail}", claim.node_slug);
+    let problem = serde_json::from_slice::<Value>(&body).ok();
+    let field = |name: &str| {
+        problem
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let reason = format!(
+        "node {} answered {status}: {}",
+        claim.node_slug,
+        field("detail")
+    );
+    if status.as_u16() == 503 && field("type") == JOB_INTERRUPTED {
+        return Outcome::Interrupted(reason);
+    }
     // Auth and capacity problems are the node's, not the job's.
     if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 429) {
         Outcome::Retry(reason)
     } else {
         Outcome::Refused(reason)
     }
+}
+
+/// Asks each node to stop the sandbox of a job of a task that was just canceled, all at once and
+/// each within [`STOP_TIMEOUT`]. Best effort: the cancel has already been recorded and stands;
+/// a node that cannot be told is logged, and its sandbox ends at its timeout.
+pub async fn stop_sandboxes(http: &reqwest::Client, running: &[RunningJob]) {
+    let stops = running.iter().map(|job| async move {
+        let url = format!(
+            "{}{}",
+            job.url.trim_end_matches('/'),
+            routes::worker::job_stop(job.job_id)
+        );
+        let sent = http
+            .post(&url)
+            .bearer_auth(job.token.expose())
+            .timeout(STOP_TIMEOUT)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 404 => {
+                // 404: the node never got the job (the dispatch was still on its way); nothing runs.
+                tracing::info!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "asked the node to stop the canceled job's sandbox");
+            }
+            Ok(resp) => {
+                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "the node did not stop the canceled job's sandbox; it ends at its timeout");
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, error = %error_chain(&e), "cannot reach the node to stop the canceled job's sandbox; it ends at its timeout");
+            }
+        }
+    });
+    futures::future::join_all(stops).await;
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

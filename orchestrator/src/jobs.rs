@@ -146,6 +146,12 @@ pub fn judge(run: RunStatus, result: &Value) -> (JobStatus, Option<String>) {
             JobStatus::Failed,
             Some("job timed out in the sandbox".to_owned()),
         ),
+        // Stopped on the node without a cancel here (one here clears the lease first, and the
+        // answer is dropped): the job and its task end canceled all the same.
+        RunStatus::Canceled => (
+            JobStatus::Canceled,
+            Some("job was stopped on its node".to_owned()),
+        ),
     }
 }
 
@@ -457,15 +463,27 @@ pub async fn jobs_of(db: impl sqlx::PgExecutor<'_>, task_id: Uuid) -> Result<Vec
 }
 
 /// What [`cancel`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Canceled {
-    Now,
+    /// Canceled now. `running` were with a node's worker API: their sandboxes still run until
+    /// the node is told to stop them (see `dispatch::stop_sandboxes`).
+    Now { running: Vec<RunningJob> },
     /// The task had already finished in this state; nothing changed.
     AlreadyFinished(TaskStatus),
 }
 
+/// A job that was running on a node, and how to reach that node's worker API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub job_id: Uuid,
+    pub node_slug: String,
+    pub url: String,
+    pub token: Secret,
+}
+
 /// Cancels a task that has not finished, with its unfinished jobs. Clearing their leases makes
-/// a dispatch in flight unable to record its outcome.
+/// a dispatch in flight unable to record its outcome. Returns the jobs that were running, so
+/// that the caller, after this commit, asks their nodes to stop the sandboxes.
 pub async fn cancel(db: &PgPool, task_id: Uuid) -> Result<Canceled> {
     let mut tx = db.begin().await?;
     lock_jobs(&mut tx, task_id).await?;
@@ -477,9 +495,30 @@ pub async fn cancel(db: &PgPool, task_id: Uuid) -> Result<Canceled> {
     if status.is_terminal() {
         return Ok(Canceled::AlreadyFinished(status));
     }
+    let running: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT j.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
+         FROM jobs j JOIN nodes n ON n.id = j.node_id
+         WHERE j.task_id = $1 AND j.status = $2
+           AND n.worker_api_target_url IS NOT NULL AND n.worker_api_bearer_token IS NOT NULL
+         ORDER BY j.id",
+    )
+    .bind(task_id)
+    .bind(JobStatus::Running.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
     set_task_status(&mut tx, task_id, TaskStatus::Canceled, Note::Keep).await?;
     tx.commit().await?;
-    Ok(Canceled::Now)
+    Ok(Canceled::Now {
+        running: running
+            .into_iter()
+            .map(|(job_id, node_slug, url, token)| RunningJob {
+                job_id,
+                node_slug,
+                url,
+                token: Secret::new(token),
+            })
+            .collect(),
+    })
 }
 
 /// A job this process holds the lease of, and the node it goes to.
@@ -745,6 +784,33 @@ pub async fn retry(
     }))
 }
 
+/// The worker shut down while the job ran and says it was interrupted: the job goes back to
+/// the queue at once, if we still hold the lease, and the attempt is given back, because the
+/// job did not fail (the node going away is the node's affair; the dispatcher pauses it).
+pub async fn interrupted(db: &PgPool, claim: &Claim, reason: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if hold_lease(&mut tx, claim).await?.is_none() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE jobs SET status = $2, lease_id = NULL, lease_expires_at = NULL, last_error = $3,
+            attempts = greatest(attempts - 1, 0), next_attempt_at = now()
+         WHERE id = $1",
+    )
+    .bind(claim.job_id)
+    .bind(JobStatus::Queued.as_str())
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    let note = format!(
+        "node {} stopped while the job ran; it will run again",
+        claim.node_slug
+    );
+    settle(&mut tx, claim.task_id, Note::Set(&note)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Requeues jobs whose lease ran out (their dispatcher died), one task per transaction. The
 /// lease condition is checked again under the locks, so each expired lease is requeued by
 /// exactly one process, once.
@@ -874,6 +940,12 @@ mod tests {
             judge(RunStatus::Timeout, &ran(-1)),
             (J::Failed, Some("job timed out in the sandbox".into()))
         );
+    }
+
+    #[test]
+    fn a_run_stopped_on_its_node_is_a_canceled_job() {
+        let stopped = json!({"status": "canceled", "exit_code": -1});
+        assert_eq!(judge(RunStatus::Canceled, &stopped).0, J::Canceled);
     }
 
     #[test]

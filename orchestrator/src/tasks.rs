@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
+use crate::dispatch;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Canceled, NewTask};
 
@@ -381,12 +382,17 @@ pub async fn cancel(
     id_or_name: &str,
 ) -> Result<CancelResponse> {
     let id = resolve(state, user, id_or_name).await?;
-    if let Canceled::AlreadyFinished(status) = jobs::cancel(&state.db, id).await? {
-        return Err(
-            Problem::conflict(format!("task {id} is already {status}; nothing to cancel")).into(),
-        );
-    }
-    tracing::info!(task_id = %id, "task canceled");
+    let running = match jobs::cancel(&state.db, id).await? {
+        Canceled::AlreadyFinished(status) => {
+            return Err(Problem::conflict(format!(
+                "task {id} is already {status}; nothing to cancel"
+            ))
+            .into());
+        }
+        Canceled::Now { running } => running,
+    };
+    tracing::info!(task_id = %id, running = running.len(), "task canceled");
+    dispatch::stop_sandboxes(&state.http, &running).await;
     Ok(CancelResponse {
         task_id: id,
         canceled: true,

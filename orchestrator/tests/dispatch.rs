@@ -158,6 +158,31 @@ async fn worker_500_leaves_the_job_retryable_and_it_runs_later() {
 }
 
 #[tokio::test]
+async fn an_interrupted_run_is_requeued_without_using_up_an_attempt() {
+    // One attempt only: had the interruption counted, the task would fail at once.
+    let settings = [
+        ("DISPATCH_MAX_ATTEMPTS", "1"),
+        ("DISPATCH_RETRY_BASE", "1h"),
+    ];
+    let (o, worker, admin) = one_node(&settings, Mode::Interrupted).await;
+    let id = o.create_script_task(&admin, "echo x").await;
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let row = wait_job(&o, &id, |(s, _, e, _)| s == "queued" && e.is_some()).await;
+    assert_eq!(row.1, 0, "the interruption used up an attempt: {row:?}");
+    assert!(row.2.as_deref().unwrap().contains("shut down"), "{row:?}");
+    assert!(row.3.is_none(), "{row:?}");
+    let task = o.get(&admin, &format!("/v1/tasks/{id}")).await.1;
+    assert_eq!(task["status"], "queued", "{task}");
+
+    // The node comes back (its pause ends): the job runs, on its one attempt.
+    worker.set_mode(Mode::Instant);
+    o.retry_now().await;
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
+    assert_eq!(job_row(&o.db, &id).await.1, 1);
+    assert_eq!(worker.completed().values().sum::<u32>(), 1);
+}
+
+#[tokio::test]
 async fn hanging_worker_times_out_and_the_job_stays_retryable() {
     let settings = [
         ("DISPATCH_HTTP_TIMEOUT", "1s"),

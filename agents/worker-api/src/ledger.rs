@@ -1,11 +1,14 @@
-//! At most one run per `job_id`.
+//! Finished results, the one place they are kept.
 //!
 //! The orchestrator may deliver a job again: its lease expired because it crashed or lost the
 //! connection mid-dispatch, while this node went on and finished the run. Running the job twice
 //! would repeat whatever it did, so each finished result is kept next to the job's workspace
 //! (`<mount_root>/<job_id>/result.json`, outside the sandbox's view) and a repeated delivery gets
-//! that result back instead of a new run. Deliveries of one job are serialised by a per-job lock,
-//! so a delivery that arrives while the first still runs waits for it and gets the same answer.
+//! that result back instead of a new run (see `sandbox::lifecycle`, which also makes a delivery
+//! that arrives while the first still runs wait for it).
+//!
+//! A per-job turn keeps the writer of a job's result (its run) and the retention sweep, which
+//! removes the job's directory, apart.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,24 +20,19 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("job {job_id} already ran here for task {ran_for}, not for task {asked_for}")]
-    OtherTask {
-        job_id: Uuid,
-        ran_for: Uuid,
-        asked_for: Uuid,
-    },
     #[error("cannot read the stored result of job {job_id}: {message}")]
     Unreadable { job_id: Uuid, message: String },
 }
 
-/// Where finished results live, and who is delivering which job right now.
+/// Where finished results live, and who holds which job's turn right now.
 #[derive(Debug, Clone)]
 pub struct JobLedger {
     mount_root: PathBuf,
     in_flight: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-/// Held while one delivery of a job is being handled; dropping it lets the next one in.
+/// Held by a job's run for its whole life, or by the retention sweep while it removes the job's
+/// directory; dropping it lets the other in.
 #[derive(Debug)]
 pub struct JobTurn {
     ledger: JobLedger,
@@ -68,7 +66,7 @@ impl JobLedger {
         self.mount_root.join(job_id.to_string()).join("result.json")
     }
 
-    /// Waits until no other delivery of `job_id` is being handled here.
+    /// Waits until nobody else holds `job_id`'s turn.
     pub async fn turn(&self, job_id: Uuid) -> JobTurn {
         let lock = {
             let mut in_flight = self.in_flight.lock().expect("ledger lock");
@@ -81,8 +79,8 @@ impl JobLedger {
         }
     }
 
-    /// The job's turn if no delivery holds or awaits it right now; the retention sweep takes it
-    /// so that a delivery arriving while the job's directory is removed waits for the removal.
+    /// The job's turn if no run holds or awaits it right now; the retention sweep takes it so
+    /// that a run starting while the job's directory is removed waits for the removal.
     pub fn try_turn(&self, job_id: Uuid) -> Option<JobTurn> {
         let mut in_flight = self.in_flight.lock().expect("ledger lock");
         if in_flight.contains_key(&job_id) {
@@ -101,13 +99,9 @@ impl JobLedger {
         &self.mount_root
     }
 
-    /// The result of an earlier run of this job, if it ran here for the same task.
-    pub async fn earlier_result(
-        &self,
-        _turn: &JobTurn,
-        task_id: Uuid,
-        job_id: Uuid,
-    ) -> Result<Option<RunJobResponse>, LedgerError> {
+    /// The job's kept result, if it finished here. Needs no turn: a result is written whole
+    /// (see [`Self::record`]), so a reader sees all of it or nothing.
+    pub async fn stored(&self, job_id: Uuid) -> Result<Option<RunJobResponse>, LedgerError> {
         let bytes = match tokio::fs::read(self.result_path(job_id)).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -118,27 +112,24 @@ impl JobLedger {
                 });
             }
         };
-        let stored: RunJobResponse =
-            serde_json::from_slice(&bytes).map_err(|e| LedgerError::Unreadable {
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LedgerError::Unreadable {
                 job_id,
                 message: e.to_string(),
-            })?;
-        if stored.task_id != task_id {
-            return Err(LedgerError::OtherTask {
-                job_id,
-                ran_for: stored.task_id,
-                asked_for: task_id,
-            });
-        }
-        Ok(Some(stored))
+            })
     }
 
     /// Keeps a finished result for repeated deliveries. Written to a temporary file and renamed,
-    /// so a crash leaves either the whole result or none.
+    /// so a crash leaves either the whole result or none. A job stopped before it started has
+    /// no directory yet; it gets one for its result.
     pub async fn record(&self, _turn: &JobTurn, result: &RunJobResponse) -> std::io::Result<()> {
         let path = self.result_path(result.job_id);
         let partial = path.with_extension("json.partial");
         let bytes = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
         tokio::fs::write(&partial, bytes).await?;
         tokio::fs::rename(&partial, &path).await
     }

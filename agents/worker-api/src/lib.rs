@@ -3,9 +3,10 @@
 //!
 //! - [`config`]: flags and env, the bearer token;
 //! - [`auth`]: constant-time bearer check;
-//! - [`sandbox`]: request rules and the Podman run;
+//! - [`sandbox`]: request rules, the one lifecycle of every job (run, repeated delivery, stop,
+//!   shutdown, leftovers of an earlier worker) and the Podman run;
 //! - [`inference`]: the node's model for the orchestrator and for sandboxes (pod + sidecar);
-//! - [`ledger`]: at most one run per job id, whatever the deliveries;
+//! - [`ledger`]: finished results, kept for repeated deliveries;
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`readiness`]: what `/readyz` checks;
 //! - [`routes`]: the axum router.
@@ -34,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::BearerToken;
 use crate::config::{Config, ConfigError};
 use crate::routes::AppState;
-use crate::sandbox::Sandboxes;
+use crate::sandbox::{Lifecycle, Sandboxes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,7 +62,8 @@ pub enum StartError {
 }
 
 /// Asks the kernel for SIGTERM when the parent dies; our SIGTERM handling then stops the jobs and
-/// removes their containers as on any shutdown. A parent that died before we asked is caught by
+/// removes their containers as on any shutdown (a SIGKILL leaves them for the next start-up to
+/// adopt). A parent that died before we asked is caught by
 /// checking that we have not already been re-parented to init.
 fn exit_with_parent() -> Result<(), StartError> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
@@ -152,9 +154,10 @@ fn inference_setup(config: &Config) -> Result<Option<sandbox::InferenceSetup>, S
     }))
 }
 
-/// Serves the API on an already bound listener until SIGTERM/SIGINT; running jobs are stopped
-/// and their containers removed before it returns. Finished jobs' directories older than
-/// `job_retention` are removed in the background.
+/// Serves the API on an already bound listener until SIGTERM/SIGINT. First it takes over what an
+/// earlier instance on this mount root left on the Podman socket; at shutdown, jobs still
+/// running are stopped (interrupted) and their containers removed before it returns. Finished
+/// jobs' directories older than `job_retention` are removed in the background.
 pub async fn serve(
     listener: std::net::TcpListener,
     limits: sandbox::Limits,
@@ -167,17 +170,25 @@ pub async fn serve(
     let (stop, shutdown) = watch::channel(false);
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let ledger = ledger::JobLedger::new(sandboxes.mount_root().to_owned());
-    let sweeper = tokio::spawn(retention::run(
+    let jobs = Lifecycle::new(
+        sandboxes,
         ledger.clone(),
-        job_retention,
+        limits.max_output_bytes(),
         shutdown.clone(),
-    ));
+        running,
+    );
+    // Before the sweeper and the first delivery: adopted runs hold their jobs' turns by then.
+    match jobs.adopt_leftovers().await {
+        Ok(0) => {}
+        Ok(found) => tracing::info!(found, "took over sandboxes an earlier worker left"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list sandboxes an earlier worker left; a delivery of one of their jobs takes it over")
+        }
+    }
+    let sweeper = tokio::spawn(retention::run(ledger, job_retention, shutdown));
     let state = AppState {
         limits: Arc::new(limits),
-        ledger,
-        sandboxes,
-        shutdown,
-        running,
+        jobs,
     };
     let app = routes::router(state, BearerToken::new(token), request_limit);
     tracing::info!(addr = %listener.local_addr()?, "worker API listening");
@@ -187,7 +198,7 @@ pub async fn serve(
             let _ = stop.send(true);
         })
         .await?;
-    // Nothing is ever sent: `None` means the last running job has dropped its sender.
+    // Nothing is ever sent: `None` means the last run has dropped its sender.
     let _ = all_done.recv().await;
     let _ = sweeper.await;
     Ok(())

@@ -1,10 +1,10 @@
-//! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run` (paths from
-//! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
+//! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
+//! `POST /v1/worker/jobs/{job_id}/stop` (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
@@ -13,31 +13,29 @@ use cynode_contracts::routes;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
 use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
-use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
 use crate::auth::{BearerToken, require_bearer};
-use crate::ledger::{JobLedger, LedgerError};
 use crate::readiness;
-use crate::sandbox::{InvalidJob, Limits, SandboxError, Sandboxes};
+use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError};
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub limits: Arc<Limits>,
-    pub sandboxes: Sandboxes,
-    /// Makes a repeated delivery of a job return its first result instead of running it again.
-    pub ledger: JobLedger,
-    /// Turns `true` when the worker shuts down: running jobs stop and their containers go.
-    pub shutdown: watch::Receiver<bool>,
-    /// Each running job holds a clone; the server waits until every clone is gone, so that even
-    /// jobs whose caller hung up have removed their containers before the process exits.
-    pub running: mpsc::Sender<()>,
+    /// Every run, stop and repeated delivery goes through it.
+    pub jobs: Lifecycle,
 }
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
-    let inference = state.sandboxes.inference().map(|s| s.backend.clone());
+    let inference = state
+        .jobs
+        .sandboxes()
+        .inference()
+        .map(|s| s.backend.clone());
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
+        .route(routes::worker::JOB_STOP, post(stop_job))
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_bearer,
@@ -58,7 +56,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    match readiness::check(&state.sandboxes, state.limits.default_image()).await {
+    match readiness::check(state.jobs.sandboxes(), state.limits.default_image()).await {
         Ok(()) => (StatusCode::OK, "ready".into()),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
@@ -69,41 +67,31 @@ async fn run_job(
     ApiJson(request): ApiJson<RunJobRequest>,
 ) -> Result<Json<RunJobResponse>, ApiError> {
     let plan = state.limits.plan(request).map_err(invalid_job)?;
-    // The run owns its container: if the caller hangs up, the task still finishes, removes it
-    // and records its result for the delivery that will come again.
-    let running = state.running.clone();
-    let run = tokio::spawn(async move {
-        let _running = running;
-        let turn = state.ledger.turn(plan.job_id).await;
-        let earlier = state
-            .ledger
-            .earlier_result(&turn, plan.task_id, plan.job_id)
-            .await
-            .map_err(ledger_error)?;
-        if let Some(result) = earlier {
-            tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, "repeated delivery: returning the earlier result");
-            return Ok(result);
-        }
-        let result = state
-            .sandboxes
-            .run(plan, state.shutdown)
-            .await
-            .map_err(sandbox_error)?;
-        if let Err(e) = state.ledger.record(&turn, &result).await {
-            tracing::error!(job_id = %result.job_id, error = %e, "cannot keep the job's result; a repeated delivery would run it again");
-        }
-        Ok(result)
-    });
-    match run.await {
-        Ok(outcome) => outcome.map(Json),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    // The run belongs to the lifecycle, not to this request: if the caller hangs up, it still
+    // finishes, removes its container and keeps its result for the delivery that comes again.
+    state.jobs.deliver(plan).await.map(Json).map_err(run_error)
 }
 
-fn ledger_error(error: LedgerError) -> ApiError {
-    match error {
-        LedgerError::OtherTask { .. } => Problem::conflict(error.to_string()).into(),
-        LedgerError::Unreadable { .. } => ApiError::internal(error),
+async fn stop_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<RunJobResponse>, ApiError> {
+    let job_id = Uuid::parse_str(&job_id)
+        .map_err(|_| Problem::validation(format!("`{job_id}` is not a job id (a UUID)")))?;
+    state.jobs.stop(job_id).await.map(Json).map_err(run_error)
+}
+
+fn run_error(error: RunError) -> ApiError {
+    match &error {
+        RunError::OtherTask { .. } => Problem::conflict(error.to_string()).into(),
+        RunError::Interrupted(_) => Problem::job_interrupted(error.to_string()).into(),
+        RunError::Unknown(_) => Problem::not_found(error.to_string()).into(),
+        RunError::Sandbox(e) => match e.as_ref() {
+            SandboxError::AlreadyRunning(_) => Problem::conflict(error.to_string()).into(),
+            SandboxError::ImageMissing(_) => Problem::unavailable(error.to_string()).into(),
+            _ => ApiError::internal(error),
+        },
+        RunError::Ledger(_) | RunError::Abandoned(_) => ApiError::internal(error),
     }
 }
 
@@ -111,15 +99,5 @@ fn invalid_job(error: InvalidJob) -> ApiError {
     match error {
         InvalidJob::UnsupportedVersion(v) => Problem::unsupported_version(v).into(),
         other => Problem::validation(other.to_string()).into(),
-    }
-}
-
-fn sandbox_error(error: SandboxError) -> ApiError {
-    match error {
-        SandboxError::AlreadyRunning(_) => Problem::conflict(error.to_string()).into(),
-        SandboxError::ImageMissing(_) | SandboxError::ShuttingDown => {
-            Problem::unavailable(error.to_string()).into()
-        }
-        other => ApiError::internal(other),
     }
 }

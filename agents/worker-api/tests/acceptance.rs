@@ -521,9 +521,19 @@ async fn sigterm_stops_a_running_job_and_removes_its_container() {
         .unwrap()
         .expect("the pending job was answered");
     assert_eq!(answer.status(), 503);
+    let problem: Value = answer.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        cynode_contracts::problem::types::JOB_INTERRUPTED,
+        "the orchestrator must see an interruption, not a failure: {problem}"
+    );
     assert!(
         worker.containers_of(job_id).await.is_empty(),
         "container left behind"
+    );
+    assert!(
+        !worker.job_dir(job_id).join("result.json").exists(),
+        "an interrupted run has no result to give a repeated delivery"
     );
 }
 

@@ -591,6 +591,16 @@ impl User {
         task["id"].as_str().expect("task id").to_owned()
     }
 
+    /// `POST /v1/tasks/{id}/cancel`.
+    pub async fn cancel(&self, id: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/tasks/{id}/cancel", self.gw))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Polls `GET /v1/tasks/{id}/result` until the task is finished; `None` after `limit`.
     pub async fn finished_result(&self, id: &str, limit: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + limit;

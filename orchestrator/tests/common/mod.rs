@@ -490,6 +490,8 @@ pub enum Mode {
     Exit(i32),
     /// Answer at once with a run that hit its sandbox timeout.
     TimedOut,
+    /// Answer 503 "job interrupted", as the real worker API does for a run its shutdown stopped.
+    Interrupted,
 }
 
 #[derive(Default)]
@@ -580,6 +582,13 @@ async fn run_job(
         Mode::Fail => {
             guard.done = true;
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"type":"about:blank","title":"Internal","status":500,"detail":"sandbox runtime exploded"}))).into_response();
+        }
+        Mode::Interrupted => {
+            guard.done = true;
+            let problem = cynode_contracts::problem::Problem::job_interrupted(
+                "the worker API shut down while the job was running",
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(problem)).into_response();
         }
         Mode::Hang => std::future::pending::<()>().await,
         Mode::Block => {

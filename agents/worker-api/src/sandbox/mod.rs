@@ -1,7 +1,9 @@
-//! Sandboxed job runs: what a request may ask for ([`Limits::plan`]) and how it runs
-//! ([`Sandboxes::run`]).
+//! Sandboxed job runs: what a request may ask for ([`Limits::plan`]), the one lifecycle every
+//! run goes through ([`Lifecycle`]: deliveries, stop, shutdown, leftovers of an earlier worker)
+//! and the Podman work of a run ([`Sandboxes`]).
 
 mod create;
+mod lifecycle;
 mod output;
 mod pod;
 mod runner;
@@ -12,12 +14,19 @@ use std::time::Duration;
 use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest};
 use uuid::Uuid;
 
+pub use lifecycle::{Lifecycle, RunError};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes};
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.
 pub const LABEL_TASK_ID: &str = "cynodeai.task_id";
 pub const LABEL_JOB_ID: &str = "cynodeai.job_id";
+/// The mount root of the worker that made a container or pod: a worker starting on the same
+/// mount root takes over exactly these, and never anything else on the Podman socket.
+pub const LABEL_MOUNT_ROOT: &str = "cynodeai.mount_root";
+/// When the job's timeout ends (RFC 3339), so that a worker taking the run over still ends it
+/// in time.
+pub const LABEL_DEADLINE: &str = "cynodeai.deadline";
 
 /// Inside the sandbox the per-job host directory is here; it is also the working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
@@ -106,6 +115,11 @@ impl Limits {
 
     pub fn default_image(&self) -> &str {
         &self.default_image
+    }
+
+    /// The per-stream output cap, also for runs taken over from an earlier worker.
+    pub fn max_output_bytes(&self) -> usize {
+        self.max_output_bytes
     }
 
     /// Whether `image` is on the allowlist. `name` and `name:latest` are the same image.

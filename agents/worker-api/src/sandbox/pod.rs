@@ -11,14 +11,14 @@ use podman_api::Podman;
 use podman_api::models::{ContainerMount, Namespace};
 use podman_api::opts::{ContainerCreateOpts, PodCreateOpts};
 
+use super::JobPlan;
 use super::create::{CreateError, create_body, create_container};
-use super::{JobPlan, LABEL_JOB_ID, LABEL_TASK_ID};
 use crate::inference::Backend;
 use crate::inference::job_socket::JobSocket;
 
 /// Marks the pod's sidecar among a job's containers.
 pub const LABEL_ROLE: &str = "cynodeai.role";
-const ROLE_SIDECAR: &str = "inference-proxy";
+pub const ROLE_SIDECAR: &str = "inference-proxy";
 /// How long the sidecar may take to listen.
 const SIDECAR_READY_WITHIN: Duration = Duration::from_secs(15);
 
@@ -59,27 +59,25 @@ pub fn pod_name(job_id: uuid::Uuid) -> String {
 }
 
 /// Creates the pod, opens the job's socket, starts the sidecar and waits until it listens.
-/// Whatever exists when this fails is removed before it returns.
+/// `labels` (the job's and its worker's) go on the pod and the sidecar. Whatever exists when
+/// this fails is removed before it returns.
 pub async fn start(
     podman: &Podman,
     socket_path: &Path,
     plan: &JobPlan,
     job_dir: &Path,
     setup: &InferenceSetup,
+    labels: &[(&'static str, String)],
 ) -> Result<JobPod, PodError> {
     let binary = setup.sidecar.clone().map_err(PodError::Unavailable)?;
     let socket = JobSocket::open(job_dir, setup.backend.clone()).map_err(PodError::Socket)?;
     let name = pod_name(plan.job_id);
-    let labels = [
-        (LABEL_TASK_ID, plan.task_id.to_string()),
-        (LABEL_JOB_ID, plan.job_id.to_string()),
-    ];
     podman
         .pods()
         .create(
             &PodCreateOpts::builder()
                 .name(&name)
-                .labels(labels.clone())
+                .labels(labels.iter().cloned())
                 // Loopback only: the sidecar is the one way out.
                 .netns(Namespace {
                     nsmode: Some("none".into()),
@@ -97,7 +95,7 @@ pub async fn start(
             other => PodError::Unavailable(format!("Podman cannot create the job's pod: {other}")),
         })?;
     let pod = JobPod { name, socket };
-    match start_sidecar(podman, socket_path, plan, &pod, &binary, setup).await {
+    match start_sidecar(podman, socket_path, &pod, &binary, setup, labels).await {
         Ok(()) => Ok(pod),
         Err(e) => {
             pod.remove(podman).await;
@@ -109,10 +107,10 @@ pub async fn start(
 async fn start_sidecar(
     podman: &Podman,
     socket_path: &Path,
-    plan: &JobPlan,
     pod: &JobPod,
     binary: &Path,
     setup: &InferenceSetup,
+    labels: &[(&'static str, String)],
 ) -> Result<(), PodError> {
     let spec = ContainerCreateOpts::builder()
         .name(format!("{}-inference", pod.name))
@@ -120,11 +118,12 @@ async fn start_sidecar(
         .image(&setup.sidecar_image)
         .entrypoint([CONTAINER_BINARY])
         .command(SidecarArgs::for_pod().to_args())
-        .labels([
-            (LABEL_TASK_ID, plan.task_id.to_string()),
-            (LABEL_JOB_ID, plan.job_id.to_string()),
-            (LABEL_ROLE, ROLE_SIDECAR.to_owned()),
-        ])
+        .labels(
+            labels
+                .iter()
+                .cloned()
+                .chain([(LABEL_ROLE, ROLE_SIDECAR.to_owned())]),
+        )
         .drop_capabilities(["ALL"])
         .no_new_privilages(true)
         .read_only_fs(true)
@@ -200,15 +199,20 @@ fn bind(source: &Path, destination: &str, mode: &str) -> ContainerMount {
 impl JobPod {
     /// Removes the pod with everything in it, then the socket; returns the job's usage.
     pub async fn remove(self, podman: &Podman) -> serde_json::Value {
-        let pod = podman.pods().get(&self.name);
-        // SIGKILL first: the sidecar is its container's PID 1 and installs no SIGTERM handler,
-        // so a plain stop would wait out Podman's 10 s grace for nothing.
-        if let Err(e) = pod.kill().await {
-            tracing::debug!(pod = %self.name, error = %e, "killing a job's pod");
-        }
-        if let Err(e) = pod.remove().await {
-            tracing::error!(pod = %self.name, error = %e, "cannot remove a job's pod");
-        }
+        remove(podman, &self.name).await;
         self.socket.close()
+    }
+}
+
+/// Removes a pod with everything in it: a job's own at its end, or one an earlier worker left.
+pub async fn remove(podman: &Podman, name: &str) {
+    let pod = podman.pods().get(name);
+    // SIGKILL first: the sidecar is its container's PID 1 and installs no SIGTERM handler,
+    // so a plain stop would wait out Podman's 10 s grace for nothing.
+    if let Err(e) = pod.kill().await {
+        tracing::debug!(pod = %name, error = %e, "killing a job's pod");
+    }
+    if let Err(e) = pod.remove().await {
+        tracing::error!(pod = %name, error = %e, "cannot remove a job's pod");
     }
 }

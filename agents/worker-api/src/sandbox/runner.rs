@@ -1,24 +1,32 @@
-//! Running one job in a Podman sandbox and always removing the container afterwards.
+//! The Podman side of a job's run: create its container (or find one an earlier worker left),
+//! supervise it until it ends, collect what it printed, and remove it. Which run happens when,
+//! and what becomes of its result, is decided by [`super::lifecycle`].
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cynode_contracts::worker::{RunJobResponse, RunStatus, Truncated};
 use futures::StreamExt;
 use podman_api::Podman;
 use podman_api::api::Container;
 use podman_api::conn::TtyChunk;
-use podman_api::models::{ContainerMount, Namespace};
+use podman_api::models::{ContainerMount, ListContainer, Namespace};
 use podman_api::opts::{
-    ContainerCreateOpts, ContainerDeleteOpts, ContainerLogsOpts, ContainerWaitOpts,
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
+    ContainerLogsOpts, ContainerWaitOpts, PodListFilter, PodListOpts,
 };
 use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::create::{CreateError, create_body, create_container};
 use super::output::CappedStream;
-use super::pod::{self, InferenceSetup, PodError};
-use super::{JobPlan, LABEL_JOB_ID, LABEL_TASK_ID, WORKSPACE_DIR};
+use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
+use super::{
+    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
+};
 
 /// Exit codes a shell gives for a command it cannot find or cannot execute; we report the same
 /// when the OCI runtime fails to exec the argv, so callers see one convention.
@@ -37,12 +45,10 @@ pub struct Sandboxes {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("job {0} is already running on this node")]
-    AlreadyRunning(uuid::Uuid),
+    #[error("job {0} already has a container or pod on this node that this worker did not make")]
+    AlreadyRunning(Uuid),
     #[error("image `{0}` is allowed but not present on this node")]
     ImageMissing(String),
-    #[error("the worker is shutting down; the job was stopped")]
-    ShuttingDown,
     #[error("cannot prepare the job directory {path}: {source}")]
     Workspace {
         path: PathBuf,
@@ -56,12 +62,125 @@ pub enum SandboxError {
     Podman(#[from] podman_api::Error),
 }
 
+/// What may end a run before its process or its deadline does.
+#[derive(Debug)]
+pub struct Signals {
+    /// Turns true when the job is stopped through the API (its task was canceled).
+    pub stop: watch::Receiver<bool>,
+    /// Turns true when the worker shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How a run ended, once its container is gone.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// It has a result: it ran to its end, timed out, could not exec, or was canceled.
+    Finished(Box<RunJobResponse>),
+    /// The worker shut down while it still ran: it was killed and nothing of it is kept.
+    Interrupted,
+}
+
 /// How the container's process ended.
+#[derive(Debug, Clone, Copy)]
 enum Ending {
     Exited,
     TimedOut,
-    /// The runtime could not exec the argv: 127 or 126, as a shell would say.
-    ExecFailed(i32),
+    Canceled,
+    Interrupted,
+}
+
+/// What a finished container left: its status, exit code and capped output.
+struct Collected {
+    status: RunStatus,
+    exit_code: i32,
+    stdout: String,
+    stderr: String,
+    truncated: Truncated,
+}
+
+/// A job's container and pod that a worker on this mount root left on the Podman socket
+/// without a live run of this worker to go with them (it crashed, or was killed).
+#[derive(Debug)]
+pub struct Leftover {
+    pub job_id: Uuid,
+    pub task_id: Uuid,
+    /// The job's own container, unless the worker died before creating it.
+    sandbox: Option<LeftSandbox>,
+    /// The job's pod (inference jobs); it goes with everything in it, the sidecar included.
+    pod: Option<String>,
+}
+
+#[derive(Debug)]
+struct LeftSandbox {
+    id: String,
+    state: LeftState,
+    started_at: Option<DateTime<Utc>>,
+    exited_at: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeftState {
+    /// Created but never started: the job did not run.
+    NeverStarted,
+    Running,
+    Exited,
+}
+
+/// A leftover this worker can see to its end: its container already exited, or it runs on its
+/// own (outside a pod) with a known deadline.
+#[derive(Debug)]
+pub struct Adoptable {
+    pub job_id: Uuid,
+    pub task_id: Uuid,
+    sandbox: LeftSandbox,
+    pod: Option<String>,
+}
+
+impl Leftover {
+    fn empty(job_id: Uuid, task_id: Uuid) -> Self {
+        Self {
+            job_id,
+            task_id,
+            sandbox: None,
+            pod: None,
+        }
+    }
+
+    /// The leftover as one to take over, or back as it was when it cannot be: never started,
+    /// or a running inference job, whose inference socket was served by the worker that died.
+    pub fn adoptable(self) -> Result<Adoptable, Leftover> {
+        let can = self.sandbox.as_ref().is_some_and(|s| match s.state {
+            LeftState::Exited => true,
+            LeftState::Running => self.pod.is_none() && s.deadline.is_some(),
+            LeftState::NeverStarted => false,
+        });
+        match self {
+            Leftover {
+                job_id,
+                task_id,
+                sandbox: Some(sandbox),
+                pod,
+            } if can => Ok(Adoptable {
+                job_id,
+                task_id,
+                sandbox,
+                pod,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Adoptable> for Leftover {
+    fn from(adoptable: Adoptable) -> Self {
+        Self {
+            job_id: adoptable.job_id,
+            task_id: adoptable.task_id,
+            sandbox: Some(adoptable.sandbox),
+            pod: adoptable.pod,
+        }
+    }
 }
 
 impl Sandboxes {
@@ -93,20 +212,25 @@ impl Sandboxes {
     }
 
     /// `<mount_root>/<job_id>/workspace`, mounted at `/workspace`.
-    pub fn workspace_dir(&self, job_id: uuid::Uuid) -> PathBuf {
+    pub fn workspace_dir(&self, job_id: Uuid) -> PathBuf {
         self.mount_root.join(job_id.to_string()).join("workspace")
     }
 
-    /// Runs the job to its end, its timeout, or worker shutdown. The container is removed in
-    /// every case; the workspace directory stays for the caller to collect.
-    pub async fn run(
-        &self,
-        plan: JobPlan,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<RunJobResponse, SandboxError> {
+    /// The labels that tie a container or pod to its job and to this worker's mount root.
+    fn owner_labels(&self, task_id: Uuid, job_id: Uuid) -> Vec<(&'static str, String)> {
+        vec![
+            (LABEL_TASK_ID, task_id.to_string()),
+            (LABEL_JOB_ID, job_id.to_string()),
+            (LABEL_MOUNT_ROOT, self.mount_root.display().to_string()),
+        ]
+    }
+
+    /// Runs the job to its end, its timeout, a stop or worker shutdown. The container (and pod)
+    /// is removed in every case; the workspace directory stays.
+    pub async fn run(&self, plan: &JobPlan, signals: &mut Signals) -> Result<RunEnd, SandboxError> {
         // Podman 4.3 answers a create with a missing image with a bare 500; ask first.
         if !self.podman.images().get(&plan.image).exists().await? {
-            return Err(SandboxError::ImageMissing(plan.image));
+            return Err(SandboxError::ImageMissing(plan.image.clone()));
         }
         let workspace = self.workspace_dir(plan.job_id);
         tokio::fs::create_dir_all(&workspace)
@@ -115,6 +239,7 @@ impl Sandboxes {
                 path: workspace.clone(),
                 source,
             })?;
+        let labels = self.owner_labels(plan.task_id, plan.job_id);
         let pod = if plan.use_inference {
             let setup = self.inference.as_ref().ok_or_else(|| {
                 SandboxError::Pod(PodError::Unavailable(
@@ -122,14 +247,14 @@ impl Sandboxes {
                 ))
             })?;
             let job_dir = self.mount_root.join(plan.job_id.to_string());
-            match pod::start(&self.podman, &self.socket, &plan, &job_dir, setup).await {
+            match pod::start(&self.podman, &self.socket, plan, &job_dir, setup, &labels).await {
                 Ok(pod) => Some(pod),
                 Err(PodError::Unavailable(reason)) => {
                     tracing::error!(task_id = %plan.task_id, job_id = %plan.job_id, %reason, "inference job cannot run");
-                    return Ok(refused(
-                        &plan,
+                    return Ok(RunEnd::Finished(Box::new(refused(
+                        plan,
                         &format!("inference for sandboxes is unavailable on this node: {reason}"),
-                    ));
+                    ))));
                 }
                 Err(PodError::AlreadyRunning(job)) => {
                     return Err(SandboxError::AlreadyRunning(job));
@@ -139,9 +264,14 @@ impl Sandboxes {
         } else {
             None
         };
+        let deadline = Instant::now() + plan.timeout;
+        let deadline_label =
+            Utc::now() + chrono::Duration::from_std(plan.timeout).unwrap_or(chrono::Duration::MAX);
+        let mut labels = labels;
+        labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
-        let body =
-            create_body(&container_spec(&plan, &workspace, pod_name)).map_err(SandboxError::Create);
+        let body = create_body(&container_spec(plan, &workspace, pod_name, labels))
+            .map_err(SandboxError::Create);
         let created = match body {
             Ok(body) => create_container(&self.socket, body)
                 .await
@@ -170,39 +300,220 @@ impl Sandboxes {
         tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, inference = plan.use_inference, "sandbox created");
 
         let started_at = Utc::now();
-        let ending = execute(&container, plan.timeout, &mut shutdown).await;
-        let ended_at = Utc::now();
-        let result = match ending {
-            Ok(ending) => collect(&container, &plan, ending).await,
+        let collected = match start(&container).await {
+            Ok(None) => {
+                let ending = supervise(&container, deadline, signals).await;
+                collect(&container, ending, plan.max_output_bytes).await
+            }
+            Ok(Some(code)) => Ok(Some(exec_failed(plan, code))),
             Err(e) => Err(e),
         };
-        if let Err(e) = container
-            .delete(&ContainerDeleteOpts::builder().force(true).build())
-            .await
-        {
-            tracing::error!(job_id = %plan.job_id, container = %id, error = %e, "cannot remove sandbox");
-        }
+        let ended_at = Utc::now();
+        self.remove_container(plan.job_id, &id).await;
         let run_diagnostics = match pod {
             Some(pod) => Some(serde_json::json!({ "inference": pod.remove(&self.podman).await })),
             None => None,
         };
-        let (status, exit_code, stdout, stderr, truncated) = result?;
-        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, ?status, exit_code, "sandbox finished");
-        Ok(RunJobResponse {
-            version: cynode_contracts::PAYLOAD_VERSION,
-            task_id: plan.task_id,
-            job_id: plan.job_id,
-            status,
-            exit_code,
-            stdout,
-            stderr,
-            started_at,
-            ended_at,
-            truncated,
-            sba_result: None,
-            artifacts: None,
+        let Some(collected) = collected? else {
+            tracing::warn!(task_id = %plan.task_id, job_id = %plan.job_id, "sandbox stopped by the worker's shutdown");
+            return Ok(RunEnd::Interrupted);
+        };
+        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, status = ?collected.status, exit_code = collected.exit_code, "sandbox finished");
+        Ok(RunEnd::Finished(Box::new(response(
+            plan.task_id,
+            plan.job_id,
+            collected,
+            (started_at, ended_at),
             run_diagnostics,
-        })
+        ))))
+    }
+
+    /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
+    /// unless stopped or shut down; collects it and removes it.
+    pub async fn resume(
+        &self,
+        adoptable: Adoptable,
+        max_output_bytes: usize,
+        signals: &mut Signals,
+    ) -> Result<RunEnd, SandboxError> {
+        let Adoptable {
+            job_id,
+            task_id,
+            sandbox,
+            pod,
+        } = adoptable;
+        let container = self.podman.containers().get(&sandbox.id);
+        let ending = match sandbox.state {
+            LeftState::Exited => Ok(Ending::Exited),
+            LeftState::Running | LeftState::NeverStarted => {
+                let left = sandbox
+                    .deadline
+                    .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(Duration::ZERO);
+                supervise(&container, Instant::now() + left, signals).await
+            }
+        };
+        let collected = collect(&container, ending, max_output_bytes).await;
+        let ended_at = sandbox.exited_at.unwrap_or_else(Utc::now);
+        self.remove_container(job_id, &sandbox.id).await;
+        if let Some(pod) = &pod {
+            pod::remove(&self.podman, pod).await;
+        }
+        let Some(collected) = collected? else {
+            tracing::warn!(%task_id, %job_id, "adopted sandbox stopped by the worker's shutdown");
+            return Ok(RunEnd::Interrupted);
+        };
+        tracing::info!(%task_id, %job_id, status = ?collected.status, exit_code = collected.exit_code, "adopted sandbox finished");
+        Ok(RunEnd::Finished(Box::new(response(
+            task_id,
+            job_id,
+            collected,
+            (sandbox.started_at.unwrap_or(ended_at), ended_at),
+            // Its inference usage, if any, was counted by the worker that died.
+            Some(serde_json::json!({ "adopted": true })),
+        ))))
+    }
+
+    /// Removes what is left of a job without collecting anything: it did not run, or cannot be
+    /// seen to its end.
+    pub async fn discard(&self, leftover: &Leftover) {
+        if let Some(sandbox) = &leftover.sandbox {
+            self.remove_container(leftover.job_id, &sandbox.id).await;
+        }
+        if let Some(pod) = &leftover.pod {
+            pod::remove(&self.podman, pod).await;
+        }
+    }
+
+    /// Containers and pods a worker on this mount root made (its labels say so), by job; only
+    /// `job`'s if given. Nothing else on the Podman socket is ever listed, let alone touched.
+    pub async fn leftovers(&self, job: Option<Uuid>) -> Result<Vec<Leftover>, podman_api::Error> {
+        let root = self.mount_root.display().to_string();
+        let mut container_filters = vec![ContainerListFilter::LabelKeyVal(
+            LABEL_MOUNT_ROOT.into(),
+            root.clone(),
+        )];
+        let mut pod_filters = vec![PodListFilter::LabelKeyVal(LABEL_MOUNT_ROOT.into(), root)];
+        if let Some(job) = job {
+            container_filters.push(ContainerListFilter::LabelKeyVal(
+                LABEL_JOB_ID.into(),
+                job.to_string(),
+            ));
+            pod_filters.push(PodListFilter::LabelKeyVal(
+                LABEL_JOB_ID.into(),
+                job.to_string(),
+            ));
+        }
+        let containers = self
+            .podman
+            .containers()
+            .list(
+                &ContainerListOpts::builder()
+                    .all(true)
+                    .filter(container_filters)
+                    .build(),
+            )
+            .await?;
+        let pods = self
+            .podman
+            .pods()
+            .list(&PodListOpts::builder().filter(pod_filters).build())
+            .await?;
+        let mut by_job: BTreeMap<Uuid, Leftover> = BTreeMap::new();
+        for pod in pods {
+            if let (Some((job_id, task_id)), Some(name)) = (owner(pod.labels.as_ref()), pod.name) {
+                by_job
+                    .entry(job_id)
+                    .or_insert_with(|| Leftover::empty(job_id, task_id))
+                    .pod = Some(name);
+            }
+        }
+        for container in containers {
+            let labels = container.labels.as_ref();
+            // A sidecar goes with its pod.
+            let is_sidecar = labels
+                .and_then(|l| l.get(LABEL_ROLE))
+                .is_some_and(|role| role == ROLE_SIDECAR);
+            let Some((job_id, task_id)) = owner(labels).filter(|_| !is_sidecar) else {
+                continue;
+            };
+            by_job
+                .entry(job_id)
+                .or_insert_with(|| Leftover::empty(job_id, task_id))
+                .sandbox = left_sandbox(container);
+        }
+        Ok(by_job.into_values().collect())
+    }
+
+    async fn remove_container(&self, job_id: Uuid, id: &str) {
+        if let Err(e) = self
+            .podman
+            .containers()
+            .get(id)
+            .delete(&ContainerDeleteOpts::builder().force(true).build())
+            .await
+        {
+            tracing::error!(%job_id, container = %id, error = %e, "cannot remove sandbox");
+        }
+    }
+}
+
+/// The job and task a container or pod is labelled with.
+fn owner(labels: Option<&HashMap<String, String>>) -> Option<(Uuid, Uuid)> {
+    let id = |key: &str| {
+        labels
+            .and_then(|l| l.get(key))
+            .and_then(|v| Uuid::parse_str(v).ok())
+    };
+    Some((id(LABEL_JOB_ID)?, id(LABEL_TASK_ID)?))
+}
+
+fn left_sandbox(container: ListContainer) -> Option<LeftSandbox> {
+    let time = |secs: Option<i64>| {
+        secs.filter(|s| *s > 0)
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    };
+    let state = match container.state.as_deref() {
+        Some("running" | "paused" | "stopping") => LeftState::Running,
+        Some("exited" | "stopped") => LeftState::Exited,
+        _ => LeftState::NeverStarted,
+    };
+    let deadline = container
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_DEADLINE))
+        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+        .map(|d| d.with_timezone(&Utc));
+    Some(LeftSandbox {
+        id: container.id?,
+        state,
+        started_at: time(container.started_at),
+        exited_at: time(container.exited_at),
+        deadline,
+    })
+}
+
+fn response(
+    task_id: Uuid,
+    job_id: Uuid,
+    collected: Collected,
+    (started_at, ended_at): (DateTime<Utc>, DateTime<Utc>),
+    run_diagnostics: Option<serde_json::Value>,
+) -> RunJobResponse {
+    RunJobResponse {
+        version: cynode_contracts::PAYLOAD_VERSION,
+        task_id,
+        job_id,
+        status: collected.status,
+        exit_code: collected.exit_code,
+        stdout: collected.stdout,
+        stderr: collected.stderr,
+        started_at,
+        ended_at,
+        truncated: collected.truncated,
+        sba_result: None,
+        artifacts: None,
+        run_diagnostics,
     }
 }
 
@@ -227,10 +538,35 @@ fn refused(plan: &JobPlan, reason: &str) -> RunJobResponse {
     }
 }
 
+/// The result of a job stopped before its container started: canceled, and nothing ran.
+pub fn canceled_before_start(task_id: Uuid, job_id: Uuid) -> RunJobResponse {
+    let now = Utc::now();
+    RunJobResponse {
+        version: cynode_contracts::PAYLOAD_VERSION,
+        task_id,
+        job_id,
+        status: RunStatus::Canceled,
+        exit_code: -1,
+        stdout: String::new(),
+        stderr: String::new(),
+        started_at: now,
+        ended_at: now,
+        truncated: Truncated::default(),
+        sba_result: None,
+        artifacts: None,
+        run_diagnostics: None,
+    }
+}
+
 /// The locked-down container for one job (ARCHITECTURE.md §4 "Sandboxes").
 /// In a pod (inference jobs), the container shares the pod's loopback-only network namespace;
 /// otherwise it has none at all.
-fn container_spec(plan: &JobPlan, workspace: &Path, pod: Option<&str>) -> ContainerCreateOpts {
+fn container_spec(
+    plan: &JobPlan,
+    workspace: &Path,
+    pod: Option<&str>,
+    labels: Vec<(&'static str, String)>,
+) -> ContainerCreateOpts {
     let (program, args) = plan
         .command
         .split_first()
@@ -251,10 +587,7 @@ fn container_spec(plan: &JobPlan, workspace: &Path, pod: Option<&str>) -> Contai
         .entrypoint([program])
         .command(args)
         .env(plan.env.iter())
-        .labels([
-            (LABEL_TASK_ID, plan.task_id.to_string()),
-            (LABEL_JOB_ID, plan.job_id.to_string()),
-        ])
+        .labels(labels)
         .drop_capabilities(["ALL"])
         .no_new_privilages(true)
         .read_only_fs(true)
@@ -285,42 +618,68 @@ fn container_spec(plan: &JobPlan, workspace: &Path, pod: Option<&str>) -> Contai
         .build()
 }
 
-/// Starts the container and waits for its end, the timeout, or shutdown.
-async fn execute(
-    container: &Container,
-    timeout: Duration,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Ending, SandboxError> {
-    if let Err(e) = container.start(None).await {
-        return match exec_failure(&e) {
-            Some(code) => Ok(Ending::ExecFailed(code)),
-            None => Err(e.into()),
-        };
+/// Starts the container; `Some(code)` when the runtime could not exec the argv.
+async fn start(container: &Container) -> Result<Option<i32>, SandboxError> {
+    match container.start(None).await {
+        Ok(()) => Ok(None),
+        Err(e) => exec_failure(&e).map(Some).ok_or(e.into()),
     }
+}
+
+/// Waits for the started container's end, its deadline, a stop, or shutdown.
+async fn supervise(
+    container: &Container,
+    deadline: Instant,
+    signals: &mut Signals,
+) -> Result<Ending, SandboxError> {
     // Without conditions libpod waits for the container to stop. (podman-api 0.10 serialises
     // explicit conditions in a form Podman 4.3 rejects.) Podman polls the state at this
     // interval; its default of 250 ms would add up to that much to every job.
-    let exited = ContainerWaitOpts::builder().interval("50ms").build();
+    let exited = wait_opts();
+    // Signals first: when one comes together with the exit, `end_early` sees the exit and keeps
+    // the run's own result, so the outcome does not depend on which future was polled first.
     tokio::select! {
+        biased;
+        () = raised(&mut signals.shutdown) => end_early(container, Ending::Interrupted).await,
+        () = raised(&mut signals.stop) => end_early(container, Ending::Canceled).await,
+        () = tokio::time::sleep_until(deadline) => end_early(container, Ending::TimedOut).await,
         waited = container.wait(&exited) => {
             waited?;
             Ok(Ending::Exited)
         }
-        () = tokio::time::sleep(timeout) => {
-            container.kill().await?;
-            container.wait(&exited).await?;
-            Ok(Ending::TimedOut)
-        }
-        () = stopping(shutdown) => {
-            let _ = container.kill().await;
-            Err(SandboxError::ShuttingDown)
-        }
     }
 }
 
-async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens at exit: treat it as shutdown too.
-    let _ = shutdown.wait_for(|stop| *stop).await;
+fn wait_opts() -> ContainerWaitOpts {
+    ContainerWaitOpts::builder().interval("50ms").build()
+}
+
+/// Kills the container for `reason`, unless its process has already ended by itself: then it
+/// ran to its end and its own result stands (a shutdown or stop that comes as a job exits must
+/// not throw the finished run away).
+async fn end_early(container: &Container, reason: Ending) -> Result<Ending, SandboxError> {
+    if let Err(e) = container.kill().await {
+        // Podman refuses to kill a container that is no longer running.
+        let running = container
+            .inspect()
+            .await?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        return if running {
+            Err(e.into())
+        } else {
+            Ok(Ending::Exited)
+        };
+    }
+    container.wait(&wait_opts()).await?;
+    Ok(reason)
+}
+
+/// Resolves once `flag` is true. A sender that is gone counts as raised: the stop sender lives
+/// as long as its run, and the shutdown sender goes only at exit.
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
 }
 
 /// Podman reports an exec failure of the OCI runtime as an error of the start call; a shell
@@ -339,29 +698,38 @@ fn exec_failure(error: &podman_api::Error) -> Option<i32> {
     }
 }
 
-type Collected = (RunStatus, i32, String, String, Truncated);
-
-/// Reads the exit code and the capped output of a finished container.
-async fn collect(
-    container: &Container,
-    plan: &JobPlan,
-    ending: Ending,
-) -> Result<Collected, SandboxError> {
-    let cap = plan.max_output_bytes;
-    if let Ending::ExecFailed(code) = ending {
-        let reason = if code == EXIT_NOT_FOUND {
-            "command not found"
-        } else {
-            "permission denied"
-        };
-        let mut stderr = CappedStream::new(cap);
-        stderr.push(format!("{}: {reason}\n", plan.command[0]).as_bytes());
-        let (stderr, cut) = stderr.finish();
-        let truncated = Truncated {
+/// What a job whose argv could not be executed reports, as a shell would have.
+fn exec_failed(plan: &JobPlan, code: i32) -> Collected {
+    let reason = if code == EXIT_NOT_FOUND {
+        "command not found"
+    } else {
+        "permission denied"
+    };
+    let mut stderr = CappedStream::new(plan.max_output_bytes);
+    stderr.push(format!("{}: {reason}\n", plan.command[0]).as_bytes());
+    let (stderr, cut) = stderr.finish();
+    Collected {
+        status: RunStatus::Completed,
+        exit_code: code,
+        stdout: String::new(),
+        stderr,
+        truncated: Truncated {
             stdout: false,
             stderr: cut,
-        };
-        return Ok((RunStatus::Completed, code, String::new(), stderr, truncated));
+        },
+    }
+}
+
+/// Reads the exit code and the capped output of an ended container; `None` for a run the
+/// shutdown interrupted, which keeps nothing.
+async fn collect(
+    container: &Container,
+    ending: Result<Ending, SandboxError>,
+    cap: usize,
+) -> Result<Option<Collected>, SandboxError> {
+    let ending = ending?;
+    if let Ending::Interrupted = ending {
+        return Ok(None);
     }
     let mut stdout = CappedStream::new(cap);
     let mut stderr = CappedStream::new(cap);
@@ -385,7 +753,8 @@ async fn collect(
     }
     let (status, exit_code) = match ending {
         Ending::TimedOut => (RunStatus::Timeout, -1),
-        _ => {
+        Ending::Canceled => (RunStatus::Canceled, -1),
+        Ending::Exited | Ending::Interrupted => {
             let state = container.inspect().await?.state;
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
             (RunStatus::Completed, code)
@@ -393,9 +762,14 @@ async fn collect(
     };
     let (stdout, stdout_cut) = stdout.finish();
     let (stderr, stderr_cut) = stderr.finish();
-    let truncated = Truncated {
-        stdout: stdout_cut,
-        stderr: stderr_cut,
-    };
-    Ok((status, exit_code, stdout, stderr, truncated))
+    Ok(Some(Collected {
+        status,
+        exit_code,
+        stdout,
+        stderr,
+        truncated: Truncated {
+            stdout: stdout_cut,
+            stderr: stderr_cut,
+        },
+    }))
 }
