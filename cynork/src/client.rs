@@ -25,6 +25,9 @@ use crate::error::{CliError, Result};
 const REFRESH_MARGIN_SECS: i64 = 30;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// For calls a model answers (chat): the gateway's own completion timeout is 120 s by default,
+/// and a streamed answer may take longer than that in all; we give up only well after it.
+const MODEL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where the access token came from, and so where a refreshed one goes.
 #[derive(Debug)]
@@ -161,6 +164,8 @@ pub struct Client {
     base: Url,
     http: reqwest::Client,
     session: Option<Session>,
+    /// Whole-request limit: [`REQUEST_TIMEOUT`], or [`MODEL_TIMEOUT`] after [`Client::for_model_calls`].
+    timeout: Duration,
 }
 
 impl Client {
@@ -169,14 +174,21 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("cynork/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| CliError::Internal(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             base,
             http,
             session,
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The same client for calls that wait for a model to answer (chat), with a limit long
+    /// enough for the gateway to give up first.
+    pub fn for_model_calls(mut self) -> Self {
+        self.timeout = MODEL_TIMEOUT;
+        self
     }
 
     pub fn base(&self) -> &Url {
@@ -383,7 +395,10 @@ impl Client {
         body: Option<&serde_json::Value>,
         token: Option<&str>,
     ) -> Result<reqwest::Response> {
-        let mut req = self.http.request(method, self.url(segments));
+        let mut req = self
+            .http
+            .request(method, self.url(segments))
+            .timeout(self.timeout);
         if !query.is_empty() {
             req = req.query(query);
         }

@@ -19,7 +19,7 @@ use crate::error::{CliError, Result};
 use crate::output::{Format, emit};
 
 pub async fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
-    let mut client = ctx.client()?;
+    let mut client = ctx.client()?.for_model_calls();
     let model = args
         .model
         .filter(|m| !m.trim().is_empty())
