@@ -342,6 +342,12 @@ impl JobFailure {
 pub struct JobResult {
     pub id: Uuid,
     pub status: JobStatus,
+    /// Deliveries to a node so far (a run a stopping node interrupted does not count).
+    #[serde(default)]
+    pub attempts: i32,
+    /// Every time the job went back to the queue or gave up, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setbacks: Vec<JobSetback>,
     /// The worker's `RunJobResponse`, or `{version, status: "failed", error}` when dispatch failed.
     /// Upstream sends this as a JSON string; we send the object itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,6 +357,16 @@ pub struct JobResult {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// One time a job did not run to its end where it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobSetback {
+    pub at: DateTime<Utc>,
+    /// The node it was with, if it reached one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub why: String,
 }
 
 /// `GET /v1/tasks/{id}/result`.

@@ -79,6 +79,7 @@ async fn survive(fault: Fault) {
         .await
         .unwrap();
 
+    let mut setbacks = 0;
     for id in &ids {
         let result = user.finished_result(id, LIMIT).await.unwrap_or_else(|| {
             panic!(
@@ -89,6 +90,7 @@ async fn survive(fault: Fault) {
         });
         assert_eq!(result["status"], "completed", "{result}");
         let job = &result["jobs"][0];
+        setbacks += job["setbacks"].as_array().map_or(0, Vec::len);
         assert_eq!(
             job["result"]["stdout"], "done\n",
             "ran twice to completion: {result}"
@@ -99,6 +101,9 @@ async fn survive(fault: Fault) {
             "a container of job {job_id} was left behind"
         );
     }
+    // Runs were in flight: at least one delivery did not end where it was sent, and its owner
+    // can read why.
+    assert!(setbacks >= 1, "no setback recorded for the fault");
     let first_after: Option<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM min(ended_at))::float8 FROM jobs
          WHERE ended_at > to_timestamp($1)",

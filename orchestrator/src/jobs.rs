@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cynode_contracts::user::{InputMode, JobFailure, JobStatus, TaskStatus};
+use cynode_contracts::user::{InputMode, JobFailure, JobSetback, JobStatus, TaskStatus};
 use cynode_contracts::worker::{RunStatus, SandboxSpec};
 use cynode_service_kit::secrets::Secret;
 use serde_json::{Value, json};
@@ -411,6 +411,8 @@ pub struct JobRecord {
     pub result: Option<Value>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub setbacks: Vec<JobSetback>,
 }
 
 type JobRow = (
@@ -421,10 +423,12 @@ type JobRow = (
     Option<Value>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    i32,
+    Value,
 );
 
 fn record(
-    (id, task_id, status, payload, result, started_at, ended_at): JobRow,
+    (id, task_id, status, payload, result, started_at, ended_at, attempts, setbacks): JobRow,
 ) -> Result<JobRecord> {
     Ok(JobRecord {
         id,
@@ -434,10 +438,23 @@ fn record(
         result,
         started_at,
         ended_at,
+        attempts,
+        setbacks: serde_json::from_value(setbacks).map_err(Error::internal)?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, task_id, status, payload, result, started_at, ended_at";
+const JOB_COLUMNS: &str =
+    "id, task_id, status, payload, result, started_at, ended_at, attempts, setbacks";
+
+/// SQL that appends a setback (`why` bound as `$n`) to `jobs.setbacks`, naming the node the job
+/// was sent to.
+fn push_setback(why_param: u8) -> String {
+    format!(
+        "setbacks = setbacks || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'at', now(), 'why', ${why_param}::text,
+            'node', (SELECT n.node_slug FROM nodes n WHERE n.id = jobs.node_id))))"
+    )
+}
 
 /// One job (a planner reading a step's result).
 pub async fn job(db: impl sqlx::PgExecutor<'_>, job_id: Uuid) -> Result<Option<JobRecord>> {
@@ -725,21 +742,23 @@ async fn requeue_or_fail(tx: &mut PgConnection, s: Setback<'_>) -> Result<(JobSt
     } else {
         JobStatus::Queued
     };
-    sqlx::query(
+    let note = if give_up { gave_up } else { queued_note };
+    sqlx::query(&format!(
         "UPDATE jobs SET status = $2, lease_id = NULL, lease_expires_at = NULL, last_error = $3,
             next_attempt_at = now() + make_interval(secs => $4),
-            result = $5, ended_at = CASE WHEN $6 THEN now() END
+            result = $5, ended_at = CASE WHEN $6 THEN now() END, {}
          WHERE id = $1",
-    )
+        push_setback(7)
+    ))
     .bind(job_id)
     .bind(status.as_str())
     .bind(last_error)
     .bind(delay.as_secs_f64())
     .bind(give_up.then(|| failure(gave_up)))
     .bind(give_up)
+    .bind(note)
     .execute(&mut *tx)
     .await?;
-    let note = if give_up { gave_up } else { queued_note };
     let task_status = settle(tx, task_id, Note::Set(note)).await?;
     Ok((status, task_status))
 }
@@ -792,20 +811,22 @@ pub async fn interrupted(db: &PgPool, claim: &Claim, reason: &str) -> Result<()>
     if hold_lease(&mut tx, claim).await?.is_none() {
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE jobs SET status = $2, lease_id = NULL, lease_expires_at = NULL, last_error = $3,
-            attempts = greatest(attempts - 1, 0), next_attempt_at = now()
-         WHERE id = $1",
-    )
-    .bind(claim.job_id)
-    .bind(JobStatus::Queued.as_str())
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
     let note = format!(
         "node {} stopped while the job ran; it will run again",
         claim.node_slug
     );
+    sqlx::query(&format!(
+        "UPDATE jobs SET status = $2, lease_id = NULL, lease_expires_at = NULL, last_error = $3,
+            attempts = greatest(attempts - 1, 0), next_attempt_at = now(), {}
+         WHERE id = $1",
+        push_setback(4)
+    ))
+    .bind(claim.job_id)
+    .bind(JobStatus::Queued.as_str())
+    .bind(reason)
+    .bind(&note)
+    .execute(&mut *tx)
+    .await?;
     settle(&mut tx, claim.task_id, Note::Set(&note)).await?;
     tx.commit().await?;
     Ok(())

@@ -329,6 +329,8 @@ pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> R
         .map(|job| JobResult {
             id: job.id,
             status: job.status,
+            attempts: job.attempts,
+            setbacks: job.setbacks,
             result: job.result,
             started_at: job.started_at,
             ended_at: job.ended_at,

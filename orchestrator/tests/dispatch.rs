@@ -180,6 +180,18 @@ async fn an_interrupted_run_is_requeued_without_using_up_an_attempt() {
     assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
     assert_eq!(job_row(&o.db, &id).await.1, 1);
     assert_eq!(worker.completed().values().sum::<u32>(), 1);
+    // The owner sees the interruption in the result, in words for them.
+    let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
+    let job = &result["jobs"][0];
+    assert_eq!(job["attempts"], 1, "{result}");
+    let setbacks = job["setbacks"].as_array().expect("setbacks");
+    assert_eq!(setbacks.len(), 1, "{result}");
+    assert_eq!(setbacks[0]["node"], "n");
+    assert_eq!(
+        setbacks[0]["why"],
+        "node n stopped while the job ran; it will run again"
+    );
+    assert!(setbacks[0]["at"].is_string());
 }
 
 #[tokio::test]

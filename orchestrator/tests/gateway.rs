@@ -555,6 +555,12 @@ async fn openapi_states_the_constraints_the_server_enforces() {
     let doc = o.openapi(&o.gw).await;
     let schemas = &doc["components"]["schemas"];
     let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+    // A job's setbacks are part of the documented result.
+    assert_eq!(
+        property("JobResult", "setbacks")["items"]["$ref"],
+        "#/components/schemas/JobSetback"
+    );
+    assert!(schemas["JobSetback"]["properties"]["why"].is_object(), "{doc}");
 
     for (schema, field) in [
         ("LoginRequest", "handle"),

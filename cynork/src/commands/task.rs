@@ -408,6 +408,8 @@ mod tests {
             jobs: vec![JobResult {
                 id,
                 status: JobStatus::Running,
+                attempts: 1,
+                setbacks: Vec::new(),
                 result: None,
                 started_at: None,
                 ended_at: None,
@@ -438,6 +440,8 @@ mod tests {
         let job = |code: i64| JobResult {
             id,
             status: JobStatus::Completed,
+            attempts: 1,
+            setbacks: Vec::new(),
             result: Some(
                 json!({"status": "completed", "exit_code": code, "stdout": "", "stderr": ""}),
             ),
