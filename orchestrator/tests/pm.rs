@@ -80,6 +80,18 @@ impl PmNode {
     }
 }
 
+/// Waits until `/readyz` answers 503 with `reason`; fails with the last answer otherwise.
+async fn readyz_becomes(o: &Orchestrator, reason: String) {
+    let expected = (503, reason);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut seen = o.readyz().await;
+    while seen != expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = o.readyz().await;
+    }
+    assert_eq!(seen, expected);
+}
+
 async fn wait_ready(o: &Orchestrator) {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
@@ -126,30 +138,21 @@ async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up()
     let o = Orchestrator::start(PM_ON).await;
     assert_eq!(o.readyz().await, (503, "no dispatchable node".into()));
 
-    // A dispatchable node that serves no model.
+    // A dispatchable node that serves no model. The selection sees each new node on its next
+    // pass (at once when it is not busy, later under load); until then the reason before holds.
     let bare = WorkerDouble::start(Mode::Instant).await;
     let _bare = Node::ready(&o, "bare", &bare).await;
-    assert_eq!(
-        o.readyz().await,
-        (
-            503,
-            format!("project manager model {MODEL} not available on any node")
-        )
-    );
+    readyz_becomes(
+        &o,
+        format!("project manager model {MODEL} not available on any node"),
+    )
+    .await;
 
     // A node serving it, whose model holds the warm-up.
     let model = ScriptedModel::start(MODEL).await;
     model.hold_warmups(true);
     let _node = PmNode::start(&o, "pm-node", &model.url).await;
-    // The selection sees the new node on its next pass; until then the model is "not available".
-    let warming = (503, format!("warming up {MODEL} on pm-node"));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut seen = o.readyz().await;
-    while seen != warming && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        seen = o.readyz().await;
-    }
-    assert_eq!(seen, warming);
+    readyz_becomes(&o, format!("warming up {MODEL} on pm-node")).await;
     assert_eq!(model.warmups(), 0);
     model.hold_warmups(false);
     wait_ready(&o).await;
