@@ -90,6 +90,37 @@ pub struct RunJobResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub run_diagnostics: Option<Value>,
+    /// The limits the sandbox ran under; absent in results of older workers and of jobs that
+    /// never got a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<SandboxLimits>,
+    /// The kernel killed the job's process for exceeding `limits.memory_bytes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+}
+
+/// What a node enforces on every sandbox, as reported with each result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SandboxLimits {
+    /// Wall-clock timeout of the run.
+    pub timeout_seconds: u64,
+    /// Memory limit; swap is limited to the same total, so the job gets no extra swap.
+    pub memory_bytes: u64,
+    /// CPU limit in thousandths of a CPU (1000 = one full CPU).
+    pub cpu_millis: u64,
+    /// Most processes and threads the sandbox may have at once.
+    pub pids: u64,
+    /// Size of the `/tmp` tmpfs (it counts against `memory_bytes` too).
+    pub tmp_bytes: u64,
+    /// Cap of the container's log file on the host.
+    pub log_bytes: u64,
+    /// Cap of stdout and of stderr in the result.
+    pub output_bytes: u64,
+    /// Size limit of `/workspace`; `None`: not limited by the node (only by its disk).
+    #[serde(default)]
+    pub workspace_bytes: Option<u64>,
+    /// New user namespaces (`unshare -U`, `clone(CLONE_NEWUSER)`) and `setns` are refused.
+    pub user_namespaces_denied: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
