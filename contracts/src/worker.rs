@@ -142,3 +142,41 @@ pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {
     }
     (String::from_utf8_lossy(&bytes[..end]).into_owned(), true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_without_limits_parses_and_limits_round_trip() {
+        let old = serde_json::json!({
+            "version": 1, "task_id": Uuid::nil(), "job_id": Uuid::nil(), "status": "completed",
+            "exit_code": 0, "stdout": "", "stderr": "",
+            "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01Z",
+            "truncated": {"stdout": false, "stderr": false}
+        });
+        let mut parsed: RunJobResponse = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(parsed.limits, None);
+        assert!(!parsed.oom_killed);
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            old,
+            "nothing new is written"
+        );
+        parsed.limits = Some(SandboxLimits {
+            timeout_seconds: 1,
+            memory_bytes: 2,
+            cpu_millis: 3,
+            pids: 4,
+            tmp_bytes: 5,
+            log_bytes: 6,
+            output_bytes: 7,
+            workspace_bytes: None,
+            user_namespaces_denied: true,
+        });
+        parsed.oom_killed = true;
+        let back: RunJobResponse =
+            serde_json::from_value(serde_json::to_value(&parsed).unwrap()).unwrap();
+        assert_eq!(back, parsed);
+    }
+}

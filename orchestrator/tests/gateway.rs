@@ -560,7 +560,10 @@ async fn openapi_states_the_constraints_the_server_enforces() {
         property("JobResult", "setbacks")["items"]["$ref"],
         "#/components/schemas/JobSetback"
     );
-    assert!(schemas["JobSetback"]["properties"]["why"].is_object(), "{doc}");
+    assert!(
+        schemas["JobSetback"]["properties"]["why"].is_object(),
+        "{doc}"
+    );
 
     for (schema, field) in [
         ("LoginRequest", "handle"),

@@ -113,8 +113,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Serve)?;
-    let mut sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root)
-        .with_seccomp(seccomp_profile);
+    let mut sandboxes =
+        Sandboxes::new(&config.podman_socket, &config.mount_root).with_seccomp(seccomp_profile);
     if let Some(setup) = inference {
         sandboxes = sandboxes.with_inference(setup);
     }

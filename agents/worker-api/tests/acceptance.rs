@@ -903,8 +903,10 @@ async fn a_memory_hog_is_killed_by_the_memory_limit_and_reported() {
 async fn a_fork_bomb_stops_at_the_pids_limit_and_the_host_is_unharmed() {
     let worker = Worker::start_with_args(&["--sandbox-pids-limit", "32"]).await;
     // Each round leaves one more sleeping process; forks fail once 32 exist.
-    let mut sandbox = sh("n=0; while [ $n -lt 100 ]; do sleep 60 & n=$((n+1)); echo $n; done; \
-         echo ALL-SPAWNED");
+    let mut sandbox = sh(
+        "n=0; while [ $n -lt 100 ]; do sleep 60 & n=$((n+1)); echo $n; done; \
+         echo ALL-SPAWNED",
+    );
     sandbox["timeout_seconds"] = json!(120);
     let started = std::time::Instant::now();
     let (_, result) = worker.run(sandbox).await;
@@ -997,7 +999,10 @@ async fn an_output_flood_keeps_no_more_than_the_log_cap_on_the_host() {
     assert_eq!(answer.status(), 200);
     let result: Value = answer.json().await.unwrap();
     assert_eq!(result["exit_code"], 0, "{}", result["stderr"]);
-    assert!(samples > 10, "the log file was sampled only {samples} times");
+    assert!(
+        samples > 10,
+        "the log file was sampled only {samples} times"
+    );
     assert!(largest > 0, "no log file was seen");
     assert!(
         largest <= cap,

@@ -281,13 +281,8 @@ impl Sandboxes {
         let mut labels = labels;
         labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
-        let (spec, extra) = container_spec(
-            plan,
-            &workspace,
-            pod_name,
-            labels,
-            self.seccomp.as_deref(),
-        );
+        let (spec, extra) =
+            container_spec(plan, &workspace, pod_name, labels, self.seccomp.as_deref());
         let body = create_body_with(&spec, extra).map_err(SandboxError::Create);
         let created = match body {
             Ok(body) => create_container(&self.socket, body)
@@ -617,7 +612,10 @@ fn container_spec(
     pod: Option<&str>,
     labels: Vec<(&'static str, String)>,
     seccomp: Option<&Path>,
-) -> (ContainerCreateOpts, serde_json::Map<String, serde_json::Value>) {
+) -> (
+    ContainerCreateOpts,
+    serde_json::Map<String, serde_json::Value>,
+) {
     let limits = &plan.limits;
     let mut extra = serde_json::Map::new();
     let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);

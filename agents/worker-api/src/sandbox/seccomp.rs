@@ -36,9 +36,7 @@ pub fn profile() -> Value {
         }
     }
     rules.retain(|rule| rule["names"].as_array().is_some_and(|n| !n.is_empty()));
-    let newuser = |datum: u64| {
-        json!([{"index": 0, "value": CLONE_NEWUSER, "valueTwo": datum, "op": "SCMP_CMP_MASKED_EQ"}])
-    };
+    let newuser = |datum: u64| json!([{"index": 0, "value": CLONE_NEWUSER, "valueTwo": datum, "op": "SCMP_CMP_MASKED_EQ"}]);
     rules.extend([
         json!({"names": ["clone", "unshare"], "action": "SCMP_ACT_ALLOW", "args": newuser(0),
                "comment": "cynodeai: no new user namespaces"}),
