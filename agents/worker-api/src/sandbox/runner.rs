@@ -18,6 +18,7 @@ use podman_api::opts::{
     ContainerLogsOpts, ContainerWaitOpts, PodListFilter, PodListOpts,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -324,13 +325,7 @@ impl Sandboxes {
                         reader.abort();
                         None
                     }
-                    Ok(_) => match tokio::time::timeout(FOLLOW_GRACE, reader).await {
-                        Ok(Ok(Ok(output))) => Some(output),
-                        other => {
-                            tracing::warn!(job_id = %plan.job_id, outcome = ?other.map(|r| r.map(|o| o.map(|_| ()))), "following the output failed; reading the log instead");
-                            None
-                        }
-                    },
+                    Ok(_) => followed(reader, plan.job_id).await,
                 };
                 collect(&container, ending, plan.max_output_bytes, output).await
             }
@@ -820,7 +815,7 @@ async fn collect(
     container: &Container,
     ending: Result<Ending, SandboxError>,
     cap: usize,
-    output: Option<(CappedStream, CappedStream)>,
+    output: Option<Output>,
 ) -> Result<Option<Collected>, SandboxError> {
     let ending = ending?;
     if let Ending::Interrupted = ending {
@@ -855,13 +850,29 @@ async fn collect(
     }))
 }
 
+/// What the output reader of a run got once its container ended; `None` (and a warning) when
+/// it failed or did not reach the end in time: the caller then reads the log file instead.
+async fn followed(mut reader: JoinHandle<OutputRead>, job_id: Uuid) -> Option<Output> {
+    let why = match tokio::time::timeout(FOLLOW_GRACE, &mut reader).await {
+        Ok(Ok(Ok(output))) => return Some(output),
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => {
+            reader.abort();
+            format!("no end within {}s of the exit", FOLLOW_GRACE.as_secs())
+        }
+    };
+    tracing::warn!(%job_id, %why, "following the output failed; reading the log file instead");
+    None
+}
+
+/// stdout and stderr, each capped.
+type Output = (CappedStream, CappedStream);
+type OutputRead = Result<Output, podman_api::Error>;
+
 /// The container's output, each stream capped; with `follow`, read as it is written until the
 /// container ends. Stops early once both streams are full.
-async fn read_output(
-    container: &Container,
-    cap: usize,
-    follow: bool,
-) -> Result<(CappedStream, CappedStream), podman_api::Error> {
+async fn read_output(container: &Container, cap: usize, follow: bool) -> OutputRead {
     let mut stdout = CappedStream::new(cap);
     let mut stderr = CappedStream::new(cap);
     let mut logs = container.logs(
