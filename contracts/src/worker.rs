@@ -90,6 +90,37 @@ pub struct RunJobResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub run_diagnostics: Option<Value>,
+    /// The limits the sandbox ran under; absent in results of older workers and of jobs that
+    /// never got a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<SandboxLimits>,
+    /// The kernel killed the job's process for exceeding `limits.memory_bytes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+}
+
+/// What a node enforces on every sandbox, as reported with each result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SandboxLimits {
+    /// Wall-clock timeout of the run.
+    pub timeout_seconds: u64,
+    /// Memory limit; swap is limited to the same total, so the job gets no extra swap.
+    pub memory_bytes: u64,
+    /// CPU limit in thousandths of a CPU (1000 = one full CPU).
+    pub cpu_millis: u64,
+    /// Most processes and threads the sandbox may have at once.
+    pub pids: u64,
+    /// Size of the `/tmp` tmpfs (it counts against `memory_bytes` too).
+    pub tmp_bytes: u64,
+    /// Cap of the container's log file on the host.
+    pub log_bytes: u64,
+    /// Cap of stdout and of stderr in the result.
+    pub output_bytes: u64,
+    /// Size limit of `/workspace`; `None`: not limited by the node (only by its disk).
+    #[serde(default)]
+    pub workspace_bytes: Option<u64>,
+    /// New user namespaces (`unshare -U`, `clone(CLONE_NEWUSER)`) and `setns` are refused.
+    pub user_namespaces_denied: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -110,4 +141,42 @@ pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {
         end -= 1;
     }
     (String::from_utf8_lossy(&bytes[..end]).into_owned(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_without_limits_parses_and_limits_round_trip() {
+        let old = serde_json::json!({
+            "version": 1, "task_id": Uuid::nil(), "job_id": Uuid::nil(), "status": "completed",
+            "exit_code": 0, "stdout": "", "stderr": "",
+            "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01Z",
+            "truncated": {"stdout": false, "stderr": false}
+        });
+        let mut parsed: RunJobResponse = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(parsed.limits, None);
+        assert!(!parsed.oom_killed);
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            old,
+            "nothing new is written"
+        );
+        parsed.limits = Some(SandboxLimits {
+            timeout_seconds: 1,
+            memory_bytes: 2,
+            cpu_millis: 3,
+            pids: 4,
+            tmp_bytes: 5,
+            log_bytes: 6,
+            output_bytes: 7,
+            workspace_bytes: None,
+            user_namespaces_denied: true,
+        });
+        parsed.oom_killed = true;
+        let back: RunJobResponse =
+            serde_json::from_value(serde_json::to_value(&parsed).unwrap()).unwrap();
+        assert_eq!(back, parsed);
+    }
 }

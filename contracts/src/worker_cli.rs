@@ -29,6 +29,18 @@ pub const DEFAULT_MAX_TIMEOUT_SECS: u64 = 10800;
 pub const DEFAULT_JOB_RETENTION_SECS: u64 = 86400;
 /// Default of `--inference-timeout-secs`.
 pub const DEFAULT_INFERENCE_TIMEOUT_SECS: u64 = 120;
+/// Default of `--sandbox-memory-mib`.
+pub const DEFAULT_SANDBOX_MEMORY_MIB: u64 = 2048;
+/// Default of `--sandbox-cpu-millis` (one CPU).
+pub const DEFAULT_SANDBOX_CPU_MILLIS: u64 = 1000;
+/// Default of `--sandbox-pids-limit`.
+pub const DEFAULT_SANDBOX_PIDS_LIMIT: u64 = 512;
+/// Default of `--sandbox-tmp-mib`.
+pub const DEFAULT_SANDBOX_TMP_MIB: u64 = 256;
+/// Default of `--sandbox-log-max-bytes` (32 MiB): Podman writes each output line with a
+/// timestamp prefix of about 40 bytes, so this keeps the first 256 KiB of each stream on disk
+/// even for very short lines.
+pub const DEFAULT_SANDBOX_LOG_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// Name of the inference sidecar binary the worker looks for next to its own executable when
 /// `--inference-proxy-binary` is not given.
 pub const INFERENCE_PROXY_BINARY_NAME: &str = "cynode-inference-proxy";
@@ -72,6 +84,32 @@ pub struct WorkerCli {
     /// Cap of stdout and of stderr in a result (bytes each).
     #[arg(long, env = "CYNODE_SANDBOX_MAX_OUTPUT_BYTES", default_value_t = MAX_OUTPUT_BYTES)]
     pub max_output_bytes: usize,
+
+    /// Memory limit of each sandbox (MiB); swap is limited to the same total (no extra swap).
+    #[arg(long, env = "CYNODE_SANDBOX_MEMORY_MIB", default_value_t = DEFAULT_SANDBOX_MEMORY_MIB,
+          value_parser = clap::value_parser!(u64).range(4..=1 << 30))]
+    pub sandbox_memory_mib: u64,
+
+    /// CPU limit of each sandbox in thousandths of a CPU (1000 = one CPU).
+    #[arg(long, env = "CYNODE_SANDBOX_CPU_MILLIS", default_value_t = DEFAULT_SANDBOX_CPU_MILLIS,
+          value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub sandbox_cpu_millis: u64,
+
+    /// Most processes and threads one sandbox may have at once.
+    #[arg(long, env = "CYNODE_SANDBOX_PIDS_LIMIT", default_value_t = DEFAULT_SANDBOX_PIDS_LIMIT,
+          value_parser = clap::value_parser!(u64).range(4..=4_194_304))]
+    pub sandbox_pids_limit: u64,
+
+    /// Size of each sandbox's `/tmp` tmpfs (MiB); it also counts against the memory limit.
+    #[arg(long, env = "CYNODE_SANDBOX_TMP_MIB", default_value_t = DEFAULT_SANDBOX_TMP_MIB,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub sandbox_tmp_mib: u64,
+
+    /// Cap of a sandbox's log file on the host (bytes); Podman starts the file afresh when a
+    /// write would pass it. Must hold the returned output with Podman's per-line prefixes.
+    #[arg(long, env = "CYNODE_SANDBOX_LOG_MAX_BYTES", default_value_t = DEFAULT_SANDBOX_LOG_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub sandbox_log_max_bytes: u64,
 
     /// Largest request body (bytes); never above 10 MiB. Bigger bodies get 413.
     #[arg(long, env = "WORKER_API_MAX_REQUEST_BYTES", default_value_t = MAX_REQUEST_BYTES)]
@@ -125,6 +163,11 @@ impl Default for WorkerCli {
             default_timeout_secs: DEFAULT_TIMEOUT_SECS,
             max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
             max_output_bytes: MAX_OUTPUT_BYTES,
+            sandbox_memory_mib: DEFAULT_SANDBOX_MEMORY_MIB,
+            sandbox_cpu_millis: DEFAULT_SANDBOX_CPU_MILLIS,
+            sandbox_pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
+            sandbox_tmp_mib: DEFAULT_SANDBOX_TMP_MIB,
+            sandbox_log_max_bytes: DEFAULT_SANDBOX_LOG_MAX_BYTES,
             max_request_bytes: MAX_REQUEST_BYTES,
             job_retention_secs: DEFAULT_JOB_RETENTION_SECS,
             inference_url: None,
@@ -151,6 +194,11 @@ impl WorkerCli {
             default_timeout_secs,
             max_timeout_secs,
             max_output_bytes,
+            sandbox_memory_mib,
+            sandbox_cpu_millis,
+            sandbox_pids_limit,
+            sandbox_tmp_mib,
+            sandbox_log_max_bytes,
             max_request_bytes,
             job_retention_secs,
             inference_url,
@@ -174,6 +222,11 @@ impl WorkerCli {
         flag("default-timeout-secs", default_timeout_secs.to_string());
         flag("max-timeout-secs", max_timeout_secs.to_string());
         flag("max-output-bytes", max_output_bytes.to_string());
+        flag("sandbox-memory-mib", sandbox_memory_mib.to_string());
+        flag("sandbox-cpu-millis", sandbox_cpu_millis.to_string());
+        flag("sandbox-pids-limit", sandbox_pids_limit.to_string());
+        flag("sandbox-tmp-mib", sandbox_tmp_mib.to_string());
+        flag("sandbox-log-max-bytes", sandbox_log_max_bytes.to_string());
         flag("max-request-bytes", max_request_bytes.to_string());
         flag("job-retention-secs", job_retention_secs.to_string());
         if let Some(url) = inference_url {
@@ -227,6 +280,11 @@ mod tests {
             default_timeout_secs: 5,
             max_timeout_secs: 60,
             max_output_bytes: 1000,
+            sandbox_memory_mib: 64,
+            sandbox_cpu_millis: 250,
+            sandbox_pids_limit: 32,
+            sandbox_tmp_mib: 8,
+            sandbox_log_max_bytes: 100_000,
             max_request_bytes: 500,
             job_retention_secs: 7,
             inference_url: Some("http://127.0.0.1:11500".parse().unwrap()),

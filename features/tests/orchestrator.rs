@@ -193,6 +193,8 @@ async fn run_job(
         sba_result: None,
         artifacts: None,
         run_diagnostics: None,
+        limits: None,
+        oom_killed: false,
     })
 }
 

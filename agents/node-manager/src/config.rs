@@ -122,6 +122,8 @@ struct FileSandbox {
     mount_root: Option<PathBuf>,
     #[serde(default)]
     timeouts: FileSandboxTimeouts,
+    #[serde(default)]
+    limits: SandboxLimitSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +206,20 @@ pub struct SandboxSettings {
     pub mount_root: PathBuf,
     pub default_timeout_secs: Option<u64>,
     pub max_timeout_secs: Option<u64>,
+    /// `sandbox.limits`: what every sandbox may use; unset keys keep the worker API's defaults.
+    pub limits: SandboxLimitSettings,
+}
+
+/// `sandbox.limits` in the node's config file, passed to the worker API as its
+/// `--sandbox-*` flags (which check the ranges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxLimitSettings {
+    pub memory_mib: Option<u64>,
+    pub cpu_millis: Option<u64>,
+    pub pids: Option<u64>,
+    pub tmp_mib: Option<u64>,
+    pub log_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +449,7 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
             mount_root,
             default_timeout_secs,
             max_timeout_secs,
+            limits: file.sandbox.limits,
         },
         inference: InferenceSettings {
             mode: file.inference.mode.unwrap_or(InferenceMode::Allow),
@@ -723,6 +740,7 @@ inference:
         assert_eq!(cfg.capability_report_interval, Duration::from_secs(45));
         assert_eq!(cfg.sandbox.default_timeout_secs, Some(90));
         assert_eq!(cfg.sandbox.max_timeout_secs, Some(5400));
+        assert_eq!(cfg.sandbox.limits, SandboxLimitSettings::default());
         assert_eq!(cfg.shutdown_grace, Duration::from_millis(500));
         let err = load(FULL, &env(&[("HTTP_TIMEOUT", "5 fortnights")]))
             .unwrap_err()

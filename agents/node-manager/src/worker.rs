@@ -84,6 +84,7 @@ pub fn worker_cli(
     )
     .unwrap_or(defaults.max_request_bytes);
     let listen = listen_addr(&config.worker.listen_host, config.worker.listen_port)?;
+    let limits = sandbox.limits;
     Ok(WorkerCli {
         listen,
         podman_socket: sandbox.podman_socket.clone(),
@@ -93,6 +94,13 @@ pub fn worker_cli(
         default_timeout_secs,
         max_timeout_secs,
         max_request_bytes,
+        sandbox_memory_mib: limits.memory_mib.unwrap_or(defaults.sandbox_memory_mib),
+        sandbox_cpu_millis: limits.cpu_millis.unwrap_or(defaults.sandbox_cpu_millis),
+        sandbox_pids_limit: limits.pids.unwrap_or(defaults.sandbox_pids_limit),
+        sandbox_tmp_mib: limits.tmp_mib.unwrap_or(defaults.sandbox_tmp_mib),
+        sandbox_log_max_bytes: limits
+            .log_max_bytes
+            .unwrap_or(defaults.sandbox_log_max_bytes),
         // The node's inference server, when this node offers inference; else none.
         inference_url: config
             .inference
@@ -344,6 +352,25 @@ mod tests {
             WorkerCli::try_parse_from(std::iter::once("w".to_owned()).chain(args)).unwrap(),
             cli,
             "the worker parses exactly what node-manager built"
+        );
+    }
+
+    #[test]
+    fn sandbox_limits_from_the_config_file_reach_the_worker() {
+        let cfg = crate::config::for_tests(
+            "sandbox:\n  limits: {memory_mib: 64, pids: 32, log_max_bytes: 100000}\n",
+        );
+        let cli = worker_cli(&cfg, &delivered(&[], None)).unwrap();
+        let defaults = WorkerCli::default();
+        assert_eq!(cli.sandbox_memory_mib, 64);
+        assert_eq!(cli.sandbox_pids_limit, 32);
+        assert_eq!(cli.sandbox_log_max_bytes, 100_000);
+        assert_eq!(cli.sandbox_cpu_millis, defaults.sandbox_cpu_millis);
+        assert_eq!(cli.sandbox_tmp_mib, defaults.sandbox_tmp_mib);
+        let args = worker_args(&cfg, &delivered(&[], None)).unwrap();
+        assert!(
+            args.windows(2).any(|w| w == ["--sandbox-memory-mib", "64"]),
+            "{args:?}"
         );
     }
 

@@ -11,7 +11,7 @@ pub use cynode_contracts::worker_cli::WorkerCli;
 use cynode_service_kit::hardening::{PathAccess, Policy};
 use cynode_service_kit::secrets::{self, Secret, SecretError, SecretSource};
 
-use crate::sandbox::Limits;
+use crate::sandbox::{Limits, Resources};
 
 /// The parsed command line. Fields read through [`Deref`] (`config.mount_root`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,14 @@ impl Config {
             self.default_timeout_secs,
             self.max_timeout_secs,
             self.max_output_bytes,
-        ))
+        )
+        .with_resources(Resources {
+            memory_bytes: self.sandbox_memory_mib << 20,
+            cpu_millis: self.sandbox_cpu_millis,
+            pids: self.sandbox_pids_limit,
+            tmp_bytes: self.sandbox_tmp_mib << 20,
+            log_bytes: self.sandbox_log_max_bytes,
+        }))
     }
 
     /// How long finished jobs' directories are kept.

@@ -94,6 +94,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
             path: config.mount_root.clone(),
             source,
         })?;
+    let seccomp_profile = sandbox::write_seccomp_profile(&config.mount_root).map_err(|source| {
+        StartError::MountRoot {
+            path: config.mount_root.clone(),
+            source,
+        }
+    })?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
@@ -107,7 +113,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Serve)?;
-    let mut sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root);
+    let mut sandboxes =
+        Sandboxes::new(&config.podman_socket, &config.mount_root).with_seccomp(seccomp_profile);
     if let Some(setup) = inference {
         sandboxes = sandboxes.with_inference(setup);
     }

@@ -793,3 +793,225 @@ async fn finished_job_directories_are_removed_after_the_retention_but_running_on
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The limits a worker started with `args` reports, next to what the kernel enforces.
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test]
+async fn the_limits_in_force_come_back_in_the_result_and_are_what_the_kernel_enforces() {
+    let worker = Worker::start_with_args(&[
+        "--sandbox-memory-mib",
+        "96",
+        "--sandbox-cpu-millis",
+        "500",
+        "--sandbox-pids-limit",
+        "40",
+        "--sandbox-tmp-mib",
+        "8",
+        "--sandbox-log-max-bytes",
+        "2000000",
+    ])
+    .await;
+    // cgroup v1 paths (this machine); on cgroup v2 the same limits are in memory.max & co.
+    let mut sandbox = sh("cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes \
+         memory/memory.memsw.limit_in_bytes cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us \
+         pids/pids.max; dd if=/dev/zero of=/tmp/big bs=1M count=16 2>&1 | grep -o 'No space left on device'; \
+         echo tmp-bytes $(wc -c < /tmp/big)");
+    sandbox["timeout_seconds"] = json!(30);
+    let (job_id, result) = worker.run(sandbox).await;
+    assert_eq!(
+        result["limits"],
+        json!({
+            "timeout_seconds": 30,
+            "memory_bytes": 96 * MIB,
+            "cpu_millis": 500,
+            "pids": 40,
+            "tmp_bytes": 8 * MIB,
+            "log_bytes": 2_000_000,
+            "output_bytes": 256 * 1024,
+            "workspace_bytes": null,
+            "user_namespaces_denied": true,
+        }),
+        "{result}"
+    );
+    assert!(result.get("oom_killed").is_none(), "{result}");
+    let stdout = text(&result, "stdout");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (mem, tmp) = ((96 * MIB).to_string(), format!("tmp-bytes {}", 8 * MIB));
+    assert_eq!(
+        lines,
+        [
+            mem.as_str(),
+            mem.as_str(),
+            "50000",
+            "100000",
+            "40",
+            "No space left on device",
+            tmp.as_str()
+        ],
+        "memory, memory+swap (no extra swap), CPU quota and period, pids, /tmp: {result}"
+    );
+    // The job's directory is the host root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(worker.job_dir(job_id))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "job dir mode {mode:o}");
+
+    // Defaults of a worker started without the flags.
+    let worker = Worker::start().await;
+    let (_, result) = worker.run(sh("true")).await;
+    assert_eq!(result["limits"]["memory_bytes"], 2048 * MIB, "{result}");
+    assert_eq!(result["limits"]["cpu_millis"], 1000, "{result}");
+    assert_eq!(result["limits"]["pids"], 512, "{result}");
+    assert_eq!(result["limits"]["tmp_bytes"], 256 * MIB, "{result}");
+    assert_eq!(result["limits"]["log_bytes"], 32 * MIB, "{result}");
+    assert_eq!(result["limits"]["timeout_seconds"], 3600, "{result}");
+}
+
+/// Exit 137 is SIGKILL; the control run shows that the memory limit sent it. (`oom_killed` is
+/// set only when Podman detects the OOM kill, which its conmon does not on this cgroup v1 host.)
+#[tokio::test]
+async fn a_memory_hog_is_killed_by_the_memory_limit_and_reported() {
+    // The shell doubles a variable to 128 MiB: it is the container's main process.
+    let hog = "echo start; x=aaaaaaaaaaaaaaaa; i=0; \
+               while [ $i -lt 23 ]; do x=$x$x; i=$((i+1)); done; echo survived ${#x}";
+    let small = Worker::start_with_args(&["--sandbox-memory-mib", "64"]).await;
+    let mut sandbox = sh(hog);
+    sandbox["timeout_seconds"] = json!(120);
+    let (_, result) = small.run(sandbox.clone()).await;
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(result["exit_code"], 137, "killed by SIGKILL: {result}");
+    assert_eq!(result["limits"]["memory_bytes"], 64 * MIB, "{result}");
+    assert_eq!(text(&result, "stdout"), "start\n");
+    if let Some(oom) = result.get("oom_killed") {
+        assert_eq!(oom, true, "{result}");
+    }
+
+    let large = Worker::start_with_args(&["--sandbox-memory-mib", "1024"]).await;
+    let (_, result) = large.run(sandbox).await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    assert_eq!(
+        text(&result, "stdout"),
+        format!("start\nsurvived {}\n", 128 * MIB)
+    );
+    assert!(result.get("oom_killed").is_none(), "{result}");
+}
+
+#[tokio::test]
+async fn a_fork_bomb_stops_at_the_pids_limit_and_the_host_is_unharmed() {
+    let worker = Worker::start_with_args(&["--sandbox-pids-limit", "32"]).await;
+    // Each round leaves one more sleeping process; forks fail once 32 exist.
+    let mut sandbox = sh(
+        "n=0; while [ $n -lt 100 ]; do sleep 60 & n=$((n+1)); echo $n; done; \
+         echo ALL-SPAWNED",
+    );
+    sandbox["timeout_seconds"] = json!(120);
+    let started = std::time::Instant::now();
+    let (_, result) = worker.run(sandbox).await;
+    let stdout = text(&result, "stdout");
+    assert!(!stdout.contains("ALL-SPAWNED"), "{result}");
+    let spawned: u32 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no count: {result}"));
+    assert!((1..32).contains(&spawned), "spawned {spawned}: {result}");
+    assert!(
+        text(&result, "stderr").contains("fork"),
+        "a fork failed: {result}"
+    );
+    assert_ne!(result["exit_code"], 0, "{result}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the run waited for its sleeps: the limit did not stop the shell"
+    );
+    // The host still forks.
+    let host = Command::new("true").status().await.unwrap();
+    assert!(host.success());
+}
+
+#[tokio::test]
+async fn a_job_cannot_create_user_namespaces() {
+    let worker = Worker::start().await;
+    let (_, result) = worker
+        .run(sh("unshare -U true && echo USERNS-CREATED; \
+             unshare -U -r id && echo USERNS-ROOT; \
+             echo $(echo forks-still-work)"))
+        .await;
+    let stdout = text(&result, "stdout");
+    assert!(!stdout.contains("USERNS"), "{result}");
+    assert!(stdout.contains("forks-still-work"), "{result}");
+    assert!(
+        text(&result, "stderr").contains("Operation not permitted"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn an_output_flood_keeps_no_more_than_the_log_cap_on_the_host() {
+    let cap: u64 = MIB;
+    let worker = Worker::start_with_args(&["--sandbox-log-max-bytes", &cap.to_string()]).await;
+    let podman = podman_api::Podman::unix(&worker.env.podman_socket);
+    let job_id = Uuid::new_v4();
+    // 50 MiB in lines of 1 KiB, then a pause so that the log is sampled after the flood too.
+    let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["sh", "-c",
+            "yes $(head -c 1023 /dev/zero | tr '\\0' y) | head -c 52428800; sleep 2"],
+            "timeout_seconds": 300}});
+    let pending = tokio::spawn({
+        let (client, token) = (worker.client.clone(), worker.token.clone());
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let (mut samples, mut largest) = (0, 0u64);
+    while !pending.is_finished() {
+        for container in worker.containers_of(job_id).await {
+            let Some(id) = container.id else { continue };
+            let Ok(inspect) = podman.containers().get(&id).inspect().await else {
+                continue;
+            };
+            let Some(path) = inspect
+                .host_config
+                .and_then(|h| h.log_config)
+                .and_then(|l| l.path)
+                .filter(|p| !p.is_empty())
+            else {
+                continue;
+            };
+            if let Ok(meta) = std::fs::metadata(&path) {
+                samples += 1;
+                largest = largest.max(meta.len());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let result: Value = answer.json().await.unwrap();
+    assert_eq!(result["exit_code"], 0, "{}", result["stderr"]);
+    assert!(
+        samples > 10,
+        "the log file was sampled only {samples} times"
+    );
+    assert!(largest > 0, "no log file was seen");
+    assert!(
+        largest <= cap,
+        "the log file grew to {largest} bytes, over its cap of {cap}"
+    );
+    assert_eq!(result["truncated"]["stdout"], true);
+    let stdout = text(&result, "stdout");
+    assert_eq!(stdout.len(), 256 * 1024);
+    assert!(stdout.starts_with(&format!("{}\n", "y".repeat(1023))));
+    assert_eq!(result["limits"]["log_bytes"], cap);
+    assert!(worker.containers_of(job_id).await.is_empty());
+}

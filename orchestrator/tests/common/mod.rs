@@ -634,6 +634,8 @@ async fn run_job(
         sba_result: None,
         artifacts: None,
         run_diagnostics: Some(json!({"double": true})),
+        limits: None,
+        oom_killed: false,
     })
     .into_response()
 }

@@ -46,6 +46,15 @@ struct PodmanError {
 
 /// The JSON body for `POST /libpod/containers/create`, with no-new-privileges really set.
 pub fn create_body(opts: &ContainerCreateOpts) -> Result<Vec<u8>, CreateError> {
+    create_body_with(opts, serde_json::Map::new())
+}
+
+/// [`create_body`] plus spec fields the crate's builder cannot express for libpod (its
+/// `LogConfig`, for one, is Docker's), given as raw JSON: they replace the builder's.
+pub fn create_body_with(
+    opts: &ContainerCreateOpts,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>, CreateError> {
     let raw = opts
         .serialize_vec()
         .map_err(|e| CreateError::Request(e.to_string()))?;
@@ -53,6 +62,7 @@ pub fn create_body(opts: &ContainerCreateOpts) -> Result<Vec<u8>, CreateError> {
         serde_json::from_slice(&raw).map_err(|e| CreateError::Request(e.to_string()))?;
     spec.remove("no_new_privilages");
     spec.insert("no_new_privileges".into(), serde_json::Value::Bool(true));
+    spec.extend(extra);
     serde_json::to_vec(&spec).map_err(|e| CreateError::Request(e.to_string()))
 }
 

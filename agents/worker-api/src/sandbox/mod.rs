@@ -7,16 +7,19 @@ mod lifecycle;
 mod output;
 mod pod;
 mod runner;
+mod seccomp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest};
+use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits};
+use cynode_contracts::worker_cli;
 use uuid::Uuid;
 
 pub use lifecycle::{Lifecycle, RunError};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes};
+pub use seccomp::write as write_seccomp_profile;
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.
 pub const LABEL_TASK_ID: &str = "cynodeai.task_id";
@@ -47,6 +50,31 @@ pub struct Limits {
     max_output_bytes: usize,
     /// Whether this node serves inference to sandboxes (`--inference-url` is set).
     inference: bool,
+    resources: Resources,
+}
+
+/// The kernel-enforced limits of every sandbox on this node. Jobs cannot ask for more (or
+/// less): requests carry no resource fields yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_bytes: u64,
+    pub cpu_millis: u64,
+    pub pids: u64,
+    pub tmp_bytes: u64,
+    pub log_bytes: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            memory_bytes: worker_cli::DEFAULT_SANDBOX_MEMORY_MIB * MIB,
+            cpu_millis: worker_cli::DEFAULT_SANDBOX_CPU_MILLIS,
+            pids: worker_cli::DEFAULT_SANDBOX_PIDS_LIMIT,
+            tmp_bytes: worker_cli::DEFAULT_SANDBOX_TMP_MIB * MIB,
+            log_bytes: worker_cli::DEFAULT_SANDBOX_LOG_MAX_BYTES,
+        }
+    }
 }
 
 /// A validated job: everything needed to run it, nothing left to check.
@@ -62,6 +90,9 @@ pub struct JobPlan {
     pub max_output_bytes: usize,
     /// Run in a pod with the inference sidecar.
     pub use_inference: bool,
+    /// What the sandbox runs under; reported in the result. `user_namespaces_denied` is set
+    /// by the runner, which holds the seccomp profile.
+    pub limits: SandboxLimits,
 }
 
 /// Why a request is refused before anything is created. Each message names the problem.
@@ -104,7 +135,18 @@ impl Limits {
             max_timeout_secs,
             max_output_bytes,
             inference: false,
+            resources: Resources::default(),
         }
+    }
+
+    /// Sets the sandboxes' memory, CPU, pids, `/tmp` and log limits.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    pub fn resources(&self) -> Resources {
+        self.resources
     }
 
     /// Lets jobs ask for inference (`use_inference`).
@@ -213,6 +255,17 @@ impl Limits {
             timeout: Duration::from_secs(timeout_secs),
             max_output_bytes: self.max_output_bytes,
             use_inference: sandbox.use_inference,
+            limits: SandboxLimits {
+                timeout_seconds: timeout_secs,
+                memory_bytes: self.resources.memory_bytes,
+                cpu_millis: self.resources.cpu_millis,
+                pids: self.resources.pids,
+                tmp_bytes: self.resources.tmp_bytes,
+                log_bytes: self.resources.log_bytes,
+                output_bytes: u64::try_from(self.max_output_bytes).unwrap_or(u64::MAX),
+                workspace_bytes: None,
+                user_namespaces_denied: false,
+            },
         })
     }
 }
@@ -277,6 +330,9 @@ mod tests {
         assert_eq!(plan.env["CYNODE_JOB_ID"], job.to_string());
         assert_eq!(plan.env["CYNODE_WORKSPACE_DIR"], "/workspace");
         assert_eq!(plan.env["FOO"], "bar");
+        assert_eq!(plan.limits.timeout_seconds, 3600);
+        assert_eq!(plan.limits.memory_bytes, 2048 << 20);
+        assert_eq!(plan.limits.output_bytes, 1024);
     }
 
     #[test]

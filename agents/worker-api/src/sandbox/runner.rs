@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cynode_contracts::worker::{RunJobResponse, RunStatus, Truncated};
+use cynode_contracts::worker::{RunJobResponse, RunStatus, SandboxLimits, Truncated};
 use futures::StreamExt;
 use podman_api::Podman;
 use podman_api::api::Container;
@@ -18,10 +18,11 @@ use podman_api::opts::{
     ContainerLogsOpts, ContainerWaitOpts, PodListFilter, PodListOpts,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::create::{CreateError, create_body, create_container};
+use super::create::{CreateError, create_body_with, create_container};
 use super::output::CappedStream;
 use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
 use super::{
@@ -41,6 +42,9 @@ pub struct Sandboxes {
     mount_root: PathBuf,
     /// Set when the node serves inference to sandboxes.
     inference: Option<InferenceSetup>,
+    /// The seccomp profile every sandbox runs under (see `seccomp`); without one, Podman's
+    /// default.
+    seccomp: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,7 @@ struct Collected {
     stdout: String,
     stderr: String,
     truncated: Truncated,
+    oom_killed: bool,
 }
 
 /// A job's container and pod that a worker on this mount root left on the Podman socket
@@ -190,7 +195,14 @@ impl Sandboxes {
             socket: socket.to_owned(),
             mount_root: mount_root.to_owned(),
             inference: None,
+            seccomp: None,
         }
+    }
+
+    /// Runs every sandbox under this seccomp profile (a file Podman can read).
+    pub fn with_seccomp(mut self, profile: PathBuf) -> Self {
+        self.seccomp = Some(profile);
+        self
     }
 
     /// Lets inference jobs run: each in a pod with the sidecar (see `pod`).
@@ -233,7 +245,7 @@ impl Sandboxes {
             return Err(SandboxError::ImageMissing(plan.image.clone()));
         }
         let workspace = self.workspace_dir(plan.job_id);
-        tokio::fs::create_dir_all(&workspace)
+        prepare_job_dir(&workspace)
             .await
             .map_err(|source| SandboxError::Workspace {
                 path: workspace.clone(),
@@ -270,8 +282,9 @@ impl Sandboxes {
         let mut labels = labels;
         labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
-        let body = create_body(&container_spec(plan, &workspace, pod_name, labels))
-            .map_err(SandboxError::Create);
+        let (spec, extra) =
+            container_spec(plan, &workspace, pod_name, labels, self.seccomp.as_deref());
+        let body = create_body_with(&spec, extra).map_err(SandboxError::Create);
         let created = match body {
             Ok(body) => create_container(&self.socket, body)
                 .await
@@ -302,8 +315,19 @@ impl Sandboxes {
         let started_at = Utc::now();
         let collected = match start(&container).await {
             Ok(None) => {
+                // Read the output while it is written: the log file on the host is capped and
+                // starts afresh when full, so after the exit it may no longer hold the start.
+                let (follower, cap) = (self.podman.containers().get(&id), plan.max_output_bytes);
+                let reader = tokio::spawn(async move { read_output(&follower, cap, true).await });
                 let ending = supervise(&container, deadline, signals).await;
-                collect(&container, ending, plan.max_output_bytes).await
+                let output = match ending {
+                    Ok(Ending::Interrupted) | Err(_) => {
+                        reader.abort();
+                        None
+                    }
+                    Ok(_) => followed(reader, plan.job_id).await,
+                };
+                collect(&container, ending, plan.max_output_bytes, output).await
             }
             Ok(Some(code)) => Ok(Some(exec_failed(plan, code))),
             Err(e) => Err(e),
@@ -318,14 +342,19 @@ impl Sandboxes {
             tracing::warn!(task_id = %plan.task_id, job_id = %plan.job_id, "sandbox stopped by the worker's shutdown");
             return Ok(RunEnd::Interrupted);
         };
-        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, status = ?collected.status, exit_code = collected.exit_code, "sandbox finished");
-        Ok(RunEnd::Finished(Box::new(response(
+        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, status = ?collected.status, exit_code = collected.exit_code, oom_killed = collected.oom_killed, "sandbox finished");
+        let mut result = response(
             plan.task_id,
             plan.job_id,
             collected,
             (started_at, ended_at),
             run_diagnostics,
-        ))))
+        );
+        result.limits = Some(SandboxLimits {
+            user_namespaces_denied: self.seccomp.is_some(),
+            ..plan.limits
+        });
+        Ok(RunEnd::Finished(Box::new(result)))
     }
 
     /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
@@ -353,7 +382,7 @@ impl Sandboxes {
                 supervise(&container, Instant::now() + left, signals).await
             }
         };
-        let collected = collect(&container, ending, max_output_bytes).await;
+        let collected = collect(&container, ending, max_output_bytes, None).await;
         let ended_at = sandbox.exited_at.unwrap_or_else(Utc::now);
         self.remove_container(job_id, &sandbox.id).await;
         if let Some(pod) = &pod {
@@ -514,6 +543,9 @@ fn response(
         sba_result: None,
         artifacts: None,
         run_diagnostics,
+        // Known only to the run that created the sandbox, which adds them.
+        limits: None,
+        oom_killed: collected.oom_killed,
     }
 }
 
@@ -535,6 +567,8 @@ fn refused(plan: &JobPlan, reason: &str) -> RunJobResponse {
         sba_result: None,
         artifacts: None,
         run_diagnostics: None,
+        limits: None,
+        oom_killed: false,
     }
 }
 
@@ -555,18 +589,49 @@ pub fn canceled_before_start(task_id: Uuid, job_id: Uuid) -> RunJobResponse {
         sba_result: None,
         artifacts: None,
         run_diagnostics: None,
+        limits: None,
+        oom_killed: false,
     }
 }
 
 /// The locked-down container for one job (ARCHITECTURE.md §4 "Sandboxes").
 /// In a pod (inference jobs), the container shares the pod's loopback-only network namespace;
 /// otherwise it has none at all.
+///
+/// Limits (all from the plan, see `SandboxLimits`): memory with swap equal to it (no extra
+/// swap), a CFS CPU quota, a pids limit, a sized `/tmp`, a capped k8s-file log, and the
+/// node's seccomp profile. The extra map holds what the builder cannot express for libpod.
 fn container_spec(
     plan: &JobPlan,
     workspace: &Path,
     pod: Option<&str>,
     labels: Vec<(&'static str, String)>,
-) -> ContainerCreateOpts {
+    seccomp: Option<&Path>,
+) -> (
+    ContainerCreateOpts,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let limits = &plan.limits;
+    let mut extra = serde_json::Map::new();
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    extra.insert(
+        "resource_limits".into(),
+        serde_json::json!({
+            "memory": {"limit": signed(limits.memory_bytes), "swap": signed(limits.memory_bytes)},
+            "cpu": {"quota": signed(limits.cpu_millis.saturating_mul(CPU_PERIOD_US) / 1000), "period": CPU_PERIOD_US},
+            "pids": {"limit": signed(limits.pids)},
+        }),
+    );
+    extra.insert(
+        "log_configuration".into(),
+        serde_json::json!({"driver": "k8s-file", "size": signed(limits.log_bytes)}),
+    );
+    if let Some(profile) = seccomp {
+        extra.insert(
+            "seccomp_profile_path".into(),
+            profile.display().to_string().into(),
+        );
+    }
     let (program, args) = plan
         .command
         .split_first()
@@ -580,7 +645,7 @@ fn container_spec(
             value: None,
         }),
     };
-    builder
+    let opts = builder
         .name(format!("cynodeai-job-{}", plan.job_id))
         .image(&plan.image)
         // Our argv replaces the image's entrypoint and command, so it runs exactly as given.
@@ -610,12 +675,35 @@ fn container_spec(
                 destination: Some("/tmp".into()),
                 source: Some("tmpfs".into()),
                 _type: Some("tmpfs".into()),
-                options: Some(vec!["rw".into(), "nosuid".into(), "nodev".into()]),
+                options: Some(vec![
+                    "rw".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    format!("size={}", limits.tmp_bytes),
+                ]),
                 uid_mappings: None,
                 gid_mappings: None,
             },
         ])
-        .build()
+        .build();
+    (opts, extra)
+}
+
+/// The CFS period of the CPU limit (100 ms, the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+/// How long the output reader may take to reach the end of the log after the container ended.
+const FOLLOW_GRACE: Duration = Duration::from_secs(10);
+
+/// Creates `<job dir>/workspace` with the job directory private to the host's root (0700):
+/// other host users cannot read what a job wrote. The container runs as root without a user
+/// namespace, so it still reads and writes its workspace.
+async fn prepare_job_dir(workspace: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::create_dir_all(workspace).await?;
+    if let Some(job_dir) = workspace.parent() {
+        tokio::fs::set_permissions(job_dir, std::fs::Permissions::from_mode(0o700)).await?;
+    }
+    Ok(())
 }
 
 /// Starts the container; `Some(code)` when the runtime could not exec the argv.
@@ -717,6 +805,7 @@ fn exec_failed(plan: &JobPlan, code: i32) -> Collected {
             stdout: false,
             stderr: cut,
         },
+        oom_killed: false,
     }
 }
 
@@ -726,36 +815,22 @@ async fn collect(
     container: &Container,
     ending: Result<Ending, SandboxError>,
     cap: usize,
+    output: Option<Output>,
 ) -> Result<Option<Collected>, SandboxError> {
     let ending = ending?;
     if let Ending::Interrupted = ending {
         return Ok(None);
     }
-    let mut stdout = CappedStream::new(cap);
-    let mut stderr = CappedStream::new(cap);
-    {
-        let mut logs = container.logs(
-            &ContainerLogsOpts::builder()
-                .stdout(true)
-                .stderr(true)
-                .build(),
-        );
-        while let Some(chunk) = logs.next().await {
-            match chunk? {
-                TtyChunk::StdOut(bytes) => stdout.push(&bytes),
-                TtyChunk::StdErr(bytes) => stderr.push(&bytes),
-                TtyChunk::StdIn(_) => {}
-            }
-            if stdout.is_full() && stderr.is_full() {
-                break;
-            }
-        }
-    }
+    let (stdout, stderr) = match output {
+        Some(output) => output,
+        None => read_output(container, cap, false).await?,
+    };
+    let state = container.inspect().await?.state;
+    let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
     let (status, exit_code) = match ending {
         Ending::TimedOut => (RunStatus::Timeout, -1),
         Ending::Canceled => (RunStatus::Canceled, -1),
         Ending::Exited | Ending::Interrupted => {
-            let state = container.inspect().await?.state;
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
             (RunStatus::Completed, code)
         }
@@ -771,5 +846,51 @@ async fn collect(
             stdout: stdout_cut,
             stderr: stderr_cut,
         },
+        oom_killed,
     }))
+}
+
+/// What the output reader of a run got once its container ended; `None` (and a warning) when
+/// it failed or did not reach the end in time: the caller then reads the log file instead.
+async fn followed(mut reader: JoinHandle<OutputRead>, job_id: Uuid) -> Option<Output> {
+    let why = match tokio::time::timeout(FOLLOW_GRACE, &mut reader).await {
+        Ok(Ok(Ok(output))) => return Some(output),
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => {
+            reader.abort();
+            format!("no end within {}s of the exit", FOLLOW_GRACE.as_secs())
+        }
+    };
+    tracing::warn!(%job_id, %why, "following the output failed; reading the log file instead");
+    None
+}
+
+/// stdout and stderr, each capped.
+type Output = (CappedStream, CappedStream);
+type OutputRead = Result<Output, podman_api::Error>;
+
+/// The container's output, each stream capped; with `follow`, read as it is written until the
+/// container ends. Stops early once both streams are full.
+async fn read_output(container: &Container, cap: usize, follow: bool) -> OutputRead {
+    let mut stdout = CappedStream::new(cap);
+    let mut stderr = CappedStream::new(cap);
+    let mut logs = container.logs(
+        &ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .build(),
+    );
+    while let Some(chunk) = logs.next().await {
+        match chunk? {
+            TtyChunk::StdOut(bytes) => stdout.push(&bytes),
+            TtyChunk::StdErr(bytes) => stderr.push(&bytes),
+            TtyChunk::StdIn(_) => {}
+        }
+        if stdout.is_full() && stderr.is_full() {
+            break;
+        }
+    }
+    Ok((stdout, stderr))
 }
