@@ -41,6 +41,8 @@ pub const DEFAULT_SANDBOX_TMP_MIB: u64 = 256;
 /// timestamp prefix of about 40 bytes, so this keeps the first 256 KiB of each stream on disk
 /// even for very short lines.
 pub const DEFAULT_SANDBOX_LOG_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// Where containers-common installs Podman's default seccomp profile (Debian, Fedora).
+pub const DEFAULT_SECCOMP_BASE: &str = "/usr/share/containers/seccomp.json";
 /// Name of the inference sidecar binary the worker looks for next to its own executable when
 /// `--inference-proxy-binary` is not given.
 pub const INFERENCE_PROXY_BINARY_NAME: &str = "cynode-inference-proxy";
@@ -111,6 +113,11 @@ pub struct WorkerCli {
           value_parser = clap::value_parser!(u64).range(4096..))]
     pub sandbox_log_max_bytes: u64,
 
+    /// The node's default container seccomp profile (containers-common's `seccomp.json`), which
+    /// the worker tightens (no new user namespaces) for its sandboxes.
+    #[arg(long, env = "CYNODE_SANDBOX_SECCOMP_BASE", default_value = DEFAULT_SECCOMP_BASE)]
+    pub seccomp_base_profile: PathBuf,
+
     /// Largest request body (bytes); never above 10 MiB. Bigger bodies get 413.
     #[arg(long, env = "WORKER_API_MAX_REQUEST_BYTES", default_value_t = MAX_REQUEST_BYTES)]
     pub max_request_bytes: u64,
@@ -168,6 +175,7 @@ impl Default for WorkerCli {
             sandbox_pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
             sandbox_tmp_mib: DEFAULT_SANDBOX_TMP_MIB,
             sandbox_log_max_bytes: DEFAULT_SANDBOX_LOG_MAX_BYTES,
+            seccomp_base_profile: DEFAULT_SECCOMP_BASE.into(),
             max_request_bytes: MAX_REQUEST_BYTES,
             job_retention_secs: DEFAULT_JOB_RETENTION_SECS,
             inference_url: None,
@@ -199,6 +207,7 @@ impl WorkerCli {
             sandbox_pids_limit,
             sandbox_tmp_mib,
             sandbox_log_max_bytes,
+            seccomp_base_profile,
             max_request_bytes,
             job_retention_secs,
             inference_url,
@@ -227,6 +236,10 @@ impl WorkerCli {
         flag("sandbox-pids-limit", sandbox_pids_limit.to_string());
         flag("sandbox-tmp-mib", sandbox_tmp_mib.to_string());
         flag("sandbox-log-max-bytes", sandbox_log_max_bytes.to_string());
+        flag(
+            "seccomp-base-profile",
+            seccomp_base_profile.display().to_string(),
+        );
         flag("max-request-bytes", max_request_bytes.to_string());
         flag("job-retention-secs", job_retention_secs.to_string());
         if let Some(url) = inference_url {
@@ -285,6 +298,7 @@ mod tests {
             sandbox_pids_limit: 32,
             sandbox_tmp_mib: 8,
             sandbox_log_max_bytes: 100_000,
+            seccomp_base_profile: "/etc/containers/seccomp.json".into(),
             max_request_bytes: 500,
             job_retention_secs: 7,
             inference_url: Some("http://127.0.0.1:11500".parse().unwrap()),

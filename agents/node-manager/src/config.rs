@@ -120,6 +120,8 @@ struct FileSandbox {
     #[serde(default)]
     allowed_images: Vec<String>,
     mount_root: Option<PathBuf>,
+    /// The host's default container seccomp profile, which the worker tightens for sandboxes.
+    seccomp_base_profile: Option<PathBuf>,
     #[serde(default)]
     timeouts: FileSandboxTimeouts,
     #[serde(default)]
@@ -208,6 +210,9 @@ pub struct SandboxSettings {
     pub max_timeout_secs: Option<u64>,
     /// `sandbox.limits`: what every sandbox may use; unset keys keep the worker API's defaults.
     pub limits: SandboxLimitSettings,
+    /// `sandbox.seccomp_base_profile` (`CYNODE_SANDBOX_SECCOMP_BASE`); unset keeps the worker
+    /// API's default (containers-common's path).
+    pub seccomp_base_profile: Option<PathBuf>,
 }
 
 /// `sandbox.limits` in the node's config file, passed to the worker API as its
@@ -450,6 +455,10 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
             default_timeout_secs,
             max_timeout_secs,
             limits: file.sandbox.limits,
+            seccomp_base_profile: env
+                .get("CYNODE_SANDBOX_SECCOMP_BASE")
+                .map(PathBuf::from)
+                .or(file.sandbox.seccomp_base_profile),
         },
         inference: InferenceSettings {
             mode: file.inference.mode.unwrap_or(InferenceMode::Allow),

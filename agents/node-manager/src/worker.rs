@@ -101,6 +101,10 @@ pub fn worker_cli(
         sandbox_log_max_bytes: limits
             .log_max_bytes
             .unwrap_or(defaults.sandbox_log_max_bytes),
+        seccomp_base_profile: sandbox
+            .seccomp_base_profile
+            .clone()
+            .unwrap_or_else(|| defaults.seccomp_base_profile.clone()),
         // The node's inference server, when this node offers inference; else none.
         inference_url: config
             .inference

@@ -59,6 +59,8 @@ pub enum StartError {
     Parent(String),
     #[error("inference: {0}")]
     Inference(String),
+    #[error(transparent)]
+    Seccomp(#[from] sandbox::SeccompError),
 }
 
 /// Asks the kernel for SIGTERM when the parent dies; our SIGTERM handling then stops the jobs and
@@ -94,12 +96,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             path: config.mount_root.clone(),
             source,
         })?;
-    let seccomp_profile = sandbox::write_seccomp_profile(&config.mount_root).map_err(|source| {
-        StartError::MountRoot {
-            path: config.mount_root.clone(),
-            source,
-        }
-    })?;
+    let seccomp_profile =
+        sandbox::write_seccomp_profile(&config.seccomp_base_profile, &config.mount_root)?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub use lifecycle::{Lifecycle, RunError};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes};
-pub use seccomp::write as write_seccomp_profile;
+pub use seccomp::{SeccompError, write as write_seccomp_profile};
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.
 pub const LABEL_TASK_ID: &str = "cynodeai.task_id";

@@ -1,6 +1,5 @@
-//! The sandbox's seccomp profile: Podman's default (containers-common 0.50.1, embedded so that
-//! every node runs the same rules whatever its distribution ships) with new user namespaces
-//! refused. Without it a job could `unshare -U` (Podman's default allows `unshare`, `clone` and
+//! The sandbox's seccomp profile: the node's default container profile (containers-common's
+//! `seccomp.json`, `--seccomp-base-profile`) with new user namespaces refused. Without it a job could `unshare -U` (Podman's default allows `unshare`, `clone` and
 //! `setns` for everyone) and gain every capability inside a namespace of its own, which widens
 //! the kernel surface it can reach. The worker writes the profile into its mount root at
 //! start-up and names it in every sandbox's spec (`seccomp_profile_path`).
@@ -10,8 +9,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-
-const PODMAN_DEFAULT: &str = include_str!("podman-default-seccomp.json");
 /// `CLONE_NEWUSER` from `<linux/sched.h>`.
 const CLONE_NEWUSER: u64 = 0x1000_0000;
 const EPERM: u32 = 1;
@@ -19,17 +16,32 @@ const ENOSYS: u32 = 38;
 /// The profile's file in the mount root (not a job id, so the retention sweep leaves it).
 pub const PROFILE_FILE: &str = ".sandbox-seccomp.json";
 
-/// The profile: Podman's default, except that `clone` and `unshare` fail with `EPERM` when
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("cannot read the base seccomp profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the base seccomp profile {path} is not a profile: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("cannot write the sandbox seccomp profile {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The profile: `base` (Podman's default), except that `clone` and `unshare` fail with `EPERM` when
 /// asked for a new user namespace, `setns` always fails with `EPERM`, and `clone3` (whose flags
 /// live in memory, out of seccomp's sight) fails with `ENOSYS`, so that libc falls back to
 /// `clone`. The flags are the first argument on x86_64 and aarch64, the architectures we run.
-pub fn profile() -> Value {
-    let mut profile: Value =
-        serde_json::from_str(PODMAN_DEFAULT).expect("the embedded seccomp profile is JSON");
+pub fn profile(mut profile: Value) -> Result<Value, String> {
     let guarded = ["clone", "clone3", "unshare", "setns"];
-    let rules = profile["syscalls"]
-        .as_array_mut()
-        .expect("the embedded profile has syscalls");
+    let rules = profile
+        .get_mut("syscalls")
+        .and_then(Value::as_array_mut)
+        .ok_or("it has no `syscalls` list")?;
     for rule in rules.iter_mut() {
         if let Some(names) = rule["names"].as_array_mut() {
             names.retain(|n| !n.as_str().is_some_and(|n| guarded.contains(&n)));
@@ -47,13 +59,32 @@ pub fn profile() -> Value {
         json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS,
                "comment": "cynodeai: flags not inspectable; libc falls back to clone"}),
     ]);
-    profile
+    Ok(profile)
 }
 
-/// Writes the profile to `<mount_root>/.sandbox-seccomp.json` (0600; Podman reads it as root)
-/// and returns its path.
-pub fn write(mount_root: &Path) -> std::io::Result<PathBuf> {
+/// Reads the node's base profile, writes the sandbox profile made from it to
+/// `<mount_root>/.sandbox-seccomp.json` (0600; Podman reads it as root) and returns its path.
+pub fn write(base: &Path, mount_root: &Path) -> Result<PathBuf, SeccompError> {
+    let text = std::fs::read(base).map_err(|source| SeccompError::Read {
+        path: base.to_owned(),
+        source,
+    })?;
+    let invalid = |reason: String| SeccompError::Invalid {
+        path: base.to_owned(),
+        reason,
+    };
+    let base_profile = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+    let profile = profile(base_profile).map_err(invalid)?;
     let path = mount_root.join(PROFILE_FILE);
+    let written = write_private(mount_root, &path, &profile);
+    written.map_err(|source| SeccompError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+fn write_private(mount_root: &Path, path: &Path, profile: &Value) -> std::io::Result<()> {
     let tmp = mount_root.join(format!("{PROFILE_FILE}.tmp"));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -61,10 +92,9 @@ pub fn write(mount_root: &Path) -> std::io::Result<PathBuf> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(&serde_json::to_vec_pretty(&profile()).expect("JSON"))?;
+    file.write_all(&serde_json::to_vec_pretty(profile).expect("JSON"))?;
     file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -81,9 +111,16 @@ mod tests {
             .collect()
     }
 
+    /// The node's own default profile: the bootstrap installs Podman, and with it
+    /// containers-common's `seccomp.json`.
+    fn node_default() -> Value {
+        let base = cynode_contracts::worker_cli::DEFAULT_SECCOMP_BASE;
+        serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap()
+    }
+
     #[test]
     fn user_namespaces_are_refused_and_the_rest_of_the_default_is_kept() {
-        let p = profile();
+        let p = profile(node_default()).unwrap();
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
         for name in ["clone", "unshare"] {
             let rules = rules_for(&p, name);
@@ -106,10 +143,24 @@ mod tests {
     fn written_profile_is_private_and_parses() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path()).unwrap();
+        let base = std::path::Path::new(cynode_contracts::worker_cli::DEFAULT_SECCOMP_BASE);
+        let path = write(base, dir.path()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let back: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back, profile());
+        assert_eq!(back, profile(node_default()).unwrap());
+    }
+
+    #[test]
+    fn a_missing_or_foreign_base_profile_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.json");
+        let err = write(&missing, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("none.json"), "{err}");
+        let foreign = dir.path().join("foreign.json");
+        std::fs::write(&foreign, br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+        let err = write(&foreign, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("syscalls"), "{err}");
+        assert!(!dir.path().join(PROFILE_FILE).exists());
     }
 }
