@@ -111,7 +111,9 @@ CONF
   if ! podman_ping; then
     step "starting the Podman REST service on $PODMAN_SOCKET"
     rm -f "$PODMAN_SOCKET"
-    setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >"$LOG_DIR/podman.log" 2>&1 </dev/null &
+    # Long-lived services start in /: a checkout they were started from may be deleted later,
+    # and conmon cannot start containers for a service whose working directory is gone.
+    (cd / && setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >"$LOG_DIR/podman.log" 2>&1 </dev/null &)
     for _ in $(seq 30); do podman_ping && break; sleep 0.5; done
     podman_ping || die "the Podman REST service did not answer on $PODMAN_SOCKET (see $LOG_DIR/podman.log)"
   fi
@@ -205,8 +207,8 @@ inference_ping() { curl -fsS --max-time 2 "http://127.0.0.1:$INFERENCE_PORT/v1/m
 start_inference() {
   if ! inference_ping; then
     step "starting llama-server on 127.0.0.1:$INFERENCE_PORT"
-    setsid nohup "$LLAMA_SERVER" -m "$MODEL_PATH" --alias "$INFERENCE_MODEL_ALIAS" --host 127.0.0.1 \
-      --port "$INFERENCE_PORT" -c 2048 -t 2 >"$LOG_DIR/llama-server.log" 2>&1 </dev/null &
+    (cd / && setsid nohup "$LLAMA_SERVER" -m "$MODEL_PATH" --alias "$INFERENCE_MODEL_ALIAS" --host 127.0.0.1 \
+      --port "$INFERENCE_PORT" -c 2048 -t 2 >"$LOG_DIR/llama-server.log" 2>&1 </dev/null &)
     for _ in $(seq 120); do inference_ping && break; sleep 0.5; done
     inference_ping || die "llama-server did not serve /v1/models on port $INFERENCE_PORT within 60 s (see $LOG_DIR/llama-server.log)"
   fi

@@ -4,98 +4,10 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use common::{ADMIN_PASSWORD, Cynork, Stack};
+use cynode_e2e::tmux::Tmux;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// A private tmux server (own socket) with one session; killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// Runs `command` (a shell line) in a detached session 160x40, UTF-8.
-    fn start(command: &str) -> Self {
-        let tmux = Self {
-            socket: format!("cynork-test-{}", uuid::Uuid::new_v4().simple()),
-        };
-        let status = tmux
-            .cmd()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "160",
-                "-y",
-                "40",
-                command,
-            ])
-            .status()
-            .expect("tmux is installed (apt-get install tmux)");
-        assert!(status.success(), "tmux new-session failed");
-        tmux
-    }
-
-    fn cmd(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new("tmux");
-        cmd.args(["-u", "-L", &self.socket]).env_remove("TMUX");
-        cmd
-    }
-
-    fn send_literal(&self, text: &str) {
-        assert!(
-            self.cmd()
-                .args(["send-keys", "-t", "t", "-l", text])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    fn send_enter(&self) {
-        assert!(
-            self.cmd()
-                .args(["send-keys", "-t", "t", "Enter"])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    fn capture(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `pred` holds; panics with the screen after a minute.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.capture();
-            if pred(&screen) {
-                return screen;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never saw {what}; screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
-}
 
 /// The shell line that runs cynork in the pane with the test's config dir and gateway, then
 /// prints its exit code and keeps the pane open for capture.

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod process;
 pub mod sandbox;
 pub mod scripted_model;
+pub mod tmux;
 pub mod units;
 pub mod worker;
 

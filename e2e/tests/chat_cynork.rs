@@ -4,10 +4,9 @@
 
 mod node_support;
 
-use std::time::Duration;
-
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::binary;
+use cynode_e2e::tmux::Tmux;
 use node_support::{MODEL, NodeManager, Orchestrator, User};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -71,83 +70,6 @@ async fn one_message_with_an_api_key_prints_the_answer() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("model_not_found"));
-}
-
-/// A private tmux server with one 160x40 session; killed on drop.
-struct Tmux(String);
-
-impl Tmux {
-    fn start(command: &str) -> Self {
-        let tmux = Self(format!("cynork-chat-{}", uuid::Uuid::new_v4().simple()));
-        let ok = tmux
-            .cmd()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "160",
-                "-y",
-                "40",
-                command,
-            ])
-            .status()
-            .expect("tmux is installed (apt-get install tmux)")
-            .success();
-        assert!(ok, "tmux new-session failed");
-        tmux
-    }
-
-    fn cmd(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new("tmux");
-        cmd.args(["-u", "-L", &self.0]).env_remove("TMUX");
-        cmd
-    }
-
-    fn type_line(&self, text: &str) {
-        for args in [vec!["-l", text], vec!["Enter"]] {
-            let ok = self
-                .cmd()
-                .args(["send-keys", "-t", "t"])
-                .args(args)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-        }
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-S", "-", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `pred` holds; panics with the screen after two minutes.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never saw {what}; screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").status();
-    }
 }
 
 fn prompts(screen: &str) -> usize {
