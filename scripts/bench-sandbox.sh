@@ -46,10 +46,19 @@ SH
 chmod 0700 "$STACK/job.sh"
 "$STACK/job.sh" || { echo "bench-sandbox: the trivial job was refused; see $STACK/node-manager.log" >&2; exit 1; }
 
+# The raw baseline twice: with the lockdown of Phase 1, and with the worker's limits as well
+# (its defaults: memory without extra swap, one CPU, pids, /tmp size, log cap, and its seccomp
+# profile from the node's mount root), so that the limits' own cost shows as a ratio.
+LOCKDOWN="--network none --cap-drop ALL --security-opt no-new-privileges --read-only"
+SECCOMP="$STACK/node-state/sandbox_mounts/.sandbox-seccomp.json"
+[ -f "$SECCOMP" ] || { echo "bench-sandbox: the worker wrote no seccomp profile at $SECCOMP" >&2; exit 1; }
+LIMITS="--memory 2g --memory-swap 2g --cpus 1 --pids-limit 512 --tmpfs /tmp:rw,size=256m --log-opt max-size=32mb --security-opt seccomp=$SECCOMP"
+
 echo "== hyperfine ($RUNS runs each)" >&2
 hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$STACK/bench.json" \
   -n worker-api "$STACK/job.sh" \
-  -n podman-run "podman run --rm --network none --cap-drop ALL --security-opt no-new-privileges --read-only $CYNODE_TEST_SANDBOX_IMAGE true" >&2
+  -n podman-run "podman run --rm $LOCKDOWN $CYNODE_TEST_SANDBOX_IMAGE true" \
+  -n podman-run-limited "podman run --rm $LOCKDOWN $LIMITS $CYNODE_TEST_SANDBOX_IMAGE true" >&2
 NODE_BUSY=$(rss_kib "$NODE_PID"); WORKER_BUSY=$(rss_kib "$WORKER_PID")
 
 python3 - "$STACK/bench.json" "$NODE_IDLE" "$NODE_BUSY" "$WORKER_IDLE" "$WORKER_BUSY" <<'PY'
@@ -61,8 +70,10 @@ rows = {name: (statistics.median(t) * 1000, p95(t) * 1000) for name, t in result
 print(f"{'':12} {'median ms':>10} {'p95 ms':>10}")
 for name, (med, p) in rows.items():
     print(f"{name:12} {med:10.1f} {p:10.1f}")
-wa, raw = rows["worker-api"], rows["podman-run"]
+wa, raw, limited = rows["worker-api"], rows["podman-run"], rows["podman-run-limited"]
 print(f"ratio worker-api / podman run: median {wa[0] / raw[0]:.2f}x, p95 {wa[1] / raw[1]:.2f}x")
+print(f"ratio worker-api / podman run with the same limits: median {wa[0] / limited[0]:.2f}x, p95 {wa[1] / limited[1]:.2f}x")
+print(f"cost of the limits (podman run with / without): median {limited[0] / raw[0]:.2f}x, p95 {limited[1] / raw[1]:.2f}x")
 mib = lambda k: int(k) / 1024
 print(f"node-manager RSS: idle {mib(sys.argv[2]):.1f} MiB, after the runs {mib(sys.argv[3]):.1f} MiB")
 print(f"worker-api RSS:   idle {mib(sys.argv[4]):.1f} MiB, after the runs {mib(sys.argv[5]):.1f} MiB")
