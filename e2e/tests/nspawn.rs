@@ -157,6 +157,10 @@ async fn every_unit_runs_under_systemd_as_documented() {
             format!("/etc/systemd/system/{unit}"),
         ));
     }
+    // A node with Podman has containers-common's default seccomp profile, which the worker
+    // tightens for its sandboxes; the rootfs has no Podman, the host's socket stands in for it.
+    let seccomp = cynode_contracts::worker_cli::DEFAULT_SECCOMP_BASE;
+    ro.push((PathBuf::from(seccomp), seccomp.into()));
     ro.push((standin, "/etc/systemd/system/podman.socket".into()));
     ro.push((standin_service, "/etc/systemd/system/podman.service".into()));
     let rw: Vec<(PathBuf, String)> = vec![

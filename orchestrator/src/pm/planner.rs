@@ -45,16 +45,23 @@ Only if you must run shell commands in a Linux sandbox first, reply \
 {\"action\":\"run\",\"commands\":[\"<command>\"],\"why\":\"<reason>\"}; \
 you then get their output and decide again. Prefer answering directly.";
 
+/// Tokens a decision's keys, quotes and punctuation may take besides its strings.
+const DECISION_OVERHEAD_TOKENS: u32 = 48;
+
 /// The JSON schema of a decision; `final_step` allows only `answer`. Every string is bounded so
-/// that a decision constrained by the schema closes well within `PM_MAX_TOKENS` (512 by
-/// default): a small model that rambles would otherwise be cut off mid-string, and its answer
-/// would not parse.
-pub fn decision_schema(final_step: bool) -> Value {
+/// that a decision constrained by the schema closes within `max_tokens` (`PM_MAX_TOKENS`) even
+/// when every character costs a token, which a small model's odd output can (SmolLM2 once spent
+/// 512 tokens on 507 characters): a string cut off by the token limit would not parse.
+pub fn decision_schema(final_step: bool, max_tokens: u32) -> Value {
+    let budget = max_tokens.saturating_sub(DECISION_OVERHEAD_TOKENS).max(16);
+    let answer_chars = budget.min(4000);
+    let why_chars = (budget / 4).min(200);
+    let command_chars = ((budget - why_chars) / 4).saturating_sub(8).clamp(8, 300);
     let answer = json!({
         "type": "object",
         "properties": {
             "action": {"type": "string", "enum": ["answer"]},
-            "answer": {"type": "string", "minLength": 1, "maxLength": 800}
+            "answer": {"type": "string", "minLength": 1, "maxLength": answer_chars}
         },
         "required": ["action", "answer"],
         "additionalProperties": false
@@ -68,11 +75,11 @@ pub fn decision_schema(final_step: bool) -> Value {
             "action": {"type": "string", "enum": ["run"]},
             "commands": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": 300},
+                "items": {"type": "string", "minLength": 1, "maxLength": command_chars},
                 "minItems": 1,
                 "maxItems": 4
             },
-            "why": {"type": "string", "maxLength": 200},
+            "why": {"type": "string", "maxLength": why_chars},
             "use_inference": {"type": "boolean"}
         },
         "required": ["action", "commands", "why"],
@@ -471,7 +478,7 @@ async fn drive_locked(state: &AppState, task_id: Uuid) -> Result<()> {
             "max_tokens": state.config.pm_max_tokens,
             "response_format": {"type": "json_schema", "json_schema": {
                 "name": "pm_decision", "strict": true,
-                "schema": decision_schema(index + 1 >= max)}},
+                "schema": decision_schema(index + 1 >= max, state.config.pm_max_tokens)}},
         });
         let step_id = Uuid::new_v4();
         let insert = |response: Option<String>,
@@ -614,10 +621,35 @@ mod tests {
 
     #[test]
     fn the_final_step_may_only_answer() {
-        assert!(decision_schema(false)["anyOf"].is_array());
+        assert!(decision_schema(false, 512)["anyOf"].is_array());
         assert_eq!(
-            decision_schema(true)["properties"]["action"]["enum"],
+            decision_schema(true, 512)["properties"]["action"]["enum"],
             json!(["answer"])
+        );
+    }
+
+    #[test]
+    fn a_decision_fits_the_token_limit_even_at_a_token_per_character() {
+        for max_tokens in [256, 512, 4096] {
+            let answer = decision_schema(true, max_tokens)["properties"]["answer"]["maxLength"]
+                .as_u64()
+                .unwrap();
+            let run = &decision_schema(false, max_tokens)["anyOf"][1]["properties"];
+            let commands = run["commands"]["maxItems"].as_u64().unwrap()
+                * (run["commands"]["items"]["maxLength"].as_u64().unwrap() + 4);
+            let why = run["why"]["maxLength"].as_u64().unwrap();
+            let limit = u64::from(max_tokens - DECISION_OVERHEAD_TOKENS);
+            assert!(answer <= limit, "{max_tokens}: answer {answer}");
+            assert!(
+                commands + why <= limit,
+                "{max_tokens}: run {commands} + {why}"
+            );
+        }
+        // Room is not wasted when there is plenty.
+        let roomy = decision_schema(false, 4096);
+        assert_eq!(
+            roomy["anyOf"][1]["properties"]["commands"]["items"]["maxLength"],
+            300
         );
     }
 
