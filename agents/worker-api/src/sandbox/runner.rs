@@ -26,8 +26,8 @@ use super::create::{CreateError, create_body_with, create_container};
 use super::output::CappedStream;
 use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
 use super::{
-    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
-    USERNS_SIZE, auto_userns,
+    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, USERNS_SIZE,
+    WORKSPACE_DIR, auto_userns,
 };
 use serde_json::json;
 
