@@ -139,6 +139,16 @@ in
     # REST API of the node's own socket-activated Podman service below.
     virtualisation.podman.enable = true;
 
+    # Every sandbox runs in a Podman `auto` user namespace (65536 ids each) taken from the
+    # `containers` subordinate ranges in /etc/subuid and /etc/subgid (ARCHITECTURE.md).
+    users.users.containers = {
+      isSystemUser = true;
+      group = "containers";
+      subUidRanges = [ { startUid = 2147483647; count = 2147483648; } ];
+      subGidRanges = [ { startGid = 2147483647; count = 2147483648; } ];
+    };
+    users.groups.containers = { };
+
     systemd.sockets.cynode-podman = {
       description = "Podman API socket for CyNodeAI sandboxes";
       wantedBy = [ "sockets.target" ];

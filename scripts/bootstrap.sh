@@ -120,6 +120,25 @@ CONF
   step "Podman REST service ready ($PODMAN_SOCKET)"
 }
 
+# Sandboxes run in user namespaces of their own (Podman's `auto` mode, 65536 ids each), taken
+# from the `containers` user's subordinate range: the upper half of the 32-bit id space, far from
+# any real user's ids (ARCHITECTURE.md "Security decisions").
+SUBID_ENTRY="containers:2147483647:2147483648"
+configure_subids() {
+  local f
+  for f in /etc/subuid /etc/subgid; do
+    if grep -q '^containers:' "$f" 2>/dev/null; then
+      # An operator's own range is kept; it must hold 65536 ids per concurrent sandbox.
+      grep -qx "$SUBID_ENTRY" "$f" || step "keeping the 'containers' range already in $f"
+    else
+      step "adding the sandboxes' subordinate id range to $f"
+      touch "$f"
+      printf '%s\n' "$SUBID_ENTRY" >>"$f"
+    fi
+  done
+  step "subordinate ids for sandbox user namespaces ($SUBID_ENTRY)"
+}
+
 podman_ping() { curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCKET" http://d/v4.0.0/libpod/_ping >/dev/null 2>&1; }
 
 build_sandbox_image() {
@@ -289,6 +308,7 @@ main() {
   install_packages
   install_just
   start_postgres
+  configure_subids
   configure_podman
   build_sandbox_image
   install_llama_server

@@ -172,6 +172,11 @@ pub struct SandboxCapability {
     pub features: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Every sandbox runs in a user namespace of its own: container root is an unprivileged
+    /// host uid, even where the runtime itself is rootful (`rootless_enabled: false`). Absent
+    /// (older nodes): false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_namespace: bool,
 }
 
 /// Node-local inference policy (`inference.mode` in node.yaml).

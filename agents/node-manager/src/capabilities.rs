@@ -90,6 +90,7 @@ pub fn report(
             supported: config.sandbox.mode != SandboxMode::Disabled && facts.runtime.is_some(),
             features: facts.sandbox_features.clone(),
             max_concurrency: None,
+            user_namespace: facts.sandbox_features.iter().any(|f| f == USERNS_FEATURE),
         }),
         network: None,
         inference: Some(InferenceCapability {
@@ -129,6 +130,16 @@ async fn runtime_facts(podman: &podman_api::Podman) -> (Option<ContainerRuntime>
     if host.and_then(|h| h.cgroup_version.as_deref()) == Some("v2") {
         features.push("cgroups_v2".to_owned());
     }
+    // The worker runs every sandbox in a Podman `auto` user namespace, which takes its ids
+    // from the `containers` ranges; without them no sandbox starts, so claim nothing.
+    let subids = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|text| has_subid_range(&text, SUBID_USER))
+            .unwrap_or(false)
+    };
+    if subids("/etc/subuid") && subids("/etc/subgid") {
+        features.push(USERNS_FEATURE.to_owned());
+    }
     let runtime = ContainerRuntime {
         runtime: "podman".to_owned(),
         version: version.version,
@@ -136,6 +147,26 @@ async fn runtime_facts(podman: &podman_api::Podman) -> (Option<ContainerRuntime>
         rootless_enabled: rootless,
     };
     (Some(runtime), features)
+}
+
+/// The sandbox feature naming per-sandbox user namespaces (also `sandbox.user_namespace`).
+const USERNS_FEATURE: &str = "userns";
+/// Whose subordinate ids Podman's `auto` user namespaces use.
+const SUBID_USER: &str = "containers";
+/// Per sandbox (the worker's `USERNS_SIZE`).
+const USERNS_SIZE: u64 = 65536;
+
+/// Whether an `/etc/subuid`-style text gives `user` at least one sandbox's worth of ids.
+fn has_subid_range(text: &str, user: &str) -> bool {
+    text.lines().any(|line| {
+        let mut fields = line.trim().split(':');
+        fields.next() == Some(user)
+            && fields.next().and_then(|s| s.parse::<u64>().ok()).is_some()
+            && fields
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|count| count >= USERNS_SIZE)
+    })
 }
 
 /// GPU presence from the device nodes, with model and memory from the vendor tool if present.
@@ -235,6 +266,43 @@ mod tests {
                 .as_deref(),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
+    }
+
+    #[test]
+    fn subordinate_ranges_for_sandboxes_are_recognised() {
+        assert!(has_subid_range(
+            "alice:100000:65536\ncontainers:2147483647:2147483648\n",
+            "containers"
+        ));
+        assert!(!has_subid_range("alice:100000:65536\n", "containers"));
+        assert!(!has_subid_range("containers:100000:1024\n", "containers"));
+        assert!(!has_subid_range("containers:x:65536\n", "containers"));
+    }
+
+    #[test]
+    fn the_report_says_whether_sandboxes_get_user_namespaces() {
+        let config = crate::config::for_tests("");
+        let mut facts = StaticFacts {
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                distro: None,
+                kernel_version: None,
+            },
+            cpu_model: None,
+            gpu: Gpu::default(),
+            runtime: Some(ContainerRuntime {
+                runtime: "podman".into(),
+                version: Some("4.3.1".into()),
+                rootless_supported: true,
+                rootless_enabled: false,
+            }),
+            sandbox_features: vec!["netns".into()],
+        };
+        let sandbox = |facts: &StaticFacts| report(&config, facts, None, false).sandbox.unwrap();
+        assert!(!sandbox(&facts).user_namespace);
+        facts.sandbox_features.push(USERNS_FEATURE.into());
+        assert!(sandbox(&facts).user_namespace);
     }
 
     #[test]

@@ -159,6 +159,18 @@ fn inference_setup(config: &Config) -> Result<Option<sandbox::InferenceSetup>, S
     }))
 }
 
+/// What the retention sweep (a blocking thread) calls to empty a workspace whose files belong
+/// to a job's user namespace: a cleanup container in the node's default image.
+fn workspace_emptier(sandboxes: &Sandboxes, image: &str) -> retention::EmptyWorkspace {
+    let (sandboxes, image) = (sandboxes.clone(), image.to_owned());
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(move |job_id, workspace| {
+        runtime
+            .block_on(sandboxes.empty_workspace(job_id, workspace, &image))
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Serves the API on an already bound listener until SIGTERM/SIGINT. First it takes over what an
 /// earlier instance on this mount root left on the Podman socket; at shutdown, jobs still
 /// running are stopped (interrupted) and their containers removed before it returns. Finished
@@ -175,6 +187,7 @@ pub async fn serve(
     let (stop, shutdown) = watch::channel(false);
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let ledger = ledger::JobLedger::new(sandboxes.mount_root().to_owned());
+    let empty_workspace = workspace_emptier(&sandboxes, limits.default_image());
     let jobs = Lifecycle::new(
         sandboxes,
         ledger.clone(),
@@ -190,7 +203,12 @@ pub async fn serve(
             tracing::error!(error = %e, "cannot list sandboxes an earlier worker left; a delivery of one of their jobs takes it over")
         }
     }
-    let sweeper = tokio::spawn(retention::run(ledger, job_retention, shutdown));
+    let sweeper = tokio::spawn(retention::run(
+        ledger,
+        job_retention,
+        empty_workspace,
+        shutdown,
+    ));
     let state = AppState {
         limits: Arc::new(limits),
         jobs,

@@ -11,6 +11,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -23,14 +24,24 @@ pub fn sweep_interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
+/// Empties a job's workspace (by job id and workspace path) when this process may not: its
+/// files belong to the job's user namespace (see `Sandboxes::empty_workspace`). Called from
+/// the sweep's blocking thread.
+pub type EmptyWorkspace = Arc<dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync>;
+
 /// Sweeps at start-up and then every [`sweep_interval`] until `shutdown` turns true.
-pub async fn run(ledger: JobLedger, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    ledger: JobLedger,
+    retention: Duration,
+    empty: EmptyWorkspace,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(sweep_interval(retention));
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                let ledger = ledger.clone();
-                match tokio::task::spawn_blocking(move || sweep(&ledger, retention)).await {
+                let (ledger, empty) = (ledger.clone(), Arc::clone(&empty));
+                match tokio::task::spawn_blocking(move || sweep(&ledger, retention, &*empty)).await {
                     Ok(0) => {}
                     Ok(removed) => tracing::info!(removed, "removed expired job directories"),
                     Err(e) => tracing::error!(error = %e, "the retention sweep panicked"),
@@ -42,7 +53,11 @@ pub async fn run(ledger: JobLedger, retention: Duration, mut shutdown: watch::Re
 }
 
 /// One pass over the mount root; returns how many job directories it removed.
-pub fn sweep(ledger: &JobLedger, retention: Duration) -> usize {
+pub fn sweep(
+    ledger: &JobLedger,
+    retention: Duration,
+    empty: &(dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync),
+) -> usize {
     let root = ledger.mount_root();
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
@@ -75,7 +90,7 @@ pub fn sweep(ledger: &JobLedger, retention: Duration) -> usize {
         let expired =
             finished.is_ok_and(|at| now.duration_since(at).unwrap_or_default() > retention);
         if expired {
-            match remove(&dir) {
+            match remove(&dir, job_id, empty) {
                 Ok(()) => removed += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, dir = %dir.display(), "cannot remove an expired job directory");
@@ -87,13 +102,25 @@ pub fn sweep(ledger: &JobLedger, retention: Duration) -> usize {
     removed
 }
 
-/// `remove_dir_all`, and if a job left a directory without owner permissions (this process has
-/// no CAP_DAC_OVERRIDE), gives them back and tries again.
-fn remove(dir: &Path) -> std::io::Result<()> {
+/// `remove_dir_all`; if a job left a directory without owner permissions (this process has
+/// no CAP_DAC_OVERRIDE), gives them back and tries again; if the workspace's files belong to the
+/// job's user namespace, has them removed by `empty` first.
+fn remove(
+    dir: &Path,
+    job_id: Uuid,
+    empty: &(dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync),
+) -> std::io::Result<()> {
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
     }
     restore_owner_access(dir);
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    let workspace = dir.join("workspace");
+    if let Err(e) = empty(job_id, &workspace) {
+        tracing::warn!(%job_id, error = %e, "cannot empty an expired job's workspace");
+    }
     std::fs::remove_dir_all(dir)
 }
 
@@ -148,18 +175,18 @@ mod tests {
         std::fs::create_dir(&other).unwrap();
 
         assert_eq!(
-            sweep(&ledger, Duration::from_secs(3600)),
+            sweep(&ledger, Duration::from_secs(3600), &|_, _| Ok(())),
             0,
             "nothing is old yet"
         );
         let held = ledger.turn(running).await;
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(sweep(&ledger, Duration::from_millis(10)), 1);
+        assert_eq!(sweep(&ledger, Duration::from_millis(10), &|_, _| Ok(())), 1);
         assert!(!done_dir.exists());
         assert!(running_dir.exists(), "a held job is kept");
         assert!(other.exists(), "only job directories are swept");
         drop(held);
-        assert_eq!(sweep(&ledger, Duration::from_millis(10)), 1);
+        assert_eq!(sweep(&ledger, Duration::from_millis(10), &|_, _| Ok(())), 1);
         assert!(!running_dir.exists());
     }
 }

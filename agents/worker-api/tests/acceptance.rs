@@ -734,7 +734,13 @@ async fn a_repeated_delivery_gets_the_first_result_and_runs_nothing_again() {
 #[tokio::test]
 async fn finished_job_directories_are_removed_after_the_retention_but_running_ones_are_kept() {
     let worker = Worker::start_with_args(&["--job-retention-secs", "2"]).await;
-    let (finished, result) = worker.run(sh("echo kept > /workspace/out")).await;
+    // Files of the job's user namespace, one directory closed even to its owner.
+    let (finished, result) = worker
+        .run(sh(
+            "echo kept > /workspace/out; mkdir -p /workspace/locked/in; \
+                 touch /workspace/locked/in/f; chmod 000 /workspace/locked; chmod 700 /workspace",
+        ))
+        .await;
     assert_eq!(result["exit_code"], 0, "{result}");
     assert!(worker.job_dir(finished).join("result.json").exists());
 
@@ -1014,4 +1020,93 @@ async fn an_output_flood_keeps_no_more_than_the_log_cap_on_the_host() {
     assert!(stdout.starts_with(&format!("{}\n", "y".repeat(1023))));
     assert_eq!(result["limits"]["log_bytes"], cap);
     assert!(worker.containers_of(job_id).await.is_empty());
+}
+
+/// The host uid and gid that container id 0 maps to, from a `/proc/self/{uid,gid}_map` text,
+/// and the range's size; `None` when the map is not one line.
+fn root_mapping(map: &str) -> Option<(u64, u64)> {
+    let mut lines = map.lines().filter(|l| !l.trim().is_empty());
+    let fields: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    match (fields.as_slice(), lines.next()) {
+        ([0, host, size], None) => Some((*host, *size)),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_in_a_user_namespace_whose_root_is_not_the_hosts() {
+    let worker = Worker::start().await;
+    let (_, result) = worker
+        .run(sh(
+            "cat /proc/self/uid_map; echo ---; cat /proc/self/gid_map; echo ---; id -u",
+        ))
+        .await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    let stdout = text(&result, "stdout");
+    let parts: Vec<&str> = stdout.split("---\n").collect();
+    assert_eq!(parts.len(), 3, "{result}");
+    assert_ne!(
+        parts[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"],
+        "the identity map: container root is host root ({result})"
+    );
+    let (uid, uid_size) = root_mapping(parts[0]).unwrap_or_else(|| panic!("{result}"));
+    let (gid, gid_size) = root_mapping(parts[1]).unwrap_or_else(|| panic!("{result}"));
+    assert_ne!(uid, 0, "{result}");
+    assert_ne!(gid, 0, "{result}");
+    assert_eq!((uid_size, gid_size), (65536, 65536), "{result}");
+    // Still root inside, so images that expect it keep working.
+    assert_eq!(parts[2].trim(), "0", "{result}");
+}
+
+#[tokio::test]
+async fn a_file_written_to_the_workspace_belongs_on_the_host_to_the_mapped_uid() {
+    use std::os::unix::fs::MetadataExt;
+    let worker = Worker::start().await;
+    let (job_id, result) = worker
+        .run(sh("cat /proc/self/uid_map; echo data > /workspace/mine; \
+                 mkdir /workspace/sub && echo deeper > /workspace/sub/f && ls -ln /workspace"))
+        .await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    let (mapped_root, _) = root_mapping(text(&result, "stdout").lines().next().unwrap_or_default())
+        .unwrap_or_else(|| panic!("{result}"));
+    assert_ne!(mapped_root, 0, "{result}");
+    let workspace = worker.job_dir(job_id).join("workspace");
+    for path in [
+        workspace.clone(),
+        workspace.join("mine"),
+        workspace.join("sub"),
+        workspace.join("sub/f"),
+    ] {
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (u64::from(meta.uid()), u64::from(meta.gid())),
+            (mapped_root, mapped_root),
+            "{}: {result}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("mine")).unwrap(),
+        "data\n"
+    );
+}
+
+/// Jobs running at once get distinct host ranges, so one job's files and processes are
+/// another's "other".
+#[tokio::test]
+async fn two_jobs_running_at_once_get_distinct_host_ranges() {
+    let worker = Worker::start().await;
+    let job = || worker.run(sh("cat /proc/self/uid_map; sleep 2"));
+    let ((_, a), (_, b)) = tokio::join!(job(), job());
+    let root = |r: &Value| root_mapping(text(r, "stdout")).unwrap_or_else(|| panic!("{r}"));
+    let ((a_root, size), (b_root, _)) = (root(&a), root(&b));
+    assert!(
+        a_root + size <= b_root || b_root + size <= a_root,
+        "overlapping ranges: {a} {b}"
+    );
 }

@@ -305,6 +305,7 @@ async fn a_sandbox_reaches_the_model_through_its_sidecar_and_nothing_else() {
     // busybox only: nc speaks the HTTP by hand.
     let script = format!(
         r#"set -u
+echo "uid_map: $(cat /proc/self/uid_map)"
 echo "net: $(ls /sys/class/net | tr '\n' ' ')"
 echo "urls: $OLLAMA_BASE_URL $OPENAI_BASE_URL"
 body='{body}'
@@ -332,6 +333,19 @@ env | grep -i -e token -e secret -e '\.sock' || echo "no secrets in env"
     let stdout = result["stdout"].as_str().unwrap();
     assert_eq!(result["status"], "completed", "{result}");
     assert!(stdout.contains("net: lo \n"), "{stdout}");
+    // The pod's user namespace, which the job shares with its sidecar: container root is an
+    // unprivileged host uid, and the sidecar (the same uid) still reached the worker's socket.
+    let uid_map: Vec<u64> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("uid_map: "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(uid_map.len(), 3, "{stdout}");
+    assert_eq!(uid_map[0], 0, "{stdout}");
+    assert_ne!(uid_map[1], 0, "container root is host root: {stdout}");
+    assert_eq!(uid_map[2], 65536, "{stdout}");
     assert!(
         stdout.contains("urls: http://localhost:11434 http://localhost:11434/v1"),
         "{stdout}"

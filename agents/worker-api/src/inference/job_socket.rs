@@ -1,5 +1,5 @@
 //! One Unix socket per inference-enabled job: `<mount_root>/<job_id>/inference/inference.sock`,
-//! in a 0700 directory that is mounted into that job's sidecar and nowhere else. Whatever comes
+//! in a directory (inside the 0700 job directory) that is mounted into that job's sidecar and nowhere else. Whatever comes
 //! in through it is that job's, by construction: the job's identity is the socket, never a
 //! header. The socket and its directory go when the job ends (also when this value is dropped
 //! on an error path).
@@ -16,6 +16,10 @@ use super::{Backend, Usage};
 
 pub const SOCKET_NAME: &str = "inference.sock";
 pub const READY_NAME: &str = "sidecar.ready";
+/// The socket directory: root's, `wx` for others, sticky (see [`JobSocket::open`]).
+const DIR_MODE: u32 = 0o1733;
+/// Connecting needs write permission on the socket; its directory is the access control.
+const SOCKET_MODE: u32 = 0o666;
 
 #[derive(Debug)]
 pub struct JobSocket {
@@ -34,6 +38,12 @@ impl JobSocket {
             _ => {}
         }
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        // The sidecar runs as its pod's mapped root, an unprivileged host uid that is "other"
+        // here, and this worker has no capabilities to chown for it: others may enter the
+        // directory and create files (the ready file) but not list it, and the sticky bit
+        // keeps the worker, its owner, able to remove all of it. The job directory above is
+        // 0700 and root's, so no host user reaches this one; only the sidecar has it mounted.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(DIR_MODE))?;
         let path = dir.join(SOCKET_NAME);
         // A socket address holds at most 107 bytes of path, and a deep mount root plus a job id
         // can be longer; binding through the directory's descriptor keeps the address short.
@@ -43,7 +53,7 @@ impl JobSocket {
             handle.as_raw_fd()
         ))?;
         drop(handle);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
         let usage = Arc::new(Usage::default());
         let app = job_router(backend, Arc::clone(&usage));
         let server = tokio::spawn(async move {
@@ -111,7 +121,9 @@ mod tests {
         let path = socket.dir().join(SOCKET_NAME);
         let meta = std::fs::metadata(&path).unwrap();
         assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.permissions().mode() & 0o777, SOCKET_MODE);
+        let dir_meta = std::fs::metadata(socket.dir()).unwrap();
+        assert_eq!(dir_meta.permissions().mode() & 0o7777, DIR_MODE);
         let dir = socket.dir().to_owned();
         let usage = socket.close();
         assert_eq!(usage["requests"], 0);

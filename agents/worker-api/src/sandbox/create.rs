@@ -68,6 +68,16 @@ pub fn create_body_with(
 
 /// Creates the container and returns its id.
 pub async fn create_container(socket: &Path, body: Vec<u8>) -> Result<String, CreateError> {
+    post_create(socket, "containers", body).await
+}
+
+/// Creates a pod from a raw libpod pod spec and returns its id. podman-api 0.10's pod options
+/// cannot express the user namespace (`idmappings`), so the body is built by the caller.
+pub async fn create_pod(socket: &Path, body: Vec<u8>) -> Result<String, CreateError> {
+    post_create(socket, "pods", body).await
+}
+
+async fn post_create(socket: &Path, kind: &str, body: Vec<u8>) -> Result<String, CreateError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| CreateError::Connect {
@@ -78,7 +88,7 @@ pub async fn create_container(socket: &Path, body: Vec<u8>) -> Result<String, Cr
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(connection);
     let request = hyper::Request::post(format!(
-        "/v{}/libpod/containers/create",
+        "/v{}/libpod/{kind}/create",
         podman_api::LATEST_API_VERSION
     ))
     .header(hyper::header::HOST, "d")

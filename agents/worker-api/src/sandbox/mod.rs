@@ -34,6 +34,27 @@ pub const LABEL_DEADLINE: &str = "cynodeai.deadline";
 /// Inside the sandbox the per-job host directory is here; it is also the working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
 
+/// How many uids and gids each sandbox's user namespace maps (container ids `0..65536`, so that
+/// `nobody` (65534) exists too).
+pub const USERNS_SIZE: u32 = 65536;
+
+/// The spec fields that give a sandbox (or an inference job's pod, whose containers share it)
+/// a user namespace of its own: Podman's `auto` mode picks a free range of `USERNS_SIZE` host
+/// ids from the `containers` entry of `/etc/subuid` and `/etc/subgid` (the bootstrap writes
+/// them), so container root is an unprivileged host uid, distinct for every live sandbox.
+///
+/// Over the REST API `userns: {nsmode: auto}` alone is silently ignored by Podman 4.3 (the
+/// container gets the host's identity map); `idmappings.AutoUserNs` is what takes effect.
+fn auto_userns() -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("userns".into(), serde_json::json!({"nsmode": "auto"}));
+    fields.insert(
+        "idmappings".into(),
+        serde_json::json!({"AutoUserNs": true, "AutoUserNsOpts": {"Size": USERNS_SIZE}}),
+    );
+    fields
+}
+
 /// What an inference job's sandbox gets, and nothing else new: both name the pod's sidecar.
 pub const INFERENCE_ENV: [(&str, &str); 2] = [
     ("OLLAMA_BASE_URL", "http://localhost:11434"),

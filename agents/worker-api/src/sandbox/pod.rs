@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use cynode_inference_proxy::args::{CONTAINER_BINARY, CONTAINER_SOCKET_DIR, SidecarArgs};
 use podman_api::Podman;
-use podman_api::models::{ContainerMount, Namespace};
-use podman_api::opts::{ContainerCreateOpts, PodCreateOpts};
+use podman_api::models::ContainerMount;
+use podman_api::opts::ContainerCreateOpts;
 
-use super::JobPlan;
-use super::create::{CreateError, create_body, create_container};
+use super::create::{CreateError, create_body, create_container, create_pod};
+use super::{JobPlan, auto_userns};
 use crate::inference::Backend;
 use crate::inference::job_socket::JobSocket;
 
@@ -72,28 +72,18 @@ pub async fn start(
     let binary = setup.sidecar.clone().map_err(PodError::Unavailable)?;
     let socket = JobSocket::open(job_dir, setup.backend.clone()).map_err(PodError::Socket)?;
     let name = pod_name(plan.job_id);
-    podman
-        .pods()
-        .create(
-            &PodCreateOpts::builder()
-                .name(&name)
-                .labels(labels.iter().cloned())
-                // Loopback only: the sidecar is the one way out.
-                .netns(Namespace {
-                    nsmode: Some("none".into()),
-                    value: None,
-                })
-                .build(),
-        )
-        .await
-        .map_err(|e| match e {
-            podman_api::Error::Fault { code, .. } if code.as_u16() == 409 => {
-                PodError::AlreadyRunning(plan.job_id)
-            }
-            // Podman could not make the pod at all (its pause image, for one): no inference job
-            // can run here until an operator fixes that, so the job fails with the reason.
-            other => PodError::Unavailable(format!("Podman cannot create the job's pod: {other}")),
-        })?;
+    let body = pod_body(&name, labels);
+    create_pod(socket_path, body).await.map_err(|e| match e {
+        CreateError::Refused { status, message }
+            if status == 409 || message.contains("already in use") =>
+        {
+            PodError::AlreadyRunning(plan.job_id)
+        }
+        // Podman could not make the pod at all (its pause image, or no subordinate ids for
+        // its user namespace): no inference job can run here until an operator fixes that,
+        // so the job fails with the reason.
+        other => PodError::Unavailable(format!("Podman cannot create the job's pod: {other}")),
+    })?;
     let pod = JobPod { name, socket };
     match start_sidecar(podman, socket_path, &pod, &binary, setup, labels).await {
         Ok(()) => Ok(pod),
@@ -102,6 +92,22 @@ pub async fn start(
             Err(e)
         }
     }
+}
+
+/// The libpod spec of a job's pod: its labels, a network namespace with loopback only (the
+/// sidecar is the one way out), and a user namespace of its own that the sidecar and the job's
+/// container share (see `super::auto_userns`).
+fn pod_body(name: &str, labels: &[(&'static str, String)]) -> Vec<u8> {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+        .collect();
+    let mut spec = serde_json::Map::new();
+    spec.insert("name".into(), name.into());
+    spec.insert("labels".into(), labels.into());
+    spec.insert("netns".into(), serde_json::json!({"nsmode": "none"}));
+    spec.extend(auto_userns());
+    serde_json::to_vec(&spec).expect("JSON")
 }
 
 async fn start_sidecar(

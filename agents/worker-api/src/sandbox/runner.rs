@@ -26,8 +26,10 @@ use super::create::{CreateError, create_body_with, create_container};
 use super::output::CappedStream;
 use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
 use super::{
-    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
+    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, USERNS_SIZE,
+    WORKSPACE_DIR, auto_userns,
 };
+use serde_json::json;
 
 /// Exit codes a shell gives for a command it cannot find or cannot execute; we report the same
 /// when the OCI runtime fails to exec the argv, so callers see one convention.
@@ -64,6 +66,8 @@ pub enum SandboxError {
     Pod(PodError),
     #[error("Podman failed: {0}")]
     Podman(#[from] podman_api::Error),
+    #[error("cannot empty a job's workspace: {0}")]
+    Cleanup(String),
 }
 
 /// What may end a run before its process or its deadline does.
@@ -474,6 +478,77 @@ impl Sandboxes {
         Ok(by_job.into_values().collect())
     }
 
+    /// Empties a finished job's workspace, whose files belong to the uids of the job's user
+    /// namespace: this worker, uid 0 without capabilities, may not remove them (it is "other"
+    /// to them). A short container whose user namespace maps the same host ids (its root is the
+    /// workspace's owner) removes them instead, with only `DAC_OVERRIDE` and `FOWNER` inside
+    /// that namespace, no network and the node's seccomp profile. A workspace owned by root
+    /// (none is, since user namespaces) needs nothing.
+    pub async fn empty_workspace(
+        &self,
+        job_id: Uuid,
+        workspace: &Path,
+        image: &str,
+    ) -> Result<(), SandboxError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = tokio::fs::symlink_metadata(workspace)
+            .await
+            .map_err(|source| SandboxError::Workspace {
+                path: workspace.to_owned(),
+                source,
+            })?;
+        if meta.uid() == 0 || !meta.is_dir() {
+            return Ok(());
+        }
+        let map = |host: u32| json!([{"container_id": 0, "host_id": host, "size": USERNS_SIZE}]);
+        let mut spec = json!({
+            "name": format!("cynodeai-cleanup-{job_id}"),
+            "image": image,
+            "entrypoint": ["sh"],
+            "command": ["-c", "chmod 0755 /w && rm -rf /w/* /w/.[!.]* /w/..?*"],
+            "labels": {LABEL_MOUNT_ROOT: self.mount_root.display().to_string()},
+            "cap_drop": ["ALL"],
+            "cap_add": ["DAC_OVERRIDE", "FOWNER"],
+            "no_new_privileges": true,
+            "read_only_filesystem": true,
+            "netns": {"nsmode": "none"},
+            "userns": {"nsmode": "private"},
+            "idmappings": {"UIDMap": map(meta.uid()), "GIDMap": map(meta.gid())},
+            "mounts": [{"destination": "/w", "source": workspace.display().to_string(),
+                        "type": "bind", "options": ["rbind", "rw", "nosuid", "nodev"]}],
+        });
+        if let Some(profile) = &self.seccomp {
+            spec["seccomp_profile_path"] = profile.display().to_string().into();
+        }
+        let body = serde_json::to_vec(&spec).expect("JSON");
+        // One an earlier sweep left when its worker died would hold the name.
+        let stale = format!("cynodeai-cleanup-{job_id}");
+        let _ = self
+            .podman
+            .containers()
+            .get(&stale)
+            .delete(&ContainerDeleteOpts::builder().force(true).build())
+            .await;
+        let id = create_container(&self.socket, body)
+            .await
+            .map_err(SandboxError::Create)?;
+        let container = self.podman.containers().get(&id);
+        let ran = async {
+            container.start(None).await?;
+            container.wait(&wait_opts()).await?;
+            let code = container.inspect().await?.state.and_then(|s| s.exit_code);
+            Ok::<_, podman_api::Error>(code)
+        }
+        .await;
+        self.remove_container(job_id, &id).await;
+        match ran? {
+            Some(0) => Ok(()),
+            code => Err(SandboxError::Cleanup(format!(
+                "the cleanup container exited with {code:?}"
+            ))),
+        }
+    }
+
     async fn remove_container(&self, job_id: Uuid, id: &str) {
         if let Err(e) = self
             .podman
@@ -632,6 +707,11 @@ fn container_spec(
             profile.display().to_string().into(),
         );
     }
+    // A container in a pod shares the pod's user namespace (see `pod`); one on its own gets
+    // its own.
+    if pod.is_none() {
+        extra.extend(auto_userns());
+    }
     let (program, args) = plan
         .command
         .split_first()
@@ -662,11 +742,15 @@ fn container_spec(
                 destination: Some(WORKSPACE_DIR.into()),
                 source: Some(workspace.display().to_string()),
                 _type: Some("bind".into()),
+                // `U`: Podman chowns the (fresh, empty) workspace to the user namespace's
+                // root before the start, so the job can write it; on the host its files
+                // belong to that unprivileged uid.
                 options: Some(vec![
                     "rbind".into(),
                     "rw".into(),
                     "nosuid".into(),
                     "nodev".into(),
+                    "U".into(),
                 ]),
                 uid_mappings: None,
                 gid_mappings: None,
@@ -695,8 +779,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 const FOLLOW_GRACE: Duration = Duration::from_secs(10);
 
 /// Creates `<job dir>/workspace` with the job directory private to the host's root (0700):
-/// other host users cannot read what a job wrote. The container runs as root without a user
-/// namespace, so it still reads and writes its workspace.
+/// other host users cannot read what a job wrote. Podman hands the workspace itself to the
+/// sandbox's mapped root (the `U` mount option) when it starts the container.
 async fn prepare_job_dir(workspace: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::create_dir_all(workspace).await?;
