@@ -47,12 +47,12 @@ chmod 0700 "$STACK/job.sh"
 "$STACK/job.sh" || { echo "bench-sandbox: the trivial job was refused; see $STACK/node-manager.log" >&2; exit 1; }
 
 # The raw baseline twice: with the lockdown of Phase 1, and with the worker's limits as well
-# (its defaults: memory without extra swap, one CPU, pids, /tmp size, log cap, and its seccomp
+# (a user namespace of its own; its defaults: memory without extra swap, one CPU, pids, /tmp size, log cap, and its seccomp
 # profile from the node's mount root), so that the limits' own cost shows as a ratio.
 LOCKDOWN="--network none --cap-drop ALL --security-opt no-new-privileges --read-only"
 SECCOMP="$STACK/node-state/sandbox_mounts/.sandbox-seccomp.json"
 [ -f "$SECCOMP" ] || { echo "bench-sandbox: the worker wrote no seccomp profile at $SECCOMP" >&2; exit 1; }
-LIMITS="--memory 2g --memory-swap 2g --cpus 1 --pids-limit 512 --tmpfs /tmp:rw,size=256m --log-opt max-size=32mb --security-opt seccomp=$SECCOMP"
+LIMITS="--userns auto --memory 2g --memory-swap 2g --cpus 1 --pids-limit 512 --tmpfs /tmp:rw,size=256m --log-opt max-size=32mb --security-opt seccomp=$SECCOMP"
 
 echo "== hyperfine ($RUNS runs each)" >&2
 hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$STACK/bench.json" \
