@@ -1,6 +1,7 @@
 //! Faults at the worst moments, with the real processes on the real Podman socket: the node
-//! manager stopped and started again under load, and the worker API killed with runs in flight
-//! (its node manager exits, as a dead worker makes it do, and is started again as systemd would).
+//! manager stopped and started again under load, the worker API killed with runs in flight
+//! (its node manager exits, as a dead worker makes it do, and is started again as systemd would),
+//! and the database away for a minute while runs finish (a PostgreSQL server of the test's own).
 //!
 //! Evidence that cannot lie: every job appends a marker to its own `/workspace` only after its
 //! work is done and prints the markers, so a job that ran to completion twice would print two;
@@ -11,6 +12,7 @@ mod node_support;
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
+use cynode_e2e::postgres::PrivatePostgres;
 use node_support::{NodeManager, Orchestrator, User};
 use sqlx::Connection;
 
@@ -20,6 +22,8 @@ const JOB: &str = "sleep 3; echo done >> /workspace/runs; cat /workspace/runs";
 const LIMIT: Duration = Duration::from_secs(180);
 
 enum Fault {
+    /// PostgreSQL stopped for a minute while runs finish, then started again.
+    DatabaseOutage,
     /// SIGTERM to the node manager: a graceful stop of the node and its worker API.
     StopNode,
     /// SIGKILL to the worker API; its node manager then exits with an error.
@@ -28,7 +32,12 @@ enum Fault {
 
 async fn survive(fault: Fault) {
     let env = DevEnv::load();
-    let orchestrator = Orchestrator::start(&env, &[]).await;
+    // The shared dev server must stay up for every other test: the outage gets its own.
+    let pg = matches!(fault, Fault::DatabaseOutage).then(PrivatePostgres::start);
+    let orchestrator = match &pg {
+        Some(pg) => Orchestrator::start_on(pg.url(), &[]).await,
+        None => Orchestrator::start(&env, &[]).await,
+    };
     let mut node = NodeManager::start_serving(&env, &orchestrator).await;
     let user = User::login(&orchestrator).await;
     let mut ids = Vec::new();
@@ -56,6 +65,17 @@ async fn survive(fault: Fault) {
     // Let some runs get close to their end, so that the fault also meets runs finishing.
     tokio::time::sleep(Duration::from_millis(2800)).await;
     match fault {
+        Fault::DatabaseOutage => {
+            let pg = pg.as_ref().expect("a server of its own");
+            pg.stop();
+            let (code, reason) = orchestrator.readyz().await;
+            assert_eq!((code, reason.as_str()), (503, "database unavailable"));
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            pg.resume();
+            db = sqlx::PgConnection::connect(&orchestrator.database_url)
+                .await
+                .unwrap();
+        }
         Fault::StopNode => {
             let status = node.process.terminate(Duration::from_secs(60)).await;
             assert!(status.is_some(), "the node manager did not stop");
@@ -72,8 +92,10 @@ async fn survive(fault: Fault) {
             assert!(status.is_some(), "the node manager outlived its worker API");
         }
     }
-    node.restart();
-    node.expect_ready(LIMIT).await;
+    if !matches!(fault, Fault::DatabaseOutage) {
+        node.restart();
+        node.expect_ready(LIMIT).await;
+    }
     let ready_at: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
         .fetch_one(&mut db)
         .await
@@ -115,7 +137,7 @@ async fn survive(fault: Fault) {
     if let Some(first) = first_after {
         // The figure for the notes; the bound is the waits above, not a timing assertion.
         eprintln!(
-            "recovery: first job finished {:.1} s after the node was ready again",
+            "recovery: first job finished {:.1} s after the node (or the database) was back",
             first - ready_at
         );
     }
@@ -124,6 +146,11 @@ async fn survive(fault: Fault) {
 #[tokio::test]
 async fn a_node_stopped_under_load_loses_nothing_and_runs_nothing_twice() {
     survive(Fault::StopNode).await;
+}
+
+#[tokio::test]
+async fn a_minute_without_the_database_loses_nothing_and_runs_nothing_twice() {
+    survive(Fault::DatabaseOutage).await;
 }
 
 #[tokio::test]

@@ -32,7 +32,11 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     pub async fn start(env: &DevEnv, extra: &[(&str, &str)]) -> Self {
-        let database_url = env.fresh_database().await;
+        Self::start_on(env.fresh_database().await, extra).await
+    }
+
+    /// `cynode-orchestrator all` on the database at `database_url`.
+    pub async fn start_on(database_url: String, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let secret = |name: &str, value: &str| -> String {
             let path = dir.path().join(name);
