@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{self, CurrentNode, Keys, TokenType};
+use crate::auth::{CurrentNode, Keys, TokenType};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -190,29 +190,35 @@ pub async fn register(
     let mut tx = state.db.begin().await?;
     let content =
         serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
+    let new_id = Uuid::new_v4();
     let created = sqlx::query(
         "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
          VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT (node_slug) DO NOTHING",
     )
-    .bind(Uuid::new_v4())
+    .bind(new_id)
     .bind(slug)
     .bind(ulid::Ulid::new().to_string())
     .bind(&content)
-    .bind(auth::random_token())
+    .bind(state.worker_tokens.issue(new_id).1)
     .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
     // A known node keeps its token (a running worker still holds it) and becomes active again.
-    let (node_id, config_version): (Uuid, String) = sqlx::query_as(
-        "UPDATE nodes SET status = 'active', updated_at = now(),
-            worker_api_bearer_token = coalesce(worker_api_bearer_token, $2)
-         WHERE node_slug = $1 RETURNING id, config_version",
+    let (node_id, config_version, has_token): (Uuid, String, bool) = sqlx::query_as(
+        "UPDATE nodes SET status = 'active', updated_at = now()
+         WHERE node_slug = $1 RETURNING id, config_version, worker_api_bearer_token IS NOT NULL",
     )
     .bind(slug)
-    .bind(auth::random_token())
     .fetch_one(&mut *tx)
     .await?;
+    if !has_token {
+        sqlx::query("UPDATE nodes SET worker_api_bearer_token = $2 WHERE id = $1")
+            .bind(node_id)
+            .bind(state.worker_tokens.issue(node_id).1)
+            .execute(&mut *tx)
+            .await?;
+    }
     ingest(&mut tx, &state.config, node_id, report).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
@@ -330,8 +336,14 @@ pub async fn configuration(
         require_digest_pinning: false,
         policy: None,
         worker_api: WorkerApiConfig {
-            orchestrator_bearer_token: token
-                .ok_or_else(|| Error::internal("node has no worker API token"))?,
+            orchestrator_bearer_token: state
+                .worker_tokens
+                .open(
+                    node.id,
+                    &token.ok_or_else(|| Error::internal("node has no worker API token"))?,
+                )?
+                .expose()
+                .to_owned(),
             orchestrator_bearer_token_expires_at: None,
         },
         inference_backend: Some(content.inference_backend),

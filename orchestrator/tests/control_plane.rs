@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use cynode_orchestrator::Role;
 use cynode_orchestrator::auth::TokenType;
 use serde_json::{Value, json};
 
@@ -334,4 +335,90 @@ async fn node_tokens_are_checked() {
         },
     );
     assert_problem(o.get_url(cfg_url, &expired).await, 401, "expired").await;
+}
+
+/// The node's stored token column and the token its config hands out, on orchestrator `o`.
+async fn stored_and_delivered(o: &Orchestrator, node: &Node) -> (String, String) {
+    let stored: String =
+        sqlx::query_scalar("SELECT worker_api_bearer_token FROM nodes WHERE node_slug = $1")
+            .bind(&node.slug)
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    let resp = o
+        .get_url(&format!("{}/v1/nodes/config", o.cp), node.jwt())
+        .await;
+    assert_eq!(resp.status(), 200);
+    let config: cynode_contracts::node::NodeConfigurationPayload = resp.json().await.unwrap();
+    (stored, config.worker_api.orchestrator_bearer_token)
+}
+
+#[tokio::test]
+async fn worker_tokens_are_encrypted_at_rest_migrated_and_rotated() {
+    let key_a = [("WORKER_TOKEN_KEY", "key-a-0123456789abcdef")];
+    let mut o = Orchestrator::start(&key_a).await;
+    let url = o.database_url.clone();
+    let node = Node::register(&o, "node-k", "http://127.0.0.1:1").await;
+    let (stored, token) = stored_and_delivered(&o, &node).await;
+    assert_eq!(token.len(), 64);
+    assert!(stored.starts_with("enc:v1:"), "{stored}");
+    assert!(!stored.contains(&token));
+
+    // A row from before encryption (plaintext) is encrypted at start-up, token unchanged.
+    sqlx::query("UPDATE nodes SET worker_api_bearer_token = $1")
+        .bind(&token)
+        .execute(&o.db)
+        .await
+        .unwrap();
+    o.stop().await;
+    let mut o = Orchestrator::start_on(&url, Role::All, &key_a).await;
+    let (stored, delivered) = stored_and_delivered(&o, &node).await;
+    assert!(stored.starts_with("enc:v1:") && !stored.contains(&token));
+    assert_eq!(delivered, token, "plaintext row migrated with its token");
+
+    // Rotation: key B current, key A previous; the row is rewritten, the token kept.
+    o.stop().await;
+    let mut o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[
+            ("WORKER_TOKEN_KEY", "key-b-0123456789abcdef"),
+            ("WORKER_TOKEN_KEY_PREVIOUS", "key-a-0123456789abcdef"),
+        ],
+    )
+    .await;
+    let (rotated, delivered) = stored_and_delivered(&o, &node).await;
+    assert_ne!(rotated, stored, "re-encrypted with the new key");
+    assert_eq!(delivered, token);
+    // Key B alone now reads it: the previous key is no longer needed.
+    o.stop().await;
+    let mut o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[("WORKER_TOKEN_KEY", "key-b-0123456789abcdef")],
+    )
+    .await;
+    let (unchanged, delivered) = stored_and_delivered(&o, &node).await;
+    assert_eq!(unchanged, rotated, "nothing to rewrite");
+    assert_eq!(delivered, token);
+
+    // A key that opens nothing: the node gets a new token and a new config version.
+    let (version,): (String,) = sqlx::query_as("SELECT config_version FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    o.stop().await;
+    let o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[("WORKER_TOKEN_KEY", "key-c-0123456789abcdef")],
+    )
+    .await;
+    let (version_after,): (String,) = sqlx::query_as("SELECT config_version FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    let (_, delivered) = stored_and_delivered(&o, &node).await;
+    assert_ne!(delivered, token, "a fresh token");
+    assert_ne!(version_after, version, "the node is told to restart");
 }

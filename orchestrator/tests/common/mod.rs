@@ -117,6 +117,8 @@ impl Orchestrator {
             jwt_secret: Secret::new(JWT_SECRET),
             node_registration_psk: Some(Secret::new(PSK)),
             bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+            worker_token_key: vars.get("WORKER_TOKEN_KEY").map(Secret::new),
+            worker_token_key_previous: vars.get("WORKER_TOKEN_KEY_PREVIOUS").map(Secret::new),
         };
         let running = cynode_orchestrator::start(role, config, secrets)
             .await
