@@ -5,7 +5,8 @@
 //!
 //! The key is `WORKER_TOKEN_KEY` (credential `worker-token-key`); without it, a key derived from
 //! the JWT secret is used, so a database dump alone never holds the tokens. Rotation: the old key
-//! goes to `WORKER_TOKEN_KEY_PREVIOUS` (credential `worker-token-key-previous`) and at start-up
+//! goes to `WORKER_TOKEN_KEY_PREVIOUS` (the JWT-derived key is tried too once an explicit key
+//! is set) (credential `worker-token-key-previous`) and at start-up
 //! [`reencrypt_all`] rewrites every row with the current key; plaintext rows from before this
 //! change are encrypted by the same pass. A row neither key opens gets a fresh token and a new
 //! `config_version`, so its node restarts and picks it up.
@@ -27,7 +28,9 @@ const PREFIX: &str = "enc:v1:";
 #[derive(Clone)]
 pub struct TokenKeys {
     current: ChaCha20Poly1305,
-    previous: Option<ChaCha20Poly1305>,
+    /// Keys that only decrypt: `WORKER_TOKEN_KEY_PREVIOUS`, and the JWT-derived key when an
+    /// explicit key is set (so that adopting `WORKER_TOKEN_KEY` needs no previous key).
+    previous: Vec<ChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -58,16 +61,26 @@ pub enum Opened {
 impl TokenKeys {
     /// `key` is `WORKER_TOKEN_KEY` when set; else the key is derived from `jwt_secret`.
     pub fn new(key: Option<&Secret>, previous: Option<&Secret>, jwt_secret: &Secret) -> Self {
-        let current = match key {
-            Some(key) => cipher("cynode worker-token-key", key.expose()),
-            None => cipher(
+        let derived = || {
+            cipher(
                 "cynode worker-token-key from jwt-secret",
                 jwt_secret.expose(),
-            ),
+            )
+        };
+        let mut old: Vec<_> = previous
+            .map(|p| cipher("cynode worker-token-key", p.expose()))
+            .into_iter()
+            .collect();
+        let current = match key {
+            Some(key) => {
+                old.push(derived());
+                cipher("cynode worker-token-key", key.expose())
+            }
+            None => derived(),
         };
         Self {
             current,
-            previous: previous.map(|p| cipher("cynode worker-token-key", p.expose())),
+            previous: old,
         }
     }
 
@@ -114,7 +127,7 @@ impl TokenKeys {
         if let Some(plain) = try_with(&self.current) {
             return Opened::Current(plain);
         }
-        match self.previous.as_ref().and_then(try_with) {
+        match self.previous.iter().find_map(try_with) {
             Some(plain) => Opened::Stale(plain),
             None => Opened::Unreadable,
         }
@@ -205,6 +218,15 @@ mod tests {
         assert_eq!(k.open_any(Uuid::new_v4(), &sealed), Opened::Unreadable);
         assert_eq!(k.open_any(node, "plain"), Opened::Stale("plain".into()));
         assert_eq!(k.open_any(node, "enc:v1:zz"), Opened::Unreadable);
+    }
+
+    #[test]
+    fn adopting_an_explicit_key_reads_rows_of_the_derived_one() {
+        let jwt = Secret::new("jwt-secret-jwt-secret");
+        let node = Uuid::new_v4();
+        let old = TokenKeys::new(None, None, &jwt).seal(node, "tok");
+        let new = TokenKeys::new(Some(&Secret::new("explicit")), None, &jwt);
+        assert_eq!(new.open_any(node, &old), Opened::Stale("tok".into()));
     }
 
     #[test]

@@ -422,3 +422,131 @@ async fn worker_tokens_are_encrypted_at_rest_migrated_and_rotated() {
     assert_ne!(delivered, token, "a fresh token");
     assert_ne!(version_after, version, "the node is told to restart");
 }
+
+#[tokio::test]
+async fn a_known_slug_registers_again_only_with_its_node_secret_and_admins_revoke_nodes() {
+    let o = Orchestrator::start(&[]).await;
+    let cap = capability("node-id", "http://127.0.0.1:1");
+    let first = o.register_node_with(&cap, None).await;
+    assert_eq!(first.status(), 201);
+    let first: cynode_contracts::node::NodeBootstrapPayload = first.json().await.unwrap();
+    let secret = first
+        .auth
+        .node_secret
+        .clone()
+        .expect("issued at first registration");
+    assert_eq!(secret.len(), 64);
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT node_secret_hash FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(hash.len(), 32, "only its hash is kept");
+    let mut node = Node {
+        slug: "node-id".into(),
+        bootstrap: first,
+        config: None,
+    };
+    let token = node
+        .fetch_config(&o)
+        .await
+        .worker_api
+        .orchestrator_bearer_token
+        .clone();
+    let row = || async {
+        sqlx::query_as::<_, (uuid::Uuid, String, Option<Vec<u8>>)>(
+            "SELECT id, worker_api_bearer_token, node_secret_hash FROM nodes",
+        )
+        .fetch_one(&o.db)
+        .await
+        .unwrap()
+    };
+    let before = row().await;
+
+    // The PSK alone no longer takes over the slug; a malformed proof is a 400. Nothing changes
+    // and the original node keeps working.
+    assert_problem(o.register_node_with(&cap, None).await, 401, "node_secret").await;
+    let wrong = "0".repeat(64);
+    assert_problem(
+        o.register_node_with(&cap, Some(&wrong)).await,
+        401,
+        "node_secret",
+    )
+    .await;
+    assert_problem(
+        o.register_node_with(&cap, Some("not-hex")).await,
+        400,
+        "node_secret",
+    )
+    .await;
+    assert_eq!(row().await, before);
+    assert_eq!(
+        node.fetch_config(&o)
+            .await
+            .worker_api
+            .orchestrator_bearer_token,
+        token
+    );
+    // With its secret: the same node, the same token, no new secret.
+    let again = o.register_node_with(&cap, Some(&secret)).await;
+    assert_eq!(again.status(), 200);
+    let again: cynode_contracts::node::NodeBootstrapPayload = again.json().await.unwrap();
+    assert!(again.auth.node_secret.is_none());
+    assert_eq!(row().await, before);
+
+    // A node from before identities existed binds one at its next registration.
+    sqlx::query("UPDATE nodes SET node_secret_hash = NULL")
+        .execute(&o.db)
+        .await
+        .unwrap();
+    let legacy = o.register_node_with(&cap, None).await;
+    assert_eq!(legacy.status(), 200);
+    let legacy: cynode_contracts::node::NodeBootstrapPayload = legacy.json().await.unwrap();
+    let secret = legacy.auth.node_secret.expect("bound now");
+    assert_eq!(
+        o.register_node_with(&cap, Some(&secret)).await.status(),
+        200
+    );
+
+    // Revocation: admin only; unknown slug 404; afterwards the JWT is refused and the slug is
+    // a new node (new id, new token, new secret).
+    o.create_user("alice", "alice-password-1").await;
+    let (alice, _) = o.login("alice", "alice-password-1").await;
+    let admin = o.admin_token().await;
+    let delete = |token: String, slug: &'static str| {
+        let http = o.http.clone();
+        let url = format!("{}/v1/nodes/{slug}", o.gw);
+        async move { http.delete(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_problem(delete(alice, "node-id").await, 403, "admin").await;
+    assert_problem(delete(admin.clone(), "nope").await, 404, "nope").await;
+    assert_eq!(delete(admin.clone(), "node-id").await.status(), 204);
+    assert_eq!(o.count("nodes").await, 0);
+    let resp = o
+        .get_url(&format!("{}/v1/nodes/config", o.cp), node.jwt())
+        .await;
+    assert!(
+        resp.status() == 401 || resp.status() == 404,
+        "{}",
+        resp.status()
+    );
+    let renewed = o.register_node_with(&cap, Some(&secret)).await;
+    assert_eq!(renewed.status(), 201, "a new node");
+    let renewed: cynode_contracts::node::NodeBootstrapPayload = renewed.json().await.unwrap();
+    assert!(
+        renewed
+            .auth
+            .node_secret
+            .as_ref()
+            .is_some_and(|s| *s != secret)
+    );
+    let after = row().await;
+    assert_ne!(after.0, before.0);
+    node.bootstrap = renewed;
+    assert_ne!(
+        node.fetch_config(&o)
+            .await
+            .worker_api
+            .orchestrator_bearer_token,
+        token
+    );
+}

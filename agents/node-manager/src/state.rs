@@ -272,6 +272,7 @@ mod tests {
             },
             auth: NodeAuth {
                 node_jwt: "jwt-value".into(),
+                node_secret: None,
                 expires_at: Utc::now(),
             },
             initial_config_version: None,
