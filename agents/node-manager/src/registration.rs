@@ -20,11 +20,16 @@ use url::Url;
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
     #[error(
-        "the orchestrator rejected this node's registration (HTTP 401): check \
-         NODE_REGISTRATION_PSK against the orchestrator's, and that the state directory still \
-         holds this slug's node_secret (a slug registered elsewhere, or revoked, needs the admin)"
+        "the orchestrator rejected this node's registration pre-shared key (HTTP 401): \
+         check NODE_REGISTRATION_PSK against the orchestrator's"
     )]
     BadPsk,
+    #[error(
+        "the orchestrator refused to register this slug again (HTTP 401): the slug belongs to \
+         another node, or this state directory lost the node's node_secret; an admin can revoke \
+         the slug (DELETE /v1/nodes/{{slug}}) so that it registers as a new node"
+    )]
+    NotThisNode,
     #[error("cannot reach the orchestrator for {what} at {url}: {reason}")]
     Unreachable {
         what: &'static str,
@@ -45,7 +50,7 @@ impl OrchestratorError {
     /// Worth retrying later: the orchestrator is down or busy, or its PSK may yet be fixed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::BadPsk | Self::Unreachable { .. } => true,
+            Self::BadPsk | Self::NotThisNode | Self::Unreachable { .. } => true,
             Self::Refused { status, .. } => *status >= 500 || *status == 429,
             Self::Invalid { .. } => false,
         }
@@ -158,7 +163,12 @@ impl Orchestrator {
             .await
             .map_err(|e| unreachable_error(WHAT, &self.register_url, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(OrchestratorError::BadPsk);
+            let body = resp.text().await.unwrap_or_default();
+            return Err(if body.contains("node_secret") {
+                OrchestratorError::NotThisNode
+            } else {
+                OrchestratorError::BadPsk
+            });
         }
         let resp = check(WHAT, resp).await?;
         let bootstrap: NodeBootstrapPayload =
