@@ -187,16 +187,10 @@ pub async fn register(
         return Err(Problem::unauthorized("registration pre-shared key is wrong").into());
     }
     validate_report(report)?;
-    if let Some(proof) = proof {
-        if proof.len() != 64
-            || !proof
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(
-                Problem::validation("node_secret must be 64 lowercase hex characters").into(),
-            );
-        }
+    let well_formed =
+        |p: &str| p.len() == 64 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if proof.is_some_and(|p| !well_formed(p)) {
+        return Err(Problem::validation("node_secret must be 64 lowercase hex characters").into());
     }
     let slug = &report.node.node_slug;
     let mut tx = state.db.begin().await?;

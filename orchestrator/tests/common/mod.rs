@@ -284,10 +284,9 @@ impl Orchestrator {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap();
-        if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
-            if let Some(secret) = payload["auth"]["node_secret"].as_str() {
-                NODE_SECRETS.lock().unwrap().insert(key, secret.to_owned());
-            }
+        let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(secret) = payload["auth"]["node_secret"].as_str() {
+            NODE_SECRETS.lock().unwrap().insert(key, secret.to_owned());
         }
         let mut rebuilt = axum::http::Response::builder().status(status);
         for (name, value) in &headers {
