@@ -26,6 +26,8 @@ let
       node-registration-psk = cfg.nodeRegistrationPskFile;
       bootstrap-admin-password = cfg.bootstrapAdminPasswordFile;
       database-url = cfg.databaseUrlFile;
+      worker-token-key = cfg.workerTokenKeyFile;
+      worker-token-key-previous = cfg.workerTokenKeyPreviousFile;
     };
     # postgresql.target is reached only after nixpkgs' postgresql-setup.service created the
     # role and the database; postgresql.service alone is not enough.
@@ -99,6 +101,24 @@ in
       type = lib.types.nullOr lib.types.path;
       default = null;
       description = "File holding the pre-shared key worker nodes register with (required).";
+    };
+    workerTokenKeyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = ''
+        File holding the key that encrypts the per-node worker API tokens in PostgreSQL
+        (credential `worker-token-key`). Optional: without it the key is derived from the JWT
+        secret. Changing it (or the JWT secret without it) needs `workerTokenKeyPreviousFile`.
+      '';
+    };
+    workerTokenKeyPreviousFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = ''
+        The worker token key before a rotation (credential `worker-token-key-previous`), used
+        only to decrypt; every start re-encrypts all tokens with the current key, after which
+        this can be removed.
+      '';
     };
     bootstrapAdminPasswordFile = lib.mkOption {
       type = lib.types.nullOr lib.types.path;

@@ -12,6 +12,11 @@ use serde_json::Value;
 pub struct RegisterRequest {
     pub psk: String,
     pub capability: NodeCapabilityReport,
+    /// The node's identity proof: the `auth.node_secret` the orchestrator issued at this slug's
+    /// first registration (64 hex characters). Required to register a known slug again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub node_secret: Option<String>,
 }
 
 // The PSK must never reach a log line through `{:?}`.
@@ -20,6 +25,10 @@ impl std::fmt::Debug for RegisterRequest {
         f.debug_struct("RegisterRequest")
             .field("psk", &"<redacted>")
             .field("capability", &self.capability)
+            .field(
+                "node_secret",
+                &self.node_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -52,6 +61,11 @@ pub struct BootstrapEndpoints {
 pub struct NodeAuth {
     pub node_jwt: String,
     pub expires_at: DateTime<Utc>,
+    /// Issued once, at the first registration of a slug (and to a node registered before
+    /// identities existed): the node keeps it and presents it as `node_secret` whenever it
+    /// registers again. The orchestrator stores only its SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_secret: Option<String>,
 }
 
 impl std::fmt::Debug for NodeAuth {
@@ -59,6 +73,10 @@ impl std::fmt::Debug for NodeAuth {
         f.debug_struct("NodeAuth")
             .field("node_jwt", &"<redacted>")
             .field("expires_at", &self.expires_at)
+            .field(
+                "node_secret",
+                &self.node_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

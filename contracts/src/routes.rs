@@ -60,6 +60,8 @@ pub mod user {
     pub const API_KEY: &str = "/v1/users/me/api-keys/{id}";
     /// Token usage totals of the caller.
     pub const USAGE: &str = "/v1/users/me/usage";
+    /// `DELETE` (admin only): revoke a node; it can register again only as a new node.
+    pub const NODE: &str = "/v1/nodes/{slug}";
     /// `POST`: create a task; `GET`: list tasks.
     pub const TASKS: &str = "/v1/tasks";
     /// `GET`: one task, by id or name.

@@ -41,6 +41,28 @@ async fn a_commands_task_runs_in_a_sandbox_on_the_node_and_its_output_comes_back
         "{result}"
     );
 
+    // After a real run, neither the worker token nor any node JWT is at rest in plaintext:
+    // not in PostgreSQL and not in the node's state directory.
+    let token = orchestrator
+        .node_row(&node.slug)
+        .await
+        .and_then(|r| r.worker_token)
+        .expect("worker token");
+    let dump = orchestrator.pg_dump();
+    assert!(dump.contains(&node.slug), "the dump has the node");
+    assert!(!dump.contains(&token), "worker token in pg_dump");
+    assert!(!dump.contains("eyJ"), "a JWT in pg_dump");
+    for entry in std::fs::read_dir(node.state_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&token), "worker token in {path:?}");
+        assert!(!text.contains("eyJ"), "a JWT in {path:?}");
+    }
+
     let status = node.process.terminate(Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|s| s.success()),

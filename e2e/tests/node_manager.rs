@@ -92,6 +92,23 @@ async fn ready_comes_only_after_the_applied_ack_is_recorded_in_postgres() {
     let db_text = String::from_utf8_lossy(&db_bytes);
     assert!(db_text.contains(&node.slug), "identity persisted");
     assert!(!db_text.contains(&token), "worker token persisted");
+    assert!(!db_text.contains("eyJ"), "node JWT persisted");
+    // The node's identity secret, issued at its first registration: 0600, next to the database.
+    let secret_path = node.state_dir().join("node_secret");
+    let secret = std::fs::read_to_string(&secret_path).expect("node_secret kept");
+    assert_eq!(secret.len(), 64);
+    assert_eq!(
+        std::fs::metadata(&secret_path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        !db_text.contains(&secret),
+        "the secret is its own file only"
+    );
     let log = node.log();
     assert!(
         !log.contains(&token) && !log.contains(&orchestrator.psk),

@@ -68,6 +68,8 @@ struct FileConfig {
     jwt_secret_file: Option<PathBuf>,
     node_registration_psk_file: Option<PathBuf>,
     bootstrap_admin_password_file: Option<PathBuf>,
+    worker_token_key_file: Option<PathBuf>,
+    worker_token_key_previous_file: Option<PathBuf>,
 }
 
 /// Settings of one orchestrator process (secrets excluded; see [`Secrets`]).
@@ -126,6 +128,8 @@ struct SecretFiles {
     jwt_secret: Option<PathBuf>,
     node_registration_psk: Option<PathBuf>,
     bootstrap_admin_password: Option<PathBuf>,
+    worker_token_key: Option<PathBuf>,
+    worker_token_key_previous: Option<PathBuf>,
 }
 
 /// The secrets a process may need. Each is loaded only by the subcommands that use it.
@@ -135,6 +139,11 @@ pub struct Secrets {
     pub jwt_secret: Secret,
     pub node_registration_psk: Option<Secret>,
     pub bootstrap_admin_password: Option<Secret>,
+    /// Encrypts worker API tokens at rest (`WORKER_TOKEN_KEY`, credential `worker-token-key`);
+    /// `None` derives the key from the JWT secret. See [`crate::worker_tokens`].
+    pub worker_token_key: Option<Secret>,
+    /// The key before a rotation (`WORKER_TOKEN_KEY_PREVIOUS`), used only to decrypt.
+    pub worker_token_key_previous: Option<Secret>,
 }
 
 impl Config {
@@ -374,6 +383,8 @@ impl Config {
                 jwt_secret: file.jwt_secret_file,
                 node_registration_psk: file.node_registration_psk_file,
                 bootstrap_admin_password: file.bootstrap_admin_password_file,
+                worker_token_key: file.worker_token_key_file,
+                worker_token_key_previous: file.worker_token_key_previous_file,
             },
         })
     }
@@ -430,6 +441,16 @@ impl Config {
                 env: "BOOTSTRAP_ADMIN_PASSWORD",
                 credential: "bootstrap-admin-password",
                 config_file: self.secret_files.bootstrap_admin_password.as_deref(),
+            })?,
+            worker_token_key: secrets::load_optional(&SecretSource {
+                env: "WORKER_TOKEN_KEY",
+                credential: "worker-token-key",
+                config_file: self.secret_files.worker_token_key.as_deref(),
+            })?,
+            worker_token_key_previous: secrets::load_optional(&SecretSource {
+                env: "WORKER_TOKEN_KEY_PREVIOUS",
+                credential: "worker-token-key-previous",
+                config_file: self.secret_files.worker_token_key_previous.as_deref(),
             })?,
         })
     }

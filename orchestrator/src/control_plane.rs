@@ -36,18 +36,26 @@ pub fn router(state: AppState) -> Router {
     web::finish(routes, state)
 }
 
-/// Registers a node with the pre-shared key: 201 for a new node, 200 for a known one.
+/// Registers a node with the pre-shared key: 201 for a new node (with its `auth.node_secret`),
+/// 200 for a known one, which must present that secret as `node_secret`.
 #[utoipa::path(post, path = "/v1/nodes/register", tag = "nodes", request_body = RegisterRequest, responses(
     (status = 201, body = NodeBootstrapPayload, description = "new node"),
     (status = 200, body = NodeBootstrapPayload, description = "known node"),
-    (status = 400, body = Problem), (status = 401, body = Problem, description = "wrong PSK"),
+    (status = 400, body = Problem, description = "bad report or malformed node_secret"),
+    (status = 401, body = Problem, description = "wrong PSK, or a known slug without its node_secret"),
     (status = 413, body = Problem),
 ))]
 async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<NodeBootstrapPayload>)> {
-    let (payload, created) = nodes::register(&state, &req.psk, &req.capability).await?;
+    let (payload, created) = nodes::register(
+        &state,
+        &req.psk,
+        &req.capability,
+        req.node_secret.as_deref(),
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -56,7 +56,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
                 () = &mut shutdown => return drain(listener, permits, &state).await,
             };
-            match jobs::claim(&state.db, &state.config).await {
+            match jobs::claim(&state.db, &state.config, &state.worker_tokens).await {
                 Ok(Some(claim)) => {
                     let state = state.clone();
                     tokio::spawn(async move {

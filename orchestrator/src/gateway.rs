@@ -28,7 +28,7 @@ use crate::{AppState, apikeys, chat, tasks, usage, web};
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, task_steps, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          task_logs, task_steps, revoke_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::user::API_KEY, delete(apikeys::revoke))
         .route(routes::user::USAGE, get(usage::report))
+        .route(routes::user::NODE, delete(revoke_node))
         .route(routes::user::TASKS, post(create_task).get(list_tasks))
         .route(routes::user::TASK, get(get_task))
         .route(routes::user::TASK_RESULT, get(task_result))
@@ -66,6 +67,25 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
     web::finish(routes, state)
+}
+
+/// Revokes a node (admin only): its node JWT and worker token stop working at once, and its
+/// slug can be registered again only as a new node.
+#[utoipa::path(delete, path = "/v1/nodes/{slug}", tag = "nodes", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "the node's slug")), responses(
+    (status = 204, description = "revoked"), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+))]
+async fn revoke_node(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<StatusCode> {
+    if user.handle != users::ADMIN_HANDLE {
+        return Err(Problem::forbidden("only the admin may revoke nodes").into());
+    }
+    crate::nodes::revoke(&state, &slug).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The peer address is the client; forwarding headers are not trusted, since anyone can send

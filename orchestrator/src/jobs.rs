@@ -24,6 +24,7 @@ use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::nodes;
+use crate::worker_tokens::TokenKeys;
 
 /// Channel the dispatcher listens on for new work.
 pub const JOBS_CHANNEL: &str = "cynode_jobs";
@@ -501,7 +502,7 @@ pub struct RunningJob {
 /// Cancels a task that has not finished, with its unfinished jobs. Clearing their leases makes
 /// a dispatch in flight unable to record its outcome. Returns the jobs that were running, so
 /// that the caller, after this commit, asks their nodes to stop the sandboxes.
-pub async fn cancel(db: &PgPool, task_id: Uuid) -> Result<Canceled> {
+pub async fn cancel(db: &PgPool, task_id: Uuid, keys: &TokenKeys) -> Result<Canceled> {
     let mut tx = db.begin().await?;
     lock_jobs(&mut tx, task_id).await?;
     let status: String = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 FOR UPDATE")
@@ -512,8 +513,8 @@ pub async fn cancel(db: &PgPool, task_id: Uuid) -> Result<Canceled> {
     if status.is_terminal() {
         return Ok(Canceled::AlreadyFinished(status));
     }
-    let running: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT j.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
+    let running: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT j.id, n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
          FROM jobs j JOIN nodes n ON n.id = j.node_id
          WHERE j.task_id = $1 AND j.status = $2
            AND n.worker_api_target_url IS NOT NULL AND n.worker_api_bearer_token IS NOT NULL
@@ -528,13 +529,15 @@ pub async fn cancel(db: &PgPool, task_id: Uuid) -> Result<Canceled> {
     Ok(Canceled::Now {
         running: running
             .into_iter()
-            .map(|(job_id, node_slug, url, token)| RunningJob {
-                job_id,
-                node_slug,
-                url,
-                token: Secret::new(token),
+            .map(|(job_id, node_id, node_slug, url, token)| {
+                Ok(RunningJob {
+                    job_id,
+                    node_slug,
+                    url,
+                    token: keys.open(node_id, &token)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -556,7 +559,7 @@ pub struct Claim {
 /// transaction, and leases the job for `dispatch_lease` (the dispatcher renews it while the
 /// worker runs the job, see [`renew_lease`]). A job coming back from a failed delivery prefers
 /// any other node to the one that failed it.
-pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
+pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Option<Claim>> {
     let mut tx = db.begin().await?;
     let job: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
         "SELECT j.id, j.node_id FROM jobs j
@@ -585,6 +588,7 @@ pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
     let Some((node_id, node_slug, url, token)) = node else {
         return Ok(None);
     };
+    let token = keys.open(node_id, &token)?;
     let lease_id = Uuid::new_v4();
     let lease = config.dispatch_lease;
     let (task_id, attempts, payload): (Uuid, i32, Value) = sqlx::query_as(
@@ -614,7 +618,7 @@ pub async fn claim(db: &PgPool, config: &Config) -> Result<Option<Claim>> {
         node_id,
         node_slug,
         url,
-        token: Secret::new(token),
+        token,
     }))
 }
 

@@ -22,6 +22,7 @@ pub mod tasks;
 pub mod usage;
 pub mod users;
 pub mod web;
+pub mod worker_tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub planner: Arc<dyn jobs::Planner>,
     /// The Project Manager's selection, warm-up and prompt-task drivers.
     pub pm: Arc<pm::Pm>,
+    /// Encrypts and decrypts worker API tokens at rest.
+    pub worker_tokens: Arc<worker_tokens::TokenKeys>,
 }
 
 impl AppState {
@@ -153,6 +156,12 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let db = connect(&config, &secrets.database_url).await?;
     migrate(&db).await?;
     users::bootstrap(&db, secrets.bootstrap_admin_password.as_ref()).await?;
+    let token_keys = worker_tokens::TokenKeys::new(
+        secrets.worker_token_key.as_ref(),
+        secrets.worker_token_key_previous.as_ref(),
+        &secrets.jwt_secret,
+    );
+    worker_tokens::reencrypt_all(&db, &token_keys).await?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
@@ -171,6 +180,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         http,
         planner: planner.clone(),
         pm: Arc::new(pm::Pm::default()),
+        worker_tokens: Arc::new(token_keys),
     };
     planner.attach(state.clone());
     if role.control_plane() && state.psk.is_none() {

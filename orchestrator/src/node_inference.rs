@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::nodes;
+use crate::worker_tokens::TokenKeys;
 
 /// A node that serves a model, and how to reach its worker API.
 #[derive(Debug, Clone)]
@@ -56,17 +57,17 @@ const LATEST_REPORT: &str = "CROSS JOIN LATERAL (
 
 type RouteRow = (Uuid, String, String, String, bool, i64, bool);
 
-fn route(row: RouteRow) -> ModelRoute {
+fn route(keys: &TokenKeys, row: RouteRow) -> Result<ModelRoute> {
     let (node_id, node_slug, worker_url, token, loaded, vram_mb, orchestrator_host) = row;
-    ModelRoute {
+    Ok(ModelRoute {
         node_id,
         node_slug,
         worker_url,
-        token: Secret::new(token),
+        token: keys.open(node_id, &token)?,
         loaded,
         vram_mb,
         orchestrator_host,
-    }
+    })
 }
 
 /// Dispatchable nodes whose latest report lists `model`: those with it loaded first, then by
@@ -75,6 +76,7 @@ pub async fn nodes_serving(
     db: &PgPool,
     stale_after: Duration,
     model: &str,
+    keys: &TokenKeys,
 ) -> Result<Vec<ModelRoute>> {
     let rows: Vec<RouteRow> = sqlx::query_as(&format!(
         "SELECT {ROUTE_COLUMNS} FROM nodes n {LATEST_REPORT}
@@ -87,7 +89,7 @@ pub async fn nodes_serving(
     .bind(model)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(route).collect())
+    rows.into_iter().map(|row| route(keys, row)).collect()
 }
 
 /// Every model some dispatchable node serves, sorted, without repeats.

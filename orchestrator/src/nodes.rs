@@ -176,6 +176,7 @@ pub async fn register(
     state: &AppState,
     psk: &str,
     report: &NodeCapabilityReport,
+    proof: Option<&str>,
 ) -> Result<(NodeBootstrapPayload, bool)> {
     let expected = state
         .psk
@@ -186,33 +187,72 @@ pub async fn register(
         return Err(Problem::unauthorized("registration pre-shared key is wrong").into());
     }
     validate_report(report)?;
+    let well_formed =
+        |p: &str| p.len() == 64 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if proof.is_some_and(|p| !well_formed(p)) {
+        return Err(Problem::validation("node_secret must be 64 lowercase hex characters").into());
+    }
     let slug = &report.node.node_slug;
     let mut tx = state.db.begin().await?;
+    // A known slug is registered again only by the node that holds its secret.
+    let known: Option<(Option<Vec<u8>>,)> =
+        sqlx::query_as("SELECT node_secret_hash FROM nodes WHERE node_slug = $1 FOR UPDATE")
+            .bind(slug)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((Some(hash),)) = &known {
+        let ok = proof.is_some_and(|p| bool::from(auth::sha256(p).ct_eq(hash)));
+        if !ok {
+            tracing::warn!(node_slug = %slug, presented = proof.is_some(), "re-registration without the node's secret");
+            return Err(Problem::unauthorized(format!(
+                "node {slug:?} is registered: registering it again needs its node_secret"
+            ))
+            .into());
+        }
+    }
+    // Issued to a new node and to one registered before identities existed.
+    let issued = match &known {
+        Some((Some(_),)) => None,
+        _ => Some(auth::random_token()),
+    };
     let content =
         serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
+    let new_id = Uuid::new_v4();
     let created = sqlx::query(
         "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
          VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT (node_slug) DO NOTHING",
     )
-    .bind(Uuid::new_v4())
+    .bind(new_id)
     .bind(slug)
     .bind(ulid::Ulid::new().to_string())
     .bind(&content)
-    .bind(auth::random_token())
+    .bind(state.worker_tokens.issue(new_id).1)
     .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
     // A known node keeps its token (a running worker still holds it) and becomes active again.
-    let (node_id, config_version): (Uuid, String) = sqlx::query_as(
-        "UPDATE nodes SET status = 'active', updated_at = now(),
-            worker_api_bearer_token = coalesce(worker_api_bearer_token, $2)
-         WHERE node_slug = $1 RETURNING id, config_version",
+    let (node_id, config_version, has_token): (Uuid, String, bool) = sqlx::query_as(
+        "UPDATE nodes SET status = 'active', updated_at = now()
+         WHERE node_slug = $1 RETURNING id, config_version, worker_api_bearer_token IS NOT NULL",
     )
     .bind(slug)
-    .bind(auth::random_token())
     .fetch_one(&mut *tx)
     .await?;
+    if let Some(secret) = &issued {
+        sqlx::query("UPDATE nodes SET node_secret_hash = $2 WHERE id = $1")
+            .bind(node_id)
+            .bind(auth::sha256(secret))
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !has_token {
+        sqlx::query("UPDATE nodes SET worker_api_bearer_token = $2 WHERE id = $1")
+            .bind(node_id)
+            .bind(state.worker_tokens.issue(node_id).1)
+            .execute(&mut *tx)
+            .await?;
+    }
     ingest(&mut tx, &state.config, node_id, report).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
@@ -241,6 +281,7 @@ pub async fn register(
             auth: NodeAuth {
                 node_jwt: state.keys.sign(&claims)?,
                 expires_at,
+                node_secret: issued,
             },
             initial_config_version: Some(config_version),
         },
@@ -330,8 +371,14 @@ pub async fn configuration(
         require_digest_pinning: false,
         policy: None,
         worker_api: WorkerApiConfig {
-            orchestrator_bearer_token: token
-                .ok_or_else(|| Error::internal("node has no worker API token"))?,
+            orchestrator_bearer_token: state
+                .worker_tokens
+                .open(
+                    node.id,
+                    &token.ok_or_else(|| Error::internal("node has no worker API token"))?,
+                )?
+                .expose()
+                .to_owned(),
             orchestrator_bearer_token_expires_at: None,
         },
         inference_backend: Some(content.inference_backend),
@@ -390,6 +437,24 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
         .into());
     }
     tracing::info!(node_slug = %node.slug, config_version = %ack.config_version, status = ack.status.as_str(), "config ack");
+    state.signal_change();
+    Ok(())
+}
+
+/// `DELETE /v1/nodes/{slug}`: forgets the node. Its JWT stops working at once (a node token
+/// must name an existing node), its worker token is gone with the row, and the slug can be
+/// registered again only as a new node (with the PSK, receiving a new secret). Its jobs keep
+/// their history; a job running there is put back by the reaper when its lease runs out.
+pub async fn revoke(state: &AppState, slug: &str) -> Result<()> {
+    let gone = sqlx::query("DELETE FROM nodes WHERE node_slug = $1")
+        .bind(slug)
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(Problem::not_found(format!("node {slug:?} is not registered")).into());
+    }
+    tracing::warn!(node_slug = %slug, "node revoked");
     state.signal_change();
     Ok(())
 }

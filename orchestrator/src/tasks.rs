@@ -384,7 +384,7 @@ pub async fn cancel(
     id_or_name: &str,
 ) -> Result<CancelResponse> {
     let id = resolve(state, user, id_or_name).await?;
-    let running = match jobs::cancel(&state.db, id).await? {
+    let running = match jobs::cancel(&state.db, id, &state.worker_tokens).await? {
         Canceled::AlreadyFinished(status) => {
             return Err(Problem::conflict(format!(
                 "task {id} is already {status}; nothing to cancel"

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use cynode_orchestrator::Role;
 use cynode_orchestrator::auth::TokenType;
 use serde_json::{Value, json};
 
@@ -334,4 +335,218 @@ async fn node_tokens_are_checked() {
         },
     );
     assert_problem(o.get_url(cfg_url, &expired).await, 401, "expired").await;
+}
+
+/// The node's stored token column and the token its config hands out, on orchestrator `o`.
+async fn stored_and_delivered(o: &Orchestrator, node: &Node) -> (String, String) {
+    let stored: String =
+        sqlx::query_scalar("SELECT worker_api_bearer_token FROM nodes WHERE node_slug = $1")
+            .bind(&node.slug)
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    let resp = o
+        .get_url(&format!("{}/v1/nodes/config", o.cp), node.jwt())
+        .await;
+    assert_eq!(resp.status(), 200);
+    let config: cynode_contracts::node::NodeConfigurationPayload = resp.json().await.unwrap();
+    (stored, config.worker_api.orchestrator_bearer_token)
+}
+
+#[tokio::test]
+async fn worker_tokens_are_encrypted_at_rest_migrated_and_rotated() {
+    let key_a = [("WORKER_TOKEN_KEY", "key-a-0123456789abcdef")];
+    let mut o = Orchestrator::start(&key_a).await;
+    let url = o.database_url.clone();
+    let node = Node::register(&o, "node-k", "http://127.0.0.1:1").await;
+    let (stored, token) = stored_and_delivered(&o, &node).await;
+    assert_eq!(token.len(), 64);
+    assert!(stored.starts_with("enc:v1:"), "{stored}");
+    assert!(!stored.contains(&token));
+
+    // A row from before encryption (plaintext) is encrypted at start-up, token unchanged.
+    sqlx::query("UPDATE nodes SET worker_api_bearer_token = $1")
+        .bind(&token)
+        .execute(&o.db)
+        .await
+        .unwrap();
+    o.stop().await;
+    let mut o = Orchestrator::start_on(&url, Role::All, &key_a).await;
+    let (stored, delivered) = stored_and_delivered(&o, &node).await;
+    assert!(stored.starts_with("enc:v1:") && !stored.contains(&token));
+    assert_eq!(delivered, token, "plaintext row migrated with its token");
+
+    // Rotation: key B current, key A previous; the row is rewritten, the token kept.
+    o.stop().await;
+    let mut o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[
+            ("WORKER_TOKEN_KEY", "key-b-0123456789abcdef"),
+            ("WORKER_TOKEN_KEY_PREVIOUS", "key-a-0123456789abcdef"),
+        ],
+    )
+    .await;
+    let (rotated, delivered) = stored_and_delivered(&o, &node).await;
+    assert_ne!(rotated, stored, "re-encrypted with the new key");
+    assert_eq!(delivered, token);
+    // Key B alone now reads it: the previous key is no longer needed.
+    o.stop().await;
+    let mut o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[("WORKER_TOKEN_KEY", "key-b-0123456789abcdef")],
+    )
+    .await;
+    let (unchanged, delivered) = stored_and_delivered(&o, &node).await;
+    assert_eq!(unchanged, rotated, "nothing to rewrite");
+    assert_eq!(delivered, token);
+
+    // A key that opens nothing: the node gets a new token and a new config version.
+    let (version,): (String,) = sqlx::query_as("SELECT config_version FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    o.stop().await;
+    let o = Orchestrator::start_on(
+        &url,
+        Role::All,
+        &[("WORKER_TOKEN_KEY", "key-c-0123456789abcdef")],
+    )
+    .await;
+    let (version_after,): (String,) = sqlx::query_as("SELECT config_version FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    let (_, delivered) = stored_and_delivered(&o, &node).await;
+    assert_ne!(delivered, token, "a fresh token");
+    assert_ne!(version_after, version, "the node is told to restart");
+}
+
+#[tokio::test]
+async fn a_known_slug_registers_again_only_with_its_node_secret_and_admins_revoke_nodes() {
+    let o = Orchestrator::start(&[]).await;
+    let cap = capability("node-id", "http://127.0.0.1:1");
+    let first = o.register_node_with(&cap, None).await;
+    assert_eq!(first.status(), 201);
+    let first: cynode_contracts::node::NodeBootstrapPayload = first.json().await.unwrap();
+    let secret = first
+        .auth
+        .node_secret
+        .clone()
+        .expect("issued at first registration");
+    assert_eq!(secret.len(), 64);
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT node_secret_hash FROM nodes")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(hash.len(), 32, "only its hash is kept");
+    let mut node = Node {
+        slug: "node-id".into(),
+        bootstrap: first,
+        config: None,
+    };
+    let token = node
+        .fetch_config(&o)
+        .await
+        .worker_api
+        .orchestrator_bearer_token
+        .clone();
+    let row = || async {
+        sqlx::query_as::<_, (uuid::Uuid, String, Option<Vec<u8>>)>(
+            "SELECT id, worker_api_bearer_token, node_secret_hash FROM nodes",
+        )
+        .fetch_one(&o.db)
+        .await
+        .unwrap()
+    };
+    let before = row().await;
+
+    // The PSK alone no longer takes over the slug; a malformed proof is a 400. Nothing changes
+    // and the original node keeps working.
+    assert_problem(o.register_node_with(&cap, None).await, 401, "node_secret").await;
+    let wrong = "0".repeat(64);
+    assert_problem(
+        o.register_node_with(&cap, Some(&wrong)).await,
+        401,
+        "node_secret",
+    )
+    .await;
+    assert_problem(
+        o.register_node_with(&cap, Some("not-hex")).await,
+        400,
+        "node_secret",
+    )
+    .await;
+    assert_eq!(row().await, before);
+    assert_eq!(
+        node.fetch_config(&o)
+            .await
+            .worker_api
+            .orchestrator_bearer_token,
+        token
+    );
+    // With its secret: the same node, the same token, no new secret.
+    let again = o.register_node_with(&cap, Some(&secret)).await;
+    assert_eq!(again.status(), 200);
+    let again: cynode_contracts::node::NodeBootstrapPayload = again.json().await.unwrap();
+    assert!(again.auth.node_secret.is_none());
+    assert_eq!(row().await, before);
+
+    // A node from before identities existed binds one at its next registration.
+    sqlx::query("UPDATE nodes SET node_secret_hash = NULL")
+        .execute(&o.db)
+        .await
+        .unwrap();
+    let legacy = o.register_node_with(&cap, None).await;
+    assert_eq!(legacy.status(), 200);
+    let legacy: cynode_contracts::node::NodeBootstrapPayload = legacy.json().await.unwrap();
+    let secret = legacy.auth.node_secret.expect("bound now");
+    assert_eq!(
+        o.register_node_with(&cap, Some(&secret)).await.status(),
+        200
+    );
+
+    // Revocation: admin only; unknown slug 404; afterwards the JWT is refused and the slug is
+    // a new node (new id, new token, new secret).
+    o.create_user("alice", "alice-password-1").await;
+    let (alice, _) = o.login("alice", "alice-password-1").await;
+    let admin = o.admin_token().await;
+    let delete = |token: String, slug: &'static str| {
+        let http = o.http.clone();
+        let url = format!("{}/v1/nodes/{slug}", o.gw);
+        async move { http.delete(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_problem(delete(alice, "node-id").await, 403, "admin").await;
+    assert_problem(delete(admin.clone(), "nope").await, 404, "nope").await;
+    assert_eq!(delete(admin.clone(), "node-id").await.status(), 204);
+    assert_eq!(o.count("nodes").await, 0);
+    let resp = o
+        .get_url(&format!("{}/v1/nodes/config", o.cp), node.jwt())
+        .await;
+    assert!(
+        resp.status() == 401 || resp.status() == 404,
+        "{}",
+        resp.status()
+    );
+    let renewed = o.register_node_with(&cap, Some(&secret)).await;
+    assert_eq!(renewed.status(), 201, "a new node");
+    let renewed: cynode_contracts::node::NodeBootstrapPayload = renewed.json().await.unwrap();
+    assert!(
+        renewed
+            .auth
+            .node_secret
+            .as_ref()
+            .is_some_and(|s| *s != secret)
+    );
+    let after = row().await;
+    assert_ne!(after.0, before.0);
+    node.bootstrap = renewed;
+    assert_ne!(
+        node.fetch_config(&o)
+            .await
+            .worker_api
+            .orchestrator_bearer_token,
+        token
+    );
 }

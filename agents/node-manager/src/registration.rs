@@ -24,6 +24,12 @@ pub enum OrchestratorError {
          check NODE_REGISTRATION_PSK against the orchestrator's"
     )]
     BadPsk,
+    #[error(
+        "the orchestrator refused to register this slug again (HTTP 401): the slug belongs to \
+         another node, or this state directory lost the node's node_secret; an admin can revoke \
+         the slug (DELETE /v1/nodes/{{slug}}) so that it registers as a new node"
+    )]
+    NotThisNode,
     #[error("cannot reach the orchestrator for {what} at {url}: {reason}")]
     Unreachable {
         what: &'static str,
@@ -44,7 +50,7 @@ impl OrchestratorError {
     /// Worth retrying later: the orchestrator is down or busy, or its PSK may yet be fixed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::BadPsk | Self::Unreachable { .. } => true,
+            Self::BadPsk | Self::NotThisNode | Self::Unreachable { .. } => true,
             Self::Refused { status, .. } => *status >= 500 || *status == 429,
             Self::Invalid { .. } => false,
         }
@@ -62,9 +68,55 @@ pub struct Orchestrator {
     expires_at: DateTime<Utc>,
     registered_at: DateTime<Utc>,
     bootstrap: Option<NodeBootstrapPayload>,
+    /// Where the node's identity secret is kept (0600); `None` keeps it in memory only.
+    secret_file: Option<std::path::PathBuf>,
 }
 
 impl Orchestrator {
+    /// Keeps the node's identity secret (issued at its first registration) in `path`, mode 0600,
+    /// and presents it at every registration.
+    pub fn with_secret_file(mut self, path: std::path::PathBuf) -> Self {
+        self.secret_file = Some(path);
+        self
+    }
+
+    fn read_secret(&self) -> Result<Option<String>, OrchestratorError> {
+        let Some(path) = &self.secret_file else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(path) {
+            Ok(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(OrchestratorError::Invalid {
+                what: "node secret file",
+                reason: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+
+    fn write_secret(&self, secret: &str) -> Result<(), OrchestratorError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(path) = &self.secret_file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        let err = |e: std::io::Error| OrchestratorError::Invalid {
+            what: "node secret file",
+            reason: format!("{}: {e}", path.display()),
+        };
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        file.write_all(secret.as_bytes()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
     pub fn new(http: reqwest::Client, base: &Url, psk: Secret, node_slug: String) -> Self {
         let mut base = base.clone();
         if !base.path().ends_with('/') {
@@ -83,6 +135,7 @@ impl Orchestrator {
             expires_at: Utc::now(),
             registered_at: Utc::now(),
             bootstrap: None,
+            secret_file: None,
         }
     }
 
@@ -100,6 +153,7 @@ impl Orchestrator {
         let body = RegisterRequest {
             psk: self.psk.expose().to_owned(),
             capability: capability.clone(),
+            node_secret: self.read_secret()?,
         };
         let resp = self
             .http
@@ -109,7 +163,12 @@ impl Orchestrator {
             .await
             .map_err(|e| unreachable_error(WHAT, &self.register_url, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(OrchestratorError::BadPsk);
+            let body = resp.text().await.unwrap_or_default();
+            return Err(if body.contains("node_secret") {
+                OrchestratorError::NotThisNode
+            } else {
+                OrchestratorError::BadPsk
+            });
         }
         let resp = check(WHAT, resp).await?;
         let bootstrap: NodeBootstrapPayload =
@@ -118,6 +177,10 @@ impl Orchestrator {
                 reason: e.to_string(),
             })?;
         validate_bootstrap(&bootstrap)?;
+        if let Some(secret) = &bootstrap.auth.node_secret {
+            // Lost, this would lock the node out of its slug: it is on disk before we go on.
+            self.write_secret(secret)?;
+        }
         self.jwt = Secret::new(bootstrap.auth.node_jwt.clone());
         self.expires_at = bootstrap.auth.expires_at;
         self.registered_at = Utc::now();
@@ -339,6 +402,7 @@ mod tests {
             },
             auth: NodeAuth {
                 node_jwt: "j".into(),
+                node_secret: None,
                 expires_at: Utc::now(),
             },
             initial_config_version: None,

@@ -47,6 +47,9 @@ pub struct Node {
     pub acked_config_version: Option<String>,
 }
 
+/// The node's identity secret in its state directory (0600), issued at its first registration.
+pub const NODE_SECRET_FILE: &str = "node_secret";
+
 impl Node {
     pub fn new(config: Config) -> Result<Self, NodeError> {
         let http = reqwest::Client::builder()
@@ -62,7 +65,8 @@ impl Node {
             &config.orchestrator_url,
             config.psk.clone(),
             config.node_slug.clone(),
-        );
+        )
+        .with_secret_file(config.state_dir.join(NODE_SECRET_FILE));
         Ok(Self {
             config,
             http,

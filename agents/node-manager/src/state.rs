@@ -1,6 +1,7 @@
 //! Node-local state in SQLite (`<state_dir>/node_manager.db`, mode 0600): the node's identity
-//! and JWT from the last registration, and the last configuration with its ack. The worker
-//! bearer token is never written here: it lives only in memory until the secure store (Phase 1.7).
+//! from the last registration (slug, endpoints, when its JWT expires) and the last configuration
+//! with its ack. Neither the node JWT nor the worker bearer token is ever written here: the node
+//! registers again at every start, and both live only in memory.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use cynode_contracts::node::{ConfigAckStatus, NodeBootstrapPayload, NodeConfigur
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub const DB_FILE: &str = "node_manager.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -30,7 +31,6 @@ pub enum StateError {
 #[derive(Clone, PartialEq)]
 pub struct Identity {
     pub node_slug: String,
-    pub node_jwt: String,
     pub jwt_expires_at: DateTime<Utc>,
     pub node_config_url: String,
     pub node_report_url: String,
@@ -40,7 +40,6 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("node_slug", &self.node_slug)
-            .field("node_jwt", &"<redacted>")
             .field("jwt_expires_at", &self.jwt_expires_at)
             .finish_non_exhaustive()
     }
@@ -102,6 +101,17 @@ impl StateDb {
         if version >= SCHEMA_VERSION {
             return Ok(());
         }
+        if version == 1 {
+            // Version 1 kept the node JWT; blank it and rewrite the file so no free page keeps it.
+            return self
+                .conn
+                .execute_batch(
+                    "UPDATE identity SET node_jwt = '';
+                     PRAGMA user_version = 2;
+                     VACUUM;",
+                )
+                .map_err(|e| self.err(e));
+        }
         self.conn
             .execute_batch(
                 "BEGIN;
@@ -124,7 +134,7 @@ impl StateDb {
                      ack_error TEXT,
                      acked_at TEXT
                  );
-                 PRAGMA user_version = 1;
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )
             .map_err(|e| self.err(e))
@@ -139,21 +149,19 @@ impl StateDb {
             .execute(
                 "INSERT INTO identity (id, node_slug, registered_at, orchestrator_base_url,
                      node_config_url, node_report_url, node_jwt, jwt_expires_at)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, '', ?6)
                  ON CONFLICT (id) DO UPDATE SET node_slug = excluded.node_slug,
                      registered_at = excluded.registered_at,
                      orchestrator_base_url = excluded.orchestrator_base_url,
                      node_config_url = excluded.node_config_url,
                      node_report_url = excluded.node_report_url,
-                     node_jwt = excluded.node_jwt,
-                     jwt_expires_at = excluded.jwt_expires_at",
+                      jwt_expires_at = excluded.jwt_expires_at",
                 params![
                     node_slug,
                     Utc::now().to_rfc3339(),
                     bootstrap.orchestrator.base_url,
                     bootstrap.orchestrator.endpoints.node_config_url,
                     bootstrap.orchestrator.endpoints.node_report_url,
-                    bootstrap.auth.node_jwt,
                     bootstrap.auth.expires_at.to_rfc3339(),
                 ],
             )
@@ -164,25 +172,24 @@ impl StateDb {
     pub fn identity(&self) -> Result<Option<Identity>, StateError> {
         self.conn
             .query_row(
-                "SELECT node_slug, node_jwt, jwt_expires_at, node_config_url, node_report_url
+                "SELECT node_slug, jwt_expires_at, node_config_url, node_report_url
                  FROM identity WHERE id = 1",
                 [],
                 |r| {
-                    let expires: String = r.get(2)?;
+                    let expires: String = r.get(1)?;
                     Ok(Identity {
                         node_slug: r.get(0)?,
-                        node_jwt: r.get(1)?,
                         jwt_expires_at: DateTime::parse_from_rfc3339(&expires)
                             .map(|t| t.with_timezone(&Utc))
                             .map_err(|e| {
                                 rusqlite::Error::FromSqlConversionFailure(
-                                    2,
+                                    1,
                                     rusqlite::types::Type::Text,
                                     Box::new(e),
                                 )
                             })?,
-                        node_config_url: r.get(3)?,
-                        node_report_url: r.get(4)?,
+                        node_config_url: r.get(2)?,
+                        node_report_url: r.get(3)?,
                     })
                 },
             )
@@ -265,6 +272,7 @@ mod tests {
             },
             auth: NodeAuth {
                 node_jwt: "jwt-value".into(),
+                node_secret: None,
                 expires_at: Utc::now(),
             },
             initial_config_version: None,
@@ -289,8 +297,11 @@ mod tests {
         db.save_registration("node-01", &bootstrap()).unwrap();
         let id = db.identity().unwrap().unwrap();
         assert_eq!(id.node_slug, "node-01");
-        assert_eq!(id.node_jwt, "jwt-value");
-        assert!(!format!("{id:?}").contains("jwt-value"));
+        assert!(
+            !String::from_utf8_lossy(&std::fs::read(state.join(DB_FILE)).unwrap())
+                .contains("jwt-value"),
+            "node JWT persisted"
+        );
 
         let config = NodeConfigurationPayload {
             version: 1,

@@ -25,6 +25,9 @@ pub struct Orchestrator {
     pub database_url: String,
     pub psk: String,
     pub admin_password: String,
+    /// Decrypts the worker tokens it stores (derived from its JWT secret, as without
+    /// `WORKER_TOKEN_KEY`).
+    pub jwt_secret: String,
     pub dir: tempfile::TempDir,
     /// The environment it runs with, so that a restart is the same orchestrator.
     vars: Vec<(String, String)>,
@@ -45,6 +48,7 @@ impl Orchestrator {
         };
         let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
         let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let jwt_secret = uuid::Uuid::new_v4().to_string();
         let (cp_port, gw_port) = (free_port(), free_port());
         let cp = format!("http://127.0.0.1:{cp_port}");
         let gw = format!("http://127.0.0.1:{gw_port}");
@@ -54,10 +58,7 @@ impl Orchestrator {
                 "DATABASE_URL_FILE".into(),
                 secret("database_url", &database_url),
             ),
-            (
-                "JWT_SECRET_FILE".into(),
-                secret("jwt", &uuid::Uuid::new_v4().to_string()),
-            ),
+            ("JWT_SECRET_FILE".into(), secret("jwt", &jwt_secret)),
             ("NODE_REGISTRATION_PSK_FILE".into(), secret("psk", &psk)),
             (
                 "BOOTSTRAP_ADMIN_PASSWORD_FILE".into(),
@@ -83,6 +84,7 @@ impl Orchestrator {
             database_url,
             psk,
             admin_password,
+            jwt_secret,
             dir,
             vars,
         }
@@ -135,7 +137,7 @@ impl Orchestrator {
             .unwrap();
         let row = sqlx::query(
             "SELECT config_version, config_ack_status, config_ack_version,
-                    worker_api_bearer_token, config_ack_error::text, worker_api_target_url
+                    worker_api_bearer_token, config_ack_error::text, worker_api_target_url, id
              FROM nodes WHERE node_slug = $1",
         )
         .bind(slug)
@@ -146,7 +148,17 @@ impl Orchestrator {
             config_version: row.get(0),
             ack_status: row.get(1),
             ack_version: row.get(2),
-            worker_token: row.get(3),
+            worker_token: row.get::<Option<String>, _>(3).map(|stored| {
+                let keys = cynode_orchestrator::worker_tokens::TokenKeys::new(
+                    None,
+                    None,
+                    &cynode_service_kit::secrets::Secret::new(self.jwt_secret.clone()),
+                );
+                keys.open(row.get(6), &stored)
+                    .expect("the stored token decrypts")
+                    .expose()
+                    .to_owned()
+            }),
             ack_error: row.get(4),
             worker_url: row.get(5),
         })
@@ -154,6 +166,20 @@ impl Orchestrator {
 
     pub fn log(&self) -> String {
         read_log(self.dir.path(), "orchestrator.log")
+    }
+
+    /// `pg_dump` of its whole database, as text.
+    pub fn pg_dump(&self) -> String {
+        let out = std::process::Command::new("pg_dump")
+            .arg(format!("--dbname={}", self.database_url))
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The `inference` object of the node's latest capability report.

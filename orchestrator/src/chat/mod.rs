@@ -622,9 +622,13 @@ pub fn usage_of(usage: &Value) -> Option<(u64, u64)> {
 /// node would start the wait over).
 async fn node(call: &Call, request: Validated) -> Result<Response, ChatError> {
     let state = &call.state;
-    let routes =
-        node_inference::nodes_serving(&state.db, state.config.node_stale_after, &request.model)
-            .await?;
+    let routes = node_inference::nodes_serving(
+        &state.db,
+        state.config.node_stale_after,
+        &request.model,
+        &state.worker_tokens,
+    )
+    .await?;
     if routes.is_empty() {
         return Err(if threads::model_known(&state.db, &request.model).await? {
             ChatError::new(

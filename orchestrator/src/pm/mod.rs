@@ -183,7 +183,14 @@ pub async fn refresh(state: &AppState) {
 }
 
 async fn route_on(state: &AppState, model: &str, node_slug: &str) -> Option<ModelRoute> {
-    match node_inference::nodes_serving(&state.db, state.config.node_stale_after, model).await {
+    match node_inference::nodes_serving(
+        &state.db,
+        state.config.node_stale_after,
+        model,
+        &state.worker_tokens,
+    )
+    .await
+    {
         Ok(routes) => routes.into_iter().find(|r| r.node_slug == node_slug),
         Err(e) => {
             tracing::warn!(error = %e, "reading model routes failed");

@@ -49,6 +49,10 @@ pub fn sign_token(
     Keys::new(key).sign(&claims).unwrap()
 }
 
+/// Node secrets issued in this test process, by (database, slug).
+static NODE_SECRETS: std::sync::LazyLock<Mutex<HashMap<(String, String), String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 pub struct Orchestrator {
     pub running: Option<Running>,
     pub gw: String,
@@ -117,6 +121,8 @@ impl Orchestrator {
             jwt_secret: Secret::new(JWT_SECRET),
             node_registration_psk: Some(Secret::new(PSK)),
             bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+            worker_token_key: vars.get("WORKER_TOKEN_KEY").map(Secret::new),
+            worker_token_key_previous: vars.get("WORKER_TOKEN_KEY_PREVIOUS").map(Secret::new),
         };
         let running = cynode_orchestrator::start(role, config, secrets)
             .await
@@ -268,10 +274,40 @@ impl Orchestrator {
     }
 
     /// Registers a node with the right pre-shared key and `capability`.
+    /// Registers like a node that keeps its identity: the `node_secret` of an earlier
+    /// registration of the slug on this database is presented, and a newly issued one kept.
     pub async fn register_node(&self, capability: &Value) -> reqwest::Response {
+        let slug = capability["node"]["node_slug"].as_str().unwrap_or_default();
+        let key = (self.database_url.clone(), slug.to_owned());
+        let known = NODE_SECRETS.lock().unwrap().get(&key).cloned();
+        let resp = self.register_node_with(capability, known.as_deref()).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap();
+        let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(secret) = payload["auth"]["node_secret"].as_str() {
+            NODE_SECRETS.lock().unwrap().insert(key, secret.to_owned());
+        }
+        let mut rebuilt = axum::http::Response::builder().status(status);
+        for (name, value) in &headers {
+            rebuilt = rebuilt.header(name, value);
+        }
+        reqwest::Response::from(rebuilt.body(body).unwrap())
+    }
+
+    /// `POST /v1/nodes/register` with exactly this `node_secret` (or none).
+    pub async fn register_node_with(
+        &self,
+        capability: &Value,
+        node_secret: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({"psk": PSK, "capability": capability});
+        if let Some(secret) = node_secret {
+            body["node_secret"] = json!(secret);
+        }
         self.http
             .post(format!("{}/v1/nodes/register", self.cp))
-            .json(&json!({"psk": PSK, "capability": capability}))
+            .json(&body)
             .send()
             .await
             .unwrap()
