@@ -31,9 +31,7 @@ stack_start_orchestrator
 stack_start_node
 
 umask 077
-psql "$(cat "$STACK/database-url")" -qAtX \
-  -c "SELECT 'Authorization: Bearer ' || worker_api_bearer_token FROM nodes WHERE node_slug = 'local-node'" \
-  >"$STACK/auth.header"
+stack_worker_auth_header "$STACK/auth.header"
 
 # A sandbox that waits while we measure; its pod's network namespace is where the sidecar is.
 JOB=$(cat /proc/sys/kernel/random/uuid)

@@ -32,9 +32,7 @@ NODE_IDLE=$(rss_kib "$NODE_PID"); WORKER_IDLE=$(rss_kib "$WORKER_PID")
 # The orchestrator's per-node token, so requests are authorised exactly as dispatches are. It
 # stays out of argv: curl reads it from a header file.
 umask 077
-psql "$(cat "$STACK/database-url")" -qAtX \
-  -c "SELECT 'Authorization: Bearer ' || worker_api_bearer_token FROM nodes WHERE node_slug = 'local-node'" \
-  >"$STACK/auth.header"
+stack_worker_auth_header "$STACK/auth.header"
 # Every request is a new job: a repeated job_id would get the stored result, not a run.
 cat >"$STACK/job.sh" <<SH
 #!/bin/sh

@@ -17,12 +17,24 @@ stack_prepare() {
     -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 }
 
-stack_start_orchestrator() {
+# Runs the orchestrator binary with ARGS and the stack's settings and secrets, replacing the
+# shell it runs in: call it only in a subshell (`&`, `$(...)`), so that `$!` is its pid.
+stack_orchestrator() {
   DATABASE_URL_FILE="$STACK/database-url" JWT_SECRET_FILE="$STACK/jwt-secret" \
   NODE_REGISTRATION_PSK_FILE="$STACK/psk" BOOTSTRAP_ADMIN_PASSWORD_FILE="$STACK/admin-password" \
   INFERENCE_MODEL="$CYNODE_TEST_INFERENCE_MODEL" ORCHESTRATOR_PUBLIC_URL=http://127.0.0.1:12082 \
   CONTROL_PLANE_LISTEN_ADDR=127.0.0.1:12082 USER_GATEWAY_LISTEN_ADDR=127.0.0.1:12080 \
-    "$BIN/cynode-orchestrator" all >"$STACK/orchestrator.log" 2>&1 &
+    exec "$BIN/cynode-orchestrator" "$@"
+}
+
+# Writes `Authorization: Bearer <the node's worker token>` to FILE (0600), so that requests to
+# the worker API are authorised exactly as dispatches are; the token stays out of argv.
+stack_worker_auth_header() {
+  (umask 077; printf 'Authorization: Bearer %s\n' "$(stack_orchestrator worker-token --node local-node 2>>"$STACK/orchestrator.log")" >"$1")
+}
+
+stack_start_orchestrator() {
+  stack_orchestrator all >"$STACK/orchestrator.log" 2>&1 &
   ORCHESTRATOR_PID=$!
   STACK_PIDS+=("$ORCHESTRATOR_PID")
   local _

@@ -90,6 +90,31 @@ impl Role {
 
 /// A connection pool sized by `DATABASE_POOL_SIZE` (default 16: the dispatcher's concurrent
 /// deliveries, its notification listener and request handlers share it).
+/// The worker API token of node `slug`, decrypted: for an operator who must call that node's
+/// worker API by hand (and the benchmarks, which do so on loopback).
+pub async fn worker_token(
+    config: &Config,
+    secrets: &Secrets,
+    slug: &str,
+) -> anyhow::Result<Secret> {
+    let db = connect(config, &secrets.database_url).await?;
+    let row: Option<(uuid::Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, worker_api_bearer_token FROM nodes WHERE node_slug = $1")
+            .bind(slug)
+            .fetch_optional(&db)
+            .await?;
+    let Some((id, Some(stored))) = row else {
+        anyhow::bail!("node {slug} does not exist or has no worker token yet");
+    };
+    let keys = worker_tokens::TokenKeys::new(
+        secrets.worker_token_key.as_ref(),
+        secrets.worker_token_key_previous.as_ref(),
+        &secrets.jwt_secret,
+    );
+    keys.open(id, &stored)
+        .map_err(|e| anyhow::anyhow!("cannot decrypt the worker token of node {slug}: {e}"))
+}
+
 pub async fn connect(config: &Config, url: &Secret) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(config.database_pool_size)

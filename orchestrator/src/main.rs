@@ -25,6 +25,11 @@ enum Command {
     All,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print node SLUG's worker API token (decrypted with the worker token key) and exit.
+    WorkerToken {
+        #[arg(long, value_name = "SLUG")]
+        node: String,
+    },
 }
 
 /// `EX_CONFIG`: the configuration (file, env or secrets) is wrong. The units list it in
@@ -66,6 +71,14 @@ async fn run() -> Result<(), Failure> {
             let db = cynode_orchestrator::connect(&config, &config.database_url()?).await?;
             cynode_orchestrator::migrate(&db).await?;
             tracing::info!("migrations applied");
+            return Ok(());
+        }
+        Command::WorkerToken { node } => {
+            let secrets = config
+                .secrets(true)
+                .map_err(|e| Failure::Config(e.into()))?;
+            let token = cynode_orchestrator::worker_token(&config, &secrets, &node).await?;
+            println!("{}", token.expose());
             return Ok(());
         }
         Command::ControlPlane => Role::ControlPlane,
