@@ -55,6 +55,34 @@ fn auto_userns() -> serde_json::Map<String, serde_json::Value> {
     fields
 }
 
+/// How often a removal is tried before it is given up (and logged), and the first pause.
+const REMOVE_ATTEMPTS: u32 = 5;
+const REMOVE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs a Podman removal, again after a growing pause while it fails. Podman 4.3 sometimes
+/// fails to remove a container that just exited because its cleanup process still holds the
+/// container's mounts (`unlinkat …/userdata/shm: device or resource busy`); the same call a
+/// moment later succeeds. A 404 (nothing left to remove) is not retried. Gives the last error
+/// once the attempts (about 1.5 s) are used up.
+async fn remove_patiently<T, F, Fut>(mut remove: F) -> Result<T, podman_api::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, podman_api::Error>>,
+{
+    let mut pause = REMOVE_FIRST_PAUSE;
+    for _ in 1..REMOVE_ATTEMPTS {
+        match remove().await {
+            Err(podman_api::Error::Fault { code, message }) if code.as_u16() != 404 => {
+                tracing::debug!(%code, %message, ?pause, "a removal failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    remove().await
+}
+
 /// What an inference job's sandbox gets, and nothing else new: both name the pod's sidecar.
 pub const INFERENCE_ENV: [(&str, &str); 2] = [
     ("OLLAMA_BASE_URL", "http://localhost:11434"),

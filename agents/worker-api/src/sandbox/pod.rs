@@ -218,7 +218,7 @@ pub async fn remove(podman: &Podman, name: &str) {
     if let Err(e) = pod.kill().await {
         tracing::debug!(pod = %name, error = %e, "killing a job's pod");
     }
-    if let Err(e) = pod.remove().await {
+    if let Err(e) = super::remove_patiently(|| pod.remove()).await {
         tracing::error!(pod = %name, error = %e, "cannot remove a job's pod");
     }
 }

@@ -550,13 +550,9 @@ impl Sandboxes {
     }
 
     async fn remove_container(&self, job_id: Uuid, id: &str) {
-        if let Err(e) = self
-            .podman
-            .containers()
-            .get(id)
-            .delete(&ContainerDeleteOpts::builder().force(true).build())
-            .await
-        {
+        let container = self.podman.containers().get(id);
+        let force = ContainerDeleteOpts::builder().force(true).build();
+        if let Err(e) = super::remove_patiently(|| container.delete(&force)).await {
             tracing::error!(%job_id, container = %id, error = %e, "cannot remove sandbox");
         }
     }
