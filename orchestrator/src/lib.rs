@@ -191,9 +191,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         .connect_timeout(Duration::from_secs(5))
         .build()
         .context("building the worker API client")?;
-    let planner = Arc::new(pm::planner::PmPlanner::new(jobs::ShellPlanner {
+    let (planner, planner_requests) = pm::planner::PmPlanner::new(jobs::ShellPlanner {
         sandbox_image: config.sandbox_image.clone(),
-    }));
+    });
     let state = AppState {
         db,
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
@@ -203,11 +203,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         wake: Arc::new(Notify::new()),
         node_change: Arc::new(Notify::new()),
         http,
-        planner: planner.clone(),
+        planner: Arc::new(planner),
         pm: Arc::new(pm::Pm::default()),
         worker_tokens: Arc::new(token_keys),
     };
-    planner.attach(state.clone());
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
     }
@@ -266,10 +265,15 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         tasks.push(handle);
     }
     let tracker = tokio::spawn(readiness::track_status(state.clone()));
+    let drivers = tokio::spawn(pm::planner::drive_requested(
+        state.clone(),
+        planner_requests,
+    ));
     let rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         stopped(rx).await;
         tracker.abort();
+        drivers.abort();
     }));
     cynode_service_kit::notify::ready("migrated and listening");
     Ok(Running {

@@ -550,3 +550,45 @@ async fn a_known_slug_registers_again_only_with_its_node_secret_and_admins_revok
         token
     );
 }
+
+/// An orchestrator whose runtime has gone holds no database connection: nothing of its state
+/// outlives the tasks that used it (a reference cycle once kept every pool of a test binary
+/// open, and a busy binary ran PostgreSQL out of connection slots).
+#[tokio::test]
+async fn an_orchestrator_gone_with_its_runtime_leaves_no_database_connection() {
+    let database_url = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let o = Orchestrator::start(&[]).await;
+            // A prompt task's planner and a login use the pool's connections.
+            let admin = o.admin_token().await;
+            o.create_task(&admin, json!({"prompt": "hello"})).await;
+            o.database_url.clone()
+        })
+    })
+    .join()
+    .unwrap();
+    let name = database_url.rsplit('/').next().unwrap().to_owned();
+    let admin = sqlx::PgPool::connect(&cynode_e2e::DevEnv::load().database_url)
+        .await
+        .unwrap();
+    let mut open = -1;
+    // The server notices closed connections at once; allow it a moment all the same.
+    for _ in 0..50 {
+        open = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&name)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "connections to {name} still open");
+}

@@ -16,13 +16,13 @@
 //! The prompt is never run as shell: only commands the model chose run, in the sandbox.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cynode_contracts::user::{InputMode, JobStatus, TaskStatus};
 use cynode_contracts::worker::SandboxSpec;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -185,29 +185,33 @@ pub async fn steps(db: impl sqlx::PgExecutor<'_>, task_id: Uuid) -> Result<Vec<S
 
 /// The planner of every task: `script`/`commands` as [`ShellPlanner`]; `prompt` as an open
 /// plan driven by the PM loop.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PmPlanner {
     pub shell: ShellPlanner,
-    state: Arc<OnceLock<AppState>>,
+    /// Prompt tasks to drive, for [`drive_requested`]. A channel, not the state itself: the
+    /// state holds this planner, and the reference cycle would keep the state (and its
+    /// database connections) alive after the runtime that ran it has gone.
+    requests: mpsc::UnboundedSender<Uuid>,
 }
 
 impl PmPlanner {
-    pub fn new(shell: ShellPlanner) -> Self {
-        Self {
-            shell,
-            state: Arc::default(),
-        }
-    }
-
-    /// Hands the planner the state it drives tasks with (once, right after it is built).
-    pub fn attach(&self, state: AppState) {
-        let _ = self.state.set(state);
+    /// The planner and the receiving end of its requests, for [`drive_requested`].
+    pub fn new(shell: ShellPlanner) -> (Self, mpsc::UnboundedReceiver<Uuid>) {
+        let (requests, received) = mpsc::unbounded_channel();
+        (Self { shell, requests }, received)
     }
 
     fn spawn(&self, task_id: Uuid) {
-        if let Some(state) = self.state.get() {
-            spawn_driver(state, task_id);
-        }
+        // The receiver goes only when the process stops; the task then resumes at the next
+        // start (or in another orchestrator's resume loop).
+        let _ = self.requests.send(task_id);
+    }
+}
+
+/// Starts a driver for every prompt task the planner asks for, until the runtime stops.
+pub async fn drive_requested(state: AppState, mut requests: mpsc::UnboundedReceiver<Uuid>) {
+    while let Some(task_id) = requests.recv().await {
+        spawn_driver(&state, task_id);
     }
 }
 
