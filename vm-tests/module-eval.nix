@@ -60,6 +60,35 @@ let
         type = types.package;
         default = fakePackage "podman";
       };
+      users.users = mkOption {
+        default = { };
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              isSystemUser = mkOption {
+                type = types.bool;
+                default = false;
+              };
+              group = mkOption {
+                type = types.str;
+                default = "";
+              };
+              subUidRanges = mkOption {
+                type = types.listOf (types.attrsOf types.int);
+                default = [ ];
+              };
+              subGidRanges = mkOption {
+                type = types.listOf (types.attrsOf types.int);
+                default = [ ];
+              };
+            };
+          }
+        );
+      };
+      users.groups = mkOption {
+        type = types.attrsOf (types.attrsOf types.anything);
+        default = { };
+      };
       systemd.sockets = mkOption {
         type = types.attrsOf (types.attrsOf types.anything);
         default = { };
@@ -117,6 +146,7 @@ let
       jwtSecretFile = "/run/keys/jwt";
       nodeRegistrationPskFile = "/run/keys/psk";
       bootstrapAdminPasswordFile = "/run/keys/admin";
+      workerTokenKeyFile = "/run/keys/worker-token-key";
       settings.public_url = "http://orchestrator:12082";
       settings.user_gateway_listen_addr = "0.0.0.0:8080";
     };
@@ -187,6 +217,14 @@ let
       ];
     "ulimits only on the node's own Podman service" =
       good.systemd.services.cynode-podman.environment ? CONTAINERS_CONF_OVERRIDE;
+    # Both call worker APIs: the dispatcher, and the gateway for chat and cancel.
+    "both orchestrator units get the worker token key" = lib.all (
+      unit: lib.elem "worker-token-key:/run/keys/worker-token-key" unit.serviceConfig.LoadCredential
+    ) [ cp gw ];
+    "sandboxes get subordinate ids for their user namespaces" =
+      good.users.users.containers.subUidRanges != [ ]
+      && good.users.users.containers.subGidRanges != [ ]
+      && good.users.groups ? containers;
     "node manager requires the node's Podman socket" = nm.requires == [ "cynode-podman.socket" ];
     "missing settings and secret files name their option" = lib.all (o: lib.any (lib.hasInfix o) badMessages) [
       "services.cynodeai.orchestrator.settings.public_url"
