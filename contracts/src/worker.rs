@@ -46,6 +46,28 @@ pub struct SandboxSpec {
     pub use_inference: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_spec_json: Option<String>,
+    /// Tighter limits than the node's for this job; absent: the node's limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequest>,
+}
+
+/// Limits a job asks for, each at most the node's own: a field left out gets the node's limit;
+/// one above it (or 0) is refused with the limit named, never silently clipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRequest {
+    /// Memory (swap limited to the same total), MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// CPU in thousandths of a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
+    /// Most processes and threads at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Size of the `/tmp` tmpfs, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_mib: Option<u64>,
 }
 
 /// Phase 1 knows only deny-all policies; both mean `--network=none`.

@@ -98,6 +98,7 @@ impl Planner for ShellPlanner {
                 network_policy: None,
                 use_inference: task.use_inference,
                 job_spec_json: None,
+                resources: None,
             }]),
         }
     }

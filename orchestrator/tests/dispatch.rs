@@ -603,6 +603,7 @@ fn shell(text: &str) -> SandboxSpec {
         network_policy: None,
         use_inference: false,
         job_spec_json: None,
+        resources: None,
     }
 }
 

@@ -337,6 +337,30 @@ async fn bad_requests_are_refused_with_the_reason_and_create_nothing() {
             "CYNODE_JOB_ID",
         ),
         (
+            "more memory than the node allows",
+            json!({"command": ["true"], "resources": {"memory_mib": 4096}}),
+            400,
+            "sandbox.resources.memory_mib 4096 exceeds this node's limit of 2048",
+        ),
+        (
+            "more CPU than the node allows",
+            json!({"command": ["true"], "resources": {"cpu_millis": 1001}}),
+            400,
+            "sandbox.resources.cpu_millis 1001 exceeds this node's limit of 1000",
+        ),
+        (
+            "no processes at all",
+            json!({"command": ["true"], "resources": {"pids": 0}}),
+            400,
+            "sandbox.resources.pids must be positive",
+        ),
+        (
+            "unknown resource",
+            json!({"command": ["true"], "resources": {"gpus": 1}}),
+            400,
+            "gpus",
+        ),
+        (
             "unknown network policy",
             json!({"command": ["true"], "network_policy": "host"}),
             400,
@@ -824,7 +848,7 @@ async fn the_limits_in_force_come_back_in_the_result_and_are_what_the_kernel_enf
          pids/pids.max; dd if=/dev/zero of=/tmp/big bs=1M count=16 2>&1 | grep -o 'No space left on device'; \
          echo tmp-bytes $(wc -c < /tmp/big)");
     sandbox["timeout_seconds"] = json!(30);
-    let (job_id, result) = worker.run(sandbox).await;
+    let (job_id, result) = worker.run(sandbox.clone()).await;
     assert_eq!(
         result["limits"],
         json!({
@@ -864,6 +888,35 @@ async fn the_limits_in_force_come_back_in_the_result_and_are_what_the_kernel_enf
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700, "job dir mode {mode:o}");
+
+    // A job may ask for less than the node's limits, and gets exactly that.
+    sandbox["resources"] = json!({"memory_mib": 48, "cpu_millis": 250, "pids": 20, "tmp_mib": 4});
+    let (_, result) = worker.run(sandbox).await;
+    let limits = &result["limits"];
+    assert_eq!(
+        (
+            &limits["memory_bytes"],
+            &limits["cpu_millis"],
+            &limits["pids"],
+            &limits["tmp_bytes"]
+        ),
+        (&json!(48 * MIB), &json!(250), &json!(20), &json!(4 * MIB)),
+        "{result}"
+    );
+    let (mem, tmp) = ((48 * MIB).to_string(), format!("tmp-bytes {}", 4 * MIB));
+    assert_eq!(
+        text(&result, "stdout").lines().collect::<Vec<_>>(),
+        [
+            mem.as_str(),
+            mem.as_str(),
+            "25000",
+            "100000",
+            "20",
+            "No space left on device",
+            tmp.as_str()
+        ],
+        "the kernel enforces what the job asked for: {result}"
+    );
 
     // Defaults of a worker started without the flags.
     let worker = Worker::start().await;

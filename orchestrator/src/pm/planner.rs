@@ -354,6 +354,7 @@ fn step_spec(
         network_policy: None,
         use_inference,
         job_spec_json: None,
+        resources: None,
     }
 }
 

@@ -12,7 +12,9 @@ mod seccomp;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cynode_contracts::worker::{RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits};
+use cynode_contracts::worker::{
+    RESERVED_SANDBOX_ENV, ResourceRequest, RunJobRequest, SandboxLimits,
+};
 use cynode_contracts::worker_cli;
 use uuid::Uuid;
 
@@ -113,6 +115,34 @@ pub struct Resources {
     pub log_bytes: u64,
 }
 
+impl Resources {
+    /// These limits, tightened to what a job asked for.
+    fn narrowed(self, request: ResourceRequest) -> Result<Self, InvalidJob> {
+        const MIB: u64 = 1024 * 1024;
+        // (field, requested in the request's unit, the node's limit in that unit)
+        let pick = |field: &'static str, requested: Option<u64>, unit: u64, limit: u64| {
+            let max = limit / unit;
+            match requested {
+                None => Ok(limit),
+                Some(0) => Err(InvalidJob::ZeroResource { field }),
+                Some(r) if r > max => Err(InvalidJob::OverLimit {
+                    field,
+                    requested: r,
+                    max,
+                }),
+                Some(r) => Ok(r * unit),
+            }
+        };
+        Ok(Self {
+            memory_bytes: pick("memory_mib", request.memory_mib, MIB, self.memory_bytes)?,
+            cpu_millis: pick("cpu_millis", request.cpu_millis, 1, self.cpu_millis)?,
+            pids: pick("pids", request.pids, 1, self.pids)?,
+            tmp_bytes: pick("tmp_mib", request.tmp_mib, MIB, self.tmp_bytes)?,
+            log_bytes: self.log_bytes,
+        })
+    }
+}
+
 impl Default for Resources {
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
@@ -167,6 +197,14 @@ pub enum InvalidJob {
     InferenceDisabled,
     #[error("sandbox.job_spec_json (SBA jobs) is not supported by this node yet")]
     JobSpecUnsupported,
+    #[error("sandbox.resources.{field} must be positive")]
+    ZeroResource { field: &'static str },
+    #[error("sandbox.resources.{field} {requested} exceeds this node's limit of {max}")]
+    OverLimit {
+        field: &'static str,
+        requested: u64,
+        max: u64,
+    },
 }
 
 impl Limits {
@@ -284,6 +322,9 @@ impl Limits {
                 return Err(InvalidJob::NulByte("sandbox.env"));
             }
         }
+        let resources = self
+            .resources
+            .narrowed(sandbox.resources.unwrap_or_default())?;
         let mut env = sandbox.env;
         env.insert("CYNODE_TASK_ID".into(), request.task_id.to_string());
         env.insert("CYNODE_JOB_ID".into(), request.job_id.to_string());
@@ -306,11 +347,11 @@ impl Limits {
             use_inference: sandbox.use_inference,
             limits: SandboxLimits {
                 timeout_seconds: timeout_secs,
-                memory_bytes: self.resources.memory_bytes,
-                cpu_millis: self.resources.cpu_millis,
-                pids: self.resources.pids,
-                tmp_bytes: self.resources.tmp_bytes,
-                log_bytes: self.resources.log_bytes,
+                memory_bytes: resources.memory_bytes,
+                cpu_millis: resources.cpu_millis,
+                pids: resources.pids,
+                tmp_bytes: resources.tmp_bytes,
+                log_bytes: resources.log_bytes,
                 output_bytes: u64::try_from(self.max_output_bytes).unwrap_or(u64::MAX),
                 workspace_bytes: None,
                 user_namespaces_denied: false,
@@ -356,6 +397,7 @@ mod tests {
             network_policy: None,
             use_inference: false,
             job_spec_json: None,
+            resources: None,
         };
         edit(&mut sandbox);
         RunJobRequest {
@@ -382,6 +424,41 @@ mod tests {
         assert_eq!(plan.limits.timeout_seconds, 3600);
         assert_eq!(plan.limits.memory_bytes, 2048 << 20);
         assert_eq!(plan.limits.output_bytes, 1024);
+    }
+
+    #[test]
+    fn a_job_may_narrow_the_node_limits_but_not_widen_them() {
+        let l = limits();
+        let ask = |r: ResourceRequest| l.plan(request(|s| s.resources = Some(r)));
+        let plan = ask(ResourceRequest {
+            memory_mib: Some(100),
+            pids: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(plan.limits.memory_bytes, 100 << 20);
+        assert_eq!(plan.limits.pids, 7);
+        assert_eq!(plan.limits.cpu_millis, l.resources().cpu_millis);
+        assert_eq!(plan.limits.tmp_bytes, l.resources().tmp_bytes);
+        assert_eq!(
+            ask(ResourceRequest {
+                tmp_mib: Some(257),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string(),
+            "sandbox.resources.tmp_mib 257 exceeds this node's limit of 256"
+        );
+        assert_eq!(
+            ask(ResourceRequest {
+                cpu_millis: Some(0),
+                ..Default::default()
+            })
+            .unwrap_err(),
+            InvalidJob::ZeroResource {
+                field: "cpu_millis"
+            }
+        );
     }
 
     #[test]
