@@ -251,3 +251,56 @@ async fn an_invalid_config_file_exits_78_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("orchestrator.toml"), "{stderr}");
 }
+
+/// `worker-token --node SLUG` gives an operator (and the benches) a node's worker token, which
+/// the database holds only encrypted: exactly the token on stdout; an unknown node or the wrong
+/// key fails with the reason and prints no token.
+#[tokio::test]
+async fn worker_token_prints_the_decrypted_token_of_a_node_and_nothing_else() {
+    let o = Orchestrator::start(&[]).await;
+    let worker = WorkerDouble::start(Mode::Instant).await;
+    let (_node, token) = Node::ready(&o, "n1", &worker).await;
+    let stored: String =
+        sqlx::query_scalar("SELECT worker_api_bearer_token FROM nodes WHERE node_slug = 'n1'")
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    assert!(!stored.contains(&token), "the token is stored in plaintext");
+    let run = |slug: &str, jwt_secret: &str| {
+        Command::new(binary("cynode-orchestrator"))
+            .args(["worker-token", "--node", slug])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &o.database_url)
+            .env("JWT_SECRET", jwt_secret)
+            .env("NODE_REGISTRATION_PSK", PSK)
+            .output()
+    };
+    let out = run("n1", JWT_SECRET).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{token}\n"));
+    assert!(!stderr.contains(&token), "{stderr}");
+
+    let out = run("nope", JWT_SECRET).await.unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("node nope does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without WORKER_TOKEN_KEY the key comes from the JWT secret: another secret cannot open it.
+    let out = run("n1", "another-jwt-secret-0123456789abcdef")
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("cannot decrypt the worker token of node n1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&token), "{stderr}");
+}
