@@ -107,6 +107,14 @@ pub struct WorkerCli {
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub sandbox_tmp_mib: u64,
 
+    /// Size of each sandbox's `/workspace` (MiB). Set: `/workspace` is a tmpfs of that size,
+    /// counted against the memory limit and gone with the sandbox (this needs no filesystem
+    /// quota on the host). Unset: a directory on the host under the mount root, kept after the
+    /// run, limited only by the host's disk.
+    #[arg(long, env = "CYNODE_SANDBOX_WORKSPACE_MIB",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub sandbox_workspace_mib: Option<u64>,
+
     /// Cap of a sandbox's log file on the host (bytes); Podman starts the file afresh when a
     /// write would pass it. Must hold the returned output with Podman's per-line prefixes.
     #[arg(long, env = "CYNODE_SANDBOX_LOG_MAX_BYTES", default_value_t = DEFAULT_SANDBOX_LOG_MAX_BYTES,
@@ -174,6 +182,7 @@ impl Default for WorkerCli {
             sandbox_cpu_millis: DEFAULT_SANDBOX_CPU_MILLIS,
             sandbox_pids_limit: DEFAULT_SANDBOX_PIDS_LIMIT,
             sandbox_tmp_mib: DEFAULT_SANDBOX_TMP_MIB,
+            sandbox_workspace_mib: None,
             sandbox_log_max_bytes: DEFAULT_SANDBOX_LOG_MAX_BYTES,
             seccomp_base_profile: DEFAULT_SECCOMP_BASE.into(),
             max_request_bytes: MAX_REQUEST_BYTES,
@@ -206,6 +215,7 @@ impl WorkerCli {
             sandbox_cpu_millis,
             sandbox_pids_limit,
             sandbox_tmp_mib,
+            sandbox_workspace_mib,
             sandbox_log_max_bytes,
             seccomp_base_profile,
             max_request_bytes,
@@ -235,6 +245,9 @@ impl WorkerCli {
         flag("sandbox-cpu-millis", sandbox_cpu_millis.to_string());
         flag("sandbox-pids-limit", sandbox_pids_limit.to_string());
         flag("sandbox-tmp-mib", sandbox_tmp_mib.to_string());
+        if let Some(mib) = sandbox_workspace_mib {
+            flag("sandbox-workspace-mib", mib.to_string());
+        }
         flag("sandbox-log-max-bytes", sandbox_log_max_bytes.to_string());
         flag(
             "seccomp-base-profile",
@@ -297,6 +310,7 @@ mod tests {
             sandbox_cpu_millis: 250,
             sandbox_pids_limit: 32,
             sandbox_tmp_mib: 8,
+            sandbox_workspace_mib: Some(16),
             sandbox_log_max_bytes: 100_000,
             seccomp_base_profile: "/etc/containers/seccomp.json".into(),
             max_request_bytes: 500,

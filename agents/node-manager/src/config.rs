@@ -224,6 +224,9 @@ pub struct SandboxLimitSettings {
     pub cpu_millis: Option<u64>,
     pub pids: Option<u64>,
     pub tmp_mib: Option<u64>,
+    /// Unset: `/workspace` is a host directory without a size limit (see the worker's
+    /// `--sandbox-workspace-mib`).
+    pub workspace_mib: Option<u64>,
     pub log_max_bytes: Option<u64>,
 }
 

@@ -98,6 +98,7 @@ pub fn worker_cli(
         sandbox_cpu_millis: limits.cpu_millis.unwrap_or(defaults.sandbox_cpu_millis),
         sandbox_pids_limit: limits.pids.unwrap_or(defaults.sandbox_pids_limit),
         sandbox_tmp_mib: limits.tmp_mib.unwrap_or(defaults.sandbox_tmp_mib),
+        sandbox_workspace_mib: limits.workspace_mib.or(defaults.sandbox_workspace_mib),
         sandbox_log_max_bytes: limits
             .log_max_bytes
             .unwrap_or(defaults.sandbox_log_max_bytes),
@@ -362,7 +363,7 @@ mod tests {
     #[test]
     fn sandbox_limits_from_the_config_file_reach_the_worker() {
         let cfg = crate::config::for_tests(
-            "sandbox:\n  limits: {memory_mib: 64, pids: 32, log_max_bytes: 100000}\n",
+            "sandbox:\n  limits: {memory_mib: 64, pids: 32, log_max_bytes: 100000, workspace_mib: 512}\n",
         );
         let cli = worker_cli(&cfg, &delivered(&[], None)).unwrap();
         let defaults = WorkerCli::default();
@@ -371,6 +372,9 @@ mod tests {
         assert_eq!(cli.sandbox_log_max_bytes, 100_000);
         assert_eq!(cli.sandbox_cpu_millis, defaults.sandbox_cpu_millis);
         assert_eq!(cli.sandbox_tmp_mib, defaults.sandbox_tmp_mib);
+        assert_eq!(cli.sandbox_workspace_mib, Some(512));
+        let unlimited = worker_cli(&crate::config::for_tests(""), &delivered(&[], None)).unwrap();
+        assert_eq!(unlimited.sandbox_workspace_mib, None);
         let args = worker_args(&cfg, &delivered(&[], None)).unwrap();
         assert!(
             args.windows(2).any(|w| w == ["--sandbox-memory-mib", "64"]),

@@ -103,6 +103,7 @@ impl Config {
             cpu_millis: self.sandbox_cpu_millis,
             pids: self.sandbox_pids_limit,
             tmp_bytes: self.sandbox_tmp_mib << 20,
+            workspace_bytes: self.sandbox_workspace_mib.map(|mib| mib << 20),
             log_bytes: self.sandbox_log_max_bytes,
         }))
     }

@@ -929,6 +929,38 @@ async fn the_limits_in_force_come_back_in_the_result_and_are_what_the_kernel_enf
     assert_eq!(result["limits"]["timeout_seconds"], 3600, "{result}");
 }
 
+/// With a `/workspace` size, writing past it fails with ENOSPC inside the sandbox, the result
+/// says so in `limits.workspace_bytes`, and nothing of it lands on the host's disk.
+#[tokio::test]
+async fn writing_past_the_workspace_size_fails_with_enospc() {
+    let worker = Worker::start_with_args(&["--sandbox-workspace-mib", "8"]).await;
+    let (job_id, result) = worker
+        .run(sh("dd if=/dev/zero of=/workspace/big bs=1M count=16 2>&1 \
+                 | grep -o 'No space left on device'; echo workspace-bytes $(wc -c < /workspace/big)"))
+        .await;
+    assert_eq!(result["limits"]["workspace_bytes"], 8 * MIB, "{result}");
+    let stdout = text(&result, "stdout");
+    assert_eq!(
+        stdout,
+        format!("No space left on device\nworkspace-bytes {}\n", 8 * MIB),
+        "{result}"
+    );
+    let on_host: Vec<_> = std::fs::read_dir(worker.job_dir(job_id).join("workspace"))
+        .unwrap()
+        .collect();
+    assert!(
+        on_host.is_empty(),
+        "the workspace landed on the host: {on_host:?}"
+    );
+
+    // Without the setting, `/workspace` is the job's directory on the host, as before.
+    let worker = Worker::start().await;
+    let (job_id, result) = worker.run(sh("echo kept > /workspace/kept")).await;
+    assert_eq!(result["limits"]["workspace_bytes"], Value::Null, "{result}");
+    let kept = worker.job_dir(job_id).join("workspace").join("kept");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "kept\n");
+}
+
 /// Exit 137 is SIGKILL; the control run shows that the memory limit sent it. (`oom_killed` is
 /// set only when Podman detects the OOM kill, which its conmon does not on this cgroup v1 host.)
 #[tokio::test]

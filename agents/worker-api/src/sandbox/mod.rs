@@ -112,6 +112,8 @@ pub struct Resources {
     pub cpu_millis: u64,
     pub pids: u64,
     pub tmp_bytes: u64,
+    /// `Some`: `/workspace` is a tmpfs of this size; `None`: a host directory, not limited.
+    pub workspace_bytes: Option<u64>,
     pub log_bytes: u64,
 }
 
@@ -138,6 +140,7 @@ impl Resources {
             cpu_millis: pick("cpu_millis", request.cpu_millis, 1, self.cpu_millis)?,
             pids: pick("pids", request.pids, 1, self.pids)?,
             tmp_bytes: pick("tmp_mib", request.tmp_mib, MIB, self.tmp_bytes)?,
+            workspace_bytes: self.workspace_bytes,
             log_bytes: self.log_bytes,
         })
     }
@@ -151,6 +154,7 @@ impl Default for Resources {
             cpu_millis: worker_cli::DEFAULT_SANDBOX_CPU_MILLIS,
             pids: worker_cli::DEFAULT_SANDBOX_PIDS_LIMIT,
             tmp_bytes: worker_cli::DEFAULT_SANDBOX_TMP_MIB * MIB,
+            workspace_bytes: None,
             log_bytes: worker_cli::DEFAULT_SANDBOX_LOG_MAX_BYTES,
         }
     }
@@ -353,7 +357,7 @@ impl Limits {
                 tmp_bytes: resources.tmp_bytes,
                 log_bytes: resources.log_bytes,
                 output_bytes: u64::try_from(self.max_output_bytes).unwrap_or(u64::MAX),
-                workspace_bytes: None,
+                workspace_bytes: resources.workspace_bytes,
                 user_namespaces_denied: false,
             },
         })

@@ -734,39 +734,54 @@ fn container_spec(
         .read_only_fs(true)
         .work_dir(WORKSPACE_DIR)
         .mounts([
-            ContainerMount {
-                destination: Some(WORKSPACE_DIR.into()),
-                source: Some(workspace.display().to_string()),
-                _type: Some("bind".into()),
-                // `U`: Podman chowns the (fresh, empty) workspace to the user namespace's
-                // root before the start, so the job can write it; on the host its files
-                // belong to that unprivileged uid.
-                options: Some(vec![
-                    "rbind".into(),
-                    "rw".into(),
-                    "nosuid".into(),
-                    "nodev".into(),
-                    "U".into(),
-                ]),
-                uid_mappings: None,
-                gid_mappings: None,
-            },
-            ContainerMount {
-                destination: Some("/tmp".into()),
-                source: Some("tmpfs".into()),
-                _type: Some("tmpfs".into()),
-                options: Some(vec![
-                    "rw".into(),
-                    "nosuid".into(),
-                    "nodev".into(),
-                    format!("size={}", limits.tmp_bytes),
-                ]),
-                uid_mappings: None,
-                gid_mappings: None,
-            },
+            workspace_mount(workspace, limits.workspace_bytes),
+            tmpfs_mount("/tmp", "1777", limits.tmp_bytes),
         ])
         .build();
     (opts, extra)
+}
+
+/// `/workspace`: with a size limit, a tmpfs of that size (the host's filesystems here have no
+/// per-directory quota, see ARCHITECTURE.md); without one, the job's directory on the host.
+fn workspace_mount(host_dir: &Path, size: Option<u64>) -> ContainerMount {
+    match size {
+        Some(bytes) => tmpfs_mount(WORKSPACE_DIR, "0755", bytes),
+        None => ContainerMount {
+            destination: Some(WORKSPACE_DIR.into()),
+            source: Some(host_dir.display().to_string()),
+            _type: Some("bind".into()),
+            // `U`: Podman chowns the (fresh, empty) workspace to the user namespace's root
+            // before the start, so the job can write it; on the host its files belong to that
+            // unprivileged uid.
+            options: Some(vec![
+                "rbind".into(),
+                "rw".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "U".into(),
+            ]),
+            uid_mappings: None,
+            gid_mappings: None,
+        },
+    }
+}
+
+/// A tmpfs of `bytes` at `destination`; its pages count against the sandbox's memory limit.
+fn tmpfs_mount(destination: &str, mode: &str, bytes: u64) -> ContainerMount {
+    ContainerMount {
+        destination: Some(destination.into()),
+        source: Some("tmpfs".into()),
+        _type: Some("tmpfs".into()),
+        options: Some(vec![
+            "rw".into(),
+            "nosuid".into(),
+            "nodev".into(),
+            format!("mode={mode}"),
+            format!("size={bytes}"),
+        ]),
+        uid_mappings: None,
+        gid_mappings: None,
+    }
 }
 
 /// The CFS period of the CPU limit (100 ms, the kernel's default).
