@@ -10,7 +10,7 @@ RUNS="${1:-30}"
 DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "bench-sandbox: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
 set -a; . "$DEV_HOME/devenv.env"; set +a
-for tool in hyperfine curl podman python3 psql; do
+for tool in curl podman python3 psql; do
   command -v "$tool" >/dev/null || { echo "bench-sandbox: $tool is not installed" >&2; exit 1; }
 done
 
@@ -52,27 +52,40 @@ SECCOMP="$STACK/node-state/sandbox_mounts/.sandbox-seccomp.json"
 [ -f "$SECCOMP" ] || { echo "bench-sandbox: the worker wrote no seccomp profile at $SECCOMP" >&2; exit 1; }
 LIMITS="--userns auto --memory 2g --memory-swap 2g --cpus 1 --pids-limit 512 --tmpfs /tmp:rw,size=256m --log-opt max-size=32mb --security-opt seccomp=$SECCOMP"
 
-echo "== hyperfine ($RUNS runs each)" >&2
-hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$STACK/bench.json" \
-  -n worker-api "$STACK/job.sh" \
-  -n podman-run "podman run --rm $LOCKDOWN $CYNODE_TEST_SANDBOX_IMAGE true" \
-  -n podman-run-limited "podman run --rm $LOCKDOWN $LIMITS $CYNODE_TEST_SANDBOX_IMAGE true" >&2
-NODE_BUSY=$(rss_kib "$NODE_PID"); WORKER_BUSY=$(rss_kib "$WORKER_PID")
-
-python3 - "$STACK/bench.json" "$NODE_IDLE" "$NODE_BUSY" "$WORKER_IDLE" "$WORKER_BUSY" <<'PY'
-import json, statistics, sys
-results = {r["command"]: sorted(r["times"]) for r in json.load(open(sys.argv[1]))["results"]}
-def p95(times):
-    return times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-rows = {name: (statistics.median(t) * 1000, p95(t) * 1000) for name, t in results.items()}
-print(f"{'':12} {'median ms':>10} {'p95 ms':>10}")
-for name, (med, p) in rows.items():
-    print(f"{name:12} {med:10.1f} {p:10.1f}")
-wa, raw, limited = rows["worker-api"], rows["podman-run"], rows["podman-run-limited"]
-print(f"ratio worker-api / podman run: median {wa[0] / raw[0]:.2f}x, p95 {wa[1] / raw[1]:.2f}x")
-print(f"ratio worker-api / podman run with the same limits: median {wa[0] / limited[0]:.2f}x, p95 {wa[1] / limited[1]:.2f}x")
-print(f"cost of the limits (podman run with / without): median {limited[0] / raw[0]:.2f}x, p95 {limited[1] / raw[1]:.2f}x")
+echo "== $RUNS rounds, the three commands in turn (order rotated each round)" >&2
+python3 - "$RUNS" "$NODE_PID" "$WORKER_PID" \
+  "$STACK/job.sh" \
+  "podman run --rm $LOCKDOWN $CYNODE_TEST_SANDBOX_IMAGE true" \
+  "podman run --rm $LOCKDOWN $LIMITS $CYNODE_TEST_SANDBOX_IMAGE true" \
+  "$NODE_IDLE" "$WORKER_IDLE" <<'PY'
+import shlex, statistics, subprocess, sys, time
+runs, node_pid, worker_pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+commands = dict(zip(["worker-api", "podman-run", "podman-run-limited"], sys.argv[4:7]))
+times = {name: [] for name in commands}
+names = list(commands)
+# Rounds rather than blocks: each round runs all three back to back, so a drift in the
+# machine's speed hits them alike and the ratios are taken round by round.
+for round_no in range(-3, runs):  # three warm-up rounds
+    order = names[round_no % 3:] + names[:round_no % 3]
+    for name in order:
+        start = time.perf_counter()
+        subprocess.run(shlex.split(commands[name]), check=True, stdout=subprocess.DEVNULL)
+        if round_no >= 0:
+            times[name].append(time.perf_counter() - start)
+def p95(values):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+print(f"{'':18} {'median ms':>10} {'p95 ms':>10}")
+for name in names:
+    print(f"{name:18} {statistics.median(times[name]) * 1000:10.1f} {p95(times[name]) * 1000:10.1f}")
+def ratio(a, b):
+    per_round = [x / y for x, y in zip(times[a], times[b])]
+    return f"median {statistics.median(per_round):.2f}x, p95 {p95(per_round):.2f}x"
+print(f"ratio worker-api / podman run (round by round): {ratio('worker-api', 'podman-run')}")
+print(f"ratio worker-api / podman run with the same limits: {ratio('worker-api', 'podman-run-limited')}")
+print(f"cost of the limits (podman run with / without): {ratio('podman-run-limited', 'podman-run')}")
+rss = lambda pid: next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
 mib = lambda k: int(k) / 1024
-print(f"node-manager RSS: idle {mib(sys.argv[2]):.1f} MiB, after the runs {mib(sys.argv[3]):.1f} MiB")
-print(f"worker-api RSS:   idle {mib(sys.argv[4]):.1f} MiB, after the runs {mib(sys.argv[5]):.1f} MiB")
+print(f"node-manager RSS: idle {mib(sys.argv[7]):.1f} MiB, after the runs {mib(rss(node_pid)):.1f} MiB")
+print(f"worker-api RSS:   idle {mib(sys.argv[8]):.1f} MiB, after the runs {mib(rss(worker_pid)):.1f} MiB")
 PY
