@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cynode_contracts::node::SandboxLimitCaps;
 use cynode_service_kit::config::{Env, FileError};
 use cynode_service_kit::duration::{self, Seconds};
 use cynode_service_kit::secrets::{self, Secret, SecretSource};
@@ -63,6 +64,7 @@ struct FileConfig {
     node_inference_image: Option<String>,
     node_inference_port: Option<u16>,
     node_inference_command: Option<String>,
+    node_sandbox_limits: Option<SandboxLimitCaps>,
     database_pool_size: Option<u32>,
     database_url_file: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
@@ -118,6 +120,9 @@ pub struct Config {
     pub node_inference_image: String,
     pub node_inference_port: u16,
     pub node_inference_command: Vec<String>,
+    /// Caps on every node's sandbox limits (`[node_sandbox_limits]`, `NODE_SANDBOX_*`), sent in
+    /// each node's configuration; a node applies the lower of a cap and its own limit.
+    pub node_sandbox_limits: SandboxLimitCaps,
     pub database_pool_size: u32,
     secret_files: SecretFiles,
 }
@@ -369,6 +374,23 @@ impl Config {
             node_inference_command: pick("NODE_INFERENCE_COMMAND", file.node_inference_command)
                 .map(|c| c.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
+            node_sandbox_limits: {
+                let caps = file.node_sandbox_limits.unwrap_or_default();
+                let cap = |name: &str, from_file: Option<u64>| match pick(
+                    name,
+                    from_file.map(|v| v.to_string()),
+                ) {
+                    None => Ok(None),
+                    Some(text) => positive(name, number(name, Some(text), "0")?).map(Some),
+                };
+                SandboxLimitCaps {
+                    memory_mib: cap("NODE_SANDBOX_MEMORY_MIB", caps.memory_mib)?,
+                    cpu_millis: cap("NODE_SANDBOX_CPU_MILLIS", caps.cpu_millis)?,
+                    pids: cap("NODE_SANDBOX_PIDS", caps.pids)?,
+                    tmp_mib: cap("NODE_SANDBOX_TMP_MIB", caps.tmp_mib)?,
+                    workspace_mib: cap("NODE_SANDBOX_WORKSPACE_MIB", caps.workspace_mib)?,
+                }
+            },
             database_pool_size: positive(
                 "DATABASE_POOL_SIZE",
                 number(
@@ -512,6 +534,39 @@ mod tests {
         assert_eq!(cfg.user_gateway_listen_addr.port(), 9999);
         assert_eq!(cfg.node_inference_command, ["-m", "/m.gguf", "--port", "1"]);
         assert_eq!(cfg.max_request_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn node_sandbox_caps_from_file_and_env() {
+        let file: FileConfig =
+            toml::from_str("[node_sandbox_limits]\nmemory_mib = 512\npids = 64\n").unwrap();
+        let cfg = Config::from_parts(file, |name| {
+            (name == "NODE_SANDBOX_PIDS").then(|| "32".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.node_sandbox_limits,
+            SandboxLimitCaps {
+                memory_mib: Some(512),
+                pids: Some(32),
+                ..Default::default()
+            }
+        );
+        assert!(
+            Config::from_lookup(|_| None)
+                .unwrap()
+                .node_sandbox_limits
+                .is_empty()
+        );
+        let zero = Config::from_lookup(|name| {
+            (name == "NODE_SANDBOX_WORKSPACE_MIB").then(|| "0".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            zero.to_string().contains("NODE_SANDBOX_WORKSPACE_MIB"),
+            "{zero}"
+        );
+        assert!(toml::from_str::<FileConfig>("[node_sandbox_limits]\ngpus = 1\n").is_err());
     }
 
     #[test]

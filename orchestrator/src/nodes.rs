@@ -386,6 +386,7 @@ pub async fn configuration(
         constraints: Some(NodeConstraints {
             max_request_bytes: None,
             max_job_timeout_seconds: Some(state.config.max_job_timeout_seconds()),
+            sandbox_limits: Some(state.config.node_sandbox_limits).filter(|caps| !caps.is_empty()),
         }),
         notes: String::new(),
     })

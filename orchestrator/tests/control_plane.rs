@@ -592,3 +592,26 @@ async fn an_orchestrator_gone_with_its_runtime_leaves_no_database_connection() {
     }
     assert_eq!(open, 0, "connections to {name} still open");
 }
+
+/// The orchestrator's caps on sandbox limits reach every node in its configuration (the node
+/// manager applies the lower of cap and own limit); without caps the field is absent.
+#[tokio::test]
+async fn sandbox_limit_caps_reach_the_node_in_its_configuration() {
+    let o = Orchestrator::start(&[
+        ("NODE_SANDBOX_MEMORY_MIB", "512"),
+        ("NODE_SANDBOX_WORKSPACE_MIB", "256"),
+    ])
+    .await;
+    let mut node = Node::register(&o, "capped", "http://127.0.0.1:1").await;
+    let constraints = node.fetch_config(&o).await.constraints.clone().unwrap();
+    let caps = constraints.sandbox_limits.expect("caps delivered");
+    assert_eq!(
+        (caps.memory_mib, caps.workspace_mib, caps.cpu_millis),
+        (Some(512), Some(256), None)
+    );
+
+    let o = Orchestrator::start(&[]).await;
+    let mut node = Node::register(&o, "free", "http://127.0.0.1:1").await;
+    let constraints = node.fetch_config(&o).await.constraints.clone().unwrap();
+    assert_eq!(constraints.sandbox_limits, None);
+}

@@ -85,6 +85,7 @@ pub fn worker_cli(
     .unwrap_or(defaults.max_request_bytes);
     let listen = listen_addr(&config.worker.listen_host, config.worker.listen_port)?;
     let limits = sandbox.limits;
+    let caps = constraints.sandbox_limits.unwrap_or_default();
     Ok(WorkerCli {
         listen,
         podman_socket: sandbox.podman_socket.clone(),
@@ -94,11 +95,20 @@ pub fn worker_cli(
         default_timeout_secs,
         max_timeout_secs,
         max_request_bytes,
-        sandbox_memory_mib: limits.memory_mib.unwrap_or(defaults.sandbox_memory_mib),
-        sandbox_cpu_millis: limits.cpu_millis.unwrap_or(defaults.sandbox_cpu_millis),
-        sandbox_pids_limit: limits.pids.unwrap_or(defaults.sandbox_pids_limit),
-        sandbox_tmp_mib: limits.tmp_mib.unwrap_or(defaults.sandbox_tmp_mib),
-        sandbox_workspace_mib: limits.workspace_mib.or(defaults.sandbox_workspace_mib),
+        sandbox_memory_mib: limited(
+            limits.memory_mib,
+            caps.memory_mib,
+            defaults.sandbox_memory_mib,
+        ),
+        sandbox_cpu_millis: limited(
+            limits.cpu_millis,
+            caps.cpu_millis,
+            defaults.sandbox_cpu_millis,
+        ),
+        sandbox_pids_limit: limited(limits.pids, caps.pids, defaults.sandbox_pids_limit),
+        sandbox_tmp_mib: limited(limits.tmp_mib, caps.tmp_mib, defaults.sandbox_tmp_mib),
+        sandbox_workspace_mib: min_some(limits.workspace_mib, caps.workspace_mib)
+            .or(defaults.sandbox_workspace_mib),
         sandbox_log_max_bytes: limits
             .log_max_bytes
             .unwrap_or(defaults.sandbox_log_max_bytes),
@@ -133,6 +143,12 @@ fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, WorkerError> {
         .parse()
         .map_err(|_| WorkerError::ListenHost(host.to_owned()))?;
     Ok(SocketAddr::new(ip, port))
+}
+
+/// The node's own limit (else the built-in default), lowered to the orchestrator's cap.
+fn limited(own: Option<u64>, cap: Option<u64>, default: u64) -> u64 {
+    let own = own.unwrap_or(default);
+    cap.map_or(own, |cap| own.min(cap))
 }
 
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -288,8 +304,8 @@ fn health_url(listen_host: &str, port: u16) -> String {
 mod tests {
     use chrono::Utc;
     use cynode_contracts::node::{
-        ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxPolicy,
-        WorkerApiConfig,
+        ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxLimitCaps,
+        SandboxPolicy, WorkerApiConfig,
     };
 
     use clap::Parser;
@@ -340,6 +356,12 @@ mod tests {
             Some(NodeConstraints {
                 max_request_bytes: Some(500),
                 max_job_timeout_seconds: Some(900),
+                sandbox_limits: Some(SandboxLimitCaps {
+                    memory_mib: Some(1024),
+                    pids: Some(4096),
+                    workspace_mib: Some(64),
+                    ..Default::default()
+                }),
             }),
         );
         let cli = worker_cli(&cfg, &delivered).unwrap();
@@ -348,6 +370,12 @@ mod tests {
         assert_eq!(cli.max_timeout_secs, 600);
         assert_eq!(cli.default_timeout_secs, 600);
         assert_eq!(cli.max_request_bytes, 500);
+        // The orchestrator's caps lower the node's limits, never raise them.
+        let defaults = WorkerCli::default();
+        assert_eq!(cli.sandbox_memory_mib, 1024);
+        assert_eq!(cli.sandbox_pids_limit, defaults.sandbox_pids_limit);
+        assert_eq!(cli.sandbox_cpu_millis, defaults.sandbox_cpu_millis);
+        assert_eq!(cli.sandbox_workspace_mib, Some(64));
         assert_eq!(cli.listen, "0.0.0.0:12090".parse().unwrap());
         assert!(cli.bearer_token_stdin && cli.exit_with_parent);
 
