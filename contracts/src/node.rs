@@ -367,31 +367,7 @@ pub struct NodeConstraints {
     /// The orchestrator's caps on every sandbox of the node (extension). The node applies the
     /// lower of each cap and its own limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox_limits: Option<SandboxLimitCaps>,
-}
-
-/// Upper bounds on a node's sandbox limits, in the units of the node's `sandbox.limits`; an
-/// absent field leaves the node's own limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxLimitCaps {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mib: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_millis: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmp_mib: Option<u64>,
-    /// Also gives a node whose `/workspace` is its host directory a tmpfs of this size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workspace_mib: Option<u64>,
-}
-
-impl SandboxLimitCaps {
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
+    pub sandbox_limits: Option<crate::worker::SandboxResources>,
 }
 
 /// `node_config_ack_v1` status.

@@ -48,14 +48,17 @@ pub struct SandboxSpec {
     pub job_spec_json: Option<String>,
     /// Tighter limits than the node's for this job; absent: the node's limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequest>,
+    pub resources: Option<SandboxResources>,
 }
 
-/// Limits a job asks for, each at most the node's own: a field left out gets the node's limit;
-/// one above it (or 0) is refused with the limit named, never silently clipped.
+/// Sandbox limits in the units of a node's `sandbox.limits`, each optional: what a job asks for
+/// (`sandbox.resources`: each at most the node's own; a field left out gets the node's limit; one
+/// above it, or 0, is refused with the limit named, never silently clipped), or the caps an
+/// orchestrator puts on a node's limits (`constraints.sandbox_limits`: the node runs with the
+/// lower of cap and own limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResourceRequest {
+pub struct SandboxResources {
     /// Memory (swap limited to the same total), MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
@@ -68,6 +71,17 @@ pub struct ResourceRequest {
     /// Size of the `/tmp` tmpfs, MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp_mib: Option<u64>,
+    /// Size of the `/workspace` tmpfs, MiB. As a cap it also gives a node whose `/workspace` is
+    /// its host directory a tmpfs of this size; a job may ask for it only on a node that
+    /// limits `/workspace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_mib: Option<u64>,
+}
+
+impl SandboxResources {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Phase 1 knows only deny-all policies; both mean `--network=none`.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cynode_contracts::node::SandboxLimitCaps;
+use cynode_contracts::worker::SandboxResources;
 use cynode_service_kit::config::{Env, FileError};
 use cynode_service_kit::duration::{self, Seconds};
 use cynode_service_kit::secrets::{self, Secret, SecretSource};
@@ -64,7 +64,7 @@ struct FileConfig {
     node_inference_image: Option<String>,
     node_inference_port: Option<u16>,
     node_inference_command: Option<String>,
-    node_sandbox_limits: Option<SandboxLimitCaps>,
+    node_sandbox_limits: Option<SandboxResources>,
     database_pool_size: Option<u32>,
     database_url_file: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
@@ -122,7 +122,7 @@ pub struct Config {
     pub node_inference_command: Vec<String>,
     /// Caps on every node's sandbox limits (`[node_sandbox_limits]`, `NODE_SANDBOX_*`), sent in
     /// each node's configuration; a node applies the lower of a cap and its own limit.
-    pub node_sandbox_limits: SandboxLimitCaps,
+    pub node_sandbox_limits: SandboxResources,
     pub database_pool_size: u32,
     secret_files: SecretFiles,
 }
@@ -383,7 +383,7 @@ impl Config {
                     None => Ok(None),
                     Some(text) => positive(name, number(name, Some(text), "0")?).map(Some),
                 };
-                SandboxLimitCaps {
+                SandboxResources {
                     memory_mib: cap("NODE_SANDBOX_MEMORY_MIB", caps.memory_mib)?,
                     cpu_millis: cap("NODE_SANDBOX_CPU_MILLIS", caps.cpu_millis)?,
                     pids: cap("NODE_SANDBOX_PIDS", caps.pids)?,
@@ -546,7 +546,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             cfg.node_sandbox_limits,
-            SandboxLimitCaps {
+            SandboxResources {
                 memory_mib: Some(512),
                 pids: Some(32),
                 ..Default::default()

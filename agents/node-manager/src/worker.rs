@@ -304,9 +304,10 @@ fn health_url(listen_host: &str, port: u16) -> String {
 mod tests {
     use chrono::Utc;
     use cynode_contracts::node::{
-        ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxLimitCaps,
-        SandboxPolicy, WorkerApiConfig,
+        ConfigEndpoints, ConfigOrchestrator, NodeConstraints, NodePolicy, SandboxPolicy,
+        WorkerApiConfig,
     };
+    use cynode_contracts::worker::SandboxResources;
 
     use clap::Parser;
 
@@ -356,7 +357,7 @@ mod tests {
             Some(NodeConstraints {
                 max_request_bytes: Some(500),
                 max_job_timeout_seconds: Some(900),
-                sandbox_limits: Some(SandboxLimitCaps {
+                sandbox_limits: Some(SandboxResources {
                     memory_mib: Some(1024),
                     pids: Some(4096),
                     workspace_mib: Some(64),

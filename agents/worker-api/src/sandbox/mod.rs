@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cynode_contracts::worker::{
-    RESERVED_SANDBOX_ENV, ResourceRequest, RunJobRequest, SandboxLimits,
+    RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits, SandboxResources,
 };
 use cynode_contracts::worker_cli;
 use uuid::Uuid;
@@ -119,7 +119,7 @@ pub struct Resources {
 
 impl Resources {
     /// These limits, tightened to what a job asked for.
-    fn narrowed(self, request: ResourceRequest) -> Result<Self, InvalidJob> {
+    fn narrowed(self, request: SandboxResources) -> Result<Self, InvalidJob> {
         const MIB: u64 = 1024 * 1024;
         // (field, requested in the request's unit, the node's limit in that unit)
         let pick = |field: &'static str, requested: Option<u64>, unit: u64, limit: u64| {
@@ -140,7 +140,11 @@ impl Resources {
             cpu_millis: pick("cpu_millis", request.cpu_millis, 1, self.cpu_millis)?,
             pids: pick("pids", request.pids, 1, self.pids)?,
             tmp_bytes: pick("tmp_mib", request.tmp_mib, MIB, self.tmp_bytes)?,
-            workspace_bytes: self.workspace_bytes,
+            workspace_bytes: match (request.workspace_mib, self.workspace_bytes) {
+                (None, own) => own,
+                (Some(_), None) => return Err(InvalidJob::WorkspaceNotLimited),
+                (requested, Some(limit)) => Some(pick("workspace_mib", requested, MIB, limit)?),
+            },
             log_bytes: self.log_bytes,
         })
     }
@@ -201,6 +205,11 @@ pub enum InvalidJob {
     InferenceDisabled,
     #[error("sandbox.job_spec_json (SBA jobs) is not supported by this node yet")]
     JobSpecUnsupported,
+    #[error(
+        "sandbox.resources.workspace_mib: this node does not limit /workspace (it is the job's \
+         directory on the host)"
+    )]
+    WorkspaceNotLimited,
     #[error("sandbox.resources.{field} must be positive")]
     ZeroResource { field: &'static str },
     #[error("sandbox.resources.{field} {requested} exceeds this node's limit of {max}")]
@@ -433,8 +442,8 @@ mod tests {
     #[test]
     fn a_job_may_narrow_the_node_limits_but_not_widen_them() {
         let l = limits();
-        let ask = |r: ResourceRequest| l.plan(request(|s| s.resources = Some(r)));
-        let plan = ask(ResourceRequest {
+        let ask = |r: SandboxResources| l.plan(request(|s| s.resources = Some(r)));
+        let plan = ask(SandboxResources {
             memory_mib: Some(100),
             pids: Some(7),
             ..Default::default()
@@ -445,7 +454,7 @@ mod tests {
         assert_eq!(plan.limits.cpu_millis, l.resources().cpu_millis);
         assert_eq!(plan.limits.tmp_bytes, l.resources().tmp_bytes);
         assert_eq!(
-            ask(ResourceRequest {
+            ask(SandboxResources {
                 tmp_mib: Some(257),
                 ..Default::default()
             })
@@ -454,7 +463,7 @@ mod tests {
             "sandbox.resources.tmp_mib 257 exceeds this node's limit of 256"
         );
         assert_eq!(
-            ask(ResourceRequest {
+            ask(SandboxResources {
                 cpu_millis: Some(0),
                 ..Default::default()
             })
@@ -462,6 +471,28 @@ mod tests {
             InvalidJob::ZeroResource {
                 field: "cpu_millis"
             }
+        );
+        // `/workspace`: only where the node limits it, and then at most to its size.
+        let workspace = |mib| SandboxResources {
+            workspace_mib: Some(mib),
+            ..Default::default()
+        };
+        assert_eq!(
+            ask(workspace(8)).unwrap_err(),
+            InvalidJob::WorkspaceNotLimited
+        );
+        let sized = limits().with_resources(Resources {
+            workspace_bytes: Some(64 << 20),
+            ..Resources::default()
+        });
+        let plan = sized
+            .plan(request(|s| s.resources = Some(workspace(8))))
+            .unwrap();
+        assert_eq!(plan.limits.workspace_bytes, Some(8 << 20));
+        assert!(
+            sized
+                .plan(request(|s| s.resources = Some(workspace(65))))
+                .is_err()
         );
     }
 
