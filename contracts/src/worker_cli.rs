@@ -35,6 +35,11 @@ pub const DEFAULT_SANDBOX_MEMORY_MIB: u64 = 2048;
 pub const DEFAULT_SANDBOX_CPU_MILLIS: u64 = 1000;
 /// Default of `--sandbox-pids-limit`.
 pub const DEFAULT_SANDBOX_PIDS_LIMIT: u64 = 512;
+/// The least memory (MiB), CPU (thousandths) and pids a sandbox may be given, by the node or a
+/// job: below these a container cannot start (the kernel's CFS quota has a 1 ms floor).
+pub const MIN_SANDBOX_MEMORY_MIB: u64 = 4;
+pub const MIN_SANDBOX_CPU_MILLIS: u64 = 10;
+pub const MIN_SANDBOX_PIDS: u64 = 4;
 /// Default of `--sandbox-tmp-mib`.
 pub const DEFAULT_SANDBOX_TMP_MIB: u64 = 256;
 /// Default of `--sandbox-log-max-bytes` (32 MiB): Podman writes each output line with a
@@ -89,17 +94,17 @@ pub struct WorkerCli {
 
     /// Memory limit of each sandbox (MiB); swap is limited to the same total (no extra swap).
     #[arg(long, env = "CYNODE_SANDBOX_MEMORY_MIB", default_value_t = DEFAULT_SANDBOX_MEMORY_MIB,
-          value_parser = clap::value_parser!(u64).range(4..=1 << 30))]
+          value_parser = clap::value_parser!(u64).range(MIN_SANDBOX_MEMORY_MIB..=1 << 30))]
     pub sandbox_memory_mib: u64,
 
     /// CPU limit of each sandbox in thousandths of a CPU (1000 = one CPU).
     #[arg(long, env = "CYNODE_SANDBOX_CPU_MILLIS", default_value_t = DEFAULT_SANDBOX_CPU_MILLIS,
-          value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+          value_parser = clap::value_parser!(u64).range(MIN_SANDBOX_CPU_MILLIS..=1_000_000))]
     pub sandbox_cpu_millis: u64,
 
     /// Most processes and threads one sandbox may have at once.
     #[arg(long, env = "CYNODE_SANDBOX_PIDS_LIMIT", default_value_t = DEFAULT_SANDBOX_PIDS_LIMIT,
-          value_parser = clap::value_parser!(u64).range(4..=4_194_304))]
+          value_parser = clap::value_parser!(u64).range(MIN_SANDBOX_PIDS..=4_194_304))]
     pub sandbox_pids_limit: u64,
 
     /// Size of each sandbox's `/tmp` tmpfs (MiB); it also counts against the memory limit.

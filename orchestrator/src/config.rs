@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cynode_contracts::worker::SandboxResources;
+use cynode_contracts::worker_cli;
 use cynode_service_kit::config::{Env, FileError};
 use cynode_service_kit::duration::{self, Seconds};
 use cynode_service_kit::secrets::{self, Secret, SecretSource};
@@ -376,19 +377,35 @@ impl Config {
                 .unwrap_or_default(),
             node_sandbox_limits: {
                 let caps = file.node_sandbox_limits.unwrap_or_default();
-                let cap = |name: &str, from_file: Option<u64>| match pick(
+                // At least what a sandbox can start with, or the node's worker would refuse
+                // the lowered limit and not start.
+                let cap = |name: &str, from_file: Option<u64>, min: u64| match pick(
                     name,
                     from_file.map(|v| v.to_string()),
                 ) {
                     None => Ok(None),
-                    Some(text) => positive(name, number(name, Some(text), "0")?).map(Some),
+                    Some(text) => match number(name, Some(text), "0")? {
+                        v if v < min => Err(ConfigError::Invalid {
+                            key: name.to_owned(),
+                            message: format!("must be at least {min}"),
+                        }),
+                        v => Ok(Some(v)),
+                    },
                 };
                 SandboxResources {
-                    memory_mib: cap("NODE_SANDBOX_MEMORY_MIB", caps.memory_mib)?,
-                    cpu_millis: cap("NODE_SANDBOX_CPU_MILLIS", caps.cpu_millis)?,
-                    pids: cap("NODE_SANDBOX_PIDS", caps.pids)?,
-                    tmp_mib: cap("NODE_SANDBOX_TMP_MIB", caps.tmp_mib)?,
-                    workspace_mib: cap("NODE_SANDBOX_WORKSPACE_MIB", caps.workspace_mib)?,
+                    memory_mib: cap(
+                        "NODE_SANDBOX_MEMORY_MIB",
+                        caps.memory_mib,
+                        worker_cli::MIN_SANDBOX_MEMORY_MIB,
+                    )?,
+                    cpu_millis: cap(
+                        "NODE_SANDBOX_CPU_MILLIS",
+                        caps.cpu_millis,
+                        worker_cli::MIN_SANDBOX_CPU_MILLIS,
+                    )?,
+                    pids: cap("NODE_SANDBOX_PIDS", caps.pids, worker_cli::MIN_SANDBOX_PIDS)?,
+                    tmp_mib: cap("NODE_SANDBOX_TMP_MIB", caps.tmp_mib, 1)?,
+                    workspace_mib: cap("NODE_SANDBOX_WORKSPACE_MIB", caps.workspace_mib, 1)?,
                 }
             },
             database_pool_size: positive(
@@ -565,6 +582,13 @@ mod tests {
         assert!(
             zero.to_string().contains("NODE_SANDBOX_WORKSPACE_MIB"),
             "{zero}"
+        );
+        let tiny =
+            Config::from_lookup(|name| (name == "NODE_SANDBOX_CPU_MILLIS").then(|| "5".to_owned()))
+                .unwrap_err();
+        assert_eq!(
+            tiny.to_string(),
+            "NODE_SANDBOX_CPU_MILLIS: must be at least 10"
         );
         assert!(toml::from_str::<FileConfig>("[node_sandbox_limits]\ngpus = 1\n").is_err());
     }

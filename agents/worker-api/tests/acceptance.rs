@@ -349,10 +349,10 @@ async fn bad_requests_are_refused_with_the_reason_and_create_nothing() {
             "sandbox.resources.cpu_millis 1001 exceeds this node's limit of 1000",
         ),
         (
-            "no processes at all",
-            json!({"command": ["true"], "resources": {"pids": 0}}),
+            "too few processes to start",
+            json!({"command": ["true"], "resources": {"pids": 1}}),
             400,
-            "sandbox.resources.pids must be positive",
+            "sandbox.resources.pids 1 is below the least a sandbox may have, 4",
         ),
         (
             "unknown resource",

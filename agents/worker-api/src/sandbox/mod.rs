@@ -121,12 +121,16 @@ impl Resources {
     /// These limits, tightened to what a job asked for.
     fn narrowed(self, request: SandboxResources) -> Result<Self, InvalidJob> {
         const MIB: u64 = 1024 * 1024;
-        // (field, requested in the request's unit, the node's limit in that unit)
-        let pick = |field: &'static str, requested: Option<u64>, unit: u64, limit: u64| {
+        // The request is in the field's unit (`unit` bytes, or 1), the node's limit in bytes.
+        let pick = |field: &'static str, requested: Option<u64>, (min, unit): (u64, u64), limit| {
             let max = limit / unit;
             match requested {
                 None => Ok(limit),
-                Some(0) => Err(InvalidJob::ZeroResource { field }),
+                Some(r) if r < min => Err(InvalidJob::BelowMinimum {
+                    field,
+                    requested: r,
+                    min,
+                }),
                 Some(r) if r > max => Err(InvalidJob::OverLimit {
                     field,
                     requested: r,
@@ -136,14 +140,31 @@ impl Resources {
             }
         };
         Ok(Self {
-            memory_bytes: pick("memory_mib", request.memory_mib, MIB, self.memory_bytes)?,
-            cpu_millis: pick("cpu_millis", request.cpu_millis, 1, self.cpu_millis)?,
-            pids: pick("pids", request.pids, 1, self.pids)?,
-            tmp_bytes: pick("tmp_mib", request.tmp_mib, MIB, self.tmp_bytes)?,
+            memory_bytes: pick(
+                "memory_mib",
+                request.memory_mib,
+                (worker_cli::MIN_SANDBOX_MEMORY_MIB, MIB),
+                self.memory_bytes,
+            )?,
+            cpu_millis: pick(
+                "cpu_millis",
+                request.cpu_millis,
+                (worker_cli::MIN_SANDBOX_CPU_MILLIS, 1),
+                self.cpu_millis,
+            )?,
+            pids: pick(
+                "pids",
+                request.pids,
+                (worker_cli::MIN_SANDBOX_PIDS, 1),
+                self.pids,
+            )?,
+            tmp_bytes: pick("tmp_mib", request.tmp_mib, (1, MIB), self.tmp_bytes)?,
             workspace_bytes: match (request.workspace_mib, self.workspace_bytes) {
                 (None, own) => own,
                 (Some(_), None) => return Err(InvalidJob::WorkspaceNotLimited),
-                (requested, Some(limit)) => Some(pick("workspace_mib", requested, MIB, limit)?),
+                (requested, Some(limit)) => {
+                    Some(pick("workspace_mib", requested, (1, MIB), limit)?)
+                }
             },
             log_bytes: self.log_bytes,
         })
@@ -210,8 +231,12 @@ pub enum InvalidJob {
          directory on the host)"
     )]
     WorkspaceNotLimited,
-    #[error("sandbox.resources.{field} must be positive")]
-    ZeroResource { field: &'static str },
+    #[error("sandbox.resources.{field} {requested} is below the least a sandbox may have, {min}")]
+    BelowMinimum {
+        field: &'static str,
+        requested: u64,
+        min: u64,
+    },
     #[error("sandbox.resources.{field} {requested} exceeds this node's limit of {max}")]
     OverLimit {
         field: &'static str,
@@ -468,8 +493,10 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err(),
-            InvalidJob::ZeroResource {
-                field: "cpu_millis"
+            InvalidJob::BelowMinimum {
+                field: "cpu_millis",
+                requested: 0,
+                min: 10
             }
         );
         // `/workspace`: only where the node limits it, and then at most to its size.
