@@ -265,7 +265,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         tasks.push(handle);
     }
     let tracker = tokio::spawn(readiness::track_status(state.clone()));
-    let drivers = tokio::spawn(pm::planner::drive_requested(
+    let driver_requests = tokio::spawn(pm::planner::drive_requested(
         state.clone(),
         planner_requests,
     ));
@@ -273,7 +273,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     tasks.push(tokio::spawn(async move {
         stopped(rx).await;
         tracker.abort();
-        drivers.abort();
+        driver_requests.abort();
     }));
     cynode_service_kit::notify::ready("migrated and listening");
     Ok(Running {
