@@ -11,6 +11,7 @@ use cynode_contracts::node::{
     WorkerApiConfig,
 };
 use cynode_contracts::problem::Problem;
+use cynode_contracts::worker::SandboxResources;
 use cynode_contracts::{PAYLOAD_VERSION, check_version};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,6 +49,11 @@ use cynode_contracts::routes::node::{
 struct ConfigContent {
     worker_api_target_url: Option<String>,
     inference_backend: InferenceBackend,
+    /// The orchestrator's caps on the node's sandbox limits: changing them is a new
+    /// configuration. Left out when there are none, so content stored before caps existed is
+    /// still equal (no new version, no node restart, for an upgrade alone).
+    #[serde(default, skip_serializing_if = "SandboxResources::is_empty")]
+    sandbox_limits: SandboxResources,
 }
 
 fn validate_report(report: &NodeCapabilityReport) -> Result<()> {
@@ -110,6 +116,7 @@ fn content_for(config: &Config, report: &NodeCapabilityReport) -> ConfigContent 
             .as_ref()
             .map(|w| w.base_url.trim_end_matches('/').to_owned()),
         inference_backend: inference_backend(config, report),
+        sandbox_limits: config.node_sandbox_limits,
     }
 }
 
@@ -386,7 +393,7 @@ pub async fn configuration(
         constraints: Some(NodeConstraints {
             max_request_bytes: None,
             max_job_timeout_seconds: Some(state.config.max_job_timeout_seconds()),
-            sandbox_limits: Some(state.config.node_sandbox_limits).filter(|caps| !caps.is_empty()),
+            sandbox_limits: Some(content.sandbox_limits).filter(|caps| !caps.is_empty()),
         }),
         notes: String::new(),
     })

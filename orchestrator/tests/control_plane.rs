@@ -6,6 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use cynode_contracts::node::NodeConfigurationPayload;
+use cynode_contracts::routes;
 use cynode_orchestrator::Role;
 use cynode_orchestrator::auth::TokenType;
 use serde_json::{Value, json};
@@ -603,12 +605,54 @@ async fn sandbox_limit_caps_reach_the_node_in_its_configuration() {
     ])
     .await;
     let mut node = Node::register(&o, "capped", "http://127.0.0.1:1").await;
-    let constraints = node.fetch_config(&o).await.constraints.clone().unwrap();
-    let caps = constraints.sandbox_limits.expect("caps delivered");
+    let config = node.fetch_config(&o).await.clone();
+    let caps = config
+        .constraints
+        .unwrap()
+        .sandbox_limits
+        .expect("caps delivered");
     assert_eq!(
         (caps.memory_mib, caps.workspace_mib, caps.cpu_millis),
         (Some(512), Some(256), None)
     );
+    // Changed caps are a new configuration (the node applies it), the same ones are not. The
+    // node talks to another orchestrator process on the same database, as after a restart.
+    let fetch = async |orchestrator: &Orchestrator| -> NodeConfigurationPayload {
+        let url = format!("{}{}", orchestrator.cp, routes::node::CONFIG);
+        let resp = orchestrator.get_url(&url, node.jwt()).await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    };
+    let same = Orchestrator::start_on(
+        &o.database_url,
+        Role::All,
+        &[
+            ("NODE_SANDBOX_MEMORY_MIB", "512"),
+            ("NODE_SANDBOX_WORKSPACE_MIB", "256"),
+        ],
+    )
+    .await;
+    assert_eq!(fetch(&same).await.config_version, config.config_version);
+    let tighter = Orchestrator::start_on(
+        &o.database_url,
+        Role::All,
+        &[("NODE_SANDBOX_MEMORY_MIB", "256")],
+    )
+    .await;
+    // Nodes report their capabilities periodically; the configuration follows the latest.
+    let report = tighter
+        .http
+        .post(format!("{}{}", tighter.cp, routes::node::CAPABILITY))
+        .bearer_auth(node.jwt())
+        .json(&capability("capped", "http://127.0.0.1:1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 204);
+    let changed = fetch(&tighter).await;
+    assert!(changed.config_version > config.config_version);
+    let caps = changed.constraints.unwrap().sandbox_limits.unwrap();
+    assert_eq!((caps.memory_mib, caps.workspace_mib), (Some(256), None));
 
     let o = Orchestrator::start(&[]).await;
     let mut node = Node::register(&o, "free", "http://127.0.0.1:1").await;
