@@ -61,6 +61,14 @@ run cynork task create --name hello --wait \
   --command 'ls -ld /workspace; cat /etc/hostname >/workspace/proof.txt && echo wrote /workspace/proof.txt'
 run cynork task logs hello
 
+say "Locked down: container root is an unprivileged host uid, no new user namespaces, limits in the result"
+run cynork task create --name lockdown --wait \
+  --command 'echo "uid_map: $(cat /proc/self/uid_map)"' \
+  --command 'unshare -U true 2>/dev/null && echo "unshare -U: allowed" || echo "unshare -U: refused"'
+printf '\033[2m$ cynork -o json task result lockdown  # .jobs[0].result.limits\033[0m\n'
+cynork -o json task result lockdown |
+  python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["jobs"][0]["result"]["limits"]))'
+
 say "Inference from a sandbox: a pod with loopback only, the node's model through its sidecar"
 cat >"$DEMO/ask-model.sh" <<'SH'
 echo "interfaces: $(ls /sys/class/net)   OLLAMA_BASE_URL=$OLLAMA_BASE_URL"
