@@ -279,10 +279,9 @@ mod tests {
         assert!(!has_subid_range("containers:x:65536\n", "containers"));
     }
 
-    #[test]
-    fn the_report_says_whether_sandboxes_get_user_namespaces() {
-        let config = crate::config::for_tests("");
-        let mut facts = StaticFacts {
+    /// A Linux host with Podman `version` and `features`, nothing else detected.
+    fn podman_facts(version: &str, features: &[&str]) -> StaticFacts {
+        StaticFacts {
             platform: Platform {
                 os: "linux".into(),
                 arch: "x86_64".into(),
@@ -293,12 +292,18 @@ mod tests {
             gpu: Gpu::default(),
             runtime: Some(ContainerRuntime {
                 runtime: "podman".into(),
-                version: Some("4.3.1".into()),
+                version: Some(version.into()),
                 rootless_supported: true,
                 rootless_enabled: false,
             }),
-            sandbox_features: vec!["netns".into()],
-        };
+            sandbox_features: features.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_report_says_whether_sandboxes_get_user_namespaces() {
+        let config = crate::config::for_tests("");
+        let mut facts = podman_facts("4.3.1", &["netns"]);
         let sandbox = |facts: &StaticFacts| report(&config, facts, None, false).sandbox.unwrap();
         assert!(!sandbox(&facts).user_namespace);
         facts.sandbox_features.push(USERNS_FEATURE.into());
@@ -320,23 +325,7 @@ mod tests {
     #[test]
     fn existing_service_is_the_start_up_decision_whatever_the_probe_says() {
         let config = crate::config::for_tests("");
-        let facts = StaticFacts {
-            platform: Platform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                distro: None,
-                kernel_version: None,
-            },
-            cpu_model: None,
-            gpu: Gpu::default(),
-            runtime: Some(ContainerRuntime {
-                runtime: "podman".into(),
-                version: Some("5".into()),
-                rootless_supported: true,
-                rootless_enabled: false,
-            }),
-            sandbox_features: Vec::new(),
-        };
+        let facts = podman_facts("5", &[]);
         for found_running in [true, false] {
             let report = report(&config, &facts, None, found_running);
             let inference = report.inference.expect("inference capability");
