@@ -106,12 +106,8 @@ pub async fn worker_token(
     let Some((id, Some(stored))) = row else {
         anyhow::bail!("node {slug} does not exist or has no worker token yet");
     };
-    let keys = worker_tokens::TokenKeys::new(
-        secrets.worker_token_key.as_ref(),
-        secrets.worker_token_key_previous.as_ref(),
-        &secrets.jwt_secret,
-    );
-    keys.open(id, &stored)
+    worker_tokens::TokenKeys::from_secrets(secrets)
+        .open(id, &stored)
         .map_err(|e| anyhow::anyhow!("cannot decrypt the worker token of node {slug}: {e}"))
 }
 
@@ -181,11 +177,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let db = connect(&config, &secrets.database_url).await?;
     migrate(&db).await?;
     users::bootstrap(&db, secrets.bootstrap_admin_password.as_ref()).await?;
-    let token_keys = worker_tokens::TokenKeys::new(
-        secrets.worker_token_key.as_ref(),
-        secrets.worker_token_key_previous.as_ref(),
-        &secrets.jwt_secret,
-    );
+    let token_keys = worker_tokens::TokenKeys::from_secrets(&secrets);
     worker_tokens::reencrypt_all(&db, &token_keys).await?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))

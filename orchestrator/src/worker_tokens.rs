@@ -5,9 +5,9 @@
 //!
 //! The key is `WORKER_TOKEN_KEY` (credential `worker-token-key`); without it, a key derived from
 //! the JWT secret is used, so a database dump alone never holds the tokens. Rotation: the old key
-//! goes to `WORKER_TOKEN_KEY_PREVIOUS` (the JWT-derived key is tried too once an explicit key
-//! is set) (credential `worker-token-key-previous`) and at start-up
-//! [`reencrypt_all`] rewrites every row with the current key; plaintext rows from before this
+//! goes to `WORKER_TOKEN_KEY_PREVIOUS` (credential `worker-token-key-previous`; once an explicit
+//! key is set, the JWT-derived key is tried too) and at start-up [`reencrypt_all`] rewrites
+//! every row with the current key; plaintext rows from before this
 //! change are encrypted by the same pass. A row neither key opens gets a fresh token and a new
 //! `config_version`, so its node restarts and picks it up.
 
@@ -20,6 +20,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth;
+use crate::config::Secrets;
 use crate::error::{Error, Result};
 
 const PREFIX: &str = "enc:v1:";
@@ -59,6 +60,15 @@ pub enum Opened {
 }
 
 impl TokenKeys {
+    /// The keys a process's secrets give.
+    pub fn from_secrets(secrets: &Secrets) -> Self {
+        Self::new(
+            secrets.worker_token_key.as_ref(),
+            secrets.worker_token_key_previous.as_ref(),
+            &secrets.jwt_secret,
+        )
+    }
+
     /// `key` is `WORKER_TOKEN_KEY` when set; else the key is derived from `jwt_secret`.
     pub fn new(key: Option<&Secret>, previous: Option<&Secret>, jwt_secret: &Secret) -> Self {
         let derived = || {

@@ -501,8 +501,9 @@ impl Sandboxes {
             return Ok(());
         }
         let map = |host: u32| json!([{"container_id": 0, "host_id": host, "size": USERNS_SIZE}]);
+        let name = format!("cynodeai-cleanup-{job_id}");
         let mut spec = json!({
-            "name": format!("cynodeai-cleanup-{job_id}"),
+            "name": &name,
             "image": image,
             "entrypoint": ["sh"],
             "command": ["-c", "chmod 0755 /w && rm -rf /w/* /w/.[!.]* /w/..?*"],
@@ -522,11 +523,10 @@ impl Sandboxes {
         }
         let body = serde_json::to_vec(&spec).expect("JSON");
         // One an earlier sweep left when its worker died would hold the name.
-        let stale = format!("cynodeai-cleanup-{job_id}");
         let _ = self
             .podman
             .containers()
-            .get(&stale)
+            .get(&name)
             .delete(&ContainerDeleteOpts::builder().force(true).build())
             .await;
         let id = create_container(&self.socket, body)
