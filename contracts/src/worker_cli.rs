@@ -35,6 +35,11 @@ pub const DEFAULT_SANDBOX_MEMORY_MIB: u64 = 2048;
 pub const DEFAULT_SANDBOX_CPU_MILLIS: u64 = 1000;
 /// Default of `--sandbox-pids-limit`.
 pub const DEFAULT_SANDBOX_PIDS_LIMIT: u64 = 512;
+/// How many uids and gids each sandbox's user namespace maps (container ids `0..65536`, so that
+/// `nobody` (65534) exists too). The node manager reports user namespaces only where the
+/// subordinate ranges hold at least this many.
+pub const SANDBOX_USERNS_SIZE: u32 = 65536;
+
 /// The least memory (MiB), CPU (thousandths) and pids a sandbox may be given, by the node or a
 /// job: below these a container cannot start (the kernel's CFS quota has a 1 ms floor).
 pub const MIN_SANDBOX_MEMORY_MIB: u64 = 4;

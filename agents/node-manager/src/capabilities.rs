@@ -10,6 +10,7 @@ use cynode_contracts::node::{
     Compute, ContainerRuntime, Gpu, GpuDevice, InferenceCapability, NodeCapabilityReport,
     NodeIdentity, Platform, SandboxCapability, WorkerApiEndpoint,
 };
+use cynode_contracts::worker_cli;
 
 use crate::config::{Config, SandboxMode};
 use crate::model_server::ModelSnapshot;
@@ -153,8 +154,6 @@ async fn runtime_facts(podman: &podman_api::Podman) -> (Option<ContainerRuntime>
 const USERNS_FEATURE: &str = "userns";
 /// Whose subordinate ids Podman's `auto` user namespaces use.
 const SUBID_USER: &str = "containers";
-/// Per sandbox (the worker's `USERNS_SIZE`).
-const USERNS_SIZE: u64 = 65536;
 
 /// Whether an `/etc/subuid`-style text gives `user` at least one sandbox's worth of ids.
 fn has_subid_range(text: &str, user: &str) -> bool {
@@ -165,7 +164,7 @@ fn has_subid_range(text: &str, user: &str) -> bool {
             && fields
                 .next()
                 .and_then(|s| s.parse::<u64>().ok())
-                .is_some_and(|count| count >= USERNS_SIZE)
+                .is_some_and(|count| count >= u64::from(worker_cli::SANDBOX_USERNS_SIZE))
     })
 }
 

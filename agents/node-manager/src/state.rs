@@ -155,7 +155,7 @@ impl StateDb {
                      orchestrator_base_url = excluded.orchestrator_base_url,
                      node_config_url = excluded.node_config_url,
                      node_report_url = excluded.node_report_url,
-                      jwt_expires_at = excluded.jwt_expires_at",
+                     jwt_expires_at = excluded.jwt_expires_at",
                 params![
                     node_slug,
                     Utc::now().to_rfc3339(),

@@ -27,7 +27,8 @@ pub fn sweep_interval(retention: Duration) -> Duration {
 /// Empties a job's workspace (by job id and workspace path) when this process may not: its
 /// files belong to the job's user namespace (see `Sandboxes::empty_workspace`). Called from
 /// the sweep's blocking thread.
-pub type EmptyWorkspace = Arc<dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync>;
+pub type EmptyWorkspace = Arc<EmptyFn>;
+pub type EmptyFn = dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync;
 
 /// Sweeps at start-up and then every [`sweep_interval`] until `shutdown` turns true.
 pub async fn run(
@@ -53,11 +54,7 @@ pub async fn run(
 }
 
 /// One pass over the mount root; returns how many job directories it removed.
-pub fn sweep(
-    ledger: &JobLedger,
-    retention: Duration,
-    empty: &(dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync),
-) -> usize {
+pub fn sweep(ledger: &JobLedger, retention: Duration, empty: &EmptyFn) -> usize {
     let root = ledger.mount_root();
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
@@ -105,11 +102,7 @@ pub fn sweep(
 /// `remove_dir_all`; if a job left a directory without owner permissions (this process has
 /// no CAP_DAC_OVERRIDE), gives them back and tries again; if the workspace's files belong to the
 /// job's user namespace, has them removed by `empty` first.
-fn remove(
-    dir: &Path,
-    job_id: Uuid,
-    empty: &(dyn Fn(Uuid, &Path) -> Result<(), String> + Send + Sync),
-) -> std::io::Result<()> {
+fn remove(dir: &Path, job_id: Uuid, empty: &EmptyFn) -> std::io::Result<()> {
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
     }

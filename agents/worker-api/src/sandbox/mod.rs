@@ -36,12 +36,8 @@ pub const LABEL_DEADLINE: &str = "cynodeai.deadline";
 /// Inside the sandbox the per-job host directory is here; it is also the working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
 
-/// How many uids and gids each sandbox's user namespace maps (container ids `0..65536`, so that
-/// `nobody` (65534) exists too).
-pub const USERNS_SIZE: u32 = 65536;
-
 /// The spec fields that give a sandbox (or an inference job's pod, whose containers share it)
-/// a user namespace of its own: Podman's `auto` mode picks a free range of `USERNS_SIZE` host
+/// a user namespace of its own: Podman's `auto` mode picks a free range of `SANDBOX_USERNS_SIZE` host
 /// ids from the `containers` entry of `/etc/subuid` and `/etc/subgid` (the bootstrap writes
 /// them), so container root is an unprivileged host uid, distinct for every live sandbox.
 ///
@@ -52,7 +48,7 @@ fn auto_userns() -> serde_json::Map<String, serde_json::Value> {
     fields.insert("userns".into(), serde_json::json!({"nsmode": "auto"}));
     fields.insert(
         "idmappings".into(),
-        serde_json::json!({"AutoUserNs": true, "AutoUserNsOpts": {"Size": USERNS_SIZE}}),
+        serde_json::json!({"AutoUserNs": true, "AutoUserNsOpts": {"Size": worker_cli::SANDBOX_USERNS_SIZE}}),
     );
     fields
 }

@@ -26,9 +26,10 @@ use super::create::{CreateError, create_body_with, create_container};
 use super::output::CappedStream;
 use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
 use super::{
-    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, USERNS_SIZE,
-    WORKSPACE_DIR, auto_userns,
+    JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
+    auto_userns,
 };
+use cynode_contracts::worker_cli::SANDBOX_USERNS_SIZE;
 use serde_json::json;
 
 /// Exit codes a shell gives for a command it cannot find or cannot execute; we report the same
@@ -500,7 +501,8 @@ impl Sandboxes {
         if meta.uid() == 0 || !meta.is_dir() {
             return Ok(());
         }
-        let map = |host: u32| json!([{"container_id": 0, "host_id": host, "size": USERNS_SIZE}]);
+        let map =
+            |host: u32| json!([{"container_id": 0, "host_id": host, "size": SANDBOX_USERNS_SIZE}]);
         let name = format!("cynodeai-cleanup-{job_id}");
         let mut spec = json!({
             "name": &name,
