@@ -21,12 +21,24 @@ pub mod worker {
     /// unchanged), `404` if the node has no such job. Idempotent. Build it with [`job_stop`].
     pub const JOB_STOP: &str = "/v1/worker/jobs/{job_id}/stop";
 
+    /// `POST`, no body: stop a job's sandbox because the job is to run elsewhere (its node was
+    /// drained). The run is interrupted and nothing of it is kept, so a later delivery runs it
+    /// afresh. `204` once interrupted, `200` with its `RunJobResponse` if it had already ended,
+    /// `404` if the node has no such job. Build it with [`job_requeue`].
+    pub const JOB_REQUEUE: &str = "/v1/worker/jobs/{job_id}/requeue";
+
     /// [`JOB_STOP`] for one job (a UUID needs no percent-encoding).
     pub fn job_stop(job_id: uuid::Uuid) -> String {
-        format!(
-            "/{}",
-            super::fill(JOB_STOP, &[&job_id.to_string()]).join("/")
-        )
+        job_path(JOB_STOP, job_id)
+    }
+
+    /// [`JOB_REQUEUE`] for one job.
+    pub fn job_requeue(job_id: uuid::Uuid) -> String {
+        job_path(JOB_REQUEUE, job_id)
+    }
+
+    fn job_path(template: &str, job_id: uuid::Uuid) -> String {
+        format!("/{}", super::fill(template, &[&job_id.to_string()]).join("/"))
     }
     /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";
@@ -60,8 +72,15 @@ pub mod user {
     pub const API_KEY: &str = "/v1/users/me/api-keys/{id}";
     /// Token usage totals of the caller.
     pub const USAGE: &str = "/v1/users/me/usage";
-    /// `DELETE` (admin only): revoke a node; it can register again only as a new node.
+    /// `GET` (admin only): every node, with state, capacity and running jobs.
+    pub const NODES: &str = "/v1/nodes";
+    /// `GET` (admin only): one node; `DELETE`: revoke it, it can register again only as a new
+    /// node.
     pub const NODE: &str = "/v1/nodes/{slug}";
+    /// `POST` (admin only): no new jobs for the node; optional deadline for its running ones.
+    pub const NODE_DRAIN: &str = "/v1/nodes/{slug}/drain";
+    /// `POST` (admin only): the node takes jobs again.
+    pub const NODE_UNDRAIN: &str = "/v1/nodes/{slug}/undrain";
     /// `POST`: create a task; `GET`: list tasks.
     pub const TASKS: &str = "/v1/tasks";
     /// `GET`: one task, by id or name.

@@ -136,6 +136,82 @@ pub struct CreateTaskRequest {
     pub use_sba: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_inference: Option<bool>,
+    /// What a node must offer to run this task's jobs; a job no node meets waits, with the
+    /// reason in the task's `wait_reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<JobRequirements>,
+}
+
+/// What a node must offer to run a job (`requirements` of a task). Every field narrows the
+/// nodes that may run it; left out, it narrows nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequirements {
+    /// Labels the node must carry (all of them): at most 16, each 1 to 64 characters of
+    /// letters, digits and `._-:/=`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// A model the node's inference server must serve (1 to 200 characters, no control
+    /// characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Least memory the node must have, MB (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_memory_mb: Option<u64>,
+    /// Least CPU cores the node must have (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cpu_cores: Option<u32>,
+    /// `true`: only a node with a GPU; `false` or left out: any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<bool>,
+}
+
+/// Most labels a job may require.
+pub const MAX_REQUIRED_LABELS: usize = 16;
+/// Longest label, in characters.
+pub const MAX_LABEL_CHARS: usize = 64;
+/// Longest model name a job may require, in characters.
+pub const MAX_MODEL_NAME_CHARS: usize = 200;
+
+impl JobRequirements {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks the documented bounds; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.labels.len() > MAX_REQUIRED_LABELS {
+            return Err(format!(
+                "requirements.labels has {} entries; at most {MAX_REQUIRED_LABELS} are allowed",
+                self.labels.len()
+            ));
+        }
+        for (i, label) in self.labels.iter().enumerate() {
+            let fine = |c: char| c.is_ascii_alphanumeric() || "._-:/=".contains(c);
+            if label.is_empty() || label.len() > MAX_LABEL_CHARS || !label.chars().all(fine) {
+                return Err(format!(
+                    "requirements.labels[{i}] must be 1 to {MAX_LABEL_CHARS} letters, digits or ._-:/="
+                ));
+            }
+        }
+        if let Some(model) = &self.model {
+            if model.trim().is_empty()
+                || model.chars().count() > MAX_MODEL_NAME_CHARS
+                || model.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "requirements.model must be 1 to {MAX_MODEL_NAME_CHARS} characters without control characters"
+                ));
+            }
+        }
+        if self.min_memory_mb == Some(0) {
+            return Err("requirements.min_memory_mb must be at least 1".into());
+        }
+        if self.min_cpu_cores == Some(0) {
+            return Err("requirements.min_cpu_cores must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// Most attachments a task may name.
@@ -248,6 +324,12 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<JobRequirements>,
+    /// Why a job of the task is waiting for a node (`no node serves model …`, `all nodes at
+    /// capacity`); absent when nothing waits for that reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_reason: Option<String>,
 }
 
 /// `GET /v1/tasks`.
@@ -796,4 +878,66 @@ pub struct PageQuery {
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+}
+
+/// A node's state as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Registered, configured and heard from recently: it takes jobs (`ready` says whether
+    /// right now).
+    Active,
+    /// Taken out of service by an admin: no new jobs; its running jobs finish, or past the
+    /// drain deadline run again elsewhere.
+    Drained,
+    /// Not heard from within the orchestrator's staleness window, or not (yet) configured.
+    Inactive,
+}
+
+/// `GET /v1/nodes/{slug}` (admin): what placement knows about a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeInfo {
+    pub node_slug: String,
+    pub state: NodeState,
+    /// Whether the dispatcher would give it a job now (active, configured, acked, not paused
+    /// after a failed delivery, below capacity).
+    pub ready: bool,
+    /// When a drain's deadline passes: its running jobs are then requeued elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<DateTime<Utc>>,
+    pub labels: Vec<String>,
+    /// Models its inference server serves (empty without inference).
+    pub models: Vec<String>,
+    /// Most jobs at once; absent: no limit reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    pub running_jobs: u32,
+    pub cpu_cores: u32,
+    pub memory_mb: u64,
+    pub gpu: bool,
+    pub config_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_ack_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/nodes` (admin), by slug.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// Longest drain deadline, in seconds (a week).
+pub const MAX_DRAIN_DEADLINE_SECONDS: u64 = 7 * 24 * 3600;
+
+/// `POST /v1/nodes/{slug}/drain` (admin). The body may be left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Seconds from now after which jobs still running there are stopped and requeued
+    /// elsewhere (1 to a week); left out: they may finish however long they take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604800)]
+    pub deadline_seconds: Option<u64>,
 }

@@ -219,6 +219,22 @@ impl CurrentUser {
     }
 }
 
+/// A [`CurrentUser`] who is the admin (node management); anyone else gets 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub CurrentUser);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.handle != crate::users::ADMIN_HANDLE {
+            return Err(Problem::forbidden("only the admin may manage nodes").into());
+        }
+        Ok(Self(user))
+    }
+}
+
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;
 

@@ -50,6 +50,14 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
         if let Err(e) = jobs::reap_expired(&state.db, &state.config).await {
             tracing::warn!(error = %e, "requeueing expired leases failed");
         }
+        match jobs::requeue_drained(&state.db, &state.worker_tokens).await {
+            Ok(stopped) if !stopped.is_empty() => {
+                let http = state.http.clone();
+                tokio::spawn(async move { stop_sandboxes(&http, &stopped, Stop::Requeue).await });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "requeueing jobs of drained nodes failed"),
+        }
         // Claim while there is capacity and work.
         loop {
             let permit = tokio::select! {
@@ -320,16 +328,26 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
     }
 }
 
-/// Asks each node to stop the sandbox of a job of a task that was just canceled, all at once and
-/// each within [`STOP_TIMEOUT`]. Best effort: the cancel has already been recorded and stands;
-/// a node that cannot be told is logged, and its sandbox ends at its timeout.
-pub async fn stop_sandboxes(http: &reqwest::Client, running: &[RunningJob]) {
+/// Why the dispatcher stops a job on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Its task was canceled: the node keeps the `canceled` result.
+    Cancel,
+    /// It runs again elsewhere: the node keeps nothing, so a later delivery there runs it.
+    Requeue,
+}
+
+/// Asks each node to stop the sandbox of a job that was just canceled, or requeued from a
+/// drained node, all at once and each within [`STOP_TIMEOUT`]. Best effort: the change has
+/// already been recorded and stands; a node that cannot be told is logged, and its sandbox ends
+/// at its timeout.
+pub async fn stop_sandboxes(http: &reqwest::Client, running: &[RunningJob], why: Stop) {
     let stops = running.iter().map(|job| async move {
-        let url = format!(
-            "{}{}",
-            job.url.trim_end_matches('/'),
-            routes::worker::job_stop(job.job_id)
-        );
+        let path = match why {
+            Stop::Cancel => routes::worker::job_stop(job.job_id),
+            Stop::Requeue => routes::worker::job_requeue(job.job_id),
+        };
+        let url = format!("{}{path}", job.url.trim_end_matches('/'));
         let sent = http
             .post(&url)
             .bearer_auth(job.token.expose())
@@ -339,13 +357,13 @@ pub async fn stop_sandboxes(http: &reqwest::Client, running: &[RunningJob]) {
         match sent {
             Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 404 => {
                 // 404: the node never got the job (the dispatch was still on its way); nothing runs.
-                tracing::info!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "asked the node to stop the canceled job's sandbox");
+                tracing::info!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "asked the node to stop the job's sandbox");
             }
             Ok(resp) => {
-                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "the node did not stop the canceled job's sandbox; it ends at its timeout");
+                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "the node did not stop the job's sandbox; it ends at its timeout");
             }
             Err(e) => {
-                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, error = %error_chain(&e), "cannot reach the node to stop the canceled job's sandbox; it ends at its timeout");
+                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, error = %error_chain(&e), "cannot reach the node to stop the job's sandbox; it ends at its timeout");
             }
         }
     });

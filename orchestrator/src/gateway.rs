@@ -11,24 +11,25 @@ use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, LoginRequest, LogoutRequest, RefreshRequest, Task, TaskList,
+    CancelResponse, CreateTaskRequest, DrainRequest, LoginRequest, LogoutRequest, NodeInfo,
+    NodeList, RefreshRequest, Task, TaskList,
     TaskLogStream, TaskLogs, TaskResult, TaskStatus, TaskSteps, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
 
 use crate::apikeys::BearerTakesApiKeys;
-use crate::auth::CurrentUser;
+use crate::auth::{Admin, CurrentUser};
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, chat, tasks, usage, web};
+use crate::{AppState, apikeys, chat, nodes, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, task_steps, revoke_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -47,7 +48,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::user::API_KEY, delete(apikeys::revoke))
         .route(routes::user::USAGE, get(usage::report))
-        .route(routes::user::NODE, delete(revoke_node))
+        .route(routes::user::NODES, get(list_nodes))
+        .route(routes::user::NODE, get(get_node).delete(revoke_node))
+        .route(routes::user::NODE_DRAIN, post(drain_node))
+        .route(routes::user::NODE_UNDRAIN, post(undrain_node))
         .route(routes::user::TASKS, post(create_task).get(list_tasks))
         .route(routes::user::TASK, get(get_task))
         .route(routes::user::TASK_RESULT, get(task_result))
@@ -78,14 +82,66 @@ pub fn router(state: AppState) -> Router {
 ))]
 async fn revoke_node(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
-    if user.handle != users::ADMIN_HANDLE {
-        return Err(Problem::forbidden("only the admin may revoke nodes").into());
-    }
-    crate::nodes::revoke(&state, &slug).await?;
+    nodes::revoke(&state, &slug).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every node with its state, capacity, running jobs and models (admin only).
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])), responses(
+    (status = 200, body = NodeList), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"),
+))]
+async fn list_nodes(State(state): State<AppState>, _: Admin) -> Result<Json<NodeList>> {
+    Ok(Json(nodes::list(&state).await?))
+}
+
+/// One node (admin only).
+#[utoipa::path(get, path = "/v1/nodes/{slug}", tag = "nodes", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "the node's slug")), responses(
+    (status = 200, body = NodeInfo), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+))]
+async fn get_node(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<NodeInfo>> {
+    Ok(Json(nodes::info(&state, &slug).await?))
+}
+
+/// Takes a node out of service (admin only): no new jobs; its running jobs finish, or once the
+/// optional deadline has passed run again on another node.
+#[utoipa::path(post, path = "/v1/nodes/{slug}/drain", tag = "nodes", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "the node's slug")),
+    request_body(content = Option<DrainRequest>, description = "optional"), responses(
+    (status = 200, body = NodeInfo), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+))]
+async fn drain_node(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(slug): ApiPath<String>,
+    body: Option<ApiJson<DrainRequest>>,
+) -> Result<Json<NodeInfo>> {
+    let req = body.map(|ApiJson(req)| req).unwrap_or_default();
+    Ok(Json(nodes::drain(&state, &slug, &req).await?))
+}
+
+/// Puts a drained node back in service (admin only).
+#[utoipa::path(post, path = "/v1/nodes/{slug}/undrain", tag = "nodes", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "the node's slug")), responses(
+    (status = 200, body = NodeInfo), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+))]
+async fn undrain_node(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<NodeInfo>> {
+    Ok(Json(nodes::undrain(&state, &slug).await?))
 }
 
 /// The peer address is the client; forwarding headers are not trusted, since anyone can send

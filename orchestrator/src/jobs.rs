@@ -7,13 +7,16 @@
 //! its jobs ([`derive`]), so no caller ever writes a status.
 //!
 //! Lock order, everywhere: the task's jobs (by id), then the task. The claim is the exception
-//! that cannot deadlock: it skips a locked job and holds one job when it locks the task, and
-//! anyone holding the task already holds all of its jobs.
+//! that cannot deadlock: it locks the nodes first (no other writer of jobs holds a node while
+//! waiting), skips a locked job and holds one job when it locks the task, and anyone holding
+//! the task already holds all of its jobs.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cynode_contracts::user::{InputMode, JobFailure, JobSetback, JobStatus, TaskStatus};
+use cynode_contracts::user::{
+    InputMode, JobFailure, JobRequirements, JobSetback, JobStatus, TaskStatus,
+};
 use cynode_contracts::worker::{RunStatus, SandboxSpec};
 use cynode_service_kit::secrets::Secret;
 use serde_json::{Value, json};
@@ -23,7 +26,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::nodes;
+use crate::scheduler::{self, Demand};
 use crate::worker_tokens::TokenKeys;
 
 /// Channel the dispatcher listens on for new work.
@@ -46,6 +49,8 @@ pub struct NewTask<'a> {
     pub prompt: &'a str,
     pub input_mode: InputMode,
     pub use_inference: bool,
+    /// What a node must offer to run the task's jobs; every job of the task carries them.
+    pub requirements: Option<&'a JobRequirements>,
 }
 
 /// What a task runs, as its planner decided when it was created.
@@ -253,8 +258,8 @@ async fn insert_job(tx: &mut PgConnection, task_id: Uuid, spec: &SandboxSpec) ->
     let id = Uuid::new_v4();
     // The statement's clock, not the transaction's: steps of one plan keep their order.
     sqlx::query(
-        "INSERT INTO jobs (id, task_id, status, payload, created_at)
-         VALUES ($1, $2, $3, $4, clock_timestamp())",
+        "INSERT INTO jobs (id, task_id, status, payload, created_at, requirements)
+         SELECT $1, $2, $3, $4, clock_timestamp(), t.requirements FROM tasks t WHERE t.id = $2",
     )
     .bind(id)
     .bind(task_id)
@@ -302,8 +307,8 @@ pub async fn open_task(tx: &mut PgConnection, task: &NewTask<'_>, plan: Plan) ->
     let plan_open = matches!(plan, Plan::Open(_));
     sqlx::query(
         "INSERT INTO tasks (id, created_by, api_key_id, project_id, task_name, prompt, input_mode,
-                            status, closed, plan_open)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9)",
+                            status, closed, plan_open, requirements)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $10)",
     )
     .bind(task.id)
     .bind(task.created_by.user_id)
@@ -314,6 +319,13 @@ pub async fn open_task(tx: &mut PgConnection, task: &NewTask<'_>, plan: Plan) ->
     .bind(task.input_mode.as_str())
     .bind(TaskStatus::Queued.as_str())
     .bind(plan_open)
+    .bind(
+        task.requirements
+            .filter(|r| !r.is_empty())
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(Error::internal)?,
+    )
     .execute(&mut *tx)
     .await?;
     match plan {
@@ -556,44 +568,90 @@ pub struct Claim {
     pub token: Secret,
 }
 
-/// Takes the oldest due job of an unfinished task and the least busy dispatchable node, in one
-/// transaction, and leases the job for `dispatch_lease` (the dispatcher renews it while the
-/// worker runs the job, see [`renew_lease`]). A job coming back from a failed delivery prefers
-/// any other node to the one that failed it.
+/// How many of the oldest due jobs one claim looks at for one that some node can take now, so
+/// that jobs waiting for a busy or missing node do not hold up those behind them.
+const CLAIM_WINDOW: i64 = 64;
+/// How long a job that no node fits steps aside before it is looked at again, unless a node
+/// changes first ([`recheck_waiting`]).
+const PLACEMENT_RECHECK: Duration = Duration::from_secs(5);
+
+/// A queued job as placement sees it.
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: Uuid,
+    /// The node that last failed to take it.
+    node_id: Option<Uuid>,
+    requirements: Option<sqlx::types::Json<JobRequirements>>,
+    use_inference: bool,
+    wait_reason: Option<String>,
+}
+
+/// Takes the oldest due job that some node can run now and the node [`scheduler::place`]
+/// chooses for it, in one transaction, and leases the job for `dispatch_lease` (the dispatcher
+/// renews it while the worker runs the job, see [`renew_lease`]). Jobs looked at on the way
+/// that cannot be placed keep the reason for their owner; those no node fits step aside for
+/// [`PLACEMENT_RECHECK`].
 pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Option<Claim>> {
     let mut tx = db.begin().await?;
-    let job: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "SELECT j.id, j.node_id FROM jobs j
-         WHERE j.status = $1 AND j.next_attempt_at <= now()
-         ORDER BY j.next_attempt_at, j.created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    // Locking the nodes serialises claims, so that two cannot fill a node's last slot.
+    let nodes = scheduler::nodes(&mut tx, config.node_stale_after, true).await?;
+    let due: Vec<Due> = sqlx::query_as(
+        "SELECT j.id, j.node_id, j.requirements, j.wait_reason,
+                coalesce((j.payload->>'use_inference')::boolean, false) AS use_inference
+         FROM jobs j WHERE j.status = $1 AND j.next_attempt_at <= now()
+         ORDER BY j.next_attempt_at, j.created_at LIMIT $2",
     )
     .bind(JobStatus::Queued.as_str())
-    .fetch_optional(&mut *tx)
+    .bind(CLAIM_WINDOW)
+    .fetch_all(&mut *tx)
     .await?;
-    let Some((job_id, last_node)) = job else {
+    let none = JobRequirements::default();
+    let mut chosen = None;
+    for job in &due {
+        let demand = Demand {
+            requirements: job.requirements.as_deref().unwrap_or(&none),
+            use_inference: job.use_inference,
+            avoid: job.node_id,
+        };
+        match scheduler::place(demand, &nodes) {
+            Ok(node) => {
+                // Another dispatcher may be cancelling or holding it: then look further.
+                let locked: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE id = $1 AND status = $2 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(job.id)
+                .bind(JobStatus::Queued.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if locked.is_some() {
+                    chosen = Some((job.id, &nodes[node]));
+                    break;
+                }
+            }
+            Err(wait) => {
+                let reason = wait.to_string();
+                if !wait.ends_when_a_job_ends() || job.wait_reason.as_deref() != Some(&reason) {
+                    set_aside(&mut tx, job.id, &reason, !wait.ends_when_a_job_ends()).await?;
+                }
+            }
+        }
+    }
+    let Some((job_id, node)) = chosen else {
+        tx.commit().await?;
         return Ok(None);
     };
-    let node: Option<(Uuid, String, String, String)> = sqlx::query_as(&format!(
-        "SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
-         FROM nodes n WHERE {}
-         ORDER BY n.id IS NOT DISTINCT FROM $1,
-                  (SELECT count(*) FROM jobs r WHERE r.node_id = n.id AND r.status = $2),
-                  n.node_slug
-         LIMIT 1",
-        nodes::dispatchable(config.node_stale_after)
-    ))
-    .bind(last_node)
-    .bind(JobStatus::Running.as_str())
-    .fetch_optional(&mut *tx)
+    let (node_id, node_slug) = (node.id, node.node_slug.clone());
+    let (url, token): (String, String) = sqlx::query_as(
+        "SELECT worker_api_target_url, worker_api_bearer_token FROM nodes WHERE id = $1",
+    )
+    .bind(node_id)
+    .fetch_one(&mut *tx)
     .await?;
-    let Some((node_id, node_slug, url, token)) = node else {
-        return Ok(None);
-    };
     let token = keys.open(node_id, &token)?;
     let lease_id = Uuid::new_v4();
     let lease = config.dispatch_lease;
     let (task_id, attempts, payload): (Uuid, i32, Value) = sqlx::query_as(
-        "UPDATE jobs SET status = $5, node_id = $2, lease_id = $3,
+        "UPDATE jobs SET status = $5, node_id = $2, lease_id = $3, wait_reason = NULL,
             lease_expires_at = now() + make_interval(secs => $4),
             attempts = attempts + 1, started_at = coalesce(started_at, now())
          WHERE id = $1
@@ -621,6 +679,39 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
         url,
         token,
     }))
+}
+
+/// Records why a job could not be placed; one no node fits also steps aside for
+/// [`PLACEMENT_RECHECK`]. Skips a job someone else holds (it is being canceled or claimed).
+async fn set_aside(tx: &mut PgConnection, job_id: Uuid, reason: &str, step_aside: bool) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET wait_reason = $2,
+            next_attempt_at = CASE WHEN $3 THEN now() + make_interval(secs => $4)
+                                   ELSE next_attempt_at END
+         WHERE id = (SELECT id FROM jobs WHERE id = $1 AND status = $5 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(job_id)
+    .bind(reason)
+    .bind(step_aside)
+    .bind(PLACEMENT_RECHECK.as_secs_f64())
+    .bind(JobStatus::Queued.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A node changed (registered, reported, acked, undrained): jobs that stepped aside because no
+/// node fitted are due again at once, and every dispatcher is woken to look.
+pub async fn recheck_waiting(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET next_attempt_at = now()
+         WHERE status = $1 AND next_attempt_at > now() AND wait_reason IS NOT NULL",
+    )
+    .bind(JobStatus::Queued.as_str())
+    .execute(&mut *conn)
+    .await?;
+    notify(conn).await?;
+    Ok(())
 }
 
 /// Extends the lease of a job still in flight by another `lease` from now. `false` when the
@@ -882,14 +973,70 @@ pub async fn reap_expired(db: &PgPool, config: &Config) -> Result<u64> {
     Ok(reaped)
 }
 
-/// The next moment something becomes due: a retry's backoff ends, a lease expires or a paused
-/// node may take jobs again.
+/// Jobs still running on a drained node whose drain deadline has passed go back to the queue at
+/// once, their attempt given back (the job did not fail) and their lease ended, so the delivery
+/// in flight records nothing. One task per transaction, checked again under its locks. Returns
+/// them, so the dispatcher tells their nodes to stop the sandboxes.
+pub async fn requeue_drained(db: &PgPool, keys: &TokenKeys) -> Result<Vec<RunningJob>> {
+    const PAST_DEADLINE: &str = "j.status = 'running' AND n.status = 'drained' \
+         AND n.drain_deadline <= now()";
+    let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
+        "SELECT j.id, j.task_id FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE {PAST_DEADLINE}"
+    ))
+    .fetch_all(db)
+    .await?;
+    let mut requeued = Vec::new();
+    for (job_id, task_id) in due {
+        let mut tx = db.begin().await?;
+        lock_jobs(&mut tx, task_id).await?;
+        let node: Option<(Uuid, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
+             FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE j.id = $1 AND {PAST_DEADLINE}"
+        ))
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((node_id, node_slug, url, token)) = node else {
+            continue;
+        };
+        let note = format!(
+            "node {node_slug} was drained and its deadline passed; the job will run on another node"
+        );
+        sqlx::query(&format!(
+            "UPDATE jobs SET status = $2, lease_id = NULL, lease_expires_at = NULL, last_error = $3,
+                attempts = greatest(attempts - 1, 0), next_attempt_at = now(), {}
+             WHERE id = $1",
+            push_setback(3)
+        ))
+        .bind(job_id)
+        .bind(JobStatus::Queued.as_str())
+        .bind(&note)
+        .execute(&mut *tx)
+        .await?;
+        settle(&mut tx, task_id, Note::Set(&note)).await?;
+        notify(&mut tx).await?;
+        tx.commit().await?;
+        tracing::warn!(%job_id, %task_id, %node_slug, "drain deadline passed; job requeued");
+        requeued.push(RunningJob {
+            job_id,
+            node_slug,
+            url,
+            token: keys.open(node_id, &token)?,
+        });
+    }
+    Ok(requeued)
+}
+
+/// The next moment something becomes due: a retry's backoff ends, a lease expires, a paused
+/// node may take jobs again or a drained node's deadline passes while it runs jobs.
 pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>> {
     Ok(sqlx::query_scalar(
         "SELECT least(
             (SELECT min(next_attempt_at) FROM jobs WHERE status = $1 AND next_attempt_at > now()),
             (SELECT min(lease_expires_at) FROM jobs WHERE status = $2),
-            (SELECT min(dispatch_paused_until) FROM nodes WHERE dispatch_paused_until > now()))",
+            (SELECT min(dispatch_paused_until) FROM nodes WHERE dispatch_paused_until > now()),
+            (SELECT min(n.drain_deadline) FROM nodes n WHERE n.status = 'drained'
+               AND EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = n.id AND j.status = $2)))",
     )
     .bind(JobStatus::Queued.as_str())
     .bind(JobStatus::Running.as_str())
@@ -990,6 +1137,7 @@ mod tests {
             prompt: "echo hi",
             input_mode: InputMode::Commands,
             use_inference: false,
+            requirements: None,
         };
         let Plan::Run(specs) = planner.plan(&task) else {
             panic!("commands run");

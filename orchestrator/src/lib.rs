@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod pm;
 pub mod ratelimit;
 pub mod readiness;
+pub mod scheduler;
 pub mod tasks;
 pub mod usage;
 pub mod users;

@@ -11,6 +11,9 @@ use cynode_contracts::node::{
     WorkerApiConfig,
 };
 use cynode_contracts::problem::Problem;
+use cynode_contracts::user::{
+    DrainRequest, MAX_DRAIN_DEADLINE_SECONDS, NodeInfo, NodeList, NodeState,
+};
 use cynode_contracts::worker::SandboxResources;
 use cynode_contracts::{PAYLOAD_VERSION, check_version};
 use serde::{Deserialize, Serialize};
@@ -23,6 +26,7 @@ use crate::AppState;
 use crate::auth::{self, CurrentNode, Keys, TokenType};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::{jobs, scheduler};
 
 /// SQL condition (on alias `n`) for a node that may receive jobs: active, acked `applied` for
 /// the config version it currently has, with a worker URL and token, heard from within
@@ -238,9 +242,11 @@ pub async fn register(
     .await?
     .rows_affected()
         == 1;
-    // A known node keeps its token (a running worker still holds it) and becomes active again.
+    // A known node keeps its token (a running worker still holds it) and becomes active again,
+    // unless an admin drained it.
     let (node_id, config_version, has_token): (Uuid, String, bool) = sqlx::query_as(
-        "UPDATE nodes SET status = 'active', updated_at = now()
+        "UPDATE nodes SET updated_at = now(),
+            status = CASE WHEN status = 'drained' THEN 'drained' ELSE 'active' END
          WHERE node_slug = $1 RETURNING id, config_version, worker_api_bearer_token IS NOT NULL",
     )
     .bind(slug)
@@ -261,6 +267,7 @@ pub async fn register(
             .await?;
     }
     ingest(&mut tx, &state.config, node_id, report).await?;
+    jobs::recheck_waiting(&mut *tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
     state.signal_change();
@@ -318,6 +325,7 @@ pub async fn report_capability(
     same_node(node, &report.node.node_slug, "the capability report")?;
     let mut tx = state.db.begin().await?;
     ingest(&mut tx, &state.config, node.id, report).await?;
+    jobs::recheck_waiting(&mut *tx).await?;
     tx.commit().await?;
     state.signal_change();
     Ok(())
@@ -445,6 +453,9 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
         .into());
     }
     tracing::info!(node_slug = %node.slug, config_version = %ack.config_version, status = ack.status.as_str(), "config ack");
+    if ack.status == ConfigAckStatus::Applied {
+        jobs::recheck_waiting(&mut *state.db.acquire().await?).await?;
+    }
     state.signal_change();
     Ok(())
 }
@@ -511,4 +522,132 @@ pub async fn dispatch_succeeded(db: &sqlx::PgPool, node_id: Uuid) -> Result<()> 
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// What an operator reads about nodes, besides what placement knows.
+#[derive(sqlx::FromRow)]
+struct NodeRecord {
+    id: Uuid,
+    status: String,
+    stale: bool,
+    drain_deadline: Option<DateTime<Utc>>,
+    config_version: String,
+    config_ack_status: Option<String>,
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// Every node (`slug` `None`) or one, as the admin API shows them.
+async fn describe(state: &AppState, slug: Option<&str>) -> Result<Vec<NodeInfo>> {
+    let mut conn = state.db.acquire().await?;
+    let facts = scheduler::nodes(&mut conn, state.config.node_stale_after, false).await?;
+    let records: Vec<NodeRecord> = sqlx::query_as(
+        "SELECT id, status, drain_deadline, config_version, config_ack_status, last_seen_at,
+            coalesce(last_seen_at <= now() - make_interval(secs => $2), true) AS stale
+         FROM nodes WHERE $1::text IS NULL OR node_slug = $1",
+    )
+    .bind(slug)
+    .bind(state.config.node_stale_after.as_secs_f64())
+    .fetch_all(&mut *conn)
+    .await?;
+    let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+    Ok(facts
+        .into_iter()
+        .filter_map(|f| {
+            let r = records.iter().find(|r| r.id == f.id)?;
+            let state = match r.status.as_str() {
+                "drained" => NodeState::Drained,
+                "active" if !r.stale => NodeState::Active,
+                _ => NodeState::Inactive,
+            };
+            Some(NodeInfo {
+                ready: f.ready && !f.drained && f.max_concurrency.is_none_or(|m| f.running < m),
+                node_slug: f.node_slug,
+                state,
+                drain_deadline: r.drain_deadline,
+                labels: f.labels,
+                models: f.models,
+                max_concurrency: f.max_concurrency.map(count),
+                running_jobs: count(f.running),
+                cpu_cores: count(f.cpu_cores),
+                memory_mb: u64::try_from(f.memory_mb).unwrap_or(0),
+                gpu: f.gpu,
+                config_version: r.config_version.clone(),
+                config_ack_status: r.config_ack_status.clone(),
+                last_seen_at: r.last_seen_at,
+            })
+        })
+        .collect())
+}
+
+fn unknown(slug: &str) -> Error {
+    Problem::not_found(format!("node {slug:?} is not registered")).into()
+}
+
+/// `GET /v1/nodes` (admin).
+pub async fn list(state: &AppState) -> Result<NodeList> {
+    Ok(NodeList {
+        nodes: describe(state, None).await?,
+    })
+}
+
+/// `GET /v1/nodes/{slug}` (admin).
+pub async fn info(state: &AppState, slug: &str) -> Result<NodeInfo> {
+    describe(state, Some(slug))
+        .await?
+        .pop()
+        .ok_or_else(|| unknown(slug))
+}
+
+/// `POST /v1/nodes/{slug}/drain` (admin): the node takes no new jobs; those running there finish,
+/// or once `deadline_seconds` have passed are stopped and run again elsewhere (the dispatcher's
+/// [`crate::jobs::requeue_drained`]). Draining a drained node sets its deadline anew. A drained
+/// node stays drained when it restarts and registers again.
+pub async fn drain(state: &AppState, slug: &str, req: &DrainRequest) -> Result<NodeInfo> {
+    if let Some(secs) = req.deadline_seconds {
+        if secs == 0 || secs > MAX_DRAIN_DEADLINE_SECONDS {
+            return Err(Problem::validation(format!(
+                "deadline_seconds must be 1 to {MAX_DRAIN_DEADLINE_SECONDS}"
+            ))
+            .into());
+        }
+    }
+    let drained = sqlx::query(
+        "UPDATE nodes SET status = 'drained', updated_at = now(),
+            drain_deadline = now() + make_interval(secs => $2)
+         WHERE node_slug = $1",
+    )
+    .bind(slug)
+    .bind(req.deadline_seconds.map(|s| s as f64))
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if drained == 0 {
+        return Err(unknown(slug));
+    }
+    tracing::info!(node_slug = %slug, deadline_seconds = ?req.deadline_seconds, "node drained");
+    // The dispatcher must see the deadline coming.
+    state.signal_change();
+    info(state, slug).await
+}
+
+/// `POST /v1/nodes/{slug}/undrain` (admin): the node takes jobs again.
+pub async fn undrain(state: &AppState, slug: &str) -> Result<NodeInfo> {
+    let mut tx = state.db.begin().await?;
+    let found = sqlx::query(
+        "UPDATE nodes SET status = CASE WHEN status = 'drained' THEN 'active' ELSE status END,
+            drain_deadline = NULL, updated_at = now()
+         WHERE node_slug = $1",
+    )
+    .bind(slug)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if found == 0 {
+        return Err(unknown(slug));
+    }
+    jobs::recheck_waiting(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(node_slug = %slug, "node undrained");
+    state.signal_change();
+    info(state, slug).await
 }

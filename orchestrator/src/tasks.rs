@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, InputMode, JobResult, MAX_ATTACHMENT_PATH_CHARS,
+    CancelResponse, CreateTaskRequest, JobRequirements, InputMode, JobResult, MAX_ATTACHMENT_PATH_CHARS,
     MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream, TaskLogs, TaskResult,
     TaskStatus, TaskStep, TaskSteps,
 };
@@ -62,6 +62,9 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
             Problem::validation("use_sba is not supported by this orchestrator yet").into(),
         );
     }
+    if let Some(requirements) = &req.requirements {
+        requirements.validate().map_err(Problem::validation)?;
+    }
     if req.attachments.len() > MAX_ATTACHMENTS {
         return Err(Problem::validation(format!(
             "attachments has {} entries; at most {MAX_ATTACHMENTS} are allowed",
@@ -113,12 +116,16 @@ struct TaskRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     attachments: Vec<String>,
+    requirements: Option<sqlx::types::Json<JobRequirements>>,
+    wait_reason: Option<String>,
 }
 
 const TASK_COLUMNS: &str = "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
      t.created_at, t.updated_at, \
      coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
-               WHERE a.task_id = t.id), '{}') AS attachments";
+               WHERE a.task_id = t.id), '{}') AS attachments, t.requirements, \
+     (SELECT j.wait_reason FROM jobs j WHERE j.task_id = t.id AND j.status = 'queued' \
+        AND j.wait_reason IS NOT NULL ORDER BY j.created_at LIMIT 1) AS wait_reason";
 
 fn parse_status(text: &str) -> Result<TaskStatus> {
     text.parse::<TaskStatus>()
@@ -143,6 +150,8 @@ impl TaskRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             attachments: self.attachments,
+            requirements: self.requirements.map(|r| r.0),
+            wait_reason: self.wait_reason,
         })
     }
 }
@@ -207,6 +216,7 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
         prompt: &req.prompt,
         input_mode: mode,
         use_inference: req.use_inference.unwrap_or(false),
+        requirements: req.requirements.as_ref(),
     };
     let plan = state.planner.plan(&new);
     jobs::open_task(&mut tx, &new, plan).await?;
@@ -394,7 +404,7 @@ pub async fn cancel(
         Canceled::Now { running } => running,
     };
     tracing::info!(task_id = %id, running = running.len(), "task canceled");
-    dispatch::stop_sandboxes(&state.http, &running).await;
+    dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
     Ok(CancelResponse {
         task_id: id,
         canceled: true,

@@ -626,6 +626,7 @@ async fn open_task(o: &Orchestrator, admin: &str, name: &str, plan: Plan) -> Uui
         // and this test is the queue's open plan driven by the test itself.
         input_mode: InputMode::Script,
         use_inference: false,
+        requirements: None,
     };
     jobs::open_task(&mut tx, &task, plan).await.unwrap();
     tx.commit().await.unwrap();

@@ -90,7 +90,7 @@ pub fn report(
         sandbox: Some(SandboxCapability {
             supported: config.sandbox.mode != SandboxMode::Disabled && facts.runtime.is_some(),
             features: facts.sandbox_features.clone(),
-            max_concurrency: None,
+            max_concurrency: config.sandbox.max_concurrency,
             user_namespace: facts.sandbox_features.iter().any(|f| f == USERNS_FEATURE),
         }),
         network: None,

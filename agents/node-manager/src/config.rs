@@ -126,6 +126,7 @@ struct FileSandbox {
     timeouts: FileSandboxTimeouts,
     #[serde(default)]
     limits: SandboxLimitSettings,
+    max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +214,9 @@ pub struct SandboxSettings {
     /// `sandbox.seccomp_base_profile` (`CYNODE_SANDBOX_SECCOMP_BASE`); unset keeps the worker
     /// API's default (containers-common's path).
     pub seccomp_base_profile: Option<PathBuf>,
+    /// `sandbox.max_concurrency`: most jobs at once, reported to the orchestrator, which places
+    /// no more here (0: none at all). Unset: no limit reported.
+    pub max_concurrency: Option<u32>,
 }
 
 /// `sandbox.limits` in the node's config file, passed to the worker API as its
@@ -462,6 +466,7 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
                 .get("CYNODE_SANDBOX_SECCOMP_BASE")
                 .map(PathBuf::from)
                 .or(file.sandbox.seccomp_base_profile),
+            max_concurrency: file.sandbox.max_concurrency,
         },
         inference: InferenceSettings {
             mode: file.inference.mode.unwrap_or(InferenceMode::Allow),

@@ -1,5 +1,5 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
-//! `POST /v1/worker/jobs/{job_id}/stop` (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
+//! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue` (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{BearerToken, require_bearer};
 use crate::readiness;
-use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError};
+use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop};
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))
+        .route(routes::worker::JOB_REQUEUE, post(requeue_job))
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_bearer,
@@ -72,13 +73,36 @@ async fn run_job(
     state.jobs.deliver(plan).await.map(Json).map_err(run_error)
 }
 
+fn job_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text)
+        .map_err(|_| Problem::validation(format!("`{text}` is not a job id (a UUID)")).into())
+}
+
 async fn stop_job(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<RunJobResponse>, ApiError> {
-    let job_id = Uuid::parse_str(&job_id)
-        .map_err(|_| Problem::validation(format!("`{job_id}` is not a job id (a UUID)")))?;
-    state.jobs.stop(job_id).await.map(Json).map_err(run_error)
+    let job_id = self::job_id(&job_id)?;
+    state
+        .jobs
+        .stop(job_id, Stop::Cancel)
+        .await
+        .map(Json)
+        .map_err(run_error)
+}
+
+/// `204` once the run was interrupted (nothing kept); `200` with its result if it had ended.
+async fn requeue_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let job_id = self::job_id(&job_id)?;
+    match state.jobs.stop(job_id, Stop::Requeue).await {
+        Ok(result) => Ok(Json(result).into_response()),
+        Err(RunError::Interrupted(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(run_error(e)),
+    }
 }
 
 fn run_error(error: RunError) -> ApiError {

@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::JobPlan;
-use super::runner::{Adoptable, RunEnd, SandboxError, Sandboxes, Signals, canceled_before_start};
+use super::runner::{
+    Adoptable, RunEnd, SandboxError, Sandboxes, Signals, Stop, canceled_before_start,
+};
 use crate::ledger::{JobLedger, JobTurn, LedgerError};
 
 /// Why a job has no result to give. Cloned to everyone waiting for the same run.
@@ -40,8 +42,8 @@ pub enum RunError {
         asked_for: Uuid,
     },
     #[error(
-        "the worker API shut down while job {0} was running: it was stopped before it finished, \
-         has no result on this node and may run again"
+        "job {0} was stopped before it finished (the worker API shut down, or the orchestrator \
+         moved it to another node): it has no result on this node and may run again"
     )]
     Interrupted(Uuid),
     #[error("job {0} is not known on this node: it never ran here, or its result has expired")]
@@ -67,8 +69,8 @@ enum Start {
 #[derive(Debug)]
 struct LiveRun {
     task_id: Uuid,
-    /// Raised by a stop; the run ends as `canceled` unless it has already ended.
-    stop: watch::Sender<bool>,
+    /// Set by a stop; the run ends as it says unless it has already ended.
+    stop: watch::Sender<Option<Stop>>,
     /// `Some` once the run has ended.
     outcome: watch::Sender<Option<Outcome>>,
 }
@@ -140,13 +142,19 @@ impl Lifecycle {
         Ok(result)
     }
 
-    /// Stops a job: a live run is killed and ends `canceled` (or with its own result, if it
-    /// ended first); a finished job's stored result is returned unchanged. Idempotent.
-    pub async fn stop(&self, job_id: Uuid) -> Outcome {
+    /// Stops a job: a live run is killed and ends `canceled`, or for [`Stop::Requeue`]
+    /// interrupted with nothing kept (either way with its own result, if it ended first); a
+    /// finished job's stored result is returned unchanged. Idempotent.
+    pub async fn stop(&self, job_id: Uuid, why: Stop) -> Outcome {
         let live = self.registry().get(&job_id).cloned();
         if let Some(run) = live {
-            tracing::info!(%job_id, task_id = %run.task_id, "stopping the job");
-            run.stop.send_replace(true);
+            tracing::info!(%job_id, task_id = %run.task_id, ?why, "stopping the job");
+            // The first stop decides: a cancel is not turned into a requeue or back.
+            run.stop.send_if_modified(|stop| {
+                let first = stop.is_none();
+                stop.get_or_insert(why);
+                first
+            });
             return run.outcome().await;
         }
         // Not live: its result is in the ledger, or it never ran here. A delivery that arrives
@@ -211,7 +219,7 @@ impl Lifecycle {
         }
         let run = Arc::new(LiveRun {
             task_id,
-            stop: watch::Sender::new(false),
+            stop: watch::Sender::new(None),
             outcome: watch::Sender::new(None),
         });
         self.registry().insert(job_id, Arc::clone(&run));
@@ -283,13 +291,14 @@ impl Driver {
         };
         let end = match start {
             Start::Fresh(plan) => {
-                if *signals.stop.borrow() {
+                let stop = *signals.stop.borrow();
+                if stop == Some(Stop::Cancel) {
                     tracing::info!(%job_id, "stopped before its sandbox started");
                     Ok(RunEnd::Finished(Box::new(canceled_before_start(
                         plan.task_id,
                         job_id,
                     ))))
-                } else if *signals.shutdown.borrow() {
+                } else if stop == Some(Stop::Requeue) || *signals.shutdown.borrow() {
                     Ok(RunEnd::Interrupted)
                 } else {
                     self.run_fresh(&plan, &mut signals).await

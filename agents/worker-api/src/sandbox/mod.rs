@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 pub use lifecycle::{Lifecycle, RunError};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
-pub use runner::{SandboxError, Sandboxes};
+pub use runner::{SandboxError, Sandboxes, Stop};
 pub use seccomp::{SeccompError, write as write_seccomp_profile};
 
 /// Label keys every sandbox carries, so that operators (and tests) can find a job's container.

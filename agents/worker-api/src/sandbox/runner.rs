@@ -71,11 +71,21 @@ pub enum SandboxError {
     Cleanup(String),
 }
 
+/// Why the orchestrator stops a running job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Its task was canceled: the run ends `canceled`, and that result is kept.
+    Cancel,
+    /// It is to run elsewhere (its node was drained): the run is killed like at shutdown,
+    /// interrupted, and nothing is kept, so a later delivery here runs it afresh.
+    Requeue,
+}
+
 /// What may end a run before its process or its deadline does.
 #[derive(Debug)]
 pub struct Signals {
-    /// Turns true when the job is stopped through the API (its task was canceled).
-    pub stop: watch::Receiver<bool>,
+    /// Set when the job is stopped through the API.
+    pub stop: watch::Receiver<Option<Stop>>,
     /// Turns true when the worker shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -826,7 +836,10 @@ async fn supervise(
     tokio::select! {
         biased;
         () = raised(&mut signals.shutdown) => end_early(container, Ending::Interrupted).await,
-        () = raised(&mut signals.stop) => end_early(container, Ending::Canceled).await,
+        stop = stopped(&mut signals.stop) => end_early(container, match stop {
+            Stop::Cancel => Ending::Canceled,
+            Stop::Requeue => Ending::Interrupted,
+        }).await,
         () = tokio::time::sleep_until(deadline) => end_early(container, Ending::TimedOut).await,
         waited = container.wait(&exited) => {
             waited?;
@@ -861,10 +874,19 @@ async fn end_early(container: &Container, reason: Ending) -> Result<Ending, Sand
     Ok(reason)
 }
 
-/// Resolves once `flag` is true. A sender that is gone counts as raised: the stop sender lives
-/// as long as its run, and the shutdown sender goes only at exit.
+/// Resolves once `flag` is true. A sender that is gone counts as raised: the shutdown sender
+/// goes only at exit.
 async fn raised(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|raised| *raised).await;
+}
+
+/// Resolves with the stop once one is asked for. The stop sender lives as long as its run; one
+/// that is gone counts as a cancel.
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    match stop.wait_for(Option::is_some).await {
+        Ok(asked) => asked.unwrap_or(Stop::Cancel),
+        Err(_) => Stop::Cancel,
+    }
 }
 
 /// Podman reports an exec failure of the OCI runtime as an error of the start call; a shell
