@@ -38,7 +38,10 @@ pub mod worker {
     }
 
     fn job_path(template: &str, job_id: uuid::Uuid) -> String {
-        format!("/{}", super::fill(template, &[&job_id.to_string()]).join("/"))
+        format!(
+            "/{}",
+            super::fill(template, &[&job_id.to_string()]).join("/")
+        )
     }
     /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";

@@ -12,8 +12,8 @@ use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, DrainRequest, LoginRequest, LogoutRequest, NodeInfo,
-    NodeList, RefreshRequest, Task, TaskList,
-    TaskLogStream, TaskLogs, TaskResult, TaskStatus, TaskSteps, TokenResponse, UserInfo,
+    NodeList, RefreshRequest, Task, TaskList, TaskLogStream, TaskLogs, TaskResult, TaskStatus,
+    TaskSteps, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;

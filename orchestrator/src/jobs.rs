@@ -683,7 +683,12 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
 
 /// Records why a job could not be placed; one no node fits also steps aside for
 /// [`PLACEMENT_RECHECK`]. Skips a job someone else holds (it is being canceled or claimed).
-async fn set_aside(tx: &mut PgConnection, job_id: Uuid, reason: &str, step_aside: bool) -> Result<()> {
+async fn set_aside(
+    tx: &mut PgConnection,
+    job_id: Uuid,
+    reason: &str,
+    step_aside: bool,
+) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET wait_reason = $2,
             next_attempt_at = CASE WHEN $3 THEN now() + make_interval(secs => $4)

@@ -83,7 +83,9 @@ pub enum Wait {
     CpuCores(u32),
     #[error("no node has a GPU")]
     Gpu,
-    #[error("no node that fits is available now (offline, not configured yet, or paused after a failed delivery)")]
+    #[error(
+        "no node that fits is available now (offline, not configured yet, or paused after a failed delivery)"
+    )]
     Unavailable,
     #[error("all nodes at capacity")]
     Capacity,
@@ -157,7 +159,7 @@ pub async fn nodes(
     lock: bool,
 ) -> Result<Vec<NodeFacts>> {
     let sql = format!(
-        "SELECT n.id, n.node_slug, n.status = 'drained' AS drained, ({ready}) AS ready,
+        "SELECT n.id, n.node_slug, n.status = 'drained' AS drained, coalesce({ready}, false) AS ready,
             ARRAY(SELECT jsonb_array_elements_text(
                 CASE WHEN jsonb_typeof(r.s->'node'->'labels') = 'array'
                      THEN r.s->'node'->'labels' END)) AS labels,

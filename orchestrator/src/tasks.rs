@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, JobRequirements, InputMode, JobResult, MAX_ATTACHMENT_PATH_CHARS,
-    MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream, TaskLogs, TaskResult,
-    TaskStatus, TaskStep, TaskSteps,
+    CancelResponse, CreateTaskRequest, InputMode, JobRequirements, JobResult,
+    MAX_ATTACHMENT_PATH_CHARS, MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream,
+    TaskLogs, TaskResult, TaskStatus, TaskStep, TaskSteps,
 };
 use serde_json::Value;
 use uuid::Uuid;

@@ -425,14 +425,19 @@ pub struct Node {
 
 impl Node {
     pub async fn register(o: &Orchestrator, slug: &str, worker_url: &str) -> Self {
-        let resp = o.register_node(&capability(slug, worker_url)).await;
+        Self::register_with(o, &capability(slug, worker_url)).await
+    }
+
+    /// Registers with this capability report (its `node.node_slug` is the node's slug).
+    pub async fn register_with(o: &Orchestrator, capability: &Value) -> Self {
+        let resp = o.register_node(capability).await;
         assert!(
             resp.status() == 201 || resp.status() == 200,
             "{}",
             resp.status()
         );
         Self {
-            slug: slug.to_owned(),
+            slug: capability["node"]["node_slug"].as_str().unwrap().to_owned(),
             bootstrap: resp.json().await.unwrap(),
             config: None,
         }
@@ -496,7 +501,16 @@ impl Node {
 
     /// Register, fetch config, ack applied: a dispatchable node. Returns the worker token.
     pub async fn ready(o: &Orchestrator, slug: &str, worker: &WorkerDouble) -> (Self, String) {
-        let mut node = Self::register(o, slug, &worker.url).await;
+        Self::ready_with(o, worker, &capability(slug, &worker.url)).await
+    }
+
+    /// [`Node::ready`] with this capability report.
+    pub async fn ready_with(
+        o: &Orchestrator,
+        worker: &WorkerDouble,
+        capability: &Value,
+    ) -> (Self, String) {
+        let mut node = Self::register_with(o, capability).await;
         let config = node.fetch_config(o).await.clone();
         let token = config.worker_api.orchestrator_bearer_token.clone();
         worker.set_token(&token);
