@@ -1,5 +1,6 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
-//! `POST /v1/worker/jobs/{job_id}/stop` (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
+//! `POST /v1/worker/jobs/{job_id}/stop`, the Telemetry API `GET /v1/worker/telemetry/…`
+//! ([`crate::telemetry::routes`]) (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))
+        .merge(crate::telemetry::routes::router())
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_bearer,
