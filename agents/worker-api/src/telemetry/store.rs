@@ -878,3 +878,468 @@ fn cut_at_char(text: &str, max: usize) -> (&str, bool) {
     }
     (&text[..end], true)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn sandbox(id: &str, task: Uuid, job: Uuid) -> ContainerRef {
+        ContainerRef {
+            id: id.to_owned(),
+            name: format!("cynodeai-job-{job}"),
+            kind: ContainerKind::Sandbox,
+            image_ref: "localhost/cynode-sandbox:latest".into(),
+            task_id: Some(task),
+            job_id: Some(job),
+            labels: BTreeMap::from([("cynodeai.job_id".to_owned(), job.to_string())]),
+        }
+    }
+
+    fn step(store: &mut Store, c: &ContainerRef, action: ContainerAction, at: DateTime<Utc>) {
+        store
+            .record_container(c, action, at, None, &Map::new())
+            .unwrap();
+    }
+
+    fn service_log(store: &Store, at: DateTime<Utc>, message: &str) {
+        store
+            .record_service_log(&ServiceLog {
+                occurred_at: at,
+                source_name: "worker_api".into(),
+                level: "info".into(),
+                message: message.into(),
+                fields: Map::new(),
+            })
+            .unwrap();
+    }
+
+    fn service_query() -> LogsQuery {
+        LogsQuery {
+            source_kind: Some(SourceKind::Service),
+            source_name: Some("worker_api".into()),
+            ..LogsQuery::default()
+        }
+    }
+
+    fn invalid<T: std::fmt::Debug>(result: Result<T, QueryError>) -> String {
+        match result {
+            Err(QueryError::Invalid(detail)) => detail,
+            other => panic!("expected a client error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn migrations_are_recorded_once_and_reopening_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (version, applied_at) = store.schema_version().unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, 1);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let timeout: i64 = store
+            .conn
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .unwrap();
+        assert!(timeout >= 5000, "{timeout}");
+        service_log(&store, Utc::now(), "kept");
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), (1, applied_at));
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(store.logs(&service_query()).unwrap().events.len(), 1);
+        let path = dir.path().join(DB_DIR).join(DB_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn container_pages_hold_every_row_exactly_once_newest_first() {
+        let (_dir, mut store) = open();
+        let base = Utc::now() - TimeDelta::hours(1);
+        let task = Uuid::new_v4();
+        let mut ids = Vec::new();
+        for i in 0..23 {
+            let id = format!("{i:064x}");
+            // Pairs share a creation time, so the id must break the tie.
+            let at = base + TimeDelta::seconds(i / 2);
+            step(
+                &mut store,
+                &sandbox(&id, task, Uuid::new_v4()),
+                ContainerAction::Create,
+                at,
+            );
+            ids.push(id);
+        }
+        let mut seen = Vec::new();
+        let mut query = ContainersQuery {
+            limit: Some(5),
+            ..ContainersQuery::default()
+        };
+        let mut pages = 0;
+        loop {
+            let page = store.containers(&query).unwrap();
+            assert!(page.containers.len() <= 5);
+            seen.extend(page.containers.into_iter().map(|c| c.container_id));
+            pages += 1;
+            match page.next_page_token {
+                Some(token) => query.page_token = Some(token),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 5);
+        assert_eq!(seen.len(), 23, "{seen:?}");
+        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 23);
+        ids.reverse();
+        assert_eq!(seen, ids, "newest first, ties by id");
+    }
+
+    #[test]
+    fn container_filters_and_lifecycle_steps() {
+        let (_dir, mut store) = open();
+        let (task, job) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = Utc::now();
+        let ran = sandbox("a1", task, job);
+        step(&mut store, &ran, ContainerAction::Create, now);
+        step(&mut store, &ran, ContainerAction::Start, now);
+        store
+            .record_container(&ran, ContainerAction::Stop, now, Some(3), &Map::new())
+            .unwrap();
+        step(&mut store, &ran, ContainerAction::Remove, now);
+        let other = sandbox("b2", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &other, ContainerAction::Create, now);
+        step(&mut store, &other, ContainerAction::Start, now);
+
+        let by_job = store
+            .containers(&ContainersQuery {
+                job_id: Some(job),
+                ..ContainersQuery::default()
+            })
+            .unwrap();
+        assert_eq!(by_job.containers.len(), 1);
+        let row = &by_job.containers[0];
+        assert_eq!(
+            (row.status, row.exit_code, row.task_id),
+            (ContainerStatus::Exited, Some(3), Some(task))
+        );
+        assert_eq!(row.labels["cynodeai.job_id"], job.to_string());
+        let running = store
+            .containers(&ContainersQuery {
+                status: Some(ContainerStatus::Running),
+                kind: Some(ContainerKind::Sandbox),
+                ..ContainersQuery::default()
+            })
+            .unwrap();
+        assert_eq!(running.containers.len(), 1);
+        assert_eq!(running.containers[0].container_id, "b2");
+        assert!(
+            store
+                .containers(&ContainersQuery {
+                    kind: Some(ContainerKind::Managed),
+                    ..ContainersQuery::default()
+                })
+                .unwrap()
+                .containers
+                .is_empty()
+        );
+
+        let detail = store.container("a1").unwrap().unwrap();
+        let actions: Vec<_> = detail.events.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                ContainerAction::Create,
+                ContainerAction::Start,
+                ContainerAction::Stop,
+                ContainerAction::Remove
+            ]
+        );
+        assert_eq!(detail.events[2].exit_code, Some(3));
+        assert!(detail.events.iter().all(|e| e.job_id == Some(job)));
+        assert!(store.container("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn limits_default_clamp_and_refuse_zero() {
+        assert_eq!(page_limit(None, 100, 1000).unwrap(), 100);
+        assert_eq!(page_limit(Some(7), 100, 1000).unwrap(), 7);
+        assert_eq!(page_limit(Some(u32::MAX), 100, 1000).unwrap(), 1000);
+        invalid(page_limit(Some(0), 100, 1000));
+
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        let task = Uuid::new_v4();
+        for i in 0..(MAX_CONTAINER_LIMIT + 2) {
+            let c = sandbox(&format!("c{i:05}"), task, Uuid::new_v4());
+            step(&mut store, &c, ContainerAction::Create, now);
+        }
+        let page = store
+            .containers(&ContainersQuery {
+                limit: Some(50_000),
+                ..ContainersQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.containers.len(), MAX_CONTAINER_LIMIT as usize);
+        assert!(page.next_page_token.is_some());
+        let default = store.containers(&ContainersQuery::default()).unwrap();
+        assert_eq!(default.containers.len(), DEFAULT_CONTAINER_LIMIT as usize);
+        invalid(store.containers(&ContainersQuery {
+            limit: Some(0),
+            ..ContainersQuery::default()
+        }));
+        let detail = invalid(store.containers(&ContainersQuery {
+            page_token: Some("bm9wZQ".into()),
+            ..ContainersQuery::default()
+        }));
+        assert!(detail.contains("page_token"), "{detail}");
+    }
+
+    #[test]
+    fn logs_filter_by_time_and_page_without_gaps_or_repeats() {
+        let (_dir, store) = open();
+        let base = Utc::now() - TimeDelta::minutes(10);
+        for i in 0..30 {
+            // Three events share each instant.
+            service_log(&store, base + TimeDelta::seconds(i / 3), &format!("m{i}"));
+        }
+        let all = store.logs(&service_query()).unwrap();
+        assert_eq!(all.events.len(), 30);
+        assert_eq!(all.truncated.limited_by, LimitedBy::None);
+        assert!(all.next_page_token.is_none());
+
+        // since is inclusive, until exclusive: seconds 2..5 hold m6..m14.
+        let window = store
+            .logs(&LogsQuery {
+                since: Some(base + TimeDelta::seconds(2)),
+                until: Some(base + TimeDelta::seconds(5)),
+                ..service_query()
+            })
+            .unwrap();
+        let messages: Vec<_> = window.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            (6..15).map(|i| format!("m{i}")).collect::<Vec<_>>()
+        );
+
+        let mut query = LogsQuery {
+            limit: Some(4),
+            ..service_query()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.logs(&query).unwrap();
+            seen.extend(page.events.iter().map(|e| e.message.clone()));
+            match page.next_page_token {
+                Some(token) => {
+                    assert_eq!(page.truncated.limited_by, LimitedBy::Count);
+                    query.page_token = Some(token);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..30).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+        let other = store
+            .logs(&LogsQuery {
+                source_name: Some("someone_else".into()),
+                ..service_query()
+            })
+            .unwrap();
+        assert!(other.events.is_empty());
+    }
+
+    #[test]
+    fn bad_log_queries_are_the_clients_mistake() {
+        let (_dir, store) = open();
+        let now = Utc::now();
+        for query in [
+            LogsQuery::default(),
+            LogsQuery {
+                source_kind: Some(SourceKind::Service),
+                ..LogsQuery::default()
+            },
+            LogsQuery {
+                source_kind: Some(SourceKind::Container),
+                source_name: Some("worker_api".into()),
+                ..LogsQuery::default()
+            },
+            LogsQuery {
+                since: Some(now),
+                until: Some(now),
+                ..service_query()
+            },
+            LogsQuery {
+                since: Some(now),
+                until: Some(now - TimeDelta::seconds(1)),
+                ..service_query()
+            },
+            LogsQuery {
+                limit: Some(0),
+                ..service_query()
+            },
+            LogsQuery {
+                page_token: Some("garbage!".into()),
+                ..service_query()
+            },
+        ] {
+            invalid(store.logs(&query));
+        }
+        // A containers token is not a logs token.
+        let (_dir, mut store) = open();
+        for id in ["x1", "x2"] {
+            step(
+                &mut store,
+                &sandbox(id, Uuid::nil(), Uuid::nil()),
+                ContainerAction::Create,
+                now,
+            );
+        }
+        let token = store
+            .containers(&ContainersQuery {
+                limit: Some(1),
+                ..ContainersQuery::default()
+            })
+            .unwrap()
+            .next_page_token
+            .unwrap();
+        invalid(store.logs(&LogsQuery {
+            page_token: Some(token),
+            ..service_query()
+        }));
+    }
+
+    #[test]
+    fn output_is_recorded_by_line_capped_and_pages_stop_at_a_mebibyte() {
+        let (_dir, mut store) = open();
+        let c = sandbox("out1", Uuid::new_v4(), Uuid::new_v4());
+        let stdout: String = (0..MAX_LINES_PER_RUN + 5)
+            .map(|i| format!("line {i}\n"))
+            .collect();
+        let recorded = store
+            .record_output(&c, Utc::now(), &stdout, "oops\n")
+            .unwrap();
+        assert_eq!(recorded, MAX_LINES_PER_RUN);
+        let query = LogsQuery {
+            source_kind: Some(SourceKind::Container),
+            container_id: Some("out1".into()),
+            limit: Some(MAX_LOG_LIMIT),
+            ..LogsQuery::default()
+        };
+        let page = store.logs(&query).unwrap();
+        assert_eq!(page.events.len(), MAX_LINES_PER_RUN + 1);
+        assert_eq!(page.events[0].message, "line 0");
+        assert_eq!(page.events[0].stream, Some(LogStream::Stdout));
+        assert_eq!(
+            page.events[0].fields["job_id"],
+            c.job_id.unwrap().to_string()
+        );
+        let last = page.events.last().unwrap();
+        assert_eq!(
+            last.fields["lines_dropped"], 6,
+            "5 stdout lines and stderr's one"
+        );
+        let stderr = store
+            .logs(&LogsQuery {
+                stream: Some(LogStream::Stderr),
+                ..query.clone()
+            })
+            .unwrap();
+        assert!(stderr.events.is_empty(), "stderr came after the cap");
+
+        // Long lines: cut to MAX_LINE_BYTES, and a page ends before passing 1 MiB.
+        let c = sandbox("out2", Uuid::new_v4(), Uuid::new_v4());
+        let long = format!("{}\n", "é".repeat(MAX_LINE_BYTES));
+        store
+            .record_output(&c, Utc::now(), &long.repeat(100), "")
+            .unwrap();
+        let query = LogsQuery {
+            container_id: Some("out2".into()),
+            ..query
+        };
+        let page = store.logs(&query).unwrap();
+        assert_eq!(page.truncated.limited_by, LimitedBy::Bytes);
+        assert!(page.events[0].message.len() <= MAX_LINE_BYTES);
+        assert_eq!(page.events[0].fields["truncated"], true);
+        let size = serde_json::to_vec(&page.events).unwrap().len();
+        assert!(size <= MAX_LOG_BYTES, "{size}");
+        let rest = store
+            .logs(&LogsQuery {
+                page_token: page.next_page_token.clone(),
+                ..query
+            })
+            .unwrap();
+        assert_eq!(page.events.len() + rest.events.len(), 100);
+    }
+
+    #[test]
+    fn retention_removes_old_rows_and_keeps_new_and_running_ones() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        let old = |days| now - TimeDelta::days(days) - TimeDelta::minutes(1);
+        service_log(&store, old(7), "old log");
+        service_log(&store, old(6), "recent log");
+        let gone = sandbox("gone", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &gone, ContainerAction::Create, old(31));
+        step(&mut store, &gone, ContainerAction::Stop, old(30));
+        let running = sandbox("running", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &running, ContainerAction::Create, old(40));
+        step(&mut store, &running, ContainerAction::Start, old(40));
+        let fresh = sandbox("fresh", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &fresh, ContainerAction::Create, old(31));
+        step(&mut store, &fresh, ContainerAction::Stop, old(2));
+
+        let swept = store.sweep(now).unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                logs: 1,
+                // gone's two, running's two, fresh's create.
+                events: 5,
+                containers: 1
+            }
+        );
+        let logs: Vec<_> = store
+            .logs(&service_query())
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(logs, ["recent log"]);
+        let left: HashSet<_> = store
+            .containers(&ContainersQuery::default())
+            .unwrap()
+            .containers
+            .into_iter()
+            .map(|c| c.container_id)
+            .collect();
+        assert_eq!(
+            left,
+            HashSet::from(["running".to_owned(), "fresh".to_owned()])
+        );
+        assert_eq!(store.container("fresh").unwrap().unwrap().events.len(), 1);
+        assert_eq!(store.sweep(now).unwrap(), Swept::default());
+
+        assert!(store.vacuum_if_due(now).unwrap());
+        assert!(!store.vacuum_if_due(now + TimeDelta::hours(23)).unwrap());
+        assert!(store.vacuum_if_due(now + TimeDelta::hours(25)).unwrap());
+    }
+}
