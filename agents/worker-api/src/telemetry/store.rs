@@ -80,10 +80,14 @@ const MIGRATIONS: &[&str] = &[
          labels_json TEXT NOT NULL DEFAULT '{}'
      );
      CREATE INDEX container_inventory_created ON container_inventory (created_at, container_id);
-     CREATE INDEX container_inventory_kind ON container_inventory (kind, status, created_at);
-     CREATE INDEX container_inventory_status ON container_inventory (status, created_at);
-     CREATE INDEX container_inventory_task ON container_inventory (task_id, created_at);
-     CREATE INDEX container_inventory_job ON container_inventory (job_id, created_at);
+     CREATE INDEX container_inventory_kind ON container_inventory (kind, created_at, container_id);
+     CREATE INDEX container_inventory_kind_status
+         ON container_inventory (kind, status, created_at, container_id);
+     CREATE INDEX container_inventory_status
+         ON container_inventory (status, created_at, container_id);
+     CREATE INDEX container_inventory_task
+         ON container_inventory (task_id, created_at, container_id);
+     CREATE INDEX container_inventory_job ON container_inventory (job_id, created_at, container_id);
      CREATE INDEX container_inventory_seen ON container_inventory (last_seen_at);
      CREATE TABLE container_event (
          event_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -469,36 +473,7 @@ impl Store {
     /// `GET containers`: newest first (by creation, then id), filtered, one page.
     pub fn containers(&self, query: &ContainersQuery) -> Result<ContainerList, QueryError> {
         let limit = page_limit(query.limit, DEFAULT_CONTAINER_LIMIT, MAX_CONTAINER_LIMIT)?;
-        let mut clauses = Vec::new();
-        let mut args: Vec<Sql> = Vec::new();
-        if let Some(kind) = query.kind {
-            clauses.push("kind = ?");
-            args.push(Sql::Text(kind.as_str().into()));
-        }
-        if let Some(status) = query.status {
-            clauses.push("status = ?");
-            args.push(Sql::Text(status.as_str().into()));
-        }
-        if let Some(task) = query.task_id {
-            clauses.push("task_id = ?");
-            args.push(Sql::Text(task.to_string()));
-        }
-        if let Some(job) = query.job_id {
-            clauses.push("job_id = ?");
-            args.push(Sql::Text(job.to_string()));
-        }
-        if let Some(token) = &query.page_token {
-            let (created_at, id) = PageKey::decode(token, CONTAINERS_TOKEN)?;
-            clauses.push("(created_at, container_id) < (?, ?)");
-            args.push(Sql::Text(created_at));
-            args.push(Sql::Text(id));
-        }
-        args.push(Sql::Integer(i64::from(limit) + 1));
-        let sql = format!(
-            "SELECT {CONTAINER_COLUMNS} FROM container_inventory {}
-             ORDER BY created_at DESC, container_id DESC LIMIT ?",
-            where_clause(&clauses)
-        );
+        let (sql, args) = containers_statement(query, limit)?;
         let mut statement = self.conn.prepare(&sql)?;
         let rows = statement.query_map(params_from_iter(args), container_row)?;
         let mut containers = Vec::new();
@@ -564,66 +539,7 @@ impl Store {
     /// `GET logs`: oldest first, one page of at most `limit` events and [`MAX_LOG_BYTES`].
     pub fn logs(&self, query: &LogsQuery) -> Result<LogPage, QueryError> {
         let limit = page_limit(query.limit, DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT)?;
-        let mut clauses = Vec::new();
-        let mut args: Vec<Sql> = Vec::new();
-        match (
-            query.source_kind,
-            query.source_name.as_deref(),
-            query.container_id.as_deref(),
-        ) {
-            (Some(SourceKind::Service), Some(name), None) if !name.is_empty() => {
-                clauses.push("source_kind = 'service' AND source_name = ?");
-                args.push(Sql::Text(name.into()));
-            }
-            (Some(SourceKind::Container), None, Some(id)) if !id.is_empty() => {
-                clauses.push("container_id = ? AND source_kind = 'container'");
-                args.push(Sql::Text(id.into()));
-            }
-            _ => {
-                return Err(QueryError::Invalid(
-                    "logs needs either source_kind=service&source_name=… or \
-                     source_kind=container&container_id=…"
-                        .into(),
-                ));
-            }
-        }
-        if let (Some(since), Some(until)) = (query.since, query.until)
-            && since >= until
-        {
-            return Err(QueryError::Invalid(format!(
-                "since ({}) must be before until ({})",
-                timestamp(since),
-                timestamp(until)
-            )));
-        }
-        if let Some(stream) = query.stream {
-            clauses.push("stream = ?");
-            args.push(Sql::Text(stream.as_str().into()));
-        }
-        if let Some(since) = query.since {
-            clauses.push("occurred_at >= ?");
-            args.push(Sql::Text(timestamp(since)));
-        }
-        if let Some(until) = query.until {
-            clauses.push("occurred_at < ?");
-            args.push(Sql::Text(timestamp(until)));
-        }
-        if let Some(token) = &query.page_token {
-            let (occurred_at, id) = PageKey::decode(token, LOGS_TOKEN)?;
-            let id: i64 = id
-                .parse()
-                .map_err(|_| QueryError::Invalid(BAD_TOKEN.into()))?;
-            clauses.push("(occurred_at, log_id) > (?, ?)");
-            args.push(Sql::Text(occurred_at));
-            args.push(Sql::Integer(id));
-        }
-        args.push(Sql::Integer(i64::from(limit) + 1));
-        let sql = format!(
-            "SELECT log_id, occurred_at, source_kind, source_name, container_id, stream, level,
-                    message, fields_json
-             FROM log_event {} ORDER BY occurred_at, log_id LIMIT ?",
-            where_clause(&clauses)
-        );
+        let (sql, args) = logs_statement(query, limit)?;
         let mut statement = self.conn.prepare(&sql)?;
         let rows = statement.query_map(params_from_iter(args), log_row)?;
         let mut events: Vec<(i64, LogEvent)> = Vec::new();
@@ -677,22 +593,9 @@ impl Store {
                 }
             }
         };
-        let logs = batched(
-            "DELETE FROM log_event WHERE log_id IN
-                 (SELECT log_id FROM log_event WHERE occurred_at < ?1 LIMIT ?2)",
-            now - LOG_RETENTION,
-        )?;
-        let events = batched(
-            "DELETE FROM container_event WHERE event_id IN
-                 (SELECT event_id FROM container_event WHERE occurred_at < ?1 LIMIT ?2)",
-            now - EVENT_RETENTION,
-        )?;
-        let containers = batched(
-            "DELETE FROM container_inventory WHERE container_id IN
-                 (SELECT container_id FROM container_inventory
-                  WHERE last_seen_at < ?1 AND status <> 'running' LIMIT ?2)",
-            now - INVENTORY_RETENTION,
-        )?;
+        let logs = batched(SWEEP_LOGS, now - LOG_RETENTION)?;
+        let events = batched(SWEEP_EVENTS, now - EVENT_RETENTION)?;
+        let containers = batched(SWEEP_INVENTORY, now - INVENTORY_RETENTION)?;
         self.conn.execute(
             "DELETE FROM node_boot WHERE boot_id NOT IN
                  (SELECT boot_id FROM node_boot ORDER BY booted_at DESC LIMIT ?1)",
@@ -731,6 +634,119 @@ impl Store {
         Ok(true)
     }
 }
+
+/// The statement of one page of `GET containers`: `limit + 1` rows, to tell whether more follow.
+fn containers_statement(
+    query: &ContainersQuery,
+    limit: u32,
+) -> Result<(String, Vec<Sql>), QueryError> {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(kind) = query.kind {
+        clauses.push("kind = ?");
+        args.push(Sql::Text(kind.as_str().into()));
+    }
+    if let Some(status) = query.status {
+        clauses.push("status = ?");
+        args.push(Sql::Text(status.as_str().into()));
+    }
+    if let Some(task) = query.task_id {
+        clauses.push("task_id = ?");
+        args.push(Sql::Text(task.to_string()));
+    }
+    if let Some(job) = query.job_id {
+        clauses.push("job_id = ?");
+        args.push(Sql::Text(job.to_string()));
+    }
+    if let Some(token) = &query.page_token {
+        let (created_at, id) = PageKey::decode(token, CONTAINERS_TOKEN)?;
+        clauses.push("(created_at, container_id) < (?, ?)");
+        args.push(Sql::Text(created_at));
+        args.push(Sql::Text(id));
+    }
+    args.push(Sql::Integer(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT {CONTAINER_COLUMNS} FROM container_inventory {}
+             ORDER BY created_at DESC, container_id DESC LIMIT ?",
+        where_clause(&clauses)
+    );
+    Ok((sql, args))
+}
+
+/// The statement of one page of `GET logs` (`limit + 1` rows); refuses a query without a
+/// source or with an empty time range.
+fn logs_statement(query: &LogsQuery, limit: u32) -> Result<(String, Vec<Sql>), QueryError> {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    match (
+        query.source_kind,
+        query.source_name.as_deref(),
+        query.container_id.as_deref(),
+    ) {
+        (Some(SourceKind::Service), Some(name), None) if !name.is_empty() => {
+            clauses.push("source_kind = 'service' AND source_name = ?");
+            args.push(Sql::Text(name.into()));
+        }
+        (Some(SourceKind::Container), None, Some(id)) if !id.is_empty() => {
+            clauses.push("container_id = ? AND source_kind = 'container'");
+            args.push(Sql::Text(id.into()));
+        }
+        _ => {
+            return Err(QueryError::Invalid(
+                "logs needs either source_kind=service&source_name=… or \
+                     source_kind=container&container_id=…"
+                    .into(),
+            ));
+        }
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until)
+        && since >= until
+    {
+        return Err(QueryError::Invalid(format!(
+            "since ({}) must be before until ({})",
+            timestamp(since),
+            timestamp(until)
+        )));
+    }
+    if let Some(stream) = query.stream {
+        clauses.push("stream = ?");
+        args.push(Sql::Text(stream.as_str().into()));
+    }
+    if let Some(since) = query.since {
+        clauses.push("occurred_at >= ?");
+        args.push(Sql::Text(timestamp(since)));
+    }
+    if let Some(until) = query.until {
+        clauses.push("occurred_at < ?");
+        args.push(Sql::Text(timestamp(until)));
+    }
+    if let Some(token) = &query.page_token {
+        let (occurred_at, id) = PageKey::decode(token, LOGS_TOKEN)?;
+        let id: i64 = id
+            .parse()
+            .map_err(|_| QueryError::Invalid(BAD_TOKEN.into()))?;
+        clauses.push("(occurred_at, log_id) > (?, ?)");
+        args.push(Sql::Text(occurred_at));
+        args.push(Sql::Integer(id));
+    }
+    args.push(Sql::Integer(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT log_id, occurred_at, source_kind, source_name, container_id, stream, level,
+                    message, fields_json
+             FROM log_event {} ORDER BY occurred_at, log_id LIMIT ?",
+        where_clause(&clauses)
+    );
+    Ok((sql, args))
+}
+
+/// The retention deletes: one batch (`?2` rows) of what is older than `?1`.
+const SWEEP_LOGS: &str = "DELETE FROM log_event WHERE log_id IN
+     (SELECT log_id FROM log_event WHERE occurred_at < ?1 LIMIT ?2)";
+const SWEEP_EVENTS: &str = "DELETE FROM container_event WHERE event_id IN
+     (SELECT event_id FROM container_event WHERE occurred_at < ?1 LIMIT ?2)";
+const SWEEP_INVENTORY: &str = "DELETE FROM container_inventory WHERE container_id IN
+     (SELECT container_id FROM container_inventory
+      WHERE last_seen_at < ?1 AND status <> 'running' LIMIT ?2)";
 
 const CONTAINER_COLUMNS: &str = "container_id, container_name, kind, runtime, image_ref, \
      created_at, last_seen_at, status, exit_code, task_id, job_id, labels_json";
@@ -1341,5 +1357,92 @@ mod tests {
         assert!(store.vacuum_if_due(now).unwrap());
         assert!(!store.vacuum_if_due(now + TimeDelta::hours(23)).unwrap());
         assert!(store.vacuum_if_due(now + TimeDelta::hours(25)).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn assert_indexed(store: &Store, (sql, args): (String, Vec<Sql>)) {
+        let mut statement = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let plan: Vec<String> = statement
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .all(|step| !step.starts_with("SCAN") || step.contains("USING")),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{sql}: {plan:?}"
+        );
+    }
+
+    /// Every query the API makes is answered from an index, in index order: never a scan or
+    /// a sort of a whole table.
+    #[test]
+    fn queries_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let token = PageKey::encode(CONTAINERS_TOKEN, "2026-01-01T00:00:00.000000Z", "abc");
+        let id = Some(Uuid::nil());
+        for query in [
+            ContainersQuery::default(),
+            ContainersQuery {
+                status: Some(ContainerStatus::Running),
+                page_token: Some(token),
+                ..ContainersQuery::default()
+            },
+            ContainersQuery {
+                job_id: id,
+                ..ContainersQuery::default()
+            },
+            ContainersQuery {
+                task_id: id,
+                ..ContainersQuery::default()
+            },
+            ContainersQuery {
+                kind: Some(ContainerKind::Sandbox),
+                ..ContainersQuery::default()
+            },
+            ContainersQuery {
+                kind: Some(ContainerKind::Sandbox),
+                status: Some(ContainerStatus::Exited),
+                ..ContainersQuery::default()
+            },
+        ] {
+            assert_indexed(&store, containers_statement(&query, 10).unwrap());
+        }
+        let token = PageKey::encode(LOGS_TOKEN, "2026-01-01T00:00:00.000000Z", "7");
+        let since = Some(Utc::now() - chrono::TimeDelta::days(1));
+        for query in [
+            LogsQuery {
+                source_kind: Some(SourceKind::Service),
+                source_name: Some("worker_api".into()),
+                since,
+                page_token: Some(token),
+                ..LogsQuery::default()
+            },
+            LogsQuery {
+                source_kind: Some(SourceKind::Container),
+                container_id: Some("c".into()),
+                stream: Some(LogStream::Stdout),
+                until: since,
+                ..LogsQuery::default()
+            },
+        ] {
+            assert_indexed(&store, logs_statement(&query, 10).unwrap());
+        }
+        let t = Sql::Text("2026-01-01T00:00:00.000000Z".into());
+        for sql in [SWEEP_LOGS, SWEEP_EVENTS, SWEEP_INVENTORY] {
+            assert_indexed(&store, (sql.to_owned(), vec![t.clone(), Sql::Integer(10)]));
+        }
     }
 }
