@@ -306,12 +306,14 @@ async fn telemetry_needs_the_token_and_bad_queries_are_400_problems() {
     }
 
     let service = [("source_kind", "service"), ("source_name", "worker_api")];
-    let with = |extra: &[(&'static str, &'static str)]| {
+    let with = |extra: &[(&'static str, &'static str)]| -> Query {
         let mut query = service.to_vec();
         query.extend_from_slice(extra);
         query
     };
-    let bad: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    // (path, query, the word the problem's detail must name)
+    type Query = Vec<(&'static str, &'static str)>;
+    let bad: Vec<(&str, Query, &str)> = vec![
         (paths::TELEMETRY_LOGS, vec![], "source_kind"),
         (
             paths::TELEMETRY_LOGS,

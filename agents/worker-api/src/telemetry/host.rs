@@ -74,6 +74,8 @@ fn parse_meminfo(text: &str) -> MemoryStats {
 pub fn disk(state_dir: &Path) -> DiskStats {
     match nix::sys::statvfs::statvfs(state_dir) {
         Ok(stat) => {
+            // `c_ulong` is 32 bits on some targets.
+            #[allow(clippy::useless_conversion)]
             let unit = u64::from(stat.fragment_size());
             let mb = |blocks: u64| blocks.saturating_mul(unit) / (1024 * 1024);
             DiskStats {
