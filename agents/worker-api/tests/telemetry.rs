@@ -389,3 +389,113 @@ async fn telemetry_needs_the_token_and_bad_queries_are_400_problems() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(ctype, PROBLEM_JSON);
 }
+
+/// Waits until `done` holds for the job's containers on the Podman socket.
+async fn wait_containers(
+    env: &DevEnv,
+    job_id: Uuid,
+    what: &str,
+    done: impl Fn(&[podman_api::models::ListContainer]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(&env.job_containers(job_id).await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job_id}: {what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_taken_over_after_a_crash_is_recorded_to_its_end() {
+    let env = DevEnv::load();
+    let (mut worker, _state_dir) = start(&env).await;
+    let job_id = Uuid::new_v4();
+    let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+                      "sandbox": {"command": ["sh", "-c", "sleep 1; echo adopted-done"]}});
+    let url = format!("{}{}", worker.base, paths::JOBS_RUN);
+    let delivery = {
+        let (client, token) = (worker.client.clone(), worker.token.clone());
+        tokio::spawn(async move { client.post(url).bearer_auth(token).json(&body).send().await })
+    };
+    let state = |wanted: &'static str| {
+        move |found: &[podman_api::models::ListContainer]| {
+            found.len() == 1 && found[0].state.as_deref() == Some(wanted)
+        }
+    };
+    wait_containers(&env, job_id, "running", state("running")).await;
+    // Podman says running a moment before the worker hears it and records the start.
+    let job = job_id.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let running: ContainerList = get(
+            &worker,
+            paths::TELEMETRY_CONTAINERS,
+            &[("job_id", &job), ("status", "running")],
+        )
+        .await;
+        if !running.containers.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the start was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.kill().await;
+    assert!(delivery.await.unwrap().is_err(), "a killed worker answered");
+    wait_containers(&env, job_id, "exit", state("exited")).await;
+    worker.restart().await;
+    wait_containers(&env, job_id, "removal", |found| found.is_empty()).await;
+
+    let list: ContainerList = get(&worker, paths::TELEMETRY_CONTAINERS, &[("job_id", &job)]).await;
+    assert_eq!(list.containers.len(), 1, "{list:?}");
+    let container = &list.containers[0];
+    assert_eq!(
+        (container.status, container.exit_code),
+        (ContainerStatus::Exited, Some(0))
+    );
+    assert_eq!(
+        container.image_ref, env.sandbox_image,
+        "kept from the create"
+    );
+    // The worker records the removal once Podman has confirmed it.
+    let path = paths::telemetry_container(&container.container_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let detail = loop {
+        let detail: ContainerDetail = get(&worker, &path, &[]).await;
+        if detail.events.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let actions: Vec<_> = detail.events.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            ContainerAction::Create,
+            ContainerAction::Start,
+            ContainerAction::Stop,
+            ContainerAction::Remove
+        ],
+        "{detail:?}"
+    );
+    let logs: LogPage = get(
+        &worker,
+        paths::TELEMETRY_LOGS,
+        &[
+            ("source_kind", "container"),
+            ("container_id", &container.container_id),
+        ],
+    )
+    .await;
+    let lines: Vec<_> = logs.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(lines, ["adopted-done"]);
+    // The killed worker never logged its stop; the new one logged its start.
+    assert_eq!(
+        service_messages(&worker).await,
+        ["worker API started", "worker API started"]
+    );
+}
