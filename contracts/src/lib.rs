@@ -8,11 +8,13 @@
 //! types it *sends* are parsed leniently by clients so that a newer server does not break them.
 //!
 //! Besides the payloads: [`routes`] holds every HTTP path one process serves and another calls,
-//! and [`worker_cli`] the worker API's command line, which the node manager renders.
+//! and [`worker_cli`] the worker API's command line, which the node manager renders; [`telemetry`]
+//! holds the worker's Telemetry API payloads.
 
 pub mod node;
 pub mod problem;
 pub mod routes;
+pub mod telemetry;
 pub mod user;
 pub mod worker;
 pub mod worker_cli;

@@ -47,6 +47,27 @@ pub mod worker {
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";
     /// `POST`: an OpenAI-style chat completion on the node's inference server.
     pub const INFERENCE_CHAT_COMPLETIONS: &str = "/v1/worker/inference/v1/chat/completions";
+
+    /// `GET`: what the node is (`telemetry::NodeInfo`).
+    pub const TELEMETRY_NODE_INFO: &str = "/v1/worker/telemetry/node:info";
+    /// `GET`: load, memory, disk and container runtime now (`telemetry::NodeStats`).
+    pub const TELEMETRY_NODE_STATS: &str = "/v1/worker/telemetry/node:stats";
+    /// `GET`: the container inventory, filtered and paged (`telemetry::ContainersQuery` →
+    /// `telemetry::ContainerList`).
+    pub const TELEMETRY_CONTAINERS: &str = "/v1/worker/telemetry/containers";
+    /// `GET`: one inventory row (`telemetry::ContainerDetail`), `404` if unknown. Build it with
+    /// [`telemetry_container`].
+    pub const TELEMETRY_CONTAINER: &str = "/v1/worker/telemetry/containers/{container_id}";
+    /// `GET`: service and container log events (`telemetry::LogsQuery` → `telemetry::LogPage`).
+    pub const TELEMETRY_LOGS: &str = "/v1/worker/telemetry/logs";
+
+    /// [`TELEMETRY_CONTAINER`] for one container id (hex, so it needs no percent-encoding).
+    pub fn telemetry_container(container_id: &str) -> String {
+        format!(
+            "/{}",
+            super::fill(TELEMETRY_CONTAINER, &[container_id]).join("/")
+        )
+    }
 }
 
 /// The orchestrator's control plane (port 12082), called by node managers.
@@ -163,6 +184,23 @@ mod tests {
         assert_eq!(
             worker::job_stop(job),
             "/v1/worker/jobs/00000000-0000-0000-0000-000000000000/stop"
+        );
+    }
+
+    #[test]
+    fn the_telemetry_paths_live_under_their_prefix() {
+        for path in [
+            worker::TELEMETRY_NODE_INFO,
+            worker::TELEMETRY_NODE_STATS,
+            worker::TELEMETRY_CONTAINERS,
+            worker::TELEMETRY_CONTAINER,
+            worker::TELEMETRY_LOGS,
+        ] {
+            assert!(path.starts_with("/v1/worker/telemetry/"), "{path}");
+        }
+        assert_eq!(
+            worker::telemetry_container("abc123"),
+            "/v1/worker/telemetry/containers/abc123"
         );
     }
 

@@ -166,6 +166,15 @@ pub struct WorkerCli {
     #[arg(long, env = "CYNODE_INFERENCE_PROXY_BINARY")]
     pub inference_proxy_binary: Option<PathBuf>,
 
+    /// The worker's state directory; its telemetry database is
+    /// `<state-dir>/telemetry/telemetry.db`. Default: the mount root.
+    #[arg(long, env = "CYNODE_WORKER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The node's slug, as the orchestrator knows it; the Telemetry API reports it.
+    #[arg(long, env = "CYNODE_WORKER_NODE_SLUG")]
+    pub node_slug: Option<String>,
+
     /// Read the bearer token from the first line of stdin (how node-manager hands it over).
     #[arg(long)]
     pub bearer_token_stdin: bool,
@@ -200,6 +209,8 @@ impl Default for WorkerCli {
             inference_url: None,
             inference_timeout_secs: DEFAULT_INFERENCE_TIMEOUT_SECS,
             inference_proxy_binary: None,
+            state_dir: None,
+            node_slug: None,
             bearer_token_stdin: false,
             exit_with_parent: false,
         }
@@ -233,6 +244,8 @@ impl WorkerCli {
             inference_url,
             inference_timeout_secs,
             inference_proxy_binary,
+            state_dir,
+            node_slug,
             bearer_token_stdin,
             exit_with_parent,
         } = self;
@@ -271,6 +284,12 @@ impl WorkerCli {
         flag("inference-timeout-secs", inference_timeout_secs.to_string());
         if let Some(binary) = inference_proxy_binary {
             flag("inference-proxy-binary", binary.display().to_string());
+        }
+        if let Some(dir) = state_dir {
+            flag("state-dir", dir.display().to_string());
+        }
+        if let Some(slug) = node_slug {
+            flag("node-slug", slug.clone());
         }
         if *bearer_token_stdin {
             args.push("--bearer-token-stdin".to_owned());
@@ -328,6 +347,8 @@ mod tests {
             inference_url: Some("http://127.0.0.1:11500".parse().unwrap()),
             inference_timeout_secs: 9,
             inference_proxy_binary: Some("/opt/bin/proxy".into()),
+            state_dir: Some("/var/lib/cynode/state".into()),
+            node_slug: Some("node-01".into()),
             bearer_token_stdin: true,
             exit_with_parent: true,
         };

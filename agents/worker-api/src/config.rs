@@ -55,7 +55,8 @@ impl Config {
     }
 
     /// What the worker keeps once started (strict: the caller treats any failure as fatal):
-    /// the mount root read-write; the Podman socket's directory and journald's connectable;
+    /// the mount root and the telemetry directory read-write; the Podman socket's directory and
+    /// journald's connectable;
     /// `/proc` readable; `/dev/null` and `/dev/urandom`; no TCP bind, and TCP connect only to
     /// the inference server's port when `--inference-url` is set. No abstract Unix sockets, no
     /// signals to other processes, no capabilities.
@@ -70,7 +71,10 @@ impl Config {
             .as_ref()
             .and_then(|url| url.port_or_known_default());
         Policy::strict()
-            .allow(PathAccess::ReadWrite, [&self.mount_root])
+            .allow(
+                PathAccess::ReadWrite,
+                [&self.mount_root, &self.telemetry_dir()],
+            )
             .allow(
                 PathAccess::ConnectUnix,
                 [socket_dir, PathBuf::from("/run/systemd/journal")],
@@ -79,6 +83,18 @@ impl Config {
             .allow(PathAccess::ReadWriteFiles, ["/dev/null", "/dev/urandom"])
             .tcp_connect_only(inference_port)
             .scoped()
+    }
+
+    /// The worker's state directory (`--state-dir`, else the mount root); the telemetry
+    /// database is `<state_dir>/telemetry/telemetry.db`.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.0.state_dir.as_deref().unwrap_or(&self.mount_root)
+    }
+
+    /// Where the telemetry database lives: the only part of the state directory the worker
+    /// may write once hardened.
+    pub fn telemetry_dir(&self) -> PathBuf {
+        self.state_dir().join(crate::telemetry::store::DB_DIR)
     }
 
     /// The job limits this node enforces. The spec's 10 MiB ceiling applies whatever is configured.

@@ -8,6 +8,7 @@
 //! - [`inference`]: the node's model for the orchestrator and for sandboxes (pod + sidecar);
 //! - [`ledger`]: finished results, kept for repeated deliveries;
 //! - [`retention`]: removes finished jobs' directories after the retention;
+//! - [`telemetry`]: the node-local telemetry database and the Telemetry API;
 //! - [`readiness`]: what `/readyz` checks;
 //! - [`routes`]: the axum router.
 //!
@@ -22,6 +23,7 @@ pub mod readiness;
 pub mod retention;
 pub mod routes;
 pub mod sandbox;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -61,6 +63,8 @@ pub enum StartError {
     Inference(String),
     #[error(transparent)]
     Seccomp(#[from] sandbox::SeccompError),
+    #[error("cannot open the telemetry database: {0}")]
+    Telemetry(#[from] telemetry::StoreError),
 }
 
 /// Asks the kernel for SIGTERM when the parent dies; our SIGTERM handling then stops the jobs and
@@ -98,6 +102,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         })?;
     let seccomp_profile =
         sandbox::write_seccomp_profile(&config.seccomp_base_profile, &config.mount_root)?;
+    // Before hardening: it creates `<state_dir>/telemetry`, which is all the worker may write
+    // of the state directory afterwards.
+    let telemetry = telemetry::Telemetry::open(config.state_dir(), config.node_slug.clone())?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
@@ -111,8 +118,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Serve)?;
-    let mut sandboxes =
-        Sandboxes::new(&config.podman_socket, &config.mount_root).with_seccomp(seccomp_profile);
+    let mut sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root)
+        .with_seccomp(seccomp_profile)
+        .with_telemetry(telemetry);
     if let Some(setup) = inference {
         sandboxes = sandboxes.with_inference(setup);
     }
@@ -188,6 +196,7 @@ pub async fn serve(
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let ledger = ledger::JobLedger::new(sandboxes.mount_root().to_owned());
     let empty_workspace = workspace_emptier(&sandboxes, limits.default_image());
+    let telemetry = sandboxes.telemetry().clone();
     let jobs = Lifecycle::new(
         sandboxes,
         ledger.clone(),
@@ -203,26 +212,44 @@ pub async fn serve(
             tracing::error!(error = %e, "cannot list sandboxes an earlier worker left; a delivery of one of their jobs takes it over")
         }
     }
+    let telemetry_sweeper = tokio::spawn(telemetry::maintain(telemetry.clone(), shutdown.clone()));
     let sweeper = tokio::spawn(retention::run(
         ledger,
         job_retention,
         empty_workspace,
         shutdown,
     ));
+    let (default_image, addr) = (limits.default_image().to_owned(), listener.local_addr()?);
     let state = AppState {
         limits: Arc::new(limits),
         jobs,
     };
     let app = routes::router(state, BearerToken::new(token), request_limit);
-    tracing::info!(addr = %listener.local_addr()?, "worker API listening");
-    axum::serve(listener, app)
+    tracing::info!(%addr, "worker API listening");
+    let started = serde_json::Map::from_iter([
+        ("addr".to_owned(), addr.to_string().into()),
+        ("build_version".to_owned(), env!("CARGO_PKG_VERSION").into()),
+        ("default_image".to_owned(), default_image.into()),
+    ]);
+    telemetry
+        .service_log("info", "worker API started", started)
+        .await;
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = stop.send(true);
         })
-        .await?;
+        .await;
     // Nothing is ever sent: `None` means the last run has dropped its sender.
     let _ = all_done.recv().await;
     let _ = sweeper.await;
-    Ok(())
+    let _ = telemetry_sweeper.await;
+    let stopped = match &served {
+        Ok(()) => serde_json::Map::new(),
+        Err(e) => serde_json::Map::from_iter([("error".to_owned(), e.to_string().into())]),
+    };
+    telemetry
+        .service_log("info", "worker API stopped", stopped)
+        .await;
+    served
 }

@@ -1,5 +1,7 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
-//! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue` (paths from [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
+//! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue`, the
+//! Telemetry API `GET /v1/worker/telemetry/…` ([`crate::telemetry::routes`]) (paths from
+//! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))
         .route(routes::worker::JOB_REQUEUE, post(requeue_job))
+        .merge(crate::telemetry::routes::router())
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_bearer,

@@ -29,8 +29,10 @@ use super::{
     JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
     auto_userns,
 };
+use crate::telemetry::{ContainerRef, Telemetry};
+use cynode_contracts::telemetry::{ContainerAction, ContainerKind};
 use cynode_contracts::worker_cli::SANDBOX_USERNS_SIZE;
-use serde_json::json;
+use serde_json::{Map, json};
 
 /// Exit codes a shell gives for a command it cannot find or cannot execute; we report the same
 /// when the OCI runtime fails to exec the argv, so callers see one convention.
@@ -48,6 +50,8 @@ pub struct Sandboxes {
     /// The seccomp profile every sandbox runs under (see `seccomp`); without one, Podman's
     /// default.
     seccomp: Option<PathBuf>,
+    /// Records each sandbox's lifecycle steps and output; disabled unless set.
+    telemetry: Telemetry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +215,18 @@ impl Sandboxes {
             mount_root: mount_root.to_owned(),
             inference: None,
             seccomp: None,
+            telemetry: Telemetry::disabled(),
         }
+    }
+
+    /// Records every sandbox's create, start, stop, removal and output here.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Runs every sandbox under this seccomp profile (a file Podman can read).
@@ -296,6 +311,7 @@ impl Sandboxes {
             Utc::now() + chrono::Duration::from_std(plan.timeout).unwrap_or(chrono::Duration::MAX);
         let mut labels = labels;
         labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
+        let spec_labels = labels.clone();
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
         let (spec, extra) =
             container_spec(plan, &workspace, pod_name, labels, self.seccomp.as_deref());
@@ -326,10 +342,17 @@ impl Sandboxes {
         };
         let container = self.podman.containers().get(&id);
         tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, inference = plan.use_inference, "sandbox created");
+        let recorded = sandbox_ref(&id, plan.task_id, plan.job_id, &plan.image, &spec_labels);
+        self.telemetry
+            .container(&recorded, ContainerAction::Create, None, Map::new())
+            .await;
 
         let started_at = Utc::now();
         let collected = match start(&container).await {
             Ok(None) => {
+                self.telemetry
+                    .container(&recorded, ContainerAction::Start, None, Map::new())
+                    .await;
                 // Read the output while it is written: the log file on the host is capped and
                 // starts afresh when full, so after the exit it may no longer hold the start.
                 let (follower, cap) = (self.podman.containers().get(&id), plan.max_output_bytes);
@@ -348,7 +371,12 @@ impl Sandboxes {
             Err(e) => Err(e),
         };
         let ended_at = Utc::now();
-        self.remove_container(plan.job_id, &id).await;
+        self.record_end(&recorded, &collected).await;
+        if self.remove_container(plan.job_id, &id).await {
+            self.telemetry
+                .container(&recorded, ContainerAction::Remove, None, Map::new())
+                .await;
+        }
         let run_diagnostics = match pod {
             Some(pod) => Some(serde_json::json!({ "inference": pod.remove(&self.podman).await })),
             None => None,
@@ -399,7 +427,13 @@ impl Sandboxes {
         };
         let collected = collect(&container, ending, max_output_bytes, None).await;
         let ended_at = sandbox.exited_at.unwrap_or_else(Utc::now);
-        self.remove_container(job_id, &sandbox.id).await;
+        let recorded = sandbox_ref(&sandbox.id, task_id, job_id, "", &[]);
+        self.record_end(&recorded, &collected).await;
+        if self.remove_container(job_id, &sandbox.id).await {
+            self.telemetry
+                .container(&recorded, ContainerAction::Remove, None, Map::new())
+                .await;
+        }
         if let Some(pod) = &pod {
             pod::remove(&self.podman, pod).await;
         }
@@ -421,8 +455,13 @@ impl Sandboxes {
     /// Removes what is left of a job without collecting anything: it did not run, or cannot be
     /// seen to its end.
     pub async fn discard(&self, leftover: &Leftover) {
-        if let Some(sandbox) = &leftover.sandbox {
-            self.remove_container(leftover.job_id, &sandbox.id).await;
+        if let Some(sandbox) = &leftover.sandbox
+            && self.remove_container(leftover.job_id, &sandbox.id).await
+        {
+            let recorded = sandbox_ref(&sandbox.id, leftover.task_id, leftover.job_id, "", &[]);
+            self.telemetry
+                .container(&recorded, ContainerAction::Remove, None, Map::new())
+                .await;
         }
         if let Some(pod) = &leftover.pod {
             pod::remove(&self.podman, pod).await;
@@ -561,12 +600,67 @@ impl Sandboxes {
         }
     }
 
-    async fn remove_container(&self, job_id: Uuid, id: &str) {
+    /// Removes a container; false (and an error in the log) if Podman would not.
+    async fn remove_container(&self, job_id: Uuid, id: &str) -> bool {
         let container = self.podman.containers().get(id);
         let force = ContainerDeleteOpts::builder().force(true).build();
-        if let Err(e) = super::remove_patiently(|| container.delete(&force)).await {
-            tracing::error!(%job_id, container = %id, error = %e, "cannot remove sandbox");
+        match super::remove_patiently(|| container.delete(&force)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(%job_id, container = %id, error = %e, "cannot remove sandbox");
+                false
+            }
         }
+    }
+
+    /// Telemetry of a run's end: the `stop` step with how it ended, and what it printed.
+    async fn record_end(
+        &self,
+        recorded: &ContainerRef,
+        collected: &Result<Option<Collected>, SandboxError>,
+    ) {
+        let (exit_code, ending) = match collected {
+            Ok(Some(c)) => (
+                Some(c.exit_code),
+                serde_json::to_value(c.status).unwrap_or_default(),
+            ),
+            Ok(None) => (None, "interrupted".into()),
+            Err(_) => (None, "error".into()),
+        };
+        let details = Map::from_iter([("ending".to_owned(), ending)]);
+        self.telemetry
+            .container(recorded, ContainerAction::Stop, exit_code, details)
+            .await;
+        if let Ok(Some(c)) = collected {
+            self.telemetry.output(recorded, &c.stdout, &c.stderr).await;
+        }
+    }
+}
+
+/// The name of a job's sandbox container.
+fn container_name(job_id: Uuid) -> String {
+    format!("cynodeai-job-{job_id}")
+}
+
+/// A job's sandbox container as telemetry records it.
+fn sandbox_ref(
+    id: &str,
+    task_id: Uuid,
+    job_id: Uuid,
+    image: &str,
+    labels: &[(&'static str, String)],
+) -> ContainerRef {
+    ContainerRef {
+        id: id.to_owned(),
+        name: container_name(job_id),
+        kind: ContainerKind::Sandbox,
+        image_ref: image.to_owned(),
+        task_id: Some(task_id),
+        job_id: Some(job_id),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
     }
 }
 
@@ -734,7 +828,7 @@ fn container_spec(
         }),
     };
     let opts = builder
-        .name(format!("cynodeai-job-{}", plan.job_id))
+        .name(container_name(plan.job_id))
         .image(&plan.image)
         // Our argv replaces the image's entrypoint and command, so it runs exactly as given.
         .entrypoint([program])
