@@ -194,15 +194,14 @@ impl JobRequirements {
                 ));
             }
         }
-        if let Some(model) = &self.model {
-            if model.trim().is_empty()
+        if let Some(model) = &self.model
+            && (model.trim().is_empty()
                 || model.chars().count() > MAX_MODEL_NAME_CHARS
-                || model.chars().any(char::is_control)
-            {
-                return Err(format!(
-                    "requirements.model must be 1 to {MAX_MODEL_NAME_CHARS} characters without control characters"
-                ));
-            }
+                || model.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "requirements.model must be 1 to {MAX_MODEL_NAME_CHARS} characters without control characters"
+            ));
         }
         if self.min_memory_mb == Some(0) {
             return Err("requirements.min_memory_mb must be at least 1".into());

@@ -54,6 +54,9 @@ pub enum Command {
     /// file the config key `api_key_file` names, when there is no login session.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// List, inspect, drain and undrain worker nodes (admin only)
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Chat with a model through the gateway
     ///
     /// Without -m: reads lines, streams each answer as it arrives, and leaves on /exit, /quit
@@ -128,9 +131,35 @@ pub enum ApikeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every node: state, whether it takes jobs now, running jobs and capacity
+    List,
+    /// One node in full: labels, models, capacity, drain deadline, last seen
+    Get {
+        /// The node's slug
+        slug: String,
+    },
+    /// Take a node out of service: no new jobs; running jobs finish, or after --deadline run
+    /// again on another node
+    Drain {
+        /// The node's slug
+        slug: String,
+        /// Seconds until jobs still running there are stopped and requeued elsewhere (1 to
+        /// 604800) [default: let them finish]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+        deadline: Option<u64>,
+    },
+    /// Put a drained node back in service
+    Undrain {
+        /// The node's slug
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Create a task (natural-language prompt unless told otherwise)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List your tasks, newest first
     List(ListArgs),
     /// Show one task
@@ -256,6 +285,21 @@ pub struct CreateArgs {
     /// Give the sandbox access to node-local inference
     #[arg(long)]
     pub use_inference: bool,
+    /// Run only on a node with this label (repeatable: all of them)
+    #[arg(long = "require-label", value_name = "LABEL")]
+    pub require_labels: Vec<String>,
+    /// Run only on a node whose inference server serves this model
+    #[arg(long = "require-model", value_name = "MODEL")]
+    pub require_model: Option<String>,
+    /// Run only on a node with at least this much memory, MB
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_memory_mb: Option<u64>,
+    /// Run only on a node with at least this many CPU cores
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_cpu_cores: Option<u32>,
+    /// Run only on a node with a GPU
+    #[arg(long)]
+    pub require_gpu: bool,
     /// Wait for the task to finish and print its result
     #[arg(short = 'w', long, visible_alias = "result")]
     pub wait: bool,
@@ -363,6 +407,40 @@ mod tests {
             2
         );
         assert!(parse(&["apikey", "revoke", &Uuid::new_v4().to_string(), "-y"]).is_ok());
+    }
+
+    #[test]
+    fn node_and_requirement_arguments_are_checked() {
+        assert!(parse(&["node", "list"]).is_ok());
+        assert!(parse(&["node", "get"]).is_err());
+        assert!(parse(&["node", "drain", "n1", "--deadline", "60"]).is_ok());
+        for bad in ["0", "604801", "-1", "soon"] {
+            assert!(
+                parse(&["node", "drain", "n1", "--deadline", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            parse(&[
+                "task",
+                "create",
+                "--command",
+                "ls",
+                "--require-label",
+                "gpu",
+                "--require-label",
+                "eu",
+                "--require-model",
+                "qwen",
+                "--min-memory-mb",
+                "512",
+                "--min-cpu-cores",
+                "2",
+                "--require-gpu"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["task", "create", "--command", "ls", "--min-memory-mb", "0"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cynode_contracts::user::{CreateTaskRequest, InputMode};
+use cynode_contracts::user::{CreateTaskRequest, InputMode, JobRequirements};
 
 use crate::cli::{CreateArgs, InputModeArg};
 use crate::error::{CliError, Result};
@@ -44,7 +44,19 @@ pub fn create_request(args: &CreateArgs) -> Result<CreateTaskRequest> {
         attachments,
         use_sba: None,
         use_inference: args.use_inference.then_some(true),
+        requirements: Some(requirements(args)).filter(|r| !r.is_empty()),
     })
+}
+
+/// The `--require-*` / `--min-*` flags as the task's requirements; the gateway checks them.
+fn requirements(args: &CreateArgs) -> JobRequirements {
+    JobRequirements {
+        labels: args.require_labels.clone(),
+        model: args.require_model.clone(),
+        min_memory_mb: args.min_memory_mb,
+        min_cpu_cores: args.min_cpu_cores,
+        gpu: args.require_gpu.then_some(true),
+    }
 }
 
 fn task_text(args: &CreateArgs) -> Result<(String, InputMode)> {
@@ -177,7 +189,7 @@ mod tests {
     fn args(extra: &[&str]) -> CreateArgs {
         let argv = ["cynork", "task", "create"].iter().chain(extra.iter());
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Task(TaskCommand::Create(args)) => args,
+            Command::Task(TaskCommand::Create(args)) => *args,
             other => panic!("{other:?}"),
         }
     }

@@ -157,6 +157,8 @@ mod tests {
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             attachments: vec![],
+            requirements: None,
+            wait_reason: None,
         }
     }
 

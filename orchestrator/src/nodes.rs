@@ -267,7 +267,7 @@ pub async fn register(
             .await?;
     }
     ingest(&mut tx, &state.config, node_id, report).await?;
-    jobs::recheck_waiting(&mut *tx).await?;
+    jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
     state.signal_change();
@@ -325,7 +325,7 @@ pub async fn report_capability(
     same_node(node, &report.node.node_slug, "the capability report")?;
     let mut tx = state.db.begin().await?;
     ingest(&mut tx, &state.config, node.id, report).await?;
-    jobs::recheck_waiting(&mut *tx).await?;
+    jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     state.signal_change();
     Ok(())
@@ -603,13 +603,13 @@ pub async fn info(state: &AppState, slug: &str) -> Result<NodeInfo> {
 /// [`crate::jobs::requeue_drained`]). Draining a drained node sets its deadline anew. A drained
 /// node stays drained when it restarts and registers again.
 pub async fn drain(state: &AppState, slug: &str, req: &DrainRequest) -> Result<NodeInfo> {
-    if let Some(secs) = req.deadline_seconds {
-        if secs == 0 || secs > MAX_DRAIN_DEADLINE_SECONDS {
-            return Err(Problem::validation(format!(
-                "deadline_seconds must be 1 to {MAX_DRAIN_DEADLINE_SECONDS}"
-            ))
-            .into());
-        }
+    if let Some(secs) = req.deadline_seconds
+        && (secs == 0 || secs > MAX_DRAIN_DEADLINE_SECONDS)
+    {
+        return Err(Problem::validation(format!(
+            "deadline_seconds must be 1 to {MAX_DRAIN_DEADLINE_SECONDS}"
+        ))
+        .into());
     }
     let drained = sqlx::query(
         "UPDATE nodes SET status = 'drained', updated_at = now(),
@@ -645,7 +645,7 @@ pub async fn undrain(state: &AppState, slug: &str) -> Result<NodeInfo> {
     if found == 0 {
         return Err(unknown(slug));
     }
-    jobs::recheck_waiting(&mut *tx).await?;
+    jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, "node undrained");
     state.signal_change();

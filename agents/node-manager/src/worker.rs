@@ -121,6 +121,9 @@ pub fn worker_cli(
             .inference
             .wanted(sandbox.mode)
             .then(|| config.inference.url.clone()),
+        // Telemetry lives in the node's state directory and names the node.
+        state_dir: Some(config.state_dir.clone()),
+        node_slug: Some(config.node_slug.clone()),
         bearer_token_stdin: true,
         // If node-manager is killed outright (SIGKILL, OOM), its worker must not live on
         // unsupervised.
@@ -379,6 +382,8 @@ mod tests {
         assert_eq!(cli.sandbox_workspace_mib, Some(64));
         assert_eq!(cli.listen, "0.0.0.0:12090".parse().unwrap());
         assert!(cli.bearer_token_stdin && cli.exit_with_parent);
+        assert_eq!(cli.state_dir.as_ref(), Some(&cfg.state_dir));
+        assert_eq!(cli.node_slug.as_ref(), Some(&cfg.node_slug));
 
         let args = worker_args(&cfg, &delivered).unwrap();
         assert!(!args.iter().any(|a| a == "t"), "{args:?}");

@@ -5,6 +5,7 @@ mod apikey;
 mod auth;
 mod chat;
 mod docs;
+mod node;
 mod status;
 mod task;
 
@@ -94,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Auth(cmd) => auth::run(&ctx, cmd).await,
         Command::Task(cmd) => task::run(&ctx, cmd).await,
         Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
+        Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Completion { shell } => {
             docs::completion(shell);

@@ -207,6 +207,9 @@ fn task_line(task: &Task) -> String {
     if let Some(summary) = &task.summary {
         pairs.push(("summary", summary.clone()));
     }
+    if let Some(reason) = &task.wait_reason {
+        pairs.push(("wait_reason", reason.clone()));
+    }
     if let Some(prompt) = &task.prompt {
         pairs.push(("prompt", prompt.clone()));
     }
