@@ -4,19 +4,27 @@
 mod common;
 
 use common::*;
-use prometheus_parse::{Scrape, Value};
+use openmetrics_parser::openmetrics::parse_openmetrics;
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 
-/// The value of `name` with `labels` (a histogram's: its observation count), if present.
+type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+
+/// The value of family `name`'s sample with `labels` (a histogram's: its count), if present.
 fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    let family = scrape.families.get(name)?;
+    family
+        .iter_samples()
+        .find(|s| {
+            let set = s.get_labelset().unwrap();
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
         .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-            Value::Summary(_) => panic!("{name} is a summary"),
+            OpenMetricsValue::Counter(c) => c.value.as_f64(),
+            OpenMetricsValue::Gauge(v) | OpenMetricsValue::Unknown(v) => v.as_f64(),
+            OpenMetricsValue::Histogram(h) => h.count.unwrap_or_default() as f64,
+            other => panic!("{name}: unexpected {other:?}"),
         })
 }
 
@@ -29,7 +37,7 @@ async fn scrape(o: &Orchestrator) -> (String, Scrape) {
         "{content_type}"
     );
     let text = resp.text().await.unwrap();
-    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+    let parsed = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}: {text}"));
     (text, parsed)
 }
 
@@ -75,7 +83,7 @@ async fn metrics_parse_and_move_as_jobs_run() {
     );
     let created = sample(
         &after,
-        "cynode_http_requests_total",
+        "cynode_http_requests",
         &[
             ("route", "/v1/tasks"),
             ("method", "POST"),
@@ -85,7 +93,7 @@ async fn metrics_parse_and_move_as_jobs_run() {
     assert_eq!(created, Some(1.0), "{text}");
     let polled = sample(
         &after,
-        "cynode_http_requests_total",
+        "cynode_http_requests",
         &[
             ("route", "/v1/tasks/{id}"),
             ("method", "GET"),
@@ -96,7 +104,7 @@ async fn metrics_parse_and_move_as_jobs_run() {
     assert!(
         sample(
             &after,
-            "cynode_http_requests_total",
+            "cynode_http_requests",
             &[("route", "unmatched"), ("status", "404")]
         )
         .is_some(),
