@@ -9,6 +9,8 @@
 pub const HEALTHZ: &str = "/healthz";
 /// Readiness: `200 ready`, or `503` with the reason in plain text.
 pub const READYZ: &str = "/readyz";
+/// Prometheus metrics in the OpenMetrics text format (orchestrator services and worker API).
+pub const METRICS: &str = "/metrics";
 /// The OpenAPI document of an orchestrator service.
 pub const OPENAPI: &str = "/openapi.json";
 

@@ -148,7 +148,20 @@ enum Outcome {
     Refused(String),
 }
 
+impl Outcome {
+    /// The metrics label.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Ran(..) => "ran",
+            Self::Retry(_) => "retry",
+            Self::Interrupted(_) => "interrupted",
+            Self::Refused(_) => "refused",
+        }
+    }
+}
+
 async fn deliver(state: &AppState, claim: Claim) {
+    let started = std::time::Instant::now();
     let outcome = {
         let heartbeat = keep_leased(state, &claim);
         tokio::pin!(heartbeat);
@@ -157,6 +170,7 @@ async fn deliver(state: &AppState, claim: Claim) {
             never = &mut heartbeat => match never {},
         }
     };
+    state.metrics.dispatched(outcome.name(), started.elapsed());
     let node_health = match &outcome {
         Outcome::Retry(_) | Outcome::Interrupted(_) => {
             nodes::pause_dispatch(

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod error;
 pub mod gateway;
 pub mod jobs;
+pub mod metrics;
 pub mod node_inference;
 pub mod nodes;
 pub mod pm;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub pm: Arc<pm::Pm>,
     /// Encrypts and decrypts worker API tokens at rest.
     pub worker_tokens: Arc<worker_tokens::TokenKeys>,
+    /// This process's Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -199,6 +202,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         planner: Arc::new(planner),
         pm: Arc::new(pm::Pm::default()),
         worker_tokens: Arc::new(token_keys),
+        metrics: Arc::new(metrics::Metrics::default()),
     };
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");

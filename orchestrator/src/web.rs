@@ -65,10 +65,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
+    let matched = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
+        .map(|p| p.as_str().to_owned());
+    let route = matched
+        .clone()
         .unwrap_or_else(|| req.uri().path().to_owned());
     let response = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(response) => response,
@@ -77,11 +79,17 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
         ))
         .into_response(),
     };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http
+        .observe(matched.as_deref(), method.as_str(), status, elapsed);
     tracing::info!(
         %method,
         route,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_millis() as u64,
+        status,
+        duration_ms = elapsed.as_millis() as u64,
         "request"
     );
     response
@@ -93,6 +101,12 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
     let router = router
         .route(routes::HEALTHZ, axum::routing::get(healthz))
         .route(routes::READYZ, axum::routing::get(readyz))
+        .route(
+            routes::METRICS,
+            axum::routing::get(|State(state): State<AppState>| async move {
+                state.metrics.scrape(&state.db).await
+            }),
+        )
         .fallback(not_found_fallback);
     // Bodies are read (bounded) before any answer, so a 413 or 401 reaches a client that is
     // still sending; inside `edge`, so the request deadline covers that too.

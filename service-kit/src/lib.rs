@@ -16,5 +16,6 @@ pub mod duration;
 pub mod hardening;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod secrets;

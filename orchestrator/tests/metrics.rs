@@ -1,0 +1,114 @@
+//! `GET /metrics`: Prometheus text a standard parser reads, whose counts move as jobs run, and
+//! whose labels hold route templates, never a requested path.
+
+mod common;
+
+use common::*;
+use openmetrics_parser::openmetrics::parse_openmetrics;
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
+
+type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+
+/// The value of family `name`'s sample with `labels` (a histogram's: its count), if present.
+fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let family = scrape.families.get(name)?;
+    family
+        .iter_samples()
+        .find(|s| {
+            let set = s.get_labelset().unwrap();
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| match &s.value {
+            OpenMetricsValue::Counter(c) => c.value.as_f64(),
+            OpenMetricsValue::Gauge(v) | OpenMetricsValue::Unknown(v) => v.as_f64(),
+            OpenMetricsValue::Histogram(h) => h.count.unwrap_or_default() as f64,
+            other => panic!("{name}: unexpected {other:?}"),
+        })
+}
+
+async fn scrape(o: &Orchestrator) -> (String, Scrape) {
+    let resp = o.fetch(&format!("{}/metrics", o.cp)).await;
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = resp.text().await.unwrap();
+    let parsed = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}: {text}"));
+    (text, parsed)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_as_jobs_run() {
+    let o = Orchestrator::start(&[]).await;
+    let worker = WorkerDouble::start(Mode::Instant).await;
+    Node::ready(&o, "n", &worker).await;
+    let admin = o.admin_token().await;
+
+    let (_, before) = scrape(&o).await;
+    assert_eq!(
+        sample(&before, "cynode_jobs", &[("status", "completed")]),
+        None
+    );
+    assert_eq!(
+        sample(&before, "cynode_nodes", &[("status", "active")]),
+        Some(1.0)
+    );
+
+    let id = o.create_script_task(&admin, "echo x").await;
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
+    let secret_path = format!("/v1/no-such-route/{id}");
+    assert_eq!(
+        o.fetch(&format!("{}{secret_path}", o.gw)).await.status(),
+        404
+    );
+
+    let (text, after) = scrape(&o).await;
+    assert_eq!(
+        sample(&after, "cynode_jobs", &[("status", "completed")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "cynode_dispatch_duration_seconds",
+            &[("outcome", "ran")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let created = sample(
+        &after,
+        "cynode_http_requests",
+        &[
+            ("route", "/v1/tasks"),
+            ("method", "POST"),
+            ("status", "201"),
+        ],
+    );
+    assert_eq!(created, Some(1.0), "{text}");
+    let polled = sample(
+        &after,
+        "cynode_http_requests",
+        &[
+            ("route", "/v1/tasks/{id}"),
+            ("method", "GET"),
+            ("status", "200"),
+        ],
+    );
+    assert!(polled.unwrap_or(0.0) >= 1.0, "{text}");
+    assert!(
+        sample(
+            &after,
+            "cynode_http_requests",
+            &[("route", "unmatched"), ("status", "404")]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains(&id), "a task id in a label: {text}");
+}
