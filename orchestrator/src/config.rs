@@ -43,6 +43,7 @@ struct FileConfig {
     public_url: Option<String>,
     control_plane_listen_addr: Option<String>,
     user_gateway_listen_addr: Option<String>,
+    metrics_listen_addr: Option<String>,
     jwt_access_duration: Option<Seconds>,
     jwt_refresh_duration: Option<Seconds>,
     jwt_node_duration: Option<Seconds>,
@@ -82,6 +83,11 @@ pub struct Config {
     pub public_url: String,
     pub control_plane_listen_addr: SocketAddr,
     pub user_gateway_listen_addr: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (`METRICS_LISTEN_ADDR`); unset: no metrics listener.
+    /// Its own listener, because job and node counts are for operators, not for every client
+    /// of the user gateway or node of the control plane: keep it on loopback or a management
+    /// network.
+    pub metrics_listen_addr: Option<SocketAddr>,
     pub jwt_access_duration: Duration,
     pub jwt_refresh_duration: Duration,
     pub jwt_node_duration: Duration,
@@ -248,6 +254,16 @@ impl Config {
                 file.user_gateway_listen_addr,
                 "0.0.0.0:12080",
             )?,
+            // Not `LISTEN_ADDR`: that one address is the API's.
+            metrics_listen_addr: pick("METRICS_LISTEN_ADDR", file.metrics_listen_addr)
+                .map(|text| {
+                    text.parse::<SocketAddr>()
+                        .map_err(|_| ConfigError::Invalid {
+                            key: "METRICS_LISTEN_ADDR".into(),
+                            message: format!("expected HOST:PORT, got {text:?}"),
+                        })
+                })
+                .transpose()?,
             jwt_access_duration: duration("JWT_ACCESS_DURATION", file.jwt_access_duration, "15m")?,
             jwt_refresh_duration: duration(
                 "JWT_REFRESH_DURATION",

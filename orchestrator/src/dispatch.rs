@@ -66,6 +66,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             };
             match jobs::claim(&state.db, &state.config, &state.worker_tokens).await {
                 Ok(Some(claim)) => {
+                    state.metrics.claimed(claim.waited);
                     let state = state.clone();
                     tokio::spawn(async move {
                         deliver(&state, claim).await;

@@ -566,6 +566,8 @@ pub struct Claim {
     pub node_slug: String,
     pub url: String,
     pub token: Secret,
+    /// How long it waited since it became due.
+    pub waited: Duration,
 }
 
 /// How many of the oldest due jobs one claim looks at for one that some node can take now, so
@@ -650,12 +652,13 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
     let token = keys.open(node_id, &token)?;
     let lease_id = Uuid::new_v4();
     let lease = config.dispatch_lease;
-    let (task_id, attempts, payload): (Uuid, i32, Value) = sqlx::query_as(
+    let (task_id, attempts, payload, waited): (Uuid, i32, Value, f64) = sqlx::query_as(
         "UPDATE jobs SET status = $5, node_id = $2, lease_id = $3, wait_reason = NULL,
             lease_expires_at = now() + make_interval(secs => $4),
             attempts = attempts + 1, started_at = coalesce(started_at, now())
          WHERE id = $1
-         RETURNING task_id, attempts, payload",
+         RETURNING task_id, attempts, payload,
+            greatest(extract(epoch FROM now() - next_attempt_at), 0)::float8",
     )
     .bind(job_id)
     .bind(node_id)
@@ -678,6 +681,7 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
         node_slug,
         url,
         token,
+        waited: Duration::from_secs_f64(waited),
     }))
 }
 

@@ -144,6 +144,7 @@ async fn listen(addr: SocketAddr, name: &str) -> anyhow::Result<tokio::net::TcpL
 pub struct Running {
     pub control_plane_addr: Option<SocketAddr>,
     pub user_gateway_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -177,6 +178,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let user_gateway_listener = match role.user_gateway() {
         true => Some(listen(config.user_gateway_listen_addr, "user gateway").await?),
         false => None,
+    };
+    let metrics_listener = match config.metrics_listen_addr {
+        Some(addr) => Some(listen(addr, "metrics").await?),
+        None => None,
     };
     let db = connect(&config, &secrets.database_url).await?;
     migrate(&db).await?;
@@ -261,6 +266,12 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         user_gateway_addr = Some(addr);
         tasks.push(handle);
     }
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        let (addr, handle) = serve(listener, "metrics", metrics::router(state.clone())).await?;
+        metrics_addr = Some(addr);
+        tasks.push(handle);
+    }
     let tracker = tokio::spawn(readiness::track_status(state.clone()));
     let driver_requests = tokio::spawn(pm::planner::drive_requested(
         state.clone(),
@@ -276,6 +287,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     Ok(Running {
         control_plane_addr,
         user_gateway_addr,
+        metrics_addr,
         state,
         stop,
         tasks,

@@ -101,12 +101,6 @@ pub fn finish(router: Router<AppState>, state: AppState) -> Router {
     let router = router
         .route(routes::HEALTHZ, axum::routing::get(healthz))
         .route(routes::READYZ, axum::routing::get(readyz))
-        .route(
-            routes::METRICS,
-            axum::routing::get(|State(state): State<AppState>| async move {
-                state.metrics.scrape(&state.db).await
-            }),
-        )
         .fallback(not_found_fallback);
     // Bodies are read (bounded) before any answer, so a 413 or 401 reaches a client that is
     // still sending; inside `edge`, so the request deadline covers that too.

@@ -28,8 +28,18 @@ fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+fn metrics_url(o: &Orchestrator) -> String {
+    let addr = o
+        .running
+        .as_ref()
+        .unwrap()
+        .metrics_addr
+        .expect("metrics listener");
+    format!("http://{addr}/metrics")
+}
+
 async fn scrape(o: &Orchestrator) -> (String, Scrape) {
-    let resp = o.fetch(&format!("{}/metrics", o.cp)).await;
+    let resp = o.fetch(&metrics_url(o)).await;
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(
@@ -43,7 +53,13 @@ async fn scrape(o: &Orchestrator) -> (String, Scrape) {
 
 #[tokio::test]
 async fn metrics_parse_and_move_as_jobs_run() {
-    let o = Orchestrator::start(&[]).await;
+    let o = Orchestrator::start(&[("METRICS_LISTEN_ADDR", "127.0.0.1:0")]).await;
+    // Only on their own listener: job and node counts are not for every API client.
+    for base in [&o.gw, &o.cp] {
+        assert_eq!(o.fetch(&format!("{base}/metrics")).await.status(), 404);
+    }
+    let other = metrics_url(&o).replace("/metrics", "/v1/tasks");
+    assert_eq!(o.fetch(&other).await.status(), 404);
     let worker = WorkerDouble::start(Mode::Instant).await;
     Node::ready(&o, "n", &worker).await;
     let admin = o.admin_token().await;
@@ -111,4 +127,15 @@ async fn metrics_parse_and_move_as_jobs_run() {
         "{text}"
     );
     assert!(!text.contains(&id), "a task id in a label: {text}");
+    assert_eq!(
+        sample(&after, "cynode_job_queue_wait_seconds", &[]),
+        Some(1.0),
+        "one job claimed: {text}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_address_there_is_no_metrics_listener() {
+    let o = Orchestrator::start(&[]).await;
+    assert!(o.running.as_ref().unwrap().metrics_addr.is_none());
 }

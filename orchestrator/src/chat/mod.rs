@@ -556,6 +556,9 @@ impl Call {
                     completion_tokens,
                 };
                 usage::record(&mut *tx, self.principal, &call).await?;
+                self.state
+                    .metrics
+                    .tokens("chat", model, prompt_tokens, completion_tokens);
             }
             self.audit(&mut tx, how).await?;
             tx.commit().await?;

@@ -263,7 +263,7 @@ pub async fn complete(
         .ok_or_else(|| failed("the answer has no choices[0].message.content".into()))?
         .to_owned();
     let count = |k: &str| answer["usage"][k].as_u64().unwrap_or(0);
-    Ok(PmReply {
+    let reply = PmReply {
         content,
         model: answer["model"]
             .as_str()
@@ -275,7 +275,15 @@ pub async fn complete(
             completion_tokens: count("completion_tokens"),
         },
         elapsed: started.elapsed(),
-    })
+    };
+    state.metrics.pm_call(&reply.model, reply.elapsed);
+    state.metrics.tokens(
+        "pm",
+        &reply.model,
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    );
+    Ok(reply)
 }
 
 /// The system message of a conversation with the PM.
