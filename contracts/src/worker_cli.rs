@@ -171,6 +171,11 @@ pub struct WorkerCli {
     #[arg(long, env = "CYNODE_WORKER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Where Prometheus scrapes `/metrics` (HOST:PORT; keep it on loopback). Absent: no
+    /// metrics listener.
+    #[arg(long, env = "CYNODE_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// The node's slug, as the orchestrator knows it; the Telemetry API reports it.
     #[arg(long, env = "CYNODE_WORKER_NODE_SLUG")]
     pub node_slug: Option<String>,
@@ -210,6 +215,7 @@ impl Default for WorkerCli {
             inference_timeout_secs: DEFAULT_INFERENCE_TIMEOUT_SECS,
             inference_proxy_binary: None,
             state_dir: None,
+            metrics_listen: None,
             node_slug: None,
             bearer_token_stdin: false,
             exit_with_parent: false,
@@ -245,6 +251,7 @@ impl WorkerCli {
             inference_timeout_secs,
             inference_proxy_binary,
             state_dir,
+            metrics_listen,
             node_slug,
             bearer_token_stdin,
             exit_with_parent,
@@ -287,6 +294,9 @@ impl WorkerCli {
         }
         if let Some(dir) = state_dir {
             flag("state-dir", dir.display().to_string());
+        }
+        if let Some(addr) = metrics_listen {
+            flag("metrics-listen", addr.to_string());
         }
         if let Some(slug) = node_slug {
             flag("node-slug", slug.clone());
@@ -348,6 +358,7 @@ mod tests {
             inference_timeout_secs: 9,
             inference_proxy_binary: Some("/opt/bin/proxy".into()),
             state_dir: Some("/var/lib/cynode/state".into()),
+            metrics_listen: Some("127.0.0.1:12091".parse().unwrap()),
             node_slug: Some("node-01".into()),
             bearer_token_stdin: true,
             exit_with_parent: true,

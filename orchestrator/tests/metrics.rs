@@ -4,29 +4,7 @@
 mod common;
 
 use common::*;
-use openmetrics_parser::openmetrics::parse_openmetrics;
-use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
-
-type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
-
-/// The value of family `name`'s sample with `labels` (a histogram's: its count), if present.
-fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let family = scrape.families.get(name)?;
-    family
-        .iter_samples()
-        .find(|s| {
-            let set = s.get_labelset().unwrap();
-            labels
-                .iter()
-                .all(|(k, v)| set.get_label_value(k) == Some(*v))
-        })
-        .map(|s| match &s.value {
-            OpenMetricsValue::Counter(c) => c.value.as_f64(),
-            OpenMetricsValue::Gauge(v) | OpenMetricsValue::Unknown(v) => v.as_f64(),
-            OpenMetricsValue::Histogram(h) => h.count.unwrap_or_default() as f64,
-            other => panic!("{name}: unexpected {other:?}"),
-        })
-}
+use cynode_e2e::metrics::{Scrape, sample};
 
 fn metrics_url(o: &Orchestrator) -> String {
     let addr = o
@@ -39,16 +17,7 @@ fn metrics_url(o: &Orchestrator) -> String {
 }
 
 async fn scrape(o: &Orchestrator) -> (String, Scrape) {
-    let resp = o.fetch(&metrics_url(o)).await;
-    assert_eq!(resp.status(), 200);
-    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let text = resp.text().await.unwrap();
-    let parsed = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e:?}: {text}"));
-    (text, parsed)
+    cynode_e2e::metrics::scrape(&metrics_url(o)).await
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod inference;
 pub mod ledger;
+pub mod metrics;
 pub mod readiness;
 pub mod retention;
 pub mod routes;
@@ -111,6 +112,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
             source,
         })?;
     listener.set_nonblocking(true).map_err(StartError::Serve)?;
+    // Bound before hardening too: afterwards the worker may not bind.
+    let metrics_listener = config
+        .metrics_listen
+        .map(|addr| {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listener.set_nonblocking(true).map_err(StartError::Serve)?;
+            Ok::<_, StartError>(listener)
+        })
+        .transpose()?;
 
     config.hardening_policy().apply()?;
 
@@ -123,6 +134,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .with_telemetry(telemetry);
     if let Some(setup) = inference {
         sandboxes = sandboxes.with_inference(setup);
+    }
+    if let Some(listener) = metrics_listener {
+        let _guard = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(StartError::Serve)?;
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening");
+        // Ends with the process; a scrape in flight at exit is of no consequence.
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics::router()).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
     }
     runtime
         .block_on(serve(

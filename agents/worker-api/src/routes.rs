@@ -56,6 +56,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     BodyLimit::new(request_limit)
         .apply_to(router)
         .merge(inference)
+        .layer(middleware::from_fn(crate::metrics::track_http))
         .with_state(state)
 }
 

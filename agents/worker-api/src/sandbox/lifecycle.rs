@@ -31,6 +31,7 @@ use super::runner::{
     Adoptable, RunEnd, SandboxError, Sandboxes, Signals, Stop, canceled_before_start,
 };
 use crate::ledger::{JobLedger, JobTurn, LedgerError};
+use crate::metrics::METRICS;
 
 /// Why a job has no result to give. Cloned to everyone waiting for the same run.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -222,7 +223,11 @@ impl Lifecycle {
             stop: watch::Sender::new(None),
             outcome: watch::Sender::new(None),
         });
-        self.registry().insert(job_id, Arc::clone(&run));
+        {
+            let mut live = self.registry();
+            live.insert(job_id, Arc::clone(&run));
+            METRICS.set_running(live.len());
+        }
         let driver = Driver {
             lifecycle: self.clone(),
             job_id,
@@ -264,7 +269,11 @@ impl Driver {
 
     /// Leaves the registry, then tells everyone waiting; the result is already in the ledger.
     fn publish(&mut self, outcome: Outcome) {
-        self.lifecycle.registry().remove(&self.job_id);
+        {
+            let mut live = self.lifecycle.registry();
+            live.remove(&self.job_id);
+            METRICS.set_running(live.len());
+        }
         self.run.outcome.send_replace(Some(outcome));
         self.published = true;
     }
@@ -289,6 +298,8 @@ impl Driver {
             stop: self.run.stop.subscribe(),
             shutdown: lifecycle.shutdown.clone(),
         };
+        let admitted = chrono::Utc::now();
+        let fresh = matches!(start, Start::Fresh(_));
         let end = match start {
             Start::Fresh(plan) => {
                 let stop = *signals.stop.borrow();
@@ -313,6 +324,9 @@ impl Driver {
         };
         match end {
             Ok(RunEnd::Finished(result)) => {
+                if fresh {
+                    METRICS.run_ended(admitted, &result);
+                }
                 if let Err(e) = lifecycle.ledger.record(turn, &result).await {
                     tracing::error!(%job_id, error = %e, "cannot keep the job's result; a repeated delivery would run it again");
                 }
