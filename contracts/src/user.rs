@@ -919,6 +919,19 @@ pub struct NodeInfo {
     pub config_ack_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The last snapshot pulled from the node's Telemetry API; absent until one succeeds.
+    /// Informational only: placement never uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub telemetry: Option<NodeTelemetry>,
+}
+
+/// What the orchestrator last pulled from a node's Worker Telemetry API, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeTelemetry {
+    pub pulled_at: DateTime<Utc>,
+    pub info: crate::telemetry::NodeInfo,
+    pub stats: crate::telemetry::NodeStats,
 }
 
 /// `GET /v1/nodes` (admin), by slug.

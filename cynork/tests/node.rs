@@ -25,10 +25,32 @@ async fn task_until(cli: &Cynork, id: &str, pred: impl Fn(&Value) -> bool) -> Va
 
 #[tokio::test]
 async fn an_admin_drains_and_undrains_a_node_and_waiting_tasks_say_why() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start_with(&[("TELEMETRY_PULL_INTERVAL", "1s")]).await;
     stack.add_node("n1").await;
     let cli = Cynork::new(&stack.gateway);
     cli.login_admin().await;
+
+    // The control plane pulls the node's telemetry (every second here) and shows it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        let node = cli.run(&["node", "get", "n1", "-o", "json"]).await.json();
+        if node.get("telemetry").is_some() {
+            break node;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no telemetry: {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(node["telemetry"]["info"]["node_slug"], "n1", "{node}");
+    assert!(
+        node["telemetry"]["stats"]["memory"]["total_mb"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{node}"
+    );
 
     let listed = cli.run(&["node", "list"]).await;
     let line = listed.ok().trim().to_owned();

@@ -56,6 +56,7 @@ struct FileConfig {
     dispatch_retry_base: Option<Seconds>,
     dispatch_lease: Option<Seconds>,
     node_stale_after: Option<Seconds>,
+    telemetry_pull_interval: Option<Seconds>,
     sandbox_image: Option<String>,
     inference_model: Option<String>,
     pm_model: Option<String>,
@@ -108,6 +109,9 @@ pub struct Config {
     pub dispatch_lease: Duration,
     /// A node not heard from (capability report, config fetch or ack) for this long gets no jobs.
     pub node_stale_after: Duration,
+    /// How often the control plane pulls each node's telemetry snapshot (`node:info`,
+    /// `node:stats`); 0 turns the pull off.
+    pub telemetry_pull_interval: Duration,
     /// Image put in dispatched jobs; empty means the node's default.
     pub sandbox_image: String,
     pub inference_model: String,
@@ -335,6 +339,11 @@ impl Config {
                 }
                 d => d,
             },
+            telemetry_pull_interval: duration(
+                "TELEMETRY_PULL_INTERVAL",
+                file.telemetry_pull_interval,
+                "60s",
+            )?,
             sandbox_image: pick("SANDBOX_IMAGE", file.sandbox_image).unwrap_or_default(),
             inference_model: pick("INFERENCE_MODEL", file.inference_model.clone())
                 .unwrap_or_default(),

@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
 pub mod tasks;
+pub mod telemetry;
 pub mod usage;
 pub mod users;
 pub mod web;
@@ -244,6 +245,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         control_plane_addr = Some(addr);
         tasks.push(handle);
         tasks.push(tokio::spawn(dispatch::run(
+            state.clone(),
+            stopped(stop_rx.clone()),
+        )));
+        tasks.push(tokio::spawn(telemetry::run(
             state.clone(),
             stopped(stop_rx.clone()),
         )));

@@ -12,7 +12,7 @@ use cynode_contracts::node::{
 };
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    DrainRequest, MAX_DRAIN_DEADLINE_SECONDS, NodeInfo, NodeList, NodeState,
+    DrainRequest, MAX_DRAIN_DEADLINE_SECONDS, NodeInfo, NodeList, NodeState, NodeTelemetry,
 };
 use cynode_contracts::worker::SandboxResources;
 use cynode_contracts::{PAYLOAD_VERSION, check_version};
@@ -534,6 +534,7 @@ struct NodeRecord {
     config_version: String,
     config_ack_status: Option<String>,
     last_seen_at: Option<DateTime<Utc>>,
+    telemetry: Option<Value>,
 }
 
 /// Every node (`slug` `None`) or one, as the admin API shows them.
@@ -542,7 +543,7 @@ async fn describe(state: &AppState, slug: Option<&str>) -> Result<Vec<NodeInfo>>
     let facts = scheduler::nodes(&mut conn, state.config.node_stale_after, false).await?;
     let records: Vec<NodeRecord> = sqlx::query_as(
         "SELECT id, status, drain_deadline, config_version, config_ack_status, last_seen_at,
-            coalesce(last_seen_at <= now() - make_interval(secs => $2), true) AS stale
+            telemetry, coalesce(last_seen_at <= now() - make_interval(secs => $2), true) AS stale
          FROM nodes WHERE $1::text IS NULL OR node_slug = $1",
     )
     .bind(slug)
@@ -574,6 +575,11 @@ async fn describe(state: &AppState, slug: Option<&str>) -> Result<Vec<NodeInfo>>
                 config_version: r.config_version.clone(),
                 config_ack_status: r.config_ack_status.clone(),
                 last_seen_at: r.last_seen_at,
+                // A snapshot an older or newer worker wrote differently is simply not shown.
+                telemetry: r
+                    .telemetry
+                    .clone()
+                    .and_then(|t| serde_json::from_value(t).ok()),
             })
         })
         .collect())
@@ -650,4 +656,53 @@ pub async fn undrain(state: &AppState, slug: &str) -> Result<NodeInfo> {
     tracing::info!(node_slug = %slug, "node undrained");
     state.signal_change();
     info(state, slug).await
+}
+
+/// A node whose telemetry the control plane pulls, and how to reach its worker API.
+#[derive(Debug)]
+pub struct TelemetryTarget {
+    pub node_id: Uuid,
+    pub node_slug: String,
+    pub url: String,
+    pub token: cynode_service_kit::secrets::Secret,
+}
+
+/// Nodes with a worker API that were heard from recently (drained ones too: operators watch
+/// them most).
+pub async fn telemetry_targets(state: &AppState) -> Result<Vec<TelemetryTarget>> {
+    let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT id, node_slug, worker_api_target_url, worker_api_bearer_token FROM nodes
+         WHERE status IN ('active', 'drained')
+           AND coalesce(worker_api_target_url, '') <> ''
+           AND coalesce(worker_api_bearer_token, '') <> ''
+           AND last_seen_at > now() - make_interval(secs => $1)",
+    )
+    .bind(state.config.node_stale_after.as_secs_f64())
+    .fetch_all(&state.db)
+    .await?;
+    rows.into_iter()
+        .map(|(node_id, node_slug, url, token)| {
+            Ok(TelemetryTarget {
+                token: state.worker_tokens.open(node_id, &token)?,
+                node_id,
+                node_slug,
+                url,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the node's latest telemetry snapshot.
+pub async fn record_telemetry(
+    db: &sqlx::PgPool,
+    node_id: Uuid,
+    snapshot: &NodeTelemetry,
+) -> Result<()> {
+    sqlx::query("UPDATE nodes SET telemetry = $2, telemetry_at = $3 WHERE id = $1")
+        .bind(node_id)
+        .bind(serde_json::to_value(snapshot).map_err(Error::internal)?)
+        .bind(snapshot.pulled_at)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -274,7 +274,8 @@ async fn a_drained_node_gets_no_new_work_and_past_its_deadline_its_job_runs_else
 
 #[tokio::test]
 async fn node_routes_are_for_the_admin_and_bad_input_changes_nothing() {
-    let o = Orchestrator::start(&[]).await;
+    // The double has no Telemetry API: pulls fail every 200 ms, and nothing else notices.
+    let o = Orchestrator::start(&[("TELEMETRY_PULL_INTERVAL", "200ms")]).await;
     let worker = WorkerDouble::start(Mode::Instant).await;
     Node::ready(&o, "only", &worker).await;
     let admin = o.admin_token().await;
@@ -354,4 +355,10 @@ async fn node_routes_are_for_the_admin_and_bad_input_changes_nothing() {
         assert_problem(resp, 400, "requirements").await;
     }
     assert_eq!(o.count("tasks").await, tasks_before);
+
+    let id = o.create_script_task(&admin, "echo still").await;
+    assert_eq!(o.wait_finished(&admin, &id).await["status"], "completed");
+    let node = o.get(&admin, "/v1/nodes/only").await.1;
+    assert!(node.get("telemetry").is_none(), "{node}");
+    assert_eq!(node["state"], "active");
 }

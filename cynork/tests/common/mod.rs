@@ -145,6 +145,8 @@ impl Stack {
             .arg(&mounts)
             .arg("--default-image")
             .arg(&env.sandbox_image)
+            .arg("--node-slug")
+            .arg(slug)
             .env_remove("WORKER_API_BEARER_TOKEN")
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("log file"))
