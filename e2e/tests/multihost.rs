@@ -28,7 +28,6 @@ use serde_json::Value;
 use sqlx::{Connection, Row};
 
 const ORCH: &str = "10.213.0.1";
-const NODES: [(&str, &str); 2] = [("node-a", "10.213.0.2"), ("node-b", "10.213.0.3")];
 const MODEL: &str = "smollm2:135m";
 const WATCHDOG_USEC: &str = "4000000";
 
@@ -146,10 +145,10 @@ async fn wait_inference(net: &Network, host: &str) {
     panic!("llama-server in {host} did not serve {MODEL}");
 }
 
-/// HTTP status of the control plane's `/readyz`, asked from a node host over the bridge.
-fn readyz(net: &Network) -> String {
+/// HTTP status of the control plane's `/readyz`, asked from node host `from` over the bridge.
+fn readyz(net: &Network, from: &str) -> String {
     let (_, code, _) = net.run(
-        "node-a",
+        from,
         "curl",
         &[
             "-sS",
@@ -186,14 +185,41 @@ impl Cynork<'_> {
         ]
     }
 
-    /// Runs `task create --command CMD --wait -o json` in parallel for each command; returns
-    /// the printed results.
-    async fn run_tasks(&self, commands: &[String]) -> Vec<Value> {
+    /// `cynork ARGS` in the orchestrator's namespace.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = self.net.command("orch", binary("cynork"));
+        cmd.args(self.args()).args(args);
+        cmd
+    }
+
+    /// Runs `cynork ARGS`, which must succeed; its stdout.
+    async fn output(&self, args: &[&str]) -> String {
+        let out = self.command(args).stdin(Stdio::null()).output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "cynork {args:?}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `task create ARGS -o json` without waiting; the task's id.
+    async fn create(&self, args: &[&str]) -> String {
+        let mut all = vec!["-o", "json", "task", "create"];
+        all.extend_from_slice(args);
+        let printed = self.output(&all).await;
+        task_id(&serde_json::from_str(&printed).unwrap())
+    }
+
+    /// Runs `task create --command CMD --wait -o json EXTRA` in parallel for each command;
+    /// returns the printed results.
+    async fn run_tasks(&self, commands: &[String], extra: &[&str]) -> Vec<Value> {
         let mut children = Vec::new();
         for command in commands {
-            let mut cmd = self.net.command("orch", binary("cynork"));
-            cmd.args(self.args())
-                .args(["-o", "json", "task", "create", "--wait", "--command"])
+            let mut cmd = self.command(&["-o", "json", "task", "create", "--wait"]);
+            cmd.args(extra)
+                .arg("--command")
                 .arg(command)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -251,190 +277,322 @@ fn assert_completed(results: &[Value], marker: &str) {
     }
 }
 
-#[tokio::test]
-async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inference() {
-    let env = DevEnv::load();
-    let hosts: Vec<(&str, &str)> = std::iter::once(("orch", ORCH)).chain(NODES).collect();
-    let net = Network::new(&hosts);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A node host of a cluster: its slug and address, its labels, and whether it serves the model.
+struct NodeSpec {
+    name: &'static str,
+    address: &'static str,
+    labels: &'static [&'static str],
+    inference: bool,
+}
 
-    // --- the orchestrator host: both units, secrets as credentials -------------------------
-    let database_url = env.fresh_database().await;
-    let pg = UnixForward::start(".s.PGSQL.5432", "127.0.0.1:5432".into());
-    let mut url = url::Url::parse(&database_url).unwrap();
-    url.set_host(Some("localhost")).unwrap();
-    url.set_port(None).unwrap();
-    url.set_query(Some(&format!("host={}", pg.dir().display())));
-    let secrets = d.join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
-    let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let cred = |name: &str, value: &str| write(&secrets.join(name), value);
-    let orchestrator_credentials = format!(
-        "orchestratorCredentials = {{ database-url = {}; jwt-secret = {}; node-registration-psk = {}; bootstrap-admin-password = {}; }};",
-        nix_str(cred("database-url", url.as_str())),
-        nix_str(cred("jwt-secret", &uuid::Uuid::new_v4().to_string())),
-        nix_str(cred("psk", &psk)),
-        nix_str(cred("admin", &admin_password)),
-    );
+/// The orchestrator host (control plane and user gateway as their units start them) and the
+/// node hosts, every node manager READY with its configuration acked, and the admin logged in
+/// with cynork.
+struct Cluster {
+    env: DevEnv,
+    net: Network,
+    dir: tempfile::TempDir,
+    database_url: String,
+    db: sqlx::PgConnection,
+    bindir: PathBuf,
+    credentials: String,
+    control_plane: Agent,
+    gateway: Agent,
+    specs: &'static [NodeSpec],
+    nodes: Vec<Agent>,
+    node_units: Vec<Value>,
+    /// Each node's llama-server, for nodes that serve the model.
+    inference: Vec<Option<ChildGuard>>,
+    _pg: UnixForward,
+}
+
+impl Cluster {
+    async fn start(specs: &'static [NodeSpec], extra_toml: &str) -> Self {
+        let env = DevEnv::load();
+        let hosts: Vec<(&str, &str)> = std::iter::once(("orch", ORCH))
+            .chain(specs.iter().map(|s| (s.name, s.address)))
+            .collect();
+        let net = Network::new(&hosts);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_owned();
+
+        // --- the orchestrator host: both units, secrets as credentials ---------------------
+        let database_url = env.fresh_database().await;
+        let pg = UnixForward::start(".s.PGSQL.5432", "127.0.0.1:5432".into());
+        let mut url = url::Url::parse(&database_url).unwrap();
+        url.set_host(Some("localhost")).unwrap();
+        url.set_port(None).unwrap();
+        url.set_query(Some(&format!("host={}", pg.dir().display())));
+        let secrets = d.join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
+        let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let cred = |name: &str, value: &str| write(&secrets.join(name), value);
+        let credentials = format!(
+            "orchestratorCredentials = {{ database-url = {}; jwt-secret = {}; node-registration-psk = {}; bootstrap-admin-password = {}; }};",
+            nix_str(cred("database-url", url.as_str())),
+            nix_str(cred("jwt-secret", &uuid::Uuid::new_v4().to_string())),
+            nix_str(cred("psk", &psk)),
+            nix_str(cred("admin", &admin_password)),
+        );
+        let bindir = binary("cynode-orchestrator").parent().unwrap().to_owned();
+        let (cp_unit, gw_unit) = orchestrator_units(&env, &d, &bindir, &credentials, extra_toml);
+        assert!(
+            units::values(&gw_unit, "Unit", "After")
+                .contains(&"cynode-control-plane.service".into())
+        );
+        assert!(
+            !units::credentials(&gw_unit)
+                .iter()
+                .any(|(name, _)| name == "node-registration-psk")
+        );
+
+        let mut control_plane = Agent::start(&net, "orch", &cp_unit, &d, "control-plane");
+        control_plane
+            .expect_ready("control plane", Duration::from_secs(60))
+            .await;
+        // READY=1 means migrated and listening: the node API answers at once, over the bridge.
+        let (code, _, err) = net.run(
+            specs[0].name,
+            "curl",
+            &[
+                "-fsS",
+                "--max-time",
+                "5",
+                &format!("http://{ORCH}:12082/healthz"),
+            ],
+        );
+        assert_eq!(
+            code, 0,
+            "control plane not reachable from a node after READY=1: {err}"
+        );
+        // After=cynode-control-plane.service: the gateway starts once the control plane is ready.
+        let mut gateway = Agent::start(&net, "orch", &gw_unit, &d, "user-gateway");
+        gateway
+            .expect_ready("user gateway", Duration::from_secs(60))
+            .await;
+        assert_eq!(readyz(&net, specs[0].name), "503", "ready without any node");
+
+        // --- the node hosts ----------------------------------------------------------------
+        let mut inference = Vec::new();
+        let mut node_units = Vec::new();
+        for spec in specs {
+            let name = spec.name;
+            inference.push(
+                spec.inference
+                    .then(|| start_inference(&net, name, &env, &d)),
+            );
+            let nd = d.join(name);
+            std::fs::create_dir_all(nd.join("state")).unwrap();
+            let inference_yaml = if spec.inference {
+                "inference:\n  url: http://127.0.0.1:11434\n  image: localhost/cynode-no-such-image:latest\n  startup_timeout_seconds: 60\n"
+            } else {
+                "inference:\n  mode: disabled\n"
+            };
+            let yaml = write(
+                &nd.join("node.yaml"),
+                &format!(
+                    "version: 1\n\
+                     orchestrator:\n  url: http://{ORCH}:12082\n  capability_report_interval_seconds: 5\n\
+                     node:\n  id: {name}\n  labels: [{labels}]\n\
+                     worker_api:\n  public_base_url: http://{address}:12090\n\
+                     sandbox:\n  default_image: {image}\n\
+                     {inference_yaml}\
+                     shutdown:\n  grace_seconds: 10\n",
+                    labels = spec.labels.join(", "),
+                    address = spec.address,
+                    image = env.sandbox_image
+                ),
+            );
+            let psk_file = write(&nd.join("psk"), &psk);
+            let evaluated = units::evaluate(&format!(
+                "bindir = {}; nodeConfig = {}; nodeCredentials.node-registration-psk = {}; podmanSocket = {}; nodeStateDir = {};",
+                nix_str(bindir.to_string_lossy()),
+                nix_str(&yaml),
+                nix_str(&psk_file),
+                nix_str(env.podman_socket.to_string_lossy()),
+                nix_str(nd.join("state").to_string_lossy()),
+            ));
+            node_units.push(evaluated["cynode-node-manager"].clone());
+        }
+        for spec in specs.iter().filter(|s| s.inference) {
+            wait_inference(&net, spec.name).await;
+        }
+
+        let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
+        let mut nodes = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            nodes.push(Agent::start(
+                &net,
+                spec.name,
+                &node_units[i],
+                &d.join(spec.name),
+                "node-manager",
+            ));
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            nodes[i].expect_ready(spec.name, Duration::from_secs(120)).await;
+            // READY=1 only after the configuration was acked as applied.
+            let row = sqlx::query(
+                "SELECT config_ack_status, config_ack_version = config_version, worker_api_target_url
+                 FROM nodes WHERE node_slug = $1",
+            )
+            .bind(spec.name)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            assert_eq!(row.get::<Option<String>, _>(0).as_deref(), Some("applied"));
+            assert_eq!(row.get::<Option<bool>, _>(1), Some(true));
+            assert_eq!(
+                row.get::<Option<String>, _>(2),
+                Some(format!("http://{}:12090", spec.address))
+            );
+            let statuses = nodes[i].statuses();
+            assert!(statuses.len() >= 3, "{}: {statuses:?}", spec.name);
+        }
+        // Ready once the Project Manager model answered its warm-up on one of the nodes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while readyz(&net, specs[0].name) != "200" && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(readyz(&net, specs[0].name), "200", "not ready with all nodes");
+
+        let cluster = Self {
+            env,
+            net,
+            dir,
+            database_url,
+            db,
+            bindir,
+            credentials,
+            control_plane,
+            gateway,
+            specs,
+            nodes,
+            node_units,
+            inference,
+            _pg: pg,
+        };
+        let password = write(&cluster.dir.path().join("password"), &admin_password);
+        let login = cluster
+            .cynork()
+            .command(&["auth", "login", "-u", "admin", "--password-stdin"])
+            .stdin(std::fs::File::open(&password).unwrap())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            login.status.success(),
+            "cynork auth login: {}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+        cluster
+    }
+
+    fn cynork(&self) -> Cynork<'_> {
+        Cynork {
+            net: &self.net,
+            config: self.dir.path().join("cynork.yaml"),
+        }
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.specs.iter().position(|s| s.name == name).unwrap()
+    }
+
+    /// Starts node `name`'s manager again, as `Restart=` would, and waits for READY=1.
+    async fn restart_node(&mut self, name: &str) {
+        let i = self.index(name);
+        self.nodes[i] = Agent::start(
+            &self.net,
+            name,
+            &self.node_units[i],
+            &self.dir.path().join(name),
+            "node-manager",
+        );
+        self.nodes[i]
+            .expect_ready(&format!("{name} after restart"), Duration::from_secs(120))
+            .await;
+    }
+
+    /// Stops every agent the way systemd does, and checks each exited cleanly.
+    async fn stop(self) {
+        for mut agent in self.nodes.into_iter().chain([self.gateway, self.control_plane]) {
+            let status = agent.process.terminate(Duration::from_secs(60)).await;
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{status:?}\n{}",
+                agent.log()
+            );
+        }
+    }
+}
+
+/// The orchestrator's two units for a config file with `extra_toml` appended.
+fn orchestrator_units(
+    env: &DevEnv,
+    dir: &Path,
+    bindir: &Path,
+    credentials: &str,
+    extra_toml: &str,
+) -> (Value, Value) {
     let toml = write(
-        &d.join("orchestrator.toml"),
+        &dir.join(format!("orchestrator-{}.toml", uuid::Uuid::new_v4().simple())),
         &format!(
             "public_url = \"http://{ORCH}:12082\"\n\
              control_plane_listen_addr = \"0.0.0.0:12082\"\n\
              user_gateway_listen_addr = \"0.0.0.0:12080\"\n\
              inference_model = \"{MODEL}\"\n\
-             sandbox_image = \"{}\"\n",
+             sandbox_image = \"{}\"\n\
+             {extra_toml}",
             env.sandbox_image
         ),
     );
-    let bindir = binary("cynode-orchestrator").parent().unwrap().to_owned();
-    let orchestrator_units = units::evaluate(&format!(
-        "bindir = {}; orchestratorConfig = {}; {orchestrator_credentials}",
+    let units = units::evaluate(&format!(
+        "bindir = {}; orchestratorConfig = {}; {credentials}",
         nix_str(bindir.to_string_lossy()),
         nix_str(&toml)
     ));
-    let cp_unit = &orchestrator_units["cynode-control-plane"];
-    let gw_unit = &orchestrator_units["cynode-user-gateway"];
-    assert!(
-        units::values(gw_unit, "Unit", "After").contains(&"cynode-control-plane.service".into())
-    );
-    assert!(
-        !units::credentials(gw_unit)
-            .iter()
-            .any(|(name, _)| name == "node-registration-psk")
-    );
+    (
+        units["cynode-control-plane"].clone(),
+        units["cynode-user-gateway"].clone(),
+    )
+}
 
-    let mut control_plane = Agent::start(&net, "orch", cp_unit, d, "control-plane");
-    control_plane
-        .expect_ready("control plane", Duration::from_secs(60))
-        .await;
-    // READY=1 means migrated and listening: the node API answers at once, over the bridge.
-    let (code, _, err) = net.run(
-        "node-a",
-        "curl",
-        &[
-            "-fsS",
-            "--max-time",
-            "5",
-            &format!("http://{ORCH}:12082/healthz"),
-        ],
-    );
-    assert_eq!(
-        code, 0,
-        "control plane not reachable from node-a after READY=1: {err}"
-    );
-    // After=cynode-control-plane.service: the gateway starts once the control plane is ready.
-    let mut gateway = Agent::start(&net, "orch", gw_unit, d, "user-gateway");
-    gateway
-        .expect_ready("user gateway", Duration::from_secs(60))
-        .await;
-    assert_eq!(readyz(&net), "503", "ready without any node");
+/// The cluster tests run one at a time: each starts several llama-servers and node managers on
+/// a two-core machine.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    // --- the node hosts --------------------------------------------------------------------
-    let mut inference = Vec::new();
-    let mut node_units = Vec::new();
-    for (name, address) in NODES {
-        inference.push(start_inference(&net, name, &env, d));
-        let nd = d.join(name);
-        std::fs::create_dir_all(nd.join("state")).unwrap();
-        let yaml = write(
-            &nd.join("node.yaml"),
-            &format!(
-                "version: 1\n\
-                 orchestrator:\n  url: http://{ORCH}:12082\n  capability_report_interval_seconds: 5\n\
-                 node:\n  id: {name}\n\
-                 worker_api:\n  public_base_url: http://{address}:12090\n\
-                 sandbox:\n  default_image: {image}\n\
-                 inference:\n  url: http://127.0.0.1:11434\n  image: localhost/cynode-no-such-image:latest\n  startup_timeout_seconds: 60\n\
-                 shutdown:\n  grace_seconds: 10\n",
-                image = env.sandbox_image
-            ),
-        );
-        let psk_file = write(&nd.join("psk"), &psk);
-        let evaluated = units::evaluate(&format!(
-            "bindir = {}; nodeConfig = {}; nodeCredentials.node-registration-psk = {}; podmanSocket = {}; nodeStateDir = {};",
-            nix_str(bindir.to_string_lossy()),
-            nix_str(&yaml),
-            nix_str(&psk_file),
-            nix_str(env.podman_socket.to_string_lossy()),
-            nix_str(nd.join("state").to_string_lossy()),
-        ));
-        node_units.push(evaluated["cynode-node-manager"].clone());
-    }
-    for (name, _) in NODES {
-        wait_inference(&net, name).await;
-    }
+const TWO_NODES: &[NodeSpec] = &[
+    NodeSpec {
+        name: "node-a",
+        address: "10.213.0.2",
+        labels: &[],
+        inference: true,
+    },
+    NodeSpec {
+        name: "node-b",
+        address: "10.213.0.3",
+        labels: &[],
+        inference: true,
+    },
+];
 
-    let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
-    let mut nodes = Vec::new();
-    for (i, (name, _)) in NODES.iter().enumerate() {
-        nodes.push(Agent::start(
-            &net,
-            name,
-            &node_units[i],
-            &d.join(name),
-            "node-manager",
-        ));
-    }
-    for (i, (name, _)) in NODES.iter().enumerate() {
-        nodes[i].expect_ready(name, Duration::from_secs(120)).await;
-        // READY=1 only after the configuration was acked as applied.
-        let row = sqlx::query(
-            "SELECT config_ack_status, config_ack_version = config_version, worker_api_target_url
-             FROM nodes WHERE node_slug = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-        assert_eq!(row.get::<Option<String>, _>(0).as_deref(), Some("applied"));
-        assert_eq!(row.get::<Option<bool>, _>(1), Some(true));
-        let address = NODES[i].1;
-        assert_eq!(
-            row.get::<Option<String>, _>(2),
-            Some(format!("http://{address}:12090"))
-        );
-        let statuses = nodes[i].statuses();
-        assert!(statuses.len() >= 3, "{name}: {statuses:?}");
-    }
-    // Ready once the Project Manager model answered its warm-up on one of the nodes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while readyz(&net) != "200" && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(readyz(&net), "200", "not ready with two nodes");
+#[tokio::test]
+async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inference() {
+    let _one = ONE_CLUSTER.lock().await;
+    let mut c = Cluster::start(TWO_NODES, "").await;
 
     // --- users: tasks run on both nodes ----------------------------------------------------
-    let cynork = Cynork {
-        net: &net,
-        config: d.join("cynork.yaml"),
-    };
-    let password = write(&d.join("password"), &admin_password);
-    let mut login = net.command("orch", binary("cynork"));
-    let login = login
-        .args(cynork.args())
-        .args(["auth", "login", "-u", "admin", "--password-stdin"])
-        .stdin(std::fs::File::open(&password).unwrap())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        login.status.success(),
-        "cynork auth login: {}",
-        String::from_utf8_lossy(&login.stderr)
-    );
-
     let mut seen = BTreeSet::new();
     for round in 0..3 {
         let commands: Vec<String> = (0..4)
             .map(|i| format!("sleep 1; echo round-{round}-task-{i}"))
             .collect();
-        let results = cynork.run_tasks(&commands).await;
+        let results = c.cynork().run_tasks(&commands, &[]).await;
         assert_completed(&results, &format!("round-{round}"));
         for r in &results {
-            seen.insert(job_node(&mut db, &task_id(r)).await);
+            seen.insert(job_node(&mut c.db, &task_id(r)).await);
         }
         if seen.len() == 2 {
             break;
@@ -443,34 +601,23 @@ async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inf
     assert_eq!(seen.len(), 2, "tasks ran only on {seen:?}");
 
     // --- node-b loses its inference: degraded, no watchdog pings, killed as systemd would --
-    drop(inference.remove(1));
-    let degraded = nodes[1]
+    drop(c.inference[1].take());
+    let degraded = c.nodes[1]
         .wait_for_prefix("STATUS=degraded", Duration::from_secs(30))
         .await
-        .unwrap_or_else(|| panic!("node-b never said degraded: {:?}", nodes[1].statuses()));
-    nodes[1].notify.drain(Duration::from_secs(5)).await;
+        .unwrap_or_else(|| panic!("node-b never said degraded: {:?}", c.nodes[1].statuses()));
+    c.nodes[1].notify.drain(Duration::from_secs(5)).await;
     assert!(
-        !nodes[1].notify.received()[degraded..]
+        !c.nodes[1].notify.received()[degraded..]
             .iter()
             .any(|l| l == "WATCHDOG=1"),
         "node-b kept pinging the watchdog without inference"
     );
     // WatchdogSec= passed without a ping: systemd kills it (SIGABRT there; SIGKILL here, so
     // that no core file lands in the working directory).
-    let pid = nodes[1].process.0.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        nodes[1]
-            .process
-            .wait_exit(Duration::from_secs(30))
-            .await
-            .is_some()
-    );
+    kill_node(&mut c.nodes[1]).await;
     // Its worker API (the node manager's child) is gone with it.
-    let (code, _, _) = net.run(
+    let (code, _, _) = c.net.run(
         "orch",
         "curl",
         &["-sS", "--max-time", "3", "http://10.213.0.3:12090/healthz"],
@@ -478,34 +625,25 @@ async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inf
     assert_ne!(code, 0, "node-b's worker API outlived its node manager");
 
     let commands: Vec<String> = (0..4).map(|i| format!("echo without-b-{i}")).collect();
-    let results = cynork.run_tasks(&commands).await;
+    let results = c.cynork().run_tasks(&commands, &[]).await;
     assert_completed(&results, "without-b");
     for r in &results {
-        assert_eq!(job_node(&mut db, &task_id(r)).await, "node-a", "{r}");
+        assert_eq!(job_node(&mut c.db, &task_id(r)).await, "node-a", "{r}");
     }
 
     // --- inference back, node-b restarted (Restart=on-failure): READY again, takes work ----
-    inference.push(start_inference(&net, "node-b", &env, d));
-    wait_inference(&net, "node-b").await;
-    nodes[1] = Agent::start(
-        &net,
-        "node-b",
-        &node_units[1],
-        &d.join("node-b"),
-        "node-manager",
-    );
-    nodes[1]
-        .expect_ready("node-b after restart", Duration::from_secs(120))
-        .await;
+    c.inference[1] = Some(start_inference(&c.net, "node-b", &c.env, c.dir.path()));
+    wait_inference(&c.net, "node-b").await;
+    c.restart_node("node-b").await;
     let mut back = false;
     for round in 0..5 {
         let commands: Vec<String> = (0..4)
             .map(|i| format!("sleep 1; echo back-{round}-{i}"))
             .collect();
-        let results = cynork.run_tasks(&commands).await;
+        let results = c.cynork().run_tasks(&commands, &[]).await;
         assert_completed(&results, "back-");
         for r in &results {
-            back |= job_node(&mut db, &task_id(r)).await == "node-b";
+            back |= job_node(&mut c.db, &task_id(r)).await == "node-b";
         }
         if back {
             break;
@@ -514,17 +652,143 @@ async fn two_nodes_on_their_own_hosts_share_the_work_and_one_survives_losing_inf
     assert!(back, "node-b took no work after its restart");
     // node-a stayed healthy throughout.
     assert!(
-        nodes[0].process.0.try_wait().unwrap().is_none(),
+        c.nodes[0].process.0.try_wait().unwrap().is_none(),
         "{}",
-        nodes[0].log()
+        c.nodes[0].log()
     );
+    c.stop().await;
+}
 
-    for mut agent in nodes.into_iter().chain([gateway, control_plane]) {
-        let status = agent.process.terminate(Duration::from_secs(60)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{status:?}\n{}",
-            agent.log()
-        );
+/// SIGKILL, and wait until it is gone.
+async fn kill_node(agent: &mut Agent) {
+    let pid = agent.process.0.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(agent.process.wait_exit(Duration::from_secs(30)).await.is_some());
+}
+
+const THREE_NODES: &[NodeSpec] = &[
+    NodeSpec {
+        name: "node-a",
+        address: "10.213.0.2",
+        labels: &["eu", "ssd"],
+        inference: true,
+    },
+    NodeSpec {
+        name: "node-b",
+        address: "10.213.0.3",
+        labels: &["ssd"],
+        inference: true,
+    },
+    NodeSpec {
+        name: "node-c",
+        address: "10.213.0.4",
+        labels: &["spare"],
+        inference: false,
+    },
+];
+
+/// Job row of task `id`: the node it ran on, how many deliveries it took, and its status.
+async fn job_of(db: &mut sqlx::PgConnection, task: &str) -> (Option<String>, i32, String) {
+    let row = sqlx::query(
+        "SELECT n.node_slug, j.attempts, j.status FROM jobs j LEFT JOIN nodes n ON n.id = j.node_id
+         WHERE j.task_id = $1::uuid",
+    )
+    .bind(task)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Polls task `id`'s job until `pred` holds (or panics after `limit`).
+async fn wait_job(
+    db: &mut sqlx::PgConnection,
+    task: &str,
+    limit: Duration,
+    pred: impl Fn(&(Option<String>, i32, String)) -> bool,
+) -> (Option<String>, i32, String) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let job = job_of(db, task).await;
+        if pred(&job) {
+            return job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "task {task}: {job:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
+    let _one = ONE_CLUSTER.lock().await;
+    let mut c = Cluster::start(THREE_NODES, "dispatch_lease = 6\n").await;
+    let on = |results: &[Value]| results.iter().map(task_id).collect::<Vec<_>>();
+
+    // Inference jobs go only where the model is served; labelled ones only where the labels are.
+    let inference: Vec<String> = (0..3).map(|i| format!("echo inference-{i}")).collect();
+    let results = c.cynork().run_tasks(&inference, &["--use-inference"]).await;
+    assert_completed(&results, "inference-");
+    for id in on(&results) {
+        let node = job_node(&mut c.db, &id).await;
+        assert_ne!(node, "node-c", "an inference job went to the node without the model");
+    }
+    let eu: Vec<String> = (0..2).map(|i| format!("echo eu-{i}")).collect();
+    let results = c.cynork().run_tasks(&eu, &["--require-label", "eu"]).await;
+    assert_completed(&results, "eu-");
+    for id in on(&results) {
+        assert_eq!(job_node(&mut c.db, &id).await, "node-a");
+    }
+
+    // Equal work spreads over equal nodes: six at once, two each.
+    let spread: Vec<String> = (0..6).map(|i| format!("sleep 2; echo spread-{i}")).collect();
+    let results = c.cynork().run_tasks(&spread, &[]).await;
+    assert_completed(&results, "spread-");
+    let mut per_node = std::collections::BTreeMap::<String, u32>::new();
+    for id in on(&results) {
+        *per_node.entry(job_node(&mut c.db, &id).await).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+
+    // Drain node-c while it runs a job: the job finishes there, new work goes elsewhere.
+    let long = c
+        .cynork()
+        .create(&["--command", "sleep 4; echo long-on-c", "--require-label", "spare"])
+        .await;
+    wait_job(&mut c.db, &long, Duration::from_secs(30), |j| j.2 == "running").await;
+    let drained = c.cynork().output(&["node", "drain", "node-c"]).await;
+    assert!(drained.contains("state=drained"), "{drained}");
+    let after: Vec<String> = (0..3).map(|i| format!("echo after-drain-{i}")).collect();
+    let results = c.cynork().run_tasks(&after, &[]).await;
+    assert_completed(&results, "after-drain-");
+    for id in on(&results) {
+        assert_ne!(job_node(&mut c.db, &id).await, "node-c");
+    }
+    let job = wait_job(&mut c.db, &long, Duration::from_secs(30), |j| j.2 == "completed").await;
+    assert_eq!(job.0.as_deref(), Some("node-c"), "the running job finished where it was");
+    let undrained = c.cynork().output(&["node", "undrain", "node-c"]).await;
+    assert!(undrained.contains("state=active"), "{undrained}");
+
+    // A node dies mid-job: the job runs again on another node and completes once there.
+    let doomed = c.cynork().create(&["--command", "sleep 6; echo survived"]).await;
+    let (node, _, _) = wait_job(&mut c.db, &doomed, Duration::from_secs(30), |j| {
+        j.2 == "running"
+    })
+    .await;
+    let node = node.unwrap();
+    let i = c.index(&node);
+    kill_node(&mut c.nodes[i]).await;
+    let job = wait_job(&mut c.db, &doomed, Duration::from_secs(90), |j| {
+        j.2 == "completed"
+    })
+    .await;
+    assert_ne!(job.0.as_deref(), Some(node.as_str()), "{job:?}");
+    assert_eq!(job.1, 2, "two deliveries: the lost one and the one that ran: {job:?}");
+    let result = c.cynork().output(&["task", "result", &doomed]).await;
+    assert_eq!(result.matches("survived").count(), 1, "{result}");
+    c.restart_node(&node).await;
+
+    c.stop().await;
 }
