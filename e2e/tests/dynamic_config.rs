@@ -39,6 +39,23 @@ fn worker_cmdline(node: &NodeManager) -> (u32, Vec<String>) {
     (pid, args)
 }
 
+/// Runs `fut` while reading the nodes' notify sockets: a datagram queue nobody reads holds only
+/// a few messages (`net.unix.max_dgram_qlen`), and later `STATUS=` lines would be dropped.
+async fn draining<T>(
+    fut: impl std::future::Future<Output = T>,
+    nodes: &mut [&mut NodeManager],
+) -> T {
+    tokio::pin!(fut);
+    loop {
+        for node in nodes.iter_mut() {
+            tokio::select! {
+                out = &mut fut => return out,
+                () = node.notify.drain(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+}
+
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
 }
@@ -172,18 +189,24 @@ async fn a_sandbox_limit_cap_is_applied_in_place_on_both_nodes_and_a_running_job
         }))
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let job_id = loop {
-        let task = user.get(&format!("/v1/tasks/{id}")).await;
-        if task["status"] == "running" {
-            let result = user.get(&format!("/v1/tasks/{id}/result")).await;
-            break result["jobs"][0]["id"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job never ran: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let job_id = draining(
+        async {
+            loop {
+                let task = user.get(&format!("/v1/tasks/{id}")).await;
+                if task["status"] == "running" {
+                    let result = user.get(&format!("/v1/tasks/{id}/result")).await;
+                    break result["jobs"][0]["id"].as_str().unwrap().to_owned();
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the job never ran: {task}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+        &mut [&mut a, &mut b],
+    )
+    .await;
     let runs = a
         .state_dir()
         .join("sandbox_mounts")
@@ -195,12 +218,38 @@ async fn a_sandbox_limit_cap_is_applied_in_place_on_both_nodes_and_a_running_job
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    orchestrator
-        .restart_with(&[("NODE_SANDBOX_MEMORY_MIB", "256")])
-        .await;
-    for (node, (pid, old_worker, old_version)) in [&mut a, &mut b].into_iter().zip(&before) {
-        let row =
-            ack_of_new_version(&orchestrator, node, old_version, "applied", START_LIMIT).await;
+    draining(
+        orchestrator.restart_with(&[("NODE_SANDBOX_MEMORY_MIB", "256")]),
+        &mut [&mut a, &mut b],
+    )
+    .await;
+    let slugs = [a.slug.clone(), b.slug.clone()];
+    let rows = draining(
+        async {
+            let mut rows = Vec::new();
+            for (slug, (_, _, old_version)) in slugs.iter().zip(&before) {
+                let deadline = tokio::time::Instant::now() + START_LIMIT;
+                rows.push(loop {
+                    let row = orchestrator.node_row(slug).await.unwrap();
+                    if &row.config_version != old_version
+                        && row.ack_version.as_deref() == Some(row.config_version.as_str())
+                        && row.ack_status.as_deref() == Some("applied")
+                    {
+                        break row;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{slug}: no applied ack of a new version: {row:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                });
+            }
+            rows
+        },
+        &mut [&mut a, &mut b],
+    )
+    .await;
+    for ((node, (pid, old_worker, _)), row) in [&mut a, &mut b].into_iter().zip(&before).zip(rows) {
         node.notify.drain(Duration::from_millis(300)).await;
         assert_eq!(node.pid(), *pid, "the node manager was restarted");
         let (worker, args) = worker_cmdline(node);
