@@ -53,6 +53,12 @@ pub const DEFAULT_SANDBOX_TMP_MIB: u64 = 256;
 pub const DEFAULT_SANDBOX_LOG_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// Where containers-common installs Podman's default seccomp profile (Debian, Fedora).
 pub const DEFAULT_SECCOMP_BASE: &str = "/usr/share/containers/seccomp.json";
+/// The signal that asks a running worker API to *drain* (`kill -USR1`): stop listening at once,
+/// finish every request and run it has (no job is interrupted), then exit 0. The node manager
+/// sends it before it replaces its worker with one of a new configuration, and starts the new
+/// one only after the old one exited, so two workers never listen on the port or drive the same
+/// sandbox. A SIGTERM during the drain still stops the remaining runs as on any shutdown.
+pub const DRAIN_SIGNAL: &str = "SIGUSR1";
 /// Name of the inference sidecar binary the worker looks for next to its own executable when
 /// `--inference-proxy-binary` is not given.
 pub const INFERENCE_PROXY_BINARY_NAME: &str = "cynode-inference-proxy";

@@ -82,6 +82,8 @@ struct FileOrchestrator {
     #[serde(default)]
     timeouts: FileTimeouts,
     capability_report_interval_seconds: Option<Seconds>,
+    /// How often the node asks for its configuration (`poll_interval_seconds` of the spec).
+    poll_interval_seconds: Option<Seconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,9 +178,16 @@ pub struct Config {
     pub psk: Secret,
     /// Environment variables that may carry secrets and must not reach child processes.
     pub secret_env: Vec<String>,
+    /// Files the PSK may be read from (`orchestrator.registration_psk_file`,
+    /// `NODE_REGISTRATION_PSK_FILE`), which SIGHUP reads again.
+    pub secret_files: Vec<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub capability_report_interval: Duration,
+    /// `orchestrator.poll_interval_seconds` (`CONFIG_POLL_INTERVAL`): how often supervision
+    /// fetches the configuration; it is also fetched with every capability report, so a value
+    /// at or above the report interval adds nothing. Default: the report interval.
+    pub config_poll_interval: Duration,
     pub node_slug: String,
     pub node_name: Option<String>,
     pub labels: Vec<String>,
@@ -187,6 +196,8 @@ pub struct Config {
     pub inference: InferenceSettings,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
+    /// The file this was read from ([`Config::load`]); SIGHUP reads it again.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +287,13 @@ impl Config {
             credential: PSK_CREDENTIAL,
             config_file: file.orchestrator.registration_psk_file.as_deref(),
         })?;
+        let psk_file = file.orchestrator.registration_psk_file.clone();
         let mut config = resolve(file, psk, &ProcessEnv)?;
+        config.source = Some(path.to_owned());
+        config.secret_files.extend(psk_file);
+        config
+            .secret_files
+            .extend(std::env::var_os(format!("{psk_env}_FILE")).map(PathBuf::from));
         config.secret_env.push(format!("{psk_env}_FILE"));
         config.secret_env.push(psk_env);
         Ok(config)
@@ -402,6 +419,18 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
             reason: "must be positive".into(),
         });
     }
+    let config_poll_interval = env
+        .duration(
+            "CONFIG_POLL_INTERVAL",
+            file.orchestrator.poll_interval_seconds,
+        )?
+        .unwrap_or(capability_report_interval);
+    if config_poll_interval.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: "orchestrator.poll_interval_seconds".into(),
+            reason: "must be positive".into(),
+        });
+    }
     let request_timeout = env
         .duration("HTTP_TIMEOUT", file.orchestrator.timeouts.request_seconds)?
         .unwrap_or(Duration::from_secs(10));
@@ -435,9 +464,11 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
             format!("{PSK_ENV}_FILE"),
             "CREDENTIALS_DIRECTORY".to_owned(),
         ],
+        secret_files: Vec::new(),
         connect_timeout: seconds_or(file.orchestrator.timeouts.connect_seconds, 5),
         request_timeout,
         capability_report_interval,
+        config_poll_interval,
         node_slug,
         node_name: env.get("NODE_NAME").or(file.node.name),
         labels: file.node.labels,
@@ -485,13 +516,91 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
         },
         state_dir,
         shutdown_grace: seconds_or(file.shutdown.grace_seconds, 10),
+        source: None,
     })
+}
+
+/// What reading node.yaml again changed ([`Config::reload_from`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys that changed and now apply: `node.labels`, `sandbox.max_concurrency`.
+    pub applied: Vec<&'static str>,
+    /// Sections that changed but take effect only at the next start.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl Config {
+    /// Takes from `new` (node.yaml read again) what can change while the node runs, the labels
+    /// and `sandbox.max_concurrency`, both only reported to the orchestrator, and names every
+    /// other section in which `new` differs: those keep their running values until a restart.
+    pub fn reload_from(&mut self, new: &Config) -> Reloaded {
+        let mut reloaded = Reloaded::default();
+        if self.labels != new.labels {
+            self.labels.clone_from(&new.labels);
+            reloaded.applied.push("node.labels");
+        }
+        if self.sandbox.max_concurrency != new.sandbox.max_concurrency {
+            self.sandbox.max_concurrency = new.sandbox.max_concurrency;
+            reloaded.applied.push("sandbox.max_concurrency");
+        }
+        // Debug renders every value (the PSK redacted, so it is compared by content).
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let checks: [(&'static str, bool); 9] = [
+            (
+                "orchestrator",
+                differs(
+                    &(
+                        &self.orchestrator_url,
+                        self.connect_timeout,
+                        self.request_timeout,
+                        self.capability_report_interval,
+                        self.config_poll_interval,
+                    ),
+                    &(
+                        &new.orchestrator_url,
+                        new.connect_timeout,
+                        new.request_timeout,
+                        new.capability_report_interval,
+                        new.config_poll_interval,
+                    ),
+                ) || self.psk.expose() != new.psk.expose(),
+            ),
+            ("node.id", self.node_slug != new.node_slug),
+            ("node.name", self.node_name != new.node_name),
+            ("worker_api", differs(&self.worker, &new.worker)),
+            (
+                "sandbox",
+                // max_concurrency is equal by now.
+                differs(&self.sandbox, &new.sandbox),
+            ),
+            ("inference", differs(&self.inference, &new.inference)),
+            ("storage.state_dir", self.state_dir != new.state_dir),
+            (
+                "shutdown.grace_seconds",
+                self.shutdown_grace != new.shutdown_grace,
+            ),
+            (
+                "orchestrator.registration_psk_env",
+                self.secret_env != new.secret_env,
+            ),
+        ];
+        reloaded.need_restart = checks
+            .into_iter()
+            .filter_map(|(key, changed)| changed.then_some(key))
+            .collect();
+        reloaded
+    }
 }
 
 /// What the node manager keeps once started (best-effort): the state directory read-write,
 /// `/dev/null`; system libraries, config, TLS roots, `/proc`, `/sys`, `/run` and the Podman
 /// socket's directory readable (and executable). TCP stays open (orchestrator, inference).
-pub fn node_manager_policy(state_dir: &Path, podman_socket: &Path) -> Policy {
+///
+/// The worker API binary's directory stays readable and executable, so that the worker can be
+/// started again with a new configuration, and node.yaml's directory readable, for SIGHUP.
+pub fn node_manager_policy(config: &Config) -> Policy {
+    let (state_dir, podman_socket) = (&config.state_dir, &config.sandbox.podman_socket);
     let mut read_only: Vec<PathBuf> = [
         "/etc",
         "/usr",
@@ -507,9 +616,27 @@ pub fn node_manager_policy(state_dir: &Path, podman_socket: &Path) -> Policy {
     .map(PathBuf::from)
     .collect();
     read_only.extend(podman_socket.parent().map(Path::to_owned));
+    read_only.extend(config.worker.binary.parent().map(Path::to_owned));
+    let mut readable: Vec<PathBuf> = config
+        .source
+        .iter()
+        .filter_map(|file| file.parent().map(Path::to_owned))
+        .collect();
+    // A PSK file named in node.yaml, read again on SIGHUP.
+    readable.extend(
+        config
+            .secret_files
+            .iter()
+            .filter_map(|file| file.parent().map(Path::to_owned)),
+    );
+    readable.retain(|dir| !dir.as_os_str().is_empty());
     Policy::best_effort()
-        .allow(PathAccess::ReadWrite, [state_dir, Path::new("/dev/null")])
+        .allow(
+            PathAccess::ReadWrite,
+            [state_dir.as_path(), Path::new("/dev/null")],
+        )
         .allow(PathAccess::ReadExecute, read_only)
+        .allow(PathAccess::Read, readable)
 }
 
 /// The worker API binary installed next to this one.
@@ -640,6 +767,44 @@ inference:
     fn load(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
         let file = parse(Path::new("node.yaml"), text)?;
         resolve(file, Secret::new("psk"), env)
+    }
+
+    #[test]
+    fn reload_takes_labels_and_max_concurrency_and_names_the_rest() {
+        let mut running = load(FULL, &env(&[])).unwrap();
+        assert_eq!(
+            running.config_poll_interval,
+            running.capability_report_interval
+        );
+        let same = load(FULL, &env(&[])).unwrap();
+        assert_eq!(running.reload_from(&same), Reloaded::default());
+
+        let edited = FULL.replace("labels: [gpu]", "labels: [gpu, fast]")
+            + "sandbox:\n  max_concurrency: 3\n  limits: {memory_mib: 64}\n\
+               orchestrator_extra: x\n";
+        // An unknown key is an error, and a failed reload changes nothing.
+        assert!(load(&edited, &env(&[])).is_err());
+        let edited = edited.replace("orchestrator_extra: x\n", "");
+        let new = load(
+            &edited,
+            &env(&[("HTTP_TIMEOUT", "20"), ("CONFIG_POLL_INTERVAL", "5s")]),
+        )
+        .unwrap();
+        assert_eq!(new.config_poll_interval, Duration::from_secs(5));
+        let reloaded = running.reload_from(&new);
+        assert_eq!(reloaded.applied, ["node.labels", "sandbox.max_concurrency"]);
+        assert_eq!(reloaded.need_restart, ["orchestrator", "sandbox"]);
+        assert_eq!(running.labels, ["gpu", "fast"]);
+        assert_eq!(running.sandbox.max_concurrency, Some(3));
+        // Everything else keeps its running value.
+        assert_eq!(running.sandbox.limits.memory_mib, None);
+        assert_eq!(running.request_timeout, Duration::from_secs(10));
+        assert!(
+            load(FULL, &env(&[("CONFIG_POLL_INTERVAL", "0")]))
+                .unwrap_err()
+                .to_string()
+                .contains("orchestrator.poll_interval_seconds")
+        );
     }
 
     #[test]

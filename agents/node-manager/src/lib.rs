@@ -5,13 +5,15 @@
 //! after the orchestrator accepted the `applied` ack does the node send `READY=1`; if the worker
 //! API or inference cannot start it acks `failed`, says why in `STATUS=` and exits non-zero
 //! (fail-fast). Then [`supervise`] keeps it healthy: watchdog pings, capability reports, JWT
-//! renewal, a restart when the orchestrator issues a new configuration, and a clean stop of
+//! renewal, a new configuration applied in place ([`reconfigure`]; a restart only for a new
+//! inference backend), node.yaml read again on SIGHUP, and a clean stop of
 //! everything it started on SIGTERM.
 
 pub mod capabilities;
 pub mod config;
 pub mod inference;
 pub mod model_server;
+pub mod reconfigure;
 pub mod registration;
 pub mod startup;
 pub mod state;
@@ -28,8 +30,6 @@ pub use config::{Config, ConfigError};
 /// an empty bounding set are inherited by children, so it runs only after the worker API child
 /// has been spawned.
 pub mod hardening {
-    use std::path::Path;
-
     pub use cynode_service_kit::hardening::{Policy, Report};
 
     /// The node manager's policy (see [`crate::config::node_manager_policy`]).
@@ -37,8 +37,8 @@ pub mod hardening {
     pub struct Paths;
 
     impl Paths {
-        pub fn for_node_manager(state_dir: &Path, podman_socket: &Path) -> Policy {
-            crate::config::node_manager_policy(state_dir, podman_socket)
+        pub fn for_node_manager(config: &crate::Config) -> Policy {
+            crate::config::node_manager_policy(config)
         }
     }
 

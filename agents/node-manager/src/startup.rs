@@ -42,9 +42,14 @@ pub struct Node {
     /// Whether an inference server already answered at start-up (so this process uses it rather
     /// than starting a container). Decided once; every report carries it as `existing_service`.
     pub inference_found_running: bool,
-    /// The `config_version` this process applied and acked; supervision restarts the node when
-    /// the orchestrator's current version differs.
+    /// The `config_version` this process applied and acked; supervision applies (or restarts
+    /// for) the orchestrator's current version when it differs.
     pub acked_config_version: Option<String>,
+    /// The configuration the running worker API and inference were started with.
+    pub applied: Option<NodeConfigurationPayload>,
+    /// A version that could not be applied in place and was acked `failed`: not tried again
+    /// (the orchestrator issues a new one when its settings change again).
+    pub failed_config_version: Option<String>,
 }
 
 /// The node's identity secret in its state directory (0600), issued at its first registration.
@@ -77,6 +82,8 @@ impl Node {
             facts: None,
             inference_found_running: false,
             acked_config_version: None,
+            applied: None,
+            failed_config_version: None,
         })
     }
 
@@ -142,11 +149,9 @@ impl Node {
         self.state
             .record_ack(&delivered.config_version, ConfigAckStatus::Applied, None)?;
         self.acked_config_version = Some(delivered.config_version.clone());
+        self.applied = Some(delivered.clone());
 
-        hardening::harden(&hardening::Paths::for_node_manager(
-            &self.config.state_dir,
-            &self.config.sandbox.podman_socket,
-        ));
+        hardening::harden(&hardening::Paths::for_node_manager(&self.config));
         notify::ready(&format!(
             "ready: config {} applied, worker API and inference up",
             delivered.config_version
@@ -268,7 +273,7 @@ impl Node {
         Ok(())
     }
 
-    async fn ack_failed(
+    pub(crate) async fn ack_failed(
         &mut self,
         report: &NodeCapabilityReport,
         delivered: &NodeConfigurationPayload,
@@ -325,7 +330,7 @@ impl Node {
     }
 }
 
-fn ack(
+pub(crate) fn ack(
     config: &Config,
     delivered: &NodeConfigurationPayload,
     status: ConfigAckStatus,

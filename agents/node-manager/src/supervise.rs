@@ -3,11 +3,16 @@
 //! what start-up started. A dead worker API ends the process with an error, so that systemd's
 //! `Restart=on-failure` brings the whole node back in order.
 //!
-//! With every report it also fetches the node configuration: the orchestrator issues a new
-//! `config_version` whenever a report or its own settings change the content, and dispatches
-//! only to nodes that acked the current one. Applying a new configuration means a new worker API
-//! and inference backend, which is exactly start-up, so the node stops cleanly and exits with
+//! With every report, and every `orchestrator.poll_interval_seconds` if that is shorter, it
+//! also fetches the node configuration: the orchestrator issues a new `config_version` whenever
+//! a report or its own settings change the content, and dispatches only to nodes that acked the
+//! current one. A new version is applied in place where that is safe ([`crate::reconfigure`]:
+//! a new worker API after the old one drained, then the ack); one that changes the inference
+//! backend needs start-up, so the node stops cleanly and exits with
 //! [`crate::EXIT_CONFIG_CHANGED`]; systemd restarts it and the fresh start acks the new version.
+//!
+//! SIGHUP reads node.yaml again: new labels and `sandbox.max_concurrency` apply at once and are
+//! reported right away; other changed keys are logged as needing a restart.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,11 +21,12 @@ use cynode_service_kit::notify;
 
 use crate::NodeError;
 use crate::model_server::ModelSnapshot;
+use crate::reconfigure::{self, Change};
 use crate::startup::{DEFAULT_HEALTH_INTERVAL, Node, Started};
 
 pub async fn run(
     node: &mut Node,
-    started: Started,
+    mut started: Started,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), NodeError> {
     let health_every = notify::watchdog_interval().unwrap_or(DEFAULT_HEALTH_INTERVAL);
@@ -37,6 +43,13 @@ pub async fn run(
     // The served models are watched more often than the full report is sent, so that a model
     // pulled or unloaded reaches the orchestrator within seconds.
     let mut model_watch = tokio::time::interval(MODEL_WATCH_INTERVAL.min(report_every));
+    // Reports fetch the configuration too; a shorter poll interval adds checks in between.
+    let poll_every = node.config.config_poll_interval;
+    let mut polls = (poll_every < report_every)
+        .then(|| tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every));
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP will not reload node.yaml"))
+        .ok();
     // `None` until the first report from here: the registration report was taken before
     // inference was up (or a model pulled), so the first look after READY is always sent.
     let mut reported_models: Option<Option<ModelSnapshot>> = None;
@@ -78,10 +91,39 @@ pub async fn run(
             }
             _ = reports.tick() => {
                 let now = node.model_snapshot().await;
-                let changed = report_and_check(node, now.as_ref()).await;
+                let checked = report_and_check(node, &mut started, now.as_ref(), health_every).await;
                 reported_models = Some(now);
-                if let Some(changed) = changed {
-                    break Err(changed);
+                if let Err(e) = checked {
+                    break Err(e);
+                }
+                worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
+            }
+            _ = async {
+                match polls.as_mut() {
+                    Some(polls) => polls.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let report = node.capability_report().await;
+                if let Err(e) = check_config(node, &mut started, &report, health_every).await {
+                    break Err(e);
+                }
+                worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
+            }
+            _ = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if reload(node) {
+                    let now = node.model_snapshot().await;
+                    let checked = report_and_check(node, &mut started, now.as_ref(), health_every).await;
+                    reported_models = Some(now);
+                    if let Err(e) = checked {
+                        break Err(e);
+                    }
+                    worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
                 }
             }
             _ = model_watch.tick() => {
@@ -92,11 +134,12 @@ pub async fn run(
                         loaded = ?now.as_ref().map(|m| &m.loaded),
                         "served models changed; reporting"
                     );
-                    let changed = report_and_check(node, now.as_ref()).await;
+                    let checked = report_and_check(node, &mut started, now.as_ref(), health_every).await;
                     reported_models = Some(now);
-                    if let Some(changed) = changed {
-                        break Err(changed);
+                    if let Err(e) = checked {
+                        break Err(e);
                     }
+                    worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
                 }
             }
             () = tokio::time::sleep_until(renew_at) => {
@@ -127,37 +170,108 @@ pub async fn run(
 /// How often the served models are compared with the last report.
 const MODEL_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Sends a capability report with `models`, then asks whether the configuration changed.
-async fn report_and_check(node: &mut Node, models: Option<&ModelSnapshot>) -> Option<NodeError> {
+/// Sends a capability report with `models`, then checks the configuration.
+async fn report_and_check(
+    node: &mut Node,
+    started: &mut Started,
+    models: Option<&ModelSnapshot>,
+    ping_every: std::time::Duration,
+) -> Result<(), NodeError> {
     let report = node.report_with(models);
     match node.orchestrator.report(&report).await {
         Ok(()) => tracing::debug!("capability report sent"),
         Err(e) => tracing::warn!(error = %e, "capability report failed"),
     }
-    let changed = config_change(node, &report).await?;
-    tracing::warn!("{changed}");
-    notify::status(&changed.to_string());
-    Some(changed)
+    check_config(node, started, &report, ping_every).await
 }
 
-/// The orchestrator's current `config_version` if it is not the one this process acked. An
-/// unreachable orchestrator is no change: the next interval asks again.
-async fn config_change(
+/// Fetches the configuration; a `config_version` other than the acked one (and not one that
+/// already failed) is applied in place, or ends the process with
+/// [`NodeError::ConfigChanged`] when it needs start-up. An unreachable orchestrator is no
+/// change: the next check asks again.
+async fn check_config(
     node: &mut Node,
+    started: &mut Started,
     report: &cynode_contracts::node::NodeCapabilityReport,
-) -> Option<NodeError> {
+    ping_every: std::time::Duration,
+) -> Result<(), NodeError> {
     let current = match node.orchestrator.fetch_config(report).await {
-        Ok(current) => current.config_version,
+        Ok(current) => current,
         Err(e) => {
             tracing::warn!(error = %e, "configuration check failed");
-            return None;
+            return Ok(());
         }
     };
     let acked = node.acked_config_version.as_deref().unwrap_or("none");
-    (current != acked).then(|| NodeError::ConfigChanged {
-        from: acked.to_owned(),
-        to: current,
-    })
+    if current.config_version == acked
+        || node.failed_config_version.as_deref() == Some(current.config_version.as_str())
+    {
+        return Ok(());
+    }
+    let change = match node.applied.as_ref() {
+        Some(applied) => reconfigure::classify(&node.config, applied, &current),
+        None => Change::Restart("nothing was applied yet"),
+    };
+    if let Change::Restart(why) = change {
+        let changed = NodeError::ConfigChanged {
+            from: acked.to_owned(),
+            to: current.config_version,
+        };
+        tracing::warn!(reason = why, "{changed}");
+        notify::status(&changed.to_string());
+        return Err(changed);
+    }
+    node.apply_in_place(started, current, change, report, ping_every)
+        .await
+        .map(drop)
+}
+
+/// SIGHUP: reads node.yaml again and takes what may change while running. Returns whether
+/// something the capability report carries changed (so it is reported at once).
+fn reload(node: &mut Node) -> bool {
+    let Some(path) = node.config.source.clone() else {
+        tracing::warn!("SIGHUP: no node.yaml to read again");
+        return false;
+    };
+    let new = match crate::Config::load(&path) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: node.yaml not reloaded; keeping the running settings");
+            notify::status(&format!(
+                "node.yaml not reloaded, keeping the running settings: {e}"
+            ));
+            return false;
+        }
+    };
+    let reloaded = node.config.reload_from(&new);
+    if !reloaded.need_restart.is_empty() {
+        tracing::warn!(
+            keys = ?reloaded.need_restart,
+            "SIGHUP: node.yaml changed settings that apply only at the next start"
+        );
+    }
+    if reloaded.applied.is_empty() {
+        tracing::info!("SIGHUP: node.yaml reloaded; nothing to apply");
+        return false;
+    }
+    tracing::info!(
+        keys = ?reloaded.applied,
+        labels = ?node.config.labels,
+        max_concurrency = ?node.config.sandbox.max_concurrency,
+        "SIGHUP: applied; reporting"
+    );
+    let mut status = format!(
+        "node.yaml reloaded: {} applied",
+        reloaded.applied.join(", ")
+    );
+    if !reloaded.need_restart.is_empty() {
+        status.push_str(&format!(
+            "; {} changed but apply only at the next start",
+            reloaded.need_restart.join(", ")
+        ));
+    }
+    notify::status(&status);
+    true
 }
 
 async fn health_problem(node: &Node, started: &Started) -> Option<String> {

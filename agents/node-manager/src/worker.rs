@@ -265,6 +265,37 @@ impl WorkerProcess {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// Asks the worker to drain ([`cynode_contracts::worker_cli::DRAIN_SIGNAL`]: it stops
+    /// listening at once, answers what is in flight, lets every run end on its own and exits)
+    /// and waits up to `limit` for it to exit. While it waits it pings systemd's watchdog every
+    /// `ping_every`: a drain lasts as long as the longest running job. Returns whether it exited.
+    pub async fn drain(&self, limit: Duration, ping_every: Duration) -> bool {
+        use std::str::FromStr;
+        let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) else {
+            return true;
+        };
+        if self.exit_status().is_some() {
+            return true;
+        }
+        let signal = Signal::from_str(cynode_contracts::worker_cli::DRAIN_SIGNAL)
+            .expect("DRAIN_SIGNAL names a signal");
+        let _ = kill(Pid::from_raw(pid), signal);
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut exit = self.exit.clone();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let waited =
+                tokio::time::timeout(ping_every.min(left), exit.wait_for(Option::is_some)).await;
+            match waited {
+                Ok(_) => return true,
+                Err(_) => cynode_service_kit::notify::watchdog(),
+            }
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`. Returns whether it stopped within the grace period.
     pub async fn stop(mut self, grace: Duration) -> bool {
         let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) else {

@@ -201,7 +201,45 @@ fn workspace_emptier(sandboxes: &Sandboxes, image: &str) -> retention::EmptyWork
     })
 }
 
-/// Serves the API on an already bound listener until SIGTERM/SIGINT. First it takes over what an
+/// Resolves when the server is to stop accepting connections. SIGTERM/SIGINT raise `stop`
+/// first, so runs still going are interrupted. The drain signal
+/// ([`cynode_contracts::worker_cli::DRAIN_SIGNAL`], from the node manager before it replaces
+/// this worker) leaves `stop` down: requests in flight are answered and every run ends on its
+/// own, while a SIGTERM that comes later still raises it.
+async fn shutdown_or_drain(stop: Arc<watch::Sender<bool>>) {
+    let drain = async {
+        match drain_signal() {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for the drain signal");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown_signal() => {
+            let _ = stop.send(true);
+        }
+        () = drain => {
+            tracing::info!("drain signal: no new requests; running jobs finish, then the worker exits");
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+        }
+    }
+}
+
+fn drain_signal() -> std::io::Result<tokio::signal::unix::Signal> {
+    use std::str::FromStr;
+    let signal = nix::sys::signal::Signal::from_str(cynode_contracts::worker_cli::DRAIN_SIGNAL)
+        .map_err(std::io::Error::other)?;
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal as i32))
+}
+
+/// Serves the API on an already bound listener until SIGTERM/SIGINT (or a drain). First it takes over what an
 /// earlier instance on this mount root left on the Podman socket; at shutdown, jobs still
 /// running are stopped (interrupted) and their containers removed before it returns. Finished
 /// jobs' directories older than `job_retention` are removed in the background.
@@ -256,14 +294,14 @@ pub async fn serve(
     telemetry
         .service_log("info", "worker API started", started)
         .await;
+    let stop = Arc::new(stop);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        })
+        .with_graceful_shutdown(shutdown_or_drain(Arc::clone(&stop)))
         .await;
     // Nothing is ever sent: `None` means the last run has dropped its sender.
     let _ = all_done.recv().await;
+    // After a drain the flag is still down (every run ended on its own); the sweepers stop now.
+    let _ = stop.send(true);
     let _ = sweeper.await;
     let _ = telemetry_sweeper.await;
     let stopped = match &served {
