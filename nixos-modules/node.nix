@@ -29,6 +29,7 @@ let
     podmanUnit = "cynode-podman.socket";
     inherit podmanSocket;
     nodeStateDir = stateDir;
+    killBin = "${pkgs.util-linux}/bin/kill";
   };
   toService = import ./units.nix lib;
 

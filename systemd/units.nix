@@ -37,6 +37,8 @@
   # The node's state; a directory under /var/lib is created by systemd (StateDirectory=),
   # anywhere else it must exist and is made writable (ReadWritePaths=).
   nodeStateDir ? "/var/lib/cynode/state",
+  # kill(1), for ExecReload= (SIGHUP: the node manager re-reads its labels and concurrency).
+  killBin ? "/bin/kill",
 }:
 let
   varLib = "/var/lib/";
@@ -186,6 +188,9 @@ in
       Type = "notify";
       NotifyAccess = "main";
       ExecStart = "${bindir}/cynode-node-manager --config ${nodeConfig}";
+      # `systemctl reload`: labels and sandbox.max_concurrency from the config file, reported
+      # at once; other changed keys need a restart (the node manager says which).
+      ExecReload = "${killBin} -HUP $MAINPID";
       Environment = {
         CYNODE_STATE_DIR = nodeStateDir;
         CYNODE_PODMAN_SOCKET = podmanSocket;

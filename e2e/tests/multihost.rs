@@ -194,7 +194,12 @@ impl Cynork<'_> {
 
     /// Runs `cynork ARGS`, which must succeed; its stdout.
     async fn output(&self, args: &[&str]) -> String {
-        let out = self.command(args).stdin(Stdio::null()).output().await.unwrap();
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
         assert!(
             out.status.success(),
             "cynork {args:?}: {:?}\n{}",
@@ -292,7 +297,6 @@ struct Cluster {
     env: DevEnv,
     net: Network,
     dir: tempfile::TempDir,
-    database_url: String,
     db: sqlx::PgConnection,
     bindir: PathBuf,
     credentials: String,
@@ -431,7 +435,9 @@ impl Cluster {
             ));
         }
         for (i, spec) in specs.iter().enumerate() {
-            nodes[i].expect_ready(spec.name, Duration::from_secs(120)).await;
+            nodes[i]
+                .expect_ready(spec.name, Duration::from_secs(120))
+                .await;
             // READY=1 only after the configuration was acked as applied.
             let row = sqlx::query(
                 "SELECT config_ack_status, config_ack_version = config_version, worker_api_target_url
@@ -455,13 +461,16 @@ impl Cluster {
         while readyz(&net, specs[0].name) != "200" && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        assert_eq!(readyz(&net, specs[0].name), "200", "not ready with all nodes");
+        assert_eq!(
+            readyz(&net, specs[0].name),
+            "200",
+            "not ready with all nodes"
+        );
 
         let cluster = Self {
             env,
             net,
             dir,
-            database_url,
             db,
             bindir,
             credentials,
@@ -515,9 +524,41 @@ impl Cluster {
             .await;
     }
 
+    /// Restarts the control plane with `extra_toml` in its configuration file, as a changed
+    /// NixOS configuration would, and waits for READY=1.
+    async fn restart_control_plane(&mut self, extra_toml: &str) {
+        let status = self
+            .control_plane
+            .process
+            .terminate(Duration::from_secs(60))
+            .await;
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        let (cp_unit, _) = orchestrator_units(
+            &self.env,
+            self.dir.path(),
+            &self.bindir,
+            &self.credentials,
+            extra_toml,
+        );
+        self.control_plane = Agent::start(
+            &self.net,
+            "orch",
+            &cp_unit,
+            self.dir.path(),
+            "control-plane",
+        );
+        self.control_plane
+            .expect_ready("control plane after restart", Duration::from_secs(60))
+            .await;
+    }
+
     /// Stops every agent the way systemd does, and checks each exited cleanly.
     async fn stop(self) {
-        for mut agent in self.nodes.into_iter().chain([self.gateway, self.control_plane]) {
+        for mut agent in self
+            .nodes
+            .into_iter()
+            .chain([self.gateway, self.control_plane])
+        {
             let status = agent.process.terminate(Duration::from_secs(60)).await;
             assert!(
                 status.is_some_and(|s| s.success()),
@@ -537,7 +578,10 @@ fn orchestrator_units(
     extra_toml: &str,
 ) -> (Value, Value) {
     let toml = write(
-        &dir.join(format!("orchestrator-{}.toml", uuid::Uuid::new_v4().simple())),
+        &dir.join(format!(
+            "orchestrator-{}.toml",
+            uuid::Uuid::new_v4().simple()
+        )),
         &format!(
             "public_url = \"http://{ORCH}:12082\"\n\
              control_plane_listen_addr = \"0.0.0.0:12082\"\n\
@@ -666,7 +710,13 @@ async fn kill_node(agent: &mut Agent) {
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
-    assert!(agent.process.wait_exit(Duration::from_secs(30)).await.is_some());
+    assert!(
+        agent
+            .process
+            .wait_exit(Duration::from_secs(30))
+            .await
+            .is_some()
+    );
 }
 
 const THREE_NODES: &[NodeSpec] = &[
@@ -716,7 +766,10 @@ async fn wait_job(
         if pred(&job) {
             return job;
         }
-        assert!(tokio::time::Instant::now() < deadline, "task {task}: {job:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task}: {job:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -733,7 +786,10 @@ async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
     assert_completed(&results, "inference-");
     for id in on(&results) {
         let node = job_node(&mut c.db, &id).await;
-        assert_ne!(node, "node-c", "an inference job went to the node without the model");
+        assert_ne!(
+            node, "node-c",
+            "an inference job went to the node without the model"
+        );
     }
     let eu: Vec<String> = (0..2).map(|i| format!("echo eu-{i}")).collect();
     let results = c.cynork().run_tasks(&eu, &["--require-label", "eu"]).await;
@@ -743,7 +799,9 @@ async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
     }
 
     // Equal work spreads over equal nodes: six at once, two each.
-    let spread: Vec<String> = (0..6).map(|i| format!("sleep 2; echo spread-{i}")).collect();
+    let spread: Vec<String> = (0..6)
+        .map(|i| format!("sleep 2; echo spread-{i}"))
+        .collect();
     let results = c.cynork().run_tasks(&spread, &[]).await;
     assert_completed(&results, "spread-");
     let mut per_node = std::collections::BTreeMap::<String, u32>::new();
@@ -755,9 +813,17 @@ async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
     // Drain node-c while it runs a job: the job finishes there, new work goes elsewhere.
     let long = c
         .cynork()
-        .create(&["--command", "sleep 4; echo long-on-c", "--require-label", "spare"])
+        .create(&[
+            "--command",
+            "sleep 4; echo long-on-c",
+            "--require-label",
+            "spare",
+        ])
         .await;
-    wait_job(&mut c.db, &long, Duration::from_secs(30), |j| j.2 == "running").await;
+    wait_job(&mut c.db, &long, Duration::from_secs(30), |j| {
+        j.2 == "running"
+    })
+    .await;
     let drained = c.cynork().output(&["node", "drain", "node-c"]).await;
     assert!(drained.contains("state=drained"), "{drained}");
     let after: Vec<String> = (0..3).map(|i| format!("echo after-drain-{i}")).collect();
@@ -766,13 +832,23 @@ async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
     for id in on(&results) {
         assert_ne!(job_node(&mut c.db, &id).await, "node-c");
     }
-    let job = wait_job(&mut c.db, &long, Duration::from_secs(30), |j| j.2 == "completed").await;
-    assert_eq!(job.0.as_deref(), Some("node-c"), "the running job finished where it was");
+    let job = wait_job(&mut c.db, &long, Duration::from_secs(30), |j| {
+        j.2 == "completed"
+    })
+    .await;
+    assert_eq!(
+        job.0.as_deref(),
+        Some("node-c"),
+        "the running job finished where it was"
+    );
     let undrained = c.cynork().output(&["node", "undrain", "node-c"]).await;
     assert!(undrained.contains("state=active"), "{undrained}");
 
     // A node dies mid-job: the job runs again on another node and completes once there.
-    let doomed = c.cynork().create(&["--command", "sleep 6; echo survived"]).await;
+    let doomed = c
+        .cynork()
+        .create(&["--command", "sleep 6; echo survived"])
+        .await;
     let (node, _, _) = wait_job(&mut c.db, &doomed, Duration::from_secs(30), |j| {
         j.2 == "running"
     })
@@ -785,10 +861,74 @@ async fn three_nodes_place_by_fit_and_load_drain_and_lose_a_node_mid_job() {
     })
     .await;
     assert_ne!(job.0.as_deref(), Some(node.as_str()), "{job:?}");
-    assert_eq!(job.1, 2, "two deliveries: the lost one and the one that ran: {job:?}");
+    // One setback, on the lost node (its worker, ending with its parent, reported the run
+    // interrupted, which gives the attempt back; a silent node would use one up).
+    let setbacks: Value = sqlx::query_scalar("SELECT setbacks FROM jobs WHERE task_id = $1::uuid")
+        .bind(&doomed)
+        .fetch_one(&mut c.db)
+        .await
+        .unwrap();
+    let setbacks = setbacks.as_array().unwrap();
+    assert_eq!(setbacks.len(), 1, "{setbacks:?}");
+    assert_eq!(setbacks[0]["node"], node.as_str(), "{setbacks:?}");
     let result = c.cynork().output(&["task", "result", &doomed]).await;
     assert_eq!(result.matches("survived").count(), 1, "{result}");
     c.restart_node(&node).await;
+
+    // A sandbox limit changes: every node applies it in place (same process) and acks it.
+    let pids: Vec<u32> = c.nodes.iter().map(|n| n.process.0.id().unwrap()).collect();
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT config_version FROM nodes ORDER BY node_slug")
+            .fetch_all(&mut c.db)
+            .await
+            .unwrap();
+    c.restart_control_plane("dispatch_lease = 6\n[node_sandbox_limits]\nmemory_mib = 256\n")
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let acked: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT config_version, config_ack_status, config_ack_version = config_version
+             FROM nodes ORDER BY node_slug",
+        )
+        .fetch_all(&mut c.db)
+        .await
+        .unwrap();
+        let applied = acked
+            .iter()
+            .zip(&versions)
+            .all(|((now, status, acked), before)| {
+                now != before && status.as_deref() == Some("applied") && *acked
+            });
+        if applied {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not applied: {acked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (node, pid) in c.nodes.iter_mut().zip(pids) {
+        assert_eq!(node.process.0.id(), Some(pid), "the node manager restarted");
+        assert!(
+            node.process.0.try_wait().unwrap().is_none(),
+            "{}",
+            node.log()
+        );
+    }
+    let limited = c.cynork().create(&["--command", "echo limited"]).await;
+    wait_job(&mut c.db, &limited, Duration::from_secs(60), |j| {
+        j.2 == "completed"
+    })
+    .await;
+    let memory: i64 = sqlx::query_scalar(
+        "SELECT (result->'limits'->>'memory_bytes')::bigint FROM jobs WHERE task_id = $1::uuid",
+    )
+    .bind(&limited)
+    .fetch_one(&mut c.db)
+    .await
+    .unwrap();
+    assert_eq!(memory, 256 * 1024 * 1024);
 
     c.stop().await;
 }

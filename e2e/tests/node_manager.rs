@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
+use cynode_e2e::metrics::sample;
 use node_support::{
     INFERENCE_COMMAND, NodeManager, NodeOptions, Orchestrator, container_exists, remove_container,
     start_inference_server, unique_container_name,
@@ -182,6 +183,7 @@ async fn without_inference_the_node_never_becomes_ready_and_exits_non_zero() {
     )
     .await;
     let options = NodeOptions {
+        extra_yaml: String::new(),
         // Nobody listens here, and the image cannot start.
         inference_url: format!("http://127.0.0.1:{}", cynode_e2e::free_port()),
         inference_image: "localhost/cynode-no-such-image:latest".into(),
@@ -233,6 +235,7 @@ async fn with_no_inference_running_it_starts_the_container_and_removes_it_on_sig
     .await;
     let port = cynode_e2e::free_port();
     let options = NodeOptions {
+        extra_yaml: String::new(),
         inference_url: format!("http://127.0.0.1:{port}"),
         inference_image: "localhost/cynode-no-such-image:latest".into(),
         container_name: unique_container_name(),
@@ -395,6 +398,7 @@ async fn sigterm_while_waiting_for_the_model_removes_the_container_it_created() 
     )
     .await;
     let options = NodeOptions {
+        extra_yaml: String::new(),
         inference_url: format!("http://127.0.0.1:{}", cynode_e2e::free_port()),
         inference_image: "localhost/cynode-no-such-image:latest".into(),
         container_name: unique_container_name(),
@@ -620,4 +624,55 @@ async fn an_existing_inference_server_that_stops_answering_does_not_change_the_c
     }
     let status = node.process.terminate(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_node_manager_and_its_worker_serve_metrics_on_their_own_listeners() {
+    let env = DevEnv::load();
+    let orchestrator = Orchestrator::start(&env, &[]).await;
+    let (node_port, worker_port) = (cynode_e2e::free_port(), cynode_e2e::free_port());
+    let mut options = NodeOptions::existing_inference(&env, &orchestrator);
+    options
+        .extra_env
+        .push(("CAPABILITY_REPORT_INTERVAL".into(), "1s".into()));
+    options.extra_yaml = format!(
+        "metrics:\n  listen: 127.0.0.1:{node_port}\n  worker_listen: 127.0.0.1:{worker_port}\n"
+    );
+    let mut node = NodeManager::start(&env, &orchestrator, &options);
+    node.expect_ready(START_LIMIT).await;
+
+    let node_url = format!("http://127.0.0.1:{node_port}/metrics");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (text, scrape) = loop {
+        let (text, scrape) = cynode_e2e::metrics::scrape(&node_url).await;
+        let reports = sample(
+            &scrape,
+            "cynode_node_capability_reports",
+            &[("result", "ok")],
+        );
+        let healthy = sample(&scrape, "cynode_node_healthy", &[]);
+        if reports.unwrap_or(0.0) >= 1.0 && healthy == Some(1.0) {
+            break (text, scrape);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        sample(
+            &scrape,
+            "cynode_node_capability_reports",
+            &[("result", "failed")]
+        ),
+        None,
+        "{text}"
+    );
+    let (text, worker) =
+        cynode_e2e::metrics::scrape(&format!("http://127.0.0.1:{worker_port}/metrics")).await;
+    assert_eq!(
+        sample(&worker, "cynode_worker_sandboxes_running", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let status = node.process.terminate(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| s.success()), "{}", node.log());
 }

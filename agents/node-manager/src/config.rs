@@ -4,6 +4,7 @@
 //! key yields one error that names the key, and the process exits without contacting the
 //! orchestrator. Secrets are never inline: the PSK comes from a credential, a file or the env.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,6 +71,16 @@ struct FileConfig {
     storage: FileStorage,
     #[serde(default)]
     shutdown: FileShutdown,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+/// `metrics`: where Prometheus scrapes the node manager and its worker API; unset: not served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<SocketAddr>,
+    worker_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +207,10 @@ pub struct Config {
     pub inference: InferenceSettings,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
+    /// `metrics.listen`: the node manager's `/metrics`; unset: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `metrics.worker_listen`: the worker API's `/metrics` (its `--metrics-listen`).
+    pub worker_metrics_listen: Option<SocketAddr>,
     /// The file this was read from ([`Config::load`]); SIGHUP reads it again.
     pub source: Option<PathBuf>,
 }
@@ -516,6 +531,8 @@ fn resolve(file: FileConfig, psk: Secret, env: &dyn Env) -> Result<Config, Confi
         },
         state_dir,
         shutdown_grace: seconds_or(file.shutdown.grace_seconds, 10),
+        metrics_listen: file.metrics.listen,
+        worker_metrics_listen: file.metrics.worker_listen,
         source: None,
     })
 }

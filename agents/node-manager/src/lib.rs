@@ -12,6 +12,7 @@
 pub mod capabilities;
 pub mod config;
 pub mod inference;
+pub mod metrics;
 pub mod model_server;
 pub mod reconfigure;
 pub mod registration;
@@ -93,6 +94,12 @@ impl NodeError {
 pub async fn run(config: Config) -> Result<(), NodeError> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // Before anything confines the process: afterwards it may not bind.
+    if let Some(addr) = config.metrics_listen {
+        metrics::serve(addr).await.map_err(|e| {
+            NodeError::StartupCheck(format!("metrics.listen {addr}: cannot listen: {e}"))
+        })?;
+    }
     let mut node = startup::Node::new(config)?;
     let mut started = startup::Started::default();
     let outcome = tokio::select! {

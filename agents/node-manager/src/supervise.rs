@@ -20,6 +20,7 @@ use std::pin::Pin;
 use cynode_service_kit::notify;
 
 use crate::NodeError;
+use crate::metrics::METRICS;
 use crate::model_server::ModelSnapshot;
 use crate::reconfigure::{self, Change};
 use crate::startup::{DEFAULT_HEALTH_INTERVAL, Node, Started};
@@ -75,6 +76,7 @@ pub async fn run(
             _ = health.tick() => {
                 match health_problem(node, &started).await {
                     None => {
+                        METRICS.set_healthy(true);
                         if degraded {
                             notify::status("ready: worker API and inference answer again");
                             degraded = false;
@@ -83,6 +85,7 @@ pub async fn run(
                     }
                     // No watchdog ping: if this lasts, systemd restarts the node in order.
                     Some(problem) => {
+                        METRICS.set_healthy(false);
                         degraded = true;
                         tracing::warn!(problem, "node unhealthy");
                         notify::status(&format!("degraded: {problem}"));
@@ -178,7 +181,9 @@ async fn report_and_check(
     ping_every: std::time::Duration,
 ) -> Result<(), NodeError> {
     let report = node.report_with(models);
-    match node.orchestrator.report(&report).await {
+    let sent = node.orchestrator.report(&report).await;
+    METRICS.reported(sent.is_ok());
+    match sent {
         Ok(()) => tracing::debug!("capability report sent"),
         Err(e) => tracing::warn!(error = %e, "capability report failed"),
     }
@@ -219,11 +224,17 @@ async fn check_config(
         };
         tracing::warn!(reason = why, "{changed}");
         notify::status(&changed.to_string());
+        METRICS.config_change("restart");
         return Err(changed);
     }
-    node.apply_in_place(started, current, change, report, ping_every)
-        .await
-        .map(drop)
+    let outcome = node
+        .apply_in_place(started, current, change, report, ping_every)
+        .await?;
+    METRICS.config_change(match outcome {
+        reconfigure::Outcome::Applied => "applied",
+        reconfigure::Outcome::RolledBack => "rolled_back",
+    });
+    Ok(())
 }
 
 /// SIGHUP: reads node.yaml again and takes what may change while running. Returns whether

@@ -124,6 +124,7 @@ pub fn worker_cli(
         // Telemetry lives in the node's state directory and names the node.
         state_dir: Some(config.state_dir.clone()),
         node_slug: Some(config.node_slug.clone()),
+        metrics_listen: config.worker_metrics_listen,
         bearer_token_stdin: true,
         // If node-manager is killed outright (SIGKILL, OOM), its worker must not live on
         // unsupervised.

@@ -233,6 +233,8 @@ pub struct NodeOptions {
     pub extra_env: Vec<(String, String)>,
     /// `inference.existing_wait_seconds`: how long start-up waits for the server at the URL.
     pub existing_wait_seconds: u64,
+    /// Appended to node.yaml (top-level sections the defaults leave out).
+    pub extra_yaml: String,
 }
 
 impl NodeOptions {
@@ -245,6 +247,7 @@ impl NodeOptions {
             psk: orchestrator.psk.clone(),
             extra_env: Vec::new(),
             existing_wait_seconds: 0,
+            extra_yaml: String::new(),
         }
     }
 }
@@ -308,7 +311,7 @@ storage:
   state_dir: {dir}/state
 shutdown:
   grace_seconds: 10
-"#,
+{extra_yaml}"#,
             cp = orchestrator.cp,
             dir = dir.path().display(),
             worker_bin = binary("cynode-worker-api").display(),
@@ -318,6 +321,7 @@ shutdown:
             inference_image = options.inference_image,
             container = options.container_name,
             existing_wait = options.existing_wait_seconds,
+            extra_yaml = options.extra_yaml,
         );
         std::fs::write(dir.path().join("node.yaml"), yaml).unwrap();
         let notify = NotifySocket::bind();
