@@ -22,6 +22,7 @@ let
   };
   pkgs = {
     stdenv.hostPlatform.system = "x86_64-linux";
+    util-linux = fakePackage "util-linux";
     formats = {
       toml = _: format "toml";
       yaml = _: format "yaml";
@@ -176,6 +177,7 @@ let
     podmanUnit = "cynode-podman.socket";
     podmanSocket = "/run/cynode-podman/podman.sock";
     nodeStateDir = "/srv/cynode";
+    killBin = "/nix/store/00000000000000000000000000000000-util-linux/bin/kill";
   };
 
   gw = good.systemd.services.cynode-user-gateway;
