@@ -95,4 +95,27 @@ export CYNORK_API_KEY="$CHAT_KEY"
 run cynork chat --model "$CYNODE_TEST_INFERENCE_MODEL" -m 'Say hello in five words.'
 unset CHAT_KEY CYNORK_API_KEY
 
+say "Operating nodes (admin): placement by requirements, drain, telemetry, metrics"
+cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
+run cynork node list
+run cynork task create --name needs-gpu --require-gpu --command 'echo never runs here'
+sleep 1
+run cynork task get needs-gpu
+run cynork task cancel needs-gpu -y
+run cynork node drain local-node --deadline 600
+run cynork task create --name after-drain --command 'echo ran once the node was back'
+sleep 1
+run cynork task get after-drain
+run cynork node undrain local-node
+run cynork task result after-drain --wait
+printf '\033[2m$ cynork -o json node get local-node  # .telemetry.stats (pulled from the node)\033[0m\n'
+cynork -o json node get local-node |
+  python3 -c 'import json,sys; t=json.load(sys.stdin).get("telemetry"); print(json.dumps(t and t["stats"]))'
+for port in 12085 12095 12096; do
+  printf '\033[2m$ curl -s 127.0.0.1:%s/metrics | grep ...\033[0m\n' "$port"
+  curl -fsS "http://127.0.0.1:$port/metrics" |
+    grep -E '^cynode_(jobs|nodes|node_healthy|node_capability_reports_total|worker_sandboxes_running|worker_sandbox_run_seconds_count)' | head -8
+done
+cynork auth logout >/dev/null
+
 say "Done. Logs: $DEMO/orchestrator.log, $DEMO/node-manager.log"

@@ -1,7 +1,8 @@
 # Sourced by demo.sh and bench-sandbox.sh: a local CyNodeAI stack on loopback, as in production
 # but in the foreground of the calling script. Needs the devenv.env variables, $BIN (a directory
 # with the built binaries) and $STACK (a directory for its secrets, config, state and logs).
-# Fixed ports: gateway 12080, control plane 12082, worker API 12090.
+# Fixed ports: gateway 12080, control plane 12082, worker API 12090; metrics (loopback) of the
+# orchestrator 12085, the node manager 12095 and the worker API 12096.
 
 STACK_PIDS=()
 
@@ -24,6 +25,7 @@ stack_orchestrator() {
   NODE_REGISTRATION_PSK_FILE="$STACK/psk" BOOTSTRAP_ADMIN_PASSWORD_FILE="$STACK/admin-password" \
   INFERENCE_MODEL="$CYNODE_TEST_INFERENCE_MODEL" ORCHESTRATOR_PUBLIC_URL=http://127.0.0.1:12082 \
   CONTROL_PLANE_LISTEN_ADDR=127.0.0.1:12082 USER_GATEWAY_LISTEN_ADDR=127.0.0.1:12080 \
+  METRICS_LISTEN_ADDR=127.0.0.1:12085 TELEMETRY_PULL_INTERVAL=2s \
     exec "$BIN/cynode-orchestrator" "$@"
 }
 
@@ -53,6 +55,7 @@ orchestrator:
 node:
   id: local-node
   name: Local node
+  labels: [demo, ssd]
 worker_api:
   listen_host: 127.0.0.1
   listen_port: 12090
@@ -61,10 +64,14 @@ worker_api:
 sandbox:
   podman_socket: $CYNODE_TEST_PODMAN_SOCKET
   default_image: $CYNODE_TEST_SANDBOX_IMAGE
+  max_concurrency: 4
 inference:
   url: $CYNODE_TEST_INFERENCE_URL
 storage:
   state_dir: $STACK/node-state
+metrics:
+  listen: 127.0.0.1:12095
+  worker_listen: 127.0.0.1:12096
 YAML
   "$BIN/cynode-node-manager" --config "$STACK/node.yaml" >"$STACK/node-manager.log" 2>&1 &
   NODE_PID=$!
