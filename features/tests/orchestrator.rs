@@ -130,6 +130,8 @@ async fn start(world: &mut OrchWorld) {
             // These nodes are registered through the API and serve no model: readiness is the
             // node part only (the Project Manager warm-up is covered by orchestrator/tests/pm.rs).
             .env("PM_REQUIRED", "false")
+            // Pulls fail (the double has no telemetry API); the scenarios check nothing minds.
+            .env("TELEMETRY_PULL_INTERVAL", "200ms")
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
             .env(
@@ -484,6 +486,76 @@ async fn readyz_ok(world: &mut OrchWorld, status: u16, text: String) {
         assert_eq!(resp.status().as_u16(), status);
         assert_eq!(resp.text().await.unwrap(), text);
     }
+}
+
+#[when(expr = "I create a {string} task {string} requiring the label {string}")]
+async fn create_task_requiring(world: &mut OrchWorld, mode: String, text: String, label: String) {
+    let resp = world
+        .user_request(Method::POST, "/v1/tasks")
+        .json(&json!({"prompt": text, "input_mode": mode, "requirements": {"labels": [label]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let task: Value = resp.json().await.unwrap();
+    world.task_id = task["id"].as_str().unwrap().to_owned();
+}
+
+#[then(expr = "the task waits with the reason {string}")]
+async fn task_waits(world: &mut OrchWorld, reason: String) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (_, task) = get(world, &format!("/v1/tasks/{}", world.task_id)).await;
+        if task["wait_reason"] == reason.as_str() {
+            assert_eq!(task["status"], "queued", "{task}");
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[when("I cancel the task")]
+async fn cancel_task(world: &mut OrchWorld) {
+    let path = format!("/v1/tasks/{}/cancel", world.task_id);
+    let resp = world
+        .user_request(Method::POST, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[when(expr = "I drain node {string}")]
+async fn drain(world: &mut OrchWorld, slug: String) {
+    let path = format!("/v1/nodes/{slug}/drain");
+    let resp = world
+        .user_request(Method::POST, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let node: Value = resp.json().await.unwrap();
+    assert_eq!(node["state"], "drained", "{node}");
+}
+
+#[when(expr = "I undrain node {string}")]
+async fn undrain(world: &mut OrchWorld, slug: String) {
+    let path = format!("/v1/nodes/{slug}/undrain");
+    let resp = world
+        .user_request(Method::POST, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[then(expr = "node {string} shows no telemetry and is active")]
+async fn no_telemetry(world: &mut OrchWorld, slug: String) {
+    let (status, node) = get(world, &format!("/v1/nodes/{slug}")).await;
+    assert_eq!(status, 200, "{node}");
+    assert!(node.get("telemetry").is_none(), "{node}");
+    assert_eq!(node["state"], "active", "{node}");
 }
 
 #[tokio::main]
