@@ -108,6 +108,7 @@ fn no_inference(world: &mut NodeWorld) {
         psk: state.orchestrator().psk.clone(),
         extra_env: Vec::new(),
         existing_wait_seconds: 0,
+        extra_yaml: String::new(),
     });
 }
 
