@@ -1,8 +1,8 @@
 //! The worker API's Prometheus metrics, served at `GET /metrics` on a listener of their own
 //! (`--metrics-listen`, off by default; keep it on loopback): requests of every route (the
 //! inference routes included) by template, method and status; sandboxes running now; how long a
-//! sandbox took to start and a run took, by how it ended. No label holds a job id or any other
-//! user data.
+//! sandbox took to start and a run took, by how it ended; sandboxes' model requests and tokens
+//! by model. No label holds a job id or any other user data.
 //!
 //! One registry per process, like Prometheus' own client libraries keep: the recording points
 //! are deep in the job lifecycle, and a process has one set of these counts.
@@ -20,15 +20,30 @@ use cynode_contracts::worker::{RunJobResponse, RunStatus};
 use cynode_service_kit::http::not_found_fallback;
 use cynode_service_kit::metrics::{HttpMetrics, latency_buckets, render};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::inference::usage::Tokens;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
     /// completed, failed, timeout or canceled.
     status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: String,
+    /// `prompt` or `completion`.
+    direction: &'static str,
 }
 
 #[derive(Debug)]
@@ -38,6 +53,8 @@ pub struct WorkerMetrics {
     running: Gauge,
     start: Histogram,
     runs: Family<EndLabels, Histogram, fn() -> Histogram>,
+    inference_requests: Family<ModelLabels, Counter>,
+    inference_tokens: Family<TokenLabels, Counter>,
 }
 
 /// This process's metrics.
@@ -66,12 +83,26 @@ impl WorkerMetrics {
             "A sandbox run from its start to its end, by how it ended",
             runs.clone(),
         );
+        let inference_requests = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "sandbox_inference_requests",
+            "Model requests sandboxes made through their sidecar, by model (`none`: a route without one)",
+            inference_requests.clone(),
+        );
+        let inference_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "sandbox_inference_tokens",
+            "Tokens in the answers to sandboxes' model requests, by model and direction",
+            inference_tokens.clone(),
+        );
         Self {
             registry,
             http,
             running,
             start,
             runs,
+            inference_requests,
+            inference_tokens,
         }
     }
 
@@ -93,6 +124,29 @@ impl WorkerMetrics {
         self.runs
             .get_or_create(&EndLabels { status })
             .observe(seconds(result.ended_at - result.started_at));
+    }
+}
+
+impl WorkerMetrics {
+    /// A sandbox's model request, on its way to the model server.
+    pub fn sandbox_inference_request(&self, model: &str) {
+        self.inference_requests
+            .get_or_create(&ModelLabels {
+                model: model.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Tokens found in the answer to a sandbox's model request.
+    pub fn sandbox_inference_tokens(&self, model: &str, tokens: Tokens) {
+        for (direction, n) in [("prompt", tokens.prompt), ("completion", tokens.completion)] {
+            self.inference_tokens
+                .get_or_create(&TokenLabels {
+                    model: model.to_owned(),
+                    direction,
+                })
+                .inc_by(n);
+        }
     }
 }
 

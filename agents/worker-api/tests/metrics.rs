@@ -86,3 +86,61 @@ async fn metrics_move_as_a_sandbox_runs() {
         "a job id in a label: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_sandbox_model_call_is_counted_by_model_with_its_tokens() {
+    let env = DevEnv::load();
+    let port = free_port();
+    cynode_e2e::worker::inference_proxy_binary();
+    let worker = Worker::start(
+        &env,
+        &[
+            "--inference-url".into(),
+            env.inference_url.clone(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+    )
+    .await;
+    let body = json!({
+        "model": env.inference_model,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 4
+    })
+    .to_string();
+    let script = format!(
+        r#"body='{body}'
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' "${{#body}}" "$body" | nc 127.0.0.1 11434 | head -n 1"#
+    );
+    let (status, result) = worker
+        .run_job(
+            Uuid::new_v4(),
+            json!({"command": ["sh", "-c", script], "use_inference": true, "timeout_seconds": 120}),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let used = &result["run_diagnostics"]["inference"];
+    assert_eq!(used["requests"], 1, "{result}");
+    let (text, scrape) = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
+    let model = env.inference_model.as_str();
+    assert_eq!(
+        sample(
+            &scrape,
+            "cynode_worker_sandbox_inference_requests",
+            &[("model", model)]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    for direction in ["prompt", "completion"] {
+        assert_eq!(
+            sample(
+                &scrape,
+                "cynode_worker_sandbox_inference_tokens",
+                &[("model", model), ("direction", direction)]
+            ),
+            used[format!("{direction}_tokens")].as_f64(),
+            "{direction}: {text}"
+        );
+    }
+}

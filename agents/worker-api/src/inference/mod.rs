@@ -14,8 +14,9 @@
 pub mod job_socket;
 pub mod routes;
 pub mod sidecar;
-mod usage;
+pub mod usage;
 
+use crate::metrics::METRICS;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,8 @@ impl Backend {
         needs_model: bool,
         usage: Option<Arc<Usage>>,
     ) -> Result<Response, OpenAiError> {
+        // Served models only (checked below), so the label set stays small.
+        let mut model = None;
         if method == Method::POST {
             let request: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
                 OpenAiError::new(
@@ -227,9 +230,12 @@ impl Backend {
                     ));
                 }
             }
+            model = request["model"].as_str().map(str::to_owned);
         }
+        let model = model.unwrap_or_else(|| "none".to_owned());
         if let Some(usage) = &usage {
             usage.count_request();
+            METRICS.sandbox_inference_request(&model);
         }
         let mut request = self
             .http
@@ -266,13 +272,19 @@ impl Backend {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
-            Response::new(Body::from_stream(passthrough(answer, usage, event_stream)))
+            Response::new(Body::from_stream(passthrough(
+                answer,
+                usage,
+                model,
+                event_stream,
+            )))
         } else {
             let bytes = read_capped(answer).await?;
             if let Some(usage) = &usage {
                 let mut scanner = UsageScanner::default();
                 scanner.whole(&bytes);
                 usage.add(scanner.found());
+                METRICS.sandbox_inference_tokens(&model, scanner.found());
             }
             Response::new(Body::from(bytes))
         };
@@ -329,6 +341,7 @@ async fn read_capped(answer: reqwest::Response) -> Result<Bytes, OpenAiError> {
 fn passthrough(
     answer: reqwest::Response,
     usage: Option<Arc<Usage>>,
+    model: String,
     event_stream: bool,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     let mut scanner = usage.as_ref().map(|_| UsageScanner::default());
@@ -360,6 +373,7 @@ fn passthrough(
         }
         if let (Some(usage), Some(scanner)) = (usage, scanner) {
             usage.add(scanner.found());
+            METRICS.sandbox_inference_tokens(&model, scanner.found());
         }
     })
 }
