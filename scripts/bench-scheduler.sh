@@ -56,6 +56,7 @@ wait_port() { # port: until something accepts on it (5 s at most)
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time of a process
 secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 PSK=$(secret); ADMIN_PW=$(secret); JWT="$(secret)$(secret)"
 printf '%s' "$ADMIN_PW" > "$WORK/admin"; printf '%s' "$PSK" > "$WORK/psk"; printf '%s' "$JWT" > "$WORK/jwt"
@@ -128,9 +129,11 @@ for NODES in $NODE_COUNTS; do
       curl -sf "$CP/v1/nodes/config" -H "authorization: Bearer ${JWTS[$i]}" -H 'content-type: application/json' \
         -d "{\"version\":1,\"node_slug\":\"${SLUGS[$i]}\",\"config_version\":\"${VERSIONS[$i]}\",\"ack_at\":\"$NOW\",\"status\":\"applied\"}"
     done
-    READY=$(psql "$DB_URL" -qAtX -c "SELECT count(*) FROM nodes WHERE config_ack_status = 'applied'" 2>/dev/null || echo "?")
+    READY=$(psql "$DB_URL" -qAtX -c "SELECT count(*) FROM nodes WHERE config_ack_status = 'applied'")
+    [ "$READY" = "$NODES" ] || { echo "bench: $READY of $NODES nodes acked" >&2; exit 1; }
 
     enqueue "$DB_URL" "$JOBS" dispatch
+    CPU0=$(cpu_ticks "$ORCH")
     T0=$(psql "$DB_URL" -qAtX -c "SELECT extract(epoch FROM clock_timestamp()), pg_notify('cynode_jobs', '')" | cut -d'|' -f1)
     LEFT=$JOBS
     for _ in $(seq 1 3000); do # 10 minutes at most
@@ -152,10 +155,11 @@ FROM s WHERE gap IS NOT NULL
 SQL
     )
     PER_NODE=$(psql "$DB_URL" -qAtX -c "SELECT string_agg(n.node_slug || '=' || c, ' ' ORDER BY n.node_slug) FROM (SELECT node_id, count(*) c FROM jobs GROUP BY node_id) j JOIN nodes n ON n.id = j.node_id")
+    CPU_MS=$(python3 -c "print(round(($(cpu_ticks "$ORCH") - $CPU0) * 1000 / $(getconf CLK_TCK) / $JOBS, 3))")
     RSS=$(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ORCH/status")
     HWM=$(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$ORCH/status")
-    RESULTS+=("$(printf '%2s node(s), run %s: %7s jobs/s  claim gap median %s ms p95 %s ms  attempts %s  RSS %s (peak %s)  ready nodes %s  per node: %s' \
-      "$NODES" "$RUN" "$JPS" "$GAP_MED" "$GAP_P95" "$ATTEMPTS" "$RSS" "$HWM" "$READY" "$PER_NODE")")
+    RESULTS+=("$(printf '%2s node(s), run %s: %7s jobs/s  claim gap median %s ms p95 %s ms  orchestrator CPU %s ms/job  attempts %s  RSS %s (peak %s)  load %s  per node: %s' \
+      "$NODES" "$RUN" "$JPS" "$GAP_MED" "$GAP_P95" "$CPU_MS" "$ATTEMPTS" "$RSS" "$HWM" "$(cut -d' ' -f1 /proc/loadavg)" "$PER_NODE")")
     echo "   ${RESULTS[-1]}" >&2
 
     # Claim latency on this database, the orchestrator stopped: a short queue, then JOBS queued.
@@ -178,10 +182,11 @@ cat <<REPORT
 scheduler benchmark (release build, loopback, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))
   worker double alone (1 port, wrk -t2 -c32): $DOUBLE_RPS req/s (non-2xx: ${DOUBLE_ERR:-0})
   dispatch of $JOBS queued jobs, DISPATCH_CONCURRENCY=$CONCURRENCY, DATABASE_POOL_SIZE=$POOL
-  (jobs/s from the NOTIFY to the last result; claim gap: time between consecutive claims):
+  (jobs/s from the NOTIFY to the last result; claim gap: time between consecutive claims;
+  CPU: the orchestrator's user + system time over the run; load: 1-minute load average after it):
 $(printf '    %s\n' "${RESULTS[@]}")
   jobs::claim alone, orchestrator stopped, claimed jobs recorded completed between claims:
 $(printf '    %s\n' "${CLAIM_RESULTS[@]}")
   scheduler::place:
-$(printf '    %s\n' "$PLACE")
+$(sed 's/^/    /' <<<"$PLACE")
 REPORT
