@@ -10,10 +10,11 @@
 //! too). Settings and secrets come from the environment, as for `cynode-orchestrator`
 //! (`DATABASE_URL`, `JWT_SECRET` / `JWT_SECRET_FILE`, `NODE_STALE_AFTER`, ...).
 //!
-//! Usage: cynode-bench-claim [--claims N] [--nodes N] [--placements N]
+//! Usage: cynode-bench-claim [--claims N] [--warmup N] [--nodes N] [--placements N]
 //! `--nodes` is the number of synthetic nodes for `place` (default 10); `--claims` the number of
-//! timed claims (default 500, 0 skips the database part); `--placements` the number of timed
-//! `place` calls (default 1,000,000).
+//! timed claims (default 500, 0 skips the database part), after `--warmup` untimed ones (default
+//! 5: the connection's first statements are parsed and planned); `--placements` the number of
+//! timed `place` calls (default 1,000,000).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use uuid::Uuid;
 
 struct Args {
     claims: usize,
+    warmup: usize,
     nodes: usize,
     placements: usize,
 }
@@ -34,6 +36,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         claims: 500,
+        warmup: 5,
         nodes: 10,
         placements: 1_000_000,
     };
@@ -42,10 +45,13 @@ fn parse_args() -> Args {
         let value = it.next().and_then(|v| v.parse::<usize>().ok());
         let slot = match flag.as_str() {
             "--claims" => &mut args.claims,
+            "--warmup" => &mut args.warmup,
             "--nodes" => &mut args.nodes,
             "--placements" => &mut args.placements,
             _ => {
-                eprintln!("usage: cynode-bench-claim [--claims N] [--nodes N] [--placements N]");
+                eprintln!(
+                    "usage: cynode-bench-claim [--claims N] [--warmup N] [--nodes N] [--placements N]"
+                );
                 std::process::exit(2);
             }
         };
@@ -114,7 +120,7 @@ fn bench_place(nodes: usize, placements: usize) {
     }
 }
 
-async fn bench_claims(claims: usize) -> anyhow::Result<()> {
+async fn bench_claims(claims: usize, warmup: usize) -> anyhow::Result<()> {
     let config = Config::load(None)?;
     let secrets = config.secrets(false)?;
     let keys = TokenKeys::from_secrets(&secrets);
@@ -124,10 +130,15 @@ async fn bench_claims(claims: usize) -> anyhow::Result<()> {
             .fetch_one(&db)
             .await
     };
-    let before = queued().await?;
     let mut times = Vec::with_capacity(claims);
     let mut per_node = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..claims {
+    let mut before = queued().await?;
+    for i in 0..warmup + claims {
+        if i == warmup {
+            times.clear();
+            per_node.clear();
+            before = queued().await?;
+        }
         let started = Instant::now();
         let claim = jobs::claim(&db, &config, &keys).await?;
         let elapsed = started.elapsed();
@@ -170,7 +181,7 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(bench_claims(args.claims))?;
+            .block_on(bench_claims(args.claims, args.warmup))?;
     }
     Ok(())
 }
