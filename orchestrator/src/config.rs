@@ -52,6 +52,7 @@ struct FileConfig {
     request_timeout: Option<Seconds>,
     dispatch_http_timeout: Option<Seconds>,
     dispatch_concurrency: Option<usize>,
+    dispatch_claim_batch: Option<usize>,
     dispatch_max_attempts: Option<i32>,
     dispatch_retry_base: Option<Seconds>,
     dispatch_lease: Option<Seconds>,
@@ -99,6 +100,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub dispatch_http_timeout: Duration,
     pub dispatch_concurrency: usize,
+    /// Most jobs one claiming transaction takes (1 to 256).
+    pub dispatch_claim_batch: usize,
     /// After this many failed deliveries a job fails for good.
     pub dispatch_max_attempts: i32,
     /// First retry delay; it doubles per attempt up to a minute.
@@ -308,6 +311,19 @@ impl Config {
                     "8",
                 )?,
             )? as usize,
+            dispatch_claim_batch: match number(
+                "DISPATCH_CLAIM_BATCH",
+                file.dispatch_claim_batch.map(|v| v.to_string()),
+                "16",
+            )? {
+                n @ 1..=256 => n as usize,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "DISPATCH_CLAIM_BATCH".into(),
+                        message: "must be 1 to 256".into(),
+                    });
+                }
+            },
             dispatch_max_attempts: positive(
                 "DISPATCH_MAX_ATTEMPTS",
                 number(

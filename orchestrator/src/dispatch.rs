@@ -58,26 +58,40 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "requeueing jobs of drained nodes failed"),
         }
-        // Claim while there is capacity and work.
+        // Claim while there is capacity and work: as many jobs per claim as there are free
+        // slots (up to `dispatch_claim_batch`), since the claim's commit is what a claim costs.
         loop {
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
                 () = &mut shutdown => return drain(listener, permits, &state).await,
             };
-            match jobs::claim(&state.db, &state.config, &state.worker_tokens).await {
-                Ok(Some(claim)) => {
-                    state.metrics.claimed(claim.waited);
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        deliver(&state, claim).await;
-                        drop(permit);
-                        // A free slot may let the next job go.
-                        state.wake.notify_one();
-                    });
+            let mut slots = vec![first];
+            while slots.len() < state.config.dispatch_claim_batch {
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => slots.push(permit),
+                    Err(_) => break,
                 }
-                Ok(None) => break,
+            }
+            let wanted = slots.len();
+            match jobs::claim(&state.db, &state.config, &state.worker_tokens, wanted).await {
+                Ok(claims) => {
+                    let got = claims.len();
+                    for (claim, permit) in claims.into_iter().zip(slots) {
+                        state.metrics.claimed(claim.waited);
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            deliver(&state, claim).await;
+                            drop(permit);
+                            // A free slot may let the next job go.
+                            state.wake.notify_one();
+                        });
+                    }
+                    if got < wanted {
+                        break;
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "claiming a job failed");
+                    tracing::warn!(error = %e, "claiming jobs failed");
                     break;
                 }
             }

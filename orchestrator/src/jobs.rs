@@ -570,8 +570,8 @@ pub struct Claim {
     pub waited: Duration,
 }
 
-/// How many of the oldest due jobs one claim looks at for one that some node can take now, so
-/// that jobs waiting for a busy or missing node do not hold up those behind them.
+/// How many of the oldest due jobs one claim looks at for ones that some node can take now,
+/// so that jobs waiting for a busy or missing node do not hold up those behind them.
 const CLAIM_WINDOW: i64 = 64;
 /// How long a job that no node fits steps aside before it is looked at again, unless a node
 /// changes first ([`recheck_waiting`]).
@@ -585,31 +585,43 @@ struct Due {
     node_id: Option<Uuid>,
     requirements: Option<sqlx::types::Json<JobRequirements>>,
     use_inference: bool,
+    memory_mib: Option<i64>,
     wait_reason: Option<String>,
 }
 
-/// Takes the oldest due job that some node can run now and the node [`scheduler::place`]
-/// chooses for it, in one transaction, and leases the job for `dispatch_lease` (the dispatcher
-/// renews it while the worker runs the job, see [`renew_lease`]). Jobs looked at on the way
-/// that cannot be placed keep the reason for their owner; those no node fits step aside for
-/// [`PLACEMENT_RECHECK`].
-pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Option<Claim>> {
+/// Takes up to `max` of the oldest due jobs that some node can run now, each with the node
+/// [`scheduler::place`] chooses for it (counting the jobs placed before it in the same claim),
+/// in one transaction, and leases each for `dispatch_lease` (the dispatcher renews it while the
+/// worker runs the job, see [`renew_lease`]). Jobs looked at on the way that cannot be placed
+/// keep the reason for their owner; those no node fits step aside for [`PLACEMENT_RECHECK`].
+/// One transaction for several jobs: its commit is what a claim costs.
+pub async fn claim(
+    db: &PgPool,
+    config: &Config,
+    keys: &TokenKeys,
+    max: usize,
+) -> Result<Vec<Claim>> {
     let mut tx = db.begin().await?;
     // Locking the nodes serialises claims, so that two cannot fill a node's last slot.
-    let nodes = scheduler::nodes(&mut tx, config.node_stale_after, true).await?;
-    let due: Vec<Due> = sqlx::query_as(
+    let mut nodes = scheduler::nodes(&mut tx, config.node_stale_after, true).await?;
+    // The status as a literal, so the planner can use the partial index of queued jobs.
+    let due: Vec<Due> = sqlx::query_as(&format!(
         "SELECT j.id, j.node_id, j.requirements, j.wait_reason,
-                coalesce((j.payload->>'use_inference')::boolean, false) AS use_inference
-         FROM jobs j WHERE j.status = $1 AND j.next_attempt_at <= now()
-         ORDER BY j.next_attempt_at, j.created_at LIMIT $2",
-    )
-    .bind(JobStatus::Queued.as_str())
+                coalesce((j.payload->>'use_inference')::boolean, false) AS use_inference,
+                (j.payload->'resources'->>'memory_mib')::bigint AS memory_mib
+         FROM jobs j WHERE j.status = '{}' AND j.next_attempt_at <= now()
+         ORDER BY j.next_attempt_at, j.created_at LIMIT $1",
+        JobStatus::Queued.as_str()
+    ))
     .bind(CLAIM_WINDOW)
     .fetch_all(&mut *tx)
     .await?;
     let none = JobRequirements::default();
-    let mut chosen = None;
+    let mut placed = Vec::new();
     for job in &due {
+        if placed.len() == max {
+            break;
+        }
         let demand = Demand {
             requirements: job.requirements.as_deref().unwrap_or(&none),
             use_inference: job.use_inference,
@@ -626,8 +638,8 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
                 .fetch_optional(&mut *tx)
                 .await?;
                 if locked.is_some() {
-                    chosen = Some((job.id, &nodes[node]));
-                    break;
+                    nodes[node].took(job.memory_mib.unwrap_or(0));
+                    placed.push((job.id, node));
                 }
             }
             Err(wait) => {
@@ -638,20 +650,36 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
             }
         }
     }
-    let Some((job_id, node)) = chosen else {
-        tx.commit().await?;
-        return Ok(None);
-    };
-    let (node_id, node_slug) = (node.id, node.node_slug.clone());
+    let mut claims = Vec::with_capacity(placed.len());
+    for (job_id, node) in placed {
+        let node = &nodes[node];
+        claims.push(lease(&mut tx, config, keys, job_id, node).await?);
+    }
+    tx.commit().await?;
+    for claim in &claims {
+        tracing::info!(job_id = %claim.job_id, task_id = %claim.task_id, node_slug = %claim.node_slug, attempts = claim.attempts, "job dispatched");
+    }
+    Ok(claims)
+}
+
+/// Leases `job_id` (locked by the caller) to `node`, inside the claim's transaction.
+async fn lease(
+    tx: &mut PgConnection,
+    config: &Config,
+    keys: &TokenKeys,
+    job_id: Uuid,
+    node: &scheduler::NodeFacts,
+) -> Result<Claim> {
+    // The statement's clock: the next claim's tie-break sees the order jobs were given out.
     let (url, token): (String, String) = sqlx::query_as(
-        "SELECT worker_api_target_url, worker_api_bearer_token FROM nodes WHERE id = $1",
+        "UPDATE nodes SET last_claimed_at = clock_timestamp() WHERE id = $1
+         RETURNING worker_api_target_url, worker_api_bearer_token",
     )
-    .bind(node_id)
+    .bind(node.id)
     .fetch_one(&mut *tx)
     .await?;
-    let token = keys.open(node_id, &token)?;
+    let token = keys.open(node.id, &token)?;
     let lease_id = Uuid::new_v4();
-    let lease = config.dispatch_lease;
     let (task_id, attempts, payload, waited): (Uuid, i32, Value, f64) = sqlx::query_as(
         "UPDATE jobs SET status = $5, node_id = $2, lease_id = $3, wait_reason = NULL,
             lease_expires_at = now() + make_interval(secs => $4),
@@ -661,28 +689,26 @@ pub async fn claim(db: &PgPool, config: &Config, keys: &TokenKeys) -> Result<Opt
             greatest(extract(epoch FROM now() - next_attempt_at), 0)::float8",
     )
     .bind(job_id)
-    .bind(node_id)
+    .bind(node.id)
     .bind(lease_id)
-    .bind(lease.as_secs_f64())
+    .bind(config.dispatch_lease.as_secs_f64())
     .bind(JobStatus::Running.as_str())
     .fetch_one(&mut *tx)
     .await?;
     // A retry note from an earlier attempt is no longer true.
-    settle(&mut tx, task_id, Note::Clear).await?;
-    tx.commit().await?;
-    tracing::info!(%job_id, %task_id, node_slug = %node_slug, attempts, "job dispatched");
-    Ok(Some(Claim {
+    settle(tx, task_id, Note::Clear).await?;
+    Ok(Claim {
         job_id,
         task_id,
         lease_id,
         attempts,
         payload,
-        node_id,
-        node_slug,
+        node_id: node.id,
+        node_slug: node.node_slug.clone(),
         url,
         token,
         waited: Duration::from_secs_f64(waited),
-    }))
+    })
 }
 
 /// Records why a job could not be placed; one no node fits also steps aside for

@@ -10,7 +10,8 @@
 //! serve the required model (any model for an inference job), have the required memory, CPU
 //! cores and GPU, be ready (configured, acked, recently seen, not paused) and have a free slot.
 //! Among those that do, the least loaded wins: fewest running jobs, then most memory not
-//! reserved by running jobs, then the slug, so equal nodes share work and the choice is stable.
+//! reserved by running jobs, then the one given a job longest ago (never first), then the slug,
+//! so equal nodes take turns even with jobs too short to overlap, and the choice is stable.
 //! A job coming back from a failed delivery prefers any other node to the one that failed it.
 
 use std::cmp::Reverse;
@@ -42,6 +43,8 @@ pub struct NodeFacts {
     pub running: i64,
     /// Memory its running jobs asked for (`sandbox.resources.memory_mib`), MB.
     pub reserved_memory_mb: i64,
+    /// When it was last given a job; `None`: never.
+    pub last_claimed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl NodeFacts {
@@ -51,6 +54,14 @@ impl NodeFacts {
 
     fn free_memory_mb(&self) -> i64 {
         self.memory_mb.saturating_sub(self.reserved_memory_mb)
+    }
+
+    /// It was just given a job asking for `memory_mib`: what the next placement of the same
+    /// claim must see.
+    pub fn took(&mut self, memory_mib: i64) {
+        self.running += 1;
+        self.reserved_memory_mb = self.reserved_memory_mb.saturating_add(memory_mib.max(0));
+        self.last_claimed_at = Some(chrono::Utc::now());
     }
 }
 
@@ -145,6 +156,7 @@ pub fn place(demand: Demand<'_>, nodes: &[NodeFacts]) -> std::result::Result<usi
                 Some(n.id) == demand.avoid,
                 n.running,
                 Reverse(n.free_memory_mb()),
+                n.last_claimed_at,
                 n.node_slug.as_str(),
             )
         })
@@ -172,21 +184,22 @@ pub async fn nodes(
             coalesce((r.s->'compute'->>'ram_mb')::bigint, 0) AS memory_mb,
             coalesce((r.s->'gpu'->>'present')::boolean, false) AS gpu,
             (r.s->'sandbox'->>'max_concurrency')::bigint AS max_concurrency,
-            (SELECT count(*) FROM jobs j WHERE j.node_id = n.id AND j.status = $1) AS running,
+            (SELECT count(*) FROM jobs j WHERE j.node_id = n.id AND j.status = '{running}')
+                AS running,
             (SELECT coalesce(sum((j.payload->'resources'->>'memory_mib')::bigint), 0)::bigint
-             FROM jobs j WHERE j.node_id = n.id AND j.status = $1) AS reserved_memory_mb
+             FROM jobs j WHERE j.node_id = n.id AND j.status = '{running}') AS reserved_memory_mb,
+            n.last_claimed_at
          FROM nodes n
          LEFT JOIN LATERAL (
             SELECT c.capability_snapshot AS s FROM node_capabilities c
             WHERE c.node_id = n.id ORDER BY c.created_at DESC LIMIT 1) r ON true
          ORDER BY n.node_slug {lock}",
         ready = nodes::dispatchable(stale_after),
+        // A literal, so the planner can use the partial index of running jobs.
+        running = JobStatus::Running.as_str(),
         lock = if lock { "FOR UPDATE OF n" } else { "" },
     );
-    Ok(sqlx::query_as(&sql)
-        .bind(JobStatus::Running.as_str())
-        .fetch_all(&mut *tx)
-        .await?)
+    Ok(sqlx::query_as(&sql).fetch_all(&mut *tx).await?)
 }
 
 #[cfg(test)]
@@ -207,6 +220,7 @@ mod tests {
             max_concurrency: None,
             running: 0,
             reserved_memory_mb: 0,
+            last_claimed_at: None,
         }
     }
 
@@ -247,6 +261,33 @@ mod tests {
         assert_eq!(placed(&nodes, demand(&ANY)), "a", "most free memory");
         nodes[1].memory_mb = 100;
         assert_eq!(placed(&nodes, demand(&ANY)), "c");
+    }
+
+    #[test]
+    fn equal_idle_nodes_take_turns_even_when_every_job_ends_at_once() {
+        let mut nodes = vec![node("b"), node("a"), node("c")];
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let i = place(demand(&ANY), &nodes).unwrap();
+            order.push(nodes[i].node_slug.clone());
+            nodes[i].took(64);
+            // The job ended before the next placement: load is even again.
+            nodes[i].running = 0;
+            nodes[i].reserved_memory_mb = 0;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(order, ["a", "b", "c", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_placement_counts_for_the_next_one_of_the_same_claim() {
+        let mut nodes = vec![node("a"), node("b")];
+        let first = place(demand(&ANY), &nodes).unwrap();
+        nodes[first].took(1000);
+        assert_eq!(nodes[first].running, 1);
+        assert_eq!(nodes[first].reserved_memory_mb, 1000);
+        let second = place(demand(&ANY), &nodes).unwrap();
+        assert_ne!(first, second);
     }
 
     #[test]

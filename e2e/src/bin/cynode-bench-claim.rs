@@ -79,6 +79,7 @@ fn synthetic_nodes(n: usize) -> Vec<NodeFacts> {
             max_concurrency: Some(16),
             running: (i as i64 * 7) % 5,
             reserved_memory_mb: (i as i64 * 512) % 2048,
+            last_claimed_at: None,
         })
         .collect()
 }
@@ -140,7 +141,8 @@ async fn bench_claims(claims: usize, warmup: usize) -> anyhow::Result<()> {
             before = queued().await?;
         }
         let started = Instant::now();
-        let claim = jobs::claim(&db, &config, &keys).await?;
+        // One job per claim: the latency of the claiming transaction itself.
+        let claim = jobs::claim(&db, &config, &keys, 1).await?.pop();
         let elapsed = started.elapsed();
         let Some(claim) = claim else {
             break;
