@@ -1,4 +1,5 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
+//! `GET /v1/worker/jobs/{job_id}/logs` (live output, server-sent events),
 //! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue`, the
 //! Telemetry API `GET /v1/worker/telemetry/…` ([`crate::telemetry::routes`]) (paths from
 //! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
@@ -11,15 +12,17 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use cynode_contracts::problem::Problem;
-use cynode_contracts::routes;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
+use cynode_contracts::{logs, routes};
 use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
 use uuid::Uuid;
 
 use crate::auth::{BearerToken, require_bearer};
 use crate::readiness;
-use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop};
+use crate::sandbox::{
+    Followed, InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop, stored_lines,
+};
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
@@ -38,6 +41,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))
+        .route(routes::worker::JOB_LOGS, get(job_logs))
         .route(routes::worker::JOB_REQUEUE, post(requeue_job))
         .merge(crate::telemetry::routes::router())
         .route_layer(middleware::from_fn_with_state(
@@ -106,6 +110,104 @@ async fn requeue_job(
         Err(RunError::Interrupted(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => Err(run_error(e)),
     }
+}
+
+/// The job's output as server-sent events (`cynode_contracts::logs`): a live run's lines from
+/// its start as they come, then `end` when it has ended; a finished job's stored output and
+/// `end` at once; `404` for a job this node does not know.
+async fn job_logs(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let job_id = self::job_id(&job_id)?;
+    let followed = state.jobs.follow(job_id).await.map_err(run_error)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
+    tokio::spawn(send_log(job_id, followed, tx));
+    let body = axum::body::Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    }));
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, logs::CONTENT_TYPE)
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .map_err(ApiError::internal)
+}
+
+/// Writes the job's log events to `tx` until the run has ended or the reader has gone.
+async fn send_log(job_id: Uuid, followed: Followed, tx: tokio::sync::mpsc::Sender<String>) {
+    let line = |(stream, line): (logs::OutputStream, String)| {
+        logs::event(logs::EVENT_LINE, &logs::JobLogLine { stream, line })
+    };
+    let end = match followed {
+        Followed::Finished(result) => {
+            for event in stored_lines(&result).into_iter().map(line) {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+            logs::JobLogEnd {
+                job_id,
+                status: Some(result.status),
+                truncated: result.truncated,
+            }
+        }
+        Followed::Live {
+            mut lines,
+            mut outcome,
+        } => {
+            let mut keep_alive =
+                tokio::time::interval(std::time::Duration::from_secs(logs::KEEP_ALIVE_SECS));
+            keep_alive.reset();
+            let mut next = 0;
+            let truncated = loop {
+                let (batch, closed, truncated) = {
+                    let lines = lines.borrow_and_update();
+                    let batch: Vec<_> = (next..lines.len())
+                        .map(|i| {
+                            let (stream, text) = lines.line(i);
+                            (stream, text.to_owned())
+                        })
+                        .collect();
+                    (batch, lines.is_closed(), lines.truncated())
+                };
+                next += batch.len();
+                for event in batch.into_iter().map(line) {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                if closed {
+                    break truncated;
+                }
+                tokio::select! {
+                    changed = lines.changed() => if changed.is_err() {
+                        // The run is gone without closing its output (it cannot, but then
+                        // there is nothing more to send).
+                        break truncated;
+                    },
+                    _ = keep_alive.tick() => if tx.send(logs::KEEP_ALIVE.to_owned()).await.is_err() {
+                        return;
+                    },
+                    () = tx.closed() => return,
+                }
+            };
+            let status = match outcome.wait_for(Option::is_some).await {
+                Ok(ended) => ended
+                    .as_ref()
+                    .and_then(|o| o.as_ref().ok())
+                    .map(|r| r.status),
+                Err(_) => None,
+            };
+            logs::JobLogEnd {
+                job_id,
+                status,
+                truncated,
+            }
+        }
+    };
+    let _ = tx.send(logs::event(logs::EVENT_END, &end)).await;
 }
 
 fn run_error(error: RunError) -> ApiError {

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::JobPlan;
+use super::live::{Lines, LiveOutput};
 use super::runner::{
     Adoptable, RunEnd, SandboxError, Sandboxes, Signals, Stop, canceled_before_start,
 };
@@ -73,6 +74,9 @@ struct LiveRun {
     stop: watch::Sender<Option<Stop>>,
     /// `Some` once the run has ended.
     outcome: watch::Sender<Option<Outcome>>,
+    /// What the run has printed so far, as lines, for the live log stream; closed before the
+    /// outcome is published.
+    output: LiveOutput,
 }
 
 impl LiveRun {
@@ -87,6 +91,19 @@ impl LiveRun {
 }
 
 type Registry = Arc<Mutex<HashMap<Uuid, Arc<LiveRun>>>>;
+
+/// What a reader of a job's log gets.
+#[derive(Debug)]
+pub enum Followed {
+    /// The job is live: its lines so far and to come (closed when the run has ended), and its
+    /// outcome once published.
+    Live {
+        lines: watch::Receiver<Lines>,
+        outcome: watch::Receiver<Option<Outcome>>,
+    },
+    /// The job has finished: its stored result.
+    Finished(Box<RunJobResponse>),
+}
 
 /// The node's jobs: the registry of live runs and everything that starts or ends one.
 #[derive(Debug, Clone)]
@@ -167,6 +184,22 @@ impl Lifecycle {
         }
     }
 
+    /// A job's output for the live log stream: the live run's lines, or a finished job's result.
+    pub async fn follow(&self, job_id: Uuid) -> Result<Followed, RunError> {
+        let live = self.registry().get(&job_id).cloned();
+        if let Some(run) = live {
+            return Ok(Followed::Live {
+                lines: run.output.subscribe(),
+                outcome: run.outcome.subscribe(),
+            });
+        }
+        match self.ledger.stored(job_id).await {
+            Ok(Some(result)) => Ok(Followed::Finished(Box::new(result))),
+            Ok(None) => Err(RunError::Unknown(job_id)),
+            Err(e) => Err(RunError::Ledger(Arc::new(e))),
+        }
+    }
+
     /// Takes over what an earlier instance of this worker (same mount root) left on the Podman
     /// socket, before any delivery is served: a run that exited is collected into the ledger, a
     /// plain run still going is waited for (a delivery of it joins), and one that cannot be
@@ -217,10 +250,15 @@ impl Lifecycle {
         if let Some(run) = self.joined(job_id, task_id)? {
             return Ok(run);
         }
+        let cap = match &start {
+            Start::Fresh(plan) => plan.max_output_bytes,
+            Start::Adopted(_) => self.max_output_bytes,
+        };
         let run = Arc::new(LiveRun {
             task_id,
             stop: watch::Sender::new(None),
             outcome: watch::Sender::new(None),
+            output: LiveOutput::new(cap),
         });
         self.registry().insert(job_id, Arc::clone(&run));
         let driver = Driver {
@@ -263,7 +301,9 @@ impl Driver {
     }
 
     /// Leaves the registry, then tells everyone waiting; the result is already in the ledger.
+    /// The live output is closed first, so a log reader has every line before the end.
     fn publish(&mut self, outcome: Outcome) {
+        self.run.output.close(outcome.as_ref().ok());
         self.lifecycle.registry().remove(&self.job_id);
         self.run.outcome.send_replace(Some(outcome));
         self.published = true;
@@ -333,7 +373,8 @@ impl Driver {
         signals: &mut Signals,
     ) -> Result<RunEnd, SandboxError> {
         let sandboxes = &self.lifecycle.sandboxes;
-        match sandboxes.run(plan, signals).await {
+        let output = &self.run.output;
+        match sandboxes.run(plan, signals, output).await {
             Err(SandboxError::AlreadyRunning(job_id)) => {
                 let leftover = sandboxes
                     .leftovers(Some(job_id))
@@ -352,7 +393,7 @@ impl Driver {
                     }
                     Err(leftover) => {
                         sandboxes.discard(&leftover).await;
-                        sandboxes.run(plan, signals).await
+                        sandboxes.run(plan, signals, output).await
                     }
                 }
             }
