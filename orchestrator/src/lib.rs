@@ -19,6 +19,7 @@ pub mod pm;
 pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
+pub mod task_logs;
 pub mod tasks;
 pub mod usage;
 pub mod users;
