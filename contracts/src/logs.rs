@@ -218,3 +218,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod query_tests {
+    use crate::user::{TaskLogStream, TaskLogsQuery};
+
+    #[test]
+    fn the_logs_query_is_typed_and_names_what_is_wrong() {
+        assert_eq!(TaskLogsQuery::parse([]), Ok(TaskLogsQuery::default()));
+        assert_eq!(
+            TaskLogsQuery::parse([("follow", "true"), ("stream", "stderr")]),
+            Ok(TaskLogsQuery {
+                stream: TaskLogStream::Stderr,
+                follow: true
+            })
+        );
+        for (pair, name) in [
+            (("follow", "maybe"), "follow"),
+            (("follow", ""), "follow"),
+            (("stream", "both"), "stream"),
+            (("tail", "1"), "tail"),
+        ] {
+            assert_eq!(TaskLogsQuery::parse([pair]).unwrap_err().0, name);
+        }
+        let query = TaskLogsQuery {
+            stream: TaskLogStream::Stdout,
+            follow: true,
+        };
+        let pairs = query.pairs();
+        let back = TaskLogsQuery::parse(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+        assert_eq!(back, Ok(query));
+    }
+}
