@@ -37,6 +37,10 @@ impl Lines {
         self.lines.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
     /// Line `i`: its stream and text.
     pub fn line(&self, i: usize) -> (OutputStream, &str) {
         let (stream, start, end) = self.lines[i];
