@@ -63,6 +63,9 @@ pub struct AppState {
     pub pm: Arc<pm::Pm>,
     /// Encrypts and decrypts worker API tokens at rest.
     pub worker_tokens: Arc<worker_tokens::TokenKeys>,
+    /// Turns true when the process stops: long streams (live logs) end so that the graceful
+    /// shutdown does not wait for them.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -188,7 +191,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let (planner, planner_requests) = pm::planner::PmPlanner::new(jobs::ShellPlanner {
         sandbox_image: config.sandbox_image.clone(),
     });
+    let (stop, stop_rx) = watch::channel(false);
     let state = AppState {
+        stopping: stop_rx.clone(),
         db,
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
         config: Arc::new(config),
@@ -204,7 +209,6 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
     }
-    let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let serve = |listener: tokio::net::TcpListener, name: &'static str, router: axum::Router| {
         let rx = stop_rx.clone();

@@ -131,6 +131,11 @@ impl Follower {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
+        let mut stopping = self.state.stopping.clone();
+        let stopping = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopping);
         loop {
             tokio::select! {
                 biased;
@@ -153,6 +158,9 @@ impl Follower {
                     }
                 }
                 () = self.tx.closed() => return Err(Stopped::ClientGone),
+                // The process stops: the stream closes without `end` (the client may ask
+                // another orchestrator).
+                () = &mut stopping => return Ok(()),
             }
         }
     }

@@ -330,6 +330,35 @@ async fn a_node_that_never_answers_the_log_stream_does_not_hold_up_the_follow() 
     );
 }
 
+/// A follow stream does not hold up the orchestrator's shutdown: it closes (without `end`, the
+/// task is still running) and the process stops.
+#[tokio::test]
+async fn a_follow_stream_closes_when_the_orchestrator_stops() {
+    let (mut o, worker, admin) = one_node(&[], Mode::Block).await;
+    let id = o.create_script_task(&admin, "echo live").await;
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let mut resp = o
+        .http
+        .get(format!("{}/v1/tasks/{id}/logs?follow=true", o.gw))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::timeout(Duration::from_secs(15), o.stop())
+        .await
+        .expect("the orchestrator stops while a log stream is open");
+    let mut body = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(15), resp.chunk())
+        .await
+        .expect("the stream closes")
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!body.contains("event: end"), "{body}");
+    worker.release();
+}
+
 #[tokio::test]
 async fn a_job_longer_than_its_lease_stays_leased_while_the_worker_runs_it() {
     // The lease is 3 s; the worker holds the job for four leases. Without renewals the reaper
