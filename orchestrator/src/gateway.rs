@@ -32,6 +32,7 @@ use crate::{AppState, apikeys, chat, nodes, task_logs, tasks, usage, web};
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
+    components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
 pub struct ApiDoc;
@@ -352,8 +353,8 @@ async fn cancel_task(
     ("id" = String, Path, description = "task id or name"),
     ("stream" = inline(Option<TaskLogStream>), Query, description = "default all"),
     ("follow" = Option<bool>, Query, description = "true: stream as text/event-stream until the task ends; default false"),
-), responses((status = 200, body = TaskLogs, description = "without follow"),
-    (status = 200, content_type = "text/event-stream", body = String, description = "with follow=true: events `line` (TaskLogLine) and a last `end` (TaskLogEnd)"),
+), responses((status = 200, description = "without follow: TaskLogs; with follow=true: events `line` (TaskLogLine) and a last `end` (TaskLogEnd)",
+        content((TaskLogs = "application/json"), (String = "text/event-stream"))),
     (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn task_logs(
     State(state): State<AppState>,

@@ -625,6 +625,15 @@ async fn openapi_states_the_constraints_the_server_enforces() {
     );
     let follow = parameter(&doc, "get", "/v1/tasks/{id}/logs", "follow");
     assert_eq!(find(follow, "type"), Some(&json!("boolean")), "{follow}");
+    let logs_ok = &doc["paths"]["/v1/tasks/{id}/logs"]["get"]["responses"]["200"]["content"];
+    assert!(logs_ok["application/json"].is_object(), "{logs_ok}");
+    assert!(logs_ok["text/event-stream"].is_object(), "{logs_ok}");
+    for schema in ["TaskLogs", "TaskLogLine", "TaskLogEnd"] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is documented"
+        );
+    }
 
     // The server refuses what the document excludes...
     for body in [
