@@ -265,3 +265,78 @@ async fn unknown_jobs_are_404_and_the_token_is_required() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+/// A run the next worker instance takes over (the first was killed) is followed too: a reader
+/// of the new instance gets its output from the start, and a line printed after the takeover
+/// while the job still runs.
+#[tokio::test]
+async fn a_run_taken_over_by_the_next_instance_streams_its_lines() {
+    let env = DevEnv::load();
+    let mut worker = Worker::start(&env, &[]).await;
+    let job_id = Uuid::new_v4();
+    let body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+        "sandbox": {"command": ["sh", "-c", "echo before; sleep 6; echo after; sleep 3"]}});
+    let lost = {
+        let (client, token) = (worker.client.clone(), worker.token.clone());
+        let url = format!("{}{}", worker.base, routes::worker::JOBS_RUN);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let _ = client.post(url).bearer_auth(token).json(&body).send().await;
+        })
+    };
+    let mut first = loop {
+        let resp = worker
+            .client
+            .get(format!(
+                "{}{}",
+                worker.base,
+                routes::worker::job_logs(job_id)
+            ))
+            .bearer_auth(&worker.token)
+            .send()
+            .await
+            .expect("worker API reachable");
+        if resp.status() == 200 {
+            drop(resp);
+            break LogReader::open(&worker, job_id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        first.next_line().await,
+        line(OutputStream::Stdout, "before")
+    );
+    worker.kill().await;
+    lost.await.unwrap();
+    worker.restart().await;
+
+    let mut reader = LogReader::open(&worker, job_id).await;
+    assert_eq!(
+        reader.next_line().await,
+        line(OutputStream::Stdout, "before")
+    );
+    assert_eq!(
+        reader.next_line().await,
+        line(OutputStream::Stdout, "after")
+    );
+    let found = env.job_containers(job_id).await;
+    assert_eq!(
+        found.first().and_then(|c| c.state.as_deref()),
+        Some("running"),
+        "the line came only after the run had ended"
+    );
+    let end = reader.end().await;
+    assert_eq!(end.status, Some(RunStatus::Completed));
+    // The result is what it always was: the whole output.
+    let resp = worker
+        .client
+        .post(format!("{}{}", worker.base, routes::worker::JOBS_RUN))
+        .bearer_auth(&worker.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let result: Value = resp.json().await.unwrap();
+    assert_eq!(result["stdout"], "before\nafter\n", "{result}");
+    assert_eq!(result["run_diagnostics"]["adopted"], true, "{result}");
+}

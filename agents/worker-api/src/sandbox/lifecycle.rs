@@ -347,7 +347,12 @@ impl Driver {
             Start::Adopted(leftover) => {
                 let sandboxes = &lifecycle.sandboxes;
                 sandboxes
-                    .resume(leftover, lifecycle.max_output_bytes, &mut signals)
+                    .resume(
+                        leftover,
+                        lifecycle.max_output_bytes,
+                        &mut signals,
+                        &self.run.output,
+                    )
                     .await
             }
         };
@@ -388,7 +393,7 @@ impl Driver {
                     Ok(adoptable) => {
                         tracing::info!(%job_id, "a delivery found its job's sandbox from an earlier worker; waiting for it");
                         sandboxes
-                            .resume(adoptable, plan.max_output_bytes, signals)
+                            .resume(adoptable, plan.max_output_bytes, signals, output)
                             .await
                     }
                     Err(leftover) => {

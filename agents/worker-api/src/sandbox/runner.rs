@@ -410,12 +410,14 @@ impl Sandboxes {
     }
 
     /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
-    /// unless stopped or shut down; collects it and removes it.
+    /// unless stopped or shut down; collects it and removes it. While it runs, its output is
+    /// followed into `live` too.
     pub async fn resume(
         &self,
         adoptable: Adoptable,
         max_output_bytes: usize,
         signals: &mut Signals,
+        live: &LiveOutput,
     ) -> Result<RunEnd, SandboxError> {
         let Adoptable {
             job_id,
@@ -424,17 +426,31 @@ impl Sandboxes {
             pod,
         } = adoptable;
         let container = self.podman.containers().get(&sandbox.id);
-        let ending = match sandbox.state {
-            LeftState::Exited => Ok(Ending::Exited),
+        let (ending, output) = match sandbox.state {
+            LeftState::Exited => (Ok(Ending::Exited), None),
             LeftState::Running | LeftState::NeverStarted => {
                 let left = sandbox
                     .deadline
                     .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::ZERO);
-                supervise(&container, Instant::now() + left, signals).await
+                // As for a fresh run: follow the log while the job writes (for the live log
+                // stream, and so the result keeps the start of each stream).
+                let (follower, live) = (self.podman.containers().get(&sandbox.id), live.clone());
+                let reader = tokio::spawn(async move {
+                    read_output(&follower, max_output_bytes, Some(&live)).await
+                });
+                let ending = supervise(&container, Instant::now() + left, signals).await;
+                let output = match ending {
+                    Ok(Ending::Interrupted) | Err(_) => {
+                        reader.abort();
+                        None
+                    }
+                    Ok(_) => followed(reader, job_id).await,
+                };
+                (ending, output)
             }
         };
-        let collected = collect(&container, ending, max_output_bytes, None).await;
+        let collected = collect(&container, ending, max_output_bytes, output).await;
         let ended_at = sandbox.exited_at.unwrap_or_else(Utc::now);
         let recorded = sandbox_ref(&sandbox.id, task_id, job_id, "", &[]);
         self.record_end(&recorded, &collected).await;
