@@ -137,8 +137,8 @@ impl LiveOutput {
     }
 
     /// The run has ended with `result` (or without one): partial lines are ended, and if the
-    /// reader never fed anything (a run taken over from an earlier worker, a command that could
-    /// not start) the result's output stands in for it. Subscribers see the end.
+    /// reader never fed anything (a run that had exited before this worker took it over, a
+    /// command that could not start, a repeated delivery) the result's output stands in for it. Subscribers see the end.
     pub fn close(&self, result: Option<&RunJobResponse>) {
         self.0.send_modify(|lines| {
             if let Some(result) = result.filter(|_| !lines.fed) {
