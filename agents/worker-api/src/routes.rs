@@ -20,9 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{BearerToken, require_bearer};
 use crate::readiness;
-use crate::sandbox::{
-    Followed, InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop, stored_lines,
-};
+use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop};
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
@@ -122,7 +120,7 @@ async fn job_logs(
     let job_id = self::job_id(&job_id)?;
     let followed = state.jobs.follow(job_id).await.map_err(run_error)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
-    tokio::spawn(send_log(job_id, followed, tx));
+    tokio::spawn(crate::sandbox::send_log(job_id, followed, tx));
     let body = axum::body::Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -133,81 +131,6 @@ async fn job_logs(
         .header(axum::http::header::CACHE_CONTROL, "no-cache")
         .body(body)
         .map_err(ApiError::internal)
-}
-
-/// Writes the job's log events to `tx` until the run has ended or the reader has gone.
-async fn send_log(job_id: Uuid, followed: Followed, tx: tokio::sync::mpsc::Sender<String>) {
-    let line = |(stream, line): (logs::OutputStream, String)| {
-        logs::event(logs::EVENT_LINE, &logs::JobLogLine { stream, line })
-    };
-    let end = match followed {
-        Followed::Finished(result) => {
-            for event in stored_lines(&result).into_iter().map(line) {
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-            }
-            logs::JobLogEnd {
-                job_id,
-                status: Some(result.status),
-                truncated: result.truncated,
-            }
-        }
-        Followed::Live {
-            mut lines,
-            mut outcome,
-        } => {
-            let mut keep_alive =
-                tokio::time::interval(std::time::Duration::from_secs(logs::KEEP_ALIVE_SECS));
-            keep_alive.reset();
-            let mut next = 0;
-            let truncated = loop {
-                let (batch, closed, truncated) = {
-                    let lines = lines.borrow_and_update();
-                    let batch: Vec<_> = (next..lines.len())
-                        .map(|i| {
-                            let (stream, text) = lines.line(i);
-                            (stream, text.to_owned())
-                        })
-                        .collect();
-                    (batch, lines.is_closed(), lines.truncated())
-                };
-                next += batch.len();
-                for event in batch.into_iter().map(line) {
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                if closed {
-                    break truncated;
-                }
-                tokio::select! {
-                    changed = lines.changed() => if changed.is_err() {
-                        // The run is gone without closing its output (it cannot, but then
-                        // there is nothing more to send).
-                        break truncated;
-                    },
-                    _ = keep_alive.tick() => if tx.send(logs::KEEP_ALIVE.to_owned()).await.is_err() {
-                        return;
-                    },
-                    () = tx.closed() => return,
-                }
-            };
-            let status = match outcome.wait_for(Option::is_some).await {
-                Ok(ended) => ended
-                    .as_ref()
-                    .and_then(|o| o.as_ref().ok())
-                    .map(|r| r.status),
-                Err(_) => None,
-            };
-            logs::JobLogEnd {
-                job_id,
-                status,
-                truncated,
-            }
-        }
-    };
-    let _ = tx.send(logs::event(logs::EVENT_END, &end)).await;
 }
 
 fn run_error(error: RunError) -> ApiError {

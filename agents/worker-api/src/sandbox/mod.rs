@@ -20,7 +20,7 @@ use cynode_contracts::worker_cli;
 use uuid::Uuid;
 
 pub use lifecycle::{Followed, Lifecycle, RunError};
-pub use live::{Lines, stored_lines};
+pub use live::{Lines, send_log};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes, Stop};
 pub use seccomp::{SeccompError, write as write_seccomp_profile};
