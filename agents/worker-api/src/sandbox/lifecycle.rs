@@ -9,6 +9,9 @@
 //! starting a second one; a stop raises the run's stop flag and waits for it to end. Once a
 //! job is not live, the ledger ([`JobLedger`]) is the only place its result exists.
 //!
+//! A log reader ([`Lifecycle::follow`]) subscribes to a live run's output (`super::live`, owned
+//! by the run and closed before its outcome is published) or reads a finished job's result.
+//!
 //! A driver first looks in the ledger (a result there is the answer: nothing runs again), then
 //! runs, resumes or skips the sandbox, records the result in the ledger, and only then leaves
 //! the registry, so that whoever no longer finds it live finds its result. It holds the job's
