@@ -9,8 +9,9 @@
 //!
 //! Besides the payloads: [`routes`] holds every HTTP path one process serves and another calls,
 //! and [`worker_cli`] the worker API's command line, which the node manager renders; [`telemetry`]
-//! holds the worker's Telemetry API payloads.
+//! holds the worker's Telemetry API payloads, and [`logs`] the live log streams (server-sent events).
 
+pub mod logs;
 pub mod node;
 pub mod problem;
 pub mod routes;

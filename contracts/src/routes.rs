@@ -29,6 +29,16 @@ pub mod worker {
     /// `404` if the node has no such job. Build it with [`job_requeue`].
     pub const JOB_REQUEUE: &str = "/v1/worker/jobs/{job_id}/requeue";
 
+    /// `GET`: the job's output lines as server-sent events (`crate::logs`), from the start of
+    /// its run as they are produced, then `end` once the run has ended; a finished job's stored
+    /// output at once. `404` if the node has no such job. Build it with [`job_logs`].
+    pub const JOB_LOGS: &str = "/v1/worker/jobs/{job_id}/logs";
+
+    /// [`JOB_LOGS`] for one job.
+    pub fn job_logs(job_id: uuid::Uuid) -> String {
+        job_path(JOB_LOGS, job_id)
+    }
+
     /// [`JOB_STOP`] for one job (a UUID needs no percent-encoding).
     pub fn job_stop(job_id: uuid::Uuid) -> String {
         job_path(JOB_STOP, job_id)
@@ -115,7 +125,8 @@ pub mod user {
     pub const TASK_RESULT: &str = "/v1/tasks/{id}/result";
     /// `POST`: cancel a task.
     pub const TASK_CANCEL: &str = "/v1/tasks/{id}/cancel";
-    /// `GET`: a task's logs.
+    /// `GET`: a task's logs; with `follow=true`, server-sent events until the task ends
+    /// (`crate::logs`).
     pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
     /// `GET`: a prompt task's Project Manager steps.
     pub const TASK_STEPS: &str = "/v1/tasks/{id}/steps";

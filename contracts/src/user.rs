@@ -500,6 +500,72 @@ impl std::str::FromStr for TaskLogStream {
     }
 }
 
+impl TaskLogStream {
+    /// Whether lines of `stream` pass this filter.
+    pub fn admits(self, stream: crate::logs::OutputStream) -> bool {
+        use crate::logs::OutputStream;
+        matches!(
+            (self, stream),
+            (Self::All, _)
+                | (Self::Stdout, OutputStream::Stdout)
+                | (Self::Stderr, OutputStream::Stderr)
+        )
+    }
+}
+
+/// The query of `GET /v1/tasks/{id}/logs`: `stream` (default `all`) and `follow` (`true` or
+/// `false`, default `false`). Anything else is refused by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskLogsQuery {
+    pub stream: TaskLogStream,
+    pub follow: bool,
+}
+
+impl TaskLogsQuery {
+    /// The parameter names, for messages.
+    pub const PARAMS: [&str; 2] = ["stream", "follow"];
+
+    /// Parses the query's pairs; the error names the parameter and what is wrong with it.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, (String, String)> {
+        let mut query = Self::default();
+        for (name, value) in pairs {
+            match name {
+                "stream" => query.stream = value.parse().map_err(|e| (name.to_owned(), e))?,
+                "follow" => {
+                    query.follow = match value {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err((
+                                name.to_owned(),
+                                format!("{other:?} is not true or false"),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err((
+                        other.to_owned(),
+                        format!("unknown parameter ({})", Self::PARAMS.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(query)
+    }
+
+    /// The query string cynork sends.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("stream", self.stream.as_str().to_owned())];
+        if self.follow {
+            pairs.push(("follow", "true".to_owned()));
+        }
+        pairs
+    }
+}
+
 /// `GET /v1/tasks/{id}/logs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskLogs {

@@ -179,8 +179,8 @@ pub enum TaskCommand {
         /// Which stream to print; with `all`, the task's stderr goes to cynork's stderr
         #[arg(long, value_enum, default_value_t = LogStream::All)]
         stream: LogStream,
-        /// Keep printing new output until the task finishes
-        #[arg(short = 'F', long)]
+        /// Keep printing output as the task's jobs print it, until the task finishes
+        #[arg(short = 'F', visible_short_alias = 'f', long)]
         follow: bool,
     },
     /// Cancel a task that has not finished

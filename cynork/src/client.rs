@@ -28,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// For calls a model answers (chat): the gateway's own completion timeout is 120 s by default,
 /// and a streamed answer may take longer than that in all; we give up only well after it.
 const MODEL_TIMEOUT: Duration = Duration::from_secs(600);
+/// For log streams that follow a task to its end (a day: tasks end long before).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Where the access token came from, and so where a refreshed one goes.
 #[derive(Debug)]
@@ -191,6 +193,13 @@ impl Client {
         self
     }
 
+    /// The same client for streams that last as long as a task runs (`task logs -F`): no
+    /// whole-request limit worth the name; the caller gives up on a silent stream itself.
+    pub fn for_streams(mut self) -> Self {
+        self.timeout = STREAM_TIMEOUT;
+        self
+    }
+
     pub fn base(&self) -> &Url {
         &self.base
     }
@@ -265,6 +274,16 @@ impl Client {
     ) -> Result<reqwest::Response> {
         self.authed(Method::POST, segments, &[], |_| Some(body.clone()))
             .await
+    }
+
+    /// An authenticated `GET` whose answer the caller reads as it arrives (server-sent
+    /// events); non-2xx answers are errors as for [`Client::call`].
+    pub async fn get_streaming(
+        &mut self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        self.authed(Method::GET, segments, query, |_| None).await
     }
 
     /// The error for a response body that broke off while being read.

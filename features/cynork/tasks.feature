@@ -87,6 +87,13 @@ Feature: cynork tasks
     And cynork "task logs {task}" prints "hello"
 
   @req_client_0155 @spec_cynai_client_clicommandsurface
+  Scenario: following the logs of a task that runs and ends
+    When I run cynork "task create --command 'echo live; sleep 2; echo done' --name followed"
+    Then cynork exits with code 0
+    And cynork "task logs -f followed" prints "done"
+    And cynork "task logs -f followed --stream stderr" exits with code 0
+
+  @req_client_0155 @spec_cynai_client_clicommandsurface
   Scenario: cancel a finished task is a conflict
     Given a finished task that ran "echo hello"
     When I run cynork "task cancel {task} -y"

@@ -12,8 +12,8 @@ use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, DrainRequest, LoginRequest, LogoutRequest, NodeInfo,
-    NodeList, RefreshRequest, Task, TaskList, TaskLogStream, TaskLogs, TaskResult, TaskStatus,
-    TaskSteps, TokenResponse, UserInfo,
+    NodeList, RefreshRequest, Task, TaskList, TaskLogStream, TaskLogs, TaskLogsQuery, TaskResult,
+    TaskStatus, TaskSteps, TokenResponse, UserInfo,
 };
 use cynode_service_kit::http::ApiJson;
 use utoipa::OpenApi;
@@ -23,7 +23,7 @@ use crate::auth::{Admin, CurrentUser};
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, chat, nodes, tasks, usage, web};
+use crate::{AppState, apikeys, chat, nodes, task_logs, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -32,6 +32,7 @@ use crate::{AppState, apikeys, chat, nodes, tasks, usage, web};
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
+    components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
 pub struct ApiDoc;
@@ -345,24 +346,33 @@ async fn cancel_task(
     Ok(Json(tasks::cancel(&state, &user, &id).await?))
 }
 
-/// stdout/stderr of the task's jobs, concatenated.
+/// stdout/stderr of the task's jobs, concatenated. With `follow=true`, server-sent events
+/// instead: `line` events (`TaskLogLine`) as the jobs print them, then one `end`
+/// (`TaskLogEnd`) once the task is terminal.
 #[utoipa::path(get, path = "/v1/tasks/{id}/logs", tag = "tasks", security(("bearer" = [])), params(
     ("id" = String, Path, description = "task id or name"),
     ("stream" = inline(Option<TaskLogStream>), Query, description = "default all"),
-), responses((status = 200, body = TaskLogs), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    ("follow" = Option<bool>, Query, description = "true: stream as text/event-stream until the task ends; default false"),
+), responses((status = 200, description = "without follow: TaskLogs; with follow=true: events `line` (TaskLogLine) and a last `end` (TaskLogEnd)",
+        content((TaskLogs = "application/json"), (String = "text/event-stream"))),
+    (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn task_logs(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<TaskLogs>> {
-    if let Some(unknown) = query.keys().find(|k| k.as_str() != "stream") {
-        return Err(Problem::validation(format!(
-            "query parameter {unknown}: unknown parameter (stream)"
-        ))
-        .into());
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let query = TaskLogsQuery::parse(query.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(
+        |(name, why)| {
+            Error::from(Problem::validation(format!(
+                "query parameter {name}: {why}"
+            )))
+        },
+    )?;
+    if query.follow {
+        let task_id = tasks::resolve(&state, &user, &id).await?;
+        return Ok(task_logs::follow(state, user.id, task_id, query.stream));
     }
-    Ok(Json(
-        tasks::logs(&state, &user, &id, query.get("stream").map(String::as_str)).await?,
-    ))
+    Ok(Json(tasks::logs(&state, &user, &id, query.stream).await?).into_response())
 }

@@ -554,6 +554,32 @@ pub async fn cancel(db: &PgPool, task_id: Uuid, keys: &TokenKeys) -> Result<Canc
     })
 }
 
+/// The task's running jobs and the nodes running them (read only; for the live log stream).
+pub async fn running_on(db: &PgPool, task_id: Uuid, keys: &TokenKeys) -> Result<Vec<RunningJob>> {
+    let running: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT j.id, n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
+         FROM jobs j JOIN nodes n ON n.id = j.node_id
+         WHERE j.task_id = $1 AND j.status = $2
+           AND n.worker_api_target_url IS NOT NULL AND n.worker_api_bearer_token IS NOT NULL
+         ORDER BY j.id",
+    )
+    .bind(task_id)
+    .bind(JobStatus::Running.as_str())
+    .fetch_all(db)
+    .await?;
+    running
+        .into_iter()
+        .map(|(job_id, node_id, node_slug, url, token)| {
+            Ok(RunningJob {
+                job_id,
+                node_slug,
+                url,
+                token: keys.open(node_id, &token)?,
+            })
+        })
+        .collect()
+}
+
 /// A job this process holds the lease of, and the node it goes to.
 #[derive(Debug)]
 pub struct Claim {

@@ -20,6 +20,7 @@ pub mod pm;
 pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
+pub mod task_logs;
 pub mod tasks;
 pub mod telemetry;
 pub mod usage;
@@ -66,6 +67,9 @@ pub struct AppState {
     pub worker_tokens: Arc<worker_tokens::TokenKeys>,
     /// This process's Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Turns true when the process stops: long streams (live logs) end so that the graceful
+    /// shutdown does not wait for them.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -196,7 +200,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let (planner, planner_requests) = pm::planner::PmPlanner::new(jobs::ShellPlanner {
         sandbox_image: config.sandbox_image.clone(),
     });
+    let (stop, stop_rx) = watch::channel(false);
     let state = AppState {
+        stopping: stop_rx.clone(),
         db,
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
         config: Arc::new(config),
@@ -213,7 +219,6 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
     }
-    let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let serve = |listener: tokio::net::TcpListener, name: &'static str, router: axum::Router| {
         let rx = stop_rx.clone();

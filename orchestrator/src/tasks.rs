@@ -156,7 +156,7 @@ impl TaskRow {
     }
 }
 
-async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) -> Result<Task> {
+pub(crate) async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) -> Result<Task> {
     let row: TaskRow = sqlx::query_as(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1 AND t.created_by = $2"
     ))
@@ -302,7 +302,11 @@ pub async fn list(
 }
 
 /// Finds the caller's task by id or by name; anything else is 404.
-async fn resolve(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Uuid> {
+pub(crate) async fn resolve(
+    state: &AppState,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<Uuid> {
     let by_id: Option<Uuid> = match Uuid::parse_str(id_or_name) {
         Ok(id) => {
             sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
@@ -415,13 +419,8 @@ pub async fn logs(
     state: &AppState,
     user: &CurrentUser,
     id_or_name: &str,
-    stream: Option<&str>,
+    stream: TaskLogStream,
 ) -> Result<TaskLogs> {
-    let stream = stream
-        .map(str::parse::<TaskLogStream>)
-        .transpose()
-        .map_err(|e| bad_param("stream", &e))?
-        .unwrap_or_default();
     let (want_out, want_err) = match stream {
         TaskLogStream::All => (true, true),
         TaskLogStream::Stdout => (true, false),

@@ -267,6 +267,98 @@ async fn several_jobs_dispatch_concurrently_and_cancel_drops_a_late_result() {
     );
 }
 
+/// `logs?follow=true` of a task whose node takes the log request and never answers: once the
+/// job has ended, the stream gives up on the node and sends the stored output, then the end.
+#[tokio::test]
+async fn a_node_that_never_answers_the_log_stream_does_not_hold_up_the_follow() {
+    let (o, worker, admin) = one_node(&[], Mode::Block).await;
+    let id = o.create_script_task(&admin, "echo live").await;
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let mut resp = o
+        .http
+        .get(format!("{}/v1/tasks/{id}/logs?follow=true", o.gw))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The orchestrator asked the node, with the node's token.
+    let asked = tokio::time::Instant::now() + LIMIT;
+    while *worker.state.log_requests.lock().unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < asked,
+            "the node was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.release();
+    let released = tokio::time::Instant::now();
+    let mut body = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
+        .await
+        .expect("the stream goes on or ends within 30 s")
+        .unwrap()
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        released.elapsed() < Duration::from_secs(20),
+        "the stream waited for the silent node"
+    );
+    let job_id: Uuid = sqlx::query_scalar("SELECT id FROM jobs WHERE task_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    let expected = [
+        format!(r#"{{"job_id":"{job_id}","stream":"stdout","line":"ran: echo live"}}"#),
+        format!(r#"{{"job_id":"{job_id}","stream":"stderr","line":"note"}}"#),
+        format!(r#"{{"task_id":"{id}","status":"completed"}}"#),
+    ];
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty() && !e.starts_with(':'))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            format!("event: line\ndata: {}", expected[0]),
+            format!("event: line\ndata: {}", expected[1]),
+            format!("event: end\ndata: {}", expected[2]),
+        ],
+        "{body}"
+    );
+}
+
+/// A follow stream does not hold up the orchestrator's shutdown: it closes (without `end`, the
+/// task is still running) and the process stops.
+#[tokio::test]
+async fn a_follow_stream_closes_when_the_orchestrator_stops() {
+    let (mut o, worker, admin) = one_node(&[], Mode::Block).await;
+    let id = o.create_script_task(&admin, "echo live").await;
+    worker.wait_received(LIMIT, |r| r.len() == 1).await;
+    let mut resp = o
+        .http
+        .get(format!("{}/v1/tasks/{id}/logs?follow=true", o.gw))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::timeout(Duration::from_secs(15), o.stop())
+        .await
+        .expect("the orchestrator stops while a log stream is open");
+    let mut body = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(15), resp.chunk())
+        .await
+        .expect("the stream closes")
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!body.contains("event: end"), "{body}");
+    worker.release();
+}
+
 #[tokio::test]
 async fn a_job_longer_than_its_lease_stays_leased_while_the_worker_runs_it() {
     // The lease is 3 s; the worker holds the job for four leases. Without renewals the reaper

@@ -291,6 +291,7 @@ async fn tasks_are_created_listed_named_and_owned() {
         format!("/v1/tasks/{id}"),
         format!("/v1/tasks/{id}/result"),
         format!("/v1/tasks/{id}/logs"),
+        format!("/v1/tasks/{id}/logs?follow=true"),
     ] {
         let (status, body) = o.get(&bob, &path).await;
         assert_eq!(status, 404, "{path}: {body}");
@@ -450,6 +451,8 @@ async fn bad_task_input_is_400_and_writes_nothing() {
         .await;
     let logs_url = format!("{url}/{}/logs?stream=both", t["id"].as_str().unwrap());
     assert_problem(o.get_url(&logs_url, &admin).await, 400, "both").await;
+    let logs_url = format!("{url}/{}/logs?follow=maybe", t["id"].as_str().unwrap());
+    assert_problem(o.get_url(&logs_url, &admin).await, 400, "follow").await;
     let missing = o
         .get_url(&format!("{url}/{}", uuid::Uuid::new_v4()), &admin)
         .await;
@@ -620,6 +623,17 @@ async fn openapi_states_the_constraints_the_server_enforces() {
         Some(&json!(["stdout", "stderr", "all"])),
         "{stream}"
     );
+    let follow = parameter(&doc, "get", "/v1/tasks/{id}/logs", "follow");
+    assert_eq!(find(follow, "type"), Some(&json!("boolean")), "{follow}");
+    let logs_ok = &doc["paths"]["/v1/tasks/{id}/logs"]["get"]["responses"]["200"]["content"];
+    assert!(logs_ok["application/json"].is_object(), "{logs_ok}");
+    assert!(logs_ok["text/event-stream"].is_object(), "{logs_ok}");
+    for schema in ["TaskLogs", "TaskLogLine", "TaskLogEnd"] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is documented"
+        );
+    }
 
     // The server refuses what the document excludes...
     for body in [
@@ -665,11 +679,15 @@ async fn openapi_states_the_constraints_the_server_enforces() {
         .as_str()
         .unwrap()
         .to_owned();
-    for stream in ["", "both"] {
-        let (status, _) = o
-            .get(&admin, &format!("/v1/tasks/{id}/logs?stream={stream}"))
-            .await;
-        assert_eq!(status, 400, "stream={stream}");
+    for query in [
+        "stream=",
+        "stream=both",
+        "follow=",
+        "follow=maybe",
+        "follow=1",
+    ] {
+        let (status, _) = o.get(&admin, &format!("/v1/tasks/{id}/logs?{query}")).await;
+        assert_eq!(status, 400, "{query}");
     }
     // ...and takes what it allows at the edges.
     for body in [
@@ -685,10 +703,13 @@ async fn openapi_states_the_constraints_the_server_enforces() {
             "{query}"
         );
     }
-    for stream in ["stdout", "stderr", "all"] {
-        let (status, _) = o
-            .get(&admin, &format!("/v1/tasks/{id}/logs?stream={stream}"))
-            .await;
-        assert_eq!(status, 200, "stream={stream}");
+    for query in [
+        "stream=stdout",
+        "stream=stderr",
+        "stream=all",
+        "follow=false",
+    ] {
+        let (status, _) = o.get(&admin, &format!("/v1/tasks/{id}/logs?{query}")).await;
+        assert_eq!(status, 200, "{query}");
     }
 }

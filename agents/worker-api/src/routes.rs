@@ -1,4 +1,5 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
+//! `GET /v1/worker/jobs/{job_id}/logs` (live output, server-sent events),
 //! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue`, the
 //! Telemetry API `GET /v1/worker/telemetry/…` ([`crate::telemetry::routes`]) (paths from
 //! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
@@ -11,8 +12,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use cynode_contracts::problem::Problem;
-use cynode_contracts::routes;
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
+use cynode_contracts::{logs, routes};
 use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
 use uuid::Uuid;
@@ -38,6 +39,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))
+        .route(routes::worker::JOB_LOGS, get(job_logs))
         .route(routes::worker::JOB_REQUEUE, post(requeue_job))
         .merge(crate::telemetry::routes::router())
         .route_layer(middleware::from_fn_with_state(
@@ -107,6 +109,29 @@ async fn requeue_job(
         Err(RunError::Interrupted(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => Err(run_error(e)),
     }
+}
+
+/// The job's output as server-sent events (`cynode_contracts::logs`): a live run's lines from
+/// its start as they come, then `end` when it has ended; a finished job's stored output and
+/// `end` at once; `404` for a job this node does not know.
+async fn job_logs(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let job_id = self::job_id(&job_id)?;
+    let followed = state.jobs.follow(job_id).await.map_err(run_error)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
+    tokio::spawn(crate::sandbox::send_log(job_id, followed, tx));
+    let body = axum::body::Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    }));
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, logs::CONTENT_TYPE)
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .map_err(ApiError::internal)
 }
 
 fn run_error(error: RunError) -> ApiError {

@@ -17,7 +17,7 @@ use crate::input;
 use crate::output::{Format, emit, kv_line, print};
 use crate::progress::{self, Progress};
 
-/// Poll interval of `--wait` and `logs -F`.
+/// Poll interval of `--wait`, and the pause before `logs -F` opens a broken stream again.
 const WAIT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
@@ -362,21 +362,83 @@ async fn logs(ctx: &Context, id: &str, stream: LogStream, follow: bool) -> Resul
         }
         return Ok(());
     }
-    // Follow: print what is new on every poll; one last fetch after the task finished.
-    let (mut out_seen, mut err_seen) = (0, 0);
+    follow_logs(client, id, stream).await
+}
+
+/// How many times in a row a log stream may break off without bringing anything before
+/// `logs -F` gives up.
+const FOLLOW_ATTEMPTS: u32 = 5;
+
+/// `logs -F`: the gateway's live log stream (`follow=true`), each line printed as it arrives
+/// (stdout's on stdout, stderr's on stderr), until its `end` event. A stream that breaks off
+/// is opened again; it starts from the beginning, so the lines already printed (counted per
+/// job and stream) are skipped.
+async fn follow_logs(client: Client, id: &str, stream: LogStream) -> Result<()> {
+    use cynode_contracts::logs::{self, Decoder, OutputStream, TaskLogLine};
+    use cynode_contracts::user::{TaskLogStream, TaskLogsQuery};
+    use std::collections::HashMap;
+    let mut client = client.for_streams();
+    let query = TaskLogsQuery {
+        stream: match stream {
+            LogStream::Stdout => TaskLogStream::Stdout,
+            LogStream::Stderr => TaskLogStream::Stderr,
+            LogStream::All => TaskLogStream::All,
+        },
+        follow: true,
+    }
+    .pairs();
+    let idle = Duration::from_secs(3 * logs::KEEP_ALIVE_SECS);
+    let mut printed: HashMap<(uuid::Uuid, OutputStream), usize> = HashMap::new();
+    let mut failures = 0;
     loop {
-        let finished = get(&mut client, id).await?.status.is_terminal();
-        let logs = fetch(&mut client).await?;
-        let fresh = |text: &str, seen: usize| text.get(seen..).unwrap_or(text).to_owned();
-        print_streams(
-            stream,
-            &fresh(&logs.stdout, out_seen),
-            &fresh(&logs.stderr, err_seen),
-        );
-        out_seen = logs.stdout.len();
-        err_seen = logs.stderr.len();
-        if finished {
-            return Ok(());
+        let mut resp = client
+            .get_streaming(&["v1", "tasks", id, "logs"], &query)
+            .await?;
+        let mut seen: HashMap<(uuid::Uuid, OutputStream), usize> = HashMap::new();
+        let mut decoder = Decoder::new(4 * 1024 * 1024);
+        let mut progressed = false;
+        let why = 'read: loop {
+            let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
+                Err(_) => break 'read "the gateway went silent".to_owned(),
+                Ok(Err(e)) => break 'read client.read_error(&e).to_string(),
+                Ok(Ok(None)) => break 'read "the gateway closed the stream".to_owned(),
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            let events = decoder
+                .push(&chunk)
+                .map_err(|e| CliError::Server(format!("the log stream is not understood: {e}")))?;
+            for event in events {
+                match event.name.as_str() {
+                    logs::EVENT_LINE => {
+                        let line: TaskLogLine = event.parse().map_err(|e| {
+                            CliError::Server(format!("the log stream is not understood: {e}"))
+                        })?;
+                        let key = (line.job_id, line.stream);
+                        let n = seen.entry(key).or_default();
+                        *n += 1;
+                        let done = printed.entry(key).or_default();
+                        if *n <= *done {
+                            continue;
+                        }
+                        *done = *n;
+                        progressed = true;
+                        // As without `-F`: with `all`, stderr's lines go to cynork's stderr.
+                        if stream == LogStream::All && line.stream == OutputStream::Stderr {
+                            eprintln!("{}", line.line);
+                        } else {
+                            print(&format!("{}\n", line.line));
+                        }
+                    }
+                    logs::EVENT_END => return Ok(()),
+                    _ => {}
+                }
+            }
+        };
+        failures = if progressed { 1 } else { failures + 1 };
+        if failures >= FOLLOW_ATTEMPTS {
+            return Err(CliError::Server(format!(
+                "the log stream of task {id} broke off: {why}"
+            )));
         }
         tokio::time::sleep(WAIT_INTERVAL).await;
     }

@@ -555,6 +555,9 @@ pub struct DoubleState {
     /// Requests whose caller went away before the answer.
     pub aborted: Mutex<HashMap<Uuid, u32>>,
     pub rejected_tokens: Mutex<u32>,
+    /// Live log requests (`GET /v1/worker/jobs/{job_id}/logs`) with the right token; the double
+    /// never answers them, like a node that stopped responding.
+    pub log_requests: Mutex<u32>,
     in_flight: Mutex<u32>,
     pub max_in_flight: Mutex<u32>,
     release: Mutex<Option<watch::Sender<bool>>>,
@@ -690,6 +693,20 @@ async fn run_job(
     .into_response()
 }
 
+/// A node that takes the log request and never answers.
+async fn silent_logs(State(state): State<Arc<DoubleState>>, headers: HeaderMap) -> Response {
+    let expected = state.token.lock().unwrap().clone();
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if expected.is_none() || given != expected.as_deref() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    *state.log_requests.lock().unwrap() += 1;
+    std::future::pending().await
+}
+
 impl WorkerDouble {
     pub async fn start(mode: Mode) -> Self {
         let state = Arc::new(DoubleState::default());
@@ -697,6 +714,10 @@ impl WorkerDouble {
         *state.release.lock().unwrap() = Some(watch::channel(false).0);
         let app = axum::Router::new()
             .route("/v1/worker/jobs:run", axum::routing::post(run_job))
+            .route(
+                cynode_contracts::routes::worker::JOB_LOGS,
+                axum::routing::get(silent_logs),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

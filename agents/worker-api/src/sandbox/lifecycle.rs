@@ -9,6 +9,9 @@
 //! starting a second one; a stop raises the run's stop flag and waits for it to end. Once a
 //! job is not live, the ledger ([`JobLedger`]) is the only place its result exists.
 //!
+//! A log reader ([`Lifecycle::follow`]) subscribes to a live run's output (`super::live`, owned
+//! by the run and closed before its outcome is published) or reads a finished job's result.
+//!
 //! A driver first looks in the ledger (a result there is the answer: nothing runs again), then
 //! runs, resumes or skips the sandbox, records the result in the ledger, and only then leaves
 //! the registry, so that whoever no longer finds it live finds its result. It holds the job's
@@ -27,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::JobPlan;
+use super::live::{Lines, LiveOutput};
 use super::runner::{
     Adoptable, RunEnd, SandboxError, Sandboxes, Signals, Stop, canceled_before_start,
 };
@@ -74,6 +78,9 @@ struct LiveRun {
     stop: watch::Sender<Option<Stop>>,
     /// `Some` once the run has ended.
     outcome: watch::Sender<Option<Outcome>>,
+    /// What the run has printed so far, as lines, for the live log stream; closed before the
+    /// outcome is published.
+    output: LiveOutput,
 }
 
 impl LiveRun {
@@ -88,6 +95,19 @@ impl LiveRun {
 }
 
 type Registry = Arc<Mutex<HashMap<Uuid, Arc<LiveRun>>>>;
+
+/// What a reader of a job's log gets.
+#[derive(Debug)]
+pub enum Followed {
+    /// The job is live: its lines so far and to come (closed when the run has ended), and its
+    /// outcome once published.
+    Live {
+        lines: watch::Receiver<Lines>,
+        outcome: watch::Receiver<Option<Outcome>>,
+    },
+    /// The job has finished: its stored result.
+    Finished(Box<RunJobResponse>),
+}
 
 /// The node's jobs: the registry of live runs and everything that starts or ends one.
 #[derive(Debug, Clone)]
@@ -168,6 +188,22 @@ impl Lifecycle {
         }
     }
 
+    /// A job's output for the live log stream: the live run's lines, or a finished job's result.
+    pub async fn follow(&self, job_id: Uuid) -> Result<Followed, RunError> {
+        let live = self.registry().get(&job_id).cloned();
+        if let Some(run) = live {
+            return Ok(Followed::Live {
+                lines: run.output.subscribe(),
+                outcome: run.outcome.subscribe(),
+            });
+        }
+        match self.ledger.stored(job_id).await {
+            Ok(Some(result)) => Ok(Followed::Finished(Box::new(result))),
+            Ok(None) => Err(RunError::Unknown(job_id)),
+            Err(e) => Err(RunError::Ledger(Arc::new(e))),
+        }
+    }
+
     /// Takes over what an earlier instance of this worker (same mount root) left on the Podman
     /// socket, before any delivery is served: a run that exited is collected into the ledger, a
     /// plain run still going is waited for (a delivery of it joins), and one that cannot be
@@ -218,10 +254,15 @@ impl Lifecycle {
         if let Some(run) = self.joined(job_id, task_id)? {
             return Ok(run);
         }
+        let cap = match &start {
+            Start::Fresh(plan) => plan.max_output_bytes,
+            Start::Adopted(_) => self.max_output_bytes,
+        };
         let run = Arc::new(LiveRun {
             task_id,
             stop: watch::Sender::new(None),
             outcome: watch::Sender::new(None),
+            output: LiveOutput::new(cap),
         });
         {
             let mut live = self.registry();
@@ -268,7 +309,9 @@ impl Driver {
     }
 
     /// Leaves the registry, then tells everyone waiting; the result is already in the ledger.
+    /// The live output is closed first, so a log reader has every line before the end.
     fn publish(&mut self, outcome: Outcome) {
+        self.run.output.close(outcome.as_ref().ok());
         {
             let mut live = self.lifecycle.registry();
             live.remove(&self.job_id);
@@ -318,7 +361,12 @@ impl Driver {
             Start::Adopted(leftover) => {
                 let sandboxes = &lifecycle.sandboxes;
                 sandboxes
-                    .resume(leftover, lifecycle.max_output_bytes, &mut signals)
+                    .resume(
+                        leftover,
+                        lifecycle.max_output_bytes,
+                        &mut signals,
+                        &self.run.output,
+                    )
                     .await
             }
         };
@@ -347,7 +395,8 @@ impl Driver {
         signals: &mut Signals,
     ) -> Result<RunEnd, SandboxError> {
         let sandboxes = &self.lifecycle.sandboxes;
-        match sandboxes.run(plan, signals).await {
+        let output = &self.run.output;
+        match sandboxes.run(plan, signals, output).await {
             Err(SandboxError::AlreadyRunning(job_id)) => {
                 let leftover = sandboxes
                     .leftovers(Some(job_id))
@@ -361,12 +410,12 @@ impl Driver {
                     Ok(adoptable) => {
                         tracing::info!(%job_id, "a delivery found its job's sandbox from an earlier worker; waiting for it");
                         sandboxes
-                            .resume(adoptable, plan.max_output_bytes, signals)
+                            .resume(adoptable, plan.max_output_bytes, signals, output)
                             .await
                     }
                     Err(leftover) => {
                         sandboxes.discard(&leftover).await;
-                        sandboxes.run(plan, signals).await
+                        sandboxes.run(plan, signals, output).await
                     }
                 }
             }

@@ -4,6 +4,7 @@
 
 mod create;
 mod lifecycle;
+mod live;
 mod output;
 mod pod;
 mod runner;
@@ -18,7 +19,8 @@ use cynode_contracts::worker::{
 use cynode_contracts::worker_cli;
 use uuid::Uuid;
 
-pub use lifecycle::{Lifecycle, RunError};
+pub use lifecycle::{Followed, Lifecycle, RunError};
+pub use live::{Lines, send_log};
 pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
 pub use runner::{SandboxError, Sandboxes, Stop};
 pub use seccomp::{SeccompError, write as write_seccomp_profile};

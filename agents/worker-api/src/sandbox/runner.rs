@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::create::{CreateError, create_body_with, create_container};
+use super::live::LiveOutput;
 use super::output::CappedStream;
 use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
 use super::{
@@ -269,7 +270,13 @@ impl Sandboxes {
 
     /// Runs the job to its end, its timeout, a stop or worker shutdown. The container (and pod)
     /// is removed in every case; the workspace directory stays.
-    pub async fn run(&self, plan: &JobPlan, signals: &mut Signals) -> Result<RunEnd, SandboxError> {
+    /// What the job prints goes to `live` as it is read, as well as into the result.
+    pub async fn run(
+        &self,
+        plan: &JobPlan,
+        signals: &mut Signals,
+        live: &LiveOutput,
+    ) -> Result<RunEnd, SandboxError> {
         // Podman 4.3 answers a create with a missing image with a bare 500; ask first.
         if !self.podman.images().get(&plan.image).exists().await? {
             return Err(SandboxError::ImageMissing(plan.image.clone()));
@@ -356,7 +363,9 @@ impl Sandboxes {
                 // Read the output while it is written: the log file on the host is capped and
                 // starts afresh when full, so after the exit it may no longer hold the start.
                 let (follower, cap) = (self.podman.containers().get(&id), plan.max_output_bytes);
-                let reader = tokio::spawn(async move { read_output(&follower, cap, true).await });
+                let live = live.clone();
+                let reader =
+                    tokio::spawn(async move { read_output(&follower, cap, Some(&live)).await });
                 let ending = supervise(&container, deadline, signals).await;
                 let output = match ending {
                     Ok(Ending::Interrupted) | Err(_) => {
@@ -401,12 +410,14 @@ impl Sandboxes {
     }
 
     /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
-    /// unless stopped or shut down; collects it and removes it.
+    /// unless stopped or shut down; collects it and removes it. While it runs, its output is
+    /// followed into `live` too.
     pub async fn resume(
         &self,
         adoptable: Adoptable,
         max_output_bytes: usize,
         signals: &mut Signals,
+        live: &LiveOutput,
     ) -> Result<RunEnd, SandboxError> {
         let Adoptable {
             job_id,
@@ -415,17 +426,31 @@ impl Sandboxes {
             pod,
         } = adoptable;
         let container = self.podman.containers().get(&sandbox.id);
-        let ending = match sandbox.state {
-            LeftState::Exited => Ok(Ending::Exited),
+        let (ending, output) = match sandbox.state {
+            LeftState::Exited => (Ok(Ending::Exited), None),
             LeftState::Running | LeftState::NeverStarted => {
                 let left = sandbox
                     .deadline
                     .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::ZERO);
-                supervise(&container, Instant::now() + left, signals).await
+                // As for a fresh run: follow the log while the job writes (for the live log
+                // stream, and so the result keeps the start of each stream).
+                let (follower, live) = (self.podman.containers().get(&sandbox.id), live.clone());
+                let reader = tokio::spawn(async move {
+                    read_output(&follower, max_output_bytes, Some(&live)).await
+                });
+                let ending = supervise(&container, Instant::now() + left, signals).await;
+                let output = match ending {
+                    Ok(Ending::Interrupted) | Err(_) => {
+                        reader.abort();
+                        None
+                    }
+                    Ok(_) => followed(reader, job_id).await,
+                };
+                (ending, output)
             }
         };
-        let collected = collect(&container, ending, max_output_bytes, None).await;
+        let collected = collect(&container, ending, max_output_bytes, output).await;
         let ended_at = sandbox.exited_at.unwrap_or_else(Utc::now);
         let recorded = sandbox_ref(&sandbox.id, task_id, job_id, "", &[]);
         self.record_end(&recorded, &collected).await;
@@ -1036,7 +1061,7 @@ async fn collect(
     }
     let (stdout, stderr) = match output {
         Some(output) => output,
-        None => read_output(container, cap, false).await?,
+        None => read_output(container, cap, None).await?,
     };
     let state = container.inspect().await?.state;
     let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
@@ -1083,22 +1108,33 @@ async fn followed(mut reader: JoinHandle<OutputRead>, job_id: Uuid) -> Option<Ou
 type Output = (CappedStream, CappedStream);
 type OutputRead = Result<Output, podman_api::Error>;
 
-/// The container's output, each stream capped; with `follow`, read as it is written until the
-/// container ends. Stops early once both streams are full.
-async fn read_output(container: &Container, cap: usize, follow: bool) -> OutputRead {
+/// The container's output, each stream capped; with `live`, followed as it is written until the
+/// container ends, each chunk also going to `live`. Stops early once both streams are full.
+async fn read_output(container: &Container, cap: usize, live: Option<&LiveOutput>) -> OutputRead {
+    use cynode_contracts::logs::OutputStream;
     let mut stdout = CappedStream::new(cap);
     let mut stderr = CappedStream::new(cap);
     let mut logs = container.logs(
         &ContainerLogsOpts::builder()
             .stdout(true)
             .stderr(true)
-            .follow(follow)
+            .follow(live.is_some())
             .build(),
     );
     while let Some(chunk) = logs.next().await {
         match chunk? {
-            TtyChunk::StdOut(bytes) => stdout.push(&bytes),
-            TtyChunk::StdErr(bytes) => stderr.push(&bytes),
+            TtyChunk::StdOut(bytes) => {
+                stdout.push(&bytes);
+                if let Some(live) = live {
+                    live.push(OutputStream::Stdout, &bytes);
+                }
+            }
+            TtyChunk::StdErr(bytes) => {
+                stderr.push(&bytes);
+                if let Some(live) = live {
+                    live.push(OutputStream::Stderr, &bytes);
+                }
+            }
             TtyChunk::StdIn(_) => {}
         }
         if stdout.is_full() && stderr.is_full() {
