@@ -9,6 +9,8 @@
 #   JOBS jobs queued per run (10000), RUNS repetitions of each node count (1),
 #   NODE_COUNTS e.g. "1 3 10" (the default), CLAIMS timed claims per run (500).
 #   BENCH_DISPATCH_CONCURRENCY sets the orchestrator's DISPATCH_CONCURRENCY (64).
+#   BENCH_CLAIM_BATCHES: DISPATCH_CLAIM_BATCH values to run, in turn ("1 16": one job per
+#   claiming transaction, the baseline, against the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${1:-10000}"
@@ -16,6 +18,7 @@ RUNS="${2:-1}"
 NODE_COUNTS="${3:-1 3 10}"
 CLAIMS="${4:-500}"
 CONCURRENCY="${BENCH_DISPATCH_CONCURRENCY:-64}"
+BATCHES="${BENCH_CLAIM_BATCHES:-1 16}"
 POOL=$((CONCURRENCY + 8))
 DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "bench: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
@@ -92,10 +95,11 @@ SQL
 
 RESULTS=()
 CLAIM_RESULTS=()
-for NODES in $NODE_COUNTS; do
-  for RUN in $(seq 1 "$RUNS"); do
-    echo "== $NODES node(s), run $RUN: $JOBS jobs" >&2
-    DB="cynode_bench_sched_$$_${NODES}_$RUN"
+for RUN in $(seq 1 "$RUNS"); do
+ for NODES in $NODE_COUNTS; do
+  for BATCH in $BATCHES; do
+    echo "== $NODES node(s), claim batch $BATCH, run $RUN: $JOBS jobs" >&2
+    DB="cynode_bench_sched_$$_${NODES}_${BATCH}_$RUN"
     psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "CREATE DATABASE $DB"
     DB_URL=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/"+sys.argv[2]).geturl())' "$CYNODE_TEST_DATABASE_URL" "$DB")
     CP_PORT=$(free_port); GW_PORT=$(free_port); CP="http://127.0.0.1:$CP_PORT"
@@ -104,7 +108,7 @@ for NODES in $NODE_COUNTS; do
     ORCH_ENV=(DATABASE_URL="$DB_URL" JWT_SECRET_FILE="$WORK/jwt" NODE_REGISTRATION_PSK_FILE="$WORK/psk"
       BOOTSTRAP_ADMIN_PASSWORD_FILE="$WORK/admin" CONTROL_PLANE_LISTEN_ADDR="127.0.0.1:$CP_PORT"
       USER_GATEWAY_LISTEN_ADDR="127.0.0.1:$GW_PORT" ORCHESTRATOR_PUBLIC_URL="$CP"
-      DISPATCH_CONCURRENCY="$CONCURRENCY" DATABASE_POOL_SIZE="$POOL" NODE_STALE_AFTER=1h
+      DISPATCH_CONCURRENCY="$CONCURRENCY" DISPATCH_CLAIM_BATCH="$BATCH" DATABASE_POOL_SIZE="$POOL" NODE_STALE_AFTER=1h
       PM_REQUIRED=false RUST_LOG=warn)
     env "${ORCH_ENV[@]}" "$ORCH_BIN" all 2>"$WORK/orchestrator.log" & ORCH=$!
     for _ in $(seq 1 100); do curl -sf "$CP/healthz" >/dev/null && break; sleep 0.1; done
@@ -158,8 +162,8 @@ SQL
     CPU_MS=$(python3 -c "print(round(($(cpu_ticks "$ORCH") - $CPU0) * 1000 / $(getconf CLK_TCK) / $JOBS, 3))")
     RSS=$(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ORCH/status")
     HWM=$(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$ORCH/status")
-    RESULTS+=("$(printf '%2s node(s), run %s: %7s jobs/s  claim gap median %s ms p95 %s ms  orchestrator CPU %s ms/job  attempts %s  RSS %s (peak %s)  load %s  per node: %s' \
-      "$NODES" "$RUN" "$JPS" "$GAP_MED" "$GAP_P95" "$CPU_MS" "$ATTEMPTS" "$RSS" "$HWM" "$(cut -d' ' -f1 /proc/loadavg)" "$PER_NODE")")
+    RESULTS+=("$(printf '%2s node(s), batch %2s, run %s: %7s jobs/s  claim gap median %s ms p95 %s ms  orchestrator CPU %s ms/job  attempts %s  RSS %s (peak %s)  load %s  per node: %s' \
+      "$NODES" "$BATCH" "$RUN" "$JPS" "$GAP_MED" "$GAP_P95" "$CPU_MS" "$ATTEMPTS" "$RSS" "$HWM" "$(cut -d' ' -f1 /proc/loadavg)" "$PER_NODE")")
     echo "   ${RESULTS[-1]}" >&2
 
     # Claim latency on this database, the orchestrator stopped: a short queue, then JOBS queued.
@@ -172,14 +176,15 @@ SQL
     # within a minute or so): the window of due jobs is then read from the index, not sorted.
     psql "$DB_URL" -qAtX -c "ANALYZE jobs"
     ANALYZED=$(env "${ORCH_ENV[@]}" "$CLAIM_BIN" --placements 0 --claims "$CLAIMS")
-    CLAIM_RESULTS+=("$NODES node(s), run $RUN: $SHORT" "$NODES node(s), run $RUN: $LONG"
-      "$NODES node(s), run $RUN, after ANALYZE: $ANALYZED")
+    CLAIM_RESULTS+=("$NODES node(s), batch $BATCH, run $RUN: $SHORT" "$NODES node(s), batch $BATCH, run $RUN: $LONG"
+      "$NODES node(s), batch $BATCH, run $RUN, after ANALYZE: $ANALYZED")
     printf '   %s\n' "${CLAIM_RESULTS[@]: -3}" >&2
     stop "$DOUBLE"; DOUBLE=""
     REFUSED=$(awk '{s += $NF} END {print s + 0}' < <(grep -o 'refused [0-9]*' "$WORK/double.log" || true))
     [ "$REFUSED" = 0 ] || { echo "bench: the double refused $REFUSED requests" >&2; cat "$WORK/double.log" >&2; exit 1; }
     drop_db
   done
+ done
 done
 
 PLACE=$("$CLAIM_BIN" --claims 0 --nodes 10)
