@@ -526,36 +526,19 @@ pub async fn cancel(db: &PgPool, task_id: Uuid, keys: &TokenKeys) -> Result<Canc
     if status.is_terminal() {
         return Ok(Canceled::AlreadyFinished(status));
     }
-    let running: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT j.id, n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
-         FROM jobs j JOIN nodes n ON n.id = j.node_id
-         WHERE j.task_id = $1 AND j.status = $2
-           AND n.worker_api_target_url IS NOT NULL AND n.worker_api_bearer_token IS NOT NULL
-         ORDER BY j.id",
-    )
-    .bind(task_id)
-    .bind(JobStatus::Running.as_str())
-    .fetch_all(&mut *tx)
-    .await?;
+    let running = running_on(&mut *tx, task_id, keys).await?;
     set_task_status(&mut tx, task_id, TaskStatus::Canceled, Note::Keep).await?;
     tx.commit().await?;
-    Ok(Canceled::Now {
-        running: running
-            .into_iter()
-            .map(|(job_id, node_id, node_slug, url, token)| {
-                Ok(RunningJob {
-                    job_id,
-                    node_slug,
-                    url,
-                    token: keys.open(node_id, &token)?,
-                })
-            })
-            .collect::<Result<_>>()?,
-    })
+    Ok(Canceled::Now { running })
 }
 
-/// The task's running jobs and the nodes running them (read only; for the live log stream).
-pub async fn running_on(db: &PgPool, task_id: Uuid, keys: &TokenKeys) -> Result<Vec<RunningJob>> {
+/// The task's running jobs and the nodes running them (read only: cancel reads them under its
+/// locks, the live log stream as they are).
+pub async fn running_on(
+    db: impl sqlx::PgExecutor<'_>,
+    task_id: Uuid,
+    keys: &TokenKeys,
+) -> Result<Vec<RunningJob>> {
     let running: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
         "SELECT j.id, n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
          FROM jobs j JOIN nodes n ON n.id = j.node_id

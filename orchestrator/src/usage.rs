@@ -12,11 +12,10 @@
 //! ```
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
-use serde::de::DeserializeOwned;
+use cynode_service_kit::http::ApiQuery;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -66,32 +65,6 @@ pub async fn record(
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// A typed query string whose rejections are problem+json naming the parameter (axum's own
-/// `Query` answers in plain text).
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Send,
-{
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::validation(format!(
-                "query parameter {}",
-                rejection
-                    .body_text()
-                    .trim_start_matches("Failed to deserialize query string: ")
-            ))
-            .into()),
-        }
-    }
 }
 
 type Sums = (i64, i64, i64);

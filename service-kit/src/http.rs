@@ -103,6 +103,35 @@ where
     }
 }
 
+/// A typed query string whose rejections are `400` problem+json naming the parameter (axum's
+/// own `Query` answers in plain text).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(Problem::validation(format!(
+                "query parameter {}",
+                rejection
+                    .body_text()
+                    .trim_start_matches("Failed to deserialize query string: ")
+            ))
+            .into()),
+        }
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -32,9 +32,10 @@ use uuid::Uuid;
 
 use crate::auth::{CurrentUser, Principal};
 use crate::node_inference::{self, NodeInferenceError};
-use crate::usage::{self, ApiQuery, ModelCall};
+use crate::usage::{self, ModelCall};
 use crate::web::ApiPath;
 use crate::{AppState, error};
+use cynode_service_kit::http::ApiQuery;
 
 use redact::Findings;
 

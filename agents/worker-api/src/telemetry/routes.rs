@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use chrono::Utc;
 use cynode_contracts::PAYLOAD_VERSION;
@@ -17,8 +16,7 @@ use cynode_contracts::telemetry::{
     ContainerDetail, ContainerList, ContainerRuntime, ContainersQuery, LogPage, LogsQuery,
     NodeInfo, NodeStats,
 };
-use cynode_service_kit::http::ApiError;
-use serde::de::DeserializeOwned;
+use cynode_service_kit::http::{ApiError, ApiQuery};
 
 use super::{QueryError, ReadError, Telemetry, host};
 use crate::routes::AppState;
@@ -126,31 +124,5 @@ fn read_error(error: ReadError) -> ApiError {
         ReadError::Disabled => Problem::unavailable(error.to_string()).into(),
         ReadError::Query(QueryError::Invalid(detail)) => Problem::validation(detail).into(),
         other => ApiError::internal(other),
-    }
-}
-
-/// A typed query string whose rejections are `400` problem+json naming the parameter (axum's
-/// own `Query` answers in plain text).
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Send,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::validation(format!(
-                "query parameter {}",
-                rejection
-                    .body_text()
-                    .trim_start_matches("Failed to deserialize query string: ")
-            ))
-            .into()),
-        }
     }
 }
