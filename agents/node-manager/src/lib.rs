@@ -94,6 +94,12 @@ impl NodeError {
 pub async fn run(config: Config) -> Result<(), NodeError> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // From the start, not only once supervision begins: SIGHUP's default action ends the
+    // process, and a reload (`systemctl reload`) may come right after READY=1. One that comes
+    // before supervision is kept and handled then.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP will not reload node.yaml"))
+        .ok();
     // Before anything confines the process: afterwards it may not bind.
     if let Some(addr) = config.metrics_listen {
         metrics::serve(addr).await.map_err(|e| {
@@ -107,7 +113,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         () = &mut shutdown => None,
     };
     match outcome {
-        Some(Ok(())) => supervise::run(&mut node, started, shutdown).await,
+        Some(Ok(())) => supervise::run(&mut node, started, shutdown, hangup).await,
         Some(Err(e)) => {
             notify::status(&format!("failed: {e}"));
             tracing::error!(error = %e, "start-up failed");

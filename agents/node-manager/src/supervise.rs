@@ -25,10 +25,12 @@ use crate::model_server::ModelSnapshot;
 use crate::reconfigure::{self, Change};
 use crate::startup::{DEFAULT_HEALTH_INTERVAL, Node, Started};
 
+/// `hangup` is SIGHUP, listened to since the process started (see [`crate::run`]).
 pub async fn run(
     node: &mut Node,
     mut started: Started,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
 ) -> Result<(), NodeError> {
     let health_every = notify::watchdog_interval().unwrap_or(DEFAULT_HEALTH_INTERVAL);
     let mut health = tokio::time::interval(health_every);
@@ -48,9 +50,6 @@ pub async fn run(
     let poll_every = node.config.config_poll_interval;
     let mut polls = (poll_every < report_every)
         .then(|| tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every));
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP will not reload node.yaml"))
-        .ok();
     // `None` until the first report from here: the registration report was taken before
     // inference was up (or a model pulled), so the first look after READY is always sent.
     let mut reported_models: Option<Option<ModelSnapshot>> = None;
