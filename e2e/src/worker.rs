@@ -134,6 +134,36 @@ impl Worker {
     }
 }
 
+/// A `jobs:run` body for a new task running `sh -c script` as `job_id`.
+pub fn job(job_id: Uuid, script: &str) -> Value {
+    json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
+           "sandbox": {"command": ["sh", "-c", script]}})
+}
+
+impl Worker {
+    /// Posts a delivery in the background; the answer is `(status, body)`, or `None` when the
+    /// connection broke (the worker died).
+    pub fn deliver(&self, body: &Value) -> tokio::task::JoinHandle<Option<(u16, Value)>> {
+        let (client, token, body) = (self.client.clone(), self.token.clone(), body.clone());
+        let url = format!(
+            "{}{}",
+            self.base,
+            cynode_contracts::routes::worker::JOBS_RUN
+        );
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            let status = resp.status().as_u16();
+            Some((status, resp.json().await.ok()?))
+        })
+    }
+}
+
 /// Starts `cynode-worker-api` with `command_line`, hands it the token on stdin and waits until
 /// it answers `/healthz` on `port`.
 async fn spawn(command_line: &[std::ffi::OsString], token: &str, port: u16) -> ChildGuard {

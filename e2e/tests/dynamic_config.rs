@@ -12,8 +12,7 @@ use std::time::Duration;
 use cynode_e2e::DevEnv;
 use cynode_e2e::process::binary;
 use node_support::{NodeManager, NodeOptions, Orchestrator, User};
-use serde_json::{Value, json};
-use sqlx::{Connection, Row};
+use serde_json::json;
 
 const START_LIMIT: Duration = Duration::from_secs(120);
 
@@ -120,22 +119,6 @@ fn hangup(node: &NodeManager) {
     assert!(status.success());
 }
 
-async fn latest_snapshot(orchestrator: &Orchestrator, slug: &str) -> Value {
-    let mut conn = sqlx::PgConnection::connect(&orchestrator.database_url)
-        .await
-        .unwrap();
-    sqlx::query(
-        "SELECT c.capability_snapshot FROM node_capabilities c
-         JOIN nodes n ON n.id = c.node_id WHERE n.node_slug = $1
-         ORDER BY c.created_at DESC LIMIT 1",
-    )
-    .bind(slug)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap()
-    .get(0)
-}
-
 /// Gives `node` the labels `labels` by editing node.yaml and sending SIGHUP; waits until the
 /// orchestrator's latest capability snapshot has them and returns how long that took.
 async fn relabel(orchestrator: &Orchestrator, node: &NodeManager, labels: &[&str]) -> Duration {
@@ -143,7 +126,7 @@ async fn relabel(orchestrator: &Orchestrator, node: &NodeManager, labels: &[&str
     let sent = tokio::time::Instant::now();
     hangup(node);
     loop {
-        let snapshot = latest_snapshot(orchestrator, &node.slug).await;
+        let snapshot = orchestrator.latest_snapshot(&node.slug).await;
         if snapshot["node"]["labels"] == json!(labels) {
             return sent.elapsed();
         }
@@ -371,7 +354,7 @@ async fn a_config_the_new_worker_cannot_run_is_acked_failed_and_the_old_worker_k
     let sent = tokio::time::Instant::now();
     hangup(&node);
     loop {
-        let snapshot = latest_snapshot(&orchestrator, &node.slug).await;
+        let snapshot = orchestrator.latest_snapshot(&node.slug).await;
         if snapshot["node"]["labels"] == json!(["fast", "ssd"])
             && snapshot["sandbox"]["max_concurrency"] == 3
         {

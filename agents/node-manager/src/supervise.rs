@@ -92,10 +92,8 @@ pub async fn run(
                 }
             }
             _ = reports.tick() => {
-                let now = node.model_snapshot().await;
-                let checked = report_and_check(node, &mut started, now.as_ref(), health_every).await;
-                reported_models = Some(now);
-                if let Err(e) = checked {
+                let reported = report_now(node, &mut started, &mut reported_models, health_every).await;
+                if let Err(e) = reported {
                     break Err(e);
                 }
                 worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
@@ -119,10 +117,8 @@ pub async fn run(
                 }
             } => {
                 if reload(node) {
-                    let now = node.model_snapshot().await;
-                    let checked = report_and_check(node, &mut started, now.as_ref(), health_every).await;
-                    reported_models = Some(now);
-                    if let Err(e) = checked {
+                    let reported = report_now(node, &mut started, &mut reported_models, health_every).await;
+                    if let Err(e) = reported {
                         break Err(e);
                     }
                     worker_exit = started.worker.as_ref().map(crate::worker::WorkerProcess::exit_watch);
@@ -171,6 +167,20 @@ pub async fn run(
 
 /// How often the served models are compared with the last report.
 const MODEL_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reports with the models served now (remembered in `reported_models`), then checks the
+/// configuration.
+async fn report_now(
+    node: &mut Node,
+    started: &mut Started,
+    reported_models: &mut Option<Option<ModelSnapshot>>,
+    ping_every: std::time::Duration,
+) -> Result<(), NodeError> {
+    let now = node.model_snapshot().await;
+    let checked = report_and_check(node, started, now.as_ref(), ping_every).await;
+    *reported_models = Some(now);
+    checked
+}
 
 /// Sends a capability report with `models`, then checks the configuration.
 async fn report_and_check(

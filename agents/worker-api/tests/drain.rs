@@ -6,35 +6,8 @@
 use std::time::Duration;
 
 use cynode_e2e::DevEnv;
-use cynode_e2e::worker::Worker;
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use cynode_e2e::worker::{Worker, job};
 use uuid::Uuid;
-
-fn deliver(worker: &Worker, body: &Value) -> JoinHandle<Option<(u16, Value)>> {
-    let (client, token, body) = (worker.client.clone(), worker.token.clone(), body.clone());
-    let url = format!(
-        "{}{}",
-        worker.base,
-        cynode_contracts::routes::worker::JOBS_RUN
-    );
-    tokio::spawn(async move {
-        let resp = client
-            .post(url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.json().await.ok()?))
-    })
-}
-
-fn job(job_id: Uuid, script: &str) -> Value {
-    json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
-           "sandbox": {"command": ["sh", "-c", script]}})
-}
 
 fn signal(worker: &Worker, name: &str) {
     let status = std::process::Command::new("kill")
@@ -70,7 +43,7 @@ async fn a_drained_worker_stops_listening_finishes_its_job_once_and_exits_0() {
         job_id,
         "echo run >> /workspace/runs; sleep 3; echo drained-done",
     );
-    let delivery = deliver(&worker, &body);
+    let delivery = worker.deliver(&body);
     wait_running(&env, job_id).await;
 
     signal(&worker, "USR1");
@@ -109,7 +82,7 @@ async fn a_drained_worker_stops_listening_finishes_its_job_once_and_exits_0() {
 
     // The next instance has nothing to adopt and answers a repeated delivery from the ledger.
     worker.restart().await;
-    let (status, again) = deliver(&worker, &body).await.unwrap().unwrap();
+    let (status, again) = worker.deliver(&body).await.unwrap().unwrap();
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, result);
     assert_eq!(
@@ -124,7 +97,7 @@ async fn sigterm_during_a_drain_still_interrupts_the_running_job() {
     let env = DevEnv::load();
     let mut worker = Worker::start(&env, &[]).await;
     let job_id = Uuid::new_v4();
-    let delivery = deliver(&worker, &job(job_id, "sleep 60"));
+    let delivery = worker.deliver(&job(job_id, "sleep 60"));
     wait_running(&env, job_id).await;
     signal(&worker, "USR1");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -6,38 +6,10 @@ use std::time::Duration;
 
 use cynode_contracts::problem::types;
 use cynode_e2e::DevEnv;
-use cynode_e2e::worker::Worker;
+use cynode_e2e::worker::{Worker, job};
 use podman_api::models::ListContainer;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
-
-/// Posts a delivery in the background; the answer is `(status, body)`, or `None` when the
-/// connection broke (the worker died).
-fn deliver(worker: &Worker, body: &Value) -> JoinHandle<Option<(u16, Value)>> {
-    let (client, token, body) = (worker.client.clone(), worker.token.clone(), body.clone());
-    let url = format!(
-        "{}{}",
-        worker.base,
-        cynode_contracts::routes::worker::JOBS_RUN
-    );
-    tokio::spawn(async move {
-        let resp = client
-            .post(url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.json().await.ok()?))
-    })
-}
-
-fn job(job_id: Uuid, script: &str) -> Value {
-    json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
-           "sandbox": {"command": ["sh", "-c", script]}})
-}
 
 async fn containers(env: &DevEnv, job_id: Uuid) -> Vec<ListContainer> {
     env.job_containers(job_id).await
@@ -87,10 +59,7 @@ async fn a_shutdown_as_jobs_exit_keeps_their_results_and_each_job_runs_once() {
             (job_id, job(job_id, script))
         })
         .collect();
-    let first: Vec<_> = jobs
-        .iter()
-        .map(|(_, body)| deliver(&worker, body))
-        .collect();
+    let first: Vec<_> = jobs.iter().map(|(_, body)| worker.deliver(body)).collect();
     for (job_id, _) in &jobs {
         wait_state(&env, *job_id, "running", Duration::from_secs(20)).await;
     }
@@ -129,7 +98,7 @@ async fn a_shutdown_as_jobs_exit_keeps_their_results_and_each_job_runs_once() {
 
     worker.restart().await;
     for ((job_id, body), result) in jobs.iter().zip(results) {
-        let (status, again) = deliver(&worker, body).await.unwrap().unwrap();
+        let (status, again) = worker.deliver(body).await.unwrap().unwrap();
         assert_eq!(status, 200, "{again}");
         assert_eq!(again, result, "a repeated delivery got another result");
         assert_eq!(runs(&worker, *job_id), "run\n", "the command ran again");
@@ -147,7 +116,7 @@ async fn a_worker_killed_mid_run_leaves_sandboxes_its_next_instance_takes_over()
         "echo run >> /workspace/runs; sleep 1; echo short-done",
     );
     let long_body = job(long, "echo run >> /workspace/runs; sleep 8; echo long-done");
-    let lost = [deliver(&worker, &short_body), deliver(&worker, &long_body)];
+    let lost = [worker.deliver(&short_body), worker.deliver(&long_body)];
     wait_state(&env, short, "running", Duration::from_secs(20)).await;
     wait_state(&env, long, "running", Duration::from_secs(20)).await;
 
@@ -175,12 +144,12 @@ async fn a_worker_killed_mid_run_leaves_sandboxes_its_next_instance_takes_over()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The running one: a redelivery waits for it (no 409, no second run) and gets its result.
-    let (status, result) = deliver(&worker, &long_body).await.unwrap().unwrap();
+    let (status, result) = worker.deliver(&long_body).await.unwrap().unwrap();
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["stdout"], "long-done\n", "{result}");
     assert_eq!(result["exit_code"], 0, "{result}");
     assert_eq!(result["run_diagnostics"]["adopted"], true, "{result}");
-    let (status, result) = deliver(&worker, &short_body).await.unwrap().unwrap();
+    let (status, result) = worker.deliver(&short_body).await.unwrap().unwrap();
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["stdout"], "short-done\n", "{result}");
     assert_eq!(result["run_diagnostics"]["adopted"], true, "{result}");
@@ -203,7 +172,7 @@ async fn stop_cancels_a_running_job_removes_its_sandbox_and_changes_nothing_else
         job_id,
         "echo run >> /workspace/runs; echo started; sleep 600",
     );
-    let pending = deliver(&worker, &body);
+    let pending = worker.deliver(&body);
     wait_state(&env, job_id, "running", Duration::from_secs(20)).await;
 
     let asked = tokio::time::Instant::now();
@@ -227,7 +196,7 @@ async fn stop_cancels_a_running_job_removes_its_sandbox_and_changes_nothing_else
 
     // Again: harmless, the same answer; and a repeated delivery runs nothing.
     assert_eq!(worker.stop_job(job_id).await, (200, stopped.clone()));
-    let (status, redelivered) = deliver(&worker, &body).await.unwrap().unwrap();
+    let (status, redelivered) = worker.deliver(&body).await.unwrap().unwrap();
     assert_eq!((status, &redelivered), (200, &stopped));
     assert_eq!(runs(&worker, job_id), "run\n");
 

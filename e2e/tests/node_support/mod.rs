@@ -184,11 +184,16 @@ impl Orchestrator {
 
     /// The `inference` object of the node's latest capability report.
     pub async fn latest_inference_report(&self, slug: &str) -> serde_json::Value {
+        self.latest_snapshot(slug).await["inference"].take()
+    }
+
+    /// The node's newest capability report as the orchestrator stored it.
+    pub async fn latest_snapshot(&self, slug: &str) -> serde_json::Value {
         let mut conn = sqlx::PgConnection::connect(&self.database_url)
             .await
             .unwrap();
         sqlx::query(
-            "SELECT c.capability_snapshot->'inference' FROM node_capabilities c
+            "SELECT c.capability_snapshot FROM node_capabilities c
              JOIN nodes n ON n.id = c.node_id WHERE n.node_slug = $1
              ORDER BY c.created_at DESC LIMIT 1",
         )
