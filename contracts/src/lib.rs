@@ -12,6 +12,7 @@
 //! holds the worker's Telemetry API payloads, and [`logs`] the live log streams (server-sent events).
 
 pub mod logs;
+pub mod mcp;
 pub mod node;
 pub mod problem;
 pub mod routes;
