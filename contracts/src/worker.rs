@@ -78,8 +78,9 @@ pub struct SandboxSpec {
     #[serde(default)]
     pub use_inference: bool,
     /// Give the job the orchestrator's MCP gateway at `CYNODE_MCP_URL` (its pod's loopback,
-    /// forwarded by the worker with the request's `mcp` grant attached). Needs `mcp`.
-    #[serde(default)]
+    /// forwarded by the worker with the request's `mcp` grant attached). Needs `mcp`. Left out
+    /// when false, so that workers from before MCP (which refuse unknown fields) take the rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub use_mcp: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_spec_json: Option<String>,
