@@ -121,7 +121,10 @@ impl Gateway {
     }
 }
 
-fn run_body(job_id: Uuid, sandbox: Value, grant: Option<(&str, &str)>) -> Value {
+/// A grant as `(url, token)`.
+type Grant<'a> = Option<(&'a str, &'a str)>;
+
+fn run_body(job_id: Uuid, sandbox: Value, grant: Grant<'_>) -> Value {
     let mut body = json!({"version": 1, "task_id": Uuid::new_v4(), "job_id": job_id,
                           "sandbox": sandbox});
     if let Some((url, token)) = grant {
@@ -477,7 +480,8 @@ async fn bad_mcp_requests_are_refused_by_name_and_start_nothing() {
     let secret = "refused-secret-token";
     let mcp_job = json!({"command": ["true"], "use_mcp": true});
     let other_origin = url.replace("127.0.0.1", "localhost");
-    let cases: [(&Worker, Value, Option<(&str, &str)>, &str); 5] = [
+    // (worker, sandbox, grant, what the problem's detail starts with)
+    let cases: [(&Worker, Value, Grant<'_>, &str); 5] = [
         (&worker, mcp_job.clone(), None, "mcp: "),
         (
             &worker,
