@@ -104,12 +104,6 @@ pub struct McpTarget {
     token: Secret,
 }
 
-impl PartialEq for McpTarget {
-    fn eq(&self, other: &Self) -> bool {
-        self.url == other.url && self.token.expose() == other.token.expose()
-    }
-}
-
 impl McpGateway {
     pub fn new(url: Url) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()

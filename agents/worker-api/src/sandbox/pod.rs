@@ -191,6 +191,13 @@ async fn start_sidecar(
     setup: &PodSetup,
     labels: &[(&'static str, String)],
 ) -> Result<(), PodError> {
+    // The sidecar writes it into the first forward's socket directory (`SidecarArgs::for_pod`).
+    let Some(first) = pod.sockets.first() else {
+        return Err(PodError::Podman(
+            "a pod without sockets has no sidecar".into(),
+        ));
+    };
+    let ready = first.socket.dir().join(READY_FILE_NAME);
     let args = SidecarArgs::for_pod(pod.sockets.iter().map(|s| s.forward.clone()).collect());
     let mounts = std::iter::once(bind(binary, CONTAINER_BINARY, "ro")).chain(
         pod.sockets
@@ -233,13 +240,6 @@ async fn start_sidecar(
         .start(None)
         .await
         .map_err(|e| PodError::Unavailable(format!("the sidecar did not start: {e}")))?;
-    // The sidecar writes it into the first forward's socket directory (`SidecarArgs::for_pod`).
-    let Some(first) = pod.sockets.first() else {
-        return Err(PodError::Podman(
-            "a pod without sockets has no sidecar".into(),
-        ));
-    };
-    let ready = first.socket.dir().join(READY_FILE_NAME);
     let deadline = tokio::time::Instant::now() + SIDECAR_READY_WITHIN;
     loop {
         if tokio::fs::try_exists(&ready).await.unwrap_or(false) {
