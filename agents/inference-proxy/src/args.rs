@@ -17,11 +17,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Connections served at once; more are answered 503 at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
 
-/// Paths inside the sidecar container. Each directory is one of the job's socket directories
-/// on the host, bind-mounted into the sidecar only.
-pub const CONTAINER_SOCKET_DIR: &str = "/run/cynode/inference";
+/// The job's sockets inside the sidecar container. Each one's directory is the job's socket
+/// directory of the same name on the host, bind-mounted into the sidecar only.
 pub const CONTAINER_SOCKET: &str = "/run/cynode/inference/inference.sock";
-pub const CONTAINER_MCP_SOCKET_DIR: &str = "/run/cynode/mcp";
 pub const CONTAINER_MCP_SOCKET: &str = "/run/cynode/mcp/mcp.sock";
 /// Written into the first forward's socket directory once the sidecar listens.
 pub const READY_FILE_NAME: &str = "sidecar.ready";
