@@ -353,6 +353,7 @@ fn step_spec(
         timeout_seconds: None,
         network_policy: None,
         use_inference,
+        use_mcp: false,
         job_spec_json: None,
         resources: None,
     }
