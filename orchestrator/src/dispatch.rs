@@ -263,7 +263,11 @@ async fn keep_leased(state: &AppState, claim: &Claim) -> std::convert::Infallibl
 /// The MCP access of a `use_mcp` job: this orchestrator's MCP endpoint and a token for the
 /// job's sandbox agent (its task's owner, the task, the job), minted now and never stored. It
 /// lives as long as the job may run (plus a minute), at most [`crate::mcp::agent::MAX_TTL`].
-async fn mcp_grant(state: &AppState, claim: &Claim, sandbox: &SandboxSpec) -> Result<McpGrant, String> {
+async fn mcp_grant(
+    state: &AppState,
+    claim: &Claim,
+    sandbox: &SandboxSpec,
+) -> Result<McpGrant, String> {
     let url = state
         .mcp_url
         .clone()

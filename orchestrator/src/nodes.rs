@@ -232,8 +232,7 @@ pub async fn register(
         Some((Some(_),)) => None,
         _ => Some(auth::random_token()),
     };
-    let content =
-        serde_json::to_value(content_for(state, report)).map_err(Error::internal)?;
+    let content = serde_json::to_value(content_for(state, report)).map_err(Error::internal)?;
     let new_id = Uuid::new_v4();
     let created = sqlx::query(
         "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
@@ -354,8 +353,7 @@ pub async fn configuration(
     if let Some((snapshot,)) = latest {
         let report: NodeCapabilityReport =
             serde_json::from_value(snapshot).map_err(Error::internal)?;
-        let content =
-            serde_json::to_value(content_for(state, &report)).map_err(Error::internal)?;
+        let content = serde_json::to_value(content_for(state, &report)).map_err(Error::internal)?;
         sqlx::query(
             "UPDATE nodes SET config_version = $3, config_content = $2, updated_at = now()
              WHERE id = $1 AND config_content <> $2",

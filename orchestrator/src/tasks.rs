@@ -62,9 +62,7 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
             Problem::validation("use_sba is not supported by this orchestrator yet").into(),
         );
     }
-    if req.use_mcp == Some(true)
-        && matches!(req.input_mode, None | Some(InputMode::Prompt))
-    {
+    if req.use_mcp == Some(true) && matches!(req.input_mode, None | Some(InputMode::Prompt)) {
         return Err(Problem::validation(
             "use_mcp applies to script and commands tasks (a prompt task's agent is the Project Manager)",
         )
