@@ -183,6 +183,20 @@ install_openai_client() {
     || die "pip install openai failed (see $LOG_DIR/pip.log)"
 }
 
+# The official MCP Python SDK (`mcp`), for the test that points a stock MCP client at the
+# orchestrator's MCP gateway. Pinned: the gateway speaks protocol versions 2025-11-25 and
+# 2026-07-28, and the test asserts on the SDK's client API.
+MCP_PYTHON_VERSION=2.3.0
+install_mcp_client() {
+  python_venv
+  if "$VENV_PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_PYTHON_VERSION')" 2>/dev/null; then
+    step "mcp Python package present"; return
+  fi
+  step "installing the mcp Python package $MCP_PYTHON_VERSION into $DEV_HOME/venv"
+  "$VENV_PY" -m pip install -q "mcp==$MCP_PYTHON_VERSION" >>"$LOG_DIR/pip.log" 2>&1 \
+    || die "pip install mcp failed (see $LOG_DIR/pip.log)"
+}
+
 install_llama_server() {
   LLAMA_SERVER="$DEV_HOME/bin/llama-server"
   if [ -x "$LLAMA_SERVER" ]; then step "llama-server present"; return; fi
@@ -317,6 +331,7 @@ main() {
   build_inference_image
   prepare_rootfs
   install_openai_client
+  install_mcp_client
   write_env
 }
 

@@ -49,6 +49,9 @@ pub struct DevEnv {
     pub model_path: PathBuf,
     /// Offline stand-in for the Ollama image: llama.cpp's server with the model, on port 11434.
     pub inference_image: String,
+    /// The interpreter of the venv the bootstrap installed the official `openai` and `mcp`
+    /// clients into.
+    pub python: PathBuf,
 }
 
 impl DevEnv {
@@ -84,6 +87,7 @@ impl DevEnv {
             llama_server: get("CYNODE_TEST_LLAMA_SERVER").into(),
             model_path: get("CYNODE_TEST_MODEL_PATH").into(),
             inference_image: get("CYNODE_TEST_INFERENCE_IMAGE"),
+            python: get("CYNODE_TEST_PYTHON").into(),
         }
     }
 

@@ -9,7 +9,7 @@ mod node_support;
 
 use std::time::Duration;
 
-use cynode_e2e::{DevEnv, devenv_file};
+use cynode_e2e::DevEnv;
 use node_support::{MODEL, NodeManager, Orchestrator, User};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -113,26 +113,6 @@ async fn sse_events(mut resp: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-/// The interpreter of the venv the bootstrap installed `openai` into.
-fn python() -> String {
-    if let Ok(python) = std::env::var("CYNODE_TEST_PYTHON") {
-        return python;
-    }
-    let file = devenv_file();
-    std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("CYNODE_TEST_PYTHON=").map(str::to_owned))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "CYNODE_TEST_PYTHON is not set and {} does not define it: run `scripts/bootstrap.sh` (or `just setup`)",
-                file.display()
-            )
-        })
-}
-
 /// Drives the gateway with the official client; prints one JSON object of what it saw.
 const OPENAI_SCRIPT: &str = r#"
 import json, os, sys
@@ -197,7 +177,7 @@ print(json.dumps(out))
 async fn the_openai_python_client_lists_models_and_chats_through_the_gateway() {
     let mut stack = Stack::start().await;
     let (_, key) = stack.api_key("openai-python").await;
-    let output = tokio::process::Command::new(python())
+    let output = tokio::process::Command::new(DevEnv::load().python)
         .arg("-c")
         .arg(OPENAI_SCRIPT)
         .env("GATEWAY", &stack.orchestrator.gw)

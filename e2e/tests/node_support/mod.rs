@@ -22,6 +22,8 @@ pub struct Orchestrator {
     pub process: ChildGuard,
     pub cp: String,
     pub gw: String,
+    /// The MCP gateway's endpoint URL.
+    pub mcp: String,
     pub database_url: String,
     pub psk: String,
     pub admin_password: String,
@@ -49,7 +51,7 @@ impl Orchestrator {
         let psk = format!("psk-{}", uuid::Uuid::new_v4().simple());
         let admin_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
         let jwt_secret = uuid::Uuid::new_v4().to_string();
-        let (cp_port, gw_port) = (free_port(), free_port());
+        let (cp_port, gw_port, mcp_port) = (free_port(), free_port(), free_port());
         let cp = format!("http://127.0.0.1:{cp_port}");
         let gw = format!("http://127.0.0.1:{gw_port}");
         let mut vars = vec![
@@ -73,7 +75,7 @@ impl Orchestrator {
                 format!("127.0.0.1:{gw_port}"),
             ),
             ("ORCHESTRATOR_PUBLIC_URL".into(), cp.clone()),
-            ("MCP_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+            ("MCP_LISTEN_ADDR".into(), format!("127.0.0.1:{mcp_port}")),
             ("INFERENCE_MODEL".into(), MODEL.into()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -82,6 +84,7 @@ impl Orchestrator {
             process,
             cp,
             gw,
+            mcp: format!("http://127.0.0.1:{mcp_port}/mcp"),
             database_url,
             psk,
             admin_password,
@@ -89,6 +92,25 @@ impl Orchestrator {
             dir,
             vars,
         }
+    }
+
+    /// Runs `cynode-orchestrator ARGS` with this orchestrator's configuration and secrets and
+    /// returns its stdout; it must succeed.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("cynode-orchestrator"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "cynode-orchestrator {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     /// Kills the process outright (no shutdown of any kind) and starts it again on the same
