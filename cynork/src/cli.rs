@@ -57,6 +57,9 @@ pub enum Command {
     /// List, inspect, drain and undrain worker nodes (admin only)
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Read audit logs (admin only)
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Chat with a model through the gateway
     ///
     /// Without -m: reads lines, streams each answer as it arrives, and leaves on /exit, /quit
@@ -154,6 +157,59 @@ pub enum NodeCommand {
         /// The node's slug
         slug: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// MCP tool calls, newest first: which agent called which tool, allowed or denied, and
+    /// how it ended (arguments and results are never kept)
+    Mcp(McpAuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpAuditArgs {
+    /// Only calls about this task
+    #[arg(long, value_name = "UUID")]
+    pub task_id: Option<uuid::Uuid>,
+    /// Only calls from this job's sandbox
+    #[arg(long, value_name = "UUID")]
+    pub job_id: Option<uuid::Uuid>,
+    /// Only calls of this tool (e.g. db.task.get)
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// Only allowed or only denied calls
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+    /// Only calls by this agent type (pm, pa, sandbox, anonymous)
+    #[arg(long, value_name = "TYPE")]
+    pub agent: Option<String>,
+    /// Only calls at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only calls before this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Most entries (1 to 500) [default: 100]
+    #[arg(short = 'l', long, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// The next_cursor of the previous page
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DecisionArg {
+    Allow,
+    Deny,
+}
+
+impl DecisionArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! Podman REST socket, the sandbox image, the llama.cpp inference server). A test that needs one
 //! and finds it missing fails with the command that installs it: tests never skip themselves.
 
+pub mod mcp;
 pub mod metrics;
 pub mod netns;
 pub mod notify;

@@ -6,97 +6,22 @@ mod common;
 use std::time::Duration;
 
 use common::{Orchestrator, assert_problem};
+use cynode_e2e::mcp::McpClient;
 use cynode_orchestrator::mcp::Agent;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-/// A JSON-RPC client of the gateway (protocol 2026-07-28: stateless, no handshake).
-struct Mcp {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Mcp {
-    fn of(o: &Orchestrator) -> Self {
-        Self {
-            url: o
-                .running
-                .as_ref()
-                .unwrap()
-                .state
-                .mcp_url
-                .clone()
-                .expect("control plane serves MCP"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// A JSON-RPC request with the 2026-07-28 routing headers (`Mcp-Method`, `Mcp-Name`).
-    async fn post(&self, token: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", body["method"].as_str().unwrap())
-            .json(body);
-        if let Some(name) = body["params"]["name"].as_str() {
-            req = req.header("mcp-name", name);
-        }
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        req.send().await.unwrap()
-    }
-
-    async fn rpc(&self, token: Option<&str>, method: &str, mut params: Value) -> Value {
-        // 2026-07-28 requests carry the client's protocol version, identity and capabilities.
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "cynode-tests", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        let resp = self
-            .post(
-                token,
-                &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-            )
-            .await;
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        assert_eq!(status, 200, "{method}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// `tools/call`: the tool's envelope (`structuredContent`).
-    async fn call(&self, token: Option<&str>, tool: &str, arguments: Value) -> Value {
-        let answer = self
-            .rpc(
-                token,
-                "tools/call",
-                json!({"name": tool, "arguments": arguments}),
-            )
-            .await;
-        let result = &answer["result"];
-        assert!(result.is_object(), "tools/call {tool}: {answer}");
-        let envelope = result["structuredContent"].clone();
-        assert_eq!(
-            result["isError"].as_bool().unwrap_or(false),
-            envelope["status"] == "error",
-            "{answer}"
-        );
-        envelope
-    }
-
-    async fn tool_names(&self, token: &str) -> Vec<String> {
-        let answer = self.rpc(Some(token), "tools/list", json!({})).await;
-        answer["result"]["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{answer}"))
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_owned())
-            .collect()
-    }
+/// The gateway of `o`.
+fn client(o: &Orchestrator) -> McpClient {
+    McpClient::new(
+        o.running
+            .as_ref()
+            .unwrap()
+            .state
+            .mcp_url
+            .clone()
+            .expect("control plane serves MCP"),
+    )
 }
 
 fn issue(o: &Orchestrator, agent: &Agent) -> String {
@@ -155,7 +80,7 @@ fn row(
 async fn tools_are_listed_by_role_and_pm_calls_succeed_with_one_audit_row_each() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let (task, job, owner) = task_and_job(&o, &admin).await;
     let pm = issue(&o, &Agent::pm());
     let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
@@ -237,7 +162,7 @@ async fn tools_are_listed_by_role_and_pm_calls_succeed_with_one_audit_row_each()
 async fn refusals_are_denied_audited_and_change_nothing() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let (task, job, owner) = task_and_job(&o, &admin).await;
     let (other_task, other_job, _) = task_and_job(&o, &admin).await;
     let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
@@ -366,7 +291,7 @@ async fn refusals_are_denied_audited_and_change_nothing() {
 async fn memory_is_job_scoped_and_capped() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let (task, job, owner) = task_and_job(&o, &admin).await;
     let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
     for i in 0..100 {
@@ -430,7 +355,7 @@ async fn memory_is_job_scoped_and_capped() {
 async fn the_pm_ends_tasks_through_update_status() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let pm = issue(&o, &Agent::pm());
     let (task, _, _) = task_and_job(&o, &admin).await;
     let no_reason = mcp
@@ -474,7 +399,7 @@ async fn the_pm_ends_tasks_through_update_status() {
 #[tokio::test]
 async fn disabled_tools_are_neither_listed_nor_callable() {
     let o = Orchestrator::start(&[("MCP_TOOLS_DISABLED", "node.list,help.get")]).await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let pm = issue(&o, &Agent::pm());
     let names = mcp.tool_names(&pm).await;
     assert!(!names.contains(&"node.list".to_owned()), "{names:?}");
@@ -490,7 +415,7 @@ async fn disabled_tools_are_neither_listed_nor_callable() {
 #[tokio::test]
 async fn browsers_foreign_hosts_and_anonymous_listing_are_refused() {
     let o = Orchestrator::start(&[]).await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let pm = issue(&o, &Agent::pm());
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
     let with_origin = mcp
@@ -541,7 +466,7 @@ async fn browsers_foreign_hosts_and_anonymous_listing_are_refused() {
 async fn admins_read_the_audit_with_filters_and_others_cannot() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = Mcp::of(&o);
+    let mcp = client(&o);
     let (task, job, owner) = task_and_job(&o, &admin).await;
     let pm = issue(&o, &Agent::pm());
     let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));

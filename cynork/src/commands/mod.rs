@@ -2,6 +2,7 @@
 //! [`crate::output`].
 
 mod apikey;
+mod audit;
 mod auth;
 mod chat;
 mod docs;
@@ -96,6 +97,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Task(cmd) => task::run(&ctx, cmd).await,
         Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
         Command::Node(cmd) => node::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Completion { shell } => {
             docs::completion(shell);

@@ -23,6 +23,9 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 pub struct Stack {
     pub gateway: String,
     pub control_plane: String,
+    /// The MCP gateway's endpoint URL.
+    pub mcp: String,
+    database_url: String,
     orchestrator: ChildGuard,
     worker: Option<ChildGuard>,
     dir: tempfile::TempDir,
@@ -39,7 +42,7 @@ impl Stack {
         let env = DevEnv::load();
         let database_url = env.fresh_database().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let (cp_port, gw_port) = (free_port(), free_port());
+        let (cp_port, gw_port, mcp_port) = (free_port(), free_port(), free_port());
         let control_plane = format!("http://127.0.0.1:{cp_port}");
         let gateway = format!("http://127.0.0.1:{gw_port}");
         let log = std::fs::File::create(dir.path().join("orchestrator.log")).expect("log file");
@@ -52,7 +55,7 @@ impl Stack {
             .env("BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("MCP_LISTEN_ADDR", "127.0.0.1:0")
+            .env("MCP_LISTEN_ADDR", format!("127.0.0.1:{mcp_port}"))
             .env("ORCHESTRATOR_PUBLIC_URL", &control_plane)
             .env("RATE_LIMIT_PER_MINUTE", "1000")
             // The test node has no model: readiness needs no Project Manager here.
@@ -67,6 +70,8 @@ impl Stack {
         let stack = Self {
             gateway,
             control_plane,
+            mcp: format!("http://127.0.0.1:{mcp_port}/mcp"),
+            database_url,
             orchestrator,
             worker: None,
             dir,
@@ -85,6 +90,19 @@ impl Stack {
 
     /// Makes the orchestrator ready: registers node `slug` with the PSK, starts the real worker
     /// API with the node's bearer token (on stdin, as node-manager does), acks the config.
+    /// A Project Manager MCP token from `cynode-orchestrator mcp-token`.
+    pub async fn pm_token(&self) -> String {
+        let output = Command::new(binary("cynode-orchestrator"))
+            .args(["mcp-token", "--agent", "pm"])
+            .env("DATABASE_URL", &self.database_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .output()
+            .await
+            .expect("cynode-orchestrator mcp-token");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     pub async fn add_node(&mut self, slug: &str) {
         let env = DevEnv::load();
         let http = reqwest::Client::new();
