@@ -34,6 +34,10 @@ bench-inference RUNS="20": setup
 bench-orchestrator DURATION="10" JOBS="2000": setup
     scripts/bench-orchestrator.sh {{DURATION}} {{JOBS}}
 
+# MCP gateway benchmark: tools/call db.task.get (with its audit row) vs GET /v1/tasks/{id}.
+bench-mcp DURATION="10": setup
+    scripts/bench-mcp.sh {{DURATION}}
+
 # Dispatcher benchmark: jobs/s with 1, 3 and 10 nodes and 10,000 queued jobs against a Rust worker
 # double far faster than the orchestrator; claim latency (median/p95) and ns per placement.
 bench-scheduler JOBS="10000" RUNS="1" NODES="1 3 10" CLAIMS="500": setup
