@@ -85,6 +85,20 @@ run cynork task steps ask
 run cynork task list
 run cynork auth logout
 
+say "MCP: a sandbox agent calls tools through its node; it holds no token, and every call is audited"
+cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
+{ cat scripts/mcp-shell-client.sh; cat <<'SH'; } >"$DEMO/mcp-agent.sh"
+ids="\"task_id\":\"$CYNODE_TASK_ID\",\"job_id\":\"$CYNODE_JOB_ID\""
+echo "tokens in my environment: $(env | grep -cE 'eyJ[A-Za-z0-9_-]+[.]eyJ')"
+mcp memory.add "{$ids,\"key\":\"plan\",\"content\":\"count the files\"}" | grep -o '"structuredContent":{[^}]*}'
+mcp memory.retrieve "{$ids,\"key\":\"plan\"}" | grep -o '"content":"[^"]*"' | tail -1
+mcp db.task.get "{\"task_id\":\"$CYNODE_TASK_ID\"}" | grep -o '"error":{[^}]*}'
+SH
+run cynork task create --name mcp-agent --wait --use-mcp --script "$DEMO/mcp-agent.sh"
+run cynork task logs mcp-agent
+run cynork audit mcp -l 3
+cynork auth logout >/dev/null
+
 say "Chat: the OpenAI-compatible gateway with a personal API key (what Open WebUI or the openai package use)"
 cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
 CHAT_KEY=$(cynork -o json apikey create --name demo-chat 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')

@@ -13,18 +13,8 @@ use node_support::{NodeManager, Orchestrator, User};
 use serde_json::json;
 use sqlx::Connection;
 
-/// A POSIX shell `mcp TOOL ARGUMENTS_JSON` for busybox: one stateless MCP 2026-07-28
-/// `tools/call` with `wget`, printing the JSON-RPC answer.
-const MCP_SHELL_CLIENT: &str = r#"mcp() {
-  meta='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"sh","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
-  body="{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"$1\",\"arguments\":$2,$meta}}"
-  wget -q -O - --header 'Content-Type: application/json' \
-    --header 'Accept: application/json, text/event-stream' \
-    --header 'MCP-Protocol-Version: 2026-07-28' --header 'Mcp-Method: tools/call' \
-    --header "Mcp-Name: $1" --post-data "$body" "$CYNODE_MCP_URL"
-  echo
-}
-"#;
+/// `mcp TOOL ARGUMENTS_JSON` in the sandbox's shell (the demo uses the same client).
+const MCP_SHELL_CLIENT: &str = include_str!("../../scripts/mcp-shell-client.sh");
 
 #[tokio::test]
 async fn a_use_mcp_job_calls_tools_through_its_node_without_holding_a_token() {
