@@ -193,7 +193,7 @@ pub struct SetPreferenceRequest {
 }
 
 /// Query of `GET /v1/prefs`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PreferenceListQuery {
