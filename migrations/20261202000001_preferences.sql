@@ -9,7 +9,7 @@ CREATE TABLE preference_entries (
     -- The user, group, project or task the entry belongs to. Not a foreign key: it points into
     -- a different table per scope type (checked by the writer).
     scope_id    uuid,
-    key         text NOT NULL CHECK (key ~ '^[a-z0-9_.-]{1,256}$'),
+    key         text NOT NULL CHECK (key ~ '^[a-z0-9_.-]+$' AND length(key) <= 256),
     -- JSON null is a value: it masks the key at lower scopes.
     value       jsonb NOT NULL,
     value_type  text NOT NULL CHECK (value_type IN ('string', 'number', 'boolean', 'object', 'array')),
