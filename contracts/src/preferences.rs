@@ -20,7 +20,18 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 /// Where an entry applies. Precedence, lowest first: system, user, project, task. (The spec's
 /// `group` scope sits between system and user; there are no groups yet, so it has no API.)
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeType {
@@ -63,7 +74,9 @@ impl std::fmt::Display for ScopeType {
 
 /// The JSON type an entry's value must have (`null` is allowed for every type: it masks the
 /// key at lower scopes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {
     String,

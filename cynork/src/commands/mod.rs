@@ -2,10 +2,12 @@
 //! [`crate::output`].
 
 mod apikey;
+mod artifacts;
 mod auth;
 mod chat;
 mod docs;
 mod node;
+mod prefs;
 mod status;
 mod task;
 
@@ -96,6 +98,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Task(cmd) => task::run(&ctx, cmd).await,
         Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
         Command::Node(cmd) => node::run(&ctx, cmd).await,
+        Command::Prefs(cmd) => prefs::run(&ctx, cmd).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Completion { shell } => {
             docs::completion(shell);
