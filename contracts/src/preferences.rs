@@ -75,7 +75,16 @@ impl std::fmt::Display for ScopeType {
 /// The JSON type an entry's value must have (`null` is allowed for every type: it masks the
 /// key at lower scopes).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {

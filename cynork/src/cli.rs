@@ -278,7 +278,12 @@ pub enum PrefsCommand {
         #[arg(long, value_name = "KEY")]
         key: String,
         /// The value as JSON: `'"concise"'`, `80`, `true`, `'["rust","go"]'`, `null`
-        #[arg(long, value_name = "JSON", required_unless_present = "value_file", conflicts_with = "value_file")]
+        #[arg(
+            long,
+            value_name = "JSON",
+            required_unless_present = "value_file",
+            conflicts_with = "value_file"
+        )]
         value: Option<String>,
         /// Read the JSON value from this file (at most 64 KiB)
         #[arg(long, value_name = "FILE")]
@@ -561,13 +566,24 @@ mod tests {
         assert!(parse(&["prefs", "list", "--scope-type", "user", "-l", "101"]).is_err());
         assert!(parse(&["prefs", "set", "--scope-type", "user", "--key", "k"]).is_err());
         assert!(
-            parse(&["prefs", "set", "--scope-type", "user", "--key", "k", "--value", "1"]).is_ok()
+            parse(&[
+                "prefs",
+                "set",
+                "--scope-type",
+                "user",
+                "--key",
+                "k",
+                "--value",
+                "1"
+            ])
+            .is_ok()
         );
         let id = Uuid::new_v4().to_string();
+        assert!(parse(&["prefs", "effective", "--task-id", &id, "--project-id", &id]).is_err());
         assert!(
-            parse(&["prefs", "effective", "--task-id", &id, "--project-id", &id]).is_err()
+            parse(&["task", "artifacts", "get", "t", &id]).is_err(),
+            "--out is required"
         );
-        assert!(parse(&["task", "artifacts", "get", "t", &id]).is_err(), "--out is required");
         assert!(parse(&["task", "artifacts", "get", "t", &id, "--out", "f"]).is_ok());
     }
 

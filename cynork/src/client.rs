@@ -271,7 +271,9 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<T> {
         let resp = self
-            .authed(method, segments, query, |_| body.cloned().map(Payload::Json))
+            .authed(method, segments, query, |_| {
+                body.cloned().map(Payload::Json)
+            })
             .await?;
         self.decode(resp).await
     }

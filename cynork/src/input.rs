@@ -99,7 +99,8 @@ pub fn multipart(request: &CreateTaskRequest, files: &[Attachment]) -> Payload {
             break candidate;
         }
     };
-    let mut body = Vec::with_capacity(task.len() + files.iter().map(|f| f.bytes.len() + 256).sum::<usize>());
+    let mut body =
+        Vec::with_capacity(task.len() + files.iter().map(|f| f.bytes.len() + 256).sum::<usize>());
     let mut part = |disposition: String, content_type: &str, bytes: &[u8]| {
         body.extend_from_slice(
             format!(
@@ -331,18 +332,29 @@ mod tests {
         assert!(err.to_string().contains("symbolic link"), "{err}");
 
         let files = attachments(&args(&["hi", "-a", real.to_str().unwrap()])).unwrap();
-        assert_eq!((files[0].name.as_str(), files[0].bytes.as_slice()), ("real.txt", &b"x"[..]));
-        assert!(create_request(&args(&["hi", "-a", real.to_str().unwrap()]))
-            .unwrap()
-            .attachments
-            .is_empty());
+        assert_eq!(
+            (files[0].name.as_str(), files[0].bytes.as_slice()),
+            ("real.txt", &b"x"[..])
+        );
+        assert!(
+            create_request(&args(&["hi", "-a", real.to_str().unwrap()]))
+                .unwrap()
+                .attachments
+                .is_empty()
+        );
 
         let other = dir.path().join("sub");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(other.join("real.txt"), "y").unwrap();
         let twice = other.join("real.txt");
-        let err = attachments(&args(&["hi", "-a", real.to_str().unwrap(), "-a", twice.to_str().unwrap()]))
-            .unwrap_err();
+        let err = attachments(&args(&[
+            "hi",
+            "-a",
+            real.to_str().unwrap(),
+            "-a",
+            twice.to_str().unwrap(),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("two attachments"), "{err}");
     }
 
@@ -350,20 +362,49 @@ mod tests {
     fn the_multipart_body_holds_the_task_and_each_file() {
         let request = create_request(&args(&["hi"])).unwrap();
         let files = [
-            Attachment { name: "a.txt".into(), bytes: b"first".to_vec() },
-            Attachment { name: "b.bin".into(), bytes: vec![0, 255, 13, 10] },
+            Attachment {
+                name: "a.txt".into(),
+                bytes: b"first".to_vec(),
+            },
+            Attachment {
+                name: "b.bin".into(),
+                bytes: vec![0, 255, 13, 10],
+            },
         ];
-        let Payload::Raw { content_type, bytes } = multipart(&request, &files) else {
+        let Payload::Raw {
+            content_type,
+            bytes,
+        } = multipart(&request, &files)
+        else {
             panic!("multipart is raw");
         };
-        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let boundary = content_type
+            .strip_prefix("multipart/form-data; boundary=")
+            .unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert_eq!(text.matches(&format!("--{boundary}\r\n")).count(), 3, "{text}");
+        assert_eq!(
+            text.matches(&format!("--{boundary}\r\n")).count(),
+            3,
+            "{text}"
+        );
         assert!(text.ends_with(&format!("--{boundary}--\r\n")), "{text}");
-        assert!(text.contains("name=\"task\"\r\nContent-Type: application/json\r\n\r\n{\"prompt\":\"hi\""), "{text}");
-        assert!(text.contains("filename=\"a.txt\"\r\nContent-Type: application/octet-stream\r\n\r\nfirst\r\n"), "{text}");
+        assert!(
+            text.contains(
+                "name=\"task\"\r\nContent-Type: application/json\r\n\r\n{\"prompt\":\"hi\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "filename=\"a.txt\"\r\nContent-Type: application/octet-stream\r\n\r\nfirst\r\n"
+            ),
+            "{text}"
+        );
         let raw = [0u8, 255, 13, 10, 13, 10];
-        assert!(bytes.windows(raw.len()).any(|w| w == raw), "binary content is kept as is");
+        assert!(
+            bytes.windows(raw.len()).any(|w| w == raw),
+            "binary content is kept as is"
+        );
     }
 
     #[test]

@@ -18,11 +18,25 @@ async fn set_get_list_effective_delete() {
     let user = ["--scope-type", "user", "--key", "output.summary_style"];
 
     let run = cli
-        .run(&[&["prefs", "set"][..], &user, &["--value", "\"concise\"", "--reason", "short"]].concat())
+        .run(
+            &[
+                &["prefs", "set"][..],
+                &user,
+                &["--value", "\"concise\"", "--reason", "short"],
+            ]
+            .concat(),
+        )
         .await;
-    assert!(run.ok().starts_with("ok=true key=output.summary_style version=1"), "{run:?}");
+    assert!(
+        run.ok()
+            .starts_with("ok=true key=output.summary_style version=1"),
+        "{run:?}"
+    );
     let run = cli.run(&[&["prefs", "get"][..], &user].concat()).await;
-    assert_eq!(run.ok().trim(), r#"key=output.summary_style value="\"concise\"""#);
+    assert_eq!(
+        run.ok().trim(),
+        r#"key=output.summary_style value="\"concise\"""#
+    );
 
     // Not JSON: a usage error, and nothing changes.
     let run = cli
@@ -32,19 +46,40 @@ async fn set_get_list_effective_delete() {
     assert!(run.stderr.contains("not JSON"), "{run:?}");
     // A stale version: conflict, and nothing changes.
     let run = cli
-        .run(&[&["prefs", "set"][..], &user, &["--value", "\"x\"", "--expected-version", "7"]].concat())
+        .run(
+            &[
+                &["prefs", "set"][..],
+                &user,
+                &["--value", "\"x\"", "--expected-version", "7"],
+            ]
+            .concat(),
+        )
         .await;
     assert_eq!(run.code, CONFLICT, "{run:?}");
-    let entry = cli.run(&[&["prefs", "get"][..], &user, &["-o", "json"]].concat()).await.json();
-    assert_eq!((entry["value"].clone(), entry["version"].clone()), (json!("concise"), json!(1)));
+    let entry = cli
+        .run(&[&["prefs", "get"][..], &user, &["-o", "json"]].concat())
+        .await
+        .json();
+    assert_eq!(
+        (entry["value"].clone(), entry["version"].clone()),
+        (json!("concise"), json!(1))
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("value.json");
     std::fs::write(&file, r#"["rust", "go"]"#).unwrap();
     let run = cli
         .run(&[
-            "prefs", "set", "--scope-type", "system", "--key", "code.language.rank_ordered",
-            "--value-file", file.to_str().unwrap(), "-o", "json",
+            "prefs",
+            "set",
+            "--scope-type",
+            "system",
+            "--key",
+            "code.language.rank_ordered",
+            "--value-file",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
         ])
         .await;
     assert_eq!(run.json()["value_type"], "array");
@@ -52,7 +87,10 @@ async fn set_get_list_effective_delete() {
     let run = cli.run(&["prefs", "list", "--scope-type", "user"]).await;
     let lines: Vec<&str> = run.ok().lines().collect();
     assert_eq!(lines[0], "key\tvalue_json\tupdated_at");
-    assert!(lines[1].starts_with("output.summary_style\t\"concise\"\t"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("output.summary_style\t\"concise\"\t"),
+        "{lines:?}"
+    );
     assert_eq!(lines.len(), 2, "{lines:?}");
 
     let task = cli
@@ -64,8 +102,16 @@ async fn set_get_list_effective_delete() {
         .to_owned();
     let run = cli
         .run(&[
-            "prefs", "set", "--scope-type", "task", "--scope-id", &task, "--key",
-            "output.summary_style", "--value", "\"detailed\"",
+            "prefs",
+            "set",
+            "--scope-type",
+            "task",
+            "--scope-id",
+            &task,
+            "--key",
+            "output.summary_style",
+            "--value",
+            "\"detailed\"",
         ])
         .await;
     run.ok();
@@ -77,12 +123,17 @@ async fn set_get_list_effective_delete() {
         view["effective"],
         json!({"code.language.rank_ordered": ["rust", "go"], "output.summary_style": "detailed"})
     );
-    assert_eq!(view["sources"][1], json!({"key": "output.summary_style", "scope_type": "task", "scope_id": task}));
+    assert_eq!(
+        view["sources"][1],
+        json!({"key": "output.summary_style", "scope_type": "task", "scope_id": task})
+    );
     let mine = cli.run(&["prefs", "effective", "-o", "json"]).await.json();
     assert_eq!(mine["effective"]["output.summary_style"], "concise");
     let table = cli.run(&["prefs", "effective", "--task-id", &task]).await;
     assert!(
-        table.ok().contains(&format!("key=output.summary_style value=\"\\\"detailed\\\"\" scope_type=task scope_id={task}")),
+        table.ok().contains(&format!(
+            "key=output.summary_style value=\"\\\"detailed\\\"\" scope_type=task scope_id={task}"
+        )),
         "{table:?}"
     );
 
@@ -100,7 +151,18 @@ async fn scopes_needing_an_id_are_usage_errors_before_any_request() {
     for args in [
         &["prefs", "list", "--scope-type", "project"][..],
         &["prefs", "get", "--scope-type", "task", "--key", "k"],
-        &["prefs", "set", "--scope-type", "system", "--scope-id", "00000000-0000-0000-0000-000000000000", "--key", "k", "--value", "1"],
+        &[
+            "prefs",
+            "set",
+            "--scope-type",
+            "system",
+            "--scope-id",
+            "00000000-0000-0000-0000-000000000000",
+            "--key",
+            "k",
+            "--value",
+            "1",
+        ],
         &["prefs", "list", "--scope-type", "group"],
     ] {
         let run = cli.run_with(args, None, &[("CYNORK_TOKEN", "t")]).await;

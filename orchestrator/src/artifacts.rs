@@ -3,11 +3,11 @@
 //! writes, stored in PostgreSQL with their size, type and SHA-256. The user gateway's routes
 //! are at the end; authorization is theirs (the store functions trust their caller).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
 pub use cynode_contracts::artifacts::MAX_ARTIFACT_BYTES;
 use cynode_contracts::artifacts::{Artifact, ArtifactList, ArtifactPutQuery, MAX_PATH_CHARS};
@@ -42,15 +42,13 @@ impl From<ArtifactError> for Error {
     fn from(e: ArtifactError) -> Self {
         match e {
             ArtifactError::Invalid(detail) => Problem::validation(detail).into(),
-            ArtifactError::TooLarge { .. } => {
-                Problem::new(
-                    cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
-                    "Payload too large",
-                    413,
-                    e.to_string(),
-                )
-                .into()
-            }
+            ArtifactError::TooLarge { .. } => Problem::new(
+                cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
+                "Payload too large",
+                413,
+                e.to_string(),
+            )
+            .into(),
             ArtifactError::NotFound(detail) => Problem::not_found(detail).into(),
             ArtifactError::Db(e) => Error::Db(e),
         }
@@ -113,8 +111,7 @@ struct Row {
     updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "a.id, a.task_id, a.path, a.content_type, a.size_bytes, a.checksum_sha256, a.created_at, a.updated_at";
+const COLUMNS: &str = "a.id, a.task_id, a.path, a.content_type, a.size_bytes, a.checksum_sha256, a.created_at, a.updated_at";
 
 impl From<Row> for Artifact {
     fn from(row: Row) -> Self {
@@ -183,16 +180,18 @@ pub(crate) async fn put_in(
     .bind(writer.user_id)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("task_artifacts_task_id_fkey") => {
-            ArtifactError::NotFound(format!("task {task_id} does not exist"))
-        }
-        Some("task_artifacts_job_id_fkey") => ArtifactError::Invalid(format!(
-            "job {} does not exist",
-            writer.job_id.unwrap_or_default()
-        )),
-        _ => ArtifactError::Db(e),
-    })?;
+    .map_err(
+        |e| match e.as_database_error().and_then(|d| d.constraint()) {
+            Some("task_artifacts_task_id_fkey") => {
+                ArtifactError::NotFound(format!("task {task_id} does not exist"))
+            }
+            Some("task_artifacts_job_id_fkey") => ArtifactError::Invalid(format!(
+                "job {} does not exist",
+                writer.job_id.unwrap_or_default()
+            )),
+            _ => ArtifactError::Db(e),
+        },
+    )?;
     let (id, inserted) = row;
     sqlx::query(
         "INSERT INTO task_artifact_contents (artifact_id, content) VALUES ($1, $2)
@@ -202,10 +201,12 @@ pub(crate) async fn put_in(
     .bind(bytes)
     .execute(&mut *conn)
     .await?;
-    let row: Row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM task_artifacts a WHERE a.id = $1"))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row: Row = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM task_artifacts a WHERE a.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok((row.into(), inserted))
 }
 
@@ -313,7 +314,10 @@ pub async fn http_download(
         .unwrap_or(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
     headers.insert(header::CONTENT_TYPE, content_type);
     // Never rendered as a page of the gateway's origin.
-    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -351,9 +355,10 @@ pub async fn http_upload(
         return Err(payload_too_large().into());
     }
     let content_type = match headers.get(header::CONTENT_TYPE) {
-        Some(v) => Some(v.to_str().map_err(|_| {
-            Problem::validation("Content-Type must be printable ASCII")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Problem::validation("Content-Type must be printable ASCII"))?,
+        ),
         None => None,
     };
     let task_id = crate::tasks::resolve(&state, &user, &id).await?;
@@ -379,7 +384,13 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_task() {
-        for good in ["a.txt", "dir/b.md", "attachments/ä b.txt", "..a/b..", "a/./b"] {
+        for good in [
+            "a.txt",
+            "dir/b.md",
+            "attachments/ä b.txt",
+            "..a/b..",
+            "a/./b",
+        ] {
             assert!(check_path(good).is_ok(), "{good}");
         }
         for bad in [

@@ -67,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::user::TASK_ARTIFACT, get(artifacts::http_download))
         .route(routes::user::PREFS, get(preferences::http_list))
-        .route(routes::user::PREFS_EFFECTIVE, get(preferences::http_effective))
+        .route(
+            routes::user::PREFS_EFFECTIVE,
+            get(preferences::http_effective),
+        )
         .route(
             routes::user::PREF,
             get(preferences::http_get)
@@ -296,9 +299,14 @@ async fn create_task(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let (req, uploads) = if multipart {
-        let form = Multipart::from_request(request, &state).await.map_err(|e| {
-            Error::from(Problem::validation(format!("multipart body: {}", e.body_text())))
-        })?;
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| {
+                Error::from(Problem::validation(format!(
+                    "multipart body: {}",
+                    e.body_text()
+                )))
+            })?;
         tasks::read_multipart(form).await?
     } else {
         let ApiJson(req) = ApiJson::<CreateTaskRequest>::from_request(request, &state)

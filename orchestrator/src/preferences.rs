@@ -381,9 +381,9 @@ pub async fn update(
     check_key("key", key, false)?;
     check_reason(reason)?;
     let mut tx = db.begin().await?;
-    let current = fetch(&mut tx, scope, key, true)
-        .await?
-        .ok_or_else(|| PrefError::NotFound(format!("preference {key} of {scope} does not exist")))?;
+    let current = fetch(&mut tx, scope, key, true).await?.ok_or_else(|| {
+        PrefError::NotFound(format!("preference {key} of {scope} does not exist"))
+    })?;
     if let Some(expected) = expected_version.filter(|v| *v != current.version) {
         return Err(stale(scope, key, expected, current.version));
     }
@@ -426,9 +426,9 @@ pub async fn delete(
     check_key("key", key, false)?;
     check_reason(reason)?;
     let mut tx = db.begin().await?;
-    let current = fetch(&mut tx, scope, key, true)
-        .await?
-        .ok_or_else(|| PrefError::NotFound(format!("preference {key} of {scope} does not exist")))?;
+    let current = fetch(&mut tx, scope, key, true).await?.ok_or_else(|| {
+        PrefError::NotFound(format!("preference {key} of {scope} does not exist"))
+    })?;
     if let Some(expected) = expected_version.filter(|v| *v != current.version) {
         return Err(stale(scope, key, expected, current.version));
     }
@@ -621,10 +621,9 @@ pub async fn http_get(
 ) -> Result<Json<PreferenceEntry>, Error> {
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
     authorize(&state.db, &user, scope, false).await?;
-    get(&state.db, scope, &key)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("preference {key} of {scope} does not exist")).into())
+    get(&state.db, scope, &key).await?.map(Json).ok_or_else(|| {
+        Problem::not_found(format!("preference {key} of {scope} does not exist")).into()
+    })
 }
 
 /// Creates (201) or updates (200) a preference entry. With `expected_version`, an entry at
@@ -683,7 +682,10 @@ pub async fn http_put(
         .value_type
         .or_else(|| ValueType::of(&body.value))
         .ok_or_else(|| Problem::validation("value_type is required to create a null entry"))?;
-    let entry = create(&state.db, scope, &key, body.value, value_type, actor, reason).await?;
+    let entry = create(
+        &state.db, scope, &key, body.value, value_type, actor, reason,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -728,9 +730,7 @@ pub async fn http_effective(
 ) -> Result<Json<EffectivePreferences>, Error> {
     let view = match (q.task_id, q.project_id) {
         (Some(_), Some(_)) => {
-            return Err(
-                Problem::validation("give task_id or project_id, not both").into(),
-            );
+            return Err(Problem::validation("give task_id or project_id, not both").into());
         }
         (Some(task_id), None) => {
             authorize(&state.db, &user, Scope::Task(task_id), false).await?;
@@ -747,7 +747,13 @@ mod tests {
 
     use super::*;
 
-    fn entry(scope: Scope, key: &str, value: Value, value_type: ValueType, at: i64) -> PreferenceEntry {
+    fn entry(
+        scope: Scope,
+        key: &str,
+        value: Value,
+        value_type: ValueType,
+        at: i64,
+    ) -> PreferenceEntry {
         PreferenceEntry {
             id: Uuid::new_v4(),
             scope_type: scope.scope_type(),
@@ -773,7 +779,13 @@ mod tests {
             entry(Scope::User(u), "a", json!("user"), s, 7),
             entry(Scope::User(u), "b", json!("user"), s, 7),
             entry(Scope::System, "b", json!("system"), s, 8),
-            entry(Scope::Project(p), "c", json!({"x": 1}), ValueType::Object, 1),
+            entry(
+                Scope::Project(p),
+                "c",
+                json!({"x": 1}),
+                ValueType::Object,
+                1,
+            ),
         ]);
         assert_eq!(view.effective["a"], json!("task"));
         assert_eq!(view.effective["b"], json!("user"));
@@ -781,9 +793,21 @@ mod tests {
         assert_eq!(
             view.sources,
             vec![
-                PreferenceSource { key: "a".into(), scope_type: ScopeType::Task, scope_id: Some(t) },
-                PreferenceSource { key: "b".into(), scope_type: ScopeType::User, scope_id: Some(u) },
-                PreferenceSource { key: "c".into(), scope_type: ScopeType::Project, scope_id: Some(p) },
+                PreferenceSource {
+                    key: "a".into(),
+                    scope_type: ScopeType::Task,
+                    scope_id: Some(t)
+                },
+                PreferenceSource {
+                    key: "b".into(),
+                    scope_type: ScopeType::User,
+                    scope_id: Some(u)
+                },
+                PreferenceSource {
+                    key: "c".into(),
+                    scope_type: ScopeType::Project,
+                    scope_id: Some(p)
+                },
             ]
         );
     }
@@ -821,10 +845,17 @@ mod tests {
         let s = ValueType::String;
         let older = entry(Scope::User(u), "k", json!("older"), s, 1);
         let newer = entry(Scope::User(u), "k", json!("newer"), s, 2);
-        assert_eq!(fold(vec![newer.clone(), older.clone()]).effective["k"], json!("newer"));
+        assert_eq!(
+            fold(vec![newer.clone(), older.clone()]).effective["k"],
+            json!("newer")
+        );
         let mut same = newer.clone();
         same.value = json!("same time");
-        let winner = if same.id > newer.id { "same time" } else { "newer" };
+        let winner = if same.id > newer.id {
+            "same time"
+        } else {
+            "newer"
+        };
         assert_eq!(fold(vec![same, newer]).effective["k"], json!(winner));
     }
 

@@ -221,10 +221,9 @@ pub async fn read_multipart(mut form: Multipart) -> Result<(CreateTaskRequest, V
             ))
             .into());
         }
-        let file_name = field
-            .file_name()
-            .map(str::to_owned)
-            .ok_or_else(|| Problem::validation(format!("part {name:?} is not a file (no filename)")))?;
+        let file_name = field.file_name().map(str::to_owned).ok_or_else(|| {
+            Problem::validation(format!("part {name:?} is not a file (no filename)"))
+        })?;
         if file_name.is_empty() || file_name.contains(['/', '\\']) || file_name == "." {
             return Err(Problem::validation(format!(
                 "file name {file_name:?} must be a plain name, without directories"
@@ -238,7 +237,10 @@ pub async fn read_multipart(mut form: Multipart) -> Result<(CreateTaskRequest, V
                 cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
                 "Payload too large",
                 413,
-                format!("file {file_name:?} is {} bytes; at most {MAX_ARTIFACT_BYTES} are allowed", bytes.len()),
+                format!(
+                    "file {file_name:?} is {} bytes; at most {MAX_ARTIFACT_BYTES} are allowed",
+                    bytes.len()
+                ),
             )
             .into());
         }
@@ -259,7 +261,9 @@ fn validate_uploads(req: &CreateTaskRequest, uploads: &[Upload]) -> Result<()> {
         let path = upload.path();
         crate::artifacts::check_path(&path)?;
         if req.attachments.contains(&path) || uploads[..i].iter().any(|u| u.path() == path) {
-            return Err(Problem::validation(format!("file {} is given twice", upload.file_name)).into());
+            return Err(
+                Problem::validation(format!("file {} is given twice", upload.file_name)).into(),
+            );
         }
     }
     Ok(())
@@ -339,7 +343,15 @@ pub async fn create(
     };
     for upload in &uploads {
         let content_type = upload.content_type.as_deref();
-        put_in(&mut tx, task_id, &upload.path(), content_type, &upload.bytes, writer).await?;
+        put_in(
+            &mut tx,
+            task_id,
+            &upload.path(),
+            content_type,
+            &upload.bytes,
+            writer,
+        )
+        .await?;
     }
     let task = fetch(&mut *tx, user.id, task_id).await?;
     tx.commit().await?;

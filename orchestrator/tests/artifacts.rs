@@ -10,8 +10,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// A `multipart/form-data` body: `(name, filename, bytes)` parts. Returns (content type, body).
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// One part of a multipart body: name, file name, content.
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body. Returns (content type, body).
+fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
     let boundary = format!("cynode-test-{}", Uuid::new_v4().simple());
     let mut body = Vec::new();
     for (name, filename, bytes) in parts {
@@ -63,11 +66,14 @@ impl Orchestrator {
     }
 
     async fn download(&self, token: &str, task: &str, artifact: &str) -> reqwest::Response {
-        self.get_url(&format!("{}/v1/tasks/{task}/artifacts/{artifact}", self.gw), token)
-            .await
+        self.get_url(
+            &format!("{}/v1/tasks/{task}/artifacts/{artifact}", self.gw),
+            token,
+        )
+        .await
     }
 
-    async fn create_multipart(&self, token: &str, parts: &[(&str, Option<&str>, &[u8])]) -> reqwest::Response {
+    async fn create_multipart(&self, token: &str, parts: &[Part<'_>]) -> reqwest::Response {
         let (content_type, body) = multipart(parts);
         self.http
             .post(format!("{}/v1/tasks", self.gw))
@@ -103,7 +109,13 @@ async fn an_upload_comes_back_byte_for_byte_with_its_checksum() {
     let bytes = binary(300 * 1024 + 3);
 
     let resp = o
-        .upload(&alice, &task, "out/data.bin", Some("image/png"), bytes.clone())
+        .upload(
+            &alice,
+            &task,
+            "out/data.bin",
+            Some("image/png"),
+            bytes.clone(),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     let artifact: Value = resp.json().await.unwrap();
@@ -121,14 +133,19 @@ async fn an_upload_comes_back_byte_for_byte_with_its_checksum() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(resp.headers()["x-checksum-sha256"], sha256_hex(&bytes).as_str());
+    assert_eq!(
+        resp.headers()["x-checksum-sha256"],
+        sha256_hex(&bytes).as_str()
+    );
     let got = resp.bytes().await.unwrap();
     assert_eq!(got.as_ref(), bytes.as_slice());
     assert_eq!(sha256_hex(&got), artifact["checksum_sha256"]);
 
     // The same path again replaces it in place; no type given: octet-stream.
     let second = b"second version".to_vec();
-    let resp = o.upload(&alice, &task, "out/data.bin", None, second.clone()).await;
+    let resp = o
+        .upload(&alice, &task, "out/data.bin", None, second.clone())
+        .await;
     assert_eq!(resp.status(), 200);
     let replaced: Value = resp.json().await.unwrap();
     assert_eq!(replaced["artifact_id"], id.as_str());
@@ -140,18 +157,39 @@ async fn an_upload_comes_back_byte_for_byte_with_its_checksum() {
 
     // The store API the MCP tools call sees the same, by path and by id.
     let task_id: Uuid = task.parse().unwrap();
-    let (meta, content) = artifacts::get(&o.db, task_id, "out/data.bin").await.unwrap().unwrap();
-    assert_eq!((meta.size_bytes, content), (Some(second.len() as i64), second.clone()));
-    let by_id = artifacts::get_by_id(&o.db, task_id, id.parse().unwrap()).await.unwrap();
+    let (meta, content) = artifacts::get(&o.db, task_id, "out/data.bin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (meta.size_bytes, content),
+        (Some(second.len() as i64), second.clone())
+    );
+    let by_id = artifacts::get_by_id(&o.db, task_id, id.parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(by_id.unwrap().0, meta);
-    assert!(artifacts::get(&o.db, task_id, "nope").await.unwrap().is_none());
+    assert!(
+        artifacts::get(&o.db, task_id, "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // An exactly maximal file fits.
     let max = binary(MAX_ARTIFACT_BYTES);
     let resp = o.upload(&alice, &task, "max.bin", None, max.clone()).await;
     assert_eq!(resp.status(), 201);
-    let max_id = resp.json::<Value>().await.unwrap()["artifact_id"].as_str().unwrap().to_owned();
-    let got = o.download(&alice, &task, &max_id).await.bytes().await.unwrap();
+    let max_id = resp.json::<Value>().await.unwrap()["artifact_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = o
+        .download(&alice, &task, &max_id)
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(sha256_hex(&got), sha256_hex(&max));
 }
 
@@ -186,7 +224,13 @@ async fn paths_that_leave_the_task_and_oversized_files_write_nothing() {
     assert_problem(resp, 400, "path").await;
 
     let resp = o
-        .upload(&alice, &task, "big.bin", None, vec![0; MAX_ARTIFACT_BYTES + 1])
+        .upload(
+            &alice,
+            &task,
+            "big.bin",
+            None,
+            vec![0; MAX_ARTIFACT_BYTES + 1],
+        )
         .await;
     assert_eq!(resp.status(), 413);
     o.nothing_stored().await;
@@ -194,18 +238,37 @@ async fn paths_that_leave_the_task_and_oversized_files_write_nothing() {
     // The store refuses the same without HTTP's body limit in front.
     let task_id: Uuid = task.parse().unwrap();
     let writer = Writer::default();
-    let err = artifacts::put(&o.db, task_id, "big", None, &vec![0; MAX_ARTIFACT_BYTES + 1], writer)
-        .await
-        .unwrap_err();
+    let err = artifacts::put(
+        &o.db,
+        task_id,
+        "big",
+        None,
+        &vec![0; MAX_ARTIFACT_BYTES + 1],
+        writer,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ArtifactError::TooLarge { .. }), "{err:?}");
     for path in ["..", "/abs", "a\0"] {
-        let err = artifacts::put(&o.db, task_id, path, None, b"x", writer).await.unwrap_err();
-        assert!(matches!(err, ArtifactError::Invalid(_)), "{path:?}: {err:?}");
+        let err = artifacts::put(&o.db, task_id, path, None, b"x", writer)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::Invalid(_)),
+            "{path:?}: {err:?}"
+        );
     }
-    let err = artifacts::put(&o.db, Uuid::new_v4(), "a", None, b"x", writer).await.unwrap_err();
+    let err = artifacts::put(&o.db, Uuid::new_v4(), "a", None, b"x", writer)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ArtifactError::NotFound(_)), "{err:?}");
-    let bad_job = Writer { user_id: None, job_id: Some(Uuid::new_v4()) };
-    let err = artifacts::put(&o.db, task_id, "a", None, b"x", bad_job).await.unwrap_err();
+    let bad_job = Writer {
+        user_id: None,
+        job_id: Some(Uuid::new_v4()),
+    };
+    let err = artifacts::put(&o.db, task_id, "a", None, b"x", bad_job)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ArtifactError::Invalid(_)), "{err:?}");
     o.nothing_stored().await;
 }
@@ -215,17 +278,32 @@ async fn only_the_owner_reads_and_writes_and_others_see_no_task() {
     let o = Orchestrator::start(&[]).await;
     let (admin, alice, bob) = o.users().await;
     let task = o.create_script_task(&alice, "echo hi").await;
-    let resp = o.upload(&alice, &task, "secret.txt", Some("text/plain"), b"alice's".to_vec()).await;
+    let resp = o
+        .upload(
+            &alice,
+            &task,
+            "secret.txt",
+            Some("text/plain"),
+            b"alice's".to_vec(),
+        )
+        .await;
     assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["artifact_id"].as_str().unwrap().to_owned();
+    let id = resp.json::<Value>().await.unwrap()["artifact_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let (status, _) = o.get(&bob, &format!("/v1/tasks/{task}/artifacts")).await;
     assert_eq!(status, 404);
     let resp = o.download(&bob, &task, &id).await;
     assert_problem(resp, 404, "does not exist").await;
-    let resp = o.upload(&bob, &task, "secret.txt", None, b"bob's".to_vec()).await;
+    let resp = o
+        .upload(&bob, &task, "secret.txt", None, b"bob's".to_vec())
+        .await;
     assert_eq!(resp.status(), 404);
-    let resp = o.upload(&bob, &task, "new.txt", None, b"bob's".to_vec()).await;
+    let resp = o
+        .upload(&bob, &task, "new.txt", None, b"bob's".to_vec())
+        .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(o.count("task_artifacts").await, 1);
 
@@ -250,7 +328,8 @@ async fn a_task_and_its_uploaded_files_are_created_together() {
     let (_, alice, _) = o.users().await;
     let first = b"first file".to_vec();
     let second = binary(70_000);
-    let task_json = json!({"prompt": "echo hi", "input_mode": "script", "task_name": "with-files"}).to_string();
+    let task_json =
+        json!({"prompt": "echo hi", "input_mode": "script", "task_name": "with-files"}).to_string();
     let resp = o
         .create_multipart(
             &alice,
@@ -264,7 +343,10 @@ async fn a_task_and_its_uploaded_files_are_created_together() {
     assert_eq!(resp.status(), 201);
     let task: Value = resp.json().await.unwrap();
     assert_eq!(task["task_name"], "with-files");
-    assert_eq!(task["attachments"], json!(["attachments/a.txt", "attachments/b.bin"]));
+    assert_eq!(
+        task["attachments"],
+        json!(["attachments/a.txt", "attachments/b.bin"])
+    );
     let id = task["id"].as_str().unwrap();
     let (_, list) = o.get(&alice, &format!("/v1/tasks/{id}/artifacts")).await;
     let list = list["artifacts"].as_array().unwrap().clone();
@@ -278,14 +360,19 @@ async fn a_task_and_its_uploaded_files_are_created_together() {
     }
     // The JSON body still takes path-only references, which have no content to download.
     let task = o
-        .create_task(&alice, json!({"prompt": "echo", "input_mode": "script", "attachments": ["/home/a.txt"]}))
+        .create_task(
+            &alice,
+            json!({"prompt": "echo", "input_mode": "script", "attachments": ["/home/a.txt"]}),
+        )
         .await;
     let id = task["id"].as_str().unwrap();
     let (_, list) = o.get(&alice, &format!("/v1/tasks/{id}/artifacts")).await;
     let reference = &list["artifacts"][0];
     assert_eq!(reference["path"], "/home/a.txt");
     assert!(reference.get("size_bytes").is_none(), "{reference}");
-    let resp = o.download(&alice, id, reference["artifact_id"].as_str().unwrap()).await;
+    let resp = o
+        .download(&alice, id, reference["artifact_id"].as_str().unwrap())
+        .await;
     assert_eq!(resp.status(), 404);
 }
 
@@ -298,20 +385,56 @@ async fn a_refused_upload_creates_no_task() {
     let task = task.as_bytes();
     let big = vec![1u8; MAX_ARTIFACT_BYTES + 1];
     let small = b"x".to_vec();
-    let seventeen: Vec<(String, Vec<u8>)> = (0..17).map(|i| (format!("f{i}"), small.clone())).collect();
-    let mut too_many: Vec<(&str, Option<&str>, &[u8])> = vec![("task", None, task)];
-    too_many.extend(seventeen.iter().map(|(n, b)| ("file", Some(n.as_str()), b.as_slice())));
+    let seventeen: Vec<(String, Vec<u8>)> =
+        (0..17).map(|i| (format!("f{i}"), small.clone())).collect();
+    let mut too_many: Vec<Part> = vec![("task", None, task)];
+    too_many.extend(
+        seventeen
+            .iter()
+            .map(|(n, b)| ("file", Some(n.as_str()), b.as_slice())),
+    );
 
-    let cases: Vec<(Vec<(&str, Option<&str>, &[u8])>, u16, &str)> = vec![
-        (vec![("task", None, task), ("file", Some("big.bin"), &big)], 413, "big.bin"),
+    let cases: Vec<(Vec<Part>, u16, &str)> = vec![
+        (
+            vec![("task", None, task), ("file", Some("big.bin"), &big)],
+            413,
+            "big.bin",
+        ),
         (too_many, 400, "at most 16"),
-        (vec![("task", None, task), ("file", Some("a"), &small), ("file", Some("a"), &small)], 400, "twice"),
-        (vec![("task", None, task), ("file", Some(".."), &small)], 400, "'..'"),
-        (vec![("task", None, task), ("file", Some(""), &small)], 400, "plain name"),
-        (vec![("task", None, task), ("file", None, &small)], 400, "no filename"),
+        (
+            vec![
+                ("task", None, task),
+                ("file", Some("a"), &small),
+                ("file", Some("a"), &small),
+            ],
+            400,
+            "twice",
+        ),
+        (
+            vec![("task", None, task), ("file", Some(".."), &small)],
+            400,
+            "'..'",
+        ),
+        (
+            vec![("task", None, task), ("file", Some(""), &small)],
+            400,
+            "plain name",
+        ),
+        (
+            vec![("task", None, task), ("file", None, &small)],
+            400,
+            "no filename",
+        ),
         (vec![("file", Some("a"), &small)], 400, "no task part"),
         (vec![("task", None, b"{\"prompt\": 1}")], 400, "part task"),
-        (vec![("task", None, b"{\"prompt\": \"\"}"), ("file", Some("a"), &small)], 400, "prompt"),
+        (
+            vec![
+                ("task", None, b"{\"prompt\": \"\"}"),
+                ("file", Some("a"), &small),
+            ],
+            400,
+            "prompt",
+        ),
     ];
     for (parts, status, needle) in cases {
         let resp = o.create_multipart(&alice, &parts).await;

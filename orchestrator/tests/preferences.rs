@@ -79,7 +79,11 @@ async fn entries_are_versioned_audited_and_guarded_by_expected_version() {
     assert_eq!(created["version"], 1);
     assert_eq!(created["value_type"], "string");
     assert_eq!(created["scope_type"], "user");
-    assert_eq!(created["scope_id"], json!(alice_id), "user scope defaults to the caller");
+    assert_eq!(
+        created["scope_id"],
+        json!(alice_id),
+        "user scope defaults to the caller"
+    );
     assert_eq!(created["updated_by"], json!(alice_id));
 
     let (status, got) = o.get(&alice, "/v1/prefs/user/output.summary_style").await;
@@ -95,7 +99,10 @@ async fn entries_are_versioned_audited_and_guarded_by_expected_version() {
         .await;
     assert_eq!(resp.status(), 200);
     let updated: Value = resp.json().await.unwrap();
-    assert_eq!((updated["version"].clone(), updated["value"].clone()), (json!(2), json!("detailed")));
+    assert_eq!(
+        (updated["version"].clone(), updated["value"].clone()),
+        (json!(2), json!("detailed"))
+    );
 
     // A writer that read version 1 loses, and the entry stays as the winner left it.
     let resp = o
@@ -111,7 +118,10 @@ async fn entries_are_versioned_audited_and_guarded_by_expected_version() {
         .await;
     assert_problem(resp, 409, "expected_version 1").await;
     let (_, got) = o.get(&alice, "/v1/prefs/user/output.summary_style").await;
-    assert_eq!((got["version"].clone(), got["value"].clone()), (json!(2), json!("detailed")));
+    assert_eq!(
+        (got["version"].clone(), got["value"].clone()),
+        (json!(2), json!("detailed"))
+    );
 
     // A new type needs a value of that type.
     let resp = o
@@ -146,7 +156,9 @@ async fn entries_are_versioned_audited_and_guarded_by_expected_version() {
     let (status, _) = o.get(&alice, "/v1/prefs/user/output.summary_style").await;
     assert_eq!(status, 404);
 
-    let audit: Vec<(Option<Value>, Option<Value>, Option<Uuid>, Option<String>)> = sqlx::query_as(
+    /// old value, new value, changed by, reason
+    type AuditRow = (Option<Value>, Option<Value>, Option<Uuid>, Option<String>);
+    let audit: Vec<AuditRow> = sqlx::query_as(
         "SELECT old_value, new_value, changed_by, reason FROM preference_audit_log
          WHERE entry_id = $1::uuid ORDER BY changed_at, id",
     )
@@ -155,10 +167,26 @@ async fn entries_are_versioned_audited_and_guarded_by_expected_version() {
     .await
     .unwrap();
     assert_eq!(audit.len(), 4, "{audit:?}");
-    assert_eq!(audit[0], (None, Some(json!("concise")), Some(alice_id), Some("shorter please".into())));
+    assert_eq!(
+        audit[0],
+        (
+            None,
+            Some(json!("concise")),
+            Some(alice_id),
+            Some("shorter please".into())
+        )
+    );
     assert_eq!(audit[1].0, Some(json!("concise")));
     assert_eq!(audit[1].1, Some(json!("detailed")));
-    assert_eq!(audit[3], (Some(json!(["a"])), None, Some(alice_id), Some("done".into())));
+    assert_eq!(
+        audit[3],
+        (
+            Some(json!(["a"])),
+            None,
+            Some(alice_id),
+            Some("done".into())
+        )
+    );
 }
 
 #[tokio::test]
@@ -167,16 +195,36 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing() {
     let admin = o.admin_token().await;
     for (path, body, needle) in [
         ("user/Bad%20Key", json!({"value": 1}), "key must be"),
-        ("user/k", json!({"value": 1, "value_type": "string"}), "value_type string"),
+        (
+            "user/k",
+            json!({"value": 1, "value_type": "string"}),
+            "value_type string",
+        ),
         ("user/k", json!({"value": null}), "value_type is required"),
-        ("user/k", json!({"value": 1, "value_type": "text"}), "value_type"),
+        (
+            "user/k",
+            json!({"value": 1, "value_type": "text"}),
+            "value_type",
+        ),
         ("user/k", json!({"value": 1, "extra": 1}), "extra"),
         ("group/k", json!({"value": 1}), "scope_type"),
-        ("system/k?scope_id=00000000-0000-0000-0000-000000000000", json!({"value": 1}), "scope_id"),
+        (
+            "system/k?scope_id=00000000-0000-0000-0000-000000000000",
+            json!({"value": 1}),
+            "scope_id",
+        ),
         ("project/k", json!({"value": 1}), "scope_id is required"),
-        ("user/k", json!({"value": "x".repeat(70_000)}), "at most 65536"),
+        (
+            "user/k",
+            json!({"value": "x".repeat(70_000)}),
+            "at most 65536",
+        ),
         ("user/k", json!({"value": "nul\u{0}"}), "NUL"),
-        ("user/k", json!({"value": 1, "reason": "r".repeat(1025)}), "reason"),
+        (
+            "user/k",
+            json!({"value": 1, "reason": "r".repeat(1025)}),
+            "reason",
+        ),
     ] {
         let resp = o.put_pref(&admin, path, body).await;
         assert_problem(resp, 400, needle).await;
@@ -188,12 +236,19 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing() {
         ("scope_type=nope", "scope_type"),
         ("", "scope_type"),
     ] {
-        let resp = o.get_url(&format!("{}/v1/prefs?{query}", o.gw), &admin).await;
+        let resp = o
+            .get_url(&format!("{}/v1/prefs?{query}", o.gw), &admin)
+            .await;
         assert_problem(resp, 400, needle).await;
     }
     let resp = o
         .get_url(
-            &format!("{}/v1/prefs/effective?task_id={}&project_id={}", o.gw, Uuid::new_v4(), Uuid::new_v4()),
+            &format!(
+                "{}/v1/prefs/effective?task_id={}&project_id={}",
+                o.gw,
+                Uuid::new_v4(),
+                Uuid::new_v4()
+            ),
             &admin,
         )
         .await;
@@ -211,9 +266,13 @@ async fn scopes_are_open_to_whom_the_rules_say() {
     let project = o.project("shared").await;
 
     // System: everyone reads, only the admin writes.
-    let resp = o.put_pref(&alice, "system/language.preferred", json!({"value": "en"})).await;
+    let resp = o
+        .put_pref(&alice, "system/language.preferred", json!({"value": "en"}))
+        .await;
     assert_problem(resp, 403, "only the admin").await;
-    let resp = o.put_pref(&admin, "system/language.preferred", json!({"value": "en"})).await;
+    let resp = o
+        .put_pref(&admin, "system/language.preferred", json!({"value": "en"}))
+        .await;
     assert_eq!(resp.status(), 201);
     let (status, got) = o.get(&alice, "/v1/prefs/system/language.preferred").await;
     assert_eq!((status, got["value"].clone()), (200, json!("en")));
@@ -222,29 +281,56 @@ async fn scopes_are_open_to_whom_the_rules_say() {
 
     // Project: the same.
     let resp = o
-        .put_pref(&bob, &format!("project/k?scope_id={project}"), json!({"value": 1}))
+        .put_pref(
+            &bob,
+            &format!("project/k?scope_id={project}"),
+            json!({"value": 1}),
+        )
         .await;
     assert_problem(resp, 403, "only the admin").await;
     let resp = o
-        .put_pref(&admin, &format!("project/k?scope_id={project}"), json!({"value": 1}))
+        .put_pref(
+            &admin,
+            &format!("project/k?scope_id={project}"),
+            json!({"value": 1}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
-    let (status, _) = o.get(&bob, &format!("/v1/prefs/project/k?scope_id={project}")).await;
+    let (status, _) = o
+        .get(&bob, &format!("/v1/prefs/project/k?scope_id={project}"))
+        .await;
     assert_eq!(status, 200);
     let resp = o
-        .put_pref(&admin, &format!("project/k?scope_id={}", Uuid::new_v4()), json!({"value": 1}))
+        .put_pref(
+            &admin,
+            &format!("project/k?scope_id={}", Uuid::new_v4()),
+            json!({"value": 1}),
+        )
         .await;
     assert_problem(resp, 404, "does not exist").await;
 
     // User: oneself; the admin may act for anyone.
     let resp = o
-        .put_pref(&alice, &format!("user/k?scope_id={bob_id}"), json!({"value": 1}))
+        .put_pref(
+            &alice,
+            &format!("user/k?scope_id={bob_id}"),
+            json!({"value": 1}),
+        )
         .await;
     assert_problem(resp, 403, "your own").await;
-    let (status, _) = o.get(&alice, &format!("/v1/prefs?scope_type=user&scope_id={bob_id}")).await;
+    let (status, _) = o
+        .get(
+            &alice,
+            &format!("/v1/prefs?scope_type=user&scope_id={bob_id}"),
+        )
+        .await;
     assert_eq!(status, 403);
     let resp = o
-        .put_pref(&admin, &format!("user/k?scope_id={bob_id}"), json!({"value": 2}))
+        .put_pref(
+            &admin,
+            &format!("user/k?scope_id={bob_id}"),
+            json!({"value": 2}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     let (status, got) = o.get(&bob, "/v1/prefs/user/k").await;
@@ -252,11 +338,19 @@ async fn scopes_are_open_to_whom_the_rules_say() {
 
     // Task: its owner; to anyone else it does not exist.
     let resp = o
-        .put_pref(&alice, &format!("task/k?scope_id={bob_task}"), json!({"value": 1}))
+        .put_pref(
+            &alice,
+            &format!("task/k?scope_id={bob_task}"),
+            json!({"value": 1}),
+        )
         .await;
     assert_problem(resp, 404, "does not exist").await;
     let resp = o
-        .put_pref(&bob, &format!("task/k?scope_id={bob_task}"), json!({"value": 3}))
+        .put_pref(
+            &bob,
+            &format!("task/k?scope_id={bob_task}"),
+            json!({"value": 3}),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     for path in [
@@ -267,12 +361,18 @@ async fn scopes_are_open_to_whom_the_rules_say() {
         let (status, body) = o.get(&alice, &path).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
-    let resp = o.delete_pref(&alice, &format!("task/k?scope_id={bob_task}")).await;
+    let resp = o
+        .delete_pref(&alice, &format!("task/k?scope_id={bob_task}"))
+        .await;
     assert_eq!(resp.status(), 404);
-    let (status, effective) = o.get(&bob, &format!("/v1/prefs/effective?task_id={bob_task}")).await;
+    let (status, effective) = o
+        .get(&bob, &format!("/v1/prefs/effective?task_id={bob_task}"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(effective["effective"]["k"], 3);
-    let (status, _) = o.get(&admin, &format!("/v1/prefs/effective?task_id={bob_task}")).await;
+    let (status, _) = o
+        .get(&admin, &format!("/v1/prefs/effective?task_id={bob_task}"))
+        .await;
     assert_eq!(status, 200);
 
     // Refused writes left nothing behind: the admin's system, project and bob entries, bob's task.
@@ -298,7 +398,9 @@ async fn the_effective_view_folds_system_user_project_task() {
     let task_id: Uuid = task.parse().unwrap();
 
     for key in ["a", "b", "c", "d", "e"] {
-        let resp = o.put_pref(&admin, &format!("system/{key}"), json!({"value": 1})).await;
+        let resp = o
+            .put_pref(&admin, &format!("system/{key}"), json!({"value": 1}))
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let put = |path: String, body: Value, token: String| {
@@ -309,10 +411,30 @@ async fn the_effective_view_folds_system_user_project_task() {
         }
     };
     put("user/b".into(), json!({"value": 2}), alice.clone()).await;
-    put("user/c".into(), json!({"value": null, "value_type": "number"}), alice.clone()).await;
-    put("user/e".into(), json!({"value": null, "value_type": "number"}), alice.clone()).await;
-    put(format!("project/c?scope_id={project}"), json!({"value": 3}), admin.clone()).await;
-    put(format!("task/d?scope_id={task}"), json!({"value": {"n": 4}}), alice.clone()).await;
+    put(
+        "user/c".into(),
+        json!({"value": null, "value_type": "number"}),
+        alice.clone(),
+    )
+    .await;
+    put(
+        "user/e".into(),
+        json!({"value": null, "value_type": "number"}),
+        alice.clone(),
+    )
+    .await;
+    put(
+        format!("project/c?scope_id={project}"),
+        json!({"value": 3}),
+        admin.clone(),
+    )
+    .await;
+    put(
+        format!("task/d?scope_id={task}"),
+        json!({"value": {"n": 4}}),
+        alice.clone(),
+    )
+    .await;
     // Only data written before validation (or by hand) can be mistyped: it must mask nothing.
     sqlx::query(
         "INSERT INTO preference_entries (id, scope_type, scope_id, key, value, value_type)
@@ -324,7 +446,9 @@ async fn the_effective_view_folds_system_user_project_task() {
     .await
     .unwrap();
 
-    let (status, view) = o.get(&alice, &format!("/v1/prefs/effective?task_id={task}")).await;
+    let (status, view) = o
+        .get(&alice, &format!("/v1/prefs/effective?task_id={task}"))
+        .await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(
         view["effective"],
@@ -341,14 +465,23 @@ async fn the_effective_view_folds_system_user_project_task() {
         ])
     );
     // The store function the workflow engine calls agrees with the route.
-    let direct = preferences::effective_for_task(&o.db, task_id).await.unwrap();
+    let direct = preferences::effective_for_task(&o.db, task_id)
+        .await
+        .unwrap();
     assert_eq!(serde_json::to_value(&direct).unwrap(), view);
 
-    let (_, in_project) = o.get(&alice, &format!("/v1/prefs/effective?project_id={project}")).await;
-    assert_eq!(in_project["effective"], json!({"a": 1, "b": 2, "c": 3, "d": 1}));
+    let (_, in_project) = o
+        .get(&alice, &format!("/v1/prefs/effective?project_id={project}"))
+        .await;
+    assert_eq!(
+        in_project["effective"],
+        json!({"a": 1, "b": 2, "c": 3, "d": 1})
+    );
     let (_, alone) = o.get(&alice, "/v1/prefs/effective").await;
     assert_eq!(alone["effective"], json!({"a": 1, "b": 2, "d": 1}));
-    let direct = preferences::effective_for(&o.db, alice_id, None).await.unwrap();
+    let direct = preferences::effective_for(&o.db, alice_id, None)
+        .await
+        .unwrap();
     assert_eq!(direct.effective.keys().collect::<Vec<_>>(), ["a", "b", "d"]);
     assert!(matches!(
         preferences::effective_for_task(&o.db, Uuid::new_v4()).await,
@@ -361,14 +494,39 @@ async fn the_store_api_pages_and_refuses_stale_writes() {
     let o = Orchestrator::start(&[]).await;
     let db = &o.db;
     for key in ["k.e", "k.a", "other", "k.c", "k.b", "k.d"] {
-        preferences::create(db, Scope::System, key, json!(key), ValueType::String, None, None)
-            .await
-            .unwrap();
-    }
-    let err = preferences::create(db, Scope::System, "k.a", json!(1), ValueType::Number, None, None)
+        preferences::create(
+            db,
+            Scope::System,
+            key,
+            json!(key),
+            ValueType::String,
+            None,
+            None,
+        )
         .await
-        .unwrap_err();
-    assert!(matches!(err, PrefError::Conflict { current_version: Some(1), .. }), "{err:?}");
+        .unwrap();
+    }
+    let err = preferences::create(
+        db,
+        Scope::System,
+        "k.a",
+        json!(1),
+        ValueType::Number,
+        None,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PrefError::Conflict {
+                current_version: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     let mut keys = Vec::new();
     let mut cursor: Option<String> = None;
@@ -392,15 +550,45 @@ async fn the_store_api_pages_and_refuses_stale_writes() {
     }
 
     let actor = Some(o.user_id("admin").await);
-    let v2 = preferences::update(db, Scope::System, "k.a", json!("two"), None, Some(1), actor, Some("r"))
-        .await
-        .unwrap();
+    let v2 = preferences::update(
+        db,
+        Scope::System,
+        "k.a",
+        json!("two"),
+        None,
+        Some(1),
+        actor,
+        Some("r"),
+    )
+    .await
+    .unwrap();
     assert_eq!(v2.version, 2);
-    let err = preferences::update(db, Scope::System, "k.a", json!("lost"), None, Some(1), actor, None)
+    let err = preferences::update(
+        db,
+        Scope::System,
+        "k.a",
+        json!("lost"),
+        None,
+        Some(1),
+        actor,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PrefError::Conflict {
+                current_version: Some(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let now = preferences::get(db, Scope::System, "k.a")
         .await
-        .unwrap_err();
-    assert!(matches!(err, PrefError::Conflict { current_version: Some(2), .. }), "{err:?}");
-    let now = preferences::get(db, Scope::System, "k.a").await.unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     assert_eq!((now.version, now.value), (2, json!("two")));
     assert!(matches!(
         preferences::delete(db, Scope::System, "k.a", Some(1), actor, None).await,
@@ -414,7 +602,16 @@ async fn the_store_api_pages_and_refuses_stale_writes() {
         Err(PrefError::NotFound(_))
     ));
     assert!(matches!(
-        preferences::create(db, Scope::Task(Uuid::new_v4()), "k", json!(1), ValueType::Number, None, None).await,
+        preferences::create(
+            db,
+            Scope::Task(Uuid::new_v4()),
+            "k",
+            json!(1),
+            ValueType::Number,
+            None,
+            None
+        )
+        .await,
         Err(PrefError::NotFound(_))
     ));
 }
@@ -440,7 +637,11 @@ async fn openapi_documents_the_preference_routes() {
         .find(|p| p["name"] == "limit")
         .unwrap()["schema"]
         .clone();
-    assert_eq!((&limit["minimum"], &limit["maximum"]), (&json!(1), &json!(100)), "{limit}");
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(1), &json!(100)),
+        "{limit}"
+    );
     assert_eq!(
         doc["components"]["schemas"]["SetPreferenceRequest"]["additionalProperties"],
         false

@@ -98,7 +98,9 @@ fn save(out: &Path, bytes: &[u8], force: bool) -> Result<()> {
     };
     std::fs::create_dir_all(&dir).map_err(usage)?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(usage)?;
-    tmp.write_all(bytes).and_then(|()| tmp.flush()).map_err(usage)?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.flush())
+        .map_err(usage)?;
     if force {
         tmp.persist(out).map_err(|e| usage(e.error))?;
     } else {

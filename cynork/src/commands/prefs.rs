@@ -39,9 +39,11 @@ pub async fn run(ctx: &Context, cmd: PrefsCommand) -> Result<()> {
                 .await?;
             emit(ctx.format, &page, || {
                 let mut lines = vec!["key\tvalue_json\tupdated_at".to_owned()];
-                lines.extend(page.entries.iter().map(|e| {
-                    format!("{}\t{}\t{}", e.key, e.value, e.updated_at.to_rfc3339())
-                }));
+                lines.extend(
+                    page.entries
+                        .iter()
+                        .map(|e| format!("{}\t{}\t{}", e.key, e.value, e.updated_at.to_rfc3339())),
+                );
                 if let Some(cursor) = &page.next_cursor {
                     lines.push(kv_line(&[("next_cursor", cursor.as_str())]));
                 }
@@ -56,7 +58,10 @@ pub async fn run(ctx: &Context, cmd: PrefsCommand) -> Result<()> {
                 .call(Method::GET, &entry_path(&scope, &key), &query, None)
                 .await?;
             emit(ctx.format, &entry, || {
-                kv_line(&[("key", entry.key.clone()), ("value", entry.value.to_string())])
+                kv_line(&[
+                    ("key", entry.key.clone()),
+                    ("value", entry.value.to_string()),
+                ])
             });
             Ok(())
         }
@@ -160,7 +165,10 @@ fn scope_query(scope: &PrefScope) -> Result<Vec<(&'static str, String)>> {
         (ScopeType::System, Some(_)) => Err(CliError::Usage(
             "the system scope takes no --scope-id".into(),
         )),
-        (_, id) => Ok(id.map(|id| ("scope_id", id.to_string())).into_iter().collect()),
+        (_, id) => Ok(id
+            .map(|id| ("scope_id", id.to_string()))
+            .into_iter()
+            .collect()),
     }
 }
 
