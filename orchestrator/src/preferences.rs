@@ -258,6 +258,15 @@ async fn audit(
     Ok(())
 }
 
+fn check_expected(expected_version: Option<i64>) -> Result<()> {
+    match expected_version {
+        Some(v) if v < 1 => Err(PrefError::Invalid(
+            "expected_version must be at least 1".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn stale(scope: Scope, key: &str, expected: i64, current: i64) -> PrefError {
     PrefError::Conflict {
         detail: format!(
@@ -380,6 +389,7 @@ pub async fn update(
 ) -> Result<PreferenceEntry> {
     check_key("key", key, false)?;
     check_reason(reason)?;
+    check_expected(expected_version)?;
     let mut tx = db.begin().await?;
     let current = fetch(&mut tx, scope, key, true).await?.ok_or_else(|| {
         PrefError::NotFound(format!("preference {key} of {scope} does not exist"))
@@ -425,6 +435,7 @@ pub async fn delete(
 ) -> Result<()> {
     check_key("key", key, false)?;
     check_reason(reason)?;
+    check_expected(expected_version)?;
     let mut tx = db.begin().await?;
     let current = fetch(&mut tx, scope, key, true).await?.ok_or_else(|| {
         PrefError::NotFound(format!("preference {key} of {scope} does not exist"))
@@ -609,7 +620,7 @@ pub async fn http_list(
 
 /// One preference entry.
 #[utoipa::path(get, path = "/v1/prefs/{scope_type}/{key}", tag = "preferences", security(("bearer" = [])),
-    params(("scope_type" = ScopeType, Path), ("key" = String, Path), PreferenceScopeQuery), responses(
+    params(("scope_type" = ScopeType, Path), ("key" = String, Path, pattern = r"^[a-z0-9_.-]{1,256}$"), PreferenceScopeQuery), responses(
     (status = 200, body = PreferenceEntry), (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 403, body = Problem), (status = 404, body = Problem),
 ))]
@@ -629,7 +640,7 @@ pub async fn http_get(
 /// Creates (201) or updates (200) a preference entry. With `expected_version`, an entry at
 /// another version (or none) is 409 and nothing changes.
 #[utoipa::path(put, path = "/v1/prefs/{scope_type}/{key}", tag = "preferences", security(("bearer" = [])),
-    params(("scope_type" = ScopeType, Path), ("key" = String, Path),
+    params(("scope_type" = ScopeType, Path), ("key" = String, Path, pattern = r"^[a-z0-9_.-]{1,256}$"),
            ("scope_id" = Option<Uuid>, Query, description = "required for project and task; user defaults to the caller")),
     request_body = SetPreferenceRequest, responses(
     (status = 200, body = PreferenceEntry, description = "updated"),
@@ -653,6 +664,7 @@ pub async fn http_put(
     }
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
     authorize(&state.db, &user, scope, true).await?;
+    check_expected(body.expected_version)?;
     let actor = Some(user.id);
     let reason = body.reason.as_deref();
     if get(&state.db, scope, &key).await?.is_some() {
@@ -691,7 +703,7 @@ pub async fn http_put(
 
 /// Deletes a preference entry.
 #[utoipa::path(delete, path = "/v1/prefs/{scope_type}/{key}", tag = "preferences", security(("bearer" = [])),
-    params(("scope_type" = ScopeType, Path), ("key" = String, Path), PreferenceScopeQuery), responses(
+    params(("scope_type" = ScopeType, Path), ("key" = String, Path, pattern = r"^[a-z0-9_.-]{1,256}$"), PreferenceScopeQuery), responses(
     (status = 204, description = "deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 403, body = Problem), (status = 404, body = Problem),
     (status = 409, body = Problem, description = "not at expected_version"),

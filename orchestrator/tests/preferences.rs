@@ -225,6 +225,11 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing() {
             json!({"value": 1, "reason": "r".repeat(1025)}),
             "reason",
         ),
+        (
+            "user/k",
+            json!({"value": 1, "expected_version": 0}),
+            "expected_version",
+        ),
     ] {
         let resp = o.put_pref(&admin, path, body).await;
         assert_problem(resp, 400, needle).await;
@@ -253,6 +258,8 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing() {
         )
         .await;
     assert_problem(resp, 400, "not both").await;
+    let resp = o.delete_pref(&admin, "user/k?expected_version=0").await;
+    assert_problem(resp, 400, "expected_version").await;
     assert_eq!(o.count("preference_entries").await, 0);
     assert_eq!(o.count("preference_audit_log").await, 0);
 }
