@@ -23,16 +23,18 @@ use crate::auth::{Admin, CurrentUser};
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, artifacts, chat, nodes, preferences, task_logs, tasks, usage, web};
+use crate::{AppState, apikeys, chat, nodes, task_logs, tasks, usage, web};
+use crate::{artifacts, preferences};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, task_steps, artifacts::http_list, artifacts::http_download, artifacts::http_upload,
-          preferences::http_list, preferences::http_get, preferences::http_put, preferences::http_delete,
-          preferences::http_effective, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
+          artifacts::http_list, artifacts::http_download, artifacts::http_upload,
+          preferences::http_list, preferences::http_get, preferences::http_put, preferences::http_delete,
+          preferences::http_effective,
           web::healthz, web::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
