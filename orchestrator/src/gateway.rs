@@ -24,7 +24,6 @@ use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
 use crate::{AppState, apikeys, chat, nodes, task_logs, tasks, usage, web};
-use crate::{artifacts, preferences};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -32,9 +31,9 @@ use crate::{artifacts, preferences};
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
-          artifacts::http_list, artifacts::http_download, artifacts::http_upload,
-          preferences::http_list, preferences::http_get, preferences::http_put, preferences::http_delete,
-          preferences::http_effective,
+          crate::artifacts::http_list, crate::artifacts::http_download, crate::artifacts::http_upload,
+          crate::preferences::http_list, crate::preferences::http_get, crate::preferences::http_put, crate::preferences::http_delete,
+          crate::preferences::http_effective,
           web::healthz, web::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -65,19 +64,22 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::TASK_LOGS, get(task_logs))
         .route(
             routes::user::TASK_ARTIFACTS,
-            get(artifacts::http_list).put(artifacts::http_upload),
+            get(crate::artifacts::http_list).put(crate::artifacts::http_upload),
         )
-        .route(routes::user::TASK_ARTIFACT, get(artifacts::http_download))
-        .route(routes::user::PREFS, get(preferences::http_list))
+        .route(
+            routes::user::TASK_ARTIFACT,
+            get(crate::artifacts::http_download),
+        )
+        .route(routes::user::PREFS, get(crate::preferences::http_list))
         .route(
             routes::user::PREFS_EFFECTIVE,
-            get(preferences::http_effective),
+            get(crate::preferences::http_effective),
         )
         .route(
             routes::user::PREF,
-            get(preferences::http_get)
-                .put(preferences::http_put)
-                .delete(preferences::http_delete),
+            get(crate::preferences::http_get)
+                .put(crate::preferences::http_put)
+                .delete(crate::preferences::http_delete),
         )
         .route(routes::user::CHAT_THREADS, get(chat::list_threads))
         .route(
