@@ -38,94 +38,6 @@ pub fn create_request(args: &CreateArgs) -> Result<CreateTaskRequest> {
     })
 }
 
-/// A file to upload with the task: its name (the gateway stores it as `attachments/<name>`)
-/// and content.
-#[derive(Debug)]
-pub struct Attachment {
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
-
-/// Reads the `--attach` files after checking them all, or says which one is wrong.
-pub fn attachments(args: &CreateArgs) -> Result<Vec<Attachment>> {
-    if args.attach.len() > MAX_ATTACHMENTS {
-        return Err(CliError::Usage(format!(
-            "{} attachments given; at most {MAX_ATTACHMENTS} are allowed",
-            args.attach.len()
-        )));
-    }
-    let mut names: Vec<String> = Vec::new();
-    for path in &args.attach {
-        check_file(path, "attachment", MAX_ATTACHMENT_BYTES)?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| !n.chars().any(|c| c.is_control() || c == '"' || c == '\\'))
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "attachment {}: its name must be UTF-8 without quotes, backslashes or control characters",
-                    path.display()
-                ))
-            })?;
-        if names.iter().any(|n| n == name) {
-            return Err(CliError::Usage(format!(
-                "two attachments are named {name}; the task keeps files by name"
-            )));
-        }
-        names.push(name.to_owned());
-    }
-    args.attach
-        .iter()
-        .zip(names)
-        .map(|(path, name)| {
-            let bytes = std::fs::read(path).map_err(|e| {
-                CliError::Usage(format!("attachment {} cannot be read: {e}", path.display()))
-            })?;
-            Ok(Attachment { name, bytes })
-        })
-        .collect()
-}
-
-/// The `multipart/form-data` body of `POST /v1/tasks`: the request as the `task` part, then
-/// one part per file.
-pub fn multipart(request: &CreateTaskRequest, files: &[Attachment]) -> Payload {
-    let task = serde_json::to_vec(request).expect("request types serialise to JSON");
-    // A boundary that occurs in no part.
-    let boundary = loop {
-        let candidate = format!("cynork-{}", uuid::Uuid::new_v4().simple());
-        let needle = candidate.as_bytes();
-        let inside = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-        if !inside(&task) && !files.iter().any(|f| inside(&f.bytes)) {
-            break candidate;
-        }
-    };
-    let mut body =
-        Vec::with_capacity(task.len() + files.iter().map(|f| f.bytes.len() + 256).sum::<usize>());
-    let mut part = |disposition: String, content_type: &str, bytes: &[u8]| {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    };
-    part(format!("name=\"{TASK_PART}\""), "application/json", &task);
-    for file in files {
-        part(
-            format!("name=\"file\"; filename=\"{}\"", file.name),
-            "application/octet-stream",
-            &file.bytes,
-        );
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Payload::Raw {
-        content_type: format!("multipart/form-data; boundary={boundary}"),
-        bytes: body,
-    }
-}
-
 /// The `--require-*` / `--min-*` flags as the task's requirements; the gateway checks them.
 fn requirements(args: &CreateArgs) -> JobRequirements {
     JobRequirements {
@@ -244,6 +156,94 @@ fn human(bytes: u64) -> String {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{} KiB", bytes / KIB)
+    }
+}
+
+/// A file to upload with the task: its name (the gateway stores it as `attachments/<name>`)
+/// and content.
+#[derive(Debug)]
+pub struct Attachment {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the `--attach` files after checking them all, or says which one is wrong.
+pub fn attachments(args: &CreateArgs) -> Result<Vec<Attachment>> {
+    if args.attach.len() > MAX_ATTACHMENTS {
+        return Err(CliError::Usage(format!(
+            "{} attachments given; at most {MAX_ATTACHMENTS} are allowed",
+            args.attach.len()
+        )));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for path in &args.attach {
+        check_file(path, "attachment", MAX_ATTACHMENT_BYTES)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.chars().any(|c| c.is_control() || c == '"' || c == '\\'))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "attachment {}: its name must be UTF-8 without quotes, backslashes or control characters",
+                    path.display()
+                ))
+            })?;
+        if names.iter().any(|n| n == name) {
+            return Err(CliError::Usage(format!(
+                "two attachments are named {name}; the task keeps files by name"
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    args.attach
+        .iter()
+        .zip(names)
+        .map(|(path, name)| {
+            let bytes = std::fs::read(path).map_err(|e| {
+                CliError::Usage(format!("attachment {} cannot be read: {e}", path.display()))
+            })?;
+            Ok(Attachment { name, bytes })
+        })
+        .collect()
+}
+
+/// The `multipart/form-data` body of `POST /v1/tasks`: the request as the `task` part, then
+/// one part per file.
+pub fn multipart(request: &CreateTaskRequest, files: &[Attachment]) -> Payload {
+    let task = serde_json::to_vec(request).expect("request types serialise to JSON");
+    // A boundary that occurs in no part.
+    let boundary = loop {
+        let candidate = format!("cynork-{}", uuid::Uuid::new_v4().simple());
+        let needle = candidate.as_bytes();
+        let inside = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        if !inside(&task) && !files.iter().any(|f| inside(&f.bytes)) {
+            break candidate;
+        }
+    };
+    let mut body =
+        Vec::with_capacity(task.len() + files.iter().map(|f| f.bytes.len() + 256).sum::<usize>());
+    let mut part = |disposition: String, content_type: &str, bytes: &[u8]| {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(format!("name=\"{TASK_PART}\""), "application/json", &task);
+    for file in files {
+        part(
+            format!("name=\"file\"; filename=\"{}\"", file.name),
+            "application/octet-stream",
+            &file.bytes,
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Payload::Raw {
+        content_type: format!("multipart/form-data; boundary={boundary}"),
+        bytes: body,
     }
 }
 
