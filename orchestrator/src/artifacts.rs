@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 pub use cynode_contracts::artifacts::MAX_ARTIFACT_BYTES;
 use cynode_contracts::artifacts::{Artifact, ArtifactList, ArtifactPutQuery, MAX_PATH_CHARS};
 use cynode_contracts::problem::Problem;
-use cynode_service_kit::http::{ApiQuery, payload_too_large};
+use cynode_service_kit::http::ApiQuery;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -351,9 +351,6 @@ pub async fn http_upload(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Artifact>), Error> {
     check_path(&q.path)?;
-    if body.len() > MAX_ARTIFACT_BYTES {
-        return Err(payload_too_large().into());
-    }
     let content_type = match headers.get(header::CONTENT_TYPE) {
         Some(v) => Some(
             v.to_str()

@@ -124,10 +124,12 @@ struct TaskRow {
     wait_reason: Option<String>,
 }
 
+/// `attachments` are what users attached (uploads and path references); files a job wrote are
+/// the task's artifacts, not its attachments.
 const TASK_COLUMNS: &str = "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
      t.created_at, t.updated_at, \
      coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
-               WHERE a.task_id = t.id), '{}') AS attachments, t.requirements, \
+               WHERE a.task_id = t.id AND a.job_id IS NULL), '{}') AS attachments, t.requirements, \
      (SELECT j.wait_reason FROM jobs j WHERE j.task_id = t.id AND j.status = 'queued' \
         AND j.wait_reason IS NOT NULL ORDER BY j.created_at LIMIT 1) AS wait_reason";
 
