@@ -358,6 +358,34 @@ async fn a_task_and_its_uploaded_files_are_created_together() {
         let got = o.download(&alice, id, aid).await.bytes().await.unwrap();
         assert_eq!(got.as_ref(), bytes.as_slice());
     }
+    // What a job writes is an artifact of the task, not one of its attachments.
+    let task_id: Uuid = id.parse().unwrap();
+    let job: Uuid = sqlx::query_scalar("SELECT id FROM jobs WHERE task_id = $1")
+        .bind(task_id)
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    let writer = Writer {
+        user_id: None,
+        job_id: Some(job),
+    };
+    artifacts::put(
+        &o.db,
+        task_id,
+        "out/report.md",
+        Some("text/markdown"),
+        b"# done",
+        writer,
+    )
+    .await
+    .unwrap();
+    let (_, task) = o.get(&alice, &format!("/v1/tasks/{id}")).await;
+    assert_eq!(
+        task["attachments"],
+        json!(["attachments/a.txt", "attachments/b.bin"])
+    );
+    assert_eq!(artifacts::list(&o.db, task_id).await.unwrap().len(), 3);
+
     // The JSON body still takes path-only references, which have no content to download.
     let task = o
         .create_task(
