@@ -11,9 +11,11 @@
 //! and [`worker_cli`] the worker API's command line, which the node manager renders; [`telemetry`]
 //! holds the worker's Telemetry API payloads, and [`logs`] the live log streams (server-sent events).
 
+pub mod artifacts;
 pub mod logs;
 pub mod mcp;
 pub mod node;
+pub mod preferences;
 pub mod problem;
 pub mod routes;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 //! only parses the command line and waits for SIGTERM.
 
 pub mod apikeys;
+pub mod artifacts;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod node_inference;
 pub mod nodes;
 pub mod pm;
+pub mod preferences;
 pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
