@@ -32,6 +32,7 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
     Deserialize,
     utoipa::ToSchema,
     clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeType {
@@ -85,6 +86,7 @@ impl std::fmt::Display for ScopeType {
     Deserialize,
     utoipa::ToSchema,
     clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {
