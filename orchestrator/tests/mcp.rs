@@ -706,3 +706,24 @@ async fn artifacts_through_mcp_round_trip_and_bad_paths_write_nothing() {
         .await;
     assert_eq!(foreign["error"]["type"], "context_mismatch");
 }
+
+#[tokio::test]
+async fn a_sandbox_token_opens_nothing_once_its_job_has_ended() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let mcp = client(&o);
+    let (task, job, owner) = task_and_job(&o, &admin).await;
+    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let args = json!({"task_id": task, "job_id": job});
+    let open = mcp.call(Some(&sandbox), "memory.list", args.clone()).await;
+    assert_eq!(open["status"], "success", "{open}");
+    assert_eq!(o.cancel(&admin, &task.to_string()).await.status(), 200);
+    let ended = mcp.call(Some(&sandbox), "memory.list", args).await;
+    assert_eq!(ended["error"]["type"], "unauthenticated", "{ended}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has ended")
+    );
+}
