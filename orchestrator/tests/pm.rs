@@ -75,7 +75,11 @@ async fn a_direct_answer_is_the_task_result_and_summary_with_usage_recorded() {
     );
 
     let requests = model.requests();
-    assert_eq!(requests.len(), 1, "the answer is the summary: no second call");
+    assert_eq!(
+        requests.len(),
+        1,
+        "the answer is the summary: no second call"
+    );
     let request = &requests[0];
     assert_eq!(request["model"], MODEL);
     assert_eq!(request["response_format"]["type"], "json_schema");
@@ -121,11 +125,11 @@ async fn a_planned_step_runs_in_the_sandbox_and_its_output_goes_to_the_verifier_
     assert_eq!(task["summary"], "The marker is 42.");
     let requests = model.requests();
     assert_eq!(requests.len(), 3, "plan, verify, summary");
-    for (request, name) in requests.iter().zip([
-        "workflow_plan",
-        "workflow_verification",
-        "workflow_summary",
-    ]) {
+    for (request, name) in
+        requests
+            .iter()
+            .zip(["workflow_plan", "workflow_verification", "workflow_summary"])
+    {
         assert_eq!(request["response_format"]["json_schema"]["name"], name);
     }
     let verified = requests[1]["messages"][1]["content"].as_str().unwrap();
@@ -137,8 +141,19 @@ async fn a_planned_step_runs_in_the_sandbox_and_its_output_goes_to_the_verifier_
 
     let id = task["id"].as_str().unwrap();
     let steps = steps(&o, &admin, id).await;
-    let actions: Vec<_> = steps.iter().map(|s| s["decision"]["action"].clone()).collect();
-    assert_eq!(actions, [json!("plan"), json!("run"), json!("verify"), json!("answer")]);
+    let actions: Vec<_> = steps
+        .iter()
+        .map(|s| s["decision"]["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("plan"),
+            json!("run"),
+            json!("verify"),
+            json!("answer")
+        ]
+    );
     let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
     let jobs = result["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1);
@@ -161,7 +176,10 @@ async fn a_plan_longer_than_allowed_fails_the_task() {
     let schema = &model.requests()[0]["response_format"]["json_schema"]["schema"];
     assert_eq!(schema["anyOf"][1]["properties"]["steps"]["maxItems"], 1);
     let (_, result) = o
-        .get(&admin, &format!("/v1/tasks/{}/result", task["id"].as_str().unwrap()))
+        .get(
+            &admin,
+            &format!("/v1/tasks/{}/result", task["id"].as_str().unwrap()),
+        )
         .await;
     // Only the failure the planner recorded: nothing ran.
     assert_eq!(result["jobs"].as_array().unwrap().len(), 1, "{result}");
@@ -247,10 +265,25 @@ async fn a_killed_orchestrator_resumes_the_task_without_running_a_step_twice() {
     assert_eq!(jobs, 1, "the sandbox step ran once");
     assert_eq!(node.jobs_run().len(), 1);
     let requests = model.requests();
-    assert_eq!(requests.len(), 4, "plan, held verification, verification, summary");
+    assert_eq!(
+        requests.len(),
+        4,
+        "plan, held verification, verification, summary"
+    );
     let verified = requests[2]["messages"][1]["content"].as_str().unwrap();
     assert!(verified.contains("ran-once"), "{verified}");
     let steps = steps(&o, &admin, &id).await;
-    let actions: Vec<_> = steps.iter().map(|s| s["decision"]["action"].clone()).collect();
-    assert_eq!(actions, [json!("plan"), json!("run"), json!("verify"), json!("answer")]);
+    let actions: Vec<_> = steps
+        .iter()
+        .map(|s| s["decision"]["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("plan"),
+            json!("run"),
+            json!("verify"),
+            json!("answer")
+        ]
+    );
 }

@@ -26,13 +26,11 @@ fn step_job(task: &str, index: usize, attempt: u32) -> String {
 
 /// The task's job ids, oldest first.
 async fn job_ids(o: &Orchestrator, task: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT id::text FROM jobs WHERE task_id = $1::uuid ORDER BY created_at, id",
-    )
-    .bind(task)
-    .fetch_all(&o.db)
-    .await
-    .unwrap()
+    sqlx::query_scalar("SELECT id::text FROM jobs WHERE task_id = $1::uuid ORDER BY created_at, id")
+        .bind(task)
+        .fetch_all(&o.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -49,7 +47,11 @@ async fn a_two_step_plan_runs_both_steps_verifies_and_finalizes() {
     assert_eq!(task["summary"], "Both steps ran.");
     let id = task["id"].as_str().unwrap();
     let expected = vec![step_job(id, 0, 1), step_job(id, 1, 1)];
-    assert_eq!(job_ids(&o, id).await, expected, "one job per step, ids derived");
+    assert_eq!(
+        job_ids(&o, id).await,
+        expected,
+        "one job per step, ids derived"
+    );
     let mut ran = expected.clone();
     ran.sort();
     assert_eq!(node.jobs_run(), ran, "the worker ran each once");
@@ -109,9 +111,15 @@ async fn a_failed_verification_retries_the_step_with_the_remedy_and_then_passes(
     let steps = steps(&o, &admin, id).await;
     assert_eq!(steps.len(), 6, "{steps:?}");
     assert_eq!(steps[3]["decision"]["attempt"], 2);
-    assert_eq!(steps[3]["decision"]["commands"], json!(["echo fixed-marker"]));
+    assert_eq!(
+        steps[3]["decision"]["commands"],
+        json!(["echo fixed-marker"])
+    );
     let why = steps[3]["decision"]["why"].as_str().unwrap();
-    assert!(why.contains("print what was asked"), "the remedy is shown: {why}");
+    assert!(
+        why.contains("print what was asked"),
+        "the remedy is shown: {why}"
+    );
     let (last, state) = checkpoint(&o, id).await.unwrap();
     assert_eq!(last, "finalize_summary");
     assert_eq!(state["attempts_by_step"], json!({"0": 2}));
@@ -136,7 +144,10 @@ async fn a_step_that_keeps_failing_verification_fails_the_task_with_the_findings
     let (last, state) = checkpoint(&o, id).await.unwrap();
     assert_eq!(last, "mark_failed");
     assert_eq!(state["attempts_by_step"], json!({"0": 2}));
-    assert_eq!(state["verification"]["findings"], json!(["still no marker"]));
+    assert_eq!(
+        state["verification"]["findings"],
+        json!(["still no marker"])
+    );
     // Both attempts ran the same commands (no remedy proposed), each as its own job.
     let jobs = job_ids(&o, id).await;
     assert_eq!(&jobs[..2], [step_job(id, 0, 1), step_job(id, 0, 2)]);
@@ -184,7 +195,10 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
         if last.as_deref() == Some("dispatch_step") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never dispatched: {last:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dispatched: {last:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, state) = checkpoint(&o, &id).await.unwrap();
@@ -199,7 +213,11 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "Resumed and done.");
     let expected = vec![step_job(&id, 0, 1), step_job(&id, 1, 1)];
-    assert_eq!(job_ids(&o, &id).await, expected, "step 1 was not enqueued again");
+    assert_eq!(
+        job_ids(&o, &id).await,
+        expected,
+        "step 1 was not enqueued again"
+    );
     let mut ran = expected;
     ran.sort();
     assert_eq!(node.jobs_run(), ran, "the worker ran each job once");
@@ -232,11 +250,21 @@ async fn two_orchestrators_on_one_database_never_drive_one_task_at_once() {
     // Both resume loops run every 5 s, and the lease (3 s) is renewed by its holder: through
     // several lease lifetimes, no other driver starts.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(model.requests().len(), 1, "a second driver planned the task");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "a second driver planned the task"
+    );
     let task_id = Uuid::parse_str(&id).unwrap();
-    let taken = store::acquire(&other.db, task_id, "intruder", Uuid::new_v4(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let taken = store::acquire(
+        &other.db,
+        task_id,
+        "intruder",
+        Uuid::new_v4(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert_eq!(taken, Acquired::Held);
     model.release();
     let task = o.wait_task(&admin, &id, LIMIT, finished).await;
@@ -247,7 +275,10 @@ async fn two_orchestrators_on_one_database_never_drive_one_task_at_once() {
 #[tokio::test]
 async fn cancel_stops_the_workflow() {
     let (o, model, _node, admin) = pm_stack(&[]).await;
-    model.script([Reply::plan(&[&["sleep 20"], &["echo never"]]), Reply::pass()]);
+    model.script([
+        Reply::plan(&[&["sleep 20"], &["echo never"]]),
+        Reply::pass(),
+    ]);
     let task = o.create_task(&admin, json!({"prompt": "long"})).await;
     let id = task["id"].as_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -271,14 +302,24 @@ async fn cancel_stops_the_workflow() {
         if holder.is_none() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "lease never released");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease never released"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(model.requests().len(), 1, "no verification of a canceled step");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "no verification of a canceled step"
+    );
     assert_eq!(job_ids(&o, &id).await, [step_job(&id, 0, 1)]);
     // At most the canceled job was collected; nothing was verified.
     let last = checkpoint(&o, &id).await.unwrap().0;
-    assert!(["dispatch_step", "collect_result"].contains(&last.as_str()), "{last}");
+    assert!(
+        ["dispatch_step", "collect_result"].contains(&last.as_str()),
+        "{last}"
+    );
 }
 
 // The workflow API (`workflow_start_resume_lease` scenarios and its edges).
@@ -332,16 +373,30 @@ async fn workflow_start_returns_a_run_id_and_a_second_holder_gets_409() {
     assert_eq!(holder, "runner-1");
     assert!((3500.0..=3600.0).contains(&ttl), "default TTL 1 h: {ttl}");
 
-    assert_problem(start(&o, &task, "runner-2", None).await, 409, "active workflow").await;
+    assert_problem(
+        start(&o, &task, "runner-2", None).await,
+        409,
+        "active workflow",
+    )
+    .await;
     // Same holder under another lease is not the same run either.
-    assert_problem(start(&o, &task, "runner-1", None).await, 409, "active workflow").await;
+    assert_problem(
+        start(&o, &task, "runner-1", None).await,
+        409,
+        "active workflow",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn workflow_start_twice_by_the_same_holder_and_lease_is_already_running() {
     let (o, task) = api_stack().await;
     let key = Uuid::new_v4();
-    let first: Value = start(&o, &task, "runner-1", Some(key)).await.json().await.unwrap();
+    let first: Value = start(&o, &task, "runner-1", Some(key))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["status"], "started");
     assert_eq!(first["lease_id"], json!(key));
     let resp = start(&o, &task, "runner-1", Some(key)).await;
@@ -368,7 +423,10 @@ async fn workflow_checkpoint_then_resume_returns_the_last_node() {
     assert_eq!(resumed["task_id"], json!(task));
     assert_eq!(resumed["last_node_id"], "plan_steps");
     let state: Value = serde_json::from_str(resumed["state"].as_str().unwrap()).unwrap();
-    assert_eq!(state, saved, "the state is JSON text on the wire, unchanged");
+    assert_eq!(
+        state, saved,
+        "the state is JSON text on the wire, unchanged"
+    );
     assert!(resumed["updated_at"].is_string());
     // An upsert: a second checkpoint replaces the first.
     let resp = call(
@@ -387,10 +445,20 @@ async fn workflow_checkpoint_then_resume_returns_the_last_node() {
 #[tokio::test]
 async fn workflow_release_frees_the_lease_for_another_holder() {
     let (o, task) = api_stack().await;
-    let started: Value = start(&o, &task, "runner-1", None).await.json().await.unwrap();
+    let started: Value = start(&o, &task, "runner-1", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let release = json!({"task_id": task, "lease_id": started["lease_id"]});
     for _ in 0..2 {
-        let resp = call(&o, "/v1/workflow/release", Some(RUNNER_TOKEN), release.clone()).await;
+        let resp = call(
+            &o,
+            "/v1/workflow/release",
+            Some(RUNNER_TOKEN),
+            release.clone(),
+        )
+        .await;
         assert_eq!(resp.status(), 204, "idempotent");
     }
     let resp = start(&o, &task, "runner-2", None).await;
@@ -400,7 +468,12 @@ async fn workflow_release_frees_the_lease_for_another_holder() {
     // Releasing with the old lease id does not free runner-2's lease.
     let resp = call(&o, "/v1/workflow/release", Some(RUNNER_TOKEN), release).await;
     assert_eq!(resp.status(), 204);
-    assert_problem(start(&o, &task, "runner-3", None).await, 409, "active workflow").await;
+    assert_problem(
+        start(&o, &task, "runner-3", None).await,
+        409,
+        "active workflow",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -429,8 +502,12 @@ async fn the_workflow_api_needs_its_bearer_token_and_is_closed_without_one() {
         "/v1/workflow/release",
     ] {
         assert_problem(call(&o, path, None, body.clone()).await, 401, "Bearer").await;
-        assert_problem(call(&o, path, Some("wrong-token"), body.clone()).await, 401, "invalid")
-            .await;
+        assert_problem(
+            call(&o, path, Some("wrong-token"), body.clone()).await,
+            401,
+            "invalid",
+        )
+        .await;
     }
     assert_eq!(o.count("task_workflow_leases").await, 0, "nothing changed");
 
@@ -445,9 +522,21 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
     let unknown = Uuid::new_v4();
     let bad = |body: Value| (body, 400);
     let cases = [
-        ("/v1/workflow/start", bad(json!({"task_id": task})), "holder_id"),
-        ("/v1/workflow/start", bad(json!({"task_id": task, "holder_id": " "})), "holder_id"),
-        ("/v1/workflow/start", bad(json!({"task_id": "nope", "holder_id": "r"})), "task_id"),
+        (
+            "/v1/workflow/start",
+            bad(json!({"task_id": task})),
+            "holder_id",
+        ),
+        (
+            "/v1/workflow/start",
+            bad(json!({"task_id": task, "holder_id": " "})),
+            "holder_id",
+        ),
+        (
+            "/v1/workflow/start",
+            bad(json!({"task_id": "nope", "holder_id": "r"})),
+            "task_id",
+        ),
         (
             "/v1/workflow/start",
             bad(json!({"task_id": task, "holder_id": "r", "expires_in_sec": 0})),
@@ -468,7 +557,11 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
             (json!({"task_id": unknown, "holder_id": "r"}), 404),
             "not found",
         ),
-        ("/v1/workflow/resume", (json!({"task_id": task}), 404), "no checkpoint"),
+        (
+            "/v1/workflow/resume",
+            (json!({"task_id": task}), 404),
+            "no checkpoint",
+        ),
         (
             "/v1/workflow/checkpoint",
             bad(json!({"task_id": task, "state": "not json", "last_node_id": "plan_steps"})),
@@ -491,10 +584,17 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
         ),
         (
             "/v1/workflow/checkpoint",
-            (json!({"task_id": unknown, "state": "{}", "last_node_id": "plan_steps"}), 404),
+            (
+                json!({"task_id": unknown, "state": "{}", "last_node_id": "plan_steps"}),
+                404,
+            ),
             "not found",
         ),
-        ("/v1/workflow/release", bad(json!({"task_id": task})), "lease_id"),
+        (
+            "/v1/workflow/release",
+            bad(json!({"task_id": task})),
+            "lease_id",
+        ),
     ];
     for (path, (body, status), needle) in cases {
         let resp = call(&o, path, Some(RUNNER_TOKEN), body.clone()).await;
@@ -503,4 +603,17 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
     }
     assert_eq!(o.count("task_workflow_leases").await, 0);
     assert_eq!(o.count("workflow_checkpoints").await, 0);
+
+    // The document states the bounds the server enforces.
+    let doc = o.openapi(&o.cp).await;
+    for path in ["start", "resume", "checkpoint", "release"] {
+        let op = &doc["paths"][format!("/v1/workflow/{path}")]["post"];
+        assert!(op.is_object(), "{path}");
+        assert_eq!(op["security"][0]["workflow_bearer"], json!([]), "{path}");
+    }
+    let start = &doc["components"]["schemas"]["StartRequest"]["properties"];
+    assert_eq!(start["holder_id"]["minLength"], 1);
+    assert_eq!(start["holder_id"]["maxLength"], 256);
+    assert_eq!(start["expires_in_sec"]["minimum"], 1);
+    assert_eq!(start["expires_in_sec"]["maximum"], 86400);
 }

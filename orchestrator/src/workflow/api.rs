@@ -16,9 +16,8 @@ use axum::{Json, Router};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::workflow::{
-    CheckpointRequest, DEFAULT_LEASE_SECS, MAX_LEASE_SECS, REQUESTED_BY_HEADER,
-    REQUESTED_BY_PMA, ReleaseRequest, ResumeRequest, ResumeResponse, StartRequest,
-    StartResponse, StartStatus,
+    CheckpointRequest, DEFAULT_LEASE_SECS, MAX_LEASE_SECS, REQUESTED_BY_HEADER, REQUESTED_BY_PMA,
+    ReleaseRequest, ResumeRequest, ResumeResponse, StartRequest, StartResponse, StartStatus,
 };
 use cynode_service_kit::http::ApiJson;
 use serde_json::Value;
@@ -103,10 +102,9 @@ pub async fn start(
     }
     let secs = req.expires_in_sec.unwrap_or(DEFAULT_LEASE_SECS);
     if !(1..=MAX_LEASE_SECS).contains(&secs) {
-        return Err(Problem::validation(format!(
-            "expires_in_sec must be 1 to {MAX_LEASE_SECS}"
-        ))
-        .into());
+        return Err(
+            Problem::validation(format!("expires_in_sec must be 1 to {MAX_LEASE_SECS}")).into(),
+        );
     }
     task_exists(&state, req.task_id).await?;
     let by_pma = headers

@@ -295,7 +295,10 @@ async fn wait_for_pm(state: &AppState) -> Option<(crate::node_inference::ModelRo
 }
 
 fn context_message(wf: &State) -> Option<Value> {
-    let empty_prefs = wf.preferences_effective.as_object().is_none_or(|p| p.is_empty());
+    let empty_prefs = wf
+        .preferences_effective
+        .as_object()
+        .is_none_or(|p| p.is_empty());
     if wf.acceptance_criteria.is_empty() && empty_prefs && wf.artifacts.is_empty() {
         return None;
     }
@@ -305,11 +308,12 @@ fn context_message(wf: &State) -> Option<Value> {
 }
 
 async fn plan_steps(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
-    let max_steps = state.config.pm_max_steps;
+    let max_tokens = state.config.pm_max_tokens;
+    let max_steps = schema::steps_allowed(state.config.pm_max_steps, max_tokens);
     let mut messages = vec![json!({"role": "system", "content": PLAN_BRIEF})];
     messages.extend(context_message(wf));
     messages.push(json!({"role": "user", "content": task.prompt}));
-    let schema = schema::plan(max_steps, state.config.pm_max_tokens);
+    let schema = schema::plan(max_steps, max_tokens);
     let plan = ask(
         state,
         task,
@@ -377,7 +381,13 @@ async fn dispatch_step(state: &AppState, task: &TaskContext, wf: &mut State) -> 
         store::update_state(&state.db, task.task_id, &to_json(wf)?).await?;
     }
     let step = &wf.plan.steps[index];
-    jobs::enqueue_as(&state.db, task.task_id, id, &step_spec(state, &step.commands)).await?;
+    jobs::enqueue_as(
+        &state.db,
+        task.task_id,
+        id,
+        &step_spec(state, &step.commands),
+    )
+    .await?;
     let why = match &hint {
         Some(hint) => format!("{} (retry {attempt}: {hint})", step.description),
         None => step.description.clone(),
@@ -392,8 +402,10 @@ async fn dispatch_step(state: &AppState, task: &TaskContext, wf: &mut State) -> 
                 "step {} of {}, attempt {attempt}; expected evidence: {}",
                 index + 1, wf.plan.steps.len(), step.expected_evidence)}]),
             response: None,
-            decision: Some(json!({"action": "run", "commands": step.commands, "why": why,
-                "step": index, "attempt": attempt})),
+            decision: Some(
+                json!({"action": "run", "commands": step.commands, "why": why,
+                "step": index, "attempt": attempt}),
+            ),
             job_id: Some(id),
             error: None,
             usage: PmUsage::default(),

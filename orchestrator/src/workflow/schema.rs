@@ -43,13 +43,28 @@ pub fn answer(max_tokens: u32) -> Value {
     })
 }
 
+/// The shortest step the plan schema allows: two 8-character texts and three 8-character
+/// commands.
+const MIN_STEP_TOKENS: u32 = 2 * 8 + MAX_COMMANDS * (8 + 4) + STEP_OVERHEAD_TOKENS;
+
+/// How many steps a plan may have: `max_steps` (`PM_MAX_STEPS`), fewer if that many would not
+/// fit in `max_tokens`.
+pub fn steps_allowed(max_steps: u32, max_tokens: u32) -> u32 {
+    let budget = budget(max_tokens);
+    let room = budget - MAX_ASSUMPTIONS * (budget / 16);
+    max_steps.min(room / MIN_STEP_TOKENS).max(1)
+}
+
 /// A direct answer, or `{"action":"plan","steps":[{description, commands, expected_evidence}],
-/// "assumptions":[…]}` with 1 to `max_steps` steps.
+/// "assumptions":[…]}` with 1 to `max_steps` steps (already within [`steps_allowed`]).
 pub fn plan(max_steps: u32, max_tokens: u32) -> Value {
     let budget = budget(max_tokens);
     let assumption_chars = budget / 16;
     let per_step = (budget - MAX_ASSUMPTIONS * assumption_chars) / max_steps.max(1);
-    let words = (per_step / 6).min(200);
+    // Texts take a sixth each, but leave the commands at least their minimum.
+    let words = (per_step / 6)
+        .min(per_step.saturating_sub(STEP_OVERHEAD_TOKENS + MAX_COMMANDS * 12) / 2)
+        .min(200);
     let command_chars = (per_step.saturating_sub(2 * words + STEP_OVERHEAD_TOKENS) / MAX_COMMANDS)
         .saturating_sub(4)
         .min(300);
@@ -153,7 +168,10 @@ pub fn parse_plan(text: &str, max_steps: u32) -> Result<Plan, String> {
             for (i, step) in raw.iter().enumerate() {
                 let commands = strings(&step["commands"]);
                 if commands.is_empty() {
-                    return Err(format!("step {} of the model's plan has no commands", i + 1));
+                    return Err(format!(
+                        "step {} of the model's plan has no commands",
+                        i + 1
+                    ));
                 }
                 steps.push(PlanStep {
                     description: step["description"].as_str().unwrap_or_default().to_owned(),
@@ -181,7 +199,11 @@ pub fn parse_verification(text: &str) -> Result<Verification, String> {
     let status = match value["status"].as_str() {
         Some("pass") => Verdict::Pass,
         Some("fail") => Verdict::Fail,
-        Some(other) => return Err(format!("the verifier's status {other:?} is not pass or fail")),
+        Some(other) => {
+            return Err(format!(
+                "the verifier's status {other:?} is not pass or fail"
+            ));
+        }
         None => return Err("the verifier's answer has no status".into()),
     };
     let retry = strings(&value["retry_commands"]);
@@ -206,9 +228,9 @@ mod tests {
 
     #[test]
     fn every_answer_fits_the_token_limit_even_at_a_token_per_character() {
-        for (steps, max_tokens) in [(1, 256), (4, 512), (4, 4096), (8, 512)] {
+        for (steps, max_tokens) in [(1, 256), (4, 512), (4, 4096), (8, 512), (100, 512)] {
             let limit = u64::from(max_tokens - OVERHEAD_TOKENS);
-            let schema = plan(steps, max_tokens);
+            let schema = plan(steps_allowed(steps, max_tokens), max_tokens);
             assert!(max(&schema, "/anyOf/0/properties/answer/maxLength") <= limit);
             let p = "/anyOf/1/properties";
             let step = format!("{p}/steps/items/properties");
@@ -221,10 +243,19 @@ mod tests {
                     * max(&schema, &format!("{p}/assumptions/items/maxLength"));
             assert!(total <= limit, "{steps} steps, {max_tokens}: {total}");
             let v = verification(max_tokens);
-            let lists = 3 * max(&v, "/properties/findings/maxItems")
+            let lists = 3
+                * max(&v, "/properties/findings/maxItems")
                 * (max(&v, "/properties/findings/items/maxLength") + 4);
             assert!(lists <= limit, "{max_tokens}: verification {lists}");
         }
+    }
+
+    #[test]
+    fn the_steps_allowed_shrink_to_what_fits() {
+        assert_eq!(steps_allowed(4, 512), 4);
+        assert_eq!(steps_allowed(8, 512), 5);
+        assert_eq!(steps_allowed(8, 4096), 8);
+        assert_eq!(steps_allowed(3, 16), 1);
     }
 
     #[test]
@@ -238,7 +269,10 @@ mod tests {
         assert_eq!(plan.steps[0].commands, ["ls"]);
         assert_eq!(plan.assumptions, ["a"]);
         let direct = parse_plan(r#"{"action":"answer","answer":"hi"}"#, 4).unwrap();
-        assert_eq!((direct.steps.len(), direct.answer.as_deref()), (0, Some("hi")));
+        assert_eq!(
+            (direct.steps.len(), direct.answer.as_deref()),
+            (0, Some("hi"))
+        );
         for (text, why) in [
             ("I am a model", "not valid JSON"),
             ("[1]", "not a JSON object"),
@@ -254,7 +288,11 @@ mod tests {
             assert!(err.contains(why), "{text}: {err}");
         }
         let two = r#"{"action":"plan","steps":[{"commands":["a"]},{"commands":["b"]}]}"#;
-        assert!(parse_plan(two, 1).unwrap_err().contains("more than the 1 allowed"));
+        assert!(
+            parse_plan(two, 1)
+                .unwrap_err()
+                .contains("more than the 1 allowed")
+        );
     }
 
     #[test]

@@ -125,9 +125,7 @@ impl Orchestrator {
             bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
             worker_token_key: vars.get("WORKER_TOKEN_KEY").map(Secret::new),
             worker_token_key_previous: vars.get("WORKER_TOKEN_KEY_PREVIOUS").map(Secret::new),
-            workflow_runner_bearer_token: vars
-                .get("WORKFLOW_RUNNER_BEARER_TOKEN")
-                .map(Secret::new),
+            workflow_runner_bearer_token: vars.get("WORKFLOW_RUNNER_BEARER_TOKEN").map(Secret::new),
         };
         let running = cynode_orchestrator::start(role, config, secrets)
             .await
