@@ -22,8 +22,12 @@ pub const MAX_LEASE_SECS: u64 = 86_400;
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     pub task_id: Uuid,
-    /// Who runs the workflow (a runner instance); not blank.
-    #[schema(min_length = 1, max_length = 256)]
+    /// Who runs the workflow (a runner instance); not blank, at most 256 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub holder_id: String,
     /// Becomes the `lease_id`; the same holder starting again with it gets `already_running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

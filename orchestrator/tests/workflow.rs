@@ -539,6 +539,16 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
         ),
         (
             "/v1/workflow/start",
+            bad(json!({"task_id": task, "holder_id": "h".repeat(257)})),
+            "holder_id",
+        ),
+        (
+            "/v1/workflow/start",
+            bad(json!({"task_id": task, "holder_id": "r\u{0}"})),
+            "NUL",
+        ),
+        (
+            "/v1/workflow/start",
             bad(json!({"task_id": task, "holder_id": "r", "expires_in_sec": 0})),
             "expires_in_sec",
         ),
@@ -614,6 +624,7 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
     let start = &doc["components"]["schemas"]["StartRequest"]["properties"];
     assert_eq!(start["holder_id"]["minLength"], 1);
     assert_eq!(start["holder_id"]["maxLength"], 256);
+    assert!(start["holder_id"]["pattern"].is_string(), "not blank, no NUL");
     assert_eq!(start["expires_in_sec"]["minimum"], 1);
     assert_eq!(start["expires_in_sec"]["maximum"], 86400);
 }

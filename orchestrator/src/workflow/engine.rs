@@ -361,7 +361,23 @@ fn step_spec(state: &AppState, commands: &[String]) -> SandboxSpec {
     }
 }
 
+/// Whether the state has the step it is at: a checkpoint written through the workflow API may
+/// not. Without it the workflow fails instead of dispatching or verifying nothing.
+fn has_current_step(wf: &mut State) -> bool {
+    if wf.current_step_index < wf.plan.steps.len() {
+        return true;
+    }
+    wf.failure = Some(format!(
+        "the workflow state has no step {} to run",
+        wf.current_step_index + 1
+    ));
+    false
+}
+
 async fn dispatch_step(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    if !has_current_step(wf) {
+        return Ok(());
+    }
     let index = wf.current_step_index;
     let attempt = wf.attempts(index) + 1;
     let id = job_id(task.task_id, index, attempt);
@@ -484,6 +500,9 @@ async fn collect_result(state: &AppState, task: &TaskContext, wf: &mut State) ->
 }
 
 async fn verify_step_result(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    if !has_current_step(wf) {
+        return Ok(());
+    }
     let index = wf.current_step_index;
     let step = &wf.plan.steps[index];
     let facts = json!({
@@ -563,6 +582,24 @@ async fn finalize_summary(state: &AppState, task: &TaskContext, wf: &mut State) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_without_its_current_step_fails_instead_of_running() {
+        let mut wf = State::new(Uuid::nil());
+        assert!(!has_current_step(&mut wf));
+        assert_eq!(
+            wf.failure.as_deref(),
+            Some("the workflow state has no step 1 to run")
+        );
+        wf.failure = None;
+        wf.plan.steps.push(super::super::PlanStep {
+            description: "d".into(),
+            commands: vec!["true".into()],
+            expected_evidence: "e".into(),
+        });
+        assert!(has_current_step(&mut wf));
+        assert_eq!(wf.failure, None);
+    }
 
     #[test]
     fn output_streams_are_capped_on_a_char_boundary() {
