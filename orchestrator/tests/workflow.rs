@@ -624,7 +624,10 @@ async fn bad_workflow_requests_are_400_or_404_and_change_nothing() {
     let start = &doc["components"]["schemas"]["StartRequest"]["properties"];
     assert_eq!(start["holder_id"]["minLength"], 1);
     assert_eq!(start["holder_id"]["maxLength"], 256);
-    assert!(start["holder_id"]["pattern"].is_string(), "not blank, no NUL");
+    assert!(
+        start["holder_id"]["pattern"].is_string(),
+        "not blank, no NUL"
+    );
     assert_eq!(start["expires_in_sec"]["minimum"], 1);
     assert_eq!(start["expires_in_sec"]["maximum"], 86400);
 }
