@@ -13,6 +13,7 @@
 //! and [`workflow`] the control plane's workflow API.
 
 pub mod logs;
+pub mod mcp;
 pub mod node;
 pub mod problem;
 pub mod routes;

@@ -279,6 +279,10 @@ pub struct ConfigEndpoints {
     /// Where the orchestrator will dispatch jobs to this node.
     pub worker_api_target_url: String,
     pub node_report_url: String,
+    /// The MCP gateway the node's worker forwards sandbox agents' MCP requests to (the
+    /// worker's `--mcp-gateway-url`); absent: this orchestrator serves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_gateway_url: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

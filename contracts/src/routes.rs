@@ -130,6 +130,8 @@ pub mod user {
     pub const NODE_DRAIN: &str = "/v1/nodes/{slug}/drain";
     /// `POST` (admin only): the node takes jobs again.
     pub const NODE_UNDRAIN: &str = "/v1/nodes/{slug}/undrain";
+    /// `GET` (admin only): the MCP gateway's audit, newest first (`crate::mcp::McpAuditPage`).
+    pub const AUDIT_MCP: &str = "/v1/audit/mcp";
     /// `POST`: create a task; `GET`: list tasks.
     pub const TASKS: &str = "/v1/tasks";
     /// `GET`: one task, by id or name.

@@ -136,6 +136,10 @@ pub struct CreateTaskRequest {
     pub use_sba: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_inference: Option<bool>,
+    /// The job's sandbox may call the MCP gateway (as a sandbox agent of this task and job,
+    /// through its node's worker; it never holds a token). `script` and `commands` tasks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_mcp: Option<bool>,
     /// What a node must offer to run this task's jobs; a job no node meets waits, with the
     /// reason in the task's `wait_reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,11 @@ use uuid::Uuid;
 pub const RESERVED_SANDBOX_ENV: [&str; 3] =
     ["CYNODE_TASK_ID", "CYNODE_JOB_ID", "CYNODE_WORKSPACE_DIR"];
 
+/// Where a job with `sandbox.use_mcp` finds the orchestrator's MCP gateway: an
+/// `http://127.0.0.1:<port>/mcp` URL inside its pod (the sidecar, which forwards to the job's
+/// socket on the worker). Only the worker sets it; a job's own env may not.
+pub const MCP_URL_ENV: &str = "CYNODE_MCP_URL";
+
 /// Largest request body the worker API accepts (10 MiB).
 pub const MAX_REQUEST_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -25,6 +30,34 @@ pub struct RunJobRequest {
     pub task_id: Uuid,
     pub job_id: Uuid,
     pub sandbox: SandboxSpec,
+    /// The job's grant to the orchestrator's MCP gateway; required with `sandbox.use_mcp` and
+    /// refused without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpGrant>,
+}
+
+/// What the worker needs to forward a job's MCP calls (`workflow_mcp_agents.md` §2: tokens are
+/// issued to the worker, never to agents; the worker's proxy attaches them). Minted by the
+/// orchestrator at dispatch for this one job. The worker keeps it in memory only: the sandbox
+/// gets neither the token nor the URL, only `CYNODE_MCP_URL` (its pod's loopback).
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpGrant {
+    /// The orchestrator's MCP endpoint, e.g. `http://127.0.0.1:12083/mcp`. Its origin must be
+    /// the node's configured MCP gateway (`--mcp-gateway-url`).
+    pub url: String,
+    /// Short-lived bearer token scoped to this job; sent as `Authorization: Bearer <token>` on
+    /// each forwarded call. Secret: redacted in `Debug`.
+    pub token: String,
+}
+
+impl std::fmt::Debug for McpGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpGrant")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What to run and how. `command` is an argv, run without a shell unless it names one.
@@ -44,6 +77,11 @@ pub struct SandboxSpec {
     pub network_policy: Option<NetworkPolicy>,
     #[serde(default)]
     pub use_inference: bool,
+    /// Give the job the orchestrator's MCP gateway at `CYNODE_MCP_URL` (its pod's loopback,
+    /// forwarded by the worker with the request's `mcp` grant attached). Needs `mcp`. Left out
+    /// when false, so that workers from before MCP (which refuse unknown fields) take the rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_mcp: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_spec_json: Option<String>,
     /// Tighter limits than the node's for this job; absent: the node's limits.
@@ -182,6 +220,35 @@ pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mcp_grant_is_optional_and_its_token_never_debug_printed() {
+        let request = serde_json::json!({
+            "version": 1, "task_id": Uuid::nil(), "job_id": Uuid::nil(),
+            "sandbox": {"command": ["true"], "use_mcp": true},
+            "mcp": {"url": "http://127.0.0.1:12083/mcp", "token": "s3cret-token"}
+        });
+        let parsed: RunJobRequest = serde_json::from_value(request.clone()).unwrap();
+        assert!(parsed.sandbox.use_mcp);
+        let written = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(written["mcp"], request["mcp"]);
+        assert_eq!(
+            serde_json::from_value::<RunJobRequest>(written).unwrap(),
+            parsed
+        );
+        let printed = format!("{parsed:?}");
+        assert!(!printed.contains("s3cret-token"), "{printed}");
+        assert!(printed.contains("12083"), "{printed}");
+        let plain: RunJobRequest = serde_json::from_value(serde_json::json!({
+            "version": 1, "task_id": Uuid::nil(), "job_id": Uuid::nil(),
+            "sandbox": {"command": ["true"]}
+        }))
+        .unwrap();
+        assert!(!plain.sandbox.use_mcp);
+        assert_eq!(plain.mcp, None);
+        let unknown = serde_json::json!({"url": "u", "token": "t", "scope": "x"});
+        assert!(serde_json::from_value::<McpGrant>(unknown).is_err());
+    }
 
     #[test]
     fn a_result_without_limits_parses_and_limits_round_trip() {

@@ -172,6 +172,13 @@ pub struct WorkerCli {
     #[arg(long, env = "CYNODE_INFERENCE_PROXY_BINARY")]
     pub inference_proxy_binary: Option<PathBuf>,
 
+    /// The orchestrator's MCP gateway (an http(s) URL, e.g. `http://127.0.0.1:12083/mcp`).
+    /// Absent: jobs with `sandbox.use_mcp` are refused. A job's grant (`mcp.url`) must be on
+    /// this URL's origin; the worker may connect over TCP to its port (and the inference port)
+    /// and to no other.
+    #[arg(long, env = "CYNODE_MCP_GATEWAY_URL", value_parser = parse_http_url)]
+    pub mcp_gateway_url: Option<Url>,
+
     /// The worker's state directory; its telemetry database is
     /// `<state-dir>/telemetry/telemetry.db`. Default: the mount root.
     #[arg(long, env = "CYNODE_WORKER_STATE_DIR")]
@@ -220,6 +227,7 @@ impl Default for WorkerCli {
             inference_url: None,
             inference_timeout_secs: DEFAULT_INFERENCE_TIMEOUT_SECS,
             inference_proxy_binary: None,
+            mcp_gateway_url: None,
             state_dir: None,
             metrics_listen: None,
             node_slug: None,
@@ -256,6 +264,7 @@ impl WorkerCli {
             inference_url,
             inference_timeout_secs,
             inference_proxy_binary,
+            mcp_gateway_url,
             state_dir,
             metrics_listen,
             node_slug,
@@ -297,6 +306,9 @@ impl WorkerCli {
         flag("inference-timeout-secs", inference_timeout_secs.to_string());
         if let Some(binary) = inference_proxy_binary {
             flag("inference-proxy-binary", binary.display().to_string());
+        }
+        if let Some(url) = mcp_gateway_url {
+            flag("mcp-gateway-url", url.to_string());
         }
         if let Some(dir) = state_dir {
             flag("state-dir", dir.display().to_string());
@@ -363,6 +375,7 @@ mod tests {
             inference_url: Some("http://127.0.0.1:11500".parse().unwrap()),
             inference_timeout_secs: 9,
             inference_proxy_binary: Some("/opt/bin/proxy".into()),
+            mcp_gateway_url: Some("http://127.0.0.1:12083/mcp".parse().unwrap()),
             state_dir: Some("/var/lib/cynode/state".into()),
             metrics_listen: Some("127.0.0.1:12091".parse().unwrap()),
             node_slug: Some("node-01".into()),

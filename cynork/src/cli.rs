@@ -285,6 +285,10 @@ pub struct CreateArgs {
     /// Give the sandbox access to node-local inference
     #[arg(long)]
     pub use_inference: bool,
+    /// Let the sandbox call the MCP gateway as this task's agent (`$CYNODE_MCP_URL`; the node
+    /// attaches the credentials)
+    #[arg(long)]
+    pub use_mcp: bool,
     /// Run only on a node with this label (repeatable: all of them)
     #[arg(long = "require-label", value_name = "LABEL")]
     pub require_labels: Vec<String>,

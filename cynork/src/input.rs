@@ -44,6 +44,7 @@ pub fn create_request(args: &CreateArgs) -> Result<CreateTaskRequest> {
         attachments,
         use_sba: None,
         use_inference: args.use_inference.then_some(true),
+        use_mcp: args.use_mcp.then_some(true),
         requirements: Some(requirements(args)).filter(|r| !r.is_empty()),
     })
 }

@@ -140,6 +140,7 @@ async fn start(world: &mut OrchWorld) {
             .env("TELEMETRY_PULL_INTERVAL", "200ms")
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env("MCP_LISTEN_ADDR", "127.0.0.1:0")
             .env(
                 "ORCHESTRATOR_PUBLIC_URL",
                 format!("http://127.0.0.1:{cp_port}"),

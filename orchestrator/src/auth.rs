@@ -229,7 +229,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
         if user.handle != crate::users::ADMIN_HANDLE {
-            return Err(Problem::forbidden("only the admin may manage nodes").into());
+            return Err(Problem::forbidden("only the admin may do this").into());
         }
         Ok(Self(user))
     }

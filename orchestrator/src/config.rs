@@ -44,6 +44,11 @@ struct FileConfig {
     control_plane_listen_addr: Option<String>,
     user_gateway_listen_addr: Option<String>,
     metrics_listen_addr: Option<String>,
+    mcp_listen_addr: Option<String>,
+    mcp_public_url: Option<String>,
+    mcp_allowed_hosts: Option<Vec<String>>,
+    mcp_tools_disabled: Option<Vec<String>>,
+    mcp_token_ttl: Option<Seconds>,
     jwt_access_duration: Option<Seconds>,
     jwt_refresh_duration: Option<Seconds>,
     jwt_node_duration: Option<Seconds>,
@@ -93,6 +98,21 @@ pub struct Config {
     /// of the user gateway or node of the control plane: keep it on loopback or a management
     /// network.
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// The MCP gateway's own listener (`MCP_LISTEN_ADDR`, default `127.0.0.1:12083`), served by
+    /// the control plane. Loopback by default: agents reach it through their node's worker
+    /// proxy, and a node on another host needs it on an address it can reach.
+    pub mcp_listen_addr: SocketAddr,
+    /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`); default: the bound
+    /// listen address with `/mcp`.
+    pub mcp_public_url: Option<String>,
+    /// `Host` values the MCP endpoint answers (`MCP_ALLOWED_HOSTS`, comma-separated; DNS
+    /// rebinding protection): loopback names plus the host of `MCP_PUBLIC_URL`.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Tools switched off on this orchestrator (`MCP_TOOLS_DISABLED`, comma-separated).
+    pub mcp_tools_disabled: Vec<String>,
+    /// Lifetime of the agent tokens this orchestrator issues (`MCP_TOKEN_TTL`, default 15m, at
+    /// most 1h).
+    pub mcp_token_ttl: Duration,
     pub jwt_access_duration: Duration,
     pub jwt_refresh_duration: Duration,
     pub jwt_node_duration: Duration,
@@ -176,6 +196,15 @@ pub struct Secrets {
     /// The bearer token of the workflow API (`WORKFLOW_RUNNER_BEARER_TOKEN`, credential
     /// `workflow-runner-bearer-token`); `None` closes the API (401), unlike upstream.
     pub workflow_runner_bearer_token: Option<Secret>,
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Config {
@@ -284,6 +313,69 @@ impl Config {
                         })
                 })
                 .transpose()?,
+            mcp_listen_addr: {
+                let text = pick("MCP_LISTEN_ADDR", file.mcp_listen_addr)
+                    .unwrap_or_else(|| cynode_contracts::mcp::DEFAULT_LISTEN_ADDR.to_owned());
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "MCP_LISTEN_ADDR".into(),
+                        message: format!("expected HOST:PORT, got {text:?}"),
+                    })?
+            },
+            mcp_public_url: match pick("MCP_PUBLIC_URL", file.mcp_public_url) {
+                None => None,
+                Some(text) => match url::Url::parse(&text) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                        Some(text.trim_end_matches('/').to_owned())
+                    }
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: "MCP_PUBLIC_URL".into(),
+                            message: format!("expected an http or https URL, got {text:?}"),
+                        });
+                    }
+                },
+            },
+            mcp_allowed_hosts: {
+                let mut hosts: Vec<String> =
+                    ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+                let listed = env("MCP_ALLOWED_HOSTS")
+                    .map(|v| list(&v))
+                    .or(file.mcp_allowed_hosts)
+                    .unwrap_or_default();
+                hosts.extend(listed);
+                if let Some(host) = env("MCP_PUBLIC_URL")
+                    .and_then(|u| url::Url::parse(&u).ok())
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                {
+                    hosts.push(host);
+                }
+                hosts.sort();
+                hosts.dedup();
+                hosts
+            },
+            mcp_tools_disabled: {
+                let names = env("MCP_TOOLS_DISABLED")
+                    .map(|v| list(&v))
+                    .or(file.mcp_tools_disabled)
+                    .unwrap_or_default();
+                if let Some(unknown) = names.iter().find(|n| crate::mcp::tools::find(n).is_none()) {
+                    return Err(ConfigError::Invalid {
+                        key: "MCP_TOOLS_DISABLED".into(),
+                        message: format!("{unknown:?} is not a tool of this orchestrator"),
+                    });
+                }
+                names
+            },
+            mcp_token_ttl: match duration("MCP_TOKEN_TTL", file.mcp_token_ttl, "15m")? {
+                d if d.is_zero() || d > crate::mcp::agent::MAX_TTL => {
+                    return Err(ConfigError::Invalid {
+                        key: "MCP_TOKEN_TTL".into(),
+                        message: "must be more than zero and at most 1h".into(),
+                    });
+                }
+                d => d,
+            },
             jwt_access_duration: duration("JWT_ACCESS_DURATION", file.jwt_access_duration, "15m")?,
             jwt_refresh_duration: duration(
                 "JWT_REFRESH_DURATION",

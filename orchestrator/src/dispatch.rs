@@ -23,11 +23,12 @@ use chrono::Utc;
 use cynode_contracts::PAYLOAD_VERSION;
 use cynode_contracts::problem::types::JOB_INTERRUPTED;
 use cynode_contracts::routes;
-use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, SandboxSpec};
+use cynode_contracts::worker::{McpGrant, RunJobRequest, RunJobResponse, RunStatus, SandboxSpec};
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, RunningJob};
@@ -259,6 +260,33 @@ async fn keep_leased(state: &AppState, claim: &Claim) -> std::convert::Infallibl
     }
 }
 
+/// The MCP access of a `use_mcp` job: this orchestrator's MCP endpoint and a token for the
+/// job's sandbox agent (its task's owner, the task, the job), minted now and never stored. It
+/// lives as long as the job may run (plus a minute), at most [`crate::mcp::agent::MAX_TTL`].
+async fn mcp_grant(
+    state: &AppState,
+    claim: &Claim,
+    sandbox: &SandboxSpec,
+) -> Result<McpGrant, String> {
+    let url = state
+        .mcp_url
+        .clone()
+        .ok_or("this orchestrator serves no MCP gateway")?;
+    let (owner, project): (Uuid, Option<Uuid>) =
+        sqlx::query_as("SELECT created_by, project_id FROM tasks WHERE id = $1")
+            .bind(claim.task_id)
+            .fetch_one(&state.db)
+            .await
+            .map_err(|e| format!("reading the job's task failed: {e}"))?;
+    let agent = crate::mcp::Agent::sandbox(owner, claim.task_id, claim.job_id, project);
+    let runs_for = Duration::from_secs(sandbox.timeout_seconds.unwrap_or(0).max(0) as u64);
+    let ttl = (runs_for + Duration::from_secs(60)).min(crate::mcp::agent::MAX_TTL);
+    Ok(McpGrant {
+        url,
+        token: state.mcp_keys.issue(&agent, ttl),
+    })
+}
+
 async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
     let mut sandbox: SandboxSpec = match serde_json::from_value(claim.payload.clone()) {
         Ok(s) => s,
@@ -271,11 +299,19 @@ async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
         Some(t) if t > 0 => t.min(cap),
         _ => cap,
     });
+    let mcp = match sandbox.use_mcp {
+        true => match mcp_grant(state, claim, &sandbox).await {
+            Ok(grant) => Some(grant),
+            Err(e) => return Outcome::Refused(e),
+        },
+        false => None,
+    };
     let request = RunJobRequest {
         version: PAYLOAD_VERSION,
         task_id: claim.task_id,
         job_id: claim.job_id,
         sandbox,
+        mcp,
     };
     let url = format!(
         "{}{}",

@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use cynode_contracts::mcp::{McpAuditPage, McpAuditQuery};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
 use cynode_contracts::user::{
@@ -15,7 +16,7 @@ use cynode_contracts::user::{
     NodeList, RefreshRequest, Task, TaskList, TaskLogStream, TaskLogs, TaskLogsQuery, TaskResult,
     TaskStatus, TaskSteps, TokenResponse, UserInfo,
 };
-use cynode_service_kit::http::ApiJson;
+use cynode_service_kit::http::{ApiJson, ApiQuery};
 use utoipa::OpenApi;
 
 use crate::apikeys::BearerTakesApiKeys;
@@ -23,13 +24,13 @@ use crate::auth::{Admin, CurrentUser};
 use crate::error::{Error, Result};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, chat, nodes, task_logs, tasks, usage, web};
+use crate::{AppState, apikeys, chat, mcp, nodes, task_logs, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
-          task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
+          task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, mcp_audit, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           web::healthz, web::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::NODE, get(get_node).delete(revoke_node))
         .route(routes::user::NODE_DRAIN, post(drain_node))
         .route(routes::user::NODE_UNDRAIN, post(undrain_node))
+        .route(routes::user::AUDIT_MCP, get(mcp_audit))
         .route(routes::user::TASKS, post(create_task).get(list_tasks))
         .route(routes::user::TASK, get(get_task))
         .route(routes::user::TASK_RESULT, get(task_result))
@@ -111,6 +113,21 @@ async fn get_node(
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<NodeInfo>> {
     Ok(Json(nodes::info(&state, &slug).await?))
+}
+
+/// The MCP gateway's audit (admin only), newest first: one entry per tool call, allowed or
+/// denied, never its arguments or result.
+#[utoipa::path(get, path = "/v1/audit/mcp", tag = "audit", security(("bearer" = [])),
+    params(McpAuditQuery), responses(
+    (status = 200, body = McpAuditPage), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 403, body = Problem, description = "not the admin"),
+))]
+async fn mcp_audit(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiQuery(query): ApiQuery<McpAuditQuery>,
+) -> Result<Json<McpAuditPage>> {
+    Ok(Json(mcp::audit::list(&state.db, &query).await?))
 }
 
 /// Takes a node out of service (admin only): no new jobs; its running jobs finish, or once the

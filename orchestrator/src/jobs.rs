@@ -49,6 +49,8 @@ pub struct NewTask<'a> {
     pub prompt: &'a str,
     pub input_mode: InputMode,
     pub use_inference: bool,
+    /// Its sandbox jobs may call the MCP gateway.
+    pub use_mcp: bool,
     /// What a node must offer to run the task's jobs; every job of the task carries them.
     pub requirements: Option<&'a JobRequirements>,
 }
@@ -102,6 +104,7 @@ impl Planner for ShellPlanner {
                 timeout_seconds: None,
                 network_policy: None,
                 use_inference: task.use_inference,
+                use_mcp: task.use_mcp,
                 job_spec_json: None,
                 resources: None,
             }]),
@@ -1214,6 +1217,7 @@ mod tests {
             prompt: "echo hi",
             input_mode: InputMode::Commands,
             use_inference: false,
+            use_mcp: false,
             requirements: None,
         };
         let Plan::Run(specs) = planner.plan(&task) else {

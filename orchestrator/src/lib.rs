@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod error;
 pub mod gateway;
 pub mod jobs;
+pub mod mcp;
 pub mod metrics;
 pub mod node_inference;
 pub mod nodes;
@@ -70,6 +71,11 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The workflow API's bearer token; `None` closes the API.
     pub workflow_token: Option<Secret>,
+    /// Signs and checks MCP agent tokens.
+    pub mcp_keys: Arc<mcp::AgentKeys>,
+    /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`, else this control
+    /// plane's MCP listener); `None` in a process without one.
+    pub mcp_url: Option<String>,
     /// Turns true when the process stops: long streams (live logs) end so that the graceful
     /// shutdown does not wait for them.
     pub stopping: watch::Receiver<bool>,
@@ -123,6 +129,53 @@ pub async fn worker_token(
         .map_err(|e| anyhow::anyhow!("cannot decrypt the worker token of node {slug}: {e}"))
 }
 
+/// A short-lived MCP agent token (`cynode-orchestrator mcp-token`): system-level for the PM;
+/// bound to a task's owner and the task (and job, for a sandbox agent) otherwise, after checking
+/// that they exist and belong together.
+pub async fn mcp_token(
+    config: &Config,
+    secrets: &Secrets,
+    agent_type: mcp::AgentType,
+    task_id: Option<uuid::Uuid>,
+    job_id: Option<uuid::Uuid>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let agent = match agent_type {
+        mcp::AgentType::Pm => mcp::Agent::pm(),
+        mcp::AgentType::Pa | mcp::AgentType::Sandbox => {
+            let task_id = task_id.context("--task-id is required for this agent type")?;
+            let db = connect(config, &secrets.database_url).await?;
+            let (owner, project): (uuid::Uuid, Option<uuid::Uuid>) =
+                sqlx::query_as("SELECT created_by, project_id FROM tasks WHERE id = $1")
+                    .bind(task_id)
+                    .fetch_optional(&db)
+                    .await?
+                    .with_context(|| format!("task {task_id} does not exist"))?;
+            match agent_type {
+                mcp::AgentType::Pa => mcp::Agent::analyst(owner, task_id),
+                _ => {
+                    let job_id = job_id.context("--job-id is required for a sandbox agent")?;
+                    let of: Option<uuid::Uuid> =
+                        sqlx::query_scalar("SELECT task_id FROM jobs WHERE id = $1")
+                            .bind(job_id)
+                            .fetch_optional(&db)
+                            .await?;
+                    anyhow::ensure!(
+                        of == Some(task_id),
+                        "job {job_id} is not a job of task {task_id}"
+                    );
+                    mcp::Agent::sandbox(owner, task_id, job_id, project)
+                }
+            }
+        }
+    };
+    anyhow::ensure!(
+        !ttl.is_zero() && ttl <= mcp::agent::MAX_TTL,
+        "--ttl must be more than zero and at most 1h"
+    );
+    Ok(mcp::AgentKeys::derive(secrets.jwt_secret.expose().as_bytes()).issue(&agent, ttl))
+}
+
 pub async fn connect(config: &Config, url: &Secret) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(config.database_pool_size)
@@ -153,6 +206,7 @@ pub struct Running {
     pub control_plane_addr: Option<SocketAddr>,
     pub user_gateway_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    pub mcp_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -187,6 +241,21 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         true => Some(listen(config.user_gateway_listen_addr, "user gateway").await?),
         false => None,
     };
+    let mcp_listener = match role.control_plane() {
+        true => Some(listen(config.mcp_listen_addr, "MCP gateway").await?),
+        false => None,
+    };
+    let mcp_url = match &mcp_listener {
+        Some(listener) => Some(match &config.mcp_public_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}{}",
+                listener.local_addr()?,
+                cynode_contracts::mcp::MCP_PATH
+            ),
+        }),
+        None => None,
+    };
     let metrics_listener = match config.metrics_listen_addr {
         Some(addr) => Some(listen(addr, "metrics").await?),
         None => None,
@@ -210,6 +279,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
         config: Arc::new(config),
         keys: auth::Keys::new(secrets.jwt_secret.expose().as_bytes()),
+        mcp_keys: Arc::new(mcp::AgentKeys::derive(
+            secrets.jwt_secret.expose().as_bytes(),
+        )),
+        mcp_url,
         psk: secrets.node_registration_psk,
         wake: Arc::new(Notify::new()),
         node_change: Arc::new(Notify::new()),
@@ -280,6 +353,23 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         user_gateway_addr = Some(addr);
         tasks.push(handle);
     }
+    let mut mcp_addr = None;
+    if let Some(listener) = mcp_listener {
+        let streams = tokio_util::sync::CancellationToken::new();
+        let (addr, handle) = serve(
+            listener,
+            "MCP gateway",
+            mcp::router(state.clone(), streams.clone()),
+        )
+        .await?;
+        mcp_addr = Some(addr);
+        tasks.push(handle);
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            stopped(rx).await;
+            streams.cancel();
+        }));
+    }
     let mut metrics_addr = None;
     if let Some(listener) = metrics_listener {
         let (addr, handle) = serve(listener, "metrics", metrics::router(state.clone())).await?;
@@ -302,6 +392,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         control_plane_addr,
         user_gateway_addr,
         metrics_addr,
+        mcp_addr,
         state,
         stop,
         tasks,

@@ -30,6 +30,20 @@ enum Command {
         #[arg(long, value_name = "SLUG")]
         node: String,
     },
+    /// Print a short-lived MCP agent token and exit: `--agent pm` (system-level), or `--agent
+    /// sandbox` / `--agent pa` bound to a task (and job). For operators and external agents
+    /// run by hand; the orchestrator issues its own agents' tokens itself.
+    McpToken {
+        #[arg(long, value_name = "pm|pa|sandbox")]
+        agent: cynode_orchestrator::mcp::AgentType,
+        #[arg(long, value_name = "UUID", required_if_eq_any = [("agent", "pa"), ("agent", "sandbox")])]
+        task_id: Option<uuid::Uuid>,
+        #[arg(long, value_name = "UUID", required_if_eq("agent", "sandbox"))]
+        job_id: Option<uuid::Uuid>,
+        /// Lifetime (e.g. 5m); default MCP_TOKEN_TTL, at most 1h.
+        #[arg(long, value_name = "DURATION", value_parser = cynode_service_kit::duration::parse)]
+        ttl: Option<std::time::Duration>,
+    },
 }
 
 /// `EX_CONFIG`: the configuration (file, env or secrets) is wrong. The units list it in
@@ -79,6 +93,22 @@ async fn run() -> Result<(), Failure> {
                 .map_err(|e| Failure::Config(e.into()))?;
             let token = cynode_orchestrator::worker_token(&config, &secrets, &node).await?;
             println!("{}", token.expose());
+            return Ok(());
+        }
+        Command::McpToken {
+            agent,
+            task_id,
+            job_id,
+            ttl,
+        } => {
+            let secrets = config
+                .secrets(false)
+                .map_err(|e| Failure::Config(e.into()))?;
+            let ttl = ttl.unwrap_or(config.mcp_token_ttl);
+            let token =
+                cynode_orchestrator::mcp_token(&config, &secrets, agent, task_id, job_id, ttl)
+                    .await?;
+            println!("{token}");
             return Ok(());
         }
         Command::ControlPlane => Role::ControlPlane,

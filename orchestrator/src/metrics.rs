@@ -50,6 +50,14 @@ struct TokenLabels {
     direction: &'static str,
 }
 
+/// An MCP tool call: the tool (a catalog name, or `unknown`) and how it ended (`ok` or the
+/// error type).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: &'static str,
+    outcome: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +66,7 @@ pub struct Metrics {
     queue_wait: Histogram,
     model_calls: Family<ModelLabels, Histogram, fn() -> Histogram>,
     tokens: Family<TokenLabels, Counter>,
+    mcp_calls: Family<ToolLabels, Histogram, fn() -> Histogram>,
     jobs: Family<StatusLabels, Gauge>,
     nodes: Family<StatusLabels, Gauge>,
     /// One scrape at a time: each clears and refills the database counts.
@@ -94,6 +103,13 @@ impl Default for Metrics {
             "Tokens of answered model calls, by caller (pm, chat), model and direction",
             tokens.clone(),
         );
+        let mcp_calls: Family<ToolLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register(
+            "mcp_tool_call_duration_seconds",
+            "MCP tool calls through the enforcement pipeline, by tool and outcome (ok or the error type)",
+            mcp_calls.clone(),
+        );
         let jobs = Family::<StatusLabels, Gauge>::default();
         registry.register("jobs", "Jobs in the database by status", jobs.clone());
         let nodes = Family::<StatusLabels, Gauge>::default();
@@ -105,6 +121,7 @@ impl Default for Metrics {
             queue_wait,
             model_calls,
             tokens,
+            mcp_calls,
             jobs,
             nodes,
             scraping: tokio::sync::Mutex::new(()),
@@ -145,6 +162,13 @@ impl Metrics {
                 kind: "pm",
                 model: model.to_owned(),
             })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One MCP tool call ended with `outcome` after `elapsed`.
+    pub fn mcp_call(&self, tool: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.mcp_calls
+            .get_or_create(&ToolLabels { tool, outcome })
             .observe(elapsed.as_secs_f64());
     }
 

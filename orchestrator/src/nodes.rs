@@ -58,6 +58,10 @@ struct ConfigContent {
     /// still equal (no new version, no node restart, for an upgrade alone).
     #[serde(default, skip_serializing_if = "SandboxResources::is_empty")]
     sandbox_limits: SandboxResources,
+    /// The MCP gateway the node's worker proxies sandbox agents to; left out without one (so
+    /// content stored before the gateway existed is still equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mcp_gateway_url: Option<String>,
 }
 
 fn validate_report(report: &NodeCapabilityReport) -> Result<()> {
@@ -113,8 +117,10 @@ fn inference_backend(config: &Config, report: &NodeCapabilityReport) -> Inferenc
     }
 }
 
-fn content_for(config: &Config, report: &NodeCapabilityReport) -> ConfigContent {
+fn content_for(state: &AppState, report: &NodeCapabilityReport) -> ConfigContent {
+    let config = &state.config;
     ConfigContent {
+        mcp_gateway_url: state.mcp_url.clone(),
         worker_api_target_url: report
             .worker_api
             .as_ref()
@@ -145,7 +151,7 @@ fn capability_hash(report: &NodeCapabilityReport) -> Result<(Value, String)> {
 /// if it differs from the current one).
 async fn ingest(
     tx: &mut sqlx::PgConnection,
-    config: &Config,
+    state: &AppState,
     node_id: Uuid,
     report: &NodeCapabilityReport,
 ) -> Result<()> {
@@ -163,7 +169,7 @@ async fn ingest(
     .bind(&snapshot)
     .execute(&mut *tx)
     .await?;
-    let content = serde_json::to_value(content_for(config, report)).map_err(Error::internal)?;
+    let content = serde_json::to_value(content_for(state, report)).map_err(Error::internal)?;
     sqlx::query(
         "UPDATE nodes SET
             capability_hash = $2, capability_reports = capability_reports + 1,
@@ -226,8 +232,7 @@ pub async fn register(
         Some((Some(_),)) => None,
         _ => Some(auth::random_token()),
     };
-    let content =
-        serde_json::to_value(content_for(&state.config, report)).map_err(Error::internal)?;
+    let content = serde_json::to_value(content_for(state, report)).map_err(Error::internal)?;
     let new_id = Uuid::new_v4();
     let created = sqlx::query(
         "INSERT INTO nodes (id, node_slug, status, config_version, config_content, worker_api_bearer_token)
@@ -266,7 +271,7 @@ pub async fn register(
             .execute(&mut *tx)
             .await?;
     }
-    ingest(&mut tx, &state.config, node_id, report).await?;
+    ingest(&mut tx, state, node_id, report).await?;
     jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
@@ -324,7 +329,7 @@ pub async fn report_capability(
     validate_report(report)?;
     same_node(node, &report.node.node_slug, "the capability report")?;
     let mut tx = state.db.begin().await?;
-    ingest(&mut tx, &state.config, node.id, report).await?;
+    ingest(&mut tx, state, node.id, report).await?;
     jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     state.signal_change();
@@ -348,8 +353,7 @@ pub async fn configuration(
     if let Some((snapshot,)) = latest {
         let report: NodeCapabilityReport =
             serde_json::from_value(snapshot).map_err(Error::internal)?;
-        let content =
-            serde_json::to_value(content_for(&state.config, &report)).map_err(Error::internal)?;
+        let content = serde_json::to_value(content_for(state, &report)).map_err(Error::internal)?;
         sqlx::query(
             "UPDATE nodes SET config_version = $3, config_content = $2, updated_at = now()
              WHERE id = $1 AND config_content <> $2",
@@ -380,6 +384,7 @@ pub async fn configuration(
             endpoints: ConfigEndpoints {
                 worker_api_target_url: content.worker_api_target_url.unwrap_or_default(),
                 node_report_url: format!("{base}{CAPABILITY_PATH}"),
+                mcp_gateway_url: content.mcp_gateway_url,
             },
         },
         sandbox_registries: Vec::new(),

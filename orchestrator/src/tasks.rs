@@ -62,6 +62,12 @@ fn validate(req: &CreateTaskRequest) -> Result<()> {
             Problem::validation("use_sba is not supported by this orchestrator yet").into(),
         );
     }
+    if req.use_mcp == Some(true) && matches!(req.input_mode, None | Some(InputMode::Prompt)) {
+        return Err(Problem::validation(
+            "use_mcp applies to script and commands tasks (a prompt task's agent is the Project Manager)",
+        )
+        .into());
+    }
     if let Some(requirements) = &req.requirements {
         requirements.validate().map_err(Problem::validation)?;
     }
@@ -216,6 +222,7 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
         prompt: &req.prompt,
         input_mode: mode,
         use_inference: req.use_inference.unwrap_or(false),
+        use_mcp: req.use_mcp.unwrap_or(false),
         requirements: req.requirements.as_ref(),
     };
     let plan = state.planner.plan(&new);

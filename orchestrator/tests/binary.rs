@@ -44,6 +44,7 @@ fn spawn(dir: &Path, database_url: &str, notify: Option<&Path>, extra: &[(&str, 
         .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &password_file)
         .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
         .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+        .env("MCP_LISTEN_ADDR", "127.0.0.1:0")
         .env(
             "ORCHESTRATOR_PUBLIC_URL",
             format!("http://127.0.0.1:{cp_port}"),

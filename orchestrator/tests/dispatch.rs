@@ -694,6 +694,7 @@ fn shell(text: &str) -> SandboxSpec {
         timeout_seconds: None,
         network_policy: None,
         use_inference: false,
+        use_mcp: false,
         job_spec_json: None,
         resources: None,
     }
@@ -718,6 +719,7 @@ async fn open_task(o: &Orchestrator, admin: &str, name: &str, plan: Plan) -> Uui
         // and this test is the queue's open plan driven by the test itself.
         input_mode: InputMode::Script,
         use_inference: false,
+        use_mcp: false,
         requirements: None,
     };
     jobs::open_task(&mut tx, &task, plan).await.unwrap();

@@ -7,6 +7,9 @@
 //! only. The worker API's end of the socket knows which job it serves, forwards to the node's
 //! model server, and counts requests and tokens for the job's result.
 //!
+//! A job with MCP gets a second listener (`127.0.0.1:12083`) forwarding to its MCP socket in the
+//! same way: one sidecar, one `--forward` per listener and socket ([`args::Forward`]).
+//!
 //! The sandbox container sees a `localhost` URL and nothing else: no socket, no token, no other
 //! address. The proxy holds no credentials; it enforces the body limit (10 MiB, 413), a
 //! per-request deadline (120 s) and answers `GET /healthz` itself.

@@ -10,6 +10,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -36,19 +37,51 @@ const HOP_BY_HOP: [&str; 10] = [
     "expect",
 ];
 
-/// Binds, announces readiness, and serves until the process is killed.
+/// Binds every listener, announces readiness, and serves until the process is killed: one
+/// accepting thread per listener, one thread per connection, at most `max_connections` of
+/// them over all listeners.
 pub fn serve(args: &SidecarArgs) -> io::Result<()> {
-    let listener = TcpListener::bind(args.listen)?;
+    let listeners = args
+        .forwards
+        .iter()
+        .map(|forward| TcpListener::bind(forward.listen))
+        .collect::<io::Result<Vec<_>>>()?;
     if let Some(ready) = &args.ready_file {
         std::fs::write(ready, b"ready\n")?;
     }
-    eprintln!(
-        "cynode-inference-proxy: listening on {} for {}",
-        args.listen,
-        args.upstream_socket.display()
-    );
     let args = Arc::new(args.clone());
     let active = Arc::new(AtomicUsize::new(0));
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .zip(
+            args.forwards
+                .iter()
+                .map(|f| Arc::new(f.upstream_socket.clone())),
+        )
+        .map(|(listener, upstream)| {
+            eprintln!(
+                "cynode-inference-proxy: listening on {} for {}",
+                listener
+                    .local_addr()
+                    .map_or_else(|e| e.to_string(), |a| a.to_string()),
+                upstream.display()
+            );
+            let (args, active) = (Arc::clone(&args), Arc::clone(&active));
+            std::thread::spawn(move || accept(&listener, &upstream, &args, &active))
+        })
+        .collect();
+    for thread in accepting {
+        let _ = thread.join();
+    }
+    Ok(())
+}
+
+fn accept(
+    listener: &TcpListener,
+    upstream: &Arc<PathBuf>,
+    args: &Arc<SidecarArgs>,
+    active: &Arc<AtomicUsize>,
+) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         if active.fetch_add(1, Ordering::SeqCst) >= args.max_connections {
@@ -57,19 +90,18 @@ pub fn serve(args: &SidecarArgs) -> io::Result<()> {
             let _ = reply_error(
                 &mut stream,
                 503,
-                "too many concurrent requests to the inference proxy",
+                "too many concurrent requests to the sidecar",
             );
             continue;
         }
-        let (args, active) = (Arc::clone(&args), Arc::clone(&active));
+        let (upstream, args, active) = (Arc::clone(upstream), Arc::clone(args), Arc::clone(active));
         std::thread::spawn(move || {
-            if let Err(e) = handle(stream, &args) {
+            if let Err(e) = handle(stream, &upstream, &args) {
                 eprintln!("cynode-inference-proxy: request ended early: {e}");
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    Ok(())
 }
 
 /// A request head, split into what the sidecar needs.
@@ -112,7 +144,7 @@ impl Deadline {
     }
 }
 
-fn handle(client: TcpStream, args: &SidecarArgs) -> io::Result<()> {
+fn handle(client: TcpStream, upstream_socket: &Path, args: &SidecarArgs) -> io::Result<()> {
     let deadline = Deadline(Instant::now() + args.timeout);
     client.set_read_timeout(Some(deadline.left()?))?;
     client.set_write_timeout(Some(deadline.left()?))?;
@@ -139,7 +171,7 @@ fn handle(client: TcpStream, args: &SidecarArgs) -> io::Result<()> {
         .header("expect")
         .any(|v| v.eq_ignore_ascii_case("100-continue"));
     let too_large = format!(
-        "request body exceeds the inference proxy's limit of {} bytes",
+        "request body exceeds the sidecar's limit of {} bytes",
         args.max_body_bytes
     );
     // A declared body over the limit is refused before it is read: a client waiting for
@@ -168,14 +200,10 @@ fn handle(client: TcpStream, args: &SidecarArgs) -> io::Result<()> {
         _ => 0,
     };
 
-    let mut upstream = match UnixStream::connect(&args.upstream_socket) {
+    let mut upstream = match UnixStream::connect(upstream_socket) {
         Ok(stream) => stream,
         Err(_) => {
-            return reply_error(
-                &mut writer,
-                502,
-                "the node's inference endpoint is not reachable",
-            );
+            return reply_error(&mut writer, 502, "the node's endpoint is not reachable");
         }
     };
     upstream.set_read_timeout(Some(deadline.left()?))?;
@@ -194,13 +222,13 @@ fn handle(client: TcpStream, args: &SidecarArgs) -> io::Result<()> {
         upstream.set_read_timeout(Some(match deadline.left() {
             Ok(left) => left,
             Err(e) if sent_any => return Err(e),
-            Err(_) => return reply_error(&mut writer, 504, "the model did not answer in time"),
+            Err(_) => return reply_error(&mut writer, 504, "no answer in time"),
         }))?;
         let n = match upstream.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if is_timeout(&e) && !sent_any => {
-                return reply_error(&mut writer, 504, "the model did not answer in time");
+                return reply_error(&mut writer, 504, "no answer in time");
             }
             Err(e) => return Err(e),
         };
@@ -212,7 +240,7 @@ fn handle(client: TcpStream, args: &SidecarArgs) -> io::Result<()> {
         return reply_error(
             &mut writer,
             502,
-            "the node's inference endpoint closed without answering",
+            "the node's endpoint closed without answering",
         );
     }
     let _ = writer.shutdown(Shutdown::Write);
@@ -459,7 +487,7 @@ fn reply(writer: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -
     Ok(())
 }
 
-/// An error in the OpenAI shape, which is what clients of this endpoint parse.
+/// An error in the OpenAI shape, which inference clients parse (MCP clients go by the status).
 fn reply_error(writer: &mut TcpStream, status: u16, message: &str) -> io::Result<()> {
     let (kind, code) = match status {
         400 | 431 => ("invalid_request_error", "bad_request"),

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cynode_inference_proxy::SidecarArgs;
+use cynode_inference_proxy::args::Forward;
 
 struct Upstream {
     /// Each request's raw head and body as the upstream saw it.
@@ -21,7 +22,15 @@ fn upstream(
     dir: &tempfile::TempDir,
     answer: impl Fn(&mut std::os::unix::net::UnixStream) + Send + 'static,
 ) -> (PathBuf, Upstream) {
-    let path = dir.path().join("inference.sock");
+    upstream_named(dir, "inference.sock", answer)
+}
+
+fn upstream_named(
+    dir: &tempfile::TempDir,
+    name: &str,
+    answer: impl Fn(&mut std::os::unix::net::UnixStream) + Send + 'static,
+) -> (PathBuf, Upstream) {
+    let path = dir.path().join(name);
     let listener = UnixListener::bind(&path).unwrap();
     let (tx, received) = mpsc::channel();
     std::thread::spawn(move || {
@@ -53,27 +62,42 @@ fn upstream(
 }
 
 fn start_proxy(upstream_socket: PathBuf, timeout: Duration) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    start_proxy_for(vec![upstream_socket], timeout).remove(0)
+}
+
+/// One listener per socket, in one sidecar; their addresses in the same order.
+fn start_proxy_for(upstream_sockets: Vec<PathBuf>, timeout: Duration) -> Vec<String> {
+    let forwards: Vec<Forward> = upstream_sockets
+        .into_iter()
+        .map(|upstream_socket| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            Forward {
+                listen: format!("127.0.0.1:{port}").parse().unwrap(),
+                upstream_socket,
+            }
+        })
+        .collect();
+    let addrs: Vec<String> = forwards.iter().map(|f| f.listen.to_string()).collect();
     let args = SidecarArgs {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        upstream_socket,
+        forwards,
         ready_file: None,
         max_body_bytes: 10 * 1024 * 1024,
         timeout,
         max_connections: 4,
     };
     std::thread::spawn(move || cynode_inference_proxy::serve(&args).unwrap());
-    let addr = format!("127.0.0.1:{port}");
     let until = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < until, "proxy did not listen");
-        std::thread::sleep(Duration::from_millis(10));
+    for addr in &addrs {
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < until, "proxy did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    addr
+    addrs
 }
 
 /// Sends raw bytes and reads until the proxy closes.
@@ -122,6 +146,46 @@ fn a_request_reaches_the_socket_with_its_body_and_without_hop_by_hop_headers() {
     assert!(head.contains("Connection: close\r\n"), "{head}");
     assert!(!head.contains("keep-alive"), "{head}");
     assert_eq!(got, body);
+}
+
+#[test]
+fn each_listener_forwards_to_its_own_socket_with_the_client_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inference, to_inference) =
+        upstream_named(&dir, "inference.sock", |s| s.write_all(OK_ANSWER).unwrap());
+    let (mcp, to_mcp) = upstream_named(&dir, "mcp.sock", |s| s.write_all(OK_ANSWER).unwrap());
+    let addrs = start_proxy_for(vec![inference, mcp], Duration::from_secs(5));
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:12083\r\nAccept: application/json, text/event-stream\r\n\
+         Mcp-Session-Id: s-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = exchange(&addrs[1], &[request.as_bytes(), body].concat());
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let (head, got) = to_mcp
+        .received
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert!(head.starts_with("POST /mcp HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("Mcp-Session-Id: s-1\r\n"), "{head}");
+    assert!(
+        head.contains("Accept: application/json, text/event-stream\r\n"),
+        "{head}"
+    );
+    assert_eq!(got, body);
+    assert!(
+        to_inference.received.try_recv().is_err(),
+        "the other socket got nothing"
+    );
+    let answer = exchange(&addrs[0], b"GET /v1/models HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let (head, _) = to_inference
+        .received
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert!(head.starts_with("GET /v1/models HTTP/1.1\r\n"), "{head}");
+    assert!(to_mcp.received.try_recv().is_err());
 }
 
 #[test]

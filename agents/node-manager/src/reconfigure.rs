@@ -231,6 +231,7 @@ mod tests {
                 endpoints: ConfigEndpoints {
                     worker_api_target_url: "http://w:12090".into(),
                     node_report_url: "http://o/r".into(),
+                    mcp_gateway_url: None,
                 },
             },
             sandbox_registries: vec![],

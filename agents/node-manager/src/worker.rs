@@ -121,6 +121,14 @@ pub fn worker_cli(
             .inference
             .wanted(sandbox.mode)
             .then(|| config.inference.url.clone()),
+        // Sandbox agents' MCP requests go to the gateway the orchestrator names (it checked
+        // the URL; one that does not parse leaves MCP off rather than failing the node).
+        mcp_gateway_url: delivered
+            .orchestrator
+            .endpoints
+            .mcp_gateway_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok()),
         // Telemetry lives in the node's state directory and names the node.
         state_dir: Some(config.state_dir.clone()),
         node_slug: Some(config.node_slug.clone()),
@@ -362,6 +370,7 @@ mod tests {
                 endpoints: ConfigEndpoints {
                     worker_api_target_url: "http://w".into(),
                     node_report_url: "http://o/r".into(),
+                    mcp_gateway_url: None,
                 },
             },
             sandbox_registries: vec![],

@@ -58,18 +58,18 @@ impl Config {
     /// the mount root and the telemetry directory read-write; the Podman socket's directory and
     /// journald's connectable;
     /// `/proc` readable; `/dev/null` and `/dev/urandom`; no TCP bind, and TCP connect only to
-    /// the inference server's port when `--inference-url` is set. No abstract Unix sockets, no
-    /// signals to other processes, no capabilities.
+    /// the inference server's port when `--inference-url` is set and the MCP gateway's when
+    /// `--mcp-gateway-url` is. No abstract Unix sockets, no signals to other processes, no
+    /// capabilities.
     pub fn hardening_policy(&self) -> Policy {
         let socket_dir = self
             .podman_socket
             .parent()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/"));
-        let inference_port = self
-            .inference_url
-            .as_ref()
-            .and_then(|url| url.port_or_known_default());
+        let ports = [&self.inference_url, &self.mcp_gateway_url]
+            .into_iter()
+            .filter_map(|url| url.as_ref()?.port_or_known_default());
         Policy::strict()
             .allow(
                 PathAccess::ReadWrite,
@@ -81,7 +81,7 @@ impl Config {
             )
             .allow(PathAccess::Read, ["/proc"])
             .allow(PathAccess::ReadWriteFiles, ["/dev/null", "/dev/urandom"])
-            .tcp_connect_only(inference_port)
+            .tcp_connect_only(ports)
             .scoped()
     }
 
@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn tcp_connect_is_allowed_only_to_the_inference_port() {
+    fn tcp_connect_is_allowed_only_to_the_inference_and_mcp_ports() {
         let config = Config::parse_from(["w", "--inference-url", "http://127.0.0.1:11500/"]);
         assert_eq!(
             config.hardening_policy().tcp_connect_ports,
@@ -217,6 +217,19 @@ mod tests {
         );
         let config = Config::parse_from(["w", "--inference-url", "http://gpu.lan"]);
         assert_eq!(config.hardening_policy().tcp_connect_ports, Some(vec![80]));
+        let config = Config::parse_from([
+            "w",
+            "--inference-url",
+            "http://127.0.0.1:11500/",
+            "--mcp-gateway-url",
+            "http://127.0.0.1:12083/mcp",
+        ]);
+        assert_eq!(
+            config.hardening_policy().tcp_connect_ports,
+            Some(vec![11500, 12083])
+        );
+        let config = Config::parse_from(["w", "--mcp-gateway-url", "https://orch.lan/mcp"]);
+        assert_eq!(config.hardening_policy().tcp_connect_ports, Some(vec![443]));
         let config = Config::parse_from(["w"]);
         let policy = config.hardening_policy();
         assert_eq!(policy.tcp_connect_ports, Some(vec![]));

@@ -6,6 +6,9 @@
 //! - [`sandbox`]: request rules, the one lifecycle of every job (run, repeated delivery, stop,
 //!   shutdown, leftovers of an earlier worker) and the Podman run;
 //! - [`inference`]: the node's model for the orchestrator and for sandboxes (pod + sidecar);
+//! - [`mcp`]: the orchestrator's MCP gateway for sandboxes (the same pod and sidecar, the
+//!   job's grant attached by the worker);
+//! - [`job_socket`]: the per-job Unix sockets behind the sidecar; [`body`]: capped bodies;
 //! - [`ledger`]: finished results, kept for repeated deliveries;
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`telemetry`]: the node-local telemetry database and the Telemetry API;
@@ -16,9 +19,12 @@
 //! ([`config::Config::hardening_policy`]).
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod inference;
+pub mod job_socket;
 pub mod ledger;
+pub mod mcp;
 pub mod metrics;
 pub mod readiness;
 pub mod retention;
@@ -62,6 +68,8 @@ pub enum StartError {
     Parent(String),
     #[error("inference: {0}")]
     Inference(String),
+    #[error("MCP gateway: {0}")]
+    Mcp(String),
     #[error(transparent)]
     Seccomp(#[from] sandbox::SeccompError),
     #[error("cannot open the telemetry database: {0}")]
@@ -89,8 +97,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if config.exit_with_parent {
         exit_with_parent()?;
     }
-    let inference = inference_setup(&config)?;
-    let limits = config.limits()?.with_inference(inference.is_some());
+    let pods = pod_setup(&config)?;
+    let limits = config
+        .limits()?
+        .with_inference(pods.as_ref().is_some_and(|p| p.inference.is_some()))
+        .with_mcp(pods.as_ref().and_then(|p| p.mcp.clone()));
     let retention = config.job_retention()?;
     let token = config.bearer_token()?;
     std::fs::DirBuilder::new()
@@ -132,8 +143,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut sandboxes = Sandboxes::new(&config.podman_socket, &config.mount_root)
         .with_seccomp(seccomp_profile)
         .with_telemetry(telemetry);
-    if let Some(setup) = inference {
-        sandboxes = sandboxes.with_inference(setup);
+    if let Some(setup) = pods {
+        sandboxes = sandboxes.with_pods(setup);
     }
     if let Some(listener) = metrics_listener {
         let _guard = runtime.enter();
@@ -158,34 +169,52 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Serve)
 }
 
-/// The node's model server and the sidecar binary, when `--inference-url` is set. A missing or
-/// dynamically linked sidecar does not stop the worker (the orchestrator's inference routes
-/// still work); it is logged here and fails every `use_inference` job with the same reason.
-fn inference_setup(config: &Config) -> Result<Option<sandbox::InferenceSetup>, StartError> {
-    let Some(url) = &config.inference_url else {
-        return Ok(None);
+/// The node's model server (`--inference-url`), the orchestrator's MCP gateway
+/// (`--mcp-gateway-url`) and the sidecar binary, when either is set. A missing or dynamically
+/// linked sidecar does not stop the worker (the orchestrator's inference routes still work); it
+/// is logged here and fails every job that needs a pod with the same reason.
+fn pod_setup(config: &Config) -> Result<Option<sandbox::PodSetup>, StartError> {
+    let inference = match &config.inference_url {
+        Some(_) if config.inference_timeout_secs == 0 => {
+            return Err(StartError::Inference(
+                "--inference-timeout-secs must be positive".into(),
+            ));
+        }
+        Some(url) => Some(
+            inference::Backend::new(
+                url.clone(),
+                std::time::Duration::from_secs(config.inference_timeout_secs),
+            )
+            .map_err(|e| StartError::Inference(e.to_string()))?,
+        ),
+        None => None,
     };
-    if config.inference_timeout_secs == 0 {
-        return Err(StartError::Inference(
-            "--inference-timeout-secs must be positive".into(),
-        ));
+    let mcp = match &config.mcp_gateway_url {
+        Some(url) => {
+            Some(mcp::McpGateway::new(url.clone()).map_err(|e| StartError::Mcp(e.to_string()))?)
+        }
+        None => None,
+    };
+    if inference.is_none() && mcp.is_none() {
+        return Ok(None);
     }
-    let backend = inference::Backend::new(
-        url.clone(),
-        std::time::Duration::from_secs(config.inference_timeout_secs),
-    )
-    .map_err(|e| StartError::Inference(e.to_string()))?;
     let sidecar = inference::sidecar::locate(config.inference_proxy_binary.as_deref());
     match &sidecar {
-        Ok(path) => {
-            tracing::info!(sidecar = %path.display(), %url, "inference enabled for sandboxes")
+        Ok(path) => tracing::info!(
+            sidecar = %path.display(),
+            inference = ?config.inference_url.as_ref().map(url::Url::as_str),
+            mcp = ?config.mcp_gateway_url.as_ref().map(url::Url::as_str),
+            "inference or MCP enabled for sandboxes"
+        ),
+        Err(reason) => {
+            tracing::error!(%reason, "inference and MCP jobs will fail: the sidecar cannot run")
         }
-        Err(reason) => tracing::error!(%reason, "inference jobs will fail: the sidecar cannot run"),
     }
-    Ok(Some(sandbox::InferenceSetup {
-        backend,
+    Ok(Some(sandbox::PodSetup {
         sidecar,
         sidecar_image: config.default_image.clone(),
+        inference,
+        mcp,
     }))
 }
 

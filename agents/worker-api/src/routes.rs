@@ -31,11 +31,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
-    let inference = state
-        .jobs
-        .sandboxes()
-        .inference()
-        .map(|s| s.backend.clone());
+    let inference = state.jobs.sandboxes().inference().cloned();
     let jobs = Router::new()
         .route(routes::worker::JOBS_RUN, post(run_job))
         .route(routes::worker::JOB_STOP, post(stop_job))

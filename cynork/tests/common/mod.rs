@@ -52,6 +52,7 @@ impl Stack {
             .env("BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
+            .env("MCP_LISTEN_ADDR", "127.0.0.1:0")
             .env("ORCHESTRATOR_PUBLIC_URL", &control_plane)
             .env("RATE_LIMIT_PER_MINUTE", "1000")
             // The test node has no model: readiness needs no Project Manager here.

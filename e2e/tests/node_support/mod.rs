@@ -73,6 +73,7 @@ impl Orchestrator {
                 format!("127.0.0.1:{gw_port}"),
             ),
             ("ORCHESTRATOR_PUBLIC_URL".into(), cp.clone()),
+            ("MCP_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
             ("INFERENCE_MODEL".into(), MODEL.into()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));

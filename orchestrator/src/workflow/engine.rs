@@ -356,6 +356,7 @@ fn step_spec(state: &AppState, commands: &[String]) -> SandboxSpec {
         timeout_seconds: None,
         network_policy: None,
         use_inference: false,
+        use_mcp: false,
         job_spec_json: None,
         resources: None,
     }

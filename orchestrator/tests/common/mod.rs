@@ -72,6 +72,8 @@ pub fn settings(cp_port: u16, gw_port: u16, extra: &[(&str, &str)]) -> HashMap<S
             "ORCHESTRATOR_PUBLIC_URL",
             format!("http://127.0.0.1:{cp_port}"),
         ),
+        // Tests run orchestrators side by side: each MCP gateway on a port of its own.
+        ("MCP_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("DISPATCH_HTTP_TIMEOUT", "10s".to_owned()),
         ("DISPATCH_RETRY_BASE", "200ms".to_owned()),
         ("DATABASE_POOL_SIZE", "8".to_owned()),

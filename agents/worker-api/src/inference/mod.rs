@@ -2,8 +2,9 @@
 //!
 //! - the orchestrator, through bearer-authenticated OpenAI-compatible routes of this API
 //!   (`/v1/worker/inference/v1/models`, `…/chat/completions`), see [`routes`];
-//! - a sandbox job with `use_inference`, through the per-job Unix socket ([`job_socket`]) behind
-//!   the pod's sidecar ([`sidecar`], the `cynode-inference-proxy` binary).
+//! - a sandbox job with `use_inference`, through the per-job Unix socket
+//!   ([`crate::job_socket`], serving [`routes::job_router`]) behind the pod's sidecar
+//!   ([`sidecar`], the `cynode-inference-proxy` binary).
 //!
 //! Both forward with one [`Backend`]: only the content type of a client's headers reaches the
 //! model server, the body is capped (10 MiB), every request has a deadline, answers stream back
@@ -11,7 +12,6 @@
 //! in the OpenAI shape and name nothing internal, and token usage is counted where it is asked
 //! for ([`Usage`]).
 
-pub mod job_socket;
 pub mod routes;
 pub mod sidecar;
 pub mod usage;
@@ -30,8 +30,6 @@ use url::Url;
 
 pub use usage::{Usage, UsageScanner};
 
-/// Largest body forwarded to the model server (the same 10 MiB as everywhere on the node).
-pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// Largest non-streamed answer read back (a model's JSON answer is far smaller).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// How long the list of served models is trusted before a request for an unlisted model asks

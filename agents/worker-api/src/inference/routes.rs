@@ -9,13 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 
-use super::{Backend, MAX_BODY_BYTES, OpenAiError, Usage};
-
-/// A refused body is still read up to this much, so that the client gets the 413 instead of a
-/// connection reset while it is still writing.
-const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+use super::{Backend, OpenAiError, Usage};
+use crate::body::BodyError;
 
 /// Paths under the worker API's inference prefix, relative to the model server.
 pub const WORKER_MODELS: &str = "/v1/models";
@@ -128,34 +124,16 @@ fn disabled() -> Response {
     .into_response()
 }
 
-/// The whole body, at most 10 MiB. A bigger one is read to its end (bounded) and refused with
-/// 413, so the client sees the refusal rather than a reset connection.
+/// The whole body (see [`crate::body`]); a refusal in the OpenAI shape.
 async fn read_body(body: Body) -> Result<Bytes, OpenAiError> {
-    let mut stream = body.into_data_stream();
-    let mut collected = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            OpenAiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the request body could not be read",
-            )
-        })?;
-        seen = seen.saturating_add(chunk.len());
-        if seen > MAX_DRAIN_BYTES {
-            break;
+    crate::body::read_capped(body).await.map_err(|e| match e {
+        BodyError::Unreadable => {
+            OpenAiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
         }
-        if seen <= MAX_BODY_BYTES {
-            collected.extend_from_slice(&chunk);
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(OpenAiError::new(
+        BodyError::TooLarge => OpenAiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
-            format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    Ok(Bytes::from(collected))
+            e.to_string(),
+        ),
+    })
 }

@@ -66,7 +66,7 @@ type Outcome = Result<RunJobResponse, RunError>;
 /// How a driver gets its run.
 enum Start {
     /// A delivery: run the plan (unless the ledger already has the job's result).
-    Fresh(JobPlan),
+    Fresh(Box<JobPlan>),
     /// A container an earlier worker left: see it to its end.
     Adopted(Adoptable),
 }
@@ -150,7 +150,7 @@ impl Lifecycle {
     pub async fn deliver(&self, plan: JobPlan) -> Outcome {
         let (job_id, task_id) = (plan.job_id, plan.task_id);
         let run = self
-            .join_or_start(job_id, task_id, Start::Fresh(plan))
+            .join_or_start(job_id, task_id, Start::Fresh(Box::new(plan)))
             .await?;
         let result = run.outcome().await?;
         if result.task_id != task_id {

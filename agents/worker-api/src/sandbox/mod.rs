@@ -14,14 +14,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cynode_contracts::worker::{
-    RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits, SandboxResources,
+    MCP_URL_ENV, RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits, SandboxResources,
 };
 use cynode_contracts::worker_cli;
 use uuid::Uuid;
 
+use crate::mcp::{GrantError, MCP_PATH, McpGateway, McpTarget};
+
 pub use lifecycle::{Followed, Lifecycle, RunError};
 pub use live::{Lines, send_log};
-pub use pod::{InferenceSetup, LABEL_ROLE, pod_name};
+pub use pod::{LABEL_ROLE, PodSetup, pod_name};
 pub use runner::{SandboxError, Sandboxes, Stop};
 pub use seccomp::{SeccompError, write as write_seccomp_profile};
 
@@ -152,6 +154,15 @@ pub const INFERENCE_ENV: [(&str, &str); 2] = [
     ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
 ];
 
+/// `CYNODE_MCP_URL` of a job with MCP: the pod's sidecar, which forwards to the job's MCP
+/// socket.
+fn sandbox_mcp_url() -> String {
+    format!(
+        "http://{}{MCP_PATH}",
+        cynode_inference_proxy::args::MCP_LISTEN
+    )
+}
+
 /// What this node allows a job to ask for.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -162,6 +173,9 @@ pub struct Limits {
     max_output_bytes: usize,
     /// Whether this node serves inference to sandboxes (`--inference-url` is set).
     inference: bool,
+    /// The orchestrator's MCP gateway, which jobs' grants must point at
+    /// (`--mcp-gateway-url`); without it no job may ask for MCP.
+    mcp: Option<McpGateway>,
     resources: Resources,
 }
 
@@ -257,11 +271,21 @@ pub struct JobPlan {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub max_output_bytes: usize,
-    /// Run in a pod with the inference sidecar.
+    /// Run in a pod with the sidecar forwarding to the node's model server.
     pub use_inference: bool,
+    /// Run in a pod with the sidecar forwarding to the orchestrator's MCP gateway, with this
+    /// grant (in this process's memory only).
+    pub mcp: Option<McpTarget>,
     /// What the sandbox runs under; reported in the result. `user_namespaces_denied` is set
     /// by the runner, which holds the seccomp profile.
     pub limits: SandboxLimits,
+}
+
+impl JobPlan {
+    /// Whether the job runs in a pod with the sidecar.
+    pub fn needs_pod(&self) -> bool {
+        self.use_inference || self.mcp.is_some()
+    }
 }
 
 /// Why a request is refused before anything is created. Each message names the problem.
@@ -285,6 +309,16 @@ pub enum InvalidJob {
     NulByte(&'static str),
     #[error("sandbox.use_inference: inference is disabled on this node")]
     InferenceDisabled,
+    #[error("sandbox.use_mcp: this node has no MCP gateway configured")]
+    McpDisabled,
+    #[error(
+        "mcp: a job with sandbox.use_mcp needs the orchestrator's grant (`mcp.url`, `mcp.token`)"
+    )]
+    McpGrantMissing,
+    #[error("mcp: a grant is only for a job with sandbox.use_mcp")]
+    McpGrantUnused,
+    #[error(transparent)]
+    McpGrant(#[from] GrantError),
     #[error("sandbox.job_spec_json (SBA jobs) is not supported by this node yet")]
     JobSpecUnsupported,
     #[error(
@@ -321,6 +355,7 @@ impl Limits {
             max_timeout_secs,
             max_output_bytes,
             inference: false,
+            mcp: None,
             resources: Resources::default(),
         }
     }
@@ -338,6 +373,12 @@ impl Limits {
     /// Lets jobs ask for inference (`use_inference`).
     pub fn with_inference(mut self, enabled: bool) -> Self {
         self.inference = enabled;
+        self
+    }
+
+    /// Lets jobs ask for MCP (`use_mcp`) through `gateway`.
+    pub fn with_mcp(mut self, gateway: Option<McpGateway>) -> Self {
+        self.mcp = gateway;
         self
     }
 
@@ -374,6 +415,14 @@ impl Limits {
         if sandbox.use_inference && !self.inference {
             return Err(InvalidJob::InferenceDisabled);
         }
+        let mcp = match (sandbox.use_mcp, request.mcp) {
+            (false, None) => None,
+            (false, Some(_)) => return Err(InvalidJob::McpGrantUnused),
+            (true, grant) => {
+                let gateway = self.mcp.as_ref().ok_or(InvalidJob::McpDisabled)?;
+                Some(gateway.grant(grant.ok_or(InvalidJob::McpGrantMissing)?)?)
+            }
+        };
         if sandbox.job_spec_json.is_some() {
             return Err(InvalidJob::JobSpecUnsupported);
         }
@@ -407,8 +456,10 @@ impl Limits {
                 .iter()
                 .map(|(n, _)| n)
                 .filter(|_| sandbox.use_inference);
+            // Reserved in every job, so that one without MCP cannot look as if it had it.
             if let Some(reserved) = RESERVED_SANDBOX_ENV
                 .iter()
+                .chain([&MCP_URL_ENV])
                 .chain(inference_env)
                 .find(|r| r.eq_ignore_ascii_case(name))
             {
@@ -435,6 +486,9 @@ impl Limits {
                     .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
             );
         }
+        if mcp.is_some() {
+            env.insert(MCP_URL_ENV.into(), sandbox_mcp_url());
+        }
         Ok(JobPlan {
             task_id: request.task_id,
             job_id: request.job_id,
@@ -444,6 +498,7 @@ impl Limits {
             timeout: Duration::from_secs(timeout_secs),
             max_output_bytes: self.max_output_bytes,
             use_inference: sandbox.use_inference,
+            mcp,
             limits: SandboxLimits {
                 timeout_seconds: timeout_secs,
                 memory_bytes: resources.memory_bytes,
@@ -495,6 +550,7 @@ mod tests {
             timeout_seconds: None,
             network_policy: None,
             use_inference: false,
+            use_mcp: false,
             job_spec_json: None,
             resources: None,
         };
@@ -504,7 +560,70 @@ mod tests {
             task_id: Uuid::new_v4(),
             job_id: Uuid::new_v4(),
             sandbox,
+            mcp: None,
         }
+    }
+
+    fn with_mcp() -> Limits {
+        let gateway = McpGateway::new("http://127.0.0.1:12083/mcp".parse().unwrap()).unwrap();
+        limits().with_mcp(Some(gateway))
+    }
+
+    fn granted(token: &str) -> RunJobRequest {
+        let mut req = request(|s| s.use_mcp = true);
+        req.mcp = Some(cynode_contracts::worker::McpGrant {
+            url: "http://127.0.0.1:12083/mcp".into(),
+            token: token.into(),
+        });
+        req
+    }
+
+    #[test]
+    fn an_mcp_job_gets_the_sidecar_url_and_keeps_its_grant_out_of_the_env() {
+        let plan = with_mcp().plan(granted("job-token")).unwrap();
+        assert!(plan.needs_pod());
+        assert!(!plan.use_inference);
+        assert_eq!(plan.env[MCP_URL_ENV], "http://127.0.0.1:12083/mcp");
+        assert!(
+            !plan.env.values().any(|v| v.contains("job-token")),
+            "{:?}",
+            plan.env
+        );
+        assert!(!format!("{plan:?}").contains("job-token"));
+        // Without MCP: no URL, and a job cannot make one up.
+        let plain = with_mcp().plan(request(|_| {})).unwrap();
+        assert!(!plain.needs_pod());
+        assert!(!plain.env.contains_key(MCP_URL_ENV));
+        let err = with_mcp()
+            .plan(request(|s| {
+                s.env.insert("cynode_mcp_url".into(), "http://x".into());
+            }))
+            .unwrap_err();
+        assert_eq!(err, InvalidJob::ReservedEnv(MCP_URL_ENV.into()));
+    }
+
+    #[test]
+    fn mcp_needs_a_gateway_and_a_grant_and_a_grant_needs_use_mcp() {
+        let err = with_mcp().plan(request(|s| s.use_mcp = true)).unwrap_err();
+        assert_eq!(err, InvalidJob::McpGrantMissing);
+        assert!(err.to_string().starts_with("mcp:"), "{err}");
+        assert_eq!(
+            limits().plan(granted("t")).unwrap_err(),
+            InvalidJob::McpDisabled
+        );
+        let mut unused = granted("t");
+        unused.sandbox.use_mcp = false;
+        assert_eq!(
+            with_mcp().plan(unused).unwrap_err(),
+            InvalidJob::McpGrantUnused
+        );
+        let mut elsewhere = granted("t");
+        elsewhere.mcp.as_mut().unwrap().url = "http://127.0.0.1:9/mcp".into();
+        let err = with_mcp().plan(elsewhere).unwrap_err();
+        assert!(err.to_string().starts_with("mcp.url"), "{err}");
+        let err = with_mcp().plan(granted("bad token")).unwrap_err();
+        assert!(err.to_string().starts_with("mcp.token"), "{err}");
+        assert!(!err.to_string().contains("bad token"), "{err}");
     }
 
     #[test]

@@ -1,20 +1,25 @@
-//! The pod of an inference job (ARCHITECTURE.md §4 "Sandbox inference"): a Podman pod whose
-//! network namespace has loopback only, the sidecar listening on `127.0.0.1:11434` in it, and the
-//! job's socket mounted into the sidecar alone. The sandbox container joins the pod afterwards
-//! (see `runner`), so it shares the pod's loopback and nothing else.
+//! The pod of a job with inference or MCP (ARCHITECTURE.md §4 "Sandbox inference"): a Podman
+//! pod whose network namespace has loopback only, one sidecar in it listening on loopback for
+//! each service the job has (`127.0.0.1:11434` for inference, `127.0.0.1:12083` for MCP), and
+//! the job's socket for each mounted into the sidecar alone. The sandbox container joins the pod
+//! afterwards (see `runner`), so it shares the pod's loopback and nothing else.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cynode_inference_proxy::args::{CONTAINER_BINARY, CONTAINER_SOCKET_DIR, SidecarArgs};
+use axum::Router;
+use cynode_inference_proxy::args::{CONTAINER_BINARY, Forward, READY_FILE_NAME, SidecarArgs};
 use podman_api::Podman;
 use podman_api::models::ContainerMount;
 use podman_api::opts::ContainerCreateOpts;
 
 use super::create::{CreateError, create_body, create_container, create_pod};
 use super::{JobPlan, auto_userns};
-use crate::inference::Backend;
-use crate::inference::job_socket::JobSocket;
+use crate::inference::routes::job_router;
+use crate::inference::{Backend, Usage};
+use crate::job_socket::JobSocket;
+use crate::mcp::{JobMcp, McpGateway};
 
 /// Marks the pod's sidecar among a job's containers.
 pub const LABEL_ROLE: &str = "cynodeai.role";
@@ -22,33 +27,47 @@ pub const ROLE_SIDECAR: &str = "inference-proxy";
 /// How long the sidecar may take to listen.
 const SIDECAR_READY_WITHIN: Duration = Duration::from_secs(15);
 
-/// What this node needs to give a job inference.
+/// What this node needs to give a job a pod: the sidecar, and what the job's sockets forward to.
 #[derive(Debug, Clone)]
-pub struct InferenceSetup {
-    pub backend: Backend,
+pub struct PodSetup {
     /// The static sidecar binary, or why there is none (checked once at start-up).
     pub sidecar: Result<PathBuf, String>,
     /// The image the sidecar container is made of (the node's default sandbox image: the
     /// binary needs nothing from it).
     pub sidecar_image: String,
+    /// The node's model server, when it serves inference to sandboxes.
+    pub inference: Option<Backend>,
+    /// The orchestrator's MCP gateway, when the node forwards jobs' MCP calls.
+    pub mcp: Option<McpGateway>,
 }
 
-/// A running pod with its sidecar and the job's socket; removed by [`JobPod::remove`].
+/// A running pod with its sidecar and the job's sockets; removed by [`JobPod::remove`].
 #[derive(Debug)]
 pub struct JobPod {
     pub name: String,
-    pub socket: JobSocket,
+    sockets: Vec<PodSocket>,
+    /// The job's inference counts, when it has inference.
+    inference: Option<Arc<Usage>>,
+    /// The job's MCP forwarding, when it has MCP.
+    mcp: Option<JobMcp>,
+}
+
+/// One of the job's sockets and the sidecar forward that reaches it.
+#[derive(Debug)]
+struct PodSocket {
+    forward: Forward,
+    socket: JobSocket,
 }
 
 /// Why a job's pod could not be made ready. `Unavailable` fails the job with its reason (the
-/// node cannot serve inference to sandboxes right now); the rest are node faults.
+/// node cannot serve the job's pod right now); the rest are node faults.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("inference for sandboxes is unavailable on this node: {0}")]
+    #[error("inference and MCP for sandboxes are unavailable on this node: {0}")]
     Unavailable(String),
     #[error("job {0} already has a pod on this node")]
     AlreadyRunning(uuid::Uuid),
-    #[error("cannot open the job's inference socket: {0}")]
+    #[error("cannot open the job's socket: {0}")]
     Socket(std::io::Error),
     #[error("Podman refused the job's pod: {0}")]
     Podman(String),
@@ -58,7 +77,7 @@ pub fn pod_name(job_id: uuid::Uuid) -> String {
     format!("cynodeai-pod-{job_id}")
 }
 
-/// Creates the pod, opens the job's socket, starts the sidecar and waits until it listens.
+/// Creates the pod, opens the job's sockets, starts the sidecar and waits until it listens.
 /// `labels` (the job's and its worker's) go on the pod and the sidecar. Whatever exists when
 /// this fails is removed before it returns.
 pub async fn start(
@@ -66,11 +85,31 @@ pub async fn start(
     socket_path: &Path,
     plan: &JobPlan,
     job_dir: &Path,
-    setup: &InferenceSetup,
+    setup: &PodSetup,
     labels: &[(&'static str, String)],
 ) -> Result<JobPod, PodError> {
     let binary = setup.sidecar.clone().map_err(PodError::Unavailable)?;
-    let socket = JobSocket::open(job_dir, setup.backend.clone()).map_err(PodError::Socket)?;
+    let mut sockets = Vec::new();
+    let mut inference = None;
+    if plan.use_inference {
+        let backend = setup
+            .inference
+            .clone()
+            .ok_or_else(|| PodError::Unavailable("inference is disabled on this node".into()))?;
+        let usage = Arc::new(Usage::default());
+        let app = job_router(backend, Arc::clone(&usage));
+        sockets.push(PodSocket::open(job_dir, Forward::inference(), app)?);
+        inference = Some(usage);
+    }
+    let mut mcp = None;
+    if let Some(target) = &plan.mcp {
+        let gateway = setup.mcp.as_ref().ok_or_else(|| {
+            PodError::Unavailable("no MCP gateway is configured on this node".into())
+        })?;
+        let job = JobMcp::new(gateway, target.clone());
+        sockets.push(PodSocket::open(job_dir, Forward::mcp(), job.router())?);
+        mcp = Some(job);
+    }
     let name = pod_name(plan.job_id);
     let body = pod_body(&name, labels);
     create_pod(socket_path, body).await.map_err(|e| match e {
@@ -80,17 +119,51 @@ pub async fn start(
             PodError::AlreadyRunning(plan.job_id)
         }
         // Podman could not make the pod at all (its pause image, or no subordinate ids for
-        // its user namespace): no inference job can run here until an operator fixes that,
-        // so the job fails with the reason.
+        // its user namespace): no such job can run here until an operator fixes that, so the
+        // job fails with the reason.
         other => PodError::Unavailable(format!("Podman cannot create the job's pod: {other}")),
     })?;
-    let pod = JobPod { name, socket };
+    let pod = JobPod {
+        name,
+        sockets,
+        inference,
+        mcp,
+    };
     match start_sidecar(podman, socket_path, &pod, &binary, setup, labels).await {
         Ok(()) => Ok(pod),
         Err(e) => {
             pod.remove(podman).await;
             Err(e)
         }
+    }
+}
+
+impl PodSocket {
+    /// The socket `forward` reaches: the sidecar sees `<dir>/<name>` of its upstream path, the
+    /// host has `<job_dir>/<last part of dir>/<name>` (`inference/inference.sock`, `mcp/mcp.sock`).
+    fn open(job_dir: &Path, forward: Forward, app: Router) -> Result<Self, PodError> {
+        let container_dir = forward.upstream_socket.parent().unwrap_or(Path::new("/"));
+        let (Some(dir), Some(name)) = (
+            container_dir.file_name(),
+            forward.upstream_socket.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(PodError::Socket(std::io::Error::other(format!(
+                "the sidecar's socket path {} has no directory of its own",
+                forward.upstream_socket.display()
+            ))));
+        };
+        let socket = JobSocket::open(job_dir.join(dir), name, app).map_err(PodError::Socket)?;
+        Ok(Self { forward, socket })
+    }
+
+    /// Where the sidecar has this socket's directory.
+    fn container_dir(&self) -> String {
+        self.forward
+            .upstream_socket
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .display()
+            .to_string()
     }
 }
 
@@ -115,15 +188,28 @@ async fn start_sidecar(
     socket_path: &Path,
     pod: &JobPod,
     binary: &Path,
-    setup: &InferenceSetup,
+    setup: &PodSetup,
     labels: &[(&'static str, String)],
 ) -> Result<(), PodError> {
+    // The sidecar writes it into the first forward's socket directory (`SidecarArgs::for_pod`).
+    let Some(first) = pod.sockets.first() else {
+        return Err(PodError::Podman(
+            "a pod without sockets has no sidecar".into(),
+        ));
+    };
+    let ready = first.socket.dir().join(READY_FILE_NAME);
+    let args = SidecarArgs::for_pod(pod.sockets.iter().map(|s| s.forward.clone()).collect());
+    let mounts = std::iter::once(bind(binary, CONTAINER_BINARY, "ro")).chain(
+        pod.sockets
+            .iter()
+            .map(|s| bind(s.socket.dir(), &s.container_dir(), "rw")),
+    );
     let spec = ContainerCreateOpts::builder()
-        .name(format!("{}-inference", pod.name))
+        .name(format!("{}-sidecar", pod.name))
         .pod(&pod.name)
         .image(&setup.sidecar_image)
         .entrypoint([CONTAINER_BINARY])
-        .command(SidecarArgs::for_pod().to_args())
+        .command(args.to_args())
         .labels(
             labels
                 .iter()
@@ -133,10 +219,7 @@ async fn start_sidecar(
         .drop_capabilities(["ALL"])
         .no_new_privilages(true)
         .read_only_fs(true)
-        .mounts([
-            bind(binary, CONTAINER_BINARY, "ro"),
-            bind(pod.socket.dir(), CONTAINER_SOCKET_DIR, "rw"),
-        ])
+        .mounts(mounts)
         .build();
     let body = create_body(&spec).map_err(|e| PodError::Podman(e.to_string()))?;
     let id = create_container(socket_path, body)
@@ -157,7 +240,6 @@ async fn start_sidecar(
         .start(None)
         .await
         .map_err(|e| PodError::Unavailable(format!("the sidecar did not start: {e}")))?;
-    let ready = pod.socket.ready_file();
     let deadline = tokio::time::Instant::now() + SIDECAR_READY_WITHIN;
     loop {
         if tokio::fs::try_exists(&ready).await.unwrap_or(false) {
@@ -203,10 +285,19 @@ fn bind(source: &Path, destination: &str, mode: &str) -> ContainerMount {
 }
 
 impl JobPod {
-    /// Removes the pod with everything in it, then the socket; returns the job's usage.
-    pub async fn remove(self, podman: &Podman) -> serde_json::Value {
+    /// Removes the pod with everything in it, then the sockets; returns what the job used, for
+    /// its `run_diagnostics` (`inference`: requests and tokens; `mcp`: requests).
+    pub async fn remove(self, podman: &Podman) -> serde_json::Map<String, serde_json::Value> {
         remove(podman, &self.name).await;
-        self.socket.close()
+        drop(self.sockets);
+        let mut used = serde_json::Map::new();
+        if let Some(usage) = self.inference {
+            used.insert("inference".into(), usage.to_json());
+        }
+        if let Some(mcp) = self.mcp {
+            used.insert("mcp".into(), mcp.usage());
+        }
+        used
     }
 }
 

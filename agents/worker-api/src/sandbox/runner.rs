@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::create::{CreateError, create_body_with, create_container};
 use super::live::LiveOutput;
 use super::output::CappedStream;
-use super::pod::{self, InferenceSetup, LABEL_ROLE, PodError, ROLE_SIDECAR};
+use super::pod::{self, LABEL_ROLE, PodError, PodSetup, ROLE_SIDECAR};
 use super::{
     JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
     auto_userns,
@@ -46,8 +46,8 @@ pub struct Sandboxes {
     podman: Podman,
     socket: PathBuf,
     mount_root: PathBuf,
-    /// Set when the node serves inference to sandboxes.
-    inference: Option<InferenceSetup>,
+    /// Set when the node serves inference or MCP to sandboxes.
+    pods: Option<PodSetup>,
     /// The seccomp profile every sandbox runs under (see `seccomp`); without one, Podman's
     /// default.
     seccomp: Option<PathBuf>,
@@ -131,7 +131,8 @@ pub struct Leftover {
     pub task_id: Uuid,
     /// The job's own container, unless the worker died before creating it.
     sandbox: Option<LeftSandbox>,
-    /// The job's pod (inference jobs); it goes with everything in it, the sidecar included.
+    /// The job's pod (jobs with inference or MCP); it goes with everything in it, the sidecar
+    /// included.
     pod: Option<String>,
 }
 
@@ -173,7 +174,7 @@ impl Leftover {
     }
 
     /// The leftover as one to take over, or back as it was when it cannot be: never started,
-    /// or a running inference job, whose inference socket was served by the worker that died.
+    /// or a running job with a pod, whose sockets were served by the worker that died.
     pub fn adoptable(self) -> Result<Adoptable, Leftover> {
         let can = self.sandbox.as_ref().is_some_and(|s| match s.state {
             LeftState::Exited => true,
@@ -214,7 +215,7 @@ impl Sandboxes {
             podman: Podman::unix(socket),
             socket: socket.to_owned(),
             mount_root: mount_root.to_owned(),
-            inference: None,
+            pods: None,
             seccomp: None,
             telemetry: Telemetry::disabled(),
         }
@@ -236,14 +237,15 @@ impl Sandboxes {
         self
     }
 
-    /// Lets inference jobs run: each in a pod with the sidecar (see `pod`).
-    pub fn with_inference(mut self, setup: InferenceSetup) -> Self {
-        self.inference = Some(setup);
+    /// Lets jobs with inference or MCP run: each in a pod with the sidecar (see `pod`).
+    pub fn with_pods(mut self, setup: PodSetup) -> Self {
+        self.pods = Some(setup);
         self
     }
 
-    pub fn inference(&self) -> Option<&InferenceSetup> {
-        self.inference.as_ref()
+    /// The node's model server, when it serves inference.
+    pub fn inference(&self) -> Option<&crate::inference::Backend> {
+        self.pods.as_ref().and_then(|p| p.inference.as_ref())
     }
 
     pub fn podman(&self) -> &Podman {
@@ -289,21 +291,19 @@ impl Sandboxes {
                 source,
             })?;
         let labels = self.owner_labels(plan.task_id, plan.job_id);
-        let pod = if plan.use_inference {
-            let setup = self.inference.as_ref().ok_or_else(|| {
+        let pod = if plan.needs_pod() {
+            let setup = self.pods.as_ref().ok_or_else(|| {
                 SandboxError::Pod(PodError::Unavailable(
-                    "inference is disabled on this node".into(),
+                    "neither inference nor MCP is configured on this node".into(),
                 ))
             })?;
             let job_dir = self.mount_root.join(plan.job_id.to_string());
             match pod::start(&self.podman, &self.socket, plan, &job_dir, setup, &labels).await {
                 Ok(pod) => Some(pod),
-                Err(PodError::Unavailable(reason)) => {
-                    tracing::error!(task_id = %plan.task_id, job_id = %plan.job_id, %reason, "inference job cannot run");
-                    return Ok(RunEnd::Finished(Box::new(refused(
-                        plan,
-                        &format!("inference for sandboxes is unavailable on this node: {reason}"),
-                    ))));
+                Err(e @ PodError::Unavailable(_)) => {
+                    let reason = e.to_string();
+                    tracing::error!(task_id = %plan.task_id, job_id = %plan.job_id, %reason, "job's pod cannot run");
+                    return Ok(RunEnd::Finished(Box::new(refused(plan, &reason))));
                 }
                 Err(PodError::AlreadyRunning(job)) => {
                     return Err(SandboxError::AlreadyRunning(job));
@@ -348,7 +348,7 @@ impl Sandboxes {
             }
         };
         let container = self.podman.containers().get(&id);
-        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, inference = plan.use_inference, "sandbox created");
+        tracing::info!(task_id = %plan.task_id, job_id = %plan.job_id, container = %id, inference = plan.use_inference, mcp = plan.mcp.is_some(), "sandbox created");
         let recorded = sandbox_ref(&id, plan.task_id, plan.job_id, &plan.image, &spec_labels);
         self.telemetry
             .container(&recorded, ContainerAction::Create, None, Map::new())
@@ -387,7 +387,7 @@ impl Sandboxes {
                 .await;
         }
         let run_diagnostics = match pod {
-            Some(pod) => Some(serde_json::json!({ "inference": pod.remove(&self.podman).await })),
+            Some(pod) => Some(serde_json::Value::Object(pod.remove(&self.podman).await)),
             None => None,
         };
         let Some(collected) = collected? else {
@@ -472,7 +472,7 @@ impl Sandboxes {
             job_id,
             collected,
             (sandbox.started_at.unwrap_or(ended_at), ended_at),
-            // Its inference usage, if any, was counted by the worker that died.
+            // Its inference and MCP usage, if any, was counted by the worker that died.
             Some(serde_json::json!({ "adopted": true })),
         ))))
     }
@@ -797,7 +797,7 @@ pub fn canceled_before_start(task_id: Uuid, job_id: Uuid) -> RunJobResponse {
 }
 
 /// The locked-down container for one job (ARCHITECTURE.md §4 "Sandboxes").
-/// In a pod (inference jobs), the container shares the pod's loopback-only network namespace;
+/// In a pod (jobs with inference or MCP), the container shares the pod's loopback-only network namespace;
 /// otherwise it has none at all.
 ///
 /// Limits (all from the plan, see `SandboxLimits`): memory with swap equal to it (no extra

@@ -1,21 +1,16 @@
-//! One Unix socket per inference-enabled job: `<mount_root>/<job_id>/inference/inference.sock`,
-//! in a directory (inside the 0700 job directory) that is mounted into that job's sidecar and nowhere else. Whatever comes
-//! in through it is that job's, by construction: the job's identity is the socket, never a
-//! header. The socket and its directory go when the job ends (also when this value is dropped
-//! on an error path).
+//! One Unix socket per job and purpose (inference, MCP): `<mount_root>/<job_id>/<purpose>/<name>`,
+//! in a directory (inside the 0700 job directory) that is mounted into that job's sidecar and
+//! nowhere else. Whatever comes in through it is that job's, by construction: the job's identity
+//! is the socket, never a header. The socket and its directory go when the job ends (also when
+//! this value is dropped on an error path).
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use axum::Router;
 use tokio::net::UnixListener;
 
-use super::routes::job_router;
-use super::{Backend, Usage};
-
-pub const SOCKET_NAME: &str = "inference.sock";
-pub const READY_NAME: &str = "sidecar.ready";
 /// The socket directory: root's, `wx` for others, sticky (see [`JobSocket::open`]).
 const DIR_MODE: u32 = 0o1733;
 /// Connecting needs write permission on the socket; its directory is the access control.
@@ -24,14 +19,12 @@ const SOCKET_MODE: u32 = 0o666;
 #[derive(Debug)]
 pub struct JobSocket {
     dir: PathBuf,
-    usage: Arc<Usage>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl JobSocket {
-    /// Binds the job's socket and serves it until [`JobSocket::close`].
-    pub fn open(job_dir: &Path, backend: Backend) -> std::io::Result<Self> {
-        let dir = job_dir.join("inference");
+    /// Binds `<dir>/<name>` in a fresh `dir` and serves `app` on it until dropped.
+    pub fn open(dir: PathBuf, name: &str, app: Router) -> std::io::Result<Self> {
         // Left over by a run that crashed: nothing in it is worth keeping.
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -44,40 +37,23 @@ impl JobSocket {
         // keeps the worker, its owner, able to remove all of it. The job directory above is
         // 0700 and root's, so no host user reaches this one; only the sidecar has it mounted.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(DIR_MODE))?;
-        let path = dir.join(SOCKET_NAME);
         // A socket address holds at most 107 bytes of path, and a deep mount root plus a job id
         // can be longer; binding through the directory's descriptor keeps the address short.
         let handle = std::fs::File::open(&dir)?;
-        let listener = UnixListener::bind(format!(
-            "/proc/self/fd/{}/{SOCKET_NAME}",
-            handle.as_raw_fd()
-        ))?;
+        let listener = UnixListener::bind(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()))?;
         drop(handle);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
-        let usage = Arc::new(Usage::default());
-        let app = job_router(backend, Arc::clone(&usage));
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(SOCKET_MODE))?;
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "a job's inference socket stopped serving");
+                tracing::warn!(error = %e, "a job's socket stopped serving");
             }
         });
-        Ok(Self { dir, usage, server })
+        Ok(Self { dir, server })
     }
 
     /// The directory to mount into the sidecar.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The sidecar writes this once it listens.
-    pub fn ready_file(&self) -> PathBuf {
-        self.dir.join(READY_NAME)
-    }
-
-    /// Stops serving, removes the socket, and returns the job's usage for its result.
-    pub fn close(self) -> serde_json::Value {
-        self.usage.to_json()
-        // Drop stops the server and removes the directory.
     }
 }
 
@@ -87,7 +63,7 @@ impl Drop for JobSocket {
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a job's inference socket");
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a job's socket directory");
         }
     }
 }
@@ -104,29 +80,15 @@ mod tests {
             .join("d".repeat(60))
             .join(uuid::Uuid::new_v4().to_string());
         std::fs::create_dir_all(&job_dir).unwrap();
-        assert!(
-            job_dir
-                .join("inference")
-                .join(SOCKET_NAME)
-                .as_os_str()
-                .len()
-                > 108
-        );
-        let backend = Backend::new(
-            "http://127.0.0.1:9".parse().unwrap(),
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
-        let socket = JobSocket::open(&job_dir, backend).unwrap();
-        let path = socket.dir().join(SOCKET_NAME);
-        let meta = std::fs::metadata(&path).unwrap();
+        let dir = job_dir.join("inference");
+        assert!(dir.join("inference.sock").as_os_str().len() > 108);
+        let socket = JobSocket::open(dir.clone(), "inference.sock", Router::new()).unwrap();
+        let meta = std::fs::metadata(dir.join("inference.sock")).unwrap();
         assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
         assert_eq!(meta.permissions().mode() & 0o777, SOCKET_MODE);
         let dir_meta = std::fs::metadata(socket.dir()).unwrap();
         assert_eq!(dir_meta.permissions().mode() & 0o7777, DIR_MODE);
-        let dir = socket.dir().to_owned();
-        let usage = socket.close();
-        assert_eq!(usage["requests"], 0);
+        drop(socket);
         assert!(!dir.exists(), "the socket directory goes with the job");
     }
 }
