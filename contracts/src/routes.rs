@@ -92,6 +92,19 @@ pub mod node {
     pub const CONFIG: &str = "/v1/nodes/config";
 }
 
+/// The control plane's workflow API (port 12082), called by a workflow runner with
+/// `WORKFLOW_RUNNER_BEARER_TOKEN` (`crate::workflow`).
+pub mod workflow {
+    /// `POST`: take a task's lease (`StartRequest` → `StartResponse`).
+    pub const START: &str = "/v1/workflow/start";
+    /// `POST`: the task's checkpoint (`ResumeRequest` → `ResumeResponse`).
+    pub const RESUME: &str = "/v1/workflow/resume";
+    /// `POST`: save the task's checkpoint (`CheckpointRequest`, `204`).
+    pub const CHECKPOINT: &str = "/v1/workflow/checkpoint";
+    /// `POST`: end the task's lease (`ReleaseRequest`, `204`, idempotent).
+    pub const RELEASE: &str = "/v1/workflow/release";
+}
+
 /// The orchestrator's user gateway (port 12080), called by cynork and other clients.
 pub mod user {
     /// `POST`: log in with handle and password.
