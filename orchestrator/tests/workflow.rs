@@ -42,6 +42,15 @@ async fn a_two_step_plan_runs_both_steps_verifies_and_finalizes() {
         Reply::pass(),
         Reply::answer("Both steps ran."),
     ]);
+    let pref = o
+        .http
+        .put(format!("{}/v1/prefs/user/output.summary_style", o.gw))
+        .bearer_auth(&admin)
+        .json(&json!({"value": "concise", "value_type": "string"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pref.status(), 201);
     let task = prompt_task(&o, &admin, "run two steps").await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "Both steps ran.");
@@ -66,7 +75,37 @@ async fn a_two_step_plan_runs_both_steps_verifies_and_finalizes() {
     assert_eq!(state["attempts_by_step"], json!({"0": 1, "1": 1}));
     assert_eq!(state["plan"]["steps"].as_array().unwrap().len(), 2);
     assert_eq!(state["verification"]["status"], "pass");
-    assert_eq!(state["preferences_effective"], json!({}));
+    // load_task_context read the preferences through the gateway, as the PM, audited; the
+    // plan call saw them and the state keeps where they came from.
+    assert_eq!(
+        state["preferences_effective"]["effective"]["output.summary_style"],
+        "concise"
+    );
+    assert_eq!(
+        state["preferences_effective"]["sources"][0]["scope_type"],
+        "user"
+    );
+    assert!(
+        requests[0].to_string().contains("output.summary_style"),
+        "{}",
+        requests[0]
+    );
+    let audited: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT tool_name, subject_type, status FROM mcp_tool_call_audit_log \
+         WHERE task_id = $1::uuid ORDER BY created_at, id",
+    )
+    .bind(id)
+    .fetch_all(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        [
+            ("db.preference.effective", "pm", "success"),
+            ("artifact.list", "pm", "success")
+        ]
+        .map(|(t, s, st)| (t.to_owned(), s.to_owned(), st.to_owned()))
+    );
     assert_eq!(state["summary"], "Both steps ran.");
     // The lease was released.
     let holder: Option<String> =

@@ -1,7 +1,8 @@
 //! What the workflow reads of a task, in one place: the task itself (through the task row and
-//! [`crate::jobs`]), its acceptance criteria, the effective preferences and the artifacts.
-//! Preferences and artifacts are placeholders here, each one function to replace once their
-//! stores exist.
+//! [`crate::jobs`]), its acceptance criteria, the effective preferences and the artifacts. The
+//! last two are MCP tool calls of the Project Manager (`db.preference.effective`,
+//! `artifact.list`) through the gateway's pipeline, so they are checked and audited like any
+//! agent's.
 
 use cynode_contracts::user::TaskStatus;
 use serde_json::{Value, json};
@@ -10,6 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::mcp::Agent;
 
 /// A prompt task as the workflow sees it.
 #[derive(Debug, Clone)]
@@ -60,13 +62,29 @@ pub fn acceptance_criteria(_task: &TaskContext) -> Vec<String> {
     Vec::new()
 }
 
-/// The preferences in force for the task (spec: `db.preference.effective`). Replace with the
-/// preference store's resolution.
-pub async fn preferences_effective(_state: &AppState, _task: &TaskContext) -> Result<Value> {
-    Ok(json!({}))
+/// One tool call as the Project Manager; a refusal or failure is the workflow's error.
+async fn pm_tool(state: &AppState, tool: &str, arguments: Value) -> Result<Value> {
+    let Value::Object(arguments) = arguments else {
+        return Err(Error::internal("tool arguments must be an object"));
+    };
+    crate::mcp::invoke(state, &Ok(Agent::pm()), tool, Some(arguments))
+        .await
+        .map_err(|f| Error::internal(format!("{tool}: {} ({})", f.message, f.kind.code())))
 }
 
-/// The task's input artifacts (spec: `artifact.*`). Replace with the artifact store's listing.
-pub async fn artifacts(_state: &AppState, _task: &TaskContext) -> Result<Vec<Value>> {
-    Ok(Vec::new())
+/// The preferences in force for the task, with the scope each came from (the applied set the
+/// spec asks the PM to record): `{"effective": {..}, "sources": [..]}`.
+pub async fn preferences_effective(state: &AppState, task: &TaskContext) -> Result<Value> {
+    pm_tool(
+        state,
+        "db.preference.effective",
+        json!({"task_id": task.task_id, "include_sources": true}),
+    )
+    .await
+}
+
+/// The task's files (metadata: path, type, size, checksum).
+pub async fn artifacts(state: &AppState, task: &TaskContext) -> Result<Vec<Value>> {
+    let listed = pm_tool(state, "artifact.list", json!({"task_id": task.task_id})).await?;
+    Ok(listed["artifacts"].as_array().cloned().unwrap_or_default())
 }

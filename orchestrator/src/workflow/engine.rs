@@ -295,15 +295,14 @@ async fn wait_for_pm(state: &AppState) -> Option<(crate::node_inference::ModelRo
 }
 
 fn context_message(wf: &State) -> Option<Value> {
-    let empty_prefs = wf
-        .preferences_effective
-        .as_object()
-        .is_none_or(|p| p.is_empty());
+    // The state keeps where each preference came from; the model needs only the values.
+    let preferences = &wf.preferences_effective["effective"];
+    let empty_prefs = preferences.as_object().is_none_or(|p| p.is_empty());
     if wf.acceptance_criteria.is_empty() && empty_prefs && wf.artifacts.is_empty() {
         return None;
     }
     let context = json!({"acceptance_criteria": wf.acceptance_criteria,
-        "preferences": wf.preferences_effective, "artifacts": wf.artifacts});
+        "preferences": preferences, "artifacts": wf.artifacts});
     Some(json!({"role": "system", "content": format!("Task context (JSON): {context}")}))
 }
 
