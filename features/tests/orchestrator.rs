@@ -20,6 +20,7 @@ const PSK: &str = "feature-psk-0123456789";
 const ADMIN_PASSWORD: &str = "feature-admin-password";
 const LIMIT: Duration = Duration::from_secs(30);
 const WORKFLOW_TOKEN: &str = "feature-workflow-runner-token";
+const JWT_SECRET: &str = "feature-jwt-secret-0123456789abcdef";
 
 #[derive(Debug)]
 struct Orchestrator {
@@ -27,6 +28,9 @@ struct Orchestrator {
     _dir: tempfile::TempDir,
     cp: String,
     gw: String,
+    /// The MCP gateway's endpoint.
+    mcp: String,
+    database_url: String,
     db: sqlx::PgPool,
 }
 
@@ -48,6 +52,8 @@ struct OrchWorld {
     workflow_leases: std::collections::HashMap<String, String>,
     /// The lease of the last workflow start that succeeded.
     workflow_lease: Option<String>,
+    /// The envelope of the last MCP tool call.
+    tool_answer: Value,
 }
 
 impl OrchWorld {
@@ -123,12 +129,12 @@ async fn start(world: &mut OrchWorld) {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("admin-password");
     std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
-    let (cp_port, gw_port) = (free_port(), free_port());
+    let (cp_port, gw_port, mcp_port) = (free_port(), free_port(), free_port());
     let child = ChildGuard::spawn(
         Command::new(binary("cynode-orchestrator"))
             .arg("all")
             .env("DATABASE_URL", &db)
-            .env("JWT_SECRET", "feature-jwt-secret-0123456789abcdef")
+            .env("JWT_SECRET", JWT_SECRET)
             .env("NODE_REGISTRATION_PSK", PSK)
             .env("WORKFLOW_RUNNER_BEARER_TOKEN", WORKFLOW_TOKEN)
             .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
@@ -140,7 +146,7 @@ async fn start(world: &mut OrchWorld) {
             .env("TELEMETRY_PULL_INTERVAL", "200ms")
             .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
             .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("MCP_LISTEN_ADDR", "127.0.0.1:0")
+            .env("MCP_LISTEN_ADDR", format!("127.0.0.1:{mcp_port}"))
             .env(
                 "ORCHESTRATOR_PUBLIC_URL",
                 format!("http://127.0.0.1:{cp_port}"),
@@ -163,7 +169,9 @@ async fn start(world: &mut OrchWorld) {
         _dir: dir,
         cp,
         gw,
+        mcp: format!("http://127.0.0.1:{mcp_port}/mcp"),
         db: sqlx::PgPool::connect(&db).await.unwrap(),
+        database_url: db,
     });
 }
 
@@ -635,6 +643,82 @@ fn workflow_resumed(world: &mut OrchWorld, node: String) {
     assert_eq!(body["last_node_id"], node.as_str(), "{body}");
     let state: Value = serde_json::from_str(body["state"].as_str().unwrap()).unwrap();
     assert_eq!(state["task_id"], world.task_id.as_str());
+}
+
+/// An agent token from `cynode-orchestrator mcp-token` (`pm`, or `sandbox` for the task's job).
+async fn agent_token(world: &OrchWorld, agent: &str) -> String {
+    let mut command = Command::new(binary("cynode-orchestrator"));
+    command
+        .args(["mcp-token", "--agent", agent])
+        .env("DATABASE_URL", &world.o().database_url)
+        .env("JWT_SECRET", JWT_SECRET);
+    if agent == "sandbox" {
+        let job: uuid::Uuid =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE task_id = $1::uuid ORDER BY created_at")
+                .bind(&world.task_id)
+                .fetch_one(&world.o().db)
+                .await
+                .unwrap();
+        command.args(["--task-id", &world.task_id, "--job-id", &job.to_string()]);
+    }
+    let output = command.output().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[when(expr = "the {word} agent calls {string} for the task")]
+async fn agent_calls(world: &mut OrchWorld, agent: String, tool: String) {
+    let token = match agent.as_str() {
+        "anonymous" => None,
+        "project-manager" => Some(agent_token(world, "pm").await),
+        "sandbox" => Some(agent_token(world, "sandbox").await),
+        other => panic!("unknown agent {other}"),
+    };
+    let mcp = cynode_e2e::mcp::McpClient::new(&world.o().mcp);
+    world.tool_answer = mcp
+        .call(token.as_deref(), &tool, json!({"task_id": world.task_id}))
+        .await;
+}
+
+#[then("the tool answers with the task")]
+fn tool_answers_task(world: &mut OrchWorld) {
+    let answer = &world.tool_answer;
+    assert_eq!(answer["status"], "success", "{answer}");
+    assert_eq!(answer["result"]["task_id"], world.task_id.as_str());
+}
+
+#[then(expr = "the tool answers the error {string}")]
+fn tool_answers_error(world: &mut OrchWorld, kind: String) {
+    let answer = &world.tool_answer;
+    assert_eq!(answer["status"], "error", "{answer}");
+    assert_eq!(answer["error"]["type"], kind.as_str(), "{answer}");
+}
+
+#[then(expr = "the MCP audit holds exactly one {string} {string} row for {string} by {string}")]
+async fn audit_row(
+    world: &mut OrchWorld,
+    decision: String,
+    status: String,
+    tool: String,
+    agent: String,
+) {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT decision, status, subject_type FROM mcp_tool_call_audit_log WHERE tool_name = $1",
+    )
+    .bind(&tool)
+    .fetch_all(&world.o().db)
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![(decision, status, agent)]);
+    // Admins read the same row through the gateway.
+    let resp = world
+        .user_request(Method::GET, &format!("/v1/audit/mcp?tool_name={tool}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page: Value = resp.json().await.unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1, "{page}");
 }
 
 #[tokio::main]
