@@ -41,7 +41,14 @@ impl Worker {
     /// Starts the binary on another Podman socket or with another default image.
     pub async fn start_with(podman_socket: &Path, default_image: &str, args: &[String]) -> Self {
         let token = format!("tok-{}", Uuid::new_v4().simple());
-        Self::start_as(podman_socket, default_image, crate::free_port(), &token, args).await
+        Self::start_as(
+            podman_socket,
+            default_image,
+            crate::free_port(),
+            &token,
+            args,
+        )
+        .await
     }
 
     /// Starts the binary on `port` with `token`, as a node manager does with what the

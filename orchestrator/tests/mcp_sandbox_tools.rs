@@ -213,7 +213,10 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
             args(json!({"path": "notes/a.bin"})),
         )
         .await;
-    let got = ok(&got)["content_bytes_base64"].as_str().unwrap().to_owned();
+    let got = ok(&got)["content_bytes_base64"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(BASE64.decode(got).unwrap(), content);
 
     // Refusals name what is wrong; nothing was written.
@@ -248,7 +251,10 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
         )
         .await;
     let listed = ok(&listed)["stdout"].as_str().unwrap().to_owned();
-    assert!(!listed.contains("escape") && !listed.contains("\nx\n"), "{listed}");
+    assert!(
+        !listed.contains("escape") && !listed.contains("\nx\n"),
+        "{listed}"
+    );
     let missing = mcp
         .call(
             Some(&pm),
@@ -266,7 +272,9 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
         .await;
     failed(&other_task, "not_found");
 
-    let destroyed = mcp.call(Some(&pm), "sandbox.destroy", args(json!({}))).await;
+    let destroyed = mcp
+        .call(Some(&pm), "sandbox.destroy", args(json!({})))
+        .await;
     ok(&destroyed);
     assert!(env.job_containers(id).await.is_empty());
     assert_eq!(o.count("pm_sandboxes").await, 0);
@@ -312,8 +320,9 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
         audit(&o, "sandbox.put_file").await,
         rows(&[
             ("allow", "success", None),
-            ("allow", "error", Some("invalid_arguments")),
-            ("allow", "error", Some("invalid_arguments")),
+            // Bad arguments are refusals (`deny`), whoever finds them.
+            ("deny", "error", Some("invalid_arguments")),
+            ("deny", "error", Some("invalid_arguments")),
         ])
     );
     assert_eq!(

@@ -187,10 +187,11 @@ pub async fn create(
         }
         Some(false) => {}
     }
-    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pm_sandboxes WHERE id = $1)")
-        .bind(args.job_id)
-        .fetch_one(&state.db)
-        .await?;
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pm_sandboxes WHERE id = $1)")
+            .bind(args.job_id)
+            .fetch_one(&state.db)
+            .await?;
     if known {
         return Err(ToolFailure::conflict(format!(
             "sandbox {} already exists",
