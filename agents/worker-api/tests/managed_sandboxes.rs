@@ -291,6 +291,20 @@ async fn a_timed_out_exec_is_killed_and_the_sandbox_stays_usable() {
         sh(&w, id, "echo still here").await["stdout"],
         "still here\n"
     );
+    // A command or directory that is not there ends as a shell would say it (127), not as a
+    // fault of the node.
+    for (body, named) in [
+        (json!({"argv": ["no-such-program"]}), "no-such-program"),
+        (json!({"argv": ["true"], "cwd": "not/here"}), "not/here"),
+    ] {
+        let (status, answer) = exec(&w, id, body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["exit_code"], 127, "{answer}");
+        assert!(
+            answer["stderr"].as_str().unwrap().contains(named),
+            "{answer}"
+        );
+    }
     let (status, too_long) = exec(
         &w,
         id,

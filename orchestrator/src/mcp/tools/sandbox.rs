@@ -39,7 +39,6 @@ pub struct SandboxCreate {
     /// The new sandbox's id, chosen by the caller.
     pub job_id: Uuid,
     /// An image on the node's allowlist; empty for the node's default.
-    #[schemars(length(max = 512))]
     pub image_ref: String,
     /// Removed after this long without a call (1 to 86400; default 1800).
     #[schemars(range(min = 1, max = 86400))]
@@ -77,7 +76,7 @@ pub struct SandboxFile {
     pub task_id: Uuid,
     pub job_id: Uuid,
     /// Relative to /workspace.
-    #[schemars(length(min = 1, max = 4096))]
+    #[schemars(length(min = 1))]
     pub path: String,
 }
 
@@ -87,7 +86,7 @@ pub struct SandboxPutFile {
     pub task_id: Uuid,
     pub job_id: Uuid,
     /// Relative to /workspace; parent directories are made.
-    #[schemars(length(min = 1, max = 4096))]
+    #[schemars(length(min = 1))]
     pub path: String,
     /// At most 10 MiB once decoded.
     pub content_bytes_base64: String,
