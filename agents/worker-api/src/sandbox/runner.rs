@@ -470,6 +470,10 @@ impl Sandboxes {
         container: &str,
         empty: &crate::retention::EmptyWorkspace,
     ) {
+        // The idle command is the namespace's init, which ignores the SIGTERM of a removal:
+        // killed first, it does not hold the removal for Podman's stop timeout. An error
+        // means it no longer runs.
+        let _ = self.podman.containers().get(container).kill().await;
         if self.remove_container(sandbox_id, container).await {
             let recorded = sandbox_ref(container, task_id, sandbox_id, "", &[]);
             self.telemetry
