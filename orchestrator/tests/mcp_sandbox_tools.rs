@@ -176,6 +176,26 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
         .call(Some(&pm), "sandbox.create", args(json!({"image_ref": ""})))
         .await;
     failed(&again, "conflict");
+    let foreign = mcp
+        .call(
+            Some(&pm),
+            "sandbox.create",
+            json!({"task_id": task, "job_id": Uuid::new_v4(), "image_ref": "docker.io/evil:1"}),
+        )
+        .await;
+    failed(&foreign, "invalid_arguments");
+    assert!(
+        foreign["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker.io/evil:1"),
+        "{foreign}"
+    );
+    assert_eq!(
+        o.count("pm_sandboxes").await,
+        1,
+        "a refused create records nothing"
+    );
 
     let echoed = mcp
         .call(
@@ -303,6 +323,7 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
             ("deny", "error", Some("not_allowed")),
             ("allow", "success", None),
             ("allow", "error", Some("conflict")),
+            ("deny", "error", Some("invalid_arguments")),
             ("allow", "error", Some("conflict")),
         ])
     );
