@@ -93,10 +93,18 @@ echo "tokens in my environment: $(env | grep -cE 'eyJ[A-Za-z0-9_-]+[.]eyJ')"
 mcp memory.add "{$ids,\"key\":\"plan\",\"content\":\"count the files\"}" | grep -o '"structuredContent":{[^}]*}'
 mcp memory.retrieve "{$ids,\"key\":\"plan\"}" | grep -o '"content":"[^"]*"' | tail -1
 mcp db.task.get "{\"task_id\":\"$CYNODE_TASK_ID\"}" | grep -o '"error":{[^}]*}'
+mcp artifact.put "{\"task_id\":\"$CYNODE_TASK_ID\",\"path\":\"notes/plan.txt\",\"content_type\":\"text/plain\",\"content_bytes_base64\":\"$(echo 'count the files' | base64)\"}" | grep -o '"size_bytes":[0-9]*'
 SH
 run cynork task create --name mcp-agent --wait --use-mcp --script "$DEMO/mcp-agent.sh"
 run cynork task logs mcp-agent
-run cynork audit mcp -l 3
+run cynork task artifacts list mcp-agent
+run cynork audit mcp -l 4
+
+say "Preferences: scopes fold system < user < project < task into what a task runs with"
+run cynork prefs set --scope-type system --key output.summary_style --value '"long"' --reason demo
+run cynork prefs set --scope-type user --key output.summary_style --value '"concise"'
+MCP_TASK=$(cynork -o json task get mcp-agent | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+run cynork prefs effective --task-id "$MCP_TASK"
 cynork auth logout >/dev/null
 
 say "Chat: the OpenAI-compatible gateway with a personal API key (what Open WebUI or the openai package use)"

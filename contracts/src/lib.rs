@@ -9,17 +9,21 @@
 //!
 //! Besides the payloads: [`routes`] holds every HTTP path one process serves and another calls,
 //! and [`worker_cli`] the worker API's command line, which the node manager renders; [`telemetry`]
-//! holds the worker's Telemetry API payloads, and [`logs`] the live log streams (server-sent events).
+//! holds the worker's Telemetry API payloads, [`logs`] the live log streams (server-sent events),
+//! and [`workflow`] the control plane's workflow API.
 
+pub mod artifacts;
 pub mod logs;
 pub mod mcp;
 pub mod node;
+pub mod preferences;
 pub mod problem;
 pub mod routes;
 pub mod telemetry;
 pub mod user;
 pub mod worker;
 pub mod worker_cli;
+pub mod workflow;
 
 /// The only payload version this build speaks.
 pub const PAYLOAD_VERSION: u32 = 1;

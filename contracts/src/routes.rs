@@ -121,6 +121,19 @@ pub mod node {
     pub const CONFIG: &str = "/v1/nodes/config";
 }
 
+/// The control plane's workflow API (port 12082), called by a workflow runner with
+/// `WORKFLOW_RUNNER_BEARER_TOKEN` (`crate::workflow`).
+pub mod workflow {
+    /// `POST`: take a task's lease (`StartRequest` → `StartResponse`).
+    pub const START: &str = "/v1/workflow/start";
+    /// `POST`: the task's checkpoint (`ResumeRequest` → `ResumeResponse`).
+    pub const RESUME: &str = "/v1/workflow/resume";
+    /// `POST`: save the task's checkpoint (`CheckpointRequest`, `204`).
+    pub const CHECKPOINT: &str = "/v1/workflow/checkpoint";
+    /// `POST`: end the task's lease (`ReleaseRequest`, `204`, idempotent).
+    pub const RELEASE: &str = "/v1/workflow/release";
+}
+
 /// The orchestrator's user gateway (port 12080), called by cynork and other clients.
 pub mod user {
     /// `POST`: log in with handle and password.
@@ -161,6 +174,16 @@ pub mod user {
     pub const TASK_LOGS: &str = "/v1/tasks/{id}/logs";
     /// `GET`: a prompt task's Project Manager steps.
     pub const TASK_STEPS: &str = "/v1/tasks/{id}/steps";
+    /// `GET`: a task's artifacts (owner or admin); `PUT ?path=`: upload one (owner, raw body).
+    pub const TASK_ARTIFACTS: &str = "/v1/tasks/{id}/artifacts";
+    /// `GET`: one artifact's bytes with its stored `Content-Type` (owner).
+    pub const TASK_ARTIFACT: &str = "/v1/tasks/{id}/artifacts/{artifact_id}";
+    /// `GET`: preference entries of one scope, paged by key.
+    pub const PREFS: &str = "/v1/prefs";
+    /// `GET`: the effective preferences of a task, a project or the caller.
+    pub const PREFS_EFFECTIVE: &str = "/v1/prefs/effective";
+    /// `GET`, `PUT` (create or update), `DELETE`: one entry; `?scope_id=` names the scope.
+    pub const PREF: &str = "/v1/prefs/{scope_type}/{key}";
     /// `GET`: OpenAI-compatible model list (`cynodeai.pm` and every model a node serves).
     pub const MODELS: &str = "/v1/models";
     /// `POST`: OpenAI-compatible chat completion, streaming (SSE) or not.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cynode_contracts::preferences::{ScopeType, ValueType};
 use cynode_contracts::user::TaskStatus;
 use uuid::Uuid;
 
@@ -60,6 +61,13 @@ pub enum Command {
     /// Read audit logs (admin only)
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Read and change preferences, and see the effective ones of a task or project
+    ///
+    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system and
+    /// project entries, only the admin changes them; user entries are your own; task entries
+    /// belong to the task's owner. A `null` value hides the key set at lower scopes.
+    #[command(subcommand)]
+    Prefs(PrefsCommand),
     /// Chat with a model through the gateway
     ///
     /// Without -m: reads lines, streams each answer as it arrives, and leaves on /exit, /quit
@@ -249,6 +257,9 @@ pub enum TaskCommand {
     },
     /// Show a prompt task's Project Manager steps (model decisions, jobs, output)
     Steps(TaskRef),
+    /// List a task's artifacts (attached and written files) and download them
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
     /// Follow a task's status live until it finishes
     ///
     /// On a terminal it shows a spinner line; when piped it prints one line per status change.
@@ -258,6 +269,111 @@ pub enum TaskCommand {
         /// Seconds between polls of the gateway (at least 1)
         #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List a task's artifacts: id, name (path), content type, size
+    List(TaskRef),
+    /// Download an artifact into a file
+    Get {
+        #[command(flatten)]
+        task: TaskRef,
+        /// The artifact's id, as `task artifacts list` shows it
+        #[arg(value_name = "ARTIFACT_ID")]
+        artifact_id: Uuid,
+        /// Write it here (parent directories are created)
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The scope of preference entries.
+#[derive(Debug, Args)]
+pub struct PrefScope {
+    /// system, user, project or task
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub scope_type: ScopeType,
+    /// The user, project or task [required for project and task; user: yourself; none for
+    /// system]
+    #[arg(long, value_name = "UUID")]
+    pub scope_id: Option<Uuid>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrefsCommand {
+    /// List one scope's entries by key: key, value as JSON, last change
+    List {
+        #[command(flatten)]
+        scope: PrefScope,
+        /// Only keys starting with this
+        #[arg(long, value_name = "PREFIX")]
+        key_prefix: Option<String>,
+        /// At most this many entries (1..=100)
+        #[arg(short = 'l', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+        /// Continue from the `next_cursor` of an earlier page
+        #[arg(long, value_name = "CURSOR")]
+        cursor: Option<String>,
+    },
+    /// Show one entry
+    Get {
+        #[command(flatten)]
+        scope: PrefScope,
+        #[arg(long, value_name = "KEY")]
+        key: String,
+    },
+    /// Create or update an entry
+    Set {
+        #[command(flatten)]
+        scope: PrefScope,
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// The value as JSON: `'"concise"'`, `80`, `true`, `'["rust","go"]'`, `null`
+        #[arg(
+            long,
+            value_name = "JSON",
+            required_unless_present = "value_file",
+            conflicts_with = "value_file"
+        )]
+        value: Option<String>,
+        /// Read the JSON value from this file (at most 64 KiB)
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
+        /// The value's type [default: the value's own; needed for a new `null`]
+        #[arg(long, value_enum, value_name = "TYPE")]
+        value_type: Option<ValueType>,
+        /// Change it only if it is at this version (else exit 5, nothing changed)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        expected_version: Option<i64>,
+        /// Why, for the audit log
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Delete an entry
+    Delete {
+        #[command(flatten)]
+        scope: PrefScope,
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// Delete it only if it is at this version (else exit 5, nothing changed)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        expected_version: Option<i64>,
+        /// Why, for the audit log
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// The effective preferences of a task, of you in a project, or of you alone, with the
+    /// scope each value comes from
+    Effective {
+        #[arg(long, value_name = "UUID", conflicts_with = "project_id")]
+        task_id: Option<Uuid>,
+        #[arg(long, value_name = "UUID")]
+        project_id: Option<Uuid>,
     },
 }
 
@@ -501,6 +617,34 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["task", "create", "--command", "ls", "--min-memory-mb", "0"]).is_err());
+    }
+
+    #[test]
+    fn prefs_and_artifacts_arguments_are_checked() {
+        assert!(parse(&["prefs", "list", "--scope-type", "user"]).is_ok());
+        assert!(parse(&["prefs", "list", "--scope-type", "group"]).is_err());
+        assert!(parse(&["prefs", "list", "--scope-type", "user", "-l", "101"]).is_err());
+        assert!(parse(&["prefs", "set", "--scope-type", "user", "--key", "k"]).is_err());
+        assert!(
+            parse(&[
+                "prefs",
+                "set",
+                "--scope-type",
+                "user",
+                "--key",
+                "k",
+                "--value",
+                "1"
+            ])
+            .is_ok()
+        );
+        let id = Uuid::new_v4().to_string();
+        assert!(parse(&["prefs", "effective", "--task-id", &id, "--project-id", &id]).is_err());
+        assert!(
+            parse(&["task", "artifacts", "get", "t", &id]).is_err(),
+            "--out is required"
+        );
+        assert!(parse(&["task", "artifacts", "get", "t", &id, "--out", "f"]).is_ok());
     }
 
     #[test]

@@ -31,6 +31,17 @@ const MODEL_TIMEOUT: Duration = Duration::from_secs(600);
 /// For log streams that follow a task to its end (a day: tasks end long before).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Json(serde_json::Value),
+    /// Bytes sent as they are (a multipart form) with their `Content-Type`.
+    Raw {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+}
+
 /// Where the access token came from, and so where a refreshed one goes.
 #[derive(Debug)]
 pub enum TokenSource {
@@ -243,7 +254,7 @@ impl Client {
                 Method::POST,
                 &routes::fill(routes::user::AUTH_LOGIN, &[]),
                 &[],
-                Some(&json_body(&body)),
+                Some(&Payload::Json(json_body(&body))),
                 None,
             )
             .await?;
@@ -260,9 +271,36 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<T> {
         let resp = self
-            .authed(method, segments, query, |_| body.cloned())
+            .authed(method, segments, query, |_| {
+                body.cloned().map(Payload::Json)
+            })
             .await?;
         self.decode(resp).await
+    }
+
+    /// An authenticated call with any body, returning JSON.
+    pub async fn call_with<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        segments: &[&str],
+        payload: &Payload,
+    ) -> Result<T> {
+        let resp = self
+            .authed(method, segments, &[], |_| Some(payload.clone()))
+            .await?;
+        self.decode(resp).await
+    }
+
+    /// An authenticated `GET` of raw bytes: the answer's `Content-Type` and body.
+    pub async fn get_bytes(&mut self, segments: &[&str]) -> Result<(Option<String>, Vec<u8>)> {
+        let resp = self.authed(Method::GET, segments, &[], |_| None).await?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        Ok((content_type, bytes.to_vec()))
     }
 
     /// An authenticated `POST` whose answer the caller reads as it arrives (server-sent
@@ -272,8 +310,10 @@ impl Client {
         segments: &[&str],
         body: &serde_json::Value,
     ) -> Result<reqwest::Response> {
-        self.authed(Method::POST, segments, &[], |_| Some(body.clone()))
-            .await
+        self.authed(Method::POST, segments, &[], |_| {
+            Some(Payload::Json(body.clone()))
+        })
+        .await
     }
 
     /// An authenticated `GET` whose answer the caller reads as it arrives (server-sent
@@ -292,8 +332,15 @@ impl Client {
     }
 
     /// An authenticated call whose answer has no body (204).
-    pub async fn call_no_content(&mut self, method: Method, segments: &[&str]) -> Result<()> {
-        self.authed(method, segments, &[], |_| None).await.map(drop)
+    pub async fn call_no_content(
+        &mut self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<()> {
+        self.authed(method, segments, query, |_| None)
+            .await
+            .map(drop)
     }
 
     /// `POST /v1/auth/logout`, revoking the refresh token too. The body is built at send time
@@ -308,9 +355,9 @@ impl Client {
         }
         let path = routes::fill(routes::user::AUTH_LOGOUT, &[]);
         self.authed(Method::POST, &path, &[], |session| {
-            Some(json_body(&LogoutRequest {
+            Some(Payload::Json(json_body(&LogoutRequest {
                 refresh_token: session.refresh_token().map(str::to_owned),
-            }))
+            })))
         })
         .await
         .map(drop)
@@ -321,7 +368,7 @@ impl Client {
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
-        body: impl Fn(&Session) -> Option<serde_json::Value>,
+        body: impl Fn(&Session) -> Option<Payload>,
     ) -> Result<reqwest::Response> {
         let Some(session) = self.session.as_ref() else {
             return Err(not_logged_in());
@@ -349,7 +396,7 @@ impl Client {
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
-        body: &impl Fn(&Session) -> Option<serde_json::Value>,
+        body: &impl Fn(&Session) -> Option<Payload>,
     ) -> Result<reqwest::Response> {
         let session = self.session.as_ref().ok_or_else(not_logged_in)?;
         let body = body(session);
@@ -385,7 +432,7 @@ impl Client {
                 Method::POST,
                 &routes::fill(routes::user::AUTH_REFRESH, &[]),
                 &[],
-                Some(&json_body(&body)),
+                Some(&Payload::Json(json_body(&body))),
                 None,
             )
             .await?;
@@ -411,7 +458,7 @@ impl Client {
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
+        body: Option<&Payload>,
         token: Option<&str>,
     ) -> Result<reqwest::Response> {
         let mut req = self
@@ -424,8 +471,17 @@ impl Client {
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        if let Some(body) = body {
-            req = req.json(body);
+        match body {
+            Some(Payload::Json(value)) => req = req.json(value),
+            Some(Payload::Raw {
+                content_type,
+                bytes,
+            }) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(bytes.clone());
+            }
+            None => {}
         }
         req.send().await.map_err(|e| self.transport_error(&e))
     }

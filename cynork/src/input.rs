@@ -1,12 +1,15 @@
 //! Turning `task create` flags into a request. Every file is checked (exists, regular, not a
 //! symlink, within its size limit, readable) before anything is sent, so a typo never creates a
-//! half-specified task.
+//! half-specified task. Attached files are uploaded with the task in one `multipart/form-data`
+//! request, so the gateway creates the task and its files together or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use cynode_contracts::artifacts::TASK_PART;
 use cynode_contracts::user::{CreateTaskRequest, InputMode, JobRequirements};
 
 use crate::cli::{CreateArgs, InputModeArg};
+use crate::client::Payload;
 use crate::error::{CliError, Result};
 
 const KIB: u64 = 1024;
@@ -23,25 +26,12 @@ pub fn create_request(args: &CreateArgs) -> Result<CreateTaskRequest> {
     if prompt.trim().is_empty() {
         return Err(CliError::Usage("the task text is empty".into()));
     }
-    if args.attach.len() > MAX_ATTACHMENTS {
-        return Err(CliError::Usage(format!(
-            "{} attachments given; at most {MAX_ATTACHMENTS} are allowed",
-            args.attach.len()
-        )));
-    }
-    let attachments = args
-        .attach
-        .iter()
-        .map(|path| {
-            check_file(path, "attachment", MAX_ATTACHMENT_BYTES).and_then(|()| absolute(path))
-        })
-        .collect::<Result<Vec<_>>>()?;
     Ok(CreateTaskRequest {
         prompt,
         input_mode: Some(mode),
         task_name: args.name.clone(),
         project_id: args.project_id,
-        attachments,
+        attachments: Vec::new(),
         use_sba: None,
         use_inference: args.use_inference.then_some(true),
         use_mcp: args.use_mcp.then_some(true),
@@ -162,21 +152,99 @@ fn read_text(path: &Path, what: &str, limit: u64) -> Result<String> {
         .map_err(|_| CliError::Usage(format!("{what} {} is not UTF-8 text", path.display())))
 }
 
-fn absolute(path: &Path) -> Result<String> {
-    let abs: PathBuf = std::path::absolute(path)?;
-    abs.into_os_string().into_string().map_err(|_| {
-        CliError::Usage(format!(
-            "attachment path {} is not valid UTF-8",
-            path.display()
-        ))
-    })
-}
-
 fn human(bytes: u64) -> String {
     if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{} KiB", bytes / KIB)
+    }
+}
+
+/// A file to upload with the task: its name (the gateway stores it as `attachments/<name>`)
+/// and content.
+#[derive(Debug)]
+pub struct Attachment {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the `--attach` files after checking them all, or says which one is wrong.
+pub fn attachments(args: &CreateArgs) -> Result<Vec<Attachment>> {
+    if args.attach.len() > MAX_ATTACHMENTS {
+        return Err(CliError::Usage(format!(
+            "{} attachments given; at most {MAX_ATTACHMENTS} are allowed",
+            args.attach.len()
+        )));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for path in &args.attach {
+        check_file(path, "attachment", MAX_ATTACHMENT_BYTES)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.chars().any(|c| c.is_control() || c == '"' || c == '\\'))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "attachment {}: its name must be UTF-8 without quotes, backslashes or control characters",
+                    path.display()
+                ))
+            })?;
+        if names.iter().any(|n| n == name) {
+            return Err(CliError::Usage(format!(
+                "two attachments are named {name}; the task keeps files by name"
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    args.attach
+        .iter()
+        .zip(names)
+        .map(|(path, name)| {
+            let bytes = std::fs::read(path).map_err(|e| {
+                CliError::Usage(format!("attachment {} cannot be read: {e}", path.display()))
+            })?;
+            Ok(Attachment { name, bytes })
+        })
+        .collect()
+}
+
+/// The `multipart/form-data` body of `POST /v1/tasks`: the request as the `task` part, then
+/// one part per file.
+pub fn multipart(request: &CreateTaskRequest, files: &[Attachment]) -> Payload {
+    let task = serde_json::to_vec(request).expect("request types serialise to JSON");
+    // A boundary that occurs in no part.
+    let boundary = loop {
+        let candidate = format!("cynork-{}", uuid::Uuid::new_v4().simple());
+        let needle = candidate.as_bytes();
+        let inside = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        if !inside(&task) && !files.iter().any(|f| inside(&f.bytes)) {
+            break candidate;
+        }
+    };
+    let mut body =
+        Vec::with_capacity(task.len() + files.iter().map(|f| f.bytes.len() + 256).sum::<usize>());
+    let mut part = |disposition: String, content_type: &str, bytes: &[u8]| {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(format!("name=\"{TASK_PART}\""), "application/json", &task);
+    for file in files {
+        part(
+            format!("name=\"file\"; filename=\"{}\"", file.name),
+            "application/octet-stream",
+            &file.bytes,
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Payload::Raw {
+        content_type: format!("multipart/form-data; boundary={boundary}"),
+        bytes: body,
     }
 }
 
@@ -250,22 +318,94 @@ mod tests {
     fn bad_attachments_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.txt");
-        let err = create_request(&args(&["hi", "-a", missing.to_str().unwrap()])).unwrap_err();
+        let err = attachments(&args(&["hi", "-a", missing.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
         assert_eq!(err.exit_code(), 2);
 
-        let err = create_request(&args(&["hi", "-a", dir.path().to_str().unwrap()])).unwrap_err();
+        let err = attachments(&args(&["hi", "-a", dir.path().to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
 
         let real = dir.path().join("real.txt");
         std::fs::write(&real, "x").unwrap();
         let link = dir.path().join("link.txt");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let err = create_request(&args(&["hi", "-a", link.to_str().unwrap()])).unwrap_err();
+        let err = attachments(&args(&["hi", "-a", link.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
 
-        let req = create_request(&args(&["hi", "-a", real.to_str().unwrap()])).unwrap();
-        assert_eq!(req.attachments, vec![real.to_str().unwrap().to_owned()]);
+        let files = attachments(&args(&["hi", "-a", real.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            (files[0].name.as_str(), files[0].bytes.as_slice()),
+            ("real.txt", &b"x"[..])
+        );
+        assert!(
+            create_request(&args(&["hi", "-a", real.to_str().unwrap()]))
+                .unwrap()
+                .attachments
+                .is_empty()
+        );
+
+        let other = dir.path().join("sub");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("real.txt"), "y").unwrap();
+        let twice = other.join("real.txt");
+        let err = attachments(&args(&[
+            "hi",
+            "-a",
+            real.to_str().unwrap(),
+            "-a",
+            twice.to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("two attachments"), "{err}");
+    }
+
+    #[test]
+    fn the_multipart_body_holds_the_task_and_each_file() {
+        let request = create_request(&args(&["hi"])).unwrap();
+        let files = [
+            Attachment {
+                name: "a.txt".into(),
+                bytes: b"first".to_vec(),
+            },
+            Attachment {
+                name: "b.bin".into(),
+                bytes: vec![0, 255, 13, 10],
+            },
+        ];
+        let Payload::Raw {
+            content_type,
+            bytes,
+        } = multipart(&request, &files)
+        else {
+            panic!("multipart is raw");
+        };
+        let boundary = content_type
+            .strip_prefix("multipart/form-data; boundary=")
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(
+            text.matches(&format!("--{boundary}\r\n")).count(),
+            3,
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")), "{text}");
+        assert!(
+            text.contains(
+                "name=\"task\"\r\nContent-Type: application/json\r\n\r\n{\"prompt\":\"hi\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "filename=\"a.txt\"\r\nContent-Type: application/octet-stream\r\n\r\nfirst\r\n"
+            ),
+            "{text}"
+        );
+        let raw = [0u8, 255, 13, 10, 13, 10];
+        assert!(
+            bytes.windows(raw.len()).any(|w| w == raw),
+            "binary content is kept as is"
+        );
     }
 
     #[test]
@@ -278,7 +418,7 @@ mod tests {
         for _ in 0..=MAX_ATTACHMENTS {
             argv.extend(["-a", path]);
         }
-        let err = create_request(&args(&argv)).unwrap_err();
+        let err = attachments(&args(&argv)).unwrap_err();
         assert!(err.to_string().contains("at most 16"), "{err}");
     }
 }

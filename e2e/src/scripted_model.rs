@@ -5,7 +5,8 @@
 //!
 //! Warm-ups (requests with `max_tokens: 1` and no `response_format`) are answered `OK` without
 //! using the script, and can be held ([`ScriptedModel::hold_warmups`]). Other requests take the
-//! next scripted [`Reply`]; an empty script answers with a plain `answer` decision.
+//! next scripted [`Reply`]; an empty script answers with a plain `answer` decision. The helpers
+//! build the answers the Project Manager's workflow asks for: a plan, a verification, an answer.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -33,10 +34,31 @@ impl Reply {
     pub fn answer(text: &str) -> Self {
         Self::Content(json!({"action": "answer", "answer": text}).to_string())
     }
-    /// A `{"action":"run","commands":[…],"why":…}` decision.
-    pub fn run(commands: &[&str]) -> Self {
+    /// A `{"action":"plan","steps":[…]}` with one step per command list, each expecting
+    /// "output".
+    pub fn plan(steps: &[&[&str]]) -> Self {
+        let steps: Vec<Value> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, commands)| {
+                json!({"description": format!("step {}", i + 1), "commands": commands,
+                       "expected_evidence": "output"})
+            })
+            .collect();
+        Self::Content(json!({"action": "plan", "steps": steps, "assumptions": []}).to_string())
+    }
+    /// A verification that passes.
+    pub fn pass() -> Self {
+        Self::Content(json!({"status": "pass", "findings": ["looks right"]}).to_string())
+    }
+    /// A verification that fails with `finding`, proposing `retry_commands` (none: run the
+    /// same commands again).
+    pub fn fail(finding: &str, retry_commands: &[&str]) -> Self {
         Self::Content(
-            json!({"action": "run", "commands": commands, "why": "to find out"}).to_string(),
+            json!({"status": "fail", "findings": [finding],
+                   "recommended_actions": ["print what was asked"],
+                   "retry_commands": retry_commands})
+            .to_string(),
         )
     }
 }

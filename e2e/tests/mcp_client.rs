@@ -1,8 +1,9 @@
 //! A stock MCP client, the official Python SDK (`mcp`, installed by the bootstrap), against the
 //! real orchestrator binary's MCP gateway (issue 11): tokens from `cynode-orchestrator
 //! mcp-token`, both protocol versions (2026-07-28 discovered, 2025-11-25 by handshake), the tools
-//! a token may list, calls that succeed and one that its role may not make, and exactly one
-//! audit row per call.
+//! a token may list, calls that succeed (a task, its job, the effective preferences, an
+//! artifact stored and read back) and one that its role may not make, and exactly one audit row
+//! per call.
 
 mod node_support;
 
@@ -53,6 +54,13 @@ async fn the_official_python_client_lists_and_calls_tools_and_every_call_is_audi
         .await
         .parse()
         .unwrap();
+    let pref = user
+        .put(
+            "/v1/prefs/user/output.summary_style",
+            json!({"value": "concise", "value_type": "string"}),
+        )
+        .await;
+    assert_eq!(pref["version"], 1, "{pref}");
     let mut db = sqlx::PgConnection::connect(&orchestrator.database_url)
         .await
         .unwrap();
@@ -80,7 +88,14 @@ async fn the_official_python_client_lists_and_calls_tools_and_every_call_is_audi
         &orchestrator.mcp,
         pm.trim(),
         "auto",
-        json!([["db.task.get", {"task_id": task}], ["db.job.get", {"job_id": job}]]),
+        json!([
+            ["db.task.get", {"task_id": task}],
+            ["db.job.get", {"job_id": job}],
+            ["db.preference.effective", {"task_id": task, "include_sources": true}],
+            ["artifact.put", {"task_id": task, "path": "notes/from-python.txt",
+                "content_bytes_base64": "aGVsbG8gZnJvbSB0aGUgU0RL", "content_type": "text/plain"}],
+            ["artifact.get", {"task_id": task, "path": "notes/from-python.txt"}],
+        ]),
     )
     .await;
     let tools: Vec<&str> = report["tools"]
@@ -101,6 +116,21 @@ async fn the_official_python_client_lists_and_calls_tools_and_every_call_is_audi
     assert_eq!(
         calls[1]["structured"]["result"]["status"], "queued",
         "{report}"
+    );
+    // The user's preference, set over REST, is what the task runs with.
+    assert_eq!(
+        calls[2]["structured"]["result"]["effective"]["output.summary_style"], "concise",
+        "{report}"
+    );
+    assert_eq!(
+        calls[2]["structured"]["result"]["sources"][0]["scope_type"],
+        "user"
+    );
+    assert_eq!(calls[3]["is_error"], false, "{report}");
+    assert_eq!(calls[3]["structured"]["result"]["size_bytes"], 18);
+    assert_eq!(
+        calls[4]["structured"]["result"]["content_bytes_base64"],
+        "aGVsbG8gZnJvbSB0aGUgU0RL"
     );
 
     // The same client on the previous protocol (the initialize handshake).
@@ -152,6 +182,9 @@ async fn the_official_python_client_lists_and_calls_tools_and_every_call_is_audi
         vec![
             row("db.task.get", "pm", "allow", "success"),
             row("db.job.get", "pm", "allow", "success"),
+            row("db.preference.effective", "pm", "allow", "success"),
+            row("artifact.put", "pm", "allow", "success"),
+            row("artifact.get", "pm", "allow", "success"),
             row("db.task.get", "pm", "allow", "success"),
             row("db.task.get", "sandbox", "deny", "error"),
         ]

@@ -2,7 +2,7 @@
 //! the orchestrator mints the job's token at dispatch, the node manager hands the worker the
 //! gateway's URL, and the job's shell reaches `$CYNODE_MCP_URL` through its pod's sidecar and
 //! its own socket on the worker, which attaches the token. The sandbox never sees a token; the
-//! gateway audits the call under the job.
+//! gateway audits each call under the job, and a file it stores is the task owner's to download.
 
 mod node_support;
 
@@ -29,6 +29,7 @@ ids="\"task_id\":\"$CYNODE_TASK_ID\",\"job_id\":\"$CYNODE_JOB_ID\""
 mcp memory.add "{{$ids,\"key\":\"note\",\"content\":\"from-the-sandbox\"}}"
 mcp memory.retrieve "{{$ids,\"key\":\"note\"}}"
 mcp db.task.get "{{\"task_id\":\"$CYNODE_TASK_ID\"}}"
+mcp artifact.put "{{\"task_id\":\"$CYNODE_TASK_ID\",\"path\":\"out/made.txt\",\"content_type\":\"text/plain\",\"content_bytes_base64\":\"$(printf 'made in a sandbox' | base64)\"}}"
 env | grep -cE 'eyJ[A-Za-z0-9_-]+\.eyJ' || true"#
     );
     let id = user
@@ -41,7 +42,7 @@ env | grep -cE 'eyJ[A-Za-z0-9_-]+\.eyJ' || true"#
     assert_eq!(result["status"], "completed", "{result}");
     let job = &result["jobs"][0]["result"];
     let lines: Vec<&str> = job["stdout"].as_str().unwrap().lines().collect();
-    assert_eq!(lines.len(), 4, "{job}");
+    assert_eq!(lines.len(), 5, "{job}");
     let answer = |i: usize| -> serde_json::Value {
         let rpc: serde_json::Value = serde_json::from_str(lines[i]).expect(lines[i]);
         rpc["result"]["structuredContent"].clone()
@@ -50,10 +51,28 @@ env | grep -cE 'eyJ[A-Za-z0-9_-]+\.eyJ' || true"#
     assert_eq!(answer(1)["result"]["content"], "from-the-sandbox", "{job}");
     // A sandbox agent is not the Project Manager: the database tools are not its.
     assert_eq!(answer(2)["error"]["type"], "not_allowed", "{job}");
+    assert_eq!(answer(3)["status"], "success", "{job}");
     // No JWT (header.payload.signature, base64url of `{"`) anywhere in the sandbox's
     // environment.
-    assert_eq!(lines[3], "0", "{job}");
-    assert_eq!(job["run_diagnostics"]["mcp"]["requests"], 3, "{job}");
+    assert_eq!(lines[4], "0", "{job}");
+    assert_eq!(job["run_diagnostics"]["mcp"]["requests"], 4, "{job}");
+
+    // The task's owner downloads what the sandbox stored.
+    let listed = user.get(&format!("/v1/tasks/{id}/artifacts")).await;
+    let artifact = listed["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "out/made.txt")
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    let bytes = user
+        .download(&format!(
+            "/v1/tasks/{id}/artifacts/{}",
+            artifact["artifact_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(bytes, b"made in a sandbox");
 
     let mut db = sqlx::PgConnection::connect(&orchestrator.database_url)
         .await
@@ -84,6 +103,12 @@ env | grep -cE 'eyJ[A-Za-z0-9_-]+\.eyJ' || true"#
             (
                 "db.task.get".into(),
                 "deny".into(),
+                "sandbox".into(),
+                Some(job_id)
+            ),
+            (
+                "artifact.put".into(),
+                "allow".into(),
                 "sandbox".into(),
                 Some(job_id)
             ),

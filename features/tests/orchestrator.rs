@@ -19,6 +19,7 @@ use tokio::process::Command;
 const PSK: &str = "feature-psk-0123456789";
 const ADMIN_PASSWORD: &str = "feature-admin-password";
 const LIMIT: Duration = Duration::from_secs(30);
+const WORKFLOW_TOKEN: &str = "feature-workflow-runner-token";
 
 #[derive(Debug)]
 struct Orchestrator {
@@ -43,6 +44,10 @@ struct OrchWorld {
     last: Option<(u16, Value)>,
     access: String,
     task_id: String,
+    /// The lease id each workflow runner starts with (its idempotency key), by holder.
+    workflow_leases: std::collections::HashMap<String, String>,
+    /// The lease of the last workflow start that succeeded.
+    workflow_lease: Option<String>,
 }
 
 impl OrchWorld {
@@ -125,6 +130,7 @@ async fn start(world: &mut OrchWorld) {
             .env("DATABASE_URL", &db)
             .env("JWT_SECRET", "feature-jwt-secret-0123456789abcdef")
             .env("NODE_REGISTRATION_PSK", PSK)
+            .env("WORKFLOW_RUNNER_BEARER_TOKEN", WORKFLOW_TOKEN)
             .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
             .env("INFERENCE_MODEL", "smollm2:135m")
             // These nodes are registered through the API and serve no model: readiness is the
@@ -358,6 +364,7 @@ async fn no_node(world: &mut OrchWorld) {
     assert_eq!(n, 0);
 }
 
+#[given(expr = "I create a {string} task {string}")]
 #[when(expr = "I create a {string} task {string}")]
 async fn create_task(world: &mut OrchWorld, mode: String, text: String) {
     let resp = world
@@ -557,6 +564,77 @@ async fn no_telemetry(world: &mut OrchWorld, slug: String) {
     assert_eq!(status, 200, "{node}");
     assert!(node.get("telemetry").is_none(), "{node}");
     assert_eq!(node["state"], "active", "{node}");
+}
+
+/// POSTs `body` to a workflow API path with the runner's token and remembers the answer.
+async fn workflow_post(world: &mut OrchWorld, path: &str, body: Value) {
+    let resp = world
+        .http
+        .post(format!("{}{path}", world.o().cp))
+        .bearer_auth(WORKFLOW_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    world.remember(resp).await;
+}
+
+#[when(expr = "the workflow runner {string} starts the task")]
+async fn workflow_start(world: &mut OrchWorld, holder: String) {
+    let key = world
+        .workflow_leases
+        .entry(holder.clone())
+        .or_insert_with(|| uuid::Uuid::new_v4().to_string())
+        .clone();
+    let body = json!({"task_id": world.task_id, "holder_id": holder, "idempotency_key": key});
+    workflow_post(world, "/v1/workflow/start", body).await;
+    if world
+        .last
+        .as_ref()
+        .is_some_and(|(status, _)| *status == 200)
+    {
+        world.workflow_lease = Some(key);
+    }
+}
+
+#[when(expr = "the workflow runner saves a checkpoint at {string}")]
+async fn workflow_checkpoint(world: &mut OrchWorld, node: String) {
+    let state = json!({"task_id": world.task_id, "current_step_index": 0}).to_string();
+    let body = json!({"task_id": world.task_id, "state": state, "last_node_id": node});
+    workflow_post(world, "/v1/workflow/checkpoint", body).await;
+    assert_eq!(world.last.as_ref().unwrap().0, 204);
+}
+
+#[when("the workflow runner resumes the task")]
+async fn workflow_resume(world: &mut OrchWorld) {
+    let body = json!({"task_id": world.task_id});
+    workflow_post(world, "/v1/workflow/resume", body).await;
+}
+
+#[when("the workflow runner releases the lease")]
+async fn workflow_release(world: &mut OrchWorld) {
+    let lease = world.workflow_lease.clone().expect("a started workflow");
+    let body = json!({"task_id": world.task_id, "lease_id": lease});
+    workflow_post(world, "/v1/workflow/release", body).await;
+    assert_eq!(world.last.as_ref().unwrap().0, 204);
+}
+
+#[then(expr = "the workflow answer is 200 with status {string} and a run_id")]
+fn workflow_started(world: &mut OrchWorld, status: String) {
+    let (code, body) = world.last.as_ref().unwrap();
+    assert_eq!(*code, 200, "{body}");
+    assert_eq!(body["status"], status.as_str(), "{body}");
+    assert!(uuid::Uuid::parse_str(body["run_id"].as_str().unwrap_or_default()).is_ok());
+    assert_eq!(body["run_id"], body["lease_id"]);
+}
+
+#[then(expr = "the workflow answer is 200 with last_node_id {string}")]
+fn workflow_resumed(world: &mut OrchWorld, node: String) {
+    let (code, body) = world.last.as_ref().unwrap();
+    assert_eq!(*code, 200, "{body}");
+    assert_eq!(body["last_node_id"], node.as_str(), "{body}");
+    let state: Value = serde_json::from_str(body["state"].as_str().unwrap()).unwrap();
+    assert_eq!(state["task_id"], world.task_id.as_str());
 }
 
 #[tokio::main]

@@ -164,7 +164,7 @@ impl Keys {
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Result<&str> {
     let value = parts
         .headers
         .get(AUTHORIZATION)

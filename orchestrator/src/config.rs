@@ -70,6 +70,8 @@ struct FileConfig {
     pm_max_steps: Option<u32>,
     pm_max_tokens: Option<u32>,
     pm_model_timeout: Option<Seconds>,
+    pm_step_retries: Option<u32>,
+    workflow_lease_ttl: Option<Seconds>,
     node_inference_image: Option<String>,
     node_inference_port: Option<u16>,
     node_inference_command: Option<String>,
@@ -81,6 +83,7 @@ struct FileConfig {
     bootstrap_admin_password_file: Option<PathBuf>,
     worker_token_key_file: Option<PathBuf>,
     worker_token_key_previous_file: Option<PathBuf>,
+    workflow_runner_bearer_token_file: Option<PathBuf>,
 }
 
 /// Settings of one orchestrator process (secrets excluded; see [`Secrets`]).
@@ -145,8 +148,14 @@ pub struct Config {
     /// only needs a dispatchable node, as before the PM existed (sandbox-only deployments, tests
     /// of other parts).
     pub pm_required: bool,
-    /// Model calls a prompt task may make before it fails with "step bound reached".
+    /// Most sandbox steps a prompt task's plan may have (`PM_MAX_STEPS`).
     pub pm_max_steps: u32,
+    /// How often a step whose verification failed runs again before the task fails
+    /// (`PM_STEP_RETRIES`, default 2).
+    pub pm_step_retries: u32,
+    /// Lifetime of the lease a workflow driver holds on its task (`WORKFLOW_LEASE_TTL`, default
+    /// 30 s), renewed every third of it: how long a dead process's tasks wait for another.
+    pub workflow_lease_ttl: Duration,
     /// `max_tokens` of each PM model call.
     pub pm_max_tokens: u32,
     /// Upper bound of one PM model call (and of the warm-up).
@@ -169,6 +178,7 @@ struct SecretFiles {
     bootstrap_admin_password: Option<PathBuf>,
     worker_token_key: Option<PathBuf>,
     worker_token_key_previous: Option<PathBuf>,
+    workflow_runner_bearer_token: Option<PathBuf>,
 }
 
 /// The secrets a process may need. Each is loaded only by the subcommands that use it.
@@ -183,6 +193,9 @@ pub struct Secrets {
     pub worker_token_key: Option<Secret>,
     /// The key before a rotation (`WORKER_TOKEN_KEY_PREVIOUS`), used only to decrypt.
     pub worker_token_key_previous: Option<Secret>,
+    /// The bearer token of the workflow API (`WORKFLOW_RUNNER_BEARER_TOKEN`, credential
+    /// `workflow-runner-bearer-token`); `None` closes the API (401), unlike upstream.
+    pub workflow_runner_bearer_token: Option<Secret>,
 }
 
 /// A comma-separated list, blanks dropped.
@@ -493,6 +506,27 @@ impl Config {
             )?
             .min(1_000_000) as u32,
             pm_model_timeout: duration("PM_MODEL_TIMEOUT", file.pm_model_timeout, "120s")?,
+            pm_step_retries: number(
+                "PM_STEP_RETRIES",
+                file.pm_step_retries.map(|v| v.to_string()),
+                "2",
+            )?
+            .min(10) as u32,
+            workflow_lease_ttl: match duration(
+                "WORKFLOW_LEASE_TTL",
+                file.workflow_lease_ttl,
+                "30s",
+            )? {
+                d if d < MIN_DISPATCH_LEASE => {
+                    return Err(ConfigError::Invalid {
+                        key: "WORKFLOW_LEASE_TTL".into(),
+                        message: format!(
+                            "must be at least {MIN_DISPATCH_LEASE:?}, so that renewals (every third) can land"
+                        ),
+                    });
+                }
+                d => d,
+            },
             node_inference_image: pick("NODE_INFERENCE_IMAGE", file.node_inference_image)
                 .unwrap_or_default(),
             node_inference_port: number(
@@ -557,6 +591,7 @@ impl Config {
                 bootstrap_admin_password: file.bootstrap_admin_password_file,
                 worker_token_key: file.worker_token_key_file,
                 worker_token_key_previous: file.worker_token_key_previous_file,
+                workflow_runner_bearer_token: file.workflow_runner_bearer_token_file,
             },
         })
     }
@@ -623,6 +658,11 @@ impl Config {
                 env: "WORKER_TOKEN_KEY_PREVIOUS",
                 credential: "worker-token-key-previous",
                 config_file: self.secret_files.worker_token_key_previous.as_deref(),
+            })?,
+            workflow_runner_bearer_token: secrets::load_optional(&SecretSource {
+                env: "WORKFLOW_RUNNER_BEARER_TOKEN",
+                credential: "workflow-runner-bearer-token",
+                config_file: self.secret_files.workflow_runner_bearer_token.as_deref(),
             })?,
         })
     }

@@ -1,4 +1,5 @@
-//! Control-plane HTTP API (port 12082): node registration, capability, configuration, ack.
+//! Control-plane HTTP API (port 12082): node registration, capability, configuration, ack;
+//! the workflow API (`crate::workflow::api`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,13 +18,16 @@ use crate::auth::CurrentNode;
 use crate::error::Result;
 use crate::nodes;
 use crate::web::SecuritySchemes;
-use crate::{AppState, web};
+use crate::workflow::api::WorkflowBearer;
+use crate::{AppState, web, workflow};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI control plane", description = "Node registration, capability ingest and configuration delivery"),
-    paths(register, capability, get_config, ack_config, web::healthz, web::readyz),
-    modifiers(&SecuritySchemes),
+    paths(register, capability, get_config, ack_config, web::healthz, web::readyz,
+        workflow::api::start, workflow::api::resume, workflow::api::checkpoint,
+        workflow::api::release),
+    modifiers(&SecuritySchemes, &WorkflowBearer),
 )]
 pub struct ApiDoc;
 
@@ -32,7 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::node::REGISTER, post(register))
         .route(routes::node::CAPABILITY, post(capability))
         .route(routes::node::CONFIG, get(get_config).post(ack_config))
-        .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
+        .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(workflow::api::routes());
     web::finish(routes, state)
 }
 

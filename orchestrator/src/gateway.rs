@@ -32,6 +32,9 @@ use crate::{AppState, apikeys, chat, mcp, nodes, task_logs, tasks, usage, web};
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, mcp_audit, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
+          crate::artifacts::http_list, crate::artifacts::http_download, crate::artifacts::http_upload,
+          crate::preferences::http_list, crate::preferences::http_get, crate::preferences::http_put, crate::preferences::http_delete,
+          crate::preferences::http_effective,
           web::healthz, web::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -61,6 +64,25 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::TASK_STEPS, get(task_steps))
         .route(routes::user::TASK_CANCEL, post(cancel_task))
         .route(routes::user::TASK_LOGS, get(task_logs))
+        .route(
+            routes::user::TASK_ARTIFACTS,
+            get(crate::artifacts::http_list).put(crate::artifacts::http_upload),
+        )
+        .route(
+            routes::user::TASK_ARTIFACT,
+            get(crate::artifacts::http_download),
+        )
+        .route(routes::user::PREFS, get(crate::preferences::http_list))
+        .route(
+            routes::user::PREFS_EFFECTIVE,
+            get(crate::preferences::http_effective),
+        )
+        .route(
+            routes::user::PREF,
+            get(crate::preferences::http_get)
+                .put(crate::preferences::http_put)
+                .delete(crate::preferences::http_delete),
+        )
         .route(routes::user::CHAT_THREADS, get(chat::list_threads))
         .route(
             routes::user::CHAT_THREAD_MESSAGES,
@@ -277,8 +299,11 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Use
 }
 
 /// Creates a task. `script`/`commands` run as `sh -c` in a sandbox; `prompt` is never run as
-/// shell (and fails until the inference path exists).
-#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskRequest,
+/// shell. As `multipart/form-data`, the `task` part is the JSON body and every other part a
+/// file (at most 16, 10 MiB each) stored as the artifact `attachments/<filename>`; the task
+/// and its files are created together or not at all.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks",
+    request_body(content((CreateTaskRequest = "application/json"), (String = "multipart/form-data"))),
     security(("bearer" = [])), responses(
     (status = 201, body = Task), (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 413, body = Problem),
@@ -286,11 +311,33 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Use
 async fn create_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    ApiJson(req): ApiJson<CreateTaskRequest>,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Task>)> {
+    use axum::extract::{FromRequest, Multipart};
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let (req, uploads) = if multipart {
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| {
+                Error::from(Problem::validation(format!(
+                    "multipart body: {}",
+                    e.body_text()
+                )))
+            })?;
+        tasks::read_multipart(form).await?
+    } else {
+        let ApiJson(req) = ApiJson::<CreateTaskRequest>::from_request(request, &state)
+            .await
+            .map_err(|e| Error::Problem(e.problem, e.retry_after_secs))?;
+        (req, Vec::new())
+    };
     Ok((
         StatusCode::CREATED,
-        Json(tasks::create(&state, &user, req).await?),
+        Json(tasks::create(&state, &user, req, uploads).await?),
     ))
 }
 

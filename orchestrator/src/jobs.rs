@@ -258,7 +258,15 @@ async fn set_task_status(
 }
 
 async fn insert_job(tx: &mut PgConnection, task_id: Uuid, spec: &SandboxSpec) -> Result<Uuid> {
-    let id = Uuid::new_v4();
+    insert_job_as(tx, task_id, Uuid::new_v4(), spec).await
+}
+
+async fn insert_job_as(
+    tx: &mut PgConnection,
+    task_id: Uuid,
+    id: Uuid,
+    spec: &SandboxSpec,
+) -> Result<Uuid> {
     // The statement's clock, not the transaction's: steps of one plan keep their order.
     sqlx::query(
         "INSERT INTO jobs (id, task_id, status, payload, created_at, requirements)
@@ -353,8 +361,33 @@ pub async fn open_task(tx: &mut PgConnection, task: &NewTask<'_>, plan: Plan) ->
 /// Adds a job to a task whose plan is open (a planner's follow-up step). A finished task, or
 /// one whose plan is closed, takes no more jobs.
 pub async fn enqueue(db: &PgPool, task_id: Uuid, spec: &SandboxSpec) -> Result<Uuid> {
+    enqueue_as(db, task_id, Uuid::new_v4(), spec).await
+}
+
+/// [`enqueue`] with the job's id chosen by the planner, idempotent: if the task already has a
+/// job with this id, that job stays as it is (whatever its status) and nothing is added. A
+/// planner that derives the id from what the job is for never enqueues it twice.
+pub async fn enqueue_as(
+    db: &PgPool,
+    task_id: Uuid,
+    job_id: Uuid,
+    spec: &SandboxSpec,
+) -> Result<Uuid> {
     let mut tx = db.begin().await?;
     lock_jobs(&mut tx, task_id).await?;
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT task_id FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match existing {
+        Some(owner) if owner == task_id => return Ok(job_id),
+        Some(_) => {
+            return Err(Error::internal(format!(
+                "job {job_id} belongs to another task than {task_id}"
+            )));
+        }
+        None => {}
+    }
     let (status, plan_open): (String, bool) =
         sqlx::query_as("SELECT status, plan_open FROM tasks WHERE id = $1 FOR UPDATE")
             .bind(task_id)
@@ -367,7 +400,7 @@ pub async fn enqueue(db: &PgPool, task_id: Uuid, spec: &SandboxSpec) -> Result<U
             !plan_open
         )));
     }
-    let job_id = insert_job(&mut tx, task_id, spec).await?;
+    insert_job_as(&mut tx, task_id, job_id, spec).await?;
     notify(&mut tx).await?;
     settle(&mut tx, task_id, Note::Keep).await?;
     tx.commit().await?;

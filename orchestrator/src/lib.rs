@@ -5,6 +5,7 @@
 //! only parses the command line and waits for SIGTERM.
 
 pub mod apikeys;
+pub mod artifacts;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod node_inference;
 pub mod nodes;
 pub mod pm;
+pub mod preferences;
 pub mod ratelimit;
 pub mod readiness;
 pub mod scheduler;
@@ -28,6 +30,7 @@ pub mod usage;
 pub mod users;
 pub mod web;
 pub mod worker_tokens;
+pub mod workflow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct AppState {
     pub worker_tokens: Arc<worker_tokens::TokenKeys>,
     /// This process's Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// The workflow API's bearer token; `None` closes the API.
+    pub workflow_token: Option<Secret>,
     /// Signs and checks MCP agent tokens.
     pub mcp_keys: Arc<mcp::AgentKeys>,
     /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`, else this control
@@ -288,6 +293,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         pm: Arc::new(pm::Pm::default()),
         worker_tokens: Arc::new(token_keys),
         metrics: Arc::new(metrics::Metrics::default()),
+        workflow_token: secrets.workflow_runner_bearer_token,
     };
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
@@ -331,7 +337,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             stopped(stop_rx.clone()),
         )));
         // Prompt tasks left open (a restart, another process's creation) are driven from here.
-        let resume = tokio::spawn(pm::planner::resume_loop(
+        let resume = tokio::spawn(workflow::engine::resume_loop(
             state.clone(),
             Duration::from_secs(5),
         ));
@@ -373,7 +379,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         tasks.push(handle);
     }
     let tracker = tokio::spawn(readiness::track_status(state.clone()));
-    let driver_requests = tokio::spawn(pm::planner::drive_requested(
+    let driver_requests = tokio::spawn(workflow::engine::drive_requested(
         state.clone(),
         planner_requests,
     ));

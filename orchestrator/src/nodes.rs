@@ -58,10 +58,6 @@ struct ConfigContent {
     /// still equal (no new version, no node restart, for an upgrade alone).
     #[serde(default, skip_serializing_if = "SandboxResources::is_empty")]
     sandbox_limits: SandboxResources,
-    /// The MCP gateway the node's worker proxies sandbox agents to; left out without one (so
-    /// content stored before the gateway existed is still equal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mcp_gateway_url: Option<String>,
 }
 
 fn validate_report(report: &NodeCapabilityReport) -> Result<()> {
@@ -120,7 +116,6 @@ fn inference_backend(config: &Config, report: &NodeCapabilityReport) -> Inferenc
 fn content_for(state: &AppState, report: &NodeCapabilityReport) -> ConfigContent {
     let config = &state.config;
     ConfigContent {
-        mcp_gateway_url: state.mcp_url.clone(),
         worker_api_target_url: report
             .worker_api
             .as_ref()
@@ -384,7 +379,9 @@ pub async fn configuration(
             endpoints: ConfigEndpoints {
                 worker_api_target_url: content.worker_api_target_url.unwrap_or_default(),
                 node_report_url: format!("{base}{CAPABILITY_PATH}"),
-                mcp_gateway_url: content.mcp_gateway_url,
+                // Like `base_url`, the process's own setting and not part of the version:
+                // every control plane of one deployment must name the same gateway.
+                mcp_gateway_url: state.mcp_url.clone(),
             },
         },
         sandbox_registries: Vec::new(),

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
+use axum::extract::Multipart;
 use chrono::{DateTime, Utc};
+use cynode_contracts::artifacts::{MAX_ARTIFACT_BYTES, MAX_UPLOADS_PER_TASK, TASK_PART};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
     CancelResponse, CreateTaskRequest, InputMode, JobRequirements, JobResult,
@@ -15,6 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::artifacts::{Writer, put_in};
 use crate::auth::CurrentUser;
 use crate::dispatch;
 use crate::error::{Error, Result};
@@ -126,10 +130,12 @@ struct TaskRow {
     wait_reason: Option<String>,
 }
 
+/// `attachments` are what users attached (uploads and path references); files a job wrote are
+/// the task's artifacts, not its attachments.
 const TASK_COLUMNS: &str = "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
      t.created_at, t.updated_at, \
      coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
-               WHERE a.task_id = t.id), '{}') AS attachments, t.requirements, \
+               WHERE a.task_id = t.id AND a.job_id IS NULL), '{}') AS attachments, t.requirements, \
      (SELECT j.wait_reason FROM jobs j WHERE j.task_id = t.id AND j.status = 'queued' \
         AND j.wait_reason IS NOT NULL ORDER BY j.created_at LIMIT 1) AS wait_reason";
 
@@ -173,9 +179,114 @@ pub(crate) async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) 
     row.into_task()
 }
 
-/// `POST /v1/tasks`.
-pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest) -> Result<Task> {
+/// A file uploaded with a new task (`POST /v1/tasks` as `multipart/form-data`).
+#[derive(Debug)]
+pub struct Upload {
+    /// The part's file name: a plain name, stored at `attachments/<name>`.
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// Where uploaded attachments live among the task's artifacts, apart from what jobs write.
+pub const UPLOAD_DIR: &str = "attachments";
+
+impl Upload {
+    fn path(&self) -> String {
+        format!("{UPLOAD_DIR}/{}", self.file_name)
+    }
+}
+
+fn bad_multipart(e: axum::extract::multipart::MultipartError) -> Error {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return cynode_service_kit::http::payload_too_large().into();
+    }
+    Problem::validation(format!("multipart body: {}", e.body_text())).into()
+}
+
+/// Reads a `multipart/form-data` task: the `task` part is the `CreateTaskRequest` JSON, every
+/// other part a file. Limits are checked as the parts arrive; nothing is stored here.
+pub async fn read_multipart(mut form: Multipart) -> Result<(CreateTaskRequest, Vec<Upload>)> {
+    let mut task = None;
+    let mut uploads: Vec<Upload> = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad_multipart)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == TASK_PART {
+            if task.is_some() {
+                return Err(Problem::validation(format!("part {TASK_PART} is given twice")).into());
+            }
+            let bytes = field.bytes().await.map_err(bad_multipart)?;
+            task = Some(
+                serde_json::from_slice::<CreateTaskRequest>(&bytes).map_err(|e| {
+                    Error::from(Problem::validation(format!("part {TASK_PART}: {e}")))
+                })?,
+            );
+            continue;
+        }
+        if uploads.len() == MAX_UPLOADS_PER_TASK {
+            return Err(Problem::validation(format!(
+                "at most {MAX_UPLOADS_PER_TASK} files may be uploaded with a task"
+            ))
+            .into());
+        }
+        let file_name = field.file_name().map(str::to_owned).ok_or_else(|| {
+            Problem::validation(format!("part {name:?} is not a file (no filename)"))
+        })?;
+        if file_name.is_empty() || file_name.contains(['/', '\\']) || file_name == "." {
+            return Err(Problem::validation(format!(
+                "file name {file_name:?} must be a plain name, without directories"
+            ))
+            .into());
+        }
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(bad_multipart)?;
+        if bytes.len() > MAX_ARTIFACT_BYTES {
+            return Err(Problem::new(
+                cynode_contracts::problem::types::PAYLOAD_TOO_LARGE,
+                "Payload too large",
+                413,
+                format!(
+                    "file {file_name:?} is {} bytes; at most {MAX_ARTIFACT_BYTES} are allowed",
+                    bytes.len()
+                ),
+            )
+            .into());
+        }
+        uploads.push(Upload {
+            file_name,
+            content_type,
+            bytes,
+        });
+    }
+    let task = task.ok_or_else(|| {
+        Problem::validation(format!("the multipart body has no {TASK_PART} part"))
+    })?;
+    Ok((task, uploads))
+}
+
+fn validate_uploads(req: &CreateTaskRequest, uploads: &[Upload]) -> Result<()> {
+    for (i, upload) in uploads.iter().enumerate() {
+        let path = upload.path();
+        crate::artifacts::check_path(&path)?;
+        if req.attachments.contains(&path) || uploads[..i].iter().any(|u| u.path() == path) {
+            return Err(
+                Problem::validation(format!("file {} is given twice", upload.file_name)).into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/tasks`: the task, its path-only attachments and its uploaded files commit
+/// together or not at all.
+pub async fn create(
+    state: &AppState,
+    user: &CurrentUser,
+    req: CreateTaskRequest,
+    uploads: Vec<Upload>,
+) -> Result<Task> {
     validate(&req)?;
+    validate_uploads(&req, &uploads)?;
     let mode = req.input_mode.unwrap_or_default();
     let mut tx = state.db.begin().await?;
     let project_id: Option<Uuid> = match req.project_id {
@@ -234,6 +345,22 @@ pub async fn create(state: &AppState, user: &CurrentUser, req: CreateTaskRequest
             .bind(path)
             .execute(&mut *tx)
             .await?;
+    }
+    let writer = Writer {
+        user_id: Some(user.id),
+        job_id: None,
+    };
+    for upload in &uploads {
+        let content_type = upload.content_type.as_deref();
+        put_in(
+            &mut tx,
+            task_id,
+            &upload.path(),
+            content_type,
+            &upload.bytes,
+            writer,
+        )
+        .await?;
     }
     let task = fetch(&mut *tx, user.id, task_id).await?;
     tx.commit().await?;
@@ -335,6 +462,26 @@ pub(crate) async fn resolve(
     .fetch_optional(&state.db)
     .await?;
     by_name.ok_or_else(|| Problem::not_found(format!("task {id_or_name} does not exist")).into())
+}
+
+/// Like [`resolve`], but the admin finds any task by its id too (reading, not changing).
+pub(crate) async fn resolve_for_reader(
+    state: &AppState,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<Uuid> {
+    if user.handle == crate::users::ADMIN_HANDLE
+        && let Ok(id) = Uuid::parse_str(id_or_name)
+    {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&state.db)
+            .await?;
+        if exists {
+            return Ok(id);
+        }
+    }
+    resolve(state, user, id_or_name).await
 }
 
 pub async fn get(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Task> {

@@ -514,3 +514,216 @@ async fn admins_read_the_audit_with_filters_and_others_cannot() {
     let forbidden = o.get_url(&format!("{}/v1/audit/mcp", o.gw), &bob).await;
     assert_problem(forbidden, 403, "admin").await;
 }
+
+#[tokio::test]
+async fn preferences_through_mcp_fold_by_scope_and_refuse_stale_versions() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let mcp = client(&o);
+    let (task, _, owner) = task_and_job(&o, &admin).await;
+    let pm = issue(&o, &Agent::pm());
+    let create = |scope: &str, id: Option<Uuid>, value: serde_json::Value| {
+        let mut args = json!({"scope_type": scope, "key": "output.summary_style",
+            "value": value, "value_type": "string"});
+        if let Some(id) = id {
+            args["scope_id"] = json!(id);
+        }
+        args
+    };
+    for args in [
+        create("system", None, json!("long")),
+        create("user", Some(owner), json!("concise")),
+    ] {
+        let made = mcp.call(Some(&pm), "db.preference.create", args).await;
+        assert_eq!(made["status"], "success", "{made}");
+        assert_eq!(made["result"]["version"], 1);
+    }
+    let effective = mcp
+        .call(
+            Some(&pm),
+            "db.preference.effective",
+            json!({"task_id": task, "include_sources": true}),
+        )
+        .await;
+    assert_eq!(
+        effective["result"]["effective"]["output.summary_style"], "concise",
+        "{effective}"
+    );
+    assert_eq!(effective["result"]["sources"][0]["scope_type"], "user");
+
+    // A stale expected_version is a conflict and changes nothing.
+    let mut update = create("user", Some(owner), json!("terse"));
+    update["expected_version"] = json!(1);
+    let updated = mcp
+        .call(Some(&pm), "db.preference.update", update.clone())
+        .await;
+    assert_eq!(updated["result"]["version"], 2, "{updated}");
+    update["value"] = json!("verbose");
+    let stale = mcp.call(Some(&pm), "db.preference.update", update).await;
+    assert_eq!(stale["error"]["type"], "conflict", "{stale}");
+    let now = mcp
+        .call(
+            Some(&pm),
+            "db.preference.get",
+            json!({"scope_type": "user", "scope_id": owner, "key": "output.summary_style"}),
+        )
+        .await;
+    assert_eq!(now["result"]["value"], "terse");
+    assert_eq!(now["result"]["version"], 2);
+    // A wrongly typed value is refused by the store.
+    let mistyped = mcp
+        .call(
+            Some(&pm),
+            "db.preference.create",
+            json!({"scope_type": "system", "key": "standards.markdown.line_length",
+                "value": "eighty", "value_type": "number"}),
+        )
+        .await;
+    assert_eq!(mistyped["error"]["type"], "invalid_arguments", "{mistyped}");
+
+    // An analyst reads its own user's preferences, not another user's, and never writes.
+    let analyst = issue(&o, &Agent::analyst(owner, task));
+    let own = mcp
+        .call(
+            Some(&analyst),
+            "db.preference.get",
+            json!({"scope_type": "user", "scope_id": owner, "key": "output.summary_style"}),
+        )
+        .await;
+    assert_eq!(own["result"]["value"], "terse", "{own}");
+    let other = mcp
+        .call(
+            Some(&analyst),
+            "db.preference.get",
+            json!({"scope_type": "user", "scope_id": Uuid::new_v4(), "key": "output.summary_style"}),
+        )
+        .await;
+    assert_eq!(other["error"]["type"], "context_mismatch", "{other}");
+    let write = mcp
+        .call(
+            Some(&analyst),
+            "db.preference.delete",
+            json!({"scope_type": "user", "scope_id": owner, "key": "output.summary_style"}),
+        )
+        .await;
+    assert_eq!(write["error"]["type"], "not_allowed");
+    let audit: Vec<(String,)> = sqlx::query_as(
+        "SELECT decision FROM mcp_tool_call_audit_log WHERE tool_name = 'db.preference.delete'",
+    )
+    .fetch_all(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(audit, vec![("deny".to_owned(),)]);
+}
+
+#[tokio::test]
+async fn artifacts_through_mcp_round_trip_and_bad_paths_write_nothing() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let mcp = client(&o);
+    let (task, job, owner) = task_and_job(&o, &admin).await;
+    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let content = b"line one\nline two\n\x00\xff binary too";
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+    let put = mcp
+        .call(
+            Some(&sandbox),
+            "artifact.put",
+            json!({"task_id": task, "path": "out/report.txt", "content_bytes_base64": encoded,
+                "content_type": "text/plain"}),
+        )
+        .await;
+    assert_eq!(put["status"], "success", "{put}");
+    assert_eq!(put["result"]["size_bytes"], content.len());
+    let got = mcp
+        .call(
+            Some(&sandbox),
+            "artifact.get",
+            json!({"task_id": task, "path": "out/report.txt"}),
+        )
+        .await;
+    assert_eq!(got["result"]["content_bytes_base64"], encoded);
+    let listed = mcp
+        .call(Some(&sandbox), "artifact.list", json!({"task_id": task}))
+        .await;
+    assert_eq!(listed["result"]["artifacts"][0]["path"], "out/report.txt");
+    // The job that wrote it is recorded; the owner downloads the same bytes over REST.
+    let writer: Option<Uuid> = sqlx::query_scalar(
+        "SELECT job_id FROM task_artifacts WHERE task_id = $1 AND path = 'out/report.txt'",
+    )
+    .bind(task)
+    .fetch_one(&o.db)
+    .await
+    .unwrap();
+    assert_eq!(writer, Some(job));
+    let artifact_id = put["result"]["artifact_id"].as_str().unwrap();
+    let download = o
+        .get_url(
+            &format!("{}/v1/tasks/{task}/artifacts/{artifact_id}", o.gw),
+            &admin,
+        )
+        .await;
+    assert_eq!(download.status(), 200);
+    assert_eq!(&download.bytes().await.unwrap()[..], content);
+
+    for (path, why) in [
+        ("../escape.txt", "dot-dot"),
+        ("/etc/passwd", "absolute"),
+        ("a\u{0}b", "NUL"),
+    ] {
+        let bad = mcp
+            .call(
+                Some(&sandbox),
+                "artifact.put",
+                json!({"task_id": task, "path": path, "content_bytes_base64": "aGk="}),
+            )
+            .await;
+        assert_eq!(bad["error"]["type"], "invalid_arguments", "{why}: {bad}");
+    }
+    let not_base64 = mcp
+        .call(
+            Some(&sandbox),
+            "artifact.put",
+            json!({"task_id": task, "path": "x.txt", "content_bytes_base64": "%%%"}),
+        )
+        .await;
+    assert_eq!(not_base64["error"]["type"], "invalid_arguments");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM task_artifacts WHERE task_id = $1")
+        .bind(task)
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "refused puts wrote nothing");
+    // Another task's artifacts are out of a sandbox agent's reach.
+    let (other_task, _, _) = task_and_job(&o, &admin).await;
+    let foreign = mcp
+        .call(
+            Some(&sandbox),
+            "artifact.list",
+            json!({"task_id": other_task}),
+        )
+        .await;
+    assert_eq!(foreign["error"]["type"], "context_mismatch");
+}
+
+#[tokio::test]
+async fn a_sandbox_token_opens_nothing_once_its_job_has_ended() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let mcp = client(&o);
+    let (task, job, owner) = task_and_job(&o, &admin).await;
+    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let args = json!({"task_id": task, "job_id": job});
+    let open = mcp.call(Some(&sandbox), "memory.list", args.clone()).await;
+    assert_eq!(open["status"], "success", "{open}");
+    assert_eq!(o.cancel(&admin, &task.to_string()).await.status(), 200);
+    let ended = mcp.call(Some(&sandbox), "memory.list", args).await;
+    assert_eq!(ended["error"]["type"], "unauthenticated", "{ended}");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has ended")
+    );
+}

@@ -1,84 +1,16 @@
 //! The Project Manager against real components: a real PostgreSQL, the real worker API (real
 //! Podman sandboxes) and, behind the worker's `--inference-url`, a scripted model speaking the
-//! OpenAI wire protocol, so that the loop's control logic is deterministic. (The real model is
-//! exercised end to end in e2e/tests/prompt_tasks.rs.)
+//! OpenAI wire protocol, so that the workflow's control logic is deterministic. (The real model
+//! is exercised end to end in e2e/tests/prompt_tasks.rs; the workflow's graph, checkpoints and
+//! leases in workflow.rs.)
 
 mod common;
 
-use std::process::Stdio;
-
+use common::pm::{MODEL, PM_ON, PmNode, pm_stack, prompt_task, steps, wait_ready};
 use common::{LIMIT, Mode, Node, Orchestrator, WorkerDouble, finished};
-use cynode_e2e::DevEnv;
-use cynode_e2e::process::{ChildGuard, binary, wait_http};
 use cynode_e2e::scripted_model::{Reply, ScriptedModel};
 use cynode_orchestrator::Role;
-use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
-
-const MODEL: &str = "smollm2:135m";
-
-/// A node whose worker API is the real binary, serving `model` from `inference_url`.
-struct PmNode {
-    _worker: ChildGuard,
-    _mounts: tempfile::TempDir,
-}
-
-fn capability(slug: &str, worker_url: &str) -> Value {
-    let mut cap = common::capability(slug, worker_url);
-    cap["inference"] = json!({"supported": true, "mode": "allow", "existing_service": true,
-        "running": true, "available_models": [MODEL], "loaded_models": [MODEL]});
-    cap
-}
-
-impl PmNode {
-    async fn start(o: &Orchestrator, slug: &str, inference_url: &str) -> Self {
-        let env = DevEnv::load();
-        let port = cynode_e2e::free_port();
-        let worker_url = format!("http://127.0.0.1:{port}");
-        let resp = o.register_node(&capability(slug, &worker_url)).await;
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let mut node = Node {
-            slug: slug.into(),
-            bootstrap: resp.json().await.unwrap(),
-            config: None,
-        };
-        let config = node.fetch_config(o).await.clone();
-        let token = config.worker_api.orchestrator_bearer_token.clone();
-        let mounts = tempfile::tempdir().unwrap();
-        cynode_e2e::worker::inference_proxy_binary();
-        let mut child = Command::new(binary("cynode-worker-api"))
-            .arg("--bearer-token-stdin")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--podman-socket")
-            .arg(&env.podman_socket)
-            .arg("--mount-root")
-            .arg(mounts.path())
-            .arg("--default-image")
-            .arg(&env.sandbox_image)
-            .arg("--inference-url")
-            .arg(inference_url)
-            .env_remove("WORKER_API_BEARER_TOKEN")
-            .stdin(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn cynode-worker-api");
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(format!("{token}\n").as_bytes())
-            .await
-            .unwrap();
-        drop(stdin);
-        assert!(wait_http(&format!("{worker_url}/healthz"), 200, LIMIT).await);
-        let acked = node.ack(o, &config.config_version, "applied").await;
-        assert_eq!(acked.status(), 204);
-        Self {
-            _worker: ChildGuard(child),
-            _mounts: mounts,
-        }
-    }
-}
+use serde_json::json;
 
 /// Waits until `/readyz` answers 503 with `reason`; fails with the last answer otherwise.
 async fn readyz_becomes(o: &Orchestrator, reason: String) {
@@ -90,47 +22,6 @@ async fn readyz_becomes(o: &Orchestrator, reason: String) {
         seen = o.readyz().await;
     }
     assert_eq!(seen, expected);
-}
-
-async fn wait_ready(o: &Orchestrator) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let (code, reason) = o.readyz().await;
-        if code == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready: {reason}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-const PM_ON: &[(&str, &str)] = &[("PM_REQUIRED", "true")];
-
-/// An orchestrator whose PM runs on a scripted model, ready; and an admin token.
-async fn pm_stack(extra: &[(&str, &str)]) -> (Orchestrator, ScriptedModel, PmNode, String) {
-    let mut vars = PM_ON.to_vec();
-    vars.extend_from_slice(extra);
-    let o = Orchestrator::start(&vars).await;
-    let model = ScriptedModel::start(MODEL).await;
-    let node = PmNode::start(&o, "pm-node", &model.url).await;
-    wait_ready(&o).await;
-    let admin = o.admin_token().await;
-    (o, model, node, admin)
-}
-
-async fn prompt_task(o: &Orchestrator, token: &str, prompt: &str) -> Value {
-    let task = o.create_task(token, json!({"prompt": prompt})).await;
-    let id = task["id"].as_str().unwrap().to_owned();
-    o.wait_finished(token, &id).await
-}
-
-async fn steps(o: &Orchestrator, token: &str, id: &str) -> Vec<Value> {
-    let (code, body) = o.get(token, &format!("/v1/tasks/{id}/steps")).await;
-    assert_eq!(code, 200, "{body}");
-    body["steps"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -161,7 +52,7 @@ async fn readyz_names_the_missing_step_until_the_pm_model_answered_its_warm_up()
 }
 
 #[tokio::test]
-async fn an_answer_decision_is_the_task_result_and_summary_with_usage_recorded() {
+async fn a_direct_answer_is_the_task_result_and_summary_with_usage_recorded() {
     let (o, model, _node, admin) = pm_stack(&[]).await;
     model.script([Reply::answer("I am scripted.")]);
     // Created with an API key: the Project Manager's model calls are charged to it.
@@ -184,7 +75,11 @@ async fn an_answer_decision_is_the_task_result_and_summary_with_usage_recorded()
     );
 
     let requests = model.requests();
-    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests.len(),
+        1,
+        "the answer is the summary: no second call"
+    );
     let request = &requests[0];
     assert_eq!(request["model"], MODEL);
     assert_eq!(request["response_format"]["type"], "json_schema");
@@ -218,52 +113,77 @@ async fn an_answer_decision_is_the_task_result_and_summary_with_usage_recorded()
 }
 
 #[tokio::test]
-async fn a_run_decision_runs_in_the_sandbox_and_its_output_goes_back_to_the_model() {
+async fn a_planned_step_runs_in_the_sandbox_and_its_output_goes_to_the_verifier_and_summary() {
     let (o, model, _node, admin) = pm_stack(&[]).await;
     model.script([
-        Reply::run(&["echo marker-$((40+2))", "echo oops >&2; exit 3"]),
+        Reply::plan(&[&["echo marker-$((40+2))", "echo oops >&2; exit 3"]]),
+        Reply::pass(),
         Reply::answer("The marker is 42."),
     ]);
     let task = prompt_task(&o, &admin, "What does the marker say?").await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "The marker is 42.");
     let requests = model.requests();
-    assert_eq!(requests.len(), 2);
-    let fed_back = requests[1]["messages"].as_array().unwrap();
-    assert_eq!(fed_back.len(), 4, "system, prompt, decision, output");
-    assert_eq!(fed_back[2]["role"], "assistant");
-    let output = fed_back[3]["content"].as_str().unwrap();
-    assert!(output.contains("marker-42"), "{output}");
-    assert!(output.contains("oops"), "{output}");
-    assert!(output.contains("\"exit_code\":3"), "{output}");
+    assert_eq!(requests.len(), 3, "plan, verify, summary");
+    for (request, name) in
+        requests
+            .iter()
+            .zip(["workflow_plan", "workflow_verification", "workflow_summary"])
+    {
+        assert_eq!(request["response_format"]["json_schema"]["name"], name);
+    }
+    let verified = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(verified.contains("marker-42"), "{verified}");
+    assert!(verified.contains("oops"), "{verified}");
+    assert!(verified.contains("\"exit_code\":3"), "{verified}");
+    let summarized = requests[2]["messages"][1]["content"].as_str().unwrap();
+    assert!(summarized.contains("marker-42"), "{summarized}");
 
     let id = task["id"].as_str().unwrap();
     let steps = steps(&o, &admin, id).await;
-    assert_eq!(steps.len(), 2);
+    let actions: Vec<_> = steps
+        .iter()
+        .map(|s| s["decision"]["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("plan"),
+            json!("run"),
+            json!("verify"),
+            json!("answer")
+        ]
+    );
     let (_, result) = o.get(&admin, &format!("/v1/tasks/{id}/result")).await;
     let jobs = result["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(steps[0]["job_id"], jobs[0]["id"]);
-    assert_eq!(steps[0]["output"]["exit_code"], 3);
+    assert_eq!(steps[1]["job_id"], jobs[0]["id"]);
+    assert_eq!(steps[1]["output"]["exit_code"], 3);
     // The prompt itself never reached a shell.
     let command = jobs[0]["result"]["stdout"].as_str().unwrap();
     assert!(!command.contains("What does"), "{command}");
 }
 
 #[tokio::test]
-async fn a_model_that_keeps_running_hits_the_step_bound() {
-    let (o, model, _node, admin) = pm_stack(&[("PM_MAX_STEPS", "2")]).await;
-    model.script([Reply::run(&["true"]), Reply::run(&["true"])]);
-    let task = prompt_task(&o, &admin, "loop forever").await;
+async fn a_plan_longer_than_allowed_fails_the_task() {
+    let (o, model, _node, admin) = pm_stack(&[("PM_MAX_STEPS", "1")]).await;
+    model.script([Reply::plan(&[&["true"], &["true"]])]);
+    let task = prompt_task(&o, &admin, "two steps please").await;
     assert_eq!(task["status"], "failed", "{task}");
-    assert_eq!(task["summary"], "step bound reached");
-    let requests = model.requests();
-    assert_eq!(requests.len(), 2);
-    // The last allowed step's schema offers only an answer.
-    let last = &requests[1]["response_format"]["json_schema"]["schema"];
-    assert_eq!(last["properties"]["action"]["enum"], json!(["answer"]));
-    let id = task["id"].as_str().unwrap();
-    assert_eq!(steps(&o, &admin, id).await.len(), 2);
+    let summary = task["summary"].as_str().unwrap();
+    assert!(summary.contains("more than the 1 allowed"), "{summary}");
+    // The schema the model was given allowed one step only.
+    let schema = &model.requests()[0]["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["anyOf"][1]["properties"]["steps"]["maxItems"], 1);
+    let (_, result) = o
+        .get(
+            &admin,
+            &format!("/v1/tasks/{}/result", task["id"].as_str().unwrap()),
+        )
+        .await;
+    // Only the failure the planner recorded: nothing ran.
+    assert_eq!(result["jobs"].as_array().unwrap().len(), 1, "{result}");
+    assert_eq!(result["jobs"][0]["attempts"], 0, "{result}");
 }
 
 #[tokio::test]
@@ -292,8 +212,8 @@ async fn bad_model_output_is_recorded_and_fails_the_task() {
 async fn a_backend_failure_mid_task_fails_it_and_drops_readiness() {
     let (o, model, _node, admin) = pm_stack(&[]).await;
     model.hold_warmups(true);
-    model.script([Reply::run(&["echo step-one"]), Reply::Status(500)]);
-    let task = prompt_task(&o, &admin, "two steps").await;
+    model.script([Reply::plan(&[&["echo step-one"]]), Reply::Status(500)]);
+    let task = prompt_task(&o, &admin, "one step").await;
     assert_eq!(task["status"], "failed", "{task}");
     let summary = task["summary"].as_str().unwrap();
     assert!(
@@ -302,8 +222,8 @@ async fn a_backend_failure_mid_task_fails_it_and_drops_readiness() {
     );
     let id = task["id"].as_str().unwrap();
     let steps = steps(&o, &admin, id).await;
-    assert_eq!(steps.len(), 2);
-    assert!(steps[1]["error"].is_string());
+    assert_eq!(steps.len(), 3, "plan, job, failed verification: {steps:?}");
+    assert!(steps[2]["error"].is_string());
     // Readiness dropped and waits for a new warm-up (held here).
     assert_eq!(
         o.readyz().await,
@@ -315,27 +235,25 @@ async fn a_backend_failure_mid_task_fails_it_and_drops_readiness() {
 
 #[tokio::test]
 async fn a_killed_orchestrator_resumes_the_task_without_running_a_step_twice() {
-    let (mut o, model, _node, admin) = pm_stack(&[]).await;
-    // Step 0 runs a job; step 1's model call hangs until the first orchestrator is gone.
+    // Short leases, so that the new orchestrator takes over the dead one's task soon.
+    let lease = [("WORKFLOW_LEASE_TTL", "3s")];
+    let (mut o, model, node, admin) = pm_stack(&lease).await;
+    // The step's verification hangs until the first orchestrator is gone.
     model.script([
-        Reply::run(&["echo ran-once"]),
-        Reply::HoldThen(json!({"action":"answer","answer":"too late"}).to_string()),
+        Reply::plan(&[&["echo ran-once"]]),
+        Reply::HoldThen(json!({"status": "fail", "findings": ["too late"]}).to_string()),
+        Reply::pass(),
         Reply::answer("resumed answer"),
     ]);
     let task = o.create_task(&admin, json!({"prompt": "resume me"})).await;
     let id = task["id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while model.requests().len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "second step never asked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::pm::wait_requests(&model, "the verification never asked", |r| r.len() >= 2).await;
     o.stop().await;
     // The held reply now goes to a driver that no longer exists.
     model.release();
-    let o = Orchestrator::start_on(&o.database_url, Role::All, PM_ON).await;
+    let mut vars = PM_ON.to_vec();
+    vars.extend_from_slice(&lease);
+    let o = Orchestrator::start_on(&o.database_url, Role::All, &vars).await;
     let task = o.wait_task(&admin, &id, LIMIT, finished).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "resumed answer");
@@ -345,11 +263,27 @@ async fn a_killed_orchestrator_resumes_the_task_without_running_a_step_twice() {
         .await
         .unwrap();
     assert_eq!(jobs, 1, "the sandbox step ran once");
+    assert_eq!(node.jobs_run().len(), 1);
+    let requests = model.requests();
+    assert_eq!(
+        requests.len(),
+        4,
+        "plan, held verification, verification, summary"
+    );
+    let verified = requests[2]["messages"][1]["content"].as_str().unwrap();
+    assert!(verified.contains("ran-once"), "{verified}");
     let steps = steps(&o, &admin, &id).await;
-    assert_eq!(steps.len(), 2, "{steps:?}");
-    assert_eq!(steps[1]["decision"]["answer"], "resumed answer");
-    assert_eq!(model.requests().len(), 3);
-    let last = &model.requests()[2];
-    let fed = last["messages"][3]["content"].as_str().unwrap();
-    assert!(fed.contains("ran-once"), "{fed}");
+    let actions: Vec<_> = steps
+        .iter()
+        .map(|s| s["decision"]["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("plan"),
+            json!("run"),
+            json!("verify"),
+            json!("answer")
+        ]
+    );
 }

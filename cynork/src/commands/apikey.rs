@@ -110,6 +110,7 @@ async fn revoke(ctx: &Context, id: Uuid, yes: bool) -> Result<()> {
         .call_no_content(
             Method::DELETE,
             &routes::fill(routes::user::API_KEY, &[&id.to_string()]),
+            &[],
         )
         .await?;
 

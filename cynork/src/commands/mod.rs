@@ -2,11 +2,13 @@
 //! [`crate::output`].
 
 mod apikey;
+mod artifacts;
 mod audit;
 mod auth;
 mod chat;
 mod docs;
 mod node;
+mod prefs;
 mod status;
 mod task;
 
@@ -98,6 +100,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Prefs(cmd) => prefs::run(&ctx, cmd).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Completion { shell } => {
             docs::completion(shell);

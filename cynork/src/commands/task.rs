@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use cynode_contracts::routes;
 use cynode_contracts::user::{
     CancelResponse, Task, TaskList, TaskLogs, TaskResult, TaskStatus, TaskSteps,
 };
@@ -25,15 +26,19 @@ pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
         TaskCommand::Create(args) => {
             // Every local check runs before the first byte goes to the gateway.
             let request = input::create_request(&args)?;
+            let files = input::attachments(&args)?;
             let mut client = ctx.client()?;
-            let task: Task = client
-                .call(
-                    Method::POST,
-                    &["v1", "tasks"],
-                    &[],
-                    Some(&json_body(&request)),
-                )
-                .await?;
+            let path = routes::fill(routes::user::TASKS, &[]);
+            // With files, one multipart request: the task and its files are created together.
+            let task: Task = if files.is_empty() {
+                client
+                    .call(Method::POST, &path, &[], Some(&json_body(&request)))
+                    .await?
+            } else {
+                client
+                    .call_with(Method::POST, &path, &input::multipart(&request, &files))
+                    .await?
+            };
             if args.wait {
                 let done = wait(
                     &mut client,
@@ -71,6 +76,7 @@ pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
             stream,
             follow,
         } => logs(ctx, &task.id, stream, follow).await,
+        TaskCommand::Artifacts(cmd) => super::artifacts::run(ctx, cmd).await,
         TaskCommand::Steps(task) => {
             let steps: TaskSteps = ctx
                 .client()?

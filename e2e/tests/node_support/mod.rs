@@ -638,6 +638,38 @@ impl User {
             .unwrap()
     }
 
+    /// `GET path`'s body bytes (a success asserted).
+    pub async fn download(&self, path: &str) -> Vec<u8> {
+        self.http
+            .get(format!("{}{path}", self.gw))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// `PUT path` with a JSON body; the answer's JSON (a success asserted).
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.http
+            .put(format!("{}{path}", self.gw))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/tasks` with `body`; returns the new task's id.
     pub async fn create_task(&self, body: Value) -> String {
         let created = self

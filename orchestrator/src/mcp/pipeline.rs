@@ -235,6 +235,7 @@ async fn enforce_and_run(
         ));
     }
     check_context(agent, tool, arguments)?;
+    job_still_open(state, agent).await?;
     // 6. access rules
     if !access_allowed(state, agent.agent_type, tool.name).await? {
         return Err(ToolFailure::new(
@@ -277,6 +278,25 @@ fn check_context(agent: &Agent, tool: &ToolDef, arguments: &Value) -> Result<(),
         return Err(ToolFailure::invalid("task_id is required"));
     }
     Ok(())
+}
+
+/// A sandbox agent's token is good only while its job has not ended: one that leaked from a
+/// finished run opens nothing, whatever its remaining lifetime.
+async fn job_still_open(state: &AppState, agent: &Agent) -> Result<(), ToolFailure> {
+    let (AgentType::Sandbox, Some(job)) = (agent.agent_type, agent.job_id) else {
+        return Ok(());
+    };
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_optional(&state.db)
+        .await?;
+    match status.as_deref() {
+        Some("queued" | "running") => Ok(()),
+        _ => Err(ToolFailure::new(
+            FailureKind::Unauthenticated,
+            "the job this token was issued for has ended",
+        )),
+    }
 }
 
 /// `mcp.tool.invoke`: deny wins, then allow, else deny.

@@ -4,7 +4,8 @@
 //! - This module: the current selection and its warm-up ([`refresh`]), what readiness says
 //!   about it ([`Pm::reason`]), the route to it ([`pm_route`]), one model call ([`complete`])
 //!   and a conversation answered by it ([`chat_answer`], the `cynodeai.pm` chat model).
-//! - [`planner`]: prompt tasks as a loop of model decisions and sandbox steps, on the jobs seam.
+//! - [`planner`]: prompt tasks on the jobs seam (driven by `crate::workflow`) and their
+//!   `task_steps` record.
 //!
 //! Every call goes through `node_inference`, i.e. through the selected node's worker API.
 
@@ -65,8 +66,12 @@ pub struct Pm {
     status: Mutex<PmStatus>,
     /// Single flight for [`refresh`].
     refreshing: tokio::sync::Mutex<()>,
-    /// Prompt-task drivers of this process, aborted at shutdown.
+    /// Prompt-task (workflow) drivers of this process, aborted at shutdown.
     pub(crate) drivers: Mutex<tokio::task::JoinSet<()>>,
+    /// This process as the holder of workflow leases, unique per start.
+    pub(crate) holder: String,
+    /// Wakes drivers waiting for a job: a job of a prompt task ended in this process.
+    pub(crate) job_ended: tokio::sync::Notify,
 }
 
 impl Default for Pm {
@@ -75,6 +80,8 @@ impl Default for Pm {
             status: Mutex::new(PmStatus::Unknown),
             refreshing: tokio::sync::Mutex::new(()),
             drivers: Mutex::new(tokio::task::JoinSet::new()),
+            holder: format!("orchestrator-{}", uuid::Uuid::new_v4()),
+            job_ended: tokio::sync::Notify::new(),
         }
     }
 }

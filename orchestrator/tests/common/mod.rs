@@ -2,6 +2,8 @@
 //! double speaking the real `jobs:run` wire format, and a simulated node.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod pm;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -125,6 +127,7 @@ impl Orchestrator {
             bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
             worker_token_key: vars.get("WORKER_TOKEN_KEY").map(Secret::new),
             worker_token_key_previous: vars.get("WORKER_TOKEN_KEY_PREVIOUS").map(Secret::new),
+            workflow_runner_bearer_token: vars.get("WORKFLOW_RUNNER_BEARER_TOKEN").map(Secret::new),
         };
         let running = cynode_orchestrator::start(role, config, secrets)
             .await

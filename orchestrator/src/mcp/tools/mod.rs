@@ -6,7 +6,9 @@
 //! Tool functions get arguments already parsed (unknown fields refused) and the calling agent
 //! after the pipeline's checks; they return JSON or a [`ToolFailure`].
 
+mod artifact;
 mod memory;
+mod prefs;
 mod sandbox;
 mod system;
 mod task;
@@ -26,6 +28,7 @@ const PM: &[AgentType] = &[AgentType::Pm];
 const PM_PA: &[AgentType] = &[AgentType::Pm, AgentType::Pa];
 const SANDBOX: &[AgentType] = &[AgentType::Sandbox];
 const ALL: &[AgentType] = &[AgentType::Pm, AgentType::Pa, AgentType::Sandbox];
+const PM_SANDBOX: &[AgentType] = &[AgentType::Pm, AgentType::Sandbox];
 
 /// One tool as the gateway knows it.
 #[derive(Debug)]
@@ -100,6 +103,8 @@ macro_rules! catalog {
 }
 
 const SMALL: usize = DEFAULT_MAX_ARGS_BYTES;
+/// An artifact's content, base64 (4/3 of 10 MiB), and the rest of the arguments.
+const ARTIFACT: usize = 14 * 1024 * 1024;
 
 catalog! {
     "db.task.get" => task::get, task::TaskRef, roles: PM_PA, read_only: true, needs_task: true,
@@ -109,6 +114,27 @@ catalog! {
         "End a task: completed (with a summary), failed (with a reason) or canceled (its running jobs are stopped).";
     "db.job.get" => task::job, task::JobRef, roles: PM_PA, read_only: true, needs_task: false,
         max_bytes: SMALL, "A job: its task, status, attempts, times and result (exit code, output).";
+    "db.preference.get" => prefs::get, prefs::PrefKey, roles: PM_PA, read_only: true,
+        needs_task: false, max_bytes: SMALL, "One preference entry of a scope (system, user, project, task) by key.";
+    "db.preference.list" => prefs::list, prefs::PrefList, roles: PM_PA, read_only: true,
+        needs_task: false, max_bytes: SMALL, "A scope's preference entries, optionally by key prefix; paged by cursor.";
+    "db.preference.effective" => prefs::effective, prefs::PrefEffective, roles: PM_PA, read_only: true,
+        needs_task: true, max_bytes: SMALL,
+        "The preferences in force for a task: task over project over user over system; include_sources says where each came from.";
+    "db.preference.create" => prefs::create, prefs::PrefCreate, roles: PM, read_only: false,
+        needs_task: false, max_bytes: SMALL, "Create a preference entry (version 1); an existing key is a conflict.";
+    "db.preference.update" => prefs::update, prefs::PrefUpdate, roles: PM, read_only: false,
+        needs_task: false, max_bytes: SMALL,
+        "Change a preference entry; with expected_version, a newer version is a conflict and nothing changes.";
+    "db.preference.delete" => prefs::delete, prefs::PrefDelete, roles: PM, read_only: false,
+        needs_task: false, max_bytes: SMALL, "Remove a preference entry (with expected_version as for update).";
+    "artifact.put" => artifact::put, artifact::ArtifactPut, roles: PM_SANDBOX, read_only: false,
+        needs_task: true, max_bytes: ARTIFACT,
+        "Store a file of the task (base64 content, at most 10 MiB); the same path again replaces it.";
+    "artifact.get" => artifact::get, artifact::ArtifactRef, roles: ALL, read_only: true, needs_task: true,
+        max_bytes: SMALL, "A file of the task: metadata and base64 content.";
+    "artifact.list" => artifact::list, artifact::ArtifactTask, roles: ALL, read_only: true,
+        needs_task: true, max_bytes: SMALL, "The task's files: path, type, size and checksum.";
     "db.project.get" => system::project, system::ProjectRef, roles: PM, read_only: true,
         needs_task: false, max_bytes: SMALL, "A project by project_id or slug.";
     "db.project.list" => system::projects, system::ProjectQuery, roles: PM, read_only: true,

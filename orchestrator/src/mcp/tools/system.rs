@@ -184,7 +184,8 @@ not_found, conflict (e.g. a stale expected_version), timeout, internal_error. Th
 change nothing.";
 
 const SCOPES: &str = "Roles: pm (system-level: db, node, model, artifact, help), pa (reads for \
-one user's task), sandbox (its own task's artifacts, its job's memory, help).";
+one user's task: the task, its jobs, preferences, artifacts), sandbox (its own task's artifacts, \
+its job's memory, help).";
 
 pub async fn help(_state: &AppState, agent: &Agent, args: HelpQuery) -> Result<Value, ToolFailure> {
     let mine = || {

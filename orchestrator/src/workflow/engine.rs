@@ -1,0 +1,612 @@
+//! The driver: runs a prompt task's graph node by node, checkpointing the state after each, while
+//! it holds the task's lease.
+//!
+//! A driver starts when a prompt task opens, when one of its jobs ends, at start-up and every few
+//! seconds for open prompt tasks whose lease is free (another process's task, a driver that
+//! stopped on an error, a process that died). It takes the lease (`store::acquire`), renews it
+//! every third of `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process
+//! that dies leaves its lease to expire. A driver whose lease was lost, or whose task was closed
+//! (canceled, or failed by a job), stops where it is.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cynode_contracts::user::JobStatus;
+use cynode_contracts::worker::SandboxSpec;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::context::{self, TaskContext};
+use super::store::{self, Acquired};
+use super::{Node, State, Verdict, job_id, schema, successor};
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::jobs::{self, Conclusion};
+use crate::pm::planner::{self, NewStep};
+use crate::pm::{self, PmUsage};
+use crate::usage::{self, ModelCall};
+
+/// Bytes of each output stream the model reads of a job.
+pub const OUTPUT_CAP: usize = 4096;
+/// How often a driver waiting for a job looks again without a signal.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// The system message of the plan.
+pub const PLAN_BRIEF: &str = "You are the CyNodeAI project manager. Reply with JSON only. \
+If you can answer the user directly, reply {\"action\":\"answer\",\"answer\":\"<your answer>\"}. \
+Only if shell commands in a Linux sandbox must run first, reply {\"action\":\"plan\",\"steps\":\
+[{\"description\":\"<what>\",\"commands\":[\"<command>\"],\"expected_evidence\":\"<what the output \
+shows when it worked>\"}]}. Prefer answering directly.";
+/// The system message of a verification.
+pub const VERIFY_BRIEF: &str = "You are the CyNodeAI project manager checking one step's result. \
+Reply with JSON only: {\"status\":\"pass\"|\"fail\",\"findings\":[\"<what you saw>\"],\
+\"recommended_actions\":[\"<what to change>\"],\"retry_commands\":[\"<commands for a retry>\"]}. \
+Pass when the output shows the expected evidence.";
+/// The system message of the summary.
+pub const SUMMARY_BRIEF: &str = "You are the CyNodeAI project manager. The steps below ran for the \
+user's request. Reply with JSON only: {\"action\":\"answer\",\"answer\":\"<the answer to the \
+user, from the steps' output>\"}.";
+
+/// Starts a driver for every task the planner asks for (a prompt task opened, one of its jobs
+/// ended), until the runtime stops. A job's end also wakes the drivers waiting for one.
+pub async fn drive_requested(state: AppState, mut requests: mpsc::UnboundedReceiver<Uuid>) {
+    while let Some(task_id) = requests.recv().await {
+        state.pm.job_ended.notify_waiters();
+        spawn_driver(&state, task_id);
+    }
+}
+
+/// Starts a driver for `task_id` in this process (tracked, and aborted at shutdown).
+pub fn spawn_driver(state: &AppState, task_id: Uuid) {
+    let state = state.clone();
+    let pm = state.pm.clone();
+    pm.drivers.lock().expect("drivers").spawn(async move {
+        if let Err(e) = drive(&state, task_id).await {
+            tracing::error!(%task_id, error = %e, "workflow driver failed; the task resumes later");
+        }
+    });
+}
+
+/// Drives every open prompt task whose lease is free now, then again every `period`.
+pub async fn resume_loop(state: AppState, period: Duration) {
+    loop {
+        match store::unheld_prompt_tasks(&state.db).await {
+            Ok(ids) => {
+                {
+                    // Reap finished drivers so that the set does not grow.
+                    let mut drivers = state.pm.drivers.lock().expect("drivers");
+                    while drivers.try_join_next().is_some() {}
+                }
+                for id in ids {
+                    spawn_driver(&state, id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing open prompt tasks failed"),
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Runs the workflow of `task_id` as far as it goes, if its lease is free.
+pub async fn drive(state: &AppState, task_id: Uuid) -> Result<()> {
+    let Some(task) = context::task(state, task_id).await? else {
+        return Ok(());
+    };
+    if !context::open(state, task_id).await? {
+        return Ok(());
+    }
+    let ttl = state.config.workflow_lease_ttl;
+    let lease_id = Uuid::new_v4();
+    let holder = state.pm.holder.as_str();
+    if store::acquire(&state.db, task_id, holder, lease_id, ttl).await? != Acquired::Started {
+        return Ok(());
+    }
+    let result = tokio::select! {
+        done = run(state, &task) => done,
+        lost = keep_lease(state, task_id, lease_id, ttl) => lost,
+    };
+    if let Err(e) = store::release(&state.db, task_id, lease_id).await {
+        tracing::warn!(%task_id, error = %e, "releasing the workflow lease failed; it expires");
+    }
+    result
+}
+
+/// Renews the lease every third of its lifetime; returns when it is lost (the driver stops).
+async fn keep_lease(state: &AppState, task_id: Uuid, lease_id: Uuid, ttl: Duration) -> Result<()> {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if !store::renew(&state.db, task_id, &state.pm.holder, lease_id, ttl).await? {
+            tracing::warn!(%task_id, "workflow lease lost; this driver stops");
+            return Ok(());
+        }
+    }
+}
+
+/// The graph from the checkpoint on: resume = the successor of `last_node_id`.
+async fn run(state: &AppState, task: &TaskContext) -> Result<()> {
+    let retries = state.config.pm_step_retries;
+    let (mut wf, mut last) = match store::checkpoint(&state.db, task.task_id).await? {
+        None => (State::new(task.task_id), None),
+        Some(cp) => match (
+            serde_json::from_value::<State>(cp.state),
+            Node::from_id(&cp.last_node_id),
+        ) {
+            (Ok(wf), Some(node)) => (wf, Some(node)),
+            _ => {
+                let reason = "the workflow checkpoint is not one this engine can resume";
+                jobs::conclude(&state.db, task.task_id, Conclusion::Fail(reason.into())).await?;
+                return Ok(());
+            }
+        },
+    };
+    while let Some(node) = successor(last, &wf, retries) {
+        if !context::open(state, task.task_id).await? {
+            return Ok(());
+        }
+        let Some(next) = step(state, task, node, wf).await? else {
+            return Ok(());
+        };
+        wf = next;
+        store::save(&state.db, task.task_id, &to_json(&wf)?, node.id()).await?;
+        tracing::info!(task_id = %task.task_id, node = node.id(), "workflow node done");
+        last = Some(node);
+    }
+    Ok(())
+}
+
+fn to_json(wf: &State) -> Result<Value> {
+    serde_json::to_value(wf).map_err(Error::internal)
+}
+
+/// Runs one node; `None` when the driver must stop without finishing it (the task closed).
+async fn step(
+    state: &AppState,
+    task: &TaskContext,
+    node: Node,
+    mut wf: State,
+) -> Result<Option<State>> {
+    match node {
+        Node::LoadTaskContext => {
+            wf.acceptance_criteria = context::acceptance_criteria(task);
+            wf.preferences_effective = context::preferences_effective(state, task).await?;
+            wf.artifacts = context::artifacts(state, task).await?;
+        }
+        Node::PlanSteps => plan_steps(state, task, &mut wf).await?,
+        Node::DispatchStep => dispatch_step(state, task, &mut wf).await?,
+        Node::CollectResult => {
+            if !collect_result(state, task, &mut wf).await? {
+                return Ok(None);
+            }
+        }
+        Node::VerifyStepResult => verify_step_result(state, task, &mut wf).await?,
+        Node::FinalizeSummary => finalize_summary(state, task, &mut wf).await?,
+        Node::MarkFailed => {
+            let reason = wf.failure.clone().unwrap_or_else(|| super::exhausted(&wf));
+            tracing::warn!(task_id = %task.task_id, %reason, "prompt task fails");
+            jobs::conclude(&state.db, task.task_id, Conclusion::Fail(reason)).await?;
+        }
+    }
+    Ok(Some(wf))
+}
+
+/// One PM model call, recorded as a step with its token usage. `None` (and `wf.failure` set)
+/// when there is no model, the call failed or the answer does not parse.
+async fn ask<T>(
+    state: &AppState,
+    task: &TaskContext,
+    wf: &mut State,
+    messages: Vec<Value>,
+    (name, schema): (&str, Value),
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+    decision: impl Fn(&T) -> Value,
+) -> Result<Option<T>> {
+    let Some((route, model)) = wait_for_pm(state).await else {
+        let reason = state
+            .pm
+            .reason()
+            .unwrap_or_else(|| "project manager model not selected".into());
+        wf.failure = Some(format!(
+            "the project manager model is not available: {reason}"
+        ));
+        return Ok(None);
+    };
+    let body = json!({
+        "messages": messages,
+        "max_tokens": state.config.pm_max_tokens,
+        "response_format": {"type": "json_schema",
+            "json_schema": {"name": name, "strict": true, "schema": schema}},
+    });
+    let mut row = NewStep {
+        task_id: task.task_id,
+        model: model.clone(),
+        node_slug: route.node_slug.clone(),
+        request: Value::Array(messages),
+        response: None,
+        decision: None,
+        job_id: None,
+        error: None,
+        usage: PmUsage::default(),
+        model_ms: 0,
+    };
+    let started = Instant::now();
+    let reply = match pm::complete(state, &route, &model, body).await {
+        Err(e) => {
+            row.model_ms = started.elapsed().as_millis() as i64;
+            row.error = Some(e.to_string());
+            planner::record(&state.db, &row).await?;
+            wf.failure = row.error;
+            return Ok(None);
+        }
+        Ok(reply) => reply,
+    };
+    let parsed = parse(&reply.content);
+    row.model_ms = reply.elapsed.as_millis() as i64;
+    row.usage = reply.usage;
+    row.response = Some(reply.content.clone());
+    match &parsed {
+        Ok(value) => row.decision = Some(decision(value)),
+        Err(e) => row.error = Some(e.clone()),
+    }
+    let mut tx = state.db.begin().await?;
+    usage::record(
+        &mut *tx,
+        task.owner,
+        &ModelCall {
+            task_id: Some(task.task_id),
+            model: &reply.model,
+            prompt_tokens: reply.usage.prompt_tokens,
+            completion_tokens: reply.usage.completion_tokens,
+        },
+    )
+    .await?;
+    planner::record(&mut *tx, &row).await?;
+    tx.commit().await?;
+    match parsed {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => {
+            wf.failure = Some(e);
+            Ok(None)
+        }
+    }
+}
+
+/// The selected PM, waiting while it is being selected or warmed up (a restart, a re-selection)
+/// up to the model timeout; `None` at once when no node serves it.
+async fn wait_for_pm(state: &AppState) -> Option<(crate::node_inference::ModelRoute, String)> {
+    let deadline = Instant::now() + state.config.pm_model_timeout;
+    loop {
+        if let Some(found) = pm::pm_route(state).await {
+            return Some(found);
+        }
+        pm::refresh(state).await;
+        if let Some(found) = pm::pm_route(state).await {
+            return Some(found);
+        }
+        let waiting = matches!(
+            state.pm.status(),
+            pm::PmStatus::Unknown | pm::PmStatus::Warming { .. }
+        );
+        if !waiting || Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn context_message(wf: &State) -> Option<Value> {
+    let empty_prefs = wf
+        .preferences_effective
+        .as_object()
+        .is_none_or(|p| p.is_empty());
+    if wf.acceptance_criteria.is_empty() && empty_prefs && wf.artifacts.is_empty() {
+        return None;
+    }
+    let context = json!({"acceptance_criteria": wf.acceptance_criteria,
+        "preferences": wf.preferences_effective, "artifacts": wf.artifacts});
+    Some(json!({"role": "system", "content": format!("Task context (JSON): {context}")}))
+}
+
+async fn plan_steps(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    let max_tokens = state.config.pm_max_tokens;
+    let max_steps = schema::steps_allowed(state.config.pm_max_steps, max_tokens);
+    let mut messages = vec![json!({"role": "system", "content": PLAN_BRIEF})];
+    messages.extend(context_message(wf));
+    messages.push(json!({"role": "user", "content": task.prompt}));
+    let schema = schema::plan(max_steps, max_tokens);
+    let plan = ask(
+        state,
+        task,
+        wf,
+        messages,
+        ("workflow_plan", schema),
+        |text| schema::parse_plan(text, max_steps),
+        |plan| match &plan.answer {
+            Some(answer) => json!({"action": "answer", "answer": answer}),
+            None => json!({"action": "plan", "steps": plan.steps, "assumptions": plan.assumptions}),
+        },
+    )
+    .await?;
+    if let Some(plan) = plan {
+        wf.plan = plan;
+        wf.current_step_index = 0;
+    }
+    Ok(())
+}
+
+const EXIT_TRAILER: &str = "\n[cynode-pm exit code] ";
+
+/// The job of a step: its commands in one shell, whose exit code is reported on stderr and
+/// judged by the verifier rather than failing the task (a failed job fails its task).
+fn step_spec(state: &AppState, commands: &[String]) -> SandboxSpec {
+    let wrapper = format!(
+        "sh -c \"$1\"; code=$?; printf '{}%s\\n' \"$code\" >&2; exit 0",
+        EXIT_TRAILER.replace('\n', "\\n")
+    );
+    SandboxSpec {
+        image: state.config.sandbox_image.clone(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            wrapper,
+            "pm-step".into(),
+            commands.join("\n"),
+        ],
+        env: BTreeMap::new(),
+        timeout_seconds: None,
+        network_policy: None,
+        use_inference: false,
+        use_mcp: false,
+        job_spec_json: None,
+        resources: None,
+    }
+}
+
+/// Whether the state has the step it is at: a checkpoint written through the workflow API may
+/// not. Without it the workflow fails instead of dispatching or verifying nothing.
+fn has_current_step(wf: &mut State) -> bool {
+    if wf.current_step_index < wf.plan.steps.len() {
+        return true;
+    }
+    wf.failure = Some(format!(
+        "the workflow state has no step {} to run",
+        wf.current_step_index + 1
+    ));
+    false
+}
+
+async fn dispatch_step(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    if !has_current_step(wf) {
+        return Ok(());
+    }
+    let index = wf.current_step_index;
+    let attempt = wf.attempts(index) + 1;
+    let id = job_id(task.task_id, index, attempt);
+    let retry = wf
+        .verification
+        .as_ref()
+        .filter(|v| v.status == Verdict::Fail && attempt > 1);
+    if let Some(commands) = retry.and_then(|v| v.retry_commands.clone()) {
+        wf.plan.steps[index].commands = commands;
+    }
+    let hint = retry
+        .map(|v| v.recommended_actions.join("; "))
+        .filter(|h| !h.is_empty());
+    if wf.current_job_id != Some(id) {
+        // The job's id is saved before the job exists: a resume from here finds it.
+        wf.current_job_id = Some(id);
+        store::update_state(&state.db, task.task_id, &to_json(wf)?).await?;
+    }
+    let step = &wf.plan.steps[index];
+    jobs::enqueue_as(
+        &state.db,
+        task.task_id,
+        id,
+        &step_spec(state, &step.commands),
+    )
+    .await?;
+    let why = match &hint {
+        Some(hint) => format!("{} (retry {attempt}: {hint})", step.description),
+        None => step.description.clone(),
+    };
+    planner::record(
+        &state.db,
+        &NewStep {
+            task_id: task.task_id,
+            model: String::new(),
+            node_slug: String::new(),
+            request: json!([{"role": "system", "content": format!(
+                "step {} of {}, attempt {attempt}; expected evidence: {}",
+                index + 1, wf.plan.steps.len(), step.expected_evidence)}]),
+            response: None,
+            decision: Some(
+                json!({"action": "run", "commands": step.commands, "why": why,
+                "step": index, "attempt": attempt}),
+            ),
+            job_id: Some(id),
+            error: None,
+            usage: PmUsage::default(),
+            model_ms: 0,
+        },
+    )
+    .await?;
+    wf.attempts_by_step.insert(index.to_string(), attempt);
+    Ok(())
+}
+
+fn stream(result: &Value, key: &str) -> String {
+    let text = result[key].as_str().unwrap_or_default();
+    if text.len() <= OUTPUT_CAP {
+        return text.to_owned();
+    }
+    let mut end = OUTPUT_CAP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated]", &text[..end])
+}
+
+/// What the model reads of a finished job.
+fn job_output(job: &jobs::JobRecord) -> Value {
+    let result = job.result.clone().unwrap_or_default();
+    let stderr = stream(&result, "stderr");
+    // The wrapper's trailer carries the commands' exit code.
+    let (stderr, exit_code) = match stderr.rsplit_once(EXIT_TRAILER) {
+        Some((before, code)) => (before.to_owned(), code.trim().parse::<i64>().ok()),
+        None => (stderr, result["exit_code"].as_i64()),
+    };
+    let mut out = json!({
+        "job_status": job.status.as_str(),
+        "exit_code": exit_code,
+        "stdout": stream(&result, "stdout"),
+        "stderr": stderr,
+    });
+    if let Some(error) = result["error"].as_str() {
+        out["error"] = json!(error);
+    }
+    out
+}
+
+/// Waits for the current job to end (woken by the dispatcher's job-finished signal, looking
+/// again every [`RECHECK`]); `false` when the task closed meanwhile.
+async fn collect_result(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<bool> {
+    let Some(id) = wf.current_job_id else {
+        wf.failure = Some("the workflow has no job to collect".into());
+        return Ok(true);
+    };
+    loop {
+        let ended = state.pm.job_ended.notified();
+        let Some(job) = jobs::job(&state.db, id).await? else {
+            wf.failure = Some("the step's job disappeared".into());
+            return Ok(true);
+        };
+        if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+            let output = job_output(&job);
+            let job_ms = match (job.started_at, job.ended_at) {
+                (Some(s), Some(e)) => Some((e - s).num_milliseconds().max(0)),
+                _ => None,
+            };
+            planner::record_output(&state.db, id, &output, job_ms).await?;
+            wf.last_result = output;
+            return Ok(true);
+        }
+        if !context::open(state, task.task_id).await? {
+            return Ok(false);
+        }
+        tokio::select! {
+            _ = ended => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+async fn verify_step_result(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    if !has_current_step(wf) {
+        return Ok(());
+    }
+    let index = wf.current_step_index;
+    let step = &wf.plan.steps[index];
+    let facts = json!({
+        "request": task.prompt,
+        "acceptance_criteria": wf.acceptance_criteria,
+        "step": {"description": step.description, "commands": step.commands,
+                 "expected_evidence": step.expected_evidence},
+        "output": wf.last_result,
+    });
+    let messages = vec![
+        json!({"role": "system", "content": VERIFY_BRIEF}),
+        json!({"role": "user", "content": format!("Judge this step (JSON):\n{facts}")}),
+    ];
+    let schema = schema::verification(state.config.pm_max_tokens);
+    let verification = ask(
+        state,
+        task,
+        wf,
+        messages,
+        ("workflow_verification", schema),
+        schema::parse_verification,
+        |v| {
+            let mut d = serde_json::to_value(v).unwrap_or_default();
+            d["action"] = json!("verify");
+            d
+        },
+    )
+    .await?;
+    if let Some(v) = verification {
+        if v.status == Verdict::Pass {
+            wf.current_step_index += 1;
+            wf.current_job_id = None;
+        }
+        wf.verification = Some(v);
+    }
+    Ok(())
+}
+
+async fn finalize_summary(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+    let summary = match wf.plan.answer.clone() {
+        // A plan without steps answered already.
+        Some(answer) => answer,
+        None => {
+            let outputs: Vec<Value> = planner::steps(&state.db, task.task_id)
+                .await?
+                .into_iter()
+                .filter_map(|s| Some(json!({"step": s.decision?, "output": s.output?})))
+                .collect();
+            let facts = json!({"request": task.prompt, "steps": outputs});
+            let messages = vec![
+                json!({"role": "system", "content": SUMMARY_BRIEF}),
+                json!({"role": "user", "content": format!("What ran (JSON):\n{facts}")}),
+            ];
+            let schema = schema::answer(state.config.pm_max_tokens);
+            let answer = ask(
+                state,
+                task,
+                wf,
+                messages,
+                ("workflow_summary", schema),
+                schema::parse_answer,
+                |a| json!({"action": "answer", "answer": a}),
+            )
+            .await?;
+            // A failed summary call set `wf.failure`: mark_failed comes next.
+            let Some(answer) = answer else {
+                return Ok(());
+            };
+            answer
+        }
+    };
+    jobs::conclude(&state.db, task.task_id, Conclusion::Answer(summary.clone())).await?;
+    wf.summary = Some(summary);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_without_its_current_step_fails_instead_of_running() {
+        let mut wf = State::new(Uuid::nil());
+        assert!(!has_current_step(&mut wf));
+        assert_eq!(
+            wf.failure.as_deref(),
+            Some("the workflow state has no step 1 to run")
+        );
+        wf.failure = None;
+        wf.plan.steps.push(super::super::PlanStep {
+            description: "d".into(),
+            commands: vec!["true".into()],
+            expected_evidence: "e".into(),
+        });
+        assert!(has_current_step(&mut wf));
+        assert_eq!(wf.failure, None);
+    }
+
+    #[test]
+    fn output_streams_are_capped_on_a_char_boundary() {
+        let long = "é".repeat(OUTPUT_CAP);
+        let capped = stream(&json!({"stdout": long}), "stdout");
+        assert!(capped.ends_with("…[truncated]"));
+        assert!(capped.len() <= OUTPUT_CAP + "…[truncated]".len());
+    }
+}
