@@ -55,6 +55,35 @@ pub mod worker {
             super::fill(template, &[&job_id.to_string()]).join("/")
         )
     }
+    /// `POST`: create a managed sandbox for the Project Manager (`ManagedSandboxRequest`; `201`
+    /// with `ManagedSandbox`, `409` if the id exists, `429` at the node's cap).
+    pub const SANDBOXES: &str = "/v1/worker/sandboxes";
+    /// `DELETE`: remove a managed sandbox (`204`, also when it is already gone). Build it with
+    /// [`sandbox`].
+    pub const SANDBOX: &str = "/v1/worker/sandboxes/{sandbox_id}";
+    /// `POST`: run a command in a managed sandbox (`SandboxExecRequest` → `SandboxExecResponse`).
+    /// Build it with [`sandbox_exec`].
+    pub const SANDBOX_EXEC: &str = "/v1/worker/sandboxes/{sandbox_id}/exec";
+    /// `PUT` (raw body, `204`) or `GET` (the bytes, `404` if missing) one file of a managed
+    /// sandbox's `/workspace`; the query names it (`SandboxFileQuery`). Build it with
+    /// [`sandbox_files`].
+    pub const SANDBOX_FILES: &str = "/v1/worker/sandboxes/{sandbox_id}/files";
+
+    /// [`SANDBOX`] for one sandbox.
+    pub fn sandbox(sandbox_id: uuid::Uuid) -> String {
+        job_path(SANDBOX, sandbox_id)
+    }
+
+    /// [`SANDBOX_EXEC`] for one sandbox.
+    pub fn sandbox_exec(sandbox_id: uuid::Uuid) -> String {
+        job_path(SANDBOX_EXEC, sandbox_id)
+    }
+
+    /// [`SANDBOX_FILES`] for one sandbox (without the query).
+    pub fn sandbox_files(sandbox_id: uuid::Uuid) -> String {
+        job_path(SANDBOX_FILES, sandbox_id)
+    }
+
     /// `GET`: the node's inference models, OpenAI-style, proxied to the node's inference server.
     pub const INFERENCE_MODELS: &str = "/v1/worker/inference/v1/models";
     /// `POST`: an OpenAI-style chat completion on the node's inference server.
@@ -239,6 +268,23 @@ mod tests {
         assert_eq!(
             worker::telemetry_container("abc123"),
             "/v1/worker/telemetry/containers/abc123"
+        );
+    }
+
+    #[test]
+    fn the_sandbox_paths_name_the_sandbox() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            worker::sandbox_exec(id),
+            "/v1/worker/sandboxes/00000000-0000-0000-0000-000000000000/exec"
+        );
+        assert_eq!(
+            worker::sandbox_files(id),
+            "/v1/worker/sandboxes/00000000-0000-0000-0000-000000000000/files"
+        );
+        assert_eq!(
+            worker::sandbox(id),
+            "/v1/worker/sandboxes/00000000-0000-0000-0000-000000000000"
         );
     }
 

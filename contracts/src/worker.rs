@@ -203,6 +203,71 @@ pub struct Truncated {
     pub stderr: bool,
 }
 
+/// Most bytes a managed sandbox's file may have, written or read (10 MiB).
+pub const MAX_SANDBOX_FILE_BYTES: usize = 10 * 1024 * 1024;
+
+/// `POST /v1/worker/sandboxes`: a long-lived sandbox the Project Manager drives with exec and
+/// file calls until it deletes it (or it idles out). Hardened, limited and labelled exactly as
+/// a job's sandbox; no network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedSandboxRequest {
+    pub version: u32,
+    pub task_id: Uuid,
+    /// Chosen by the orchestrator (the MCP tools' `job_id`); `409` if this node has it already.
+    pub sandbox_id: Uuid,
+    /// Image reference; absent or empty means the node's default image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Removed after this long without a call; absent: the node's default (30 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+/// `201` answer to [`ManagedSandboxRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ManagedSandbox {
+    pub task_id: Uuid,
+    pub sandbox_id: Uuid,
+    pub image: String,
+    pub idle_timeout_seconds: u64,
+    pub limits: SandboxLimits,
+}
+
+/// `POST /v1/worker/sandboxes/{sandbox_id}/exec`: one command, run without a shell unless it
+/// names one. One exec at a time per sandbox; a second waits for the first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxExecRequest {
+    /// Non-empty argv.
+    pub argv: Vec<String>,
+    /// Killed after this many seconds; absent or 0: the node's default job timeout (capped
+    /// by its maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Working directory relative to `/workspace`; absent: `/workspace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// What an exec printed and how it ended; `200` whatever its exit code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SandboxExecResponse {
+    /// -1 when it was killed at its timeout.
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: Truncated,
+    pub timed_out: bool,
+}
+
+/// The query of `…/files`: a path relative to `/workspace` (no `..`, not absolute, no NUL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxFileQuery {
+    pub path: String,
+}
+
 /// Cuts `bytes` to at most `cap` bytes without splitting a UTF-8 character and decodes it,
 /// replacing invalid sequences. Returns the text and whether anything was cut.
 pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {

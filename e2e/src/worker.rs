@@ -40,9 +40,28 @@ impl Worker {
 
     /// Starts the binary on another Podman socket or with another default image.
     pub async fn start_with(podman_socket: &Path, default_image: &str, args: &[String]) -> Self {
-        let mount_root = tempfile::tempdir().expect("tempdir");
-        let port = crate::free_port();
         let token = format!("tok-{}", Uuid::new_v4().simple());
+        Self::start_as(
+            podman_socket,
+            default_image,
+            crate::free_port(),
+            &token,
+            args,
+        )
+        .await
+    }
+
+    /// Starts the binary on `port` with `token`, as a node manager does with what the
+    /// orchestrator's configuration gave it (a node registered with this worker's URL first).
+    pub async fn start_as(
+        podman_socket: &Path,
+        default_image: &str,
+        port: u16,
+        token: &str,
+        args: &[String],
+    ) -> Self {
+        let mount_root = tempfile::tempdir().expect("tempdir");
+        let token = token.to_owned();
         let mut command_line: Vec<std::ffi::OsString> = vec![
             "--bearer-token-stdin".into(),
             "--listen".into(),

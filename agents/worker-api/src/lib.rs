@@ -10,6 +10,7 @@
 //!   job's grant attached by the worker);
 //! - [`job_socket`]: the per-job Unix sockets behind the sidecar; [`body`]: capped bodies;
 //! - [`ledger`]: finished results, kept for repeated deliveries;
+//! - [`managed`]: the Project Manager's long-lived sandboxes (create, exec, files, delete);
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`telemetry`]: the node-local telemetry database and the Telemetry API;
 //! - [`readiness`]: what `/readyz` checks;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod inference;
 pub mod job_socket;
 pub mod ledger;
+pub mod managed;
 pub mod mcp;
 pub mod metrics;
 pub mod readiness;
@@ -301,6 +303,21 @@ pub async fn serve(
             tracing::error!(error = %e, "cannot list sandboxes an earlier worker left; a delivery of one of their jobs takes it over")
         }
     }
+    let limits = Arc::new(limits);
+    let managed = managed::ManagedSandboxes::new(
+        jobs.sandboxes().clone(),
+        Arc::clone(&limits),
+        ledger.clone(),
+        empty_workspace.clone(),
+    );
+    match managed.sweep_leftovers().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed managed sandboxes an earlier worker left"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list managed sandboxes an earlier worker left")
+        }
+    }
+    let managed_sweeper = tokio::spawn(managed.clone().maintain(shutdown.clone()));
     let telemetry_sweeper = tokio::spawn(telemetry::maintain(telemetry.clone(), shutdown.clone()));
     let sweeper = tokio::spawn(retention::run(
         ledger,
@@ -310,8 +327,9 @@ pub async fn serve(
     ));
     let (default_image, addr) = (limits.default_image().to_owned(), listener.local_addr()?);
     let state = AppState {
-        limits: Arc::new(limits),
+        limits,
         jobs,
+        managed,
     };
     let app = routes::router(state, BearerToken::new(token), request_limit);
     tracing::info!(%addr, "worker API listening");
@@ -333,6 +351,7 @@ pub async fn serve(
     let _ = stop.send(true);
     let _ = sweeper.await;
     let _ = telemetry_sweeper.await;
+    let _ = managed_sweeper.await;
     let stopped = match &served {
         Ok(()) => serde_json::Map::new(),
         Err(e) => serde_json::Map::from_iter([("error".to_owned(), e.to_string().into())]),

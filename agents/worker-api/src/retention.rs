@@ -102,7 +102,7 @@ pub fn sweep(ledger: &JobLedger, retention: Duration, empty: &EmptyFn) -> usize 
 /// `remove_dir_all`; if a job left a directory without owner permissions (this process has
 /// no CAP_DAC_OVERRIDE), gives them back and tries again; if the workspace's files belong to the
 /// job's user namespace, has them removed by `empty` first.
-fn remove(dir: &Path, job_id: Uuid, empty: &EmptyFn) -> std::io::Result<()> {
+pub(crate) fn remove(dir: &Path, job_id: Uuid, empty: &EmptyFn) -> std::io::Result<()> {
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
     }

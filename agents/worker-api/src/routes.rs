@@ -1,6 +1,7 @@
 //! HTTP surface: `/healthz`, `/readyz`, `POST /v1/worker/jobs:run`,
 //! `GET /v1/worker/jobs/{job_id}/logs` (live output, server-sent events),
-//! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue`, the
+//! `POST /v1/worker/jobs/{job_id}/stop`, `POST /v1/worker/jobs/{job_id}/requeue`, the managed
+//! sandboxes `…/v1/worker/sandboxes…` ([`crate::managed::routes`]), the
 //! Telemetry API `GET /v1/worker/telemetry/…` ([`crate::telemetry::routes`]) (paths from
 //! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Every run, stop and repeated delivery goes through it.
     pub jobs: Lifecycle,
+    /// The Project Manager's long-lived sandboxes.
+    pub managed: crate::managed::ManagedSandboxes,
 }
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
@@ -38,6 +41,7 @@ pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Rout
         .route(routes::worker::JOB_LOGS, get(job_logs))
         .route(routes::worker::JOB_REQUEUE, post(requeue_job))
         .merge(crate::telemetry::routes::router())
+        .merge(crate::managed::routes::router())
         .route_layer(middleware::from_fn_with_state(
             token.clone(),
             require_bearer,
@@ -75,16 +79,17 @@ async fn run_job(
     state.jobs.deliver(plan).await.map(Json).map_err(run_error)
 }
 
-fn job_id(text: &str) -> Result<Uuid, ApiError> {
+/// A `{what}_id` path parameter, or a `400` naming it.
+pub(crate) fn uuid_param(text: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text)
-        .map_err(|_| Problem::validation(format!("`{text}` is not a job id (a UUID)")).into())
+        .map_err(|_| Problem::validation(format!("`{text}` is not a {what} id (a UUID)")).into())
 }
 
 async fn stop_job(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<RunJobResponse>, ApiError> {
-    let job_id = self::job_id(&job_id)?;
+    let job_id = uuid_param(&job_id, "job")?;
     state
         .jobs
         .stop(job_id, Stop::Cancel)
@@ -99,7 +104,7 @@ async fn requeue_job(
     Path(job_id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let job_id = self::job_id(&job_id)?;
+    let job_id = uuid_param(&job_id, "job")?;
     match state.jobs.stop(job_id, Stop::Requeue).await {
         Ok(result) => Ok(Json(result).into_response()),
         Err(RunError::Interrupted(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -114,7 +119,7 @@ async fn job_logs(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    let job_id = self::job_id(&job_id)?;
+    let job_id = uuid_param(&job_id, "job")?;
     let followed = state.jobs.follow(job_id).await.map_err(run_error)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
     tokio::spawn(crate::sandbox::send_log(job_id, followed, tx));
@@ -144,7 +149,7 @@ fn run_error(error: RunError) -> ApiError {
     }
 }
 
-fn invalid_job(error: InvalidJob) -> ApiError {
+pub(crate) fn invalid_job(error: InvalidJob) -> ApiError {
     match error {
         InvalidJob::UnsupportedVersion(v) => Problem::unsupported_version(v).into(),
         other => Problem::validation(other.to_string()).into(),

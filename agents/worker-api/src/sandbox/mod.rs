@@ -23,7 +23,8 @@ use crate::mcp::{GrantError, MCP_PATH, McpGateway, McpTarget};
 
 pub use lifecycle::{Followed, Lifecycle, RunError};
 pub use live::{Lines, send_log};
-pub use pod::{LABEL_ROLE, PodSetup, pod_name};
+pub use output::CappedStream;
+pub use pod::{LABEL_ROLE, PodSetup, ROLE_MANAGED, pod_name};
 pub use runner::{SandboxError, Sandboxes, Stop};
 pub use seccomp::{SeccompError, write as write_seccomp_profile};
 
@@ -399,6 +400,22 @@ impl Limits {
             .any(|allowed| with_default_tag(allowed) == wanted)
     }
 
+    /// A run's timeout: absent or 0 means the default (itself capped by the maximum); a
+    /// negative value or one above the maximum is refused.
+    pub fn timeout_secs(&self, requested: Option<i64>) -> Result<u64, InvalidJob> {
+        match requested {
+            None | Some(0) => Ok(self.default_timeout_secs.min(self.max_timeout_secs)),
+            Some(t) if t < 0 => Err(InvalidJob::NegativeTimeout(t)),
+            Some(t) if t.unsigned_abs() > self.max_timeout_secs => {
+                Err(InvalidJob::TimeoutTooLong {
+                    requested: t,
+                    max: self.max_timeout_secs,
+                })
+            }
+            Some(t) => Ok(t.unsigned_abs()),
+        }
+    }
+
     /// Checks a request against this node's rules.
     ///
     /// Timeout: absent or 0 means the default (itself capped by the maximum); a negative value or
@@ -440,17 +457,7 @@ impl Limits {
         if sandbox.command.iter().any(|arg| arg.contains('\0')) {
             return Err(InvalidJob::NulByte("sandbox.command"));
         }
-        let timeout_secs = match sandbox.timeout_seconds {
-            None | Some(0) => self.default_timeout_secs.min(self.max_timeout_secs),
-            Some(t) if t < 0 => return Err(InvalidJob::NegativeTimeout(t)),
-            Some(t) if t.unsigned_abs() > self.max_timeout_secs => {
-                return Err(InvalidJob::TimeoutTooLong {
-                    requested: t,
-                    max: self.max_timeout_secs,
-                });
-            }
-            Some(t) => t.unsigned_abs(),
-        };
+        let timeout_secs = self.timeout_secs(sandbox.timeout_seconds)?;
         for (name, value) in &sandbox.env {
             let inference_env = INFERENCE_ENV
                 .iter()

@@ -24,6 +24,8 @@ use crate::mcp::{JobMcp, McpGateway};
 /// Marks the pod's sidecar among a job's containers.
 pub const LABEL_ROLE: &str = "cynodeai.role";
 pub const ROLE_SIDECAR: &str = "inference-proxy";
+/// A managed sandbox of the Project Manager (`crate::managed`), not a job's run.
+pub const ROLE_MANAGED: &str = "managed";
 /// How long the sidecar may take to listen.
 const SIDECAR_READY_WITHIN: Duration = Duration::from_secs(15);
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::create::{CreateError, create_body_with, create_container};
 use super::live::LiveOutput;
 use super::output::CappedStream;
-use super::pod::{self, LABEL_ROLE, PodError, PodSetup, ROLE_SIDECAR};
+use super::pod::{self, LABEL_ROLE, PodError, PodSetup, ROLE_MANAGED, ROLE_SIDECAR};
 use super::{
     JobPlan, LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_TASK_ID, WORKSPACE_DIR,
     auto_userns,
@@ -248,6 +248,12 @@ impl Sandboxes {
         self.pods.as_ref().and_then(|p| p.inference.as_ref())
     }
 
+    /// Whether sandboxes run under the worker's seccomp profile, which refuses new user
+    /// namespaces.
+    pub fn denies_user_namespaces(&self) -> bool {
+        self.seccomp.is_some()
+    }
+
     pub fn podman(&self) -> &Podman {
         &self.podman
     }
@@ -320,24 +326,9 @@ impl Sandboxes {
         labels.push((LABEL_DEADLINE, deadline_label.to_rfc3339()));
         let spec_labels = labels.clone();
         let pod_name = pod.as_ref().map(|p| p.name.as_str());
-        let (spec, extra) =
-            container_spec(plan, &workspace, pod_name, labels, self.seccomp.as_deref());
-        let body = create_body_with(&spec, extra).map_err(SandboxError::Create);
-        let created = match body {
-            Ok(body) => create_container(&self.socket, body)
-                .await
-                .map_err(|e| match e {
-                    // The container is named after the job, so a second run of a running job
-                    // collides on the name (Podman 4.3 says so with a 500).
-                    CreateError::Refused { status, message }
-                        if status == 409 || message.contains("is already in use") =>
-                    {
-                        SandboxError::AlreadyRunning(plan.job_id)
-                    }
-                    other => SandboxError::Create(other),
-                }),
-            Err(e) => Err(e),
-        };
+        let created = self
+            .create_sandbox(plan, &workspace, pod_name, labels)
+            .await;
         let id = match created {
             Ok(id) => id,
             Err(e) => {
@@ -407,6 +398,133 @@ impl Sandboxes {
             ..plan.limits
         });
         Ok(RunEnd::Finished(Box::new(result)))
+    }
+
+    /// Creates (does not start) the job's locked-down container ([`container_spec`]).
+    async fn create_sandbox(
+        &self,
+        plan: &JobPlan,
+        workspace: &Path,
+        pod: Option<&str>,
+        labels: Vec<(&'static str, String)>,
+    ) -> Result<String, SandboxError> {
+        let (spec, extra) = container_spec(plan, workspace, pod, labels, self.seccomp.as_deref());
+        let body = create_body_with(&spec, extra).map_err(SandboxError::Create)?;
+        create_container(&self.socket, body)
+            .await
+            .map_err(|e| match e {
+                // The container is named after the job, so a second run of a running job
+                // collides on the name (Podman 4.3 says so with a 500).
+                CreateError::Refused { status, message }
+                    if status == 409 || message.contains("is already in use") =>
+                {
+                    SandboxError::AlreadyRunning(plan.job_id)
+                }
+                other => SandboxError::Create(other),
+            })
+    }
+
+    /// Creates and starts a managed sandbox (`crate::managed`): the container a job with
+    /// `plan` would get (same hardening, limits, labels and `/workspace`), running the plan's
+    /// idle command, without a deadline, marked [`ROLE_MANAGED`] so that the jobs' start-up
+    /// sweep leaves it to the managed sandboxes' own. Returns the container id.
+    pub async fn start_managed(&self, plan: &JobPlan) -> Result<String, SandboxError> {
+        if !self.podman.images().get(&plan.image).exists().await? {
+            return Err(SandboxError::ImageMissing(plan.image.clone()));
+        }
+        let workspace = self.workspace_dir(plan.job_id);
+        prepare_job_dir(&workspace)
+            .await
+            .map_err(|source| SandboxError::Workspace {
+                path: workspace.clone(),
+                source,
+            })?;
+        let mut labels = self.owner_labels(plan.task_id, plan.job_id);
+        labels.push((LABEL_ROLE, ROLE_MANAGED.to_owned()));
+        let recorded = sandbox_ref("", plan.task_id, plan.job_id, &plan.image, &labels);
+        let id = self.create_sandbox(plan, &workspace, None, labels).await?;
+        let recorded = ContainerRef {
+            id: id.clone(),
+            ..recorded
+        };
+        self.telemetry
+            .container(&recorded, ContainerAction::Create, None, Map::new())
+            .await;
+        if let Err(e) = self.podman.containers().get(&id).start(None).await {
+            self.remove_container(plan.job_id, &id).await;
+            return Err(e.into());
+        }
+        self.telemetry
+            .container(&recorded, ContainerAction::Start, None, Map::new())
+            .await;
+        Ok(id)
+    }
+
+    /// Removes a managed sandbox's container (recorded in telemetry) and then its directory,
+    /// whose workspace files belong to the sandbox's user namespace (`empty` removes them).
+    /// Its absence is not an error: removal is idempotent.
+    pub async fn remove_managed(
+        &self,
+        task_id: Uuid,
+        sandbox_id: Uuid,
+        container: &str,
+        empty: &crate::retention::EmptyWorkspace,
+    ) {
+        // The idle command is the namespace's init, which ignores the SIGTERM of a removal:
+        // killed first, it does not hold the removal for Podman's stop timeout. An error
+        // means it no longer runs.
+        let _ = self.podman.containers().get(container).kill().await;
+        if self.remove_container(sandbox_id, container).await {
+            let recorded = sandbox_ref(container, task_id, sandbox_id, "", &[]);
+            self.telemetry
+                .container(&recorded, ContainerAction::Remove, None, Map::new())
+                .await;
+        }
+        let (dir, empty) = (
+            self.mount_root.join(sandbox_id.to_string()),
+            std::sync::Arc::clone(empty),
+        );
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::retention::remove(&dir, sandbox_id, &*empty)
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(Err(e)) => {
+                tracing::warn!(%sandbox_id, error = %e, "cannot remove a managed sandbox's directory")
+            }
+            Err(e) => {
+                tracing::error!(%sandbox_id, error = %e, "removing a managed sandbox's directory panicked")
+            }
+        }
+    }
+
+    /// Managed sandboxes a worker on this mount root made, as `(task, sandbox, container)`.
+    pub async fn managed_leftovers(&self) -> Result<Vec<(Uuid, Uuid, String)>, podman_api::Error> {
+        let containers = self
+            .podman
+            .containers()
+            .list(
+                &ContainerListOpts::builder()
+                    .all(true)
+                    .filter([
+                        ContainerListFilter::LabelKeyVal(
+                            LABEL_MOUNT_ROOT.into(),
+                            self.mount_root.display().to_string(),
+                        ),
+                        ContainerListFilter::LabelKeyVal(LABEL_ROLE.into(), ROLE_MANAGED.into()),
+                    ])
+                    .build(),
+            )
+            .await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let (sandbox_id, task_id) = owner(c.labels.as_ref())?;
+                Some((task_id, sandbox_id, c.id?))
+            })
+            .collect())
     }
 
     /// Sees a run an earlier worker started to its end: waits for it, up to its deadline,
@@ -538,11 +656,12 @@ impl Sandboxes {
         }
         for container in containers {
             let labels = container.labels.as_ref();
-            // A sidecar goes with its pod.
-            let is_sidecar = labels
+            // A sidecar goes with its pod; a managed sandbox is not a job's run (see
+            // `managed_leftovers`).
+            let not_a_run = labels
                 .and_then(|l| l.get(LABEL_ROLE))
-                .is_some_and(|role| role == ROLE_SIDECAR);
-            let Some((job_id, task_id)) = owner(labels).filter(|_| !is_sidecar) else {
+                .is_some_and(|role| role == ROLE_SIDECAR || role == ROLE_MANAGED);
+            let Some((job_id, task_id)) = owner(labels).filter(|_| !not_a_run) else {
                 continue;
             };
             by_job

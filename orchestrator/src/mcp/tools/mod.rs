@@ -9,6 +9,7 @@
 mod artifact;
 mod memory;
 mod prefs;
+mod sandbox;
 mod system;
 mod task;
 
@@ -154,6 +155,20 @@ catalog! {
         needs_task: true, max_bytes: SMALL, "One of this job's notes by key.";
     "memory.delete" => memory::delete, memory::MemoryKey, roles: SANDBOX, read_only: false,
         needs_task: true, max_bytes: SMALL, "Forget one of this job's notes.";
+    "sandbox.create" => sandbox::create, sandbox::SandboxCreate, roles: PM, read_only: false,
+        needs_task: true, max_bytes: SMALL,
+        "Start a long-lived sandbox (job_id: its new id) for a task on a ready node: no network, the node's limits; removed by sandbox.destroy or when idle.";
+    "sandbox.exec" => sandbox::exec, sandbox::SandboxExec, roles: PM, read_only: false,
+        needs_task: true, max_bytes: SMALL,
+        "Run command with argv in the sandbox (cwd relative to /workspace): exit_code, stdout, stderr (capped), timed_out.";
+    "sandbox.put_file" => sandbox::put_file, sandbox::SandboxPutFile, roles: PM, read_only: false,
+        needs_task: true, max_bytes: sandbox::MAX_FILE_ARGS_BYTES,
+        "Write a file (content_bytes_base64, at most 10 MiB) at path relative to the sandbox's /workspace.";
+    "sandbox.get_file" => sandbox::get_file, sandbox::SandboxFile, roles: PM, read_only: true,
+        needs_task: true, max_bytes: SMALL,
+        "Read a file at path relative to the sandbox's /workspace, as content_bytes_base64 (at most 10 MiB).";
+    "sandbox.destroy" => sandbox::destroy, sandbox::SandboxRef, roles: PM, read_only: false,
+        needs_task: true, max_bytes: SMALL, "Remove the sandbox and its files.";
     "help.get" => system::help, system::HelpQuery, roles: ALL, read_only: true, needs_task: true,
         max_bytes: SMALL, "How to use this gateway: the tools you may call, or one topic.";
 }
