@@ -3,35 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Orchestrator, assert_problem};
-use cynode_e2e::mcp::McpClient;
 use cynode_orchestrator::mcp::Agent;
 use serde_json::json;
 use uuid::Uuid;
-
-/// The gateway of `o`.
-fn client(o: &Orchestrator) -> McpClient {
-    McpClient::new(
-        o.running
-            .as_ref()
-            .unwrap()
-            .state
-            .mcp_url
-            .clone()
-            .expect("control plane serves MCP"),
-    )
-}
-
-fn issue(o: &Orchestrator, agent: &Agent) -> String {
-    o.running
-        .as_ref()
-        .unwrap()
-        .state
-        .mcp_keys
-        .issue(agent, Duration::from_secs(300))
-}
 
 /// A script task of the admin and its (queued) job.
 async fn task_and_job(o: &Orchestrator, token: &str) -> (Uuid, Uuid, Uuid) {
@@ -80,10 +55,10 @@ fn row(
 async fn tools_are_listed_by_role_and_pm_calls_succeed_with_one_audit_row_each() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
-    let pm = issue(&o, &Agent::pm());
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let pm = o.agent_token(&Agent::pm());
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
 
     let pm_tools = mcp.tool_names(&pm).await;
     for name in [
@@ -162,10 +137,10 @@ async fn tools_are_listed_by_role_and_pm_calls_succeed_with_one_audit_row_each()
 async fn refusals_are_denied_audited_and_change_nothing() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
     let (other_task, other_job, _) = task_and_job(&o, &admin).await;
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
     let memory_rows = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM agent_memory")
             .fetch_one(&o.db)
@@ -291,9 +266,9 @@ async fn refusals_are_denied_audited_and_change_nothing() {
 async fn memory_is_job_scoped_and_capped() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
     for i in 0..100 {
         let added = mcp
             .call(
@@ -340,7 +315,7 @@ async fn memory_is_job_scoped_and_capped() {
     assert!(rest["result"]["next_cursor"].is_null());
     // Another job of the same user sees none of it.
     let (task2, job2, _) = task_and_job(&o, &admin).await;
-    let other = issue(&o, &Agent::sandbox(owner, task2, job2, None));
+    let other = o.agent_token(&Agent::sandbox(owner, task2, job2, None));
     let empty = mcp
         .call(
             Some(&other),
@@ -355,8 +330,8 @@ async fn memory_is_job_scoped_and_capped() {
 async fn the_pm_ends_tasks_through_update_status() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
-    let pm = issue(&o, &Agent::pm());
+    let mcp = o.mcp();
+    let pm = o.agent_token(&Agent::pm());
     let (task, _, _) = task_and_job(&o, &admin).await;
     let no_reason = mcp
         .call(
@@ -399,8 +374,8 @@ async fn the_pm_ends_tasks_through_update_status() {
 #[tokio::test]
 async fn disabled_tools_are_neither_listed_nor_callable() {
     let o = Orchestrator::start(&[("MCP_TOOLS_DISABLED", "node.list,help.get")]).await;
-    let mcp = client(&o);
-    let pm = issue(&o, &Agent::pm());
+    let mcp = o.mcp();
+    let pm = o.agent_token(&Agent::pm());
     let names = mcp.tool_names(&pm).await;
     assert!(!names.contains(&"node.list".to_owned()), "{names:?}");
     assert!(names.contains(&"node.get".to_owned()));
@@ -415,8 +390,8 @@ async fn disabled_tools_are_neither_listed_nor_callable() {
 #[tokio::test]
 async fn browsers_foreign_hosts_and_anonymous_listing_are_refused() {
     let o = Orchestrator::start(&[]).await;
-    let mcp = client(&o);
-    let pm = issue(&o, &Agent::pm());
+    let mcp = o.mcp();
+    let pm = o.agent_token(&Agent::pm());
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
     let with_origin = mcp
         .http
@@ -466,10 +441,10 @@ async fn browsers_foreign_hosts_and_anonymous_listing_are_refused() {
 async fn admins_read_the_audit_with_filters_and_others_cannot() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
-    let pm = issue(&o, &Agent::pm());
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let pm = o.agent_token(&Agent::pm());
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
     mcp.call(Some(&pm), "db.task.get", json!({"task_id": task}))
         .await;
     mcp.call(Some(&sandbox), "db.task.get", json!({"task_id": task}))
@@ -519,9 +494,9 @@ async fn admins_read_the_audit_with_filters_and_others_cannot() {
 async fn preferences_through_mcp_fold_by_scope_and_refuse_stale_versions() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, _, owner) = task_and_job(&o, &admin).await;
-    let pm = issue(&o, &Agent::pm());
+    let pm = o.agent_token(&Agent::pm());
     let create = |scope: &str, id: Option<Uuid>, value: serde_json::Value| {
         let mut args = json!({"scope_type": scope, "key": "output.summary_style",
             "value": value, "value_type": "string"});
@@ -582,7 +557,7 @@ async fn preferences_through_mcp_fold_by_scope_and_refuse_stale_versions() {
     assert_eq!(mistyped["error"]["type"], "invalid_arguments", "{mistyped}");
 
     // An analyst reads its own user's preferences, not another user's, and never writes.
-    let analyst = issue(&o, &Agent::analyst(owner, task));
+    let analyst = o.agent_token(&Agent::analyst(owner, task));
     let own = mcp
         .call(
             Some(&analyst),
@@ -620,9 +595,9 @@ async fn preferences_through_mcp_fold_by_scope_and_refuse_stale_versions() {
 async fn artifacts_through_mcp_round_trip_and_bad_paths_write_nothing() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
     let content = b"line one\nline two\n\x00\xff binary too";
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(content);
@@ -711,9 +686,9 @@ async fn artifacts_through_mcp_round_trip_and_bad_paths_write_nothing() {
 async fn a_sandbox_token_opens_nothing_once_its_job_has_ended() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    let mcp = client(&o);
+    let mcp = o.mcp();
     let (task, job, owner) = task_and_job(&o, &admin).await;
-    let sandbox = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let sandbox = o.agent_token(&Agent::sandbox(owner, task, job, None));
     let args = json!({"task_id": task, "job_id": job});
     let open = mcp.call(Some(&sandbox), "memory.list", args.clone()).await;
     assert_eq!(open["status"], "success", "{open}");

@@ -4,38 +4,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{Node, Orchestrator};
 use cynode_e2e::DevEnv;
-use cynode_e2e::mcp::McpClient;
 use cynode_e2e::worker::Worker;
 use cynode_orchestrator::mcp::Agent;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-fn client(o: &Orchestrator) -> McpClient {
-    McpClient::new(
-        o.running
-            .as_ref()
-            .unwrap()
-            .state
-            .mcp_url
-            .clone()
-            .expect("control plane serves MCP"),
-    )
-}
-
-fn issue(o: &Orchestrator, agent: &Agent) -> String {
-    o.running
-        .as_ref()
-        .unwrap()
-        .state
-        .mcp_keys
-        .issue(agent, Duration::from_secs(300))
-}
 
 /// A dispatchable node whose worker API is the real binary, started with the token the
 /// orchestrator's configuration gave the node.
@@ -114,9 +90,9 @@ async fn a_pm_drives_a_sandbox_on_a_real_worker_and_a_sandbox_agent_may_not() {
     .fetch_one(&o.db)
     .await
     .unwrap();
-    let mcp = client(&o);
-    let pm = issue(&o, &Agent::pm());
-    let sandbox_agent = issue(&o, &Agent::sandbox(owner, task, job, None));
+    let mcp = o.mcp();
+    let pm = o.agent_token(&Agent::pm());
+    let sandbox_agent = o.agent_token(&Agent::sandbox(owner, task, job, None));
     let id = Uuid::new_v4();
     let args = |extra: Value| {
         let mut a = json!({"task_id": task, "job_id": id});

@@ -142,6 +142,29 @@ impl Orchestrator {
         }
     }
 
+    /// An MCP client of this orchestrator's gateway.
+    pub fn mcp(&self) -> cynode_e2e::mcp::McpClient {
+        cynode_e2e::mcp::McpClient::new(
+            self.running
+                .as_ref()
+                .expect("running")
+                .state
+                .mcp_url
+                .clone()
+                .expect("the control plane serves MCP"),
+        )
+    }
+
+    /// An agent token for `agent`, valid for five minutes.
+    pub fn agent_token(&self, agent: &cynode_orchestrator::mcp::Agent) -> String {
+        self.running
+            .as_ref()
+            .expect("running")
+            .state
+            .mcp_keys
+            .issue(agent, Duration::from_secs(300))
+    }
+
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;

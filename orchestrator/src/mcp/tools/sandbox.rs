@@ -167,25 +167,7 @@ pub async fn create(
     _agent: &Agent,
     args: SandboxCreate,
 ) -> Result<Value, ToolFailure> {
-    let closed: Option<bool> = sqlx::query_scalar("SELECT closed FROM tasks WHERE id = $1")
-        .bind(args.task_id)
-        .fetch_optional(&state.db)
-        .await?;
-    match closed {
-        None => {
-            return Err(ToolFailure::not_found(format!(
-                "task {} does not exist",
-                args.task_id
-            )));
-        }
-        Some(true) => {
-            return Err(ToolFailure::conflict(format!(
-                "task {} has already ended",
-                args.task_id
-            )));
-        }
-        Some(false) => {}
-    }
+    super::task::require_open(state, args.task_id).await?;
     let known: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pm_sandboxes WHERE id = $1)")
             .bind(args.job_id)

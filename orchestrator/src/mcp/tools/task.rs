@@ -98,30 +98,29 @@ pub async fn get(state: &AppState, _agent: &Agent, args: TaskRef) -> Result<Valu
     }))
 }
 
+/// The task exists (`not_found` otherwise) and has not ended (`conflict`).
+pub(super) async fn require_open(state: &AppState, task_id: Uuid) -> Result<(), ToolFailure> {
+    let closed: Option<bool> = sqlx::query_scalar("SELECT closed FROM tasks WHERE id = $1")
+        .bind(task_id)
+        .fetch_optional(&state.db)
+        .await?;
+    match closed {
+        None => Err(ToolFailure::not_found(format!(
+            "task {task_id} does not exist"
+        ))),
+        Some(true) => Err(ToolFailure::conflict(format!(
+            "task {task_id} has already ended"
+        ))),
+        Some(false) => Ok(()),
+    }
+}
+
 pub async fn update_status(
     state: &AppState,
     _agent: &Agent,
     args: StatusChange,
 ) -> Result<Value, ToolFailure> {
-    let exists: Option<bool> = sqlx::query_scalar("SELECT closed FROM tasks WHERE id = $1")
-        .bind(args.task_id)
-        .fetch_optional(&state.db)
-        .await?;
-    match exists {
-        None => {
-            return Err(ToolFailure::not_found(format!(
-                "task {} does not exist",
-                args.task_id
-            )));
-        }
-        Some(true) => {
-            return Err(ToolFailure::conflict(format!(
-                "task {} has already ended",
-                args.task_id
-            )));
-        }
-        Some(false) => {}
-    }
+    require_open(state, args.task_id).await?;
     let status = match args.status {
         EndStatus::Completed => {
             jobs::conclude(
