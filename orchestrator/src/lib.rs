@@ -342,11 +342,9 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             Duration::from_secs(5),
         ));
         let rx = stop_rx.clone();
-        let pm_state = state.pm.clone();
         tasks.push(tokio::spawn(async move {
             stopped(rx).await;
             resume.abort();
-            pm_state.stop();
         }));
     }
     if let Some(listener) = user_gateway_listener {
@@ -384,10 +382,12 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         planner_requests,
     ));
     let rx = stop_rx.clone();
+    let drivers_of = state.clone();
     tasks.push(tokio::spawn(async move {
         stopped(rx).await;
         tracker.abort();
         driver_requests.abort();
+        workflow::engine::stop(&drivers_of).await;
     }));
     cynode_service_kit::notify::ready("migrated and listening");
     Ok(Running {

@@ -244,6 +244,26 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
     assert_eq!(state["current_job_id"], json!(step_job(&id, 0, 1)));
     o.stop().await;
     assert_eq!(model.requests().len(), 1, "stopped before the verification");
+    let task_id = Uuid::parse_str(&id).unwrap();
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT holder_id FROM task_workflow_leases WHERE task_id = $1")
+            .bind(task_id)
+            .fetch_one(&o.db)
+            .await
+            .unwrap();
+    assert_eq!(holder, None, "a graceful stop releases its drivers' leases");
+    // A SIGKILL releases nothing: hold the lease as the killed process would have, so that the
+    // next start resumes the task only once the lease expired.
+    let killed = store::acquire(
+        &o.db,
+        task_id,
+        "a-killed-orchestrator",
+        Uuid::new_v4(),
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(killed, Acquired::Started);
 
     let mut vars = PM_ON.to_vec();
     vars.push(SHORT_LEASE);

@@ -66,8 +66,9 @@ pub struct Pm {
     status: Mutex<PmStatus>,
     /// Single flight for [`refresh`].
     refreshing: tokio::sync::Mutex<()>,
-    /// Prompt-task (workflow) drivers of this process, aborted at shutdown.
-    pub(crate) drivers: Mutex<tokio::task::JoinSet<()>>,
+    /// Prompt-task (workflow) drivers of this process; `None` once shutdown took them, so that
+    /// none starts after.
+    pub(crate) drivers: Mutex<Option<tokio::task::JoinSet<()>>>,
     /// This process as the holder of workflow leases, unique per start.
     pub(crate) holder: String,
     /// Wakes drivers waiting for a job: a job of a prompt task ended in this process.
@@ -79,7 +80,7 @@ impl Default for Pm {
         Self {
             status: Mutex::new(PmStatus::Unknown),
             refreshing: tokio::sync::Mutex::new(()),
-            drivers: Mutex::new(tokio::task::JoinSet::new()),
+            drivers: Mutex::new(Some(tokio::task::JoinSet::new())),
             holder: format!("orchestrator-{}", uuid::Uuid::new_v4()),
             job_ended: tokio::sync::Notify::new(),
         }
@@ -120,10 +121,14 @@ impl Pm {
         }
     }
 
-    /// Aborts this process's prompt-task drivers (shutdown); their tasks resume elsewhere or
-    /// at the next start.
-    pub fn stop(&self) {
-        self.drivers.lock().expect("drivers").abort_all();
+    /// Takes this process's prompt-task drivers for shutdown (`workflow::engine::stop`); no
+    /// driver starts after.
+    pub(crate) fn close_drivers(&self) -> tokio::task::JoinSet<()> {
+        self.drivers
+            .lock()
+            .expect("drivers")
+            .take()
+            .unwrap_or_default()
     }
 }
 

@@ -5,7 +5,8 @@
 //! seconds for open prompt tasks whose lease is free (another process's task, a driver that
 //! stopped on an error, a process that died). It takes the lease (`store::acquire`), renews it
 //! every third of `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process
-//! that dies leaves its lease to expire. A driver whose lease was lost, or whose task was closed
+//! that stops gracefully releases its drivers' leases ([`stop`]), one that dies leaves them to
+//! expire. A driver whose lease was lost, or whose task was closed
 //! (canceled, or failed by a job), stops where it is.
 
 use std::collections::BTreeMap;
@@ -57,15 +58,32 @@ pub async fn drive_requested(state: AppState, mut requests: mpsc::UnboundedRecei
     }
 }
 
-/// Starts a driver for `task_id` in this process (tracked, and aborted at shutdown).
+/// Starts a driver for `task_id` in this process (tracked, and stopped at shutdown); none once
+/// the process stops.
 pub fn spawn_driver(state: &AppState, task_id: Uuid) {
     let state = state.clone();
     let pm = state.pm.clone();
-    pm.drivers.lock().expect("drivers").spawn(async move {
+    let mut drivers = pm.drivers.lock().expect("drivers");
+    let Some(drivers) = drivers.as_mut() else {
+        return;
+    };
+    drivers.spawn(async move {
         if let Err(e) = drive(&state, task_id).await {
             tracing::error!(%task_id, error = %e, "workflow driver failed; the task resumes later");
         }
     });
+}
+
+/// Shutdown: stops this process's drivers where they are and frees their leases, so that
+/// another orchestrator, or this one started again, resumes their tasks from the last
+/// checkpoint at once instead of after the leases expire (a crash leaves them to expire).
+pub async fn stop(state: &AppState) {
+    state.pm.close_drivers().shutdown().await;
+    match store::release_held_by(&state.db, &state.pm.holder).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "workflow leases released for another driver"),
+        Err(e) => tracing::warn!(error = %e, "releasing the workflow leases failed; they expire"),
+    }
 }
 
 /// Drives every open prompt task whose lease is free now, then again every `period`.
@@ -76,7 +94,9 @@ pub async fn resume_loop(state: AppState, period: Duration) {
                 {
                     // Reap finished drivers so that the set does not grow.
                     let mut drivers = state.pm.drivers.lock().expect("drivers");
-                    while drivers.try_join_next().is_some() {}
+                    if let Some(drivers) = drivers.as_mut() {
+                        while drivers.try_join_next().is_some() {}
+                    }
                 }
                 for id in ids {
                     spawn_driver(&state, id);
