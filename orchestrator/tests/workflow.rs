@@ -24,6 +24,11 @@ fn step_job(task: &str, index: usize, attempt: u32) -> String {
     Uuid::new_v5(&task, format!("step-{index}-attempt-{attempt}").as_bytes()).to_string()
 }
 
+/// Another orchestrator of the PM stack, on its database, with the short workflow lease.
+async fn short_lease_orchestrator_on(database_url: &str) -> Orchestrator {
+    Orchestrator::start_on(database_url, Role::All, &[PM_ON, &[SHORT_LEASE]].concat()).await
+}
+
 /// The task's job ids, oldest first.
 async fn job_ids(o: &Orchestrator, task: &str) -> Vec<String> {
     sqlx::query_scalar("SELECT id::text FROM jobs WHERE task_id = $1::uuid ORDER BY created_at, id")
@@ -265,9 +270,7 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
     .unwrap();
     assert_eq!(killed, Acquired::Started);
 
-    let mut vars = PM_ON.to_vec();
-    vars.push(SHORT_LEASE);
-    let o = Orchestrator::start_on(&o.database_url, Role::All, &vars).await;
+    let o = short_lease_orchestrator_on(&o.database_url).await;
     let task = o.wait_task(&admin, &id, LIMIT, finished).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["summary"], "Resumed and done.");
@@ -296,9 +299,7 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
 #[tokio::test]
 async fn two_orchestrators_on_one_database_never_drive_one_task_at_once() {
     let (o, model, _node, admin) = pm_stack(&[SHORT_LEASE]).await;
-    let mut vars = PM_ON.to_vec();
-    vars.push(SHORT_LEASE);
-    let other = Orchestrator::start_on(&o.database_url, Role::All, &vars).await;
+    let other = short_lease_orchestrator_on(&o.database_url).await;
     model.script([
         Reply::HoldThen(json!({"action": "answer", "answer": "held"}).to_string()),
         Reply::answer("a second driver"),

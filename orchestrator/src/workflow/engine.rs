@@ -6,8 +6,8 @@
 //! stopped on an error, a process that died). It takes the lease (`store::acquire`), renews it
 //! every third of `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process
 //! that stops gracefully releases its drivers' leases ([`stop`]), one that dies leaves them to
-//! expire. A driver whose lease was lost, or whose task was closed
-//! (canceled, or failed by a job), stops where it is.
+//! expire. A driver whose lease was lost, or whose task was closed (canceled, or failed by a
+//! job), stops where it is.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
