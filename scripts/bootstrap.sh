@@ -55,6 +55,14 @@ install_just() {
     || die "cargo install just failed (see $LOG_DIR/just.log)"
 }
 
+install_nextest() {
+  command -v cargo-nextest >/dev/null 2>&1 && { step "cargo-nextest present"; return; }
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
+  step "installing cargo-nextest from crates.io (the test runner of \`just test\`)"
+  cargo install --locked --quiet cargo-nextest >"$LOG_DIR/nextest.log" 2>&1 \
+    || die "cargo install cargo-nextest failed (see $LOG_DIR/nextest.log)"
+}
+
 pg_admin() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
 start_postgres() {
@@ -321,6 +329,7 @@ main() {
   chmod 0700 "$DEV_HOME"
   install_packages
   install_just
+  install_nextest
   start_postgres
   configure_subids
   configure_podman

@@ -6,16 +6,6 @@ DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "run-tests: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
 set -a; . "$DEV_HOME/devenv.env"; set +a
 
-# Each integration test makes its own database; drop what earlier runs left behind. A drop can
-# fail while autovacuum works on that database (its worker is the superuser's, which FORCE may
-# not end): such a leftover is only disk space, so it is reported and left to the next run.
-psql "$CYNODE_TEST_DATABASE_URL" -qAtX \
-  -c "SELECT datname FROM pg_database WHERE datname LIKE 'cynode\_t\_%'" |
-  while read -r db; do
-    psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" 2>/dev/null ||
-      echo "run-tests: left database $db for the next run (busy)" >&2
-  done
-
 echo "== lint" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -31,19 +21,65 @@ cargo build --workspace --bins --quiet
 scripts/build-inference-proxy.sh
 
 echo "== test" >&2
+# Each test that needs a database makes its own (`cynode_t_*`), most of them as copies of a
+# migrated template (`cynode_tmpl_*`) the first such test makes. Drop what earlier runs left,
+# templates included, so this run migrates a template of today's schema. A drop can fail while
+# autovacuum works on that database (its worker is the superuser's, which FORCE may not end):
+# such a leftover is only disk space, so it is reported and left to the next run.
+psql "$CYNODE_TEST_DATABASE_URL" -qAtX \
+  -c "SELECT datname FROM pg_database WHERE datname LIKE 'cynode\_t\_%' OR datname LIKE 'cynode\_tmpl\_%'" |
+  while read -r db; do
+    psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" 2>/dev/null ||
+      echo "run-tests: left database $db for the next run (busy)" >&2
+  done
+
+# The tests share one PostgreSQL: sample its connections while they run, and fail the run if
+# they came within reach of its limit (a runner that opens too many makes other tests fail at
+# random, so this is checked, not hoped).
+peak_file=$(mktemp)
+max_connections=$(psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "SHOW max_connections")
+(
+  peak=0
+  while :; do
+    n=$(psql "$CYNODE_TEST_DATABASE_URL" -qAtX -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'" 2>/dev/null || echo 0)
+    if [ "$n" -gt "$peak" ]; then peak=$n; echo "$peak" >"$peak_file"; fi
+    sleep 0.5
+  done
+) &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null || true; rm -f "$peak_file"' EXIT
+
 # Keep going on failure: the summary below must still be printed.
 set +e
-cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
+cargo nextest run --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line over libtest and cucumber results: "summary: N passed, N failed".
+kill "$sampler" 2>/dev/null || true
+peak=$(cat "$peak_file" 2>/dev/null || echo 0)
+# Leave a fifth of the connections for the orchestrators' own pools to grow into and for
+# superuser sessions: a peak above that is a suite that can exhaust PostgreSQL under load.
+limit=$((max_connections * 4 / 5))
+echo "== peak PostgreSQL client connections during the tests: $peak of $max_connections (limit $limit)" >&2
+if [ "${peak:-0}" -gt "$limit" ]; then
+  echo "run-tests: the tests held $peak connections at once, more than $limit: bound a runner's concurrency or pool sizes" >&2
+  status=1
+fi
+# One closing line over nextest's and cucumber's results: "summary: N passed, N failed".
+# Scenarios are counted on their own; each area's runner is also one of nextest's tests.
 awk '
-  /^test result: / || /^[0-9]+ scenarios? \(/ {
-    scenario = ($2 ~ /^scenarios?$/)
+  / tests? run: / {
     for (i = 1; i < NF; i++) {
       n = $i; gsub(/[^0-9]/, "", n)
-      if ($(i + 1) ~ /^passed/) { if (scenario) sp += n; else tp += n }
-      if ($(i + 1) ~ /^failed/) { if (scenario) sf += n; else tf += n }
+      if ($(i + 1) ~ /^passed/) tp += n
+      if ($(i + 1) ~ /^failed/) tf += n
+      if ($(i + 1) ~ /^timed/) tf += n
+    }
+  }
+  /^[0-9]+ scenarios? \(/ {
+    for (i = 1; i < NF; i++) {
+      n = $i; gsub(/[^0-9]/, "", n)
+      if ($(i + 1) ~ /^passed/) sp += n
+      if ($(i + 1) ~ /^failed/) sf += n
     }
   }
   END {
