@@ -1,7 +1,6 @@
 //! The e2e crate's integration tests as one binary: one link instead of one per file,
 //! and nextest still runs every test in a process of its own.
 
-mod node_support;
 mod bootstrap;
 mod chat;
 mod chat_cynork;
@@ -14,6 +13,7 @@ mod mcp_sandbox;
 mod multihost;
 mod node_inference;
 mod node_manager;
+mod node_support;
 mod nspawn;
 mod prompt_tasks;
 mod systemd_units;

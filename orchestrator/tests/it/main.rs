@@ -1,11 +1,11 @@
 //! The orchestrator crate's integration tests as one binary: one link instead of one per file,
 //! and nextest still runs every test in a process of its own.
 
-mod common;
 mod apikeys;
 mod artifacts;
 mod binary;
 mod chat;
+mod common;
 mod control_plane;
 mod dispatch;
 mod gateway;
