@@ -292,7 +292,7 @@ debian_mirror() {
 }
 
 prepare_rootfs() {
-  # Debian 12 with systemd as PID 1, booted by systemd-nspawn in e2e/tests/nspawn.rs (read-only
+  # Debian 12 with systemd as PID 1, booted by systemd-nspawn in e2e/tests/it/nspawn.rs (read-only
   # base, changes on a throwaway overlay). Built once, then reused.
   NSPAWN_ROOTFS="$DEV_HOME/rootfs-bookworm"
   if [ -x "$NSPAWN_ROOTFS/lib/systemd/systemd" ]; then step "nspawn rootfs present ($NSPAWN_ROOTFS)"; return; fi

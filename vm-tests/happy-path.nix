@@ -87,7 +87,7 @@ pkgs.testers.runNixOSTest {
     systemd.services.cynode-node-manager.wants = [ "llama-cpp.service" ];
   };
 
-  # Every `cynork ...` line below is parsed by cynork itself in e2e/tests/vm_test_script.rs.
+  # Every `cynork ...` line below is parsed by cynork itself in e2e/tests/it/vm_test_script.rs.
   testScript = ''
     # The orchestrator first: the worker starts only once the control plane answers, so its
     # node manager registers on the first try instead of relying on restarts.

@@ -51,6 +51,18 @@ pub fn sign_token(
     Keys::new(key).sign(&claims).unwrap()
 }
 
+/// `token`, an access token this test's orchestrator issued, as it will be once it has expired:
+/// the same claims and lifetime moved into the past, signed with the same key. Tests need not
+/// wait a token's lifetime out.
+pub fn expired(token: &str) -> String {
+    let keys = Keys::new(JWT_SECRET.as_bytes());
+    let mut claims = keys.verify(token, TokenType::Access).unwrap();
+    let lifetime = claims.exp - claims.iat;
+    claims.exp = Utc::now().timestamp() - 1;
+    claims.iat = claims.exp - lifetime;
+    keys.sign(&claims).unwrap()
+}
+
 /// Node secrets issued in this test process, by (database, slug).
 static NODE_SECRETS: std::sync::LazyLock<Mutex<HashMap<(String, String), String>>> =
     std::sync::LazyLock::new(Default::default);
