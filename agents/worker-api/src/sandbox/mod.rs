@@ -8,6 +8,7 @@ mod labels;
 mod lifecycle;
 mod limits;
 mod live;
+mod log_stream;
 mod output;
 mod plan;
 mod pod;
@@ -22,7 +23,8 @@ pub use labels::{
 };
 pub use lifecycle::{Followed, Lifecycle, RunError};
 pub use limits::{Limits, Resources};
-pub use live::{Lines, send_log};
+pub use live::Lines;
+pub use log_stream::send_log;
 pub use output::CappedStream;
 pub use plan::{INFERENCE_ENV, JobPlan, WORKSPACE_DIR};
 pub use pod::{PodSetup, pod_name};
