@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cynode_contracts::mcp::MCP_PATH;
 use cynode_contracts::worker::{MCP_URL_ENV, RESERVED_SANDBOX_ENV, RunJobRequest, SandboxLimits};
 use uuid::Uuid;
 
 use super::invalid::InvalidJob;
 use super::limits::Limits;
-use crate::mcp::{MCP_PATH, McpTarget};
+use crate::mcp::McpTarget;
 
 /// Inside the sandbox the per-job host directory is here; it is also the working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
