@@ -6,7 +6,7 @@ use std::time::Duration;
 use cynode_service_kit::duration::Seconds;
 use url::Url;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 pub(super) fn http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|e| ConfigError::Invalid {

@@ -9,7 +9,7 @@ use cynode_service_kit::config::{self as file_config, Format};
 use cynode_service_kit::duration::Seconds;
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::settings::{SandboxLimitSettings, SandboxMode};
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,12 +4,13 @@
 //! key yields one error that names the key, and the process exits without contacting the
 //! orchestrator. Secrets are never inline: the PSK comes from a credential, a file or the env.
 //!
-//! One file per step: `file` is the schema of node.yaml, `resolve` turns it and the
-//! environment into the [`Config`] of `settings` (defaults in `defaults`, value checks in
-//! `checks`), `reload` is what SIGHUP changes, and `policy` the node manager's confinement.
+//! One file per step: `file` is the schema of node.yaml, `resolve` turns it and the environment
+//! into the [`Config`] of `settings` (defaults in `defaults`, value checks in `checks`, errors
+//! in `error`), `reload` is what SIGHUP changes, and `policy` the node manager's confinement.
 
 mod checks;
 mod defaults;
+mod error;
 mod file;
 mod policy;
 mod reload;
@@ -20,12 +21,12 @@ mod test_support;
 
 use std::path::{Path, PathBuf};
 
-use cynode_service_kit::config::InvalidSetting;
 pub use cynode_service_kit::config::{Env, ProcessEnv};
-use cynode_service_kit::secrets::{self, SecretError, SecretSource};
+use cynode_service_kit::secrets::{self, SecretSource};
 
 use self::defaults::PSK_ENV;
 pub use self::defaults::{DEFAULT_CONFIG_PATH, PSK_CREDENTIAL};
+pub use self::error::ConfigError;
 pub use self::policy::node_manager_policy;
 pub use self::reload::Reloaded;
 pub use self::settings::{
@@ -33,28 +34,6 @@ pub use self::settings::{
 };
 #[cfg(test)]
 pub(crate) use self::test_support::for_tests;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read the node config {path}: {source} (pass --config PATH)")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid node config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("missing config key `{key}` (set it in node.yaml or via {env})")]
-    Missing {
-        key: &'static str,
-        env: &'static str,
-    },
-    #[error("invalid config key `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
-    #[error("invalid environment variable {}", .0)]
-    Env(#[from] InvalidSetting),
-    #[error("orchestrator registration PSK: {0}")]
-    Secret(#[from] SecretError),
-}
 
 impl Config {
     /// Reads `path` and applies the environment overrides. The PSK is resolved through

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use cynode_service_kit::hardening::{PathAccess, Policy};
 
-use super::Config;
+use super::settings::Config;
 
 /// What the node manager keeps once started (best-effort): the state directory read-write,
 /// `/dev/null`; system libraries, config, TLS roots, `/proc`, `/sys`, `/run` and the Podman

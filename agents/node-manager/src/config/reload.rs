@@ -1,7 +1,7 @@
 //! SIGHUP: node.yaml read again, what of it applies while the node runs and what waits for a
 //! restart.
 
-use super::Config;
+use super::settings::Config;
 
 /// What reading node.yaml again changed ([`Config::reload_from`]).
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cynode_contracts::node::InferenceMode;
+use cynode_service_kit::config::Env;
 use cynode_service_kit::secrets::Secret;
 use url::Url;
 
@@ -13,11 +14,11 @@ use super::defaults::{
     DEFAULT_INFERENCE_URL, DEFAULT_OLLAMA_CONTAINER, DEFAULT_OLLAMA_IMAGE, DEFAULT_PODMAN_SOCKET,
     DEFAULT_SANDBOX_IMAGE, DEFAULT_STATE_DIR, PSK_ENV, default_worker_binary,
 };
+use super::error::ConfigError;
 use super::file::{
     FileConfig, FileInference, FileOrchestrator, FileSandbox, FileSandboxTimeouts, FileWorkerApi,
 };
 use super::settings::{Config, InferenceSettings, SandboxMode, SandboxSettings, WorkerSettings};
-use super::{ConfigError, Env};
 
 /// How the node talks to the orchestrator, and how often.
 struct Timing {
@@ -282,8 +283,8 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::super::ConfigError;
     use super::super::defaults::{DEFAULT_OLLAMA_IMAGE, DEFAULT_SANDBOX_IMAGE};
+    use super::super::error::ConfigError;
     use super::super::settings::SandboxLimitSettings;
     use super::super::test_support::{FULL, env, load};
 

@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use cynode_service_kit::config::Env;
 use cynode_service_kit::secrets::Secret;
 
+use super::error::ConfigError;
 use super::file::parse;
 use super::resolve::resolve;
-use super::{Config, ConfigError, Env};
+use super::settings::Config;
 
 pub(super) struct MapEnv(HashMap<&'static str, &'static str>);
 

@@ -10,9 +10,10 @@ use podman_api::opts::{ContainerListFilter, ContainerListOpts, PodListFilter, Po
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::record::sandbox_ref;
 use super::result::{Ending, collect, response};
+use super::sandboxes::{RunEnd, SandboxError, Sandboxes, Signals};
 use super::supervise::run_to_end;
-use super::{RunEnd, SandboxError, Sandboxes, Signals, sandbox_ref};
 use crate::sandbox::labels::{
     LABEL_DEADLINE, LABEL_JOB_ID, LABEL_MOUNT_ROOT, LABEL_ROLE, LABEL_TASK_ID, ROLE_MANAGED,
     ROLE_SIDECAR,

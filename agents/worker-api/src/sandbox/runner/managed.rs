@@ -7,7 +7,8 @@ use serde_json::Map;
 use uuid::Uuid;
 
 use super::leftover::owner;
-use super::{SandboxError, Sandboxes, sandbox_ref};
+use super::record::sandbox_ref;
+use super::sandboxes::{SandboxError, Sandboxes};
 use crate::retention::EmptyWorkspace;
 use crate::sandbox::labels::{LABEL_MOUNT_ROOT, LABEL_ROLE, ROLE_MANAGED};
 use crate::sandbox::plan::JobPlan;

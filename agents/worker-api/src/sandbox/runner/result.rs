@@ -6,8 +6,8 @@ use cynode_contracts::worker::{RunJobResponse, RunStatus, Truncated};
 use podman_api::api::Container;
 use uuid::Uuid;
 
-use super::SandboxError;
 use super::logs::{Output, read_output};
+use super::sandboxes::SandboxError;
 use crate::sandbox::output::CappedStream;
 use crate::sandbox::plan::JobPlan;
 

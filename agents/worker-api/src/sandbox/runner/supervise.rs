@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::logs::{Output, followed, read_output};
 use super::result::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, Ending};
-use super::{SandboxError, Signals, Stop};
+use super::sandboxes::{SandboxError, Signals, Stop};
 use crate::sandbox::live::LiveOutput;
 
 /// Supervises a started container (see [`supervise`]) while its output is followed into

@@ -1,17 +1,18 @@
 //! The job's directory on the host: private before a run, emptied after one by a container of
 //! the job's user namespace.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cynode_contracts::worker_cli::SANDBOX_USERNS_SIZE;
 use podman_api::opts::ContainerDeleteOpts;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::sandboxes::{SandboxError, Sandboxes};
 use super::supervise::wait_opts;
-use super::{SandboxError, Sandboxes};
 use crate::sandbox::create::create_container;
 use crate::sandbox::labels::LABEL_MOUNT_ROOT;
+use crate::sandbox::plan::JobPlan;
 
 /// Creates `<job dir>/workspace` with the job directory private to the host's root (0700):
 /// other host users cannot read what a job wrote. Podman hands the workspace itself to the
@@ -26,6 +27,23 @@ pub(super) async fn prepare_job_dir(workspace: &Path) -> std::io::Result<()> {
 }
 
 impl Sandboxes {
+    /// What every sandbox needs before its create: its image on this node and its job
+    /// directory. Returns the workspace.
+    pub(super) async fn ready_to_create(&self, plan: &JobPlan) -> Result<PathBuf, SandboxError> {
+        // Podman 4.3 answers a create with a missing image with a bare 500; ask first.
+        if !self.podman.images().get(&plan.image).exists().await? {
+            return Err(SandboxError::ImageMissing(plan.image.clone()));
+        }
+        let workspace = self.workspace_dir(plan.job_id);
+        prepare_job_dir(&workspace)
+            .await
+            .map_err(|source| SandboxError::Workspace {
+                path: workspace.clone(),
+                source,
+            })?;
+        Ok(workspace)
+    }
+
     /// Empties a finished job's workspace, whose files belong to the uids of the job's user
     /// namespace: this worker, uid 0 without capabilities, may not remove them (it is "other"
     /// to them). A short container whose user namespace maps the same host ids (its root is the

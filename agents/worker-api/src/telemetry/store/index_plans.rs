@@ -8,7 +8,7 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value as Sql;
 use uuid::Uuid;
 
-use super::Store;
+use super::db::Store;
 use super::page::{CONTAINERS_TOKEN, LOGS_TOKEN, PageKey};
 use super::query::{containers_statement, logs_statement};
 use super::retention::{SWEEP_EVENTS, SWEEP_INVENTORY, SWEEP_LOGS};

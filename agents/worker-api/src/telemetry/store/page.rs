@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 
-use super::QueryError;
+use super::db::QueryError;
 
 pub(super) const CONTAINERS_TOKEN: &str = "c1";
 pub(super) const LOGS_TOKEN: &str = "l1";

@@ -11,9 +11,9 @@ use cynode_contracts::telemetry::{
 use rusqlite::types::Value as Sql;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
+use super::db::{QueryError, Store, StoreError, timestamp};
 use super::page::{BAD_TOKEN, CONTAINERS_TOKEN, LOGS_TOKEN, PageKey, page_limit};
 use super::rows::{container_row, event_row, log_row};
-use super::{QueryError, Store, StoreError, timestamp};
 
 impl Store {
     /// `GET containers`: newest first (by creation, then id), filtered, one page.

@@ -9,7 +9,7 @@ use rusqlite::params;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError, timestamp};
+use super::db::{Store, StoreError, timestamp};
 
 /// Most output lines recorded per container run (stdout and stderr together); the rest are
 /// counted in one closing event.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, parse_time, timestamp};
+use super::db::{Store, StoreError, parse_time, timestamp};
 
 /// How long each kind of row is kept.
 pub const LOG_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);

@@ -9,7 +9,7 @@ use rusqlite::Row;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::parse_time;
+use super::db::parse_time;
 
 /// A column that must hold one of our words; anything else is a corrupt row.
 fn word<T>(text: String, parse: impl Fn(&str) -> Option<T>) -> rusqlite::Result<T> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError, timestamp};
+use super::db::{Store, StoreError, timestamp};
 
 pub const DB_DIR: &str = "telemetry";
 pub const DB_FILE: &str = "telemetry.db";

@@ -7,7 +7,8 @@ use cynode_contracts::telemetry::{ContainerAction, ContainerKind, LogsQuery, Sou
 use serde_json::Map;
 use uuid::Uuid;
 
-use super::{ContainerRef, QueryError, ServiceLog, Store};
+use super::db::{QueryError, Store};
+use super::record::{ContainerRef, ServiceLog};
 
 pub(super) fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
