@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::user::TaskStatus;
+// Which stream a line came from is the run's, with its other output types; the lines here
+// carry it, so it is named here too.
+pub use crate::worker::OutputStream;
 use crate::worker::{RunStatus, Truncated};
 
 /// The `event:` name of an output line.
@@ -24,14 +27,6 @@ pub const KEEP_ALIVE: &str = ": keep-alive\n\n";
 /// Both servers send something at least this often (seconds), so that a reader that hears
 /// nothing for several times as long may take the peer for gone.
 pub const KEEP_ALIVE_SECS: u64 = 10;
-
-/// Which of a sandbox's output streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
 
 /// `line` of the worker API's job log stream: one line of output, without its newline. The
 /// last line of a stream that does not end with a newline comes when the run ends.
@@ -216,37 +211,5 @@ mod tests {
                 data: "{}".into()
             }]
         );
-    }
-}
-
-#[cfg(test)]
-mod query_tests {
-    use crate::user::{TaskLogStream, TaskLogsQuery};
-
-    #[test]
-    fn the_logs_query_is_typed_and_names_what_is_wrong() {
-        assert_eq!(TaskLogsQuery::parse([]), Ok(TaskLogsQuery::default()));
-        assert_eq!(
-            TaskLogsQuery::parse([("follow", "true"), ("stream", "stderr")]),
-            Ok(TaskLogsQuery {
-                stream: TaskLogStream::Stderr,
-                follow: true
-            })
-        );
-        for (pair, name) in [
-            (("follow", "maybe"), "follow"),
-            (("follow", ""), "follow"),
-            (("stream", "both"), "stream"),
-            (("tail", "1"), "tail"),
-        ] {
-            assert_eq!(TaskLogsQuery::parse([pair]).unwrap_err().0, name);
-        }
-        let query = TaskLogsQuery {
-            stream: TaskLogStream::Stdout,
-            follow: true,
-        };
-        let pairs = query.pairs();
-        let back = TaskLogsQuery::parse(pairs.iter().map(|(k, v)| (*k, v.as_str())));
-        assert_eq!(back, Ok(query));
     }
 }

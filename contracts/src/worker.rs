@@ -197,6 +197,14 @@ pub struct SandboxLimits {
     pub user_namespaces_denied: bool,
 }
 
+/// Which of a sandbox's output streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Truncated {
     pub stdout: bool,

@@ -14,7 +14,7 @@
 //! - [`retention`]: removes finished jobs' directories after the retention;
 //! - [`telemetry`]: the node-local telemetry database and the Telemetry API;
 //! - [`readiness`]: what `/readyz` checks;
-//! - [`routes`]: the axum router.
+//! - [`routes`]: the axum router, and the jobs' routes; [`state`]: what its handlers share.
 //!
 //! After binding it confines itself with service-kit's strict hardening policy
 //! ([`config::Config::hardening_policy`]).
@@ -28,10 +28,12 @@ pub mod ledger;
 pub mod managed;
 pub mod mcp;
 pub mod metrics;
+mod problems;
 pub mod readiness;
 pub mod retention;
 pub mod routes;
 pub mod sandbox;
+pub mod state;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -45,8 +47,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::BearerToken;
 use crate::config::{Config, ConfigError};
-use crate::routes::AppState;
 use crate::sandbox::{Lifecycle, Sandboxes};
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -26,8 +26,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::inference::usage::Tokens;
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
     /// completed, failed, timeout or canceled.
@@ -137,9 +135,10 @@ impl WorkerMetrics {
             .inc();
     }
 
-    /// Tokens found in the answer to a sandbox's model request.
-    pub fn sandbox_inference_tokens(&self, model: &str, tokens: Tokens) {
-        for (direction, n) in [("prompt", tokens.prompt), ("completion", tokens.completion)] {
+    /// Tokens found in the answer to a sandbox's model request. Plain counts: the metrics
+    /// are recorded from everywhere and depend on no other module of the worker.
+    pub fn sandbox_inference_tokens(&self, model: &str, prompt: u64, completion: u64) {
+        for (direction, n) in [("prompt", prompt), ("completion", completion)] {
             self.inference_tokens
                 .get_or_create(&TokenLabels {
                     model: model.to_owned(),

@@ -6,8 +6,6 @@
 //! [`cynode_contracts::routes`]). Every request body is read (bounded) before any answer, so that
 //! a `413` or `401` reaches a client that is still sending.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,21 +15,12 @@ use cynode_contracts::worker::{RunJobRequest, RunJobResponse};
 use cynode_contracts::{logs, routes};
 use cynode_service_kit::body_limit::BodyLimit;
 use cynode_service_kit::http::{ApiError, ApiJson, not_found_fallback};
-use uuid::Uuid;
 
 use crate::auth::{BearerToken, require_bearer};
+use crate::problems::{invalid_job, uuid_param};
 use crate::readiness;
-use crate::sandbox::{InvalidJob, Lifecycle, Limits, RunError, SandboxError, Stop};
-
-/// Everything a handler needs.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub limits: Arc<Limits>,
-    /// Every run, stop and repeated delivery goes through it.
-    pub jobs: Lifecycle,
-    /// The Project Manager's long-lived sandboxes.
-    pub managed: crate::managed::ManagedSandboxes,
-}
+use crate::sandbox::{RunError, SandboxError, Stop};
+use crate::state::AppState;
 
 pub fn router(state: AppState, token: BearerToken, request_limit: usize) -> Router {
     let inference = state.jobs.sandboxes().inference().cloned();
@@ -77,12 +66,6 @@ async fn run_job(
     // The run belongs to the lifecycle, not to this request: if the caller hangs up, it still
     // finishes, removes its container and keeps its result for the delivery that comes again.
     state.jobs.deliver(plan).await.map(Json).map_err(run_error)
-}
-
-/// A `{what}_id` path parameter, or a `400` naming it.
-pub(crate) fn uuid_param(text: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text)
-        .map_err(|_| Problem::validation(format!("`{text}` is not a {what} id (a UUID)")).into())
 }
 
 async fn stop_job(
@@ -146,12 +129,5 @@ fn run_error(error: RunError) -> ApiError {
             _ => ApiError::internal(error),
         },
         RunError::Ledger(_) | RunError::Abandoned(_) => ApiError::internal(error),
-    }
-}
-
-pub(crate) fn invalid_job(error: InvalidJob) -> ApiError {
-    match error {
-        InvalidJob::UnsupportedVersion(v) => Problem::unsupported_version(v).into(),
-        other => Problem::validation(other.to_string()).into(),
     }
 }

@@ -281,8 +281,9 @@ impl Backend {
             if let Some(usage) = &usage {
                 let mut scanner = UsageScanner::default();
                 scanner.whole(&bytes);
-                usage.add(scanner.found());
-                METRICS.sandbox_inference_tokens(&model, scanner.found());
+                let found = scanner.found();
+                usage.add(found);
+                METRICS.sandbox_inference_tokens(&model, found.prompt, found.completion);
             }
             Response::new(Body::from(bytes))
         };
@@ -370,8 +371,9 @@ fn passthrough(
             }
         }
         if let (Some(usage), Some(scanner)) = (usage, scanner) {
-            usage.add(scanner.found());
-            METRICS.sandbox_inference_tokens(&model, scanner.found());
+            let found = scanner.found();
+            usage.add(found);
+            METRICS.sandbox_inference_tokens(&model, found.prompt, found.completion);
         }
     })
 }

@@ -2,7 +2,7 @@
 //! as `jobs:run` (paths from [`cynode_contracts::routes::worker`]).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
@@ -15,11 +15,17 @@ use cynode_contracts::worker::{
 };
 use cynode_service_kit::http::{ApiError, ApiJson, ApiQuery};
 
-use super::{FileError, ManagedError};
-use crate::routes::{AppState, invalid_job, uuid_param};
+use super::{FileError, ManagedError, ManagedSandboxes};
+use crate::problems::{invalid_job, uuid_param};
 use crate::sandbox::SandboxError;
 
-pub fn router() -> Router<AppState> {
+/// The managed sandboxes' routes, on any state they can take their [`ManagedSandboxes`] from;
+/// the caller adds the bearer check.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ManagedSandboxes: FromRef<S>,
+{
     Router::new()
         .route(worker::SANDBOXES, post(create))
         .route(worker::SANDBOX, delete(destroy))
@@ -28,29 +34,28 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(managed): State<ManagedSandboxes>,
     ApiJson(request): ApiJson<ManagedSandboxRequest>,
 ) -> Result<(StatusCode, Json<ManagedSandbox>), ApiError> {
-    let created = state.managed.create(request).await.map_err(managed_error)?;
+    let created = managed.create(request).await.map_err(managed_error)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn destroy(
-    State(state): State<AppState>,
+    State(managed): State<ManagedSandboxes>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.managed.destroy(uuid_param(&id, "sandbox")?).await;
+    managed.destroy(uuid_param(&id, "sandbox")?).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn exec(
-    State(state): State<AppState>,
+    State(managed): State<ManagedSandboxes>,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<SandboxExecRequest>,
 ) -> Result<Json<SandboxExecResponse>, ApiError> {
     let id = uuid_param(&id, "sandbox")?;
-    state
-        .managed
+    managed
         .exec(id, request)
         .await
         .map(Json)
@@ -58,14 +63,13 @@ async fn exec(
 }
 
 async fn put_file(
-    State(state): State<AppState>,
+    State(managed): State<ManagedSandboxes>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<SandboxFileQuery>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let id = uuid_param(&id, "sandbox")?;
-    state
-        .managed
+    managed
         .put_file(id, &query.path, &body)
         .await
         .map_err(managed_error)?;
@@ -73,13 +77,12 @@ async fn put_file(
 }
 
 async fn get_file(
-    State(state): State<AppState>,
+    State(managed): State<ManagedSandboxes>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<SandboxFileQuery>,
 ) -> Result<Response, ApiError> {
     let id = uuid_param(&id, "sandbox")?;
-    let bytes = state
-        .managed
+    let bytes = managed
         .get_file(id, &query.path)
         .await
         .map_err(managed_error)?;

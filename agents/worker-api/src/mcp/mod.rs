@@ -27,6 +27,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, Method, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
+// The sidecar serves the gateway's own path inside the pod; everything under it is forwarded to
+// the same place under the grant's URL.
+use cynode_contracts::mcp::MCP_PATH;
 use cynode_contracts::problem::{Problem, types};
 use cynode_contracts::worker::McpGrant;
 use cynode_service_kit::http::ApiError;
@@ -35,9 +38,6 @@ use url::Url;
 
 use crate::body::BodyError;
 
-/// The path the sidecar's MCP listener serves inside the pod; everything under it is forwarded
-/// to the same place under the grant's URL.
-pub const MCP_PATH: &str = "/mcp";
 /// One request, from its start to the last byte of the answer: the sidecar's deadline.
 const TIMEOUT: Duration = cynode_inference_proxy::args::DEFAULT_TIMEOUT;
 

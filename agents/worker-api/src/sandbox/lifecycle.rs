@@ -29,8 +29,8 @@ use cynode_contracts::worker::RunJobResponse;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::JobPlan;
 use super::live::{Lines, LiveOutput};
+use super::plan::JobPlan;
 use super::runner::{
     Adoptable, RunEnd, SandboxError, Sandboxes, Signals, Stop, canceled_before_start,
 };

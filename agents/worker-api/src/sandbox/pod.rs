@@ -15,17 +15,15 @@ use podman_api::models::ContainerMount;
 use podman_api::opts::ContainerCreateOpts;
 
 use super::create::{CreateError, create_body, create_container, create_pod};
-use super::{JobPlan, auto_userns};
+use super::labels::{LABEL_ROLE, ROLE_SIDECAR};
+use super::plan::JobPlan;
+use super::removal::remove_patiently;
+use super::spec::auto_userns;
 use crate::inference::routes::job_router;
 use crate::inference::{Backend, Usage};
 use crate::job_socket::JobSocket;
 use crate::mcp::{JobMcp, McpGateway};
 
-/// Marks the pod's sidecar among a job's containers.
-pub const LABEL_ROLE: &str = "cynodeai.role";
-pub const ROLE_SIDECAR: &str = "inference-proxy";
-/// A managed sandbox of the Project Manager (`crate::managed`), not a job's run.
-pub const ROLE_MANAGED: &str = "managed";
 /// How long the sidecar may take to listen.
 const SIDECAR_READY_WITHIN: Duration = Duration::from_secs(15);
 
@@ -171,7 +169,7 @@ impl PodSocket {
 
 /// The libpod spec of a job's pod: its labels, a network namespace with loopback only (the
 /// sidecar is the one way out), and a user namespace of its own that the sidecar and the job's
-/// container share (see `super::auto_userns`).
+/// container share (see `spec::auto_userns`).
 fn pod_body(name: &str, labels: &[(&'static str, String)]) -> Vec<u8> {
     let labels: serde_json::Map<String, serde_json::Value> = labels
         .iter()
@@ -311,7 +309,7 @@ pub async fn remove(podman: &Podman, name: &str) {
     if let Err(e) = pod.kill().await {
         tracing::debug!(pod = %name, error = %e, "killing a job's pod");
     }
-    if let Err(e) = super::remove_patiently(|| pod.remove()).await {
+    if let Err(e) = remove_patiently(|| pod.remove()).await {
         tracing::error!(pod = %name, error = %e, "cannot remove a job's pod");
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::routing::get;
 use chrono::Utc;
 use cynode_contracts::PAYLOAD_VERSION;
@@ -17,15 +17,27 @@ use cynode_contracts::telemetry::{
     NodeInfo, NodeStats,
 };
 use cynode_service_kit::http::{ApiError, ApiQuery};
+use podman_api::Podman;
 
 use super::{QueryError, ReadError, Telemetry, host};
-use crate::routes::AppState;
 
 /// How long `node:stats` waits for Podman's version.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The telemetry routes; the caller adds the bearer check.
-pub fn router() -> axum::Router<AppState> {
+/// What the telemetry routes read: the node's telemetry, and Podman for its version.
+#[derive(Debug, Clone)]
+pub struct TelemetryApi {
+    pub telemetry: Telemetry,
+    pub podman: Podman,
+}
+
+/// The telemetry routes, on any state they can take their [`TelemetryApi`] from; the caller
+/// adds the bearer check.
+pub fn router<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    TelemetryApi: FromRef<S>,
+{
     axum::Router::new()
         .route(worker::TELEMETRY_NODE_INFO, get(node_info))
         .route(worker::TELEMETRY_NODE_STATS, get(node_stats))
@@ -34,24 +46,21 @@ pub fn router() -> axum::Router<AppState> {
         .route(worker::TELEMETRY_LOGS, get(logs))
 }
 
-fn telemetry(state: &AppState) -> &Telemetry {
-    state.jobs.sandboxes().telemetry()
-}
-
-async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
-    telemetry(&state)
+async fn node_info(State(api): State<TelemetryApi>) -> Result<Json<NodeInfo>, ApiError> {
+    api.telemetry
         .node_info()
         .cloned()
         .map(Json)
         .ok_or_else(|| read_error(ReadError::Disabled))
 }
 
-async fn node_stats(State(state): State<AppState>) -> Result<Json<NodeStats>, ApiError> {
-    let state_dir = telemetry(&state)
+async fn node_stats(State(api): State<TelemetryApi>) -> Result<Json<NodeStats>, ApiError> {
+    let state_dir = api
+        .telemetry
         .state_dir()
         .ok_or_else(|| read_error(ReadError::Disabled))?
         .to_owned();
-    let podman = state.jobs.sandboxes().podman().clone();
+    let podman = api.podman;
     let version = match tokio::time::timeout(RUNTIME_TIMEOUT, podman.version()).await {
         Ok(Ok(v)) => v.version,
         Ok(Err(e)) => {
@@ -81,10 +90,10 @@ async fn node_stats(State(state): State<AppState>) -> Result<Json<NodeStats>, Ap
 }
 
 async fn containers(
-    State(state): State<AppState>,
+    State(api): State<TelemetryApi>,
     ApiQuery(query): ApiQuery<ContainersQuery>,
 ) -> Result<Json<ContainerList>, ApiError> {
-    telemetry(&state)
+    api.telemetry
         .read(move |store| store.containers(&query))
         .await
         .map(Json)
@@ -92,11 +101,12 @@ async fn containers(
 }
 
 async fn container(
-    State(state): State<AppState>,
+    State(api): State<TelemetryApi>,
     Path(container_id): Path<String>,
 ) -> Result<Json<ContainerDetail>, ApiError> {
     let id = container_id.clone();
-    let found = telemetry(&state)
+    let found = api
+        .telemetry
         .read(move |store| Ok(store.container(&id)?))
         .await
         .map_err(read_error)?;
@@ -109,10 +119,10 @@ async fn container(
 }
 
 async fn logs(
-    State(state): State<AppState>,
+    State(api): State<TelemetryApi>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
-    telemetry(&state)
+    api.telemetry
         .read(move |store| store.logs(&query))
         .await
         .map(Json)

@@ -1,0 +1,35 @@
+//! User gateway payloads (`orchestrator.md` §4), one file per concern; every type is re-exported
+//! here, so that its path is `user::X` whichever file holds it.
+
+mod api_keys;
+mod auth;
+mod chat;
+mod jobs;
+mod nodes;
+mod steps;
+mod task_logs;
+mod tasks;
+mod usage;
+
+pub use api_keys::{
+    API_KEY_PREFIX, ApiKeyInfo, ApiKeyList, ApiKeyStatus, CreateApiKeyRequest, CreatedApiKey,
+    MAX_ACTIVE_API_KEYS, MAX_API_KEY_DAYS, MAX_API_KEY_NAME_CHARS,
+};
+pub use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse, UserInfo};
+pub use chat::{
+    ChatCompletion, ChatCompletionRequest, ChatMessage, ChatMessageIn, ChatMessageList,
+    ChatStreamOptions, ChatThread, ChatThreadList, ModelList, ModelObject, OpenAiError,
+    OpenAiErrorBody, PM_MODEL, PageQuery,
+};
+pub use jobs::{JobFailure, JobResult, JobSetback, JobStatus, TaskResult};
+pub use nodes::{
+    DrainRequest, MAX_DRAIN_DEADLINE_SECONDS, NodeInfo, NodeList, NodeState, NodeTelemetry,
+};
+pub use steps::{TaskStep, TaskSteps};
+pub use task_logs::{TaskLogStream, TaskLogs, TaskLogsQuery};
+pub use tasks::{
+    CancelResponse, CreateTaskRequest, InputMode, JobRequirements, MAX_ATTACHMENT_PATH_CHARS,
+    MAX_ATTACHMENTS, MAX_LABEL_CHARS, MAX_MODEL_NAME_CHARS, MAX_REQUIRED_LABELS,
+    MAX_TASK_NAME_CHARS, Task, TaskList, TaskStatus,
+};
+pub use usage::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
