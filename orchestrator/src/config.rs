@@ -355,17 +355,12 @@ impl Config {
                 hosts
             },
             mcp_tools_disabled: {
-                let names = env("MCP_TOOLS_DISABLED")
+                // Checked against the tool catalog by `mcp::check_disabled`, which the binary
+                // runs right after loading (the catalog belongs to the MCP engine, above this).
+                env("MCP_TOOLS_DISABLED")
                     .map(|v| list(&v))
                     .or(file.mcp_tools_disabled)
-                    .unwrap_or_default();
-                if let Some(unknown) = names.iter().find(|n| crate::mcp::tools::find(n).is_none()) {
-                    return Err(ConfigError::Invalid {
-                        key: "MCP_TOOLS_DISABLED".into(),
-                        message: format!("{unknown:?} is not a tool of this orchestrator"),
-                    });
-                }
-                names
+                    .unwrap_or_default()
             },
             mcp_token_ttl: match duration("MCP_TOKEN_TTL", file.mcp_token_ttl, "15m")? {
                 d if d.is_zero() || d > crate::mcp::agent::MAX_TTL => {

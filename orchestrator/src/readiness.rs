@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
-use crate::AppState;
-use crate::{nodes, pm};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::nodes;
+use crate::pm::{self, ProjectManager};
 
 /// The reason without `PM_REQUIRED`: only a dispatchable node is needed.
 pub const NO_INFERENCE_PATH: &str = "no inference path available (no dispatchable worker node: register and configure a worker node, and have it acknowledge its configuration as applied)";
@@ -20,7 +24,7 @@ const INLINE_REFRESH: Duration = Duration::from_secs(3);
 const DATABASE_PROBE: Duration = Duration::from_secs(2);
 
 /// `Ok(n)` with the number of dispatchable nodes, or the reason the service is not ready.
-pub async fn check(state: &AppState) -> Result<i64, String> {
+pub async fn check(state: &ProjectManager) -> Result<i64, String> {
     let counted = tokio::time::timeout(
         DATABASE_PROBE,
         nodes::dispatchable_count(&state.db, state.config.node_stale_after),
@@ -66,7 +70,7 @@ fn status_line(result: &Result<i64, String>) -> String {
 
 /// Keeps the PM selection current and systemd's `STATUS=` in step with readiness: re-checked
 /// on every node change and at least every few seconds, sent only when it changes.
-pub async fn track_status(state: AppState) {
+pub async fn track_status(state: ProjectManager, node_change: Arc<Notify>) {
     let mut last = String::new();
     loop {
         if state.config.pm_required {
@@ -78,7 +82,7 @@ pub async fn track_status(state: AppState) {
             last = line;
         }
         tokio::select! {
-            () = state.node_change.notified() => {}
+            () = node_change.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }

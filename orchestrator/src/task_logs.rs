@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,13 +26,15 @@ use cynode_contracts::logs::{
 use cynode_contracts::routes;
 use cynode_contracts::user::{JobStatus, TaskLogStream};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::config::Config;
 use crate::jobs::{self, RunningJob};
+use crate::worker_tokens::TokenKeys;
 
 /// How often the task and its jobs are read while following.
 const POLL: Duration = Duration::from_millis(500);
@@ -46,8 +49,20 @@ const IDLE_MARGIN: Duration = Duration::from_secs(60);
 /// Largest event a node may send (a line is at most the output cap, 256 KiB, escaped).
 const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
 
+/// What following a task's logs needs: the pool and settings, the client and token keys that
+/// reach the nodes' worker APIs, and the process's stop, on which every stream ends so that the
+/// graceful shutdown does not wait for it.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub stopping: watch::Receiver<bool>,
+}
+
 /// The streaming answer; `task_id` is the caller's own task (already checked).
-pub fn follow(state: AppState, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
+pub fn follow(state: Logs, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
     let (tx, rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
         let mut follower = Follower {
@@ -108,7 +123,7 @@ enum Stopped {
 }
 
 struct Follower {
-    state: AppState,
+    state: Logs,
     owner: Uuid,
     task_id: Uuid,
     filter: TaskLogStream,

@@ -12,15 +12,19 @@
 pub mod planner;
 pub mod select;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::PgPool;
 
-use crate::AppState;
 use crate::auth::Principal;
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::node_inference::{self, ModelRoute};
 use crate::usage::{self, ModelCall};
+use crate::worker_tokens::TokenKeys;
+pub use planner::PmUsage;
 
 /// The model id clients use for the Project Manager.
 pub const PM_MODEL_ID: &str = "cynodeai.pm";
@@ -73,6 +77,28 @@ pub struct Pm {
     pub(crate) holder: String,
     /// Wakes drivers waiting for a job: a job of a prompt task ended in this process.
     pub(crate) job_ended: tokio::sync::Notify,
+}
+
+/// The Project Manager and what its calls need: the pool and settings, the client and token keys
+/// that reach nodes' worker APIs, and the metrics its calls count in. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProjectManager {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub metrics: Arc<Metrics>,
+    pub pm: Arc<Pm>,
+}
+
+impl ProjectManager {
+    pub fn status(&self) -> PmStatus {
+        self.pm.status()
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.pm.reason()
+    }
 }
 
 impl Default for Pm {
@@ -135,7 +161,7 @@ impl Pm {
 /// Selects the PM node and model again and warms the model up when the choice is new (or
 /// not warm yet): one 1-token chat completion through the node's worker API. Concurrent calls
 /// return at once while one runs.
-pub async fn refresh(state: &AppState) {
+pub async fn refresh(state: &ProjectManager) {
     let Ok(_flight) = state.pm.refreshing.try_lock() else {
         return;
     };
@@ -194,7 +220,7 @@ pub async fn refresh(state: &AppState) {
     }
 }
 
-async fn route_on(state: &AppState, model: &str, node_slug: &str) -> Option<ModelRoute> {
+async fn route_on(state: &ProjectManager, model: &str, node_slug: &str) -> Option<ModelRoute> {
     match node_inference::nodes_serving(
         &state.db,
         state.config.node_stale_after,
@@ -212,19 +238,12 @@ async fn route_on(state: &AppState, model: &str, node_slug: &str) -> Option<Mode
 }
 
 /// The currently selected and warmed-up PM: its node's route and the model.
-pub async fn pm_route(state: &AppState) -> Option<(ModelRoute, String)> {
+pub async fn pm_route(state: &ProjectManager) -> Option<(ModelRoute, String)> {
     let PmStatus::Ready { model, node } = state.pm.status() else {
         return None;
     };
     let route = route_on(state, &model, &node).await?;
     Some((route, model))
-}
-
-/// Token counts of one model call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PmUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
 }
 
 /// What the PM answered.
@@ -251,7 +270,7 @@ pub enum PmError {
 
 /// One chat completion (non-streaming) on `route`: `body` gets `model` set.
 pub async fn complete(
-    state: &AppState,
+    state: &ProjectManager,
     route: &ModelRoute,
     model: &str,
     mut body: Value,
@@ -305,7 +324,7 @@ pub const CHAT_BRIEF: &str = "You are the CyNodeAI project manager, a helpful as
 /// steps. Records the call's token usage against `principal` (no task); callers must not
 /// record it again. `PmReply::model` is the underlying model, not [`PM_MODEL_ID`].
 pub async fn chat_answer(
-    state: &AppState,
+    state: &ProjectManager,
     principal: Principal,
     messages: Vec<Value>,
 ) -> Result<PmReply, PmError> {
@@ -323,7 +342,7 @@ pub async fn chat_answer(
 }
 
 async fn answer(
-    state: &AppState,
+    state: &ProjectManager,
     principal: Principal,
     messages: Vec<Value>,
     (route, model): (ModelRoute, String),

@@ -10,23 +10,37 @@
 //! job), stops where it is.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cynode_contracts::user::JobStatus;
 use cynode_contracts::worker::SandboxSpec;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::context::{self, TaskContext};
 use super::store::{self, Acquired};
 use super::{Node, State, Verdict, job_id, schema, successor};
-use crate::AppState;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Conclusion};
+use crate::mcp::Mcp;
+use crate::node_inference::ModelRoute;
 use crate::pm::planner::{self, NewStep};
-use crate::pm::{self, PmUsage};
+use crate::pm::{self, PmUsage, ProjectManager};
 use crate::usage::{self, ModelCall};
+
+/// What the workflow's drivers need: the pool and settings, the Project Manager that plans,
+/// verifies and summarises, and the MCP pipeline through which it reads the task's context.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub pm: ProjectManager,
+    pub mcp: Mcp,
+}
 
 /// Bytes of each output stream the model reads of a job.
 pub const OUTPUT_CAP: usize = 4096;
@@ -51,18 +65,18 @@ user, from the steps' output>\"}.";
 
 /// Starts a driver for every task the planner asks for (a prompt task opened, one of its jobs
 /// ended), until the runtime stops. A job's end also wakes the drivers waiting for one.
-pub async fn drive_requested(state: AppState, mut requests: mpsc::UnboundedReceiver<Uuid>) {
+pub async fn drive_requested(state: Engine, mut requests: mpsc::UnboundedReceiver<Uuid>) {
     while let Some(task_id) = requests.recv().await {
-        state.pm.job_ended.notify_waiters();
+        state.pm.pm.job_ended.notify_waiters();
         spawn_driver(&state, task_id);
     }
 }
 
 /// Starts a driver for `task_id` in this process (tracked, and stopped at shutdown); none once
 /// the process stops.
-pub fn spawn_driver(state: &AppState, task_id: Uuid) {
+pub fn spawn_driver(state: &Engine, task_id: Uuid) {
     let state = state.clone();
-    let pm = state.pm.clone();
+    let pm = state.pm.pm.clone();
     let mut drivers = pm.drivers.lock().expect("drivers");
     let Some(drivers) = drivers.as_mut() else {
         return;
@@ -77,9 +91,9 @@ pub fn spawn_driver(state: &AppState, task_id: Uuid) {
 /// Shutdown: stops this process's drivers where they are and frees their leases, so that
 /// another orchestrator, or this one started again, resumes their tasks from the last
 /// checkpoint at once instead of after the leases expire (a crash leaves them to expire).
-pub async fn stop(state: &AppState) {
-    state.pm.close_drivers().shutdown().await;
-    match store::release_held_by(&state.db, &state.pm.holder).await {
+pub async fn stop(state: &Engine) {
+    state.pm.pm.close_drivers().shutdown().await;
+    match store::release_held_by(&state.db, &state.pm.pm.holder).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "workflow leases released for another driver"),
         Err(e) => tracing::warn!(error = %e, "releasing the workflow leases failed; they expire"),
@@ -87,13 +101,13 @@ pub async fn stop(state: &AppState) {
 }
 
 /// Drives every open prompt task whose lease is free now, then again every `period`.
-pub async fn resume_loop(state: AppState, period: Duration) {
+pub async fn resume_loop(state: Engine, period: Duration) {
     loop {
         match store::unheld_prompt_tasks(&state.db).await {
             Ok(ids) => {
                 {
                     // Reap finished drivers so that the set does not grow.
-                    let mut drivers = state.pm.drivers.lock().expect("drivers");
+                    let mut drivers = state.pm.pm.drivers.lock().expect("drivers");
                     if let Some(drivers) = drivers.as_mut() {
                         while drivers.try_join_next().is_some() {}
                     }
@@ -109,7 +123,7 @@ pub async fn resume_loop(state: AppState, period: Duration) {
 }
 
 /// Runs the workflow of `task_id` as far as it goes, if its lease is free.
-pub async fn drive(state: &AppState, task_id: Uuid) -> Result<()> {
+pub async fn drive(state: &Engine, task_id: Uuid) -> Result<()> {
     let Some(task) = context::task(state, task_id).await? else {
         return Ok(());
     };
@@ -118,7 +132,7 @@ pub async fn drive(state: &AppState, task_id: Uuid) -> Result<()> {
     }
     let ttl = state.config.workflow_lease_ttl;
     let lease_id = Uuid::new_v4();
-    let holder = state.pm.holder.as_str();
+    let holder = state.pm.pm.holder.as_str();
     if store::acquire(&state.db, task_id, holder, lease_id, ttl).await? != Acquired::Started {
         return Ok(());
     }
@@ -133,10 +147,10 @@ pub async fn drive(state: &AppState, task_id: Uuid) -> Result<()> {
 }
 
 /// Renews the lease every third of its lifetime; returns when it is lost (the driver stops).
-async fn keep_lease(state: &AppState, task_id: Uuid, lease_id: Uuid, ttl: Duration) -> Result<()> {
+async fn keep_lease(state: &Engine, task_id: Uuid, lease_id: Uuid, ttl: Duration) -> Result<()> {
     loop {
         tokio::time::sleep(ttl / 3).await;
-        if !store::renew(&state.db, task_id, &state.pm.holder, lease_id, ttl).await? {
+        if !store::renew(&state.db, task_id, &state.pm.pm.holder, lease_id, ttl).await? {
             tracing::warn!(%task_id, "workflow lease lost; this driver stops");
             return Ok(());
         }
@@ -144,7 +158,7 @@ async fn keep_lease(state: &AppState, task_id: Uuid, lease_id: Uuid, ttl: Durati
 }
 
 /// The graph from the checkpoint on: resume = the successor of `last_node_id`.
-async fn run(state: &AppState, task: &TaskContext) -> Result<()> {
+async fn run(state: &Engine, task: &TaskContext) -> Result<()> {
     let retries = state.config.pm_step_retries;
     let (mut wf, mut last) = match store::checkpoint(&state.db, task.task_id).await? {
         None => (State::new(task.task_id), None),
@@ -181,7 +195,7 @@ fn to_json(wf: &State) -> Result<Value> {
 
 /// Runs one node; `None` when the driver must stop without finishing it (the task closed).
 async fn step(
-    state: &AppState,
+    state: &Engine,
     task: &TaskContext,
     node: Node,
     mut wf: State,
@@ -213,7 +227,7 @@ async fn step(
 /// One PM model call, recorded as a step with its token usage. `None` (and `wf.failure` set)
 /// when there is no model, the call failed or the answer does not parse.
 async fn ask<T>(
-    state: &AppState,
+    state: &Engine,
     task: &TaskContext,
     wf: &mut State,
     messages: Vec<Value>,
@@ -250,7 +264,7 @@ async fn ask<T>(
         model_ms: 0,
     };
     let started = Instant::now();
-    let reply = match pm::complete(state, &route, &model, body).await {
+    let reply = match pm::complete(&state.pm, &route, &model, body).await {
         Err(e) => {
             row.model_ms = started.elapsed().as_millis() as i64;
             row.error = Some(e.to_string());
@@ -293,14 +307,14 @@ async fn ask<T>(
 
 /// The selected PM, waiting while it is being selected or warmed up (a restart, a re-selection)
 /// up to the model timeout; `None` at once when no node serves it.
-async fn wait_for_pm(state: &AppState) -> Option<(crate::node_inference::ModelRoute, String)> {
+async fn wait_for_pm(state: &Engine) -> Option<(ModelRoute, String)> {
     let deadline = Instant::now() + state.config.pm_model_timeout;
     loop {
-        if let Some(found) = pm::pm_route(state).await {
+        if let Some(found) = pm::pm_route(&state.pm).await {
             return Some(found);
         }
-        pm::refresh(state).await;
-        if let Some(found) = pm::pm_route(state).await {
+        pm::refresh(&state.pm).await;
+        if let Some(found) = pm::pm_route(&state.pm).await {
             return Some(found);
         }
         let waiting = matches!(
@@ -326,7 +340,7 @@ fn context_message(wf: &State) -> Option<Value> {
     Some(json!({"role": "system", "content": format!("Task context (JSON): {context}")}))
 }
 
-async fn plan_steps(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+async fn plan_steps(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<()> {
     let max_tokens = state.config.pm_max_tokens;
     let max_steps = schema::steps_allowed(state.config.pm_max_steps, max_tokens);
     let mut messages = vec![json!({"role": "system", "content": PLAN_BRIEF})];
@@ -357,7 +371,7 @@ const EXIT_TRAILER: &str = "\n[cynode-pm exit code] ";
 
 /// The job of a step: its commands in one shell, whose exit code is reported on stderr and
 /// judged by the verifier rather than failing the task (a failed job fails its task).
-fn step_spec(state: &AppState, commands: &[String]) -> SandboxSpec {
+fn step_spec(state: &Engine, commands: &[String]) -> SandboxSpec {
     let wrapper = format!(
         "sh -c \"$1\"; code=$?; printf '{}%s\\n' \"$code\" >&2; exit 0",
         EXIT_TRAILER.replace('\n', "\\n")
@@ -394,7 +408,7 @@ fn has_current_step(wf: &mut State) -> bool {
     false
 }
 
-async fn dispatch_step(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+async fn dispatch_step(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<()> {
     if !has_current_step(wf) {
         return Ok(());
     }
@@ -488,13 +502,13 @@ fn job_output(job: &jobs::JobRecord) -> Value {
 
 /// Waits for the current job to end (woken by the dispatcher's job-finished signal, looking
 /// again every [`RECHECK`]); `false` when the task closed meanwhile.
-async fn collect_result(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<bool> {
+async fn collect_result(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<bool> {
     let Some(id) = wf.current_job_id else {
         wf.failure = Some("the workflow has no job to collect".into());
         return Ok(true);
     };
     loop {
-        let ended = state.pm.job_ended.notified();
+        let ended = state.pm.pm.job_ended.notified();
         let Some(job) = jobs::job(&state.db, id).await? else {
             wf.failure = Some("the step's job disappeared".into());
             return Ok(true);
@@ -519,7 +533,7 @@ async fn collect_result(state: &AppState, task: &TaskContext, wf: &mut State) ->
     }
 }
 
-async fn verify_step_result(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+async fn verify_step_result(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<()> {
     if !has_current_step(wf) {
         return Ok(());
     }
@@ -561,7 +575,7 @@ async fn verify_step_result(state: &AppState, task: &TaskContext, wf: &mut State
     Ok(())
 }
 
-async fn finalize_summary(state: &AppState, task: &TaskContext, wf: &mut State) -> Result<()> {
+async fn finalize_summary(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<()> {
     let summary = match wf.plan.answer.clone() {
         // A plan without steps answered already.
         Some(answer) => answer,
