@@ -212,6 +212,22 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let worker_tokens = Arc::new(token_keys);
     let metrics = Arc::new(metrics::Metrics::default());
     let signals = signals::Signals::default();
+    let pm = pm::ProjectManager {
+        db: db.clone(),
+        config: config.clone(),
+        http: http.clone(),
+        worker_tokens: worker_tokens.clone(),
+        metrics: metrics.clone(),
+        pm: Arc::new(pm::Pm::default()),
+    };
+    let mcp = mcp::Mcp {
+        db: db.clone(),
+        config: config.clone(),
+        http: http.clone(),
+        worker_tokens: worker_tokens.clone(),
+        metrics: metrics.clone(),
+        signals: signals.clone(),
+    };
     let state = AppState {
         stopping: stop_rx.clone(),
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
@@ -224,22 +240,15 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         wake: signals.wake.clone(),
         node_change: signals.node_change.clone(),
         planner: Arc::new(planner),
-        pm: pm::ProjectManager {
+        pm: pm.clone(),
+        workflow: workflow::engine::Engine {
             db: db.clone(),
             config: config.clone(),
-            http: http.clone(),
-            worker_tokens: worker_tokens.clone(),
-            metrics: metrics.clone(),
-            pm: Arc::new(pm::Pm::default()),
+            pm,
+            mcp: mcp.clone(),
+            drivers: Arc::new(workflow::Drivers::default()),
         },
-        mcp: mcp::Mcp {
-            db: db.clone(),
-            config: config.clone(),
-            http: http.clone(),
-            worker_tokens: worker_tokens.clone(),
-            metrics: metrics.clone(),
-            signals,
-        },
+        mcp,
         db,
         config,
         http,
@@ -289,10 +298,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             stopped(stop_rx.clone()),
         )));
         // Prompt tasks left open (a restart, another process's creation) are driven from here.
-        let resume = tokio::spawn(workflow::engine::resume_loop(
-            state.workflow(),
-            Duration::from_secs(5),
-        ));
+        let resume = tokio::spawn(workflow::engine::resume_loop(state.workflow.clone()));
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             stopped(rx).await;
@@ -334,11 +340,11 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         state.node_change.clone(),
     ));
     let driver_requests = tokio::spawn(workflow::engine::drive_requested(
-        state.workflow(),
+        state.workflow.clone(),
         planner_requests,
     ));
     let rx = stop_rx.clone();
-    let drivers_of = state.workflow();
+    let drivers_of = state.workflow.clone();
     tasks.push(tokio::spawn(async move {
         stopped(rx).await;
         tracker.abort();

@@ -64,19 +64,13 @@ impl PmStatus {
     }
 }
 
-/// The Project Manager's state in this process.
+/// The Project Manager's selection in this process (what readiness reports) and the single
+/// flight of its warm-up.
 #[derive(Debug)]
 pub struct Pm {
     status: Mutex<PmStatus>,
     /// Single flight for [`refresh`].
     refreshing: tokio::sync::Mutex<()>,
-    /// Prompt-task (workflow) drivers of this process; `None` once shutdown took them, so that
-    /// none starts after.
-    pub(crate) drivers: Mutex<Option<tokio::task::JoinSet<()>>>,
-    /// This process as the holder of workflow leases, unique per start.
-    pub(crate) holder: String,
-    /// Wakes drivers waiting for a job: a job of a prompt task ended in this process.
-    pub(crate) job_ended: tokio::sync::Notify,
 }
 
 /// The Project Manager and what its calls need: the pool and settings, the client and token keys
@@ -106,9 +100,6 @@ impl Default for Pm {
         Self {
             status: Mutex::new(PmStatus::Unknown),
             refreshing: tokio::sync::Mutex::new(()),
-            drivers: Mutex::new(Some(tokio::task::JoinSet::new())),
-            holder: format!("orchestrator-{}", uuid::Uuid::new_v4()),
-            job_ended: tokio::sync::Notify::new(),
         }
     }
 }
@@ -145,16 +136,6 @@ impl Pm {
                 node: node.into(),
             };
         }
-    }
-
-    /// Takes this process's prompt-task drivers for shutdown (`workflow::engine::stop`); no
-    /// driver starts after.
-    pub(crate) fn close_drivers(&self) -> tokio::task::JoinSet<()> {
-        self.drivers
-            .lock()
-            .expect("drivers")
-            .take()
-            .unwrap_or_default()
     }
 }
 

@@ -47,6 +47,8 @@ pub struct AppState {
     pub mcp_keys: Arc<mcp::AgentKeys>,
     /// The MCP pipeline's handles.
     pub mcp: mcp::Mcp,
+    /// The prompt workflow's handles, with this process's drivers.
+    pub workflow: workflow::engine::Engine,
     /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`, else this control
     /// plane's MCP listener); `None` in a process without one.
     pub mcp_url: Option<String>,
@@ -116,15 +118,6 @@ impl AppState {
             config: self.config.clone(),
             http: self.http.clone(),
             worker_tokens: self.worker_tokens.clone(),
-        }
-    }
-
-    pub(crate) fn workflow(&self) -> workflow::engine::Engine {
-        workflow::engine::Engine {
-            db: self.db.clone(),
-            config: self.config.clone(),
-            pm: self.pm.clone(),
-            mcp: self.mcp.clone(),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The driver: runs a prompt task's graph node by node, checkpointing the state after each, while
 //! it holds the task's lease.
 //!
-//! A driver starts when a prompt task opens, when one of its jobs ends, at start-up and every few
-//! seconds for open prompt tasks whose lease is free (another process's task, a driver that
-//! stopped on an error, a process that died). It takes the lease (`store::acquire`), renews it
-//! every third of `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process
-//! that stops gracefully releases its drivers' leases ([`stop`]), one that dies leaves them to
-//! expire. A driver whose lease was lost, or whose task was closed (canceled, or failed by a
-//! job), stops where it is.
+//! A driver starts when a prompt task opens, at start-up and every `WORKFLOW_RESUME_INTERVAL`
+//! for open prompt tasks whose lease is free (another process's task, a driver that stopped on
+//! an error, a process that died); one per task in this process ([`super::Drivers`]), which a
+//! job's end wakes. It takes the lease (`store::acquire`), renews it every third of
+//! `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process that stops
+//! gracefully releases its drivers' leases ([`stop`]), one that dies leaves them to expire. A
+//! driver whose lease was lost, or whose task was closed (canceled, or failed by a job), stops
+//! where it is.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,12 +18,12 @@ use cynode_contracts::user::JobStatus;
 use cynode_contracts::worker::SandboxSpec;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use super::context::{self, TaskContext};
 use super::store::{self, Acquired};
-use super::{Node, State, Verdict, job_id, schema, successor};
+use super::{Drivers, Node, State, Verdict, job_id, schema, successor};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Conclusion};
@@ -33,19 +34,19 @@ use crate::pm::{self, PmUsage, ProjectManager};
 use crate::usage::{self, ModelCall};
 
 /// What the workflow's drivers need: the pool and settings, the Project Manager that plans,
-/// verifies and summarises, and the MCP pipeline through which it reads the task's context.
+/// verifies and summarises, the MCP pipeline through which it reads the task's context, and
+/// this process's drivers.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub pm: ProjectManager,
     pub mcp: Mcp,
+    pub drivers: Arc<Drivers>,
 }
 
 /// Bytes of each output stream the model reads of a job.
 pub const OUTPUT_CAP: usize = 4096;
-/// How often a driver waiting for a job looks again without a signal.
-const RECHECK: Duration = Duration::from_secs(2);
 
 /// The system message of the plan.
 pub const PLAN_BRIEF: &str = "You are the CyNodeAI project manager. Reply with JSON only. \
@@ -63,67 +64,44 @@ pub const SUMMARY_BRIEF: &str = "You are the CyNodeAI project manager. The steps
 user's request. Reply with JSON only: {\"action\":\"answer\",\"answer\":\"<the answer to the \
 user, from the steps' output>\"}.";
 
-/// Starts a driver for every task the planner asks for (a prompt task opened, one of its jobs
-/// ended), until the runtime stops. A job's end also wakes the drivers waiting for one.
+/// Kicks the driver of every task the planner asks for (a prompt task opened, one of its jobs
+/// ended), until the runtime stops: a task's own driver wakes, or one starts.
 pub async fn drive_requested(state: Engine, mut requests: mpsc::UnboundedReceiver<Uuid>) {
     while let Some(task_id) = requests.recv().await {
-        state.pm.pm.job_ended.notify_waiters();
-        spawn_driver(&state, task_id);
+        state.drivers.kick(&state, task_id);
     }
-}
-
-/// Starts a driver for `task_id` in this process (tracked, and stopped at shutdown); none once
-/// the process stops.
-pub fn spawn_driver(state: &Engine, task_id: Uuid) {
-    let state = state.clone();
-    let pm = state.pm.pm.clone();
-    let mut drivers = pm.drivers.lock().expect("drivers");
-    let Some(drivers) = drivers.as_mut() else {
-        return;
-    };
-    drivers.spawn(async move {
-        if let Err(e) = drive(&state, task_id).await {
-            tracing::error!(%task_id, error = %e, "workflow driver failed; the task resumes later");
-        }
-    });
 }
 
 /// Shutdown: stops this process's drivers where they are and frees their leases, so that
 /// another orchestrator, or this one started again, resumes their tasks from the last
 /// checkpoint at once instead of after the leases expire (a crash leaves them to expire).
 pub async fn stop(state: &Engine) {
-    state.pm.pm.close_drivers().shutdown().await;
-    match store::release_held_by(&state.db, &state.pm.pm.holder).await {
+    state.drivers.close().await;
+    match store::release_held_by(&state.db, state.drivers.holder()).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "workflow leases released for another driver"),
         Err(e) => tracing::warn!(error = %e, "releasing the workflow leases failed; they expire"),
     }
 }
 
-/// Drives every open prompt task whose lease is free now, then again every `period`.
-pub async fn resume_loop(state: Engine, period: Duration) {
+/// Drives every open prompt task whose lease is free now, then again every
+/// `WORKFLOW_RESUME_INTERVAL`; each time, this process's live drivers look at their jobs again.
+pub async fn resume_loop(state: Engine) {
     loop {
         match store::unheld_prompt_tasks(&state.db).await {
-            Ok(ids) => {
-                {
-                    // Reap finished drivers so that the set does not grow.
-                    let mut drivers = state.pm.pm.drivers.lock().expect("drivers");
-                    if let Some(drivers) = drivers.as_mut() {
-                        while drivers.try_join_next().is_some() {}
-                    }
-                }
-                for id in ids {
-                    spawn_driver(&state, id);
-                }
-            }
+            Ok(ids) => ids
+                .into_iter()
+                .for_each(|id| state.drivers.kick(&state, id)),
             Err(e) => tracing::warn!(error = %e, "listing open prompt tasks failed"),
         }
-        tokio::time::sleep(period).await;
+        state.drivers.wake_all();
+        tokio::time::sleep(state.config.workflow_resume_interval).await;
     }
 }
 
-/// Runs the workflow of `task_id` as far as it goes, if its lease is free.
-pub async fn drive(state: &Engine, task_id: Uuid) -> Result<()> {
+/// Runs the workflow of `task_id` as far as it goes, if its lease is free; `wake` is rung when
+/// one of the task's jobs may have ended.
+pub(super) async fn drive(state: &Engine, task_id: Uuid, wake: &Notify) -> Result<()> {
     let Some(task) = context::task(state, task_id).await? else {
         return Ok(());
     };
@@ -132,12 +110,12 @@ pub async fn drive(state: &Engine, task_id: Uuid) -> Result<()> {
     }
     let ttl = state.config.workflow_lease_ttl;
     let lease_id = Uuid::new_v4();
-    let holder = state.pm.pm.holder.as_str();
+    let holder = state.drivers.holder();
     if store::acquire(&state.db, task_id, holder, lease_id, ttl).await? != Acquired::Started {
         return Ok(());
     }
     let result = tokio::select! {
-        done = run(state, &task) => done,
+        done = run(state, &task, wake) => done,
         lost = keep_lease(state, task_id, lease_id, ttl) => lost,
     };
     if let Err(e) = store::release(&state.db, task_id, lease_id).await {
@@ -150,7 +128,7 @@ pub async fn drive(state: &Engine, task_id: Uuid) -> Result<()> {
 async fn keep_lease(state: &Engine, task_id: Uuid, lease_id: Uuid, ttl: Duration) -> Result<()> {
     loop {
         tokio::time::sleep(ttl / 3).await;
-        if !store::renew(&state.db, task_id, &state.pm.pm.holder, lease_id, ttl).await? {
+        if !store::renew(&state.db, task_id, state.drivers.holder(), lease_id, ttl).await? {
             tracing::warn!(%task_id, "workflow lease lost; this driver stops");
             return Ok(());
         }
@@ -158,7 +136,7 @@ async fn keep_lease(state: &Engine, task_id: Uuid, lease_id: Uuid, ttl: Duration
 }
 
 /// The graph from the checkpoint on: resume = the successor of `last_node_id`.
-async fn run(state: &Engine, task: &TaskContext) -> Result<()> {
+async fn run(state: &Engine, task: &TaskContext, wake: &Notify) -> Result<()> {
     let retries = state.config.pm_step_retries;
     let (mut wf, mut last) = match store::checkpoint(&state.db, task.task_id).await? {
         None => (State::new(task.task_id), None),
@@ -178,7 +156,7 @@ async fn run(state: &Engine, task: &TaskContext) -> Result<()> {
         if !context::open(state, task.task_id).await? {
             return Ok(());
         }
-        let Some(next) = step(state, task, node, wf).await? else {
+        let Some(next) = step(state, task, node, wf, wake).await? else {
             return Ok(());
         };
         wf = next;
@@ -199,6 +177,7 @@ async fn step(
     task: &TaskContext,
     node: Node,
     mut wf: State,
+    wake: &Notify,
 ) -> Result<Option<State>> {
     match node {
         Node::LoadTaskContext => {
@@ -209,7 +188,7 @@ async fn step(
         Node::PlanSteps => plan_steps(state, task, &mut wf).await?,
         Node::DispatchStep => dispatch_step(state, task, &mut wf).await?,
         Node::CollectResult => {
-            if !collect_result(state, task, &mut wf).await? {
+            if !collect_result(state, task, &mut wf, wake).await? {
                 return Ok(None);
             }
         }
@@ -500,15 +479,20 @@ fn job_output(job: &jobs::JobRecord) -> Value {
     out
 }
 
-/// Waits for the current job to end (woken by the dispatcher's job-finished signal, looking
-/// again every [`RECHECK`]); `false` when the task closed meanwhile.
-async fn collect_result(state: &Engine, task: &TaskContext, wf: &mut State) -> Result<bool> {
+/// Waits for the current job to end (woken when a job of the task ended in this process, and
+/// every `WORKFLOW_RESUME_INTERVAL` for one that ended elsewhere); `false` when the task closed
+/// meanwhile.
+async fn collect_result(
+    state: &Engine,
+    task: &TaskContext,
+    wf: &mut State,
+    wake: &Notify,
+) -> Result<bool> {
     let Some(id) = wf.current_job_id else {
         wf.failure = Some("the workflow has no job to collect".into());
         return Ok(true);
     };
     loop {
-        let ended = state.pm.pm.job_ended.notified();
         let Some(job) = jobs::job(&state.db, id).await? else {
             wf.failure = Some("the step's job disappeared".into());
             return Ok(true);
@@ -526,10 +510,8 @@ async fn collect_result(state: &Engine, task: &TaskContext, wf: &mut State) -> R
         if !context::open(state, task.task_id).await? {
             return Ok(false);
         }
-        tokio::select! {
-            _ = ended => {}
-            _ = tokio::time::sleep(RECHECK) => {}
-        }
+        // A wake that came while this looked is kept (`notify_one`), so none is missed.
+        wake.notified().await;
     }
 }
 
