@@ -10,8 +10,8 @@ use anyhow::Context;
 use cynode_service_kit::secrets::Secret;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secrets};
 use crate::state::{AppState, http};
@@ -142,23 +142,18 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     pub mcp_addr: Option<SocketAddr>,
     pub state: AppState,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets requests and dispatches in flight finish, and returns.
+    /// Stops accepting, lets requests and dispatches in flight finish (dispatches up to the
+    /// dispatcher's grace), ends live-log streams, stops the workflow drivers (which release
+    /// their leases) and returns once every task of the process has ended.
     pub async fn shutdown(self) {
         cynode_service_kit::notify::stopping();
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.state.stop.cancel();
+        self.state.tasks.close();
+        self.state.tasks.wait().await;
     }
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Connects, migrates, creates the bootstrap accounts, binds the listeners of `role`, starts the
@@ -207,7 +202,10 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     let (planner, planner_requests) = pm::planner::PmPlanner::new(jobs::ShellPlanner {
         sandbox_image: config.sandbox_image.clone(),
     });
-    let (stop, stop_rx) = watch::channel(false);
+    // The one way everything stops: every server and background task runs on `tasks` and ends
+    // when `stop` is cancelled.
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let config = Arc::new(config);
     let worker_tokens = Arc::new(token_keys);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -229,7 +227,8 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         signals: signals.clone(),
     };
     let state = AppState {
-        stopping: stop_rx.clone(),
+        stop: stop.clone(),
+        tasks: tasks.clone(),
         limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
         keys: auth::Keys::new(secrets.jwt_secret.expose().as_bytes()),
         mcp_keys: Arc::new(mcp::AgentKeys::derive(
@@ -246,7 +245,7 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
             config: config.clone(),
             pm,
             mcp: mcp.clone(),
-            drivers: Arc::new(workflow::Drivers::default()),
+            drivers: Arc::new(workflow::Drivers::new(stop.clone(), tasks.clone())),
         },
         mcp,
         db,
@@ -259,98 +258,62 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
     if role.control_plane() && state.psk.is_none() {
         anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
     }
-    let mut tasks = Vec::new();
     let serve = |listener: tokio::net::TcpListener, name: &'static str, router: axum::Router| {
-        let rx = stop_rx.clone();
-        async move {
-            let local = listener.local_addr()?;
-            tracing::info!(%local, "{name} listening");
-            let server = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(rx));
-            let handle = tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "{name} server failed");
-                }
-            });
-            anyhow::Ok((local, handle))
-        }
+        let local = listener.local_addr()?;
+        tracing::info!(%local, "{name} listening");
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        tasks.spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "{name} server failed");
+            }
+        });
+        anyhow::Ok(local)
     };
     let mut control_plane_addr = None;
     let mut user_gateway_addr = None;
     if let Some(listener) = control_plane_listener {
-        let (addr, handle) = serve(
-            listener,
-            "control plane",
-            control_plane::router(state.clone()),
-        )
-        .await?;
-        control_plane_addr = Some(addr);
-        tasks.push(handle);
-        tasks.push(tokio::spawn(dispatch::run(
-            state.dispatcher(),
-            stopped(stop_rx.clone()),
-        )));
-        tasks.push(tokio::spawn(telemetry::run(
-            state.puller(),
-            stopped(stop_rx.clone()),
-        )));
+        let router = control_plane::router(state.clone());
+        control_plane_addr = Some(serve(listener, "control plane", router)?);
+        tasks.spawn(dispatch::run(state.dispatcher(), stop.clone()));
+        tasks.spawn(telemetry::run(state.puller(), stop.clone()));
         // Prompt tasks left open (a restart, another process's creation) are driven from here.
-        let resume = tokio::spawn(workflow::engine::resume_loop(state.workflow.clone()));
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            stopped(rx).await;
-            resume.abort();
-        }));
+        tasks.spawn(workflow::engine::resume_loop(state.workflow.clone()));
     }
     if let Some(listener) = user_gateway_listener {
-        let (addr, handle) =
-            serve(listener, "user gateway", gateway::router(state.clone())).await?;
-        user_gateway_addr = Some(addr);
-        tasks.push(handle);
+        let router = gateway::router(state.clone());
+        user_gateway_addr = Some(serve(listener, "user gateway", router)?);
     }
     let mut mcp_addr = None;
     if let Some(listener) = mcp_listener {
-        let streams = tokio_util::sync::CancellationToken::new();
-        let (addr, handle) = serve(
-            listener,
-            "MCP gateway",
-            mcp::server::router(state.mcp.clone(), state.mcp_keys.clone(), streams.clone()),
-        )
-        .await?;
-        mcp_addr = Some(addr);
-        tasks.push(handle);
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            stopped(rx).await;
-            streams.cancel();
-        }));
+        // Open streams end at the stop, so that the server's graceful shutdown does not wait.
+        let router = mcp::server::router(
+            state.mcp.clone(),
+            state.mcp_keys.clone(),
+            stop.child_token(),
+        );
+        mcp_addr = Some(serve(listener, "MCP gateway", router)?);
     }
     let mut metrics_addr = None;
     if let Some(listener) = metrics_listener {
-        let (addr, handle) =
-            serve(listener, "metrics", http::metrics_router(state.clone())).await?;
-        metrics_addr = Some(addr);
-        tasks.push(handle);
+        metrics_addr = Some(serve(
+            listener,
+            "metrics",
+            http::metrics_router(state.clone()),
+        )?);
     }
-    let tracker = tokio::spawn(readiness::track_status(
+    tasks.spawn(readiness::track_status(
         state.pm.clone(),
         state.node_change.clone(),
+        stop.clone(),
     ));
-    let driver_requests = tokio::spawn(workflow::engine::drive_requested(
+    tasks.spawn(workflow::engine::drive_requested(
         state.workflow.clone(),
         planner_requests,
     ));
-    let rx = stop_rx.clone();
-    let drivers_of = state.workflow.clone();
-    tasks.push(tokio::spawn(async move {
-        stopped(rx).await;
-        tracker.abort();
-        driver_requests.abort();
-        workflow::engine::stop(&drivers_of).await;
-    }));
     cynode_service_kit::notify::ready("migrated and listening");
     Ok(Running {
         control_plane_addr,
@@ -358,7 +321,5 @@ pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Resu
         metrics_addr,
         mcp_addr,
         state,
-        stop,
-        tasks,
     })
 }

@@ -28,6 +28,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -61,11 +62,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// a healthy node answers well within it; a silent one must not hold the cancel up.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` resolves, then waits briefly for dispatches in flight.
-pub async fn run(state: Dispatcher, shutdown: impl std::future::Future<Output = ()>) {
+/// Runs until `stop` is cancelled, then waits briefly for dispatches in flight.
+pub async fn run(state: Dispatcher, stop: CancellationToken) {
     let listener = tokio::spawn(listen(state.db.clone(), state.wake.clone()));
     let permits = Arc::new(Semaphore::new(state.config.dispatch_concurrency));
-    tokio::pin!(shutdown);
     loop {
         if let Err(e) = jobs::reap_expired(&state.db, &state.config).await {
             tracing::warn!(error = %e, "requeueing expired leases failed");
@@ -83,7 +83,7 @@ pub async fn run(state: Dispatcher, shutdown: impl std::future::Future<Output = 
         loop {
             let first = tokio::select! {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
-                () = &mut shutdown => return drain(listener, permits, &state).await,
+                () = stop.cancelled() => return drain(listener, permits, &state).await,
             };
             let mut slots = vec![first];
             while slots.len() < state.config.dispatch_claim_batch {
@@ -131,7 +131,7 @@ pub async fn run(state: Dispatcher, shutdown: impl std::future::Future<Output = 
         tokio::select! {
             () = state.wake.notified() => {}
             () = tokio::time::sleep(sleep) => {}
-            () = &mut shutdown => return drain(listener, permits, &state).await,
+            () = stop.cancelled() => return drain(listener, permits, &state).await,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::nodes;
 use crate::pm::{self, ProjectManager};
@@ -69,21 +70,29 @@ fn status_line(result: &Result<i64, String>) -> String {
 }
 
 /// Keeps the PM selection current and systemd's `STATUS=` in step with readiness: re-checked
-/// on every node change and at least every few seconds, sent only when it changes.
-pub async fn track_status(state: ProjectManager, node_change: Arc<Notify>) {
+/// on every node change and at least every few seconds, sent only when it changes. Ends at
+/// `stop`, wherever it is (a warm-up in flight is abandoned).
+pub async fn track_status(
+    state: ProjectManager,
+    node_change: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let mut last = String::new();
-    loop {
-        if state.config.pm_required {
-            pm::refresh(&state).await;
+    stop.run_until_cancelled(async {
+        loop {
+            if state.config.pm_required {
+                pm::refresh(&state).await;
+            }
+            let line = status_line(&check(&state).await);
+            if line != last {
+                cynode_service_kit::notify::status(&line);
+                last = line;
+            }
+            tokio::select! {
+                () = node_change.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
         }
-        let line = status_line(&check(&state).await);
-        if line != last {
-            cynode_service_kit::notify::status(&line);
-            last = line;
-        }
-        tokio::select! {
-            () = node_change.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
+    })
+    .await;
 }

@@ -27,9 +27,11 @@ use cynode_contracts::routes;
 use cynode_contracts::user::{JobStatus, TaskLogStream};
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -51,20 +53,22 @@ const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// What following a task's logs needs: the pool and settings, the client and token keys that
 /// reach the nodes' worker APIs, and the process's stop, on which every stream ends so that the
-/// graceful shutdown does not wait for it.
+/// graceful shutdown does not wait for it, and its tasks, which the followers join.
 #[derive(Debug, Clone)]
 pub struct Logs {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub http: reqwest::Client,
     pub worker_tokens: Arc<TokenKeys>,
-    pub stopping: watch::Receiver<bool>,
+    pub stop: CancellationToken,
+    pub tasks: TaskTracker,
 }
 
 /// The streaming answer; `task_id` is the caller's own task (already checked).
 pub fn follow(state: Logs, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
     let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         let mut follower = Follower {
             state,
             owner,
@@ -146,10 +150,8 @@ impl Follower {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
-        let mut stopping = self.state.stopping.clone();
-        let stopping = async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        };
+        let stop = self.state.stop.clone();
+        let stopping = stop.cancelled();
         tokio::pin!(stopping);
         loop {
             tokio::select! {

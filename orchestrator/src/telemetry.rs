@@ -14,6 +14,7 @@ use cynode_contracts::telemetry::{NodeInfo, NodeStats};
 use cynode_contracts::user::NodeTelemetry;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::nodes::{self, TelemetryTarget};
@@ -32,19 +33,18 @@ pub struct Puller {
 /// Upper bound of each telemetry request.
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` resolves, pulling every `telemetry_pull_interval` (never when it is 0).
-pub async fn run(state: Puller, shutdown: impl std::future::Future<Output = ()>) {
+/// Runs until `stop` is cancelled, pulling every `telemetry_pull_interval` (never when it is 0).
+pub async fn run(state: Puller, stop: CancellationToken) {
     let every = state.config.telemetry_pull_interval;
     if every.is_zero() {
         return;
     }
-    tokio::pin!(shutdown);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => pull_all(&state).await,
-            () = &mut shutdown => return,
+            () = stop.cancelled() => return,
         }
     }
 }

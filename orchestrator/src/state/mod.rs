@@ -10,7 +10,9 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use cynode_service_kit::secrets::Secret;
 use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::{
@@ -52,9 +54,11 @@ pub struct AppState {
     /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`, else this control
     /// plane's MCP listener); `None` in a process without one.
     pub mcp_url: Option<String>,
-    /// Turns true when the process stops: long streams (live logs) end so that the graceful
-    /// shutdown does not wait for them.
-    pub stopping: watch::Receiver<bool>,
+    /// Cancelled when the process stops: servers stop accepting, background tasks end, long
+    /// streams (live logs) close so that the graceful shutdown does not wait for them.
+    pub stop: CancellationToken,
+    /// Every server and background task of the process; the shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
 impl AppState {
@@ -94,7 +98,8 @@ impl AppState {
             config: self.config.clone(),
             http: self.http.clone(),
             worker_tokens: self.worker_tokens.clone(),
-            stopping: self.stopping.clone(),
+            stop: self.stop.clone(),
+            tasks: self.tasks.clone(),
         }
     }
 

@@ -5,8 +5,8 @@
 //! for open prompt tasks whose lease is free (another process's task, a driver that stopped on
 //! an error, a process that died); one per task in this process ([`super::Drivers`]), which a
 //! job's end wakes. It takes the lease (`store::acquire`), renews it every third of
-//! `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops; a process that stops
-//! gracefully releases its drivers' leases ([`stop`]), one that dies leaves them to expire. A
+//! `WORKFLOW_LEASE_TTL` while it runs, and releases it when it stops, also when the process stops
+//! gracefully ([`drive`]); a process that dies leaves its leases to expire. A
 //! driver whose lease was lost, or whose task was closed (canceled, or failed by a job), stops
 //! where it is.
 
@@ -65,42 +65,42 @@ user's request. Reply with JSON only: {\"action\":\"answer\",\"answer\":\"<the a
 user, from the steps' output>\"}.";
 
 /// Kicks the driver of every task the planner asks for (a prompt task opened, one of its jobs
-/// ended), until the runtime stops: a task's own driver wakes, or one starts.
+/// ended), until the process stops: a task's own driver wakes, or one starts.
 pub async fn drive_requested(state: Engine, mut requests: mpsc::UnboundedReceiver<Uuid>) {
-    while let Some(task_id) = requests.recv().await {
-        state.drivers.kick(&state, task_id);
-    }
-}
-
-/// Shutdown: stops this process's drivers where they are and frees their leases, so that
-/// another orchestrator, or this one started again, resumes their tasks from the last
-/// checkpoint at once instead of after the leases expire (a crash leaves them to expire).
-pub async fn stop(state: &Engine) {
-    state.drivers.close().await;
-    match store::release_held_by(&state.db, state.drivers.holder()).await {
-        Ok(0) => {}
-        Ok(released) => tracing::info!(released, "workflow leases released for another driver"),
-        Err(e) => tracing::warn!(error = %e, "releasing the workflow leases failed; they expire"),
-    }
+    let stop = state.drivers.stop().clone();
+    stop.run_until_cancelled(async {
+        while let Some(task_id) = requests.recv().await {
+            state.drivers.kick(&state, task_id);
+        }
+    })
+    .await;
 }
 
 /// Drives every open prompt task whose lease is free now, then again every
-/// `WORKFLOW_RESUME_INTERVAL`; each time, this process's live drivers look at their jobs again.
+/// `WORKFLOW_RESUME_INTERVAL`, until the process stops; each time, this process's live drivers
+/// look at their jobs again.
 pub async fn resume_loop(state: Engine) {
-    loop {
-        match store::unheld_prompt_tasks(&state.db).await {
-            Ok(ids) => ids
-                .into_iter()
-                .for_each(|id| state.drivers.kick(&state, id)),
-            Err(e) => tracing::warn!(error = %e, "listing open prompt tasks failed"),
+    let stop = state.drivers.stop().clone();
+    stop.run_until_cancelled(async {
+        loop {
+            match store::unheld_prompt_tasks(&state.db).await {
+                Ok(ids) => ids
+                    .into_iter()
+                    .for_each(|id| state.drivers.kick(&state, id)),
+                Err(e) => tracing::warn!(error = %e, "listing open prompt tasks failed"),
+            }
+            state.drivers.wake_all();
+            tokio::time::sleep(state.config.workflow_resume_interval).await;
         }
-        state.drivers.wake_all();
-        tokio::time::sleep(state.config.workflow_resume_interval).await;
-    }
+    })
+    .await;
 }
 
 /// Runs the workflow of `task_id` as far as it goes, if its lease is free; `wake` is rung when
-/// one of the task's jobs may have ended.
+/// one of the task's jobs may have ended. At the process's stop it stops where it is and
+/// releases the lease, so that another orchestrator, or this one started again, resumes the task
+/// from the last checkpoint at once instead of after the lease expires (a crash leaves it to
+/// expire).
 pub(super) async fn drive(state: &Engine, task_id: Uuid, wake: &Notify) -> Result<()> {
     let Some(task) = context::task(state, task_id).await? else {
         return Ok(());
@@ -117,6 +117,7 @@ pub(super) async fn drive(state: &Engine, task_id: Uuid, wake: &Notify) -> Resul
     let result = tokio::select! {
         done = run(state, &task, wake) => done,
         lost = keep_lease(state, task_id, lease_id, ttl) => lost,
+        () = state.drivers.stop().cancelled() => Ok(()),
     };
     if let Err(e) = store::release(&state.db, task_id, lease_id).await {
         tracing::warn!(%task_id, error = %e, "releasing the workflow lease failed; it expires");
