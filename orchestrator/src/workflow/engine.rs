@@ -161,11 +161,32 @@ async fn run(state: &Engine, task: &TaskContext, wake: &Notify) -> Result<()> {
             return Ok(());
         };
         wf = next;
-        store::save(&state.db, task.task_id, &to_json(&wf)?, node.id()).await?;
+        // The last node's checkpoint commits with the task's end, so that whoever sees the task
+        // ended also finds the workflow's final checkpoint.
+        let mut tx = state.db.begin().await?;
+        if let Some(conclusion) = conclusion(node, &wf) {
+            if let Conclusion::Fail(reason) = &conclusion {
+                tracing::warn!(task_id = %task.task_id, %reason, "prompt task fails");
+            }
+            jobs::conclude_in(&mut tx, task.task_id, conclusion).await?;
+        }
+        store::save(&mut *tx, task.task_id, &to_json(&wf)?, node.id()).await?;
+        tx.commit().await?;
         tracing::info!(task_id = %task.task_id, node = node.id(), "workflow node done");
         last = Some(node);
     }
     Ok(())
+}
+
+/// How the task ends after `node`: only the last nodes end it.
+fn conclusion(node: Node, wf: &State) -> Option<Conclusion> {
+    match node {
+        Node::MarkFailed => Some(Conclusion::Fail(
+            wf.failure.clone().unwrap_or_else(|| super::exhausted(wf)),
+        )),
+        Node::FinalizeSummary => wf.summary.clone().map(Conclusion::Answer),
+        _ => None,
+    }
 }
 
 fn to_json(wf: &State) -> Result<Value> {
@@ -195,11 +216,8 @@ async fn step(
         }
         Node::VerifyStepResult => verify_step_result(state, task, &mut wf).await?,
         Node::FinalizeSummary => finalize_summary(state, task, &mut wf).await?,
-        Node::MarkFailed => {
-            let reason = wf.failure.clone().unwrap_or_else(|| super::exhausted(&wf));
-            tracing::warn!(task_id = %task.task_id, %reason, "prompt task fails");
-            jobs::conclude(&state.db, task.task_id, Conclusion::Fail(reason)).await?;
-        }
+        // The task fails with this node's checkpoint (`run`).
+        Node::MarkFailed => {}
     }
     Ok(Some(wf))
 }
@@ -591,7 +609,7 @@ async fn finalize_summary(state: &Engine, task: &TaskContext, wf: &mut State) ->
             answer
         }
     };
-    jobs::conclude(&state.db, task.task_id, Conclusion::Answer(summary.clone())).await?;
+    // The task completes with the checkpoint (`run`).
     wf.summary = Some(summary);
     Ok(())
 }
