@@ -21,10 +21,9 @@ use cynode_contracts::user::{
     MAX_ACTIVE_API_KEYS, MAX_API_KEY_DAYS, MAX_API_KEY_NAME_CHARS,
 };
 use cynode_service_kit::http::ApiJson;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::{self, Credential, CurrentUser};
 use crate::error::{Error, Result};
 use crate::users::ClientInfo;
@@ -91,7 +90,7 @@ async fn audit(
 /// The user behind `key`, for [`CurrentUser`]'s extractor. A revoked or expired key, or one of
 /// a disabled user, is refused at once. `last_used_at` moves at most once a minute per key, and
 /// the first use is audited.
-pub async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<CurrentUser> {
+pub async fn authenticate(db: &PgPool, parts: &Parts, key: &str) -> Result<CurrentUser> {
     // The messages below never repeat the key.
     let invalid = || Error::from(Problem::unauthorized("API key is invalid"));
     if !well_formed(key) {
@@ -107,7 +106,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(auth::sha256(key))
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     let Some((key_id, user_id, handle, user_active, revoked, expired, never_used, stale)) = row
     else {
@@ -123,7 +122,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<
         return Err(Problem::unauthorized("the API key's user is disabled").into());
     }
     if never_used {
-        let mut tx = state.db.begin().await?;
+        let mut tx = db.begin().await?;
         // Only one of several concurrent first requests finds it still unused.
         let first = sqlx::query(
             "UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND last_used_at IS NULL",
@@ -155,7 +154,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<
              WHERE id = $1 AND last_used_at < now() - interval '1 minute'",
         )
         .bind(key_id)
-        .execute(&state.db)
+        .execute(db)
         .await?;
     }
     Ok(CurrentUser {
@@ -201,7 +200,7 @@ fn validate(req: &CreateApiKeyRequest) -> Result<()> {
     (status = 409, body = Problem, description = "the caller already has 50 active keys"),
 ))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     user: CurrentUser,
@@ -214,7 +213,7 @@ pub async fn create(
         .into());
     }
     validate(&req)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     // Serialises the caller's concurrent creations, so the limit holds.
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
         .bind(user.id)
@@ -292,14 +291,14 @@ struct KeyRow {
 /// The caller's API keys, newest first, revoked and expired ones included; never the keys.
 #[utoipa::path(get, path = "/v1/users/me/api-keys", tag = "api-keys", security(("bearer" = [])),
     responses((status = 200, body = ApiKeyList), (status = 401, body = Problem)))]
-pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<ApiKeyList>> {
+pub async fn list(State(db): State<PgPool>, user: CurrentUser) -> Result<Json<ApiKeyList>> {
     let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT id, name, prefix, last_four, created_at, expires_at, last_used_at, revoked_at,
                 coalesce(expires_at <= now(), false) AS expired
          FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id",
     )
     .bind(user.id)
-    .fetch_all(&state.db)
+    .fetch_all(&db)
     .await?;
     let api_keys = rows
         .into_iter()
@@ -329,7 +328,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Js
     (status = 204, description = "revoked"), (status = 401, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     user: CurrentUser,
@@ -339,7 +338,7 @@ pub async fn revoke(
     let Ok(key_id) = id.parse::<Uuid>() else {
         return Err(not_found());
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let row: Option<(bool,)> = sqlx::query_as(
         "SELECT revoked_at IS NULL FROM api_keys WHERE id = $1 AND user_id = $2 FOR UPDATE",
     )

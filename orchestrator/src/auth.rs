@@ -1,10 +1,10 @@
 //! Credentials: Argon2id password hashes, HS256 JWTs for users and nodes, opaque refresh tokens
-//! stored as SHA-256, and the request extractors that authenticate callers (users by access JWT
-//! or personal API key, nodes by node JWT).
+//! stored as SHA-256, and who a request's caller is ([`CurrentUser`], [`Admin`], [`CurrentNode`];
+//! the extractors that establish them read users, API keys and nodes, and live with the servers
+//! in `app::extract`).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::error::{Error, Result};
 
 pub const ISSUER: &str = "cynodeai";
@@ -223,73 +222,11 @@ impl CurrentUser {
 #[derive(Debug, Clone)]
 pub struct Admin(pub CurrentUser);
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
-        if user.handle != crate::users::ADMIN_HANDLE {
-            return Err(Problem::forbidden("only the admin may do this").into());
-        }
-        Ok(Self(user))
-    }
-}
-
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let parts: &Parts = parts;
-        let token = bearer(parts)?;
-        if crate::apikeys::looks_like_key(token) {
-            return crate::apikeys::authenticate(state, parts, token).await;
-        }
-        let claims = state.keys.verify(token, TokenType::Access)?;
-        let (Some(user_id), Some(session_id)) = (claims.user_id, claims.sid) else {
-            return Err(Problem::unauthorized("token is invalid").into());
-        };
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT u.handle FROM refresh_sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.user_id = $2 AND s.is_active AND u.is_active",
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .fetch_optional(&state.db)
-        .await?;
-        let (handle,) =
-            row.ok_or_else(|| Problem::unauthorized("session has been revoked or logged out"))?;
-        Ok(Self {
-            id: user_id,
-            handle,
-            credential: Credential::Session(session_id),
-        })
-    }
-}
-
 /// A node authenticated by its node JWT; the node must still exist.
 #[derive(Debug, Clone)]
 pub struct CurrentNode {
     pub id: Uuid,
     pub slug: String,
-}
-
-impl FromRequestParts<AppState> for CurrentNode {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let claims = state.keys.verify(bearer(parts)?, TokenType::Node)?;
-        let (Some(id), Some(slug)) = (claims.node_id, claims.node_slug) else {
-            return Err(Problem::unauthorized("token is invalid").into());
-        };
-        let known: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM nodes WHERE id = $1 AND node_slug = $2")
-                .bind(id)
-                .bind(&slug)
-                .fetch_optional(&state.db)
-                .await?;
-        known.ok_or_else(|| Problem::not_found(format!("node {slug} is not registered")))?;
-        Ok(Self { id, slug })
-    }
 }
 
 #[cfg(test)]

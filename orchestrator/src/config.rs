@@ -72,6 +72,7 @@ struct FileConfig {
     pm_model_timeout: Option<Seconds>,
     pm_step_retries: Option<u32>,
     workflow_lease_ttl: Option<Seconds>,
+    workflow_resume_interval: Option<Seconds>,
     node_inference_image: Option<String>,
     node_inference_port: Option<u16>,
     node_inference_command: Option<String>,
@@ -156,6 +157,10 @@ pub struct Config {
     /// Lifetime of the lease a workflow driver holds on its task (`WORKFLOW_LEASE_TTL`, default
     /// 30 s), renewed every third of it: how long a dead process's tasks wait for another.
     pub workflow_lease_ttl: Duration,
+    /// How often a control plane looks for open prompt tasks nobody drives, and its own drivers
+    /// look at their jobs again (`WORKFLOW_RESUME_INTERVAL`, default 5 s): a job that ended in
+    /// another process reaches the driver waiting for it within about this long.
+    pub workflow_resume_interval: Duration,
     /// `max_tokens` of each PM model call.
     pub pm_max_tokens: u32,
     /// Upper bound of one PM model call (and of the warm-up).
@@ -355,17 +360,12 @@ impl Config {
                 hosts
             },
             mcp_tools_disabled: {
-                let names = env("MCP_TOOLS_DISABLED")
+                // Checked against the tool catalog by `mcp::check_disabled`, which the binary
+                // runs right after loading (the catalog belongs to the MCP engine, above this).
+                env("MCP_TOOLS_DISABLED")
                     .map(|v| list(&v))
                     .or(file.mcp_tools_disabled)
-                    .unwrap_or_default();
-                if let Some(unknown) = names.iter().find(|n| crate::mcp::tools::find(n).is_none()) {
-                    return Err(ConfigError::Invalid {
-                        key: "MCP_TOOLS_DISABLED".into(),
-                        message: format!("{unknown:?} is not a tool of this orchestrator"),
-                    });
-                }
-                names
+                    .unwrap_or_default()
             },
             mcp_token_ttl: match duration("MCP_TOKEN_TTL", file.mcp_token_ttl, "15m")? {
                 d if d.is_zero() || d > crate::mcp::agent::MAX_TTL => {
@@ -523,6 +523,19 @@ impl Config {
                         message: format!(
                             "must be at least {MIN_DISPATCH_LEASE:?}, so that renewals (every third) can land"
                         ),
+                    });
+                }
+                d => d,
+            },
+            workflow_resume_interval: match duration(
+                "WORKFLOW_RESUME_INTERVAL",
+                file.workflow_resume_interval,
+                "5s",
+            )? {
+                d if d.is_zero() => {
+                    return Err(ConfigError::Invalid {
+                        key: "WORKFLOW_RESUME_INTERVAL".into(),
+                        message: "must be greater than zero".into(),
                     });
                 }
                 d => d,
@@ -706,6 +719,23 @@ mod tests {
         assert_eq!(cfg.request_timeout, Duration::from_secs(42));
         assert_eq!(cfg.dispatch_retry_base, Duration::from_millis(500));
         assert_eq!(cfg.jwt_refresh_duration, Duration::from_secs(168 * 3600));
+    }
+
+    #[test]
+    fn the_workflow_resume_interval_defaults_to_five_seconds_and_may_be_short_but_not_zero() {
+        let at = |value: &str| {
+            let value = value.to_owned();
+            Config::from_parts(FileConfig::default(), move |name| {
+                (name == "WORKFLOW_RESUME_INTERVAL").then(|| value.clone())
+            })
+        };
+        let default = Config::from_parts(FileConfig::default(), |_| None).unwrap();
+        assert_eq!(default.workflow_resume_interval, Duration::from_secs(5));
+        assert_eq!(
+            at("200ms").unwrap().workflow_resume_interval,
+            Duration::from_millis(200)
+        );
+        assert!(at("0").is_err());
     }
 
     #[test]

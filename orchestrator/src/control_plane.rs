@@ -17,14 +17,15 @@ use utoipa::OpenApi;
 use crate::auth::CurrentNode;
 use crate::error::Result;
 use crate::nodes;
+use crate::state::{AppState, http};
 use crate::web::SecuritySchemes;
 use crate::workflow::api::WorkflowBearer;
-use crate::{AppState, web, workflow};
+use crate::{web, workflow};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI control plane", description = "Node registration, capability ingest and configuration delivery"),
-    paths(register, capability, get_config, ack_config, web::healthz, web::readyz,
+    paths(register, capability, get_config, ack_config, web::healthz, http::readyz,
         workflow::api::start, workflow::api::resume, workflow::api::checkpoint,
         workflow::api::release),
     modifiers(&SecuritySchemes, &WorkflowBearer),
@@ -38,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::node::CONFIG, get(get_config).post(ack_config))
         .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }))
         .merge(workflow::api::routes());
-    web::finish(routes, state)
+    http::finish(routes, state)
 }
 
 /// Registers a node with the pre-shared key: 201 for a new node (with its `auth.node_secret`),
@@ -55,7 +56,7 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<NodeBootstrapPayload>)> {
     let (payload, created) = nodes::register(
-        &state,
+        &state.nodes(),
         &req.psk,
         &req.capability,
         req.node_secret.as_deref(),
@@ -80,7 +81,7 @@ async fn capability(
     node: CurrentNode,
     ApiJson(report): ApiJson<NodeCapabilityReport>,
 ) -> Result<StatusCode> {
-    nodes::report_capability(&state, &node, &report).await?;
+    nodes::report_capability(&state.nodes(), &node, &report).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -93,7 +94,7 @@ async fn get_config(
     State(state): State<AppState>,
     node: CurrentNode,
 ) -> Result<Json<NodeConfigurationPayload>> {
-    Ok(Json(nodes::configuration(&state, &node).await?))
+    Ok(Json(nodes::configuration(&state.nodes(), &node).await?))
 }
 
 /// Acknowledges a configuration version as applied or failed.
@@ -108,6 +109,6 @@ async fn ack_config(
     node: CurrentNode,
     ApiJson(ack): ApiJson<NodeConfigAck>,
 ) -> Result<StatusCode> {
-    nodes::acknowledge(&state, &node, &ack).await?;
+    nodes::acknowledge(&state.nodes(), &node, &ack).await?;
     Ok(StatusCode::NO_CONTENT)
 }

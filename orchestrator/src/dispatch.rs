@@ -28,11 +28,31 @@ use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::AppState;
-use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, RunningJob};
+use crate::config::Config;
+use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, Planner, RunningJob};
+use crate::mcp::agent::{Agent, AgentKeys, MAX_TTL};
+use crate::metrics::Metrics;
 use crate::nodes;
+use crate::worker_tokens::TokenKeys;
+
+/// What the dispatcher needs: the pool and settings, the client and token keys that reach the
+/// nodes' worker APIs, the metrics, its wake-up, what a `use_mcp` job's grant is made of (the
+/// MCP endpoint and the agent token keys) and the planner told about finished steps.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    pub mcp_keys: Arc<AgentKeys>,
+    pub mcp_url: Option<String>,
+    pub planner: Arc<dyn Planner>,
+}
 
 /// Upper bound on sleeping when nothing is due, in case a notification was lost.
 const FALLBACK_TICK: Duration = Duration::from_secs(10);
@@ -42,11 +62,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// a healthy node answers well within it; a silent one must not hold the cancel up.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` resolves, then waits briefly for dispatches in flight.
-pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+/// Runs until `stop` is cancelled, then waits briefly for dispatches in flight.
+pub async fn run(state: Dispatcher, stop: CancellationToken) {
     let listener = tokio::spawn(listen(state.db.clone(), state.wake.clone()));
     let permits = Arc::new(Semaphore::new(state.config.dispatch_concurrency));
-    tokio::pin!(shutdown);
     loop {
         if let Err(e) = jobs::reap_expired(&state.db, &state.config).await {
             tracing::warn!(error = %e, "requeueing expired leases failed");
@@ -64,7 +83,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
         loop {
             let first = tokio::select! {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
-                () = &mut shutdown => return drain(listener, permits, &state).await,
+                () = stop.cancelled() => return drain(listener, permits, &state).await,
             };
             let mut slots = vec![first];
             while slots.len() < state.config.dispatch_claim_batch {
@@ -112,12 +131,12 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
         tokio::select! {
             () = state.wake.notified() => {}
             () = tokio::time::sleep(sleep) => {}
-            () = &mut shutdown => return drain(listener, permits, &state).await,
+            () = stop.cancelled() => return drain(listener, permits, &state).await,
         }
     }
 }
 
-async fn drain(listener: tokio::task::JoinHandle<()>, permits: Arc<Semaphore>, state: &AppState) {
+async fn drain(listener: tokio::task::JoinHandle<()>, permits: Arc<Semaphore>, state: &Dispatcher) {
     listener.abort();
     let all = state.config.dispatch_concurrency as u32;
     if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
@@ -176,7 +195,7 @@ impl Outcome {
     }
 }
 
-async fn deliver(state: &AppState, claim: Claim) {
+async fn deliver(state: &Dispatcher, claim: Claim) {
     let started = std::time::Instant::now();
     let outcome = {
         let heartbeat = keep_leased(state, &claim);
@@ -242,7 +261,7 @@ async fn deliver(state: &AppState, claim: Claim) {
 /// Runs until dropped. A failed renewal (database away) is retried at the next beat; should the
 /// lease run out meanwhile, another orchestrator may deliver the job again, and the worker's
 /// ledger answers that delivery with the one run's result.
-async fn keep_leased(state: &AppState, claim: &Claim) -> std::convert::Infallible {
+async fn keep_leased(state: &Dispatcher, claim: &Claim) -> std::convert::Infallible {
     let lease = state.config.dispatch_lease;
     let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
     loop {
@@ -262,9 +281,9 @@ async fn keep_leased(state: &AppState, claim: &Claim) -> std::convert::Infallibl
 
 /// The MCP access of a `use_mcp` job: this orchestrator's MCP endpoint and a token for the
 /// job's sandbox agent (its task's owner, the task, the job), minted now and never stored. It
-/// lives as long as the job may run (plus a minute), at most [`crate::mcp::agent::MAX_TTL`].
+/// lives as long as the job may run (plus a minute), at most [`MAX_TTL`].
 async fn mcp_grant(
-    state: &AppState,
+    state: &Dispatcher,
     claim: &Claim,
     sandbox: &SandboxSpec,
 ) -> Result<McpGrant, String> {
@@ -278,16 +297,16 @@ async fn mcp_grant(
             .fetch_one(&state.db)
             .await
             .map_err(|e| format!("reading the job's task failed: {e}"))?;
-    let agent = crate::mcp::Agent::sandbox(owner, claim.task_id, claim.job_id, project);
+    let agent = Agent::sandbox(owner, claim.task_id, claim.job_id, project);
     let runs_for = Duration::from_secs(sandbox.timeout_seconds.unwrap_or(0).max(0) as u64);
-    let ttl = (runs_for + Duration::from_secs(60)).min(crate::mcp::agent::MAX_TTL);
+    let ttl = (runs_for + Duration::from_secs(60)).min(MAX_TTL);
     Ok(McpGrant {
         url,
         token: state.mcp_keys.issue(&agent, ttl),
     })
 }
 
-async fn call_worker(state: &AppState, claim: &Claim) -> Outcome {
+async fn call_worker(state: &Dispatcher, claim: &Claim) -> Outcome {
     let mut sandbox: SandboxSpec = match serde_json::from_value(claim.payload.clone()) {
         Ok(s) => s,
         Err(e) => return Outcome::Refused(format!("job payload is not a sandbox spec: {e}")),

@@ -1,5 +1,7 @@
 //! User gateway HTTP API (port 12080): authentication and tasks.
 
+mod artifacts;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -22,9 +24,10 @@ use utoipa::OpenApi;
 use crate::apikeys::BearerTakesApiKeys;
 use crate::auth::{Admin, CurrentUser};
 use crate::error::{Error, Result};
+use crate::state::{AppState, http};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{AppState, apikeys, chat, mcp, nodes, task_logs, tasks, usage, web};
+use crate::{apikeys, chat, dispatch, mcp, nodes, task_logs, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -32,10 +35,10 @@ use crate::{AppState, apikeys, chat, mcp, nodes, task_logs, tasks, usage, web};
     paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, mcp_audit, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
-          crate::artifacts::http_list, crate::artifacts::http_download, crate::artifacts::http_upload,
+          artifacts::http_list, artifacts::http_download, artifacts::http_upload,
           crate::preferences::http_list, crate::preferences::http_get, crate::preferences::http_put, crate::preferences::http_delete,
           crate::preferences::http_effective,
-          web::healthz, web::readyz),
+          web::healthz, http::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
 )]
@@ -66,12 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::TASK_LOGS, get(task_logs))
         .route(
             routes::user::TASK_ARTIFACTS,
-            get(crate::artifacts::http_list).put(crate::artifacts::http_upload),
+            get(artifacts::http_list).put(artifacts::http_upload),
         )
-        .route(
-            routes::user::TASK_ARTIFACT,
-            get(crate::artifacts::http_download),
-        )
+        .route(routes::user::TASK_ARTIFACT, get(artifacts::http_download))
         .route(routes::user::PREFS, get(crate::preferences::http_list))
         .route(
             routes::user::PREFS_EFFECTIVE,
@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(axum::middleware::from_fn(chat::openai_errors)),
         )
         .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
-    web::finish(routes, state)
+    http::finish(routes, state)
 }
 
 /// Revokes a node (admin only): its node JWT and worker token stop working at once, and its
@@ -110,7 +110,7 @@ async fn revoke_node(
     _: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
-    nodes::revoke(&state, &slug).await?;
+    nodes::revoke(&state.nodes(), &slug).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,7 +120,9 @@ async fn revoke_node(
     (status = 403, body = Problem, description = "not the admin"),
 ))]
 async fn list_nodes(State(state): State<AppState>, _: Admin) -> Result<Json<NodeList>> {
-    Ok(Json(nodes::list(&state).await?))
+    Ok(Json(
+        nodes::list(&state.db, state.config.node_stale_after).await?,
+    ))
 }
 
 /// One node (admin only).
@@ -134,7 +136,9 @@ async fn get_node(
     _: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<NodeInfo>> {
-    Ok(Json(nodes::info(&state, &slug).await?))
+    Ok(Json(
+        nodes::info(&state.db, state.config.node_stale_after, &slug).await?,
+    ))
 }
 
 /// The MCP gateway's audit (admin only), newest first: one entry per tool call, allowed or
@@ -167,7 +171,7 @@ async fn drain_node(
     body: Option<ApiJson<DrainRequest>>,
 ) -> Result<Json<NodeInfo>> {
     let req = body.map(|ApiJson(req)| req).unwrap_or_default();
-    Ok(Json(nodes::drain(&state, &slug, &req).await?))
+    Ok(Json(nodes::drain(&state.nodes(), &slug, &req).await?))
 }
 
 /// Puts a drained node back in service (admin only).
@@ -181,7 +185,7 @@ async fn undrain_node(
     _: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<NodeInfo>> {
-    Ok(Json(nodes::undrain(&state, &slug).await?))
+    Ok(Json(nodes::undrain(&state.nodes(), &slug).await?))
 }
 
 /// The peer address is the client; forwarding headers are not trusted, since anyone can send
@@ -243,7 +247,7 @@ async fn login(
     }
     let info = client(peer, &headers);
     Ok(Json(
-        users::login(&state, &req.handle, &req.password, &info).await?,
+        users::login(&state.sessions(), &req.handle, &req.password, &info).await?,
     ))
 }
 
@@ -262,7 +266,7 @@ async fn refresh(
     }
     let info = client(peer, &headers);
     Ok(Json(
-        users::refresh(&state, &req.refresh_token, &info).await?,
+        users::refresh(&state.sessions(), &req.refresh_token, &info).await?,
     ))
 }
 
@@ -286,7 +290,7 @@ async fn logout(
             .map_err(|e| Error::from(Problem::validation(format!("malformed logout body: {e}"))))?
     };
     let info = client(peer, &headers);
-    users::logout(&state, &user, req.refresh_token.as_deref(), &info).await?;
+    users::logout(&state.db, &user, req.refresh_token.as_deref(), &info).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -337,7 +341,17 @@ async fn create_task(
     };
     Ok((
         StatusCode::CREATED,
-        Json(tasks::create(&state, &user, req, uploads).await?),
+        Json(
+            tasks::create(
+                &state.db,
+                state.planner.as_ref(),
+                &state.signals(),
+                &user,
+                req,
+                uploads,
+            )
+            .await?,
+        ),
     ))
 }
 
@@ -353,7 +367,7 @@ async fn list_tasks(
     user: CurrentUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<TaskList>> {
-    Ok(Json(tasks::list(&state, &user, &query).await?))
+    Ok(Json(tasks::list(&state.db, &user, &query).await?))
 }
 
 /// One task, by id or by name. Another user's task is 404.
@@ -366,7 +380,7 @@ async fn get_task(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>> {
-    Ok(Json(tasks::get(&state, &user, &id).await?))
+    Ok(Json(tasks::get(&state.db, &user, &id).await?))
 }
 
 /// The task's jobs with the worker's full results.
@@ -379,7 +393,7 @@ async fn task_result(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskResult>> {
-    Ok(Json(tasks::result(&state, &user, &id).await?))
+    Ok(Json(tasks::result(&state.db, &user, &id).await?))
 }
 
 /// A prompt task's Project Manager steps: each model call, its decision, the job it ran and
@@ -393,7 +407,7 @@ async fn task_steps(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskSteps>> {
-    Ok(Json(tasks::steps(&state, &user, &id).await?))
+    Ok(Json(tasks::steps(&state.db, &user, &id).await?))
 }
 
 /// Cancels an unfinished task; a finished one is 409.
@@ -407,7 +421,10 @@ async fn cancel_task(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CancelResponse>> {
-    Ok(Json(tasks::cancel(&state, &user, &id).await?))
+    let (canceled, running) = tasks::cancel(&state.db, &state.worker_tokens, &user, &id).await?;
+    // After the cancel committed: a node that cannot stop the sandbox changes nothing.
+    dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
+    Ok(Json(canceled))
 }
 
 /// stdout/stderr of the task's jobs, concatenated. With `follow=true`, server-sent events
@@ -435,8 +452,13 @@ async fn task_logs(
         },
     )?;
     if query.follow {
-        let task_id = tasks::resolve(&state, &user, &id).await?;
-        return Ok(task_logs::follow(state, user.id, task_id, query.stream));
+        let task_id = tasks::resolve(&state.db, &user, &id).await?;
+        return Ok(task_logs::follow(
+            state.logs(),
+            user.id,
+            task_id,
+            query.stream,
+        ));
     }
-    Ok(Json(tasks::logs(&state, &user, &id, query.stream).await?).into_response())
+    Ok(Json(tasks::logs(&state.db, &user, &id, query.stream).await?).into_response())
 }

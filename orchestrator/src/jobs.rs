@@ -419,7 +419,19 @@ pub enum Conclusion {
 /// Closes a task's plan. Returns the task's status afterwards.
 pub async fn conclude(db: &PgPool, task_id: Uuid, conclusion: Conclusion) -> Result<TaskStatus> {
     let mut tx = db.begin().await?;
-    lock_jobs(&mut tx, task_id).await?;
+    let status = conclude_in(&mut tx, task_id, conclusion).await?;
+    tx.commit().await?;
+    Ok(status)
+}
+
+/// [`conclude`] inside the caller's transaction, for a planner whose own record of the end must
+/// commit with it (the workflow's final checkpoint).
+pub async fn conclude_in(
+    tx: &mut PgConnection,
+    task_id: Uuid,
+    conclusion: Conclusion,
+) -> Result<TaskStatus> {
+    lock_jobs(tx, task_id).await?;
     let status: String = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 FOR UPDATE")
         .bind(task_id)
         .fetch_one(&mut *tx)
@@ -435,18 +447,17 @@ pub async fn conclude(db: &PgPool, task_id: Uuid, conclusion: Conclusion) -> Res
                 .bind(answer)
                 .execute(&mut *tx)
                 .await?;
-            settle(&mut tx, task_id, Note::Keep).await?
+            settle(tx, task_id, Note::Keep).await?
         }
         Conclusion::Fail(reason) => {
             sqlx::query("UPDATE tasks SET plan_open = false WHERE id = $1")
                 .bind(task_id)
                 .execute(&mut *tx)
                 .await?;
-            insert_failed_job(&mut tx, task_id, &json!({"planner": true}), reason).await?;
-            settle(&mut tx, task_id, Note::Set(reason)).await?
+            insert_failed_job(tx, task_id, &json!({"planner": true}), reason).await?;
+            settle(tx, task_id, Note::Set(reason)).await?
         }
     };
-    tx.commit().await?;
     Ok(status)
 }
 

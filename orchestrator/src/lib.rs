@@ -3,400 +3,46 @@
 //!
 //! [`start`] runs either or both servers in this process and returns once they listen; `main.rs`
 //! only parses the command line and waits for SIGTERM.
+//!
+//! The modules are in four layers, bottom first: core, store, engine, edge; a module imports
+//! only from its own layer or below, and no import circles back (`layers.toml` maps each module
+//! to its layer; ARCHITECTURE.md, "Layers", explains them).
 
-pub mod apikeys;
-pub mod artifacts;
+// core
 pub mod auth;
-pub mod chat;
 pub mod config;
-pub mod control_plane;
-pub mod dispatch;
 pub mod error;
-pub mod gateway;
-pub mod jobs;
-pub mod mcp;
 pub mod metrics;
-pub mod node_inference;
-pub mod nodes;
-pub mod pm;
-pub mod preferences;
 pub mod ratelimit;
-pub mod readiness;
-pub mod scheduler;
-pub mod task_logs;
-pub mod tasks;
-pub mod telemetry;
-pub mod usage;
-pub mod users;
+pub mod signals;
 pub mod web;
 pub mod worker_tokens;
+// store
+pub mod apikeys;
+pub mod artifacts;
+pub mod jobs;
+pub mod nodes;
+pub mod preferences;
+pub mod scheduler;
+pub mod tasks;
+pub mod usage;
+pub mod users;
+// engine
+pub mod chat;
+pub mod dispatch;
+pub mod mcp;
+pub mod node_inference;
+pub mod pm;
+pub mod readiness;
+pub mod task_logs;
+pub mod telemetry;
 pub mod workflow;
+// edge
+pub mod app;
+pub mod control_plane;
+pub mod gateway;
+pub mod state;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::Context;
-use cynode_service_kit::secrets::Secret;
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
-
+pub use app::{MIGRATOR, Role, Running, connect, mcp_token, migrate, start, worker_token};
 pub use config::{Config, Secrets};
-
-/// The schema; `migrations/` is its only source.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// Everything a handler or background task needs.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub db: PgPool,
-    pub config: Arc<Config>,
-    pub keys: auth::Keys,
-    /// `None` in a process that does not serve the control plane.
-    pub psk: Option<Secret>,
-    pub limiter: Arc<ratelimit::RateLimiter>,
-    /// Wakes the dispatcher: new job, free slot, node change.
-    pub wake: Arc<Notify>,
-    /// Wakes the readiness status tracker.
-    pub node_change: Arc<Notify>,
-    /// Client for worker API calls.
-    pub http: reqwest::Client,
-    /// Decides what a new task runs.
-    pub planner: Arc<dyn jobs::Planner>,
-    /// The Project Manager's selection, warm-up and prompt-task drivers.
-    pub pm: Arc<pm::Pm>,
-    /// Encrypts and decrypts worker API tokens at rest.
-    pub worker_tokens: Arc<worker_tokens::TokenKeys>,
-    /// This process's Prometheus metrics.
-    pub metrics: Arc<metrics::Metrics>,
-    /// The workflow API's bearer token; `None` closes the API.
-    pub workflow_token: Option<Secret>,
-    /// Signs and checks MCP agent tokens.
-    pub mcp_keys: Arc<mcp::AgentKeys>,
-    /// The MCP endpoint URL handed to worker proxies (`MCP_PUBLIC_URL`, else this control
-    /// plane's MCP listener); `None` in a process without one.
-    pub mcp_url: Option<String>,
-    /// Turns true when the process stops: long streams (live logs) end so that the graceful
-    /// shutdown does not wait for them.
-    pub stopping: watch::Receiver<bool>,
-}
-
-impl AppState {
-    /// Something that may let a job go happened.
-    pub fn signal_change(&self) {
-        self.wake.notify_one();
-        self.node_change.notify_one();
-    }
-}
-
-/// Which servers this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    ControlPlane,
-    UserGateway,
-    All,
-}
-
-impl Role {
-    fn control_plane(self) -> bool {
-        matches!(self, Self::ControlPlane | Self::All)
-    }
-    fn user_gateway(self) -> bool {
-        matches!(self, Self::UserGateway | Self::All)
-    }
-}
-
-/// A connection pool sized by `DATABASE_POOL_SIZE` (default 16: the dispatcher's concurrent
-/// deliveries, its notification listener and request handlers share it).
-/// The worker API token of node `slug`, decrypted: for an operator who must call that node's
-/// worker API by hand (and the benchmarks, which do so on loopback).
-pub async fn worker_token(
-    config: &Config,
-    secrets: &Secrets,
-    slug: &str,
-) -> anyhow::Result<Secret> {
-    let db = connect(config, &secrets.database_url).await?;
-    let row: Option<(uuid::Uuid, Option<String>)> =
-        sqlx::query_as("SELECT id, worker_api_bearer_token FROM nodes WHERE node_slug = $1")
-            .bind(slug)
-            .fetch_optional(&db)
-            .await?;
-    let Some((id, Some(stored))) = row else {
-        anyhow::bail!("node {slug} does not exist or has no worker token yet");
-    };
-    worker_tokens::TokenKeys::from_secrets(secrets)
-        .open(id, &stored)
-        .map_err(|e| anyhow::anyhow!("cannot decrypt the worker token of node {slug}: {e}"))
-}
-
-/// A short-lived MCP agent token (`cynode-orchestrator mcp-token`): system-level for the PM;
-/// bound to a task's owner and the task (and job, for a sandbox agent) otherwise, after checking
-/// that they exist and belong together.
-pub async fn mcp_token(
-    config: &Config,
-    secrets: &Secrets,
-    agent_type: mcp::AgentType,
-    task_id: Option<uuid::Uuid>,
-    job_id: Option<uuid::Uuid>,
-    ttl: Duration,
-) -> anyhow::Result<String> {
-    let agent = match agent_type {
-        mcp::AgentType::Pm => mcp::Agent::pm(),
-        mcp::AgentType::Pa | mcp::AgentType::Sandbox => {
-            let task_id = task_id.context("--task-id is required for this agent type")?;
-            let db = connect(config, &secrets.database_url).await?;
-            let (owner, project): (uuid::Uuid, Option<uuid::Uuid>) =
-                sqlx::query_as("SELECT created_by, project_id FROM tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&db)
-                    .await?
-                    .with_context(|| format!("task {task_id} does not exist"))?;
-            match agent_type {
-                mcp::AgentType::Pa => mcp::Agent::analyst(owner, task_id),
-                _ => {
-                    let job_id = job_id.context("--job-id is required for a sandbox agent")?;
-                    let of: Option<uuid::Uuid> =
-                        sqlx::query_scalar("SELECT task_id FROM jobs WHERE id = $1")
-                            .bind(job_id)
-                            .fetch_optional(&db)
-                            .await?;
-                    anyhow::ensure!(
-                        of == Some(task_id),
-                        "job {job_id} is not a job of task {task_id}"
-                    );
-                    mcp::Agent::sandbox(owner, task_id, job_id, project)
-                }
-            }
-        }
-    };
-    anyhow::ensure!(
-        !ttl.is_zero() && ttl <= mcp::agent::MAX_TTL,
-        "--ttl must be more than zero and at most 1h"
-    );
-    Ok(mcp::AgentKeys::derive(secrets.jwt_secret.expose().as_bytes()).issue(&agent, ttl))
-}
-
-pub async fn connect(config: &Config, url: &Secret) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(config.database_pool_size)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url.expose())
-        .await
-        // The URL may hold a password: name the variable, not the value.
-        .context("cannot connect to PostgreSQL at DATABASE_URL")
-}
-
-/// Applies pending migrations (idempotent; concurrent callers serialise on sqlx's lock).
-pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(db)
-        .await
-        .context("applying database migrations")
-}
-
-async fn listen(addr: SocketAddr, name: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {name}"))
-}
-
-/// A started orchestrator. Dropping it does not stop it; call [`Running::shutdown`].
-#[derive(Debug)]
-pub struct Running {
-    pub control_plane_addr: Option<SocketAddr>,
-    pub user_gateway_addr: Option<SocketAddr>,
-    pub metrics_addr: Option<SocketAddr>,
-    pub mcp_addr: Option<SocketAddr>,
-    pub state: AppState,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    /// Stops accepting, lets requests and dispatches in flight finish, and returns.
-    pub async fn shutdown(self) {
-        cynode_service_kit::notify::stopping();
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Connects, migrates, creates the bootstrap accounts, binds the listeners of `role`, starts the
-/// dispatcher (control plane) and reports `READY=1`.
-pub async fn start(role: Role, config: Config, secrets: Secrets) -> anyhow::Result<Running> {
-    // Bind before anything else: a port in use fails the start before the database is touched,
-    // and an address chosen a moment ago (tests pick free ports) cannot be taken meanwhile by
-    // our own outgoing connections.
-    let control_plane_listener = match role.control_plane() {
-        true => Some(listen(config.control_plane_listen_addr, "control plane").await?),
-        false => None,
-    };
-    let user_gateway_listener = match role.user_gateway() {
-        true => Some(listen(config.user_gateway_listen_addr, "user gateway").await?),
-        false => None,
-    };
-    let mcp_listener = match role.control_plane() {
-        true => Some(listen(config.mcp_listen_addr, "MCP gateway").await?),
-        false => None,
-    };
-    let mcp_url = match &mcp_listener {
-        Some(listener) => Some(match &config.mcp_public_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "http://{}{}",
-                listener.local_addr()?,
-                cynode_contracts::mcp::MCP_PATH
-            ),
-        }),
-        None => None,
-    };
-    let metrics_listener = match config.metrics_listen_addr {
-        Some(addr) => Some(listen(addr, "metrics").await?),
-        None => None,
-    };
-    let db = connect(&config, &secrets.database_url).await?;
-    migrate(&db).await?;
-    users::bootstrap(&db, secrets.bootstrap_admin_password.as_ref()).await?;
-    let token_keys = worker_tokens::TokenKeys::from_secrets(&secrets);
-    worker_tokens::reencrypt_all(&db, &token_keys).await?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .context("building the worker API client")?;
-    let (planner, planner_requests) = pm::planner::PmPlanner::new(jobs::ShellPlanner {
-        sandbox_image: config.sandbox_image.clone(),
-    });
-    let (stop, stop_rx) = watch::channel(false);
-    let state = AppState {
-        stopping: stop_rx.clone(),
-        db,
-        limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
-        config: Arc::new(config),
-        keys: auth::Keys::new(secrets.jwt_secret.expose().as_bytes()),
-        mcp_keys: Arc::new(mcp::AgentKeys::derive(
-            secrets.jwt_secret.expose().as_bytes(),
-        )),
-        mcp_url,
-        psk: secrets.node_registration_psk,
-        wake: Arc::new(Notify::new()),
-        node_change: Arc::new(Notify::new()),
-        http,
-        planner: Arc::new(planner),
-        pm: Arc::new(pm::Pm::default()),
-        worker_tokens: Arc::new(token_keys),
-        metrics: Arc::new(metrics::Metrics::default()),
-        workflow_token: secrets.workflow_runner_bearer_token,
-    };
-    if role.control_plane() && state.psk.is_none() {
-        anyhow::bail!("the control plane needs NODE_REGISTRATION_PSK");
-    }
-    let mut tasks = Vec::new();
-    let serve = |listener: tokio::net::TcpListener, name: &'static str, router: axum::Router| {
-        let rx = stop_rx.clone();
-        async move {
-            let local = listener.local_addr()?;
-            tracing::info!(%local, "{name} listening");
-            let server = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(rx));
-            let handle = tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "{name} server failed");
-                }
-            });
-            anyhow::Ok((local, handle))
-        }
-    };
-    let mut control_plane_addr = None;
-    let mut user_gateway_addr = None;
-    if let Some(listener) = control_plane_listener {
-        let (addr, handle) = serve(
-            listener,
-            "control plane",
-            control_plane::router(state.clone()),
-        )
-        .await?;
-        control_plane_addr = Some(addr);
-        tasks.push(handle);
-        tasks.push(tokio::spawn(dispatch::run(
-            state.clone(),
-            stopped(stop_rx.clone()),
-        )));
-        tasks.push(tokio::spawn(telemetry::run(
-            state.clone(),
-            stopped(stop_rx.clone()),
-        )));
-        // Prompt tasks left open (a restart, another process's creation) are driven from here.
-        let resume = tokio::spawn(workflow::engine::resume_loop(
-            state.clone(),
-            Duration::from_secs(5),
-        ));
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            stopped(rx).await;
-            resume.abort();
-        }));
-    }
-    if let Some(listener) = user_gateway_listener {
-        let (addr, handle) =
-            serve(listener, "user gateway", gateway::router(state.clone())).await?;
-        user_gateway_addr = Some(addr);
-        tasks.push(handle);
-    }
-    let mut mcp_addr = None;
-    if let Some(listener) = mcp_listener {
-        let streams = tokio_util::sync::CancellationToken::new();
-        let (addr, handle) = serve(
-            listener,
-            "MCP gateway",
-            mcp::router(state.clone(), streams.clone()),
-        )
-        .await?;
-        mcp_addr = Some(addr);
-        tasks.push(handle);
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            stopped(rx).await;
-            streams.cancel();
-        }));
-    }
-    let mut metrics_addr = None;
-    if let Some(listener) = metrics_listener {
-        let (addr, handle) = serve(listener, "metrics", metrics::router(state.clone())).await?;
-        metrics_addr = Some(addr);
-        tasks.push(handle);
-    }
-    let tracker = tokio::spawn(readiness::track_status(state.clone()));
-    let driver_requests = tokio::spawn(workflow::engine::drive_requested(
-        state.clone(),
-        planner_requests,
-    ));
-    let rx = stop_rx.clone();
-    let drivers_of = state.clone();
-    tasks.push(tokio::spawn(async move {
-        stopped(rx).await;
-        tracker.abort();
-        driver_requests.abort();
-        workflow::engine::stop(&drivers_of).await;
-    }));
-    cynode_service_kit::notify::ready("migrated and listening");
-    Ok(Running {
-        control_plane_addr,
-        user_gateway_addr,
-        metrics_addr,
-        mcp_addr,
-        state,
-        stop,
-        tasks,
-    })
-}
+pub use state::AppState;

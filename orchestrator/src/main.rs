@@ -80,6 +80,7 @@ async fn run() -> Result<(), Failure> {
     let cli = Cli::parse();
     cynode_service_kit::logging::init("info");
     let config = Config::load(cli.config.as_deref()).map_err(|e| Failure::Config(e.into()))?;
+    cynode_orchestrator::mcp::check_disabled(&config).map_err(|e| Failure::Config(e.into()))?;
     let role = match cli.command {
         Command::Migrate => {
             let db = cynode_orchestrator::connect(&config, &config.database_url()?).await?;

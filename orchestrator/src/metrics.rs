@@ -7,12 +7,7 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use cynode_contracts::routes;
-use cynode_service_kit::http::not_found_fallback;
 use cynode_service_kit::metrics::{HttpMetrics, latency_buckets, render};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,8 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
-
-use crate::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
@@ -127,19 +120,6 @@ impl Default for Metrics {
             scraping: tokio::sync::Mutex::new(()),
         }
     }
-}
-
-/// The metrics listener's routes: `/metrics` and nothing else.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            routes::METRICS,
-            get(|State(state): State<AppState>| async move {
-                state.metrics.scrape(&state.db).await
-            }),
-        )
-        .fallback(not_found_fallback)
-        .with_state(state)
 }
 
 impl Metrics {

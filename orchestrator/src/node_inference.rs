@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::nodes;
+use crate::scheduler;
 use crate::worker_tokens::TokenKeys;
 
 /// A node that serves a model, and how to reach its worker API.
@@ -84,7 +84,7 @@ pub async fn nodes_serving(
            AND jsonb_typeof(latest.snapshot->'inference'->'available_models') = 'array'
            AND latest.snapshot->'inference'->'available_models' ? $1
          ORDER BY loaded DESC, n.node_slug",
-        dispatchable = nodes::dispatchable(stale_after)
+        dispatchable = scheduler::dispatchable(stale_after)
     ))
     .bind(model)
     .fetch_all(db)
@@ -100,7 +100,7 @@ pub async fn served_models(db: &PgPool, stale_after: Duration) -> Result<Vec<Str
                  WHEN jsonb_typeof(latest.snapshot->'inference'->'available_models') = 'array'
                  THEN latest.snapshot->'inference'->'available_models' ELSE '[]'::jsonb END) m
          WHERE {dispatchable} ORDER BY m",
-        dispatchable = nodes::dispatchable(stale_after)
+        dispatchable = scheduler::dispatchable(stale_after)
     ))
     .fetch_all(db)
     .await?;

@@ -1,6 +1,7 @@
 //! Node control plane: registration (PSK → node JWT), capability ingest, configuration delivery
 //! with a ULID `config_version`, and config acknowledgements.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,31 +17,34 @@ use cynode_contracts::user::{
 };
 use cynode_contracts::worker::SandboxResources;
 use cynode_contracts::{PAYLOAD_VERSION, check_version};
+use cynode_service_kit::secrets::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::{self, CurrentNode, Keys, TokenType};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::signals::Signals;
+use crate::worker_tokens::{Opened, TokenKeys};
 use crate::{jobs, scheduler};
 
-/// SQL condition (on alias `n`) for a node that may receive jobs: active, acked `applied` for
-/// the config version it currently has, with a worker URL and token, heard from within
-/// `stale_after`, and not paused after a failed delivery.
-pub fn dispatchable(stale_after: Duration) -> String {
-    format!(
-        "n.status = 'active' AND n.config_ack_status = 'applied' \
-         AND n.config_ack_version = n.config_version \
-         AND coalesce(n.worker_api_target_url, '') <> '' \
-         AND coalesce(n.worker_api_bearer_token, '') <> '' \
-         AND n.last_seen_at > now() - make_interval(secs => {}) \
-         AND (n.dispatch_paused_until IS NULL OR n.dispatch_paused_until < now())",
-        stale_after.as_secs_f64()
-    )
+/// What the node registry's writes need besides the pool: the settings, the keys it signs node
+/// JWTs and seals worker tokens with, the PSK that admits new nodes (`None` in a process
+/// without the control plane), the MCP URL nodes are given, and the signals a node's change
+/// raises.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub keys: Keys,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub psk: Option<Secret>,
+    pub mcp_url: Option<String>,
+    pub signals: Signals,
 }
 
 use cynode_contracts::routes::node::{
@@ -113,7 +117,7 @@ fn inference_backend(config: &Config, report: &NodeCapabilityReport) -> Inferenc
     }
 }
 
-fn content_for(state: &AppState, report: &NodeCapabilityReport) -> ConfigContent {
+fn content_for(state: &Registry, report: &NodeCapabilityReport) -> ConfigContent {
     let config = &state.config;
     ConfigContent {
         worker_api_target_url: report
@@ -146,7 +150,7 @@ fn capability_hash(report: &NodeCapabilityReport) -> Result<(Value, String)> {
 /// if it differs from the current one).
 async fn ingest(
     tx: &mut sqlx::PgConnection,
-    state: &AppState,
+    state: &Registry,
     node_id: Uuid,
     report: &NodeCapabilityReport,
 ) -> Result<()> {
@@ -185,7 +189,7 @@ async fn ingest(
 
 /// `POST /v1/nodes/register`. Returns the bootstrap payload and whether the node is new.
 pub async fn register(
-    state: &AppState,
+    state: &Registry,
     psk: &str,
     report: &NodeCapabilityReport,
     proof: Option<&str>,
@@ -270,7 +274,7 @@ pub async fn register(
     jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, created, "node registered");
-    state.signal_change();
+    state.signals.changed();
 
     let (mut claims, expires_at) = Keys::claims(
         TokenType::Node,
@@ -303,6 +307,17 @@ pub async fn register(
     ))
 }
 
+/// Whether node `id` is still registered as `slug` (a node JWT of a revoked node is refused).
+pub async fn registered(db: &PgPool, id: Uuid, slug: &str) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND node_slug = $2)")
+            .bind(id)
+            .bind(slug)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
 fn same_node(node: &CurrentNode, slug: &str, what: &str) -> Result<()> {
     if node.slug == slug {
         Ok(())
@@ -317,7 +332,7 @@ fn same_node(node: &CurrentNode, slug: &str, what: &str) -> Result<()> {
 
 /// `POST /v1/nodes/capability`.
 pub async fn report_capability(
-    state: &AppState,
+    state: &Registry,
     node: &CurrentNode,
     report: &NodeCapabilityReport,
 ) -> Result<()> {
@@ -327,13 +342,13 @@ pub async fn report_capability(
     ingest(&mut tx, state, node.id, report).await?;
     jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
-    state.signal_change();
+    state.signals.changed();
     Ok(())
 }
 
 /// `GET /v1/nodes/config`.
 pub async fn configuration(
-    state: &AppState,
+    state: &Registry,
     node: &CurrentNode,
 ) -> Result<NodeConfigurationPayload> {
     let mut tx = state.db.begin().await?;
@@ -410,7 +425,7 @@ pub async fn configuration(
 }
 
 /// `POST /v1/nodes/config`: records an ack for the node's current `config_version`.
-pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigAck) -> Result<()> {
+pub async fn acknowledge(state: &Registry, node: &CurrentNode, ack: &NodeConfigAck) -> Result<()> {
     check_version(ack.version)?;
     same_node(node, &ack.node_slug, "the config ack")?;
     if ack.status == ConfigAckStatus::RolledBack {
@@ -458,7 +473,7 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
     if ack.status == ConfigAckStatus::Applied {
         jobs::recheck_waiting(&mut *state.db.acquire().await?).await?;
     }
-    state.signal_change();
+    state.signals.changed();
     Ok(())
 }
 
@@ -466,7 +481,7 @@ pub async fn acknowledge(state: &AppState, node: &CurrentNode, ack: &NodeConfigA
 /// must name an existing node), its worker token is gone with the row, and the slug can be
 /// registered again only as a new node (with the PSK, receiving a new secret). Its jobs keep
 /// their history; a job running there is put back by the reaper when its lease runs out.
-pub async fn revoke(state: &AppState, slug: &str) -> Result<()> {
+pub async fn revoke(state: &Registry, slug: &str) -> Result<()> {
     let gone = sqlx::query("DELETE FROM nodes WHERE node_slug = $1")
         .bind(slug)
         .execute(&state.db)
@@ -476,7 +491,7 @@ pub async fn revoke(state: &AppState, slug: &str) -> Result<()> {
         return Err(Problem::not_found(format!("node {slug:?} is not registered")).into());
     }
     tracing::warn!(node_slug = %slug, "node revoked");
-    state.signal_change();
+    state.signals.changed();
     Ok(())
 }
 
@@ -484,7 +499,7 @@ pub async fn revoke(state: &AppState, slug: &str) -> Result<()> {
 pub async fn dispatchable_count(db: &sqlx::PgPool, stale_after: Duration) -> Result<i64> {
     Ok(sqlx::query_scalar(&format!(
         "SELECT count(*) FROM nodes n WHERE {}",
-        dispatchable(stale_after)
+        scheduler::dispatchable(stale_after)
     ))
     .fetch_one(db)
     .await?)
@@ -540,16 +555,16 @@ struct NodeRecord {
 }
 
 /// Every node (`slug` `None`) or one, as the admin API shows them.
-async fn describe(state: &AppState, slug: Option<&str>) -> Result<Vec<NodeInfo>> {
-    let mut conn = state.db.acquire().await?;
-    let facts = scheduler::nodes(&mut conn, state.config.node_stale_after, false).await?;
+async fn describe(db: &PgPool, stale_after: Duration, slug: Option<&str>) -> Result<Vec<NodeInfo>> {
+    let mut conn = db.acquire().await?;
+    let facts = scheduler::nodes(&mut conn, stale_after, false).await?;
     let records: Vec<NodeRecord> = sqlx::query_as(
         "SELECT id, status, drain_deadline, config_version, config_ack_status, last_seen_at,
             telemetry, coalesce(last_seen_at <= now() - make_interval(secs => $2), true) AS stale
          FROM nodes WHERE $1::text IS NULL OR node_slug = $1",
     )
     .bind(slug)
-    .bind(state.config.node_stale_after.as_secs_f64())
+    .bind(stale_after.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?;
     let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
@@ -592,15 +607,15 @@ fn unknown(slug: &str) -> Error {
 }
 
 /// `GET /v1/nodes` (admin).
-pub async fn list(state: &AppState) -> Result<NodeList> {
+pub async fn list(db: &PgPool, stale_after: Duration) -> Result<NodeList> {
     Ok(NodeList {
-        nodes: describe(state, None).await?,
+        nodes: describe(db, stale_after, None).await?,
     })
 }
 
 /// `GET /v1/nodes/{slug}` (admin).
-pub async fn info(state: &AppState, slug: &str) -> Result<NodeInfo> {
-    describe(state, Some(slug))
+pub async fn info(db: &PgPool, stale_after: Duration, slug: &str) -> Result<NodeInfo> {
+    describe(db, stale_after, Some(slug))
         .await?
         .pop()
         .ok_or_else(|| unknown(slug))
@@ -610,7 +625,7 @@ pub async fn info(state: &AppState, slug: &str) -> Result<NodeInfo> {
 /// or once `deadline_seconds` have passed are stopped and run again elsewhere (the dispatcher's
 /// [`crate::jobs::requeue_drained`]). Draining a drained node sets its deadline anew. A drained
 /// node stays drained when it restarts and registers again.
-pub async fn drain(state: &AppState, slug: &str, req: &DrainRequest) -> Result<NodeInfo> {
+pub async fn drain(state: &Registry, slug: &str, req: &DrainRequest) -> Result<NodeInfo> {
     if let Some(secs) = req.deadline_seconds
         && (secs == 0 || secs > MAX_DRAIN_DEADLINE_SECONDS)
     {
@@ -634,12 +649,12 @@ pub async fn drain(state: &AppState, slug: &str, req: &DrainRequest) -> Result<N
     }
     tracing::info!(node_slug = %slug, deadline_seconds = ?req.deadline_seconds, "node drained");
     // The dispatcher must see the deadline coming.
-    state.signal_change();
-    info(state, slug).await
+    state.signals.changed();
+    info(&state.db, state.config.node_stale_after, slug).await
 }
 
 /// `POST /v1/nodes/{slug}/undrain` (admin): the node takes jobs again.
-pub async fn undrain(state: &AppState, slug: &str) -> Result<NodeInfo> {
+pub async fn undrain(state: &Registry, slug: &str) -> Result<NodeInfo> {
     let mut tx = state.db.begin().await?;
     let found = sqlx::query(
         "UPDATE nodes SET status = CASE WHEN status = 'drained' THEN 'active' ELSE status END,
@@ -656,8 +671,8 @@ pub async fn undrain(state: &AppState, slug: &str) -> Result<NodeInfo> {
     jobs::recheck_waiting(&mut tx).await?;
     tx.commit().await?;
     tracing::info!(node_slug = %slug, "node undrained");
-    state.signal_change();
-    info(state, slug).await
+    state.signals.changed();
+    info(&state.db, state.config.node_stale_after, slug).await
 }
 
 /// A node whose telemetry the control plane pulls, and how to reach its worker API.
@@ -671,7 +686,11 @@ pub struct TelemetryTarget {
 
 /// Nodes with a worker API that were heard from recently (drained ones too: operators watch
 /// them most).
-pub async fn telemetry_targets(state: &AppState) -> Result<Vec<TelemetryTarget>> {
+pub async fn telemetry_targets(
+    db: &PgPool,
+    stale_after: Duration,
+    worker_tokens: &TokenKeys,
+) -> Result<Vec<TelemetryTarget>> {
     let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
         "SELECT id, node_slug, worker_api_target_url, worker_api_bearer_token FROM nodes
          WHERE status IN ('active', 'drained')
@@ -679,19 +698,63 @@ pub async fn telemetry_targets(state: &AppState) -> Result<Vec<TelemetryTarget>>
            AND coalesce(worker_api_bearer_token, '') <> ''
            AND last_seen_at > now() - make_interval(secs => $1)",
     )
-    .bind(state.config.node_stale_after.as_secs_f64())
-    .fetch_all(&state.db)
+    .bind(stale_after.as_secs_f64())
+    .fetch_all(db)
     .await?;
     rows.into_iter()
         .map(|(node_id, node_slug, url, token)| {
             Ok(TelemetryTarget {
-                token: state.worker_tokens.open(node_id, &token)?,
+                token: worker_tokens.open(node_id, &token)?,
                 node_id,
                 node_slug,
                 url,
             })
         })
         .collect()
+}
+
+/// Start-up pass: every token ends up encrypted with the current key. Plaintext (rows from
+/// before encryption) and previous-key rows are re-encrypted, keeping the token; a row no key
+/// opens gets a new token and a new `config_version` (its node restarts to fetch it).
+/// Returns how many rows were rewritten.
+pub async fn reencrypt_worker_tokens(db: &PgPool, keys: &TokenKeys) -> Result<u64> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, worker_api_bearer_token FROM nodes WHERE worker_api_bearer_token IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut rewritten = 0;
+    for (id, stored) in rows {
+        let (sealed, new_token) = match keys.open_any(id, &stored) {
+            Opened::Current(_) => continue,
+            Opened::Stale(plain) => (keys.seal(id, &plain), false),
+            Opened::Unreadable => (keys.issue(id).1, true),
+        };
+        if new_token {
+            tracing::warn!(node_id = %id, "worker API token unreadable with the configured keys; issuing a new one");
+        }
+        // Only if nobody changed it meanwhile (another orchestrator doing the same pass).
+        sqlx::query(
+            "UPDATE nodes SET worker_api_bearer_token = $2, updated_at = now(),
+                config_version = CASE WHEN $4 THEN $5 ELSE config_version END
+             WHERE id = $1 AND worker_api_bearer_token = $3",
+        )
+        .bind(id)
+        .bind(&sealed)
+        .bind(&stored)
+        .bind(new_token)
+        .bind(ulid::Ulid::new().to_string())
+        .execute(db)
+        .await?;
+        rewritten += 1;
+    }
+    if rewritten > 0 {
+        tracing::info!(
+            rewritten,
+            "worker API tokens re-encrypted with the current key"
+        );
+    }
+    Ok(rewritten)
 }
 
 /// Keeps the node's latest telemetry snapshot.

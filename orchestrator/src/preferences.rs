@@ -30,7 +30,6 @@ use sqlx::types::Json as SqlJson;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::Error;
 use crate::web::ApiPath;
@@ -601,14 +600,14 @@ fn path_scope_type(raw: &str) -> Result<ScopeType, Error> {
     (status = 404, body = Problem, description = "a task that is not the caller's"),
 ))]
 pub async fn http_list(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PreferenceListQuery>,
 ) -> Result<Json<PreferencePage>, Error> {
     let scope = requested_scope(&user, q.scope_type, q.scope_id)?;
-    authorize(&state.db, &user, scope, false).await?;
+    authorize(&db, &user, scope, false).await?;
     let page = list(
-        &state.db,
+        &db,
         scope,
         q.key_prefix.as_deref(),
         q.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
@@ -625,14 +624,14 @@ pub async fn http_list(
     (status = 403, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn http_get(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
 ) -> Result<Json<PreferenceEntry>, Error> {
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&state.db, &user, scope, false).await?;
-    get(&state.db, scope, &key).await?.map(Json).ok_or_else(|| {
+    authorize(&db, &user, scope, false).await?;
+    get(&db, scope, &key).await?.map(Json).ok_or_else(|| {
         Problem::not_found(format!("preference {key} of {scope} does not exist")).into()
     })
 }
@@ -650,7 +649,7 @@ pub async fn http_get(
     (status = 409, body = Problem, description = "not at expected_version"),
 ))]
 pub async fn http_put(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
@@ -663,13 +662,13 @@ pub async fn http_put(
         .into());
     }
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&state.db, &user, scope, true).await?;
+    authorize(&db, &user, scope, true).await?;
     check_expected(body.expected_version)?;
     let actor = Some(user.id);
     let reason = body.reason.as_deref();
-    if get(&state.db, scope, &key).await?.is_some() {
+    if get(&db, scope, &key).await?.is_some() {
         let entry = update(
-            &state.db,
+            &db,
             scope,
             &key,
             body.value,
@@ -694,10 +693,7 @@ pub async fn http_put(
         .value_type
         .or_else(|| ValueType::of(&body.value))
         .ok_or_else(|| Problem::validation("value_type is required to create a null entry"))?;
-    let entry = create(
-        &state.db, scope, &key, body.value, value_type, actor, reason,
-    )
-    .await?;
+    let entry = create(&db, scope, &key, body.value, value_type, actor, reason).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -709,15 +705,15 @@ pub async fn http_put(
     (status = 409, body = Problem, description = "not at expected_version"),
 ))]
 pub async fn http_delete(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
 ) -> Result<StatusCode, Error> {
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&state.db, &user, scope, true).await?;
+    authorize(&db, &user, scope, true).await?;
     delete(
-        &state.db,
+        &db,
         scope,
         &key,
         q.expected_version,
@@ -736,7 +732,7 @@ pub async fn http_delete(
     (status = 401, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn http_effective(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<EffectiveQuery>,
 ) -> Result<Json<EffectivePreferences>, Error> {
@@ -745,10 +741,10 @@ pub async fn http_effective(
             return Err(Problem::validation("give task_id or project_id, not both").into());
         }
         (Some(task_id), None) => {
-            authorize(&state.db, &user, Scope::Task(task_id), false).await?;
-            effective_for_task(&state.db, task_id).await?
+            authorize(&db, &user, Scope::Task(task_id), false).await?;
+            effective_for_task(&db, task_id).await?
         }
-        (None, project_id) => effective_for(&state.db, user.id, project_id).await?,
+        (None, project_id) => effective_for(&db, user.id, project_id).await?,
     };
     Ok(Json(view))
 }

@@ -6,8 +6,13 @@
 
 use std::time::Duration;
 
-use crate::AppState;
-use crate::{nodes, pm};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::nodes;
+use crate::pm::{self, ProjectManager};
 
 /// The reason without `PM_REQUIRED`: only a dispatchable node is needed.
 pub const NO_INFERENCE_PATH: &str = "no inference path available (no dispatchable worker node: register and configure a worker node, and have it acknowledge its configuration as applied)";
@@ -20,7 +25,7 @@ const INLINE_REFRESH: Duration = Duration::from_secs(3);
 const DATABASE_PROBE: Duration = Duration::from_secs(2);
 
 /// `Ok(n)` with the number of dispatchable nodes, or the reason the service is not ready.
-pub async fn check(state: &AppState) -> Result<i64, String> {
+pub async fn check(state: &ProjectManager) -> Result<i64, String> {
     let counted = tokio::time::timeout(
         DATABASE_PROBE,
         nodes::dispatchable_count(&state.db, state.config.node_stale_after),
@@ -65,21 +70,29 @@ fn status_line(result: &Result<i64, String>) -> String {
 }
 
 /// Keeps the PM selection current and systemd's `STATUS=` in step with readiness: re-checked
-/// on every node change and at least every few seconds, sent only when it changes.
-pub async fn track_status(state: AppState) {
+/// on every node change and at least every few seconds, sent only when it changes. Ends at
+/// `stop`, wherever it is (a warm-up in flight is abandoned).
+pub async fn track_status(
+    state: ProjectManager,
+    node_change: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let mut last = String::new();
-    loop {
-        if state.config.pm_required {
-            pm::refresh(&state).await;
+    stop.run_until_cancelled(async {
+        loop {
+            if state.config.pm_required {
+                pm::refresh(&state).await;
+            }
+            let line = status_line(&check(&state).await);
+            if line != last {
+                cynode_service_kit::notify::status(&line);
+                last = line;
+            }
+            tokio::select! {
+                () = node_change.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
         }
-        let line = status_line(&check(&state).await);
-        if line != last {
-            cynode_service_kit::notify::status(&line);
-            last = line;
-        }
-        tokio::select! {
-            () = state.node_change.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
+    })
+    .await;
 }

@@ -3,7 +3,7 @@
 //! [`place`] is a pure function of what a job demands and what the nodes offer, so every rule
 //! is tested without a database. The facts come from [`nodes`]: each node's latest capability
 //! report (labels, models, memory, CPU, GPU, `sandbox.max_concurrency`), its running jobs and
-//! whether the dispatcher may use it at all ([`crate::nodes::dispatchable`]). The job queue
+//! whether the dispatcher may use it at all ([`dispatchable`]). The job queue
 //! ([`crate::jobs::claim`]) calls both inside its claiming transaction.
 //!
 //! The rule, in order: a node must be in service (not drained), carry every required label,
@@ -22,7 +22,21 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::nodes;
+
+/// SQL condition (on alias `n`) for a node that may receive jobs: active, acked `applied` for
+/// the config version it currently has, with a worker URL and token, heard from within
+/// `stale_after`, and not paused after a failed delivery.
+pub fn dispatchable(stale_after: Duration) -> String {
+    format!(
+        "n.status = 'active' AND n.config_ack_status = 'applied' \
+         AND n.config_ack_version = n.config_version \
+         AND coalesce(n.worker_api_target_url, '') <> '' \
+         AND coalesce(n.worker_api_bearer_token, '') <> '' \
+         AND n.last_seen_at > now() - make_interval(secs => {}) \
+         AND (n.dispatch_paused_until IS NULL OR n.dispatch_paused_until < now())",
+        stale_after.as_secs_f64()
+    )
+}
 
 /// What placement knows about one node.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -30,7 +44,7 @@ pub struct NodeFacts {
     pub id: Uuid,
     pub node_slug: String,
     pub drained: bool,
-    /// The dispatcher may use it now ([`crate::nodes::dispatchable`]), capacity aside.
+    /// The dispatcher may use it now ([`dispatchable`]), capacity aside.
     pub ready: bool,
     pub labels: Vec<String>,
     /// Models its inference server serves (available or loaded); empty without inference.
@@ -194,7 +208,7 @@ pub async fn nodes(
             SELECT c.capability_snapshot AS s FROM node_capabilities c
             WHERE c.node_id = n.id ORDER BY c.created_at DESC LIMIT 1) r ON true
          ORDER BY n.node_slug {lock}",
-        ready = nodes::dispatchable(stale_after),
+        ready = dispatchable(stale_after),
         // A literal, so the planner can use the partial index of running jobs.
         running = JobStatus::Running.as_str(),
         lock = if lock { "FOR UPDATE OF n" } else { "" },

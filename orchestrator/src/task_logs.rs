@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,13 +26,17 @@ use cynode_contracts::logs::{
 use cynode_contracts::routes;
 use cynode_contracts::user::{JobStatus, TaskLogStream};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::config::Config;
 use crate::jobs::{self, RunningJob};
+use crate::worker_tokens::TokenKeys;
 
 /// How often the task and its jobs are read while following.
 const POLL: Duration = Duration::from_millis(500);
@@ -46,10 +51,24 @@ const IDLE_MARGIN: Duration = Duration::from_secs(60);
 /// Largest event a node may send (a line is at most the output cap, 256 KiB, escaped).
 const MAX_EVENT_BYTES: usize = 2 * 1024 * 1024;
 
+/// What following a task's logs needs: the pool and settings, the client and token keys that
+/// reach the nodes' worker APIs, and the process's stop, on which every stream ends so that the
+/// graceful shutdown does not wait for it, and its tasks, which the followers join.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub stop: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
 /// The streaming answer; `task_id` is the caller's own task (already checked).
-pub fn follow(state: AppState, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
+pub fn follow(state: Logs, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
     let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         let mut follower = Follower {
             state,
             owner,
@@ -108,7 +127,7 @@ enum Stopped {
 }
 
 struct Follower {
-    state: AppState,
+    state: Logs,
     owner: Uuid,
     task_id: Uuid,
     filter: TaskLogStream,
@@ -131,10 +150,8 @@ impl Follower {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
-        let mut stopping = self.state.stopping.clone();
-        let stopping = async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        };
+        let stop = self.state.stop.clone();
+        let stopping = stop.cancelled();
         tokio::pin!(stopping);
         loop {
             tokio::select! {

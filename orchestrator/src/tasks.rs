@@ -15,14 +15,15 @@ use cynode_contracts::user::{
     TaskLogs, TaskResult, TaskStatus, TaskStep, TaskSteps,
 };
 use serde_json::Value;
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::artifacts::{Writer, put_in};
 use crate::auth::CurrentUser;
-use crate::dispatch;
 use crate::error::{Error, Result};
-use crate::jobs::{self, Canceled, NewTask};
+use crate::jobs::{self, Canceled, NewTask, Planner, RunningJob};
+use crate::signals::Signals;
+use crate::worker_tokens::TokenKeys;
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
@@ -280,7 +281,9 @@ fn validate_uploads(req: &CreateTaskRequest, uploads: &[Upload]) -> Result<()> {
 /// `POST /v1/tasks`: the task, its path-only attachments and its uploaded files commit
 /// together or not at all.
 pub async fn create(
-    state: &AppState,
+    db: &PgPool,
+    planner: &dyn Planner,
+    signals: &Signals,
     user: &CurrentUser,
     req: CreateTaskRequest,
     uploads: Vec<Upload>,
@@ -288,7 +291,7 @@ pub async fn create(
     validate(&req)?;
     validate_uploads(&req, &uploads)?;
     let mode = req.input_mode.unwrap_or_default();
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     let project_id: Option<Uuid> = match req.project_id {
         Some(id) => Some(
             sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 AND is_active")
@@ -336,7 +339,7 @@ pub async fn create(
         use_mcp: req.use_mcp.unwrap_or(false),
         requirements: req.requirements.as_ref(),
     };
-    let plan = state.planner.plan(&new);
+    let plan = planner.plan(&new);
     jobs::open_task(&mut tx, &new, plan).await?;
     for path in &req.attachments {
         sqlx::query("INSERT INTO task_artifacts (id, task_id, path) VALUES ($1, $2, $3)")
@@ -364,8 +367,8 @@ pub async fn create(
     }
     let task = fetch(&mut *tx, user.id, task_id).await?;
     tx.commit().await?;
-    state.signal_change();
-    state.planner.opened(task_id, mode);
+    signals.changed();
+    planner.opened(task_id, mode);
     tracing::info!(task_id = %task_id, user_id = %user.id, mode = mode.as_str(), "task created");
     Ok(task)
 }
@@ -376,7 +379,7 @@ fn bad_param(name: &str, why: &str) -> Error {
 
 /// `GET /v1/tasks?limit&offset&cursor&status`. The status filter applies before pagination.
 pub async fn list(
-    state: &AppState,
+    db: &PgPool,
     user: &CurrentUser,
     query: &HashMap<String, String>,
 ) -> Result<TaskList> {
@@ -419,7 +422,7 @@ pub async fn list(
     .bind(status.map(|s| s.as_str()))
     .bind(limit + 1)
     .bind(offset)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let more = rows.len() as i64 > limit;
     let tasks = rows
@@ -436,17 +439,13 @@ pub async fn list(
 }
 
 /// Finds the caller's task by id or by name; anything else is 404.
-pub(crate) async fn resolve(
-    state: &AppState,
-    user: &CurrentUser,
-    id_or_name: &str,
-) -> Result<Uuid> {
+pub(crate) async fn resolve(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<Uuid> {
     let by_id: Option<Uuid> = match Uuid::parse_str(id_or_name) {
         Ok(id) => {
             sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
                 .bind(id)
                 .bind(user.id)
-                .fetch_optional(&state.db)
+                .fetch_optional(db)
                 .await?
         }
         Err(_) => None,
@@ -459,14 +458,14 @@ pub(crate) async fn resolve(
     )
     .bind(id_or_name)
     .bind(user.id)
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     by_name.ok_or_else(|| Problem::not_found(format!("task {id_or_name} does not exist")).into())
 }
 
 /// Like [`resolve`], but the admin finds any task by its id too (reading, not changing).
 pub(crate) async fn resolve_for_reader(
-    state: &AppState,
+    db: &PgPool,
     user: &CurrentUser,
     id_or_name: &str,
 ) -> Result<Uuid> {
@@ -475,23 +474,23 @@ pub(crate) async fn resolve_for_reader(
     {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
             .bind(id)
-            .fetch_one(&state.db)
+            .fetch_one(db)
             .await?;
         if exists {
             return Ok(id);
         }
     }
-    resolve(state, user, id_or_name).await
+    resolve(db, user, id_or_name).await
 }
 
-pub async fn get(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<Task> {
-    let id = resolve(state, user, id_or_name).await?;
-    fetch(&state.db, user.id, id).await
+pub async fn get(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<Task> {
+    let id = resolve(db, user, id_or_name).await?;
+    fetch(db, user.id, id).await
 }
 
-pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<TaskResult> {
-    let task = get(state, user, id_or_name).await?;
-    let jobs = jobs::jobs_of(&state.db, task.id)
+pub async fn result(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<TaskResult> {
+    let task = get(db, user, id_or_name).await?;
+    let jobs = jobs::jobs_of(db, task.id)
         .await?
         .into_iter()
         .map(|job| JobResult {
@@ -518,9 +517,9 @@ pub async fn result(state: &AppState, user: &CurrentUser, id_or_name: &str) -> R
 
 /// `GET /v1/tasks/{id}/steps`: the Project Manager steps of the caller's task (none for
 /// `script` / `commands` tasks).
-pub async fn steps(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Result<TaskSteps> {
-    let id = resolve(state, user, id_or_name).await?;
-    let steps = crate::pm::planner::steps(&state.db, id)
+pub async fn steps(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<TaskSteps> {
+    let id = resolve(db, user, id_or_name).await?;
+    let steps = crate::pm::planner::steps(db, id)
         .await?
         .into_iter()
         .map(|s| TaskStep {
@@ -546,13 +545,16 @@ pub async fn steps(state: &AppState, user: &CurrentUser, id_or_name: &str) -> Re
 
 /// Cancels a task that has not finished, with its unfinished jobs. A finished task is a 409:
 /// there is nothing left to cancel, and saying otherwise would be a lie.
+/// Cancels the task (`jobs::cancel`) and returns the jobs that were running, whose sandboxes
+/// the caller asks their nodes to stop once this has committed.
 pub async fn cancel(
-    state: &AppState,
+    db: &PgPool,
+    worker_tokens: &TokenKeys,
     user: &CurrentUser,
     id_or_name: &str,
-) -> Result<CancelResponse> {
-    let id = resolve(state, user, id_or_name).await?;
-    let running = match jobs::cancel(&state.db, id, &state.worker_tokens).await? {
+) -> Result<(CancelResponse, Vec<RunningJob>)> {
+    let id = resolve(db, user, id_or_name).await?;
+    let running = match jobs::cancel(db, id, worker_tokens).await? {
         Canceled::AlreadyFinished(status) => {
             return Err(Problem::conflict(format!(
                 "task {id} is already {status}; nothing to cancel"
@@ -562,15 +564,17 @@ pub async fn cancel(
         Canceled::Now { running } => running,
     };
     tracing::info!(task_id = %id, running = running.len(), "task canceled");
-    dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
-    Ok(CancelResponse {
-        task_id: id,
-        canceled: true,
-    })
+    Ok((
+        CancelResponse {
+            task_id: id,
+            canceled: true,
+        },
+        running,
+    ))
 }
 
 pub async fn logs(
-    state: &AppState,
+    db: &PgPool,
     user: &CurrentUser,
     id_or_name: &str,
     stream: TaskLogStream,
@@ -580,10 +584,10 @@ pub async fn logs(
         TaskLogStream::Stdout => (true, false),
         TaskLogStream::Stderr => (false, true),
     };
-    let id = resolve(state, user, id_or_name).await?;
+    let id = resolve(db, user, id_or_name).await?;
     let mut stdout = String::new();
     let mut stderr = String::new();
-    for job in jobs::jobs_of(&state.db, id).await? {
+    for job in jobs::jobs_of(db, id).await? {
         let text = |key: &str| {
             job.result
                 .as_ref()

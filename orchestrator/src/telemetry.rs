@@ -6,38 +6,57 @@
 //! never read it). Every request has its own timeout, and all nodes are asked at once, so one
 //! silent node delays nobody.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cynode_contracts::routes::worker::{TELEMETRY_NODE_INFO, TELEMETRY_NODE_STATS};
 use cynode_contracts::telemetry::{NodeInfo, NodeStats};
 use cynode_contracts::user::NodeTelemetry;
 use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
-use crate::AppState;
+use crate::config::Config;
 use crate::nodes::{self, TelemetryTarget};
+use crate::worker_tokens::TokenKeys;
+
+/// What the puller needs: the pool and settings, and the client and token keys that reach the
+/// nodes' worker APIs.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+}
 
 /// Upper bound of each telemetry request.
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` resolves, pulling every `telemetry_pull_interval` (never when it is 0).
-pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+/// Runs until `stop` is cancelled, pulling every `telemetry_pull_interval` (never when it is 0).
+pub async fn run(state: Puller, stop: CancellationToken) {
     let every = state.config.telemetry_pull_interval;
     if every.is_zero() {
         return;
     }
-    tokio::pin!(shutdown);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => pull_all(&state).await,
-            () = &mut shutdown => return,
+            () = stop.cancelled() => return,
         }
     }
 }
 
-async fn pull_all(state: &AppState) {
-    let targets = match nodes::telemetry_targets(state).await {
+async fn pull_all(state: &Puller) {
+    let targets = match nodes::telemetry_targets(
+        &state.db,
+        state.config.node_stale_after,
+        &state.worker_tokens,
+    )
+    .await
+    {
         Ok(targets) => targets,
         Err(e) => {
             tracing::warn!(error = %e, "telemetry: cannot list nodes");
@@ -47,7 +66,7 @@ async fn pull_all(state: &AppState) {
     futures::future::join_all(targets.iter().map(|target| pull(state, target))).await;
 }
 
-async fn pull(state: &AppState, target: &TelemetryTarget) {
+async fn pull(state: &Puller, target: &TelemetryTarget) {
     let (info, stats) = tokio::join!(
         get::<NodeInfo>(state, target, TELEMETRY_NODE_INFO),
         get::<NodeStats>(state, target, TELEMETRY_NODE_STATS),
@@ -69,7 +88,7 @@ async fn pull(state: &AppState, target: &TelemetryTarget) {
 }
 
 async fn get<T: DeserializeOwned>(
-    state: &AppState,
+    state: &Puller,
     target: &TelemetryTarget,
     path: &str,
 ) -> Result<T, String> {

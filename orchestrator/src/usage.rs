@@ -6,7 +6,7 @@
 //! counts the model reported:
 //!
 //! ```ignore
-//! usage::record(&state.db, user.principal(), &ModelCall {
+//! usage::record(&db, user.principal(), &ModelCall {
 //!     task_id: Some(task_id), model: "qwen3.5:0.8b", prompt_tokens: 12, completion_tokens: 40,
 //! }).await?;
 //! ```
@@ -16,10 +16,9 @@ use axum::extract::State;
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
 use cynode_service_kit::http::ApiQuery;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::{CurrentUser, Principal};
 use crate::error::{Error, Result};
 
@@ -84,7 +83,7 @@ fn totals((requests, prompt_tokens, completion_tokens): Sums) -> UsageTotals {
     (status = 200, body = UsageReport), (status = 400, body = Problem), (status = 401, body = Problem),
 ))]
 pub async fn report(
-    State(state): State<AppState>,
+    State(db): State<PgPool>,
     user: CurrentUser,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>> {
@@ -104,7 +103,7 @@ pub async fn report(
     .bind(user.id)
     .bind(query.since)
     .bind(query.until)
-    .fetch_all(&state.db)
+    .fetch_all(&db)
     .await?;
     type KeyRow = (Option<Uuid>, Option<String>, i64, i64, i64);
     let keys: Vec<KeyRow> = sqlx::query_as(
@@ -119,7 +118,7 @@ pub async fn report(
     .bind(user.id)
     .bind(query.since)
     .bind(query.until)
-    .fetch_all(&state.db)
+    .fetch_all(&db)
     .await?;
     let mut total: Sums = (0, 0, 0);
     let by_model = models

@@ -2,6 +2,7 @@
 //! and the auth audit log.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_contracts::problem::Problem;
@@ -10,8 +11,8 @@ use cynode_service_kit::secrets::Secret;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::auth::{self, Keys, TokenType};
+use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub const ADMIN_HANDLE: &str = "admin";
@@ -141,13 +142,39 @@ pub async fn audit(
     Ok(())
 }
 
+/// What opening a session needs: the pool, the tokens' lifetimes and the key access JWTs are
+/// signed with.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub keys: Keys,
+}
+
+/// The handle of `user_id` while the session `session_id` is active and the user enabled: an
+/// access JWT is good only that long (logout and revocation take effect at once).
+pub async fn session_handle(
+    db: &PgPool,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT u.handle FROM refresh_sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = $1 AND s.user_id = $2 AND s.is_active AND u.is_active",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}
+
 fn invalid_credentials() -> Error {
     Problem::unauthorized("invalid handle or password").into()
 }
 
 /// Verifies a password and opens a session. The rate limit is checked by the caller first.
 pub async fn login(
-    state: &AppState,
+    state: &Sessions,
     handle: &str,
     password: &str,
     client: &ClientInfo,
@@ -210,7 +237,7 @@ pub async fn login(
 
 async fn open_session(
     tx: &mut sqlx::PgConnection,
-    state: &AppState,
+    state: &Sessions,
     user_id: Uuid,
     handle: &str,
 ) -> Result<TokenResponse> {
@@ -248,7 +275,7 @@ async fn open_session(
 /// Exchanges an active refresh token for a new pair; the old session ends (and with it the
 /// access token issued alongside). A refresh token works exactly once.
 pub async fn refresh(
-    state: &AppState,
+    state: &Sessions,
     refresh_token: &str,
     client: &ClientInfo,
 ) -> Result<TokenResponse> {
@@ -294,7 +321,7 @@ pub async fn refresh(
 
 /// Ends the caller's session and, when given, the session of `refresh_token` (if it is theirs).
 pub async fn logout(
-    state: &AppState,
+    db: &PgPool,
     user: &auth::CurrentUser,
     refresh_token: Option<&str>,
     client: &ClientInfo,
@@ -306,7 +333,7 @@ pub async fn logout(
         )
         .into());
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE refresh_sessions SET is_active = false, updated_at = now()
          WHERE user_id = $1 AND is_active AND (id = $2 OR refresh_token_hash = $3)",

@@ -6,9 +6,9 @@
 //! The key is `WORKER_TOKEN_KEY` (credential `worker-token-key`); without it, a key derived from
 //! the JWT secret is used, so a database dump alone never holds the tokens. Rotation: the old key
 //! goes to `WORKER_TOKEN_KEY_PREVIOUS` (credential `worker-token-key-previous`; once an explicit
-//! key is set, the JWT-derived key is tried too) and at start-up [`reencrypt_all`] rewrites
-//! every row with the current key; plaintext rows from before this
-//! change are encrypted by the same pass. A row neither key opens gets a fresh token and a new
+//! key is set, the JWT-derived key is tried too) and at start-up
+//! `nodes::reencrypt_worker_tokens` rewrites every row with the current key; plaintext rows from
+//! before this change are encrypted by the same pass. A row neither key opens gets a fresh token and a new
 //! `config_version`, so its node restarts and picks it up.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -16,7 +16,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use cynode_service_kit::secrets::Secret;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth;
@@ -160,50 +159,6 @@ impl TokenKeys {
         let sealed = self.seal(node_id, &token);
         (Secret::new(token), sealed)
     }
-}
-
-/// Start-up pass: every token ends up encrypted with the current key. Plaintext (rows from
-/// before encryption) and previous-key rows are re-encrypted, keeping the token; a row no key
-/// opens gets a new token and a new `config_version` (its node restarts to fetch it).
-/// Returns how many rows were rewritten.
-pub async fn reencrypt_all(db: &PgPool, keys: &TokenKeys) -> Result<u64> {
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, worker_api_bearer_token FROM nodes WHERE worker_api_bearer_token IS NOT NULL",
-    )
-    .fetch_all(db)
-    .await?;
-    let mut rewritten = 0;
-    for (id, stored) in rows {
-        let (sealed, new_token) = match keys.open_any(id, &stored) {
-            Opened::Current(_) => continue,
-            Opened::Stale(plain) => (keys.seal(id, &plain), false),
-            Opened::Unreadable => (keys.issue(id).1, true),
-        };
-        if new_token {
-            tracing::warn!(node_id = %id, "worker API token unreadable with the configured keys; issuing a new one");
-        }
-        // Only if nobody changed it meanwhile (another orchestrator doing the same pass).
-        sqlx::query(
-            "UPDATE nodes SET worker_api_bearer_token = $2, updated_at = now(),
-                config_version = CASE WHEN $4 THEN $5 ELSE config_version END
-             WHERE id = $1 AND worker_api_bearer_token = $3",
-        )
-        .bind(id)
-        .bind(&sealed)
-        .bind(&stored)
-        .bind(new_token)
-        .bind(ulid::Ulid::new().to_string())
-        .execute(db)
-        .await?;
-        rewritten += 1;
-    }
-    if rewritten > 0 {
-        tracing::info!(
-            rewritten,
-            "worker API tokens re-encrypted with the current key"
-        );
-    }
-    Ok(rewritten)
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! it, through [`crate::node_inference`]), store the answer, record token usage and one
 //! `chat_audit_log` row (no message content), answer. The two OpenAI routes answer errors in
 //! OpenAI's shape, `{"error":{"message","type","param","code"}}`, never problem+json.
+//!
+//! The routes take the Project Manager's handles ([`ProjectManager`]: the pool, settings, node
+//! client and metrics), which answering with any other model needs as well.
 
 pub mod redact;
 pub mod stream;
@@ -31,10 +34,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::auth::{CurrentUser, Principal};
+use crate::error;
 use crate::node_inference::{self, NodeInferenceError};
+use crate::pm::ProjectManager;
 use crate::usage::{self, ModelCall};
 use crate::web::ApiPath;
-use crate::{AppState, error};
 use cynode_service_kit::http::ApiQuery;
 
 use redact::Findings;
@@ -201,7 +205,7 @@ pub async fn openai_errors(req: Request, next: Next) -> Response {
 
 /// How long the gateway waits for a model: the request timeout less a margin (a tenth, 1 to
 /// 10 s), so that a slow model is a 504 from here rather than the edge's generic 503.
-pub fn completion_timeout(state: &AppState) -> Duration {
+pub fn completion_timeout(state: &ProjectManager) -> Duration {
     let total = state.config.request_timeout;
     let margin = (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(10));
     total.saturating_sub(margin).max(Duration::from_millis(500))
@@ -213,7 +217,7 @@ pub fn completion_timeout(state: &AppState) -> Duration {
     (status = 200, body = ModelList), (status = 401, body = OpenAiError),
 ))]
 pub async fn models(
-    State(state): State<AppState>,
+    State(state): State<ProjectManager>,
     user: Result<CurrentUser, error::Error>,
 ) -> Result<Json<ModelList>, ChatError> {
     user?;
@@ -260,7 +264,7 @@ pub async fn models(
         (status = 504, body = OpenAiError, description = "code cynodeai_completion_timeout"),
     ))]
 pub async fn completions(
-    State(state): State<AppState>,
+    State(state): State<ProjectManager>,
     headers: HeaderMap,
     user: Result<CurrentUser, error::Error>,
     body: Bytes,
@@ -454,7 +458,7 @@ pub fn text_of(content: &Value) -> String {
 }
 
 async fn project(
-    state: &AppState,
+    state: &ProjectManager,
     user: &CurrentUser,
     headers: &HeaderMap,
 ) -> Result<Option<Uuid>, ChatError> {
@@ -499,7 +503,7 @@ fn thread_header(headers: &HeaderMap) -> Result<Option<Uuid>, ChatError> {
 /// One completion call's context, for the stored answer, usage and the audit row.
 #[derive(Debug, Clone)]
 pub struct Call {
-    pub state: AppState,
+    pub state: ProjectManager,
     pub principal: Principal,
     pub project_id: Option<Uuid>,
     pub thread_id: Option<Uuid>,
@@ -815,7 +819,7 @@ async fn pm_answer(
     (status = 200, body = ChatThreadList), (status = 400, body = Problem), (status = 401, body = Problem),
 ))]
 pub async fn list_threads(
-    State(state): State<AppState>,
+    State(state): State<ProjectManager>,
     user: CurrentUser,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> error::Result<Json<ChatThreadList>> {
@@ -832,7 +836,7 @@ pub async fn list_threads(
     (status = 404, body = Problem),
 ))]
 pub async fn thread_messages(
-    State(state): State<AppState>,
+    State(state): State<ProjectManager>,
     user: CurrentUser,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<PageQuery>,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::agent::{Agent, AgentType, TokenError};
 use super::audit;
 use super::tools::{self, ToolDef};
-use crate::AppState;
+use crate::mcp::Mcp;
 
 /// Why a call did not succeed. The first group are the pipeline's refusals (audited `deny`);
 /// the rest happened while an allowed tool ran (audited `allow` + `error`).
@@ -137,7 +137,7 @@ pub type Caller = Result<Agent, TokenError>;
 
 /// Runs one tool call through the pipeline and audits it.
 pub async fn invoke(
-    state: &AppState,
+    state: &Mcp,
     caller: &Caller,
     tool_name: &str,
     arguments: Option<Map<String, Value>>,
@@ -184,7 +184,7 @@ pub async fn invoke(
 }
 
 async fn enforce_and_run(
-    state: &AppState,
+    state: &Mcp,
     caller: &Caller,
     tool_name: &str,
     arguments: &Value,
@@ -282,7 +282,7 @@ fn check_context(agent: &Agent, tool: &ToolDef, arguments: &Value) -> Result<(),
 
 /// A sandbox agent's token is good only while its job has not ended: one that leaked from a
 /// finished run opens nothing, whatever its remaining lifetime.
-async fn job_still_open(state: &AppState, agent: &Agent) -> Result<(), ToolFailure> {
+async fn job_still_open(state: &Mcp, agent: &Agent) -> Result<(), ToolFailure> {
     let (AgentType::Sandbox, Some(job)) = (agent.agent_type, agent.job_id) else {
         return Ok(());
     };
@@ -300,11 +300,7 @@ async fn job_still_open(state: &AppState, agent: &Agent) -> Result<(), ToolFailu
 }
 
 /// `mcp.tool.invoke`: deny wins, then allow, else deny.
-async fn access_allowed(
-    state: &AppState,
-    agent: AgentType,
-    tool: &str,
-) -> Result<bool, ToolFailure> {
+async fn access_allowed(state: &Mcp, agent: AgentType, tool: &str) -> Result<bool, ToolFailure> {
     let effects: Vec<String> = sqlx::query_scalar(
         "SELECT effect FROM mcp_access_rules \
          WHERE agent_type IN ($1, '*') \

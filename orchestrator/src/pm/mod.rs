@@ -12,15 +12,19 @@
 pub mod planner;
 pub mod select;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::PgPool;
 
-use crate::AppState;
 use crate::auth::Principal;
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::node_inference::{self, ModelRoute};
 use crate::usage::{self, ModelCall};
+use crate::worker_tokens::TokenKeys;
+pub use planner::PmUsage;
 
 /// The model id clients use for the Project Manager.
 pub const PM_MODEL_ID: &str = "cynodeai.pm";
@@ -60,19 +64,35 @@ impl PmStatus {
     }
 }
 
-/// The Project Manager's state in this process.
+/// The Project Manager's selection in this process (what readiness reports) and the single
+/// flight of its warm-up.
 #[derive(Debug)]
 pub struct Pm {
     status: Mutex<PmStatus>,
     /// Single flight for [`refresh`].
     refreshing: tokio::sync::Mutex<()>,
-    /// Prompt-task (workflow) drivers of this process; `None` once shutdown took them, so that
-    /// none starts after.
-    pub(crate) drivers: Mutex<Option<tokio::task::JoinSet<()>>>,
-    /// This process as the holder of workflow leases, unique per start.
-    pub(crate) holder: String,
-    /// Wakes drivers waiting for a job: a job of a prompt task ended in this process.
-    pub(crate) job_ended: tokio::sync::Notify,
+}
+
+/// The Project Manager and what its calls need: the pool and settings, the client and token keys
+/// that reach nodes' worker APIs, and the metrics its calls count in. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProjectManager {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub http: reqwest::Client,
+    pub worker_tokens: Arc<TokenKeys>,
+    pub metrics: Arc<Metrics>,
+    pub pm: Arc<Pm>,
+}
+
+impl ProjectManager {
+    pub fn status(&self) -> PmStatus {
+        self.pm.status()
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.pm.reason()
+    }
 }
 
 impl Default for Pm {
@@ -80,9 +100,6 @@ impl Default for Pm {
         Self {
             status: Mutex::new(PmStatus::Unknown),
             refreshing: tokio::sync::Mutex::new(()),
-            drivers: Mutex::new(Some(tokio::task::JoinSet::new())),
-            holder: format!("orchestrator-{}", uuid::Uuid::new_v4()),
-            job_ended: tokio::sync::Notify::new(),
         }
     }
 }
@@ -120,22 +137,12 @@ impl Pm {
             };
         }
     }
-
-    /// Takes this process's prompt-task drivers for shutdown (`workflow::engine::stop`); no
-    /// driver starts after.
-    pub(crate) fn close_drivers(&self) -> tokio::task::JoinSet<()> {
-        self.drivers
-            .lock()
-            .expect("drivers")
-            .take()
-            .unwrap_or_default()
-    }
 }
 
 /// Selects the PM node and model again and warms the model up when the choice is new (or
 /// not warm yet): one 1-token chat completion through the node's worker API. Concurrent calls
 /// return at once while one runs.
-pub async fn refresh(state: &AppState) {
+pub async fn refresh(state: &ProjectManager) {
     let Ok(_flight) = state.pm.refreshing.try_lock() else {
         return;
     };
@@ -194,7 +201,7 @@ pub async fn refresh(state: &AppState) {
     }
 }
 
-async fn route_on(state: &AppState, model: &str, node_slug: &str) -> Option<ModelRoute> {
+async fn route_on(state: &ProjectManager, model: &str, node_slug: &str) -> Option<ModelRoute> {
     match node_inference::nodes_serving(
         &state.db,
         state.config.node_stale_after,
@@ -212,19 +219,12 @@ async fn route_on(state: &AppState, model: &str, node_slug: &str) -> Option<Mode
 }
 
 /// The currently selected and warmed-up PM: its node's route and the model.
-pub async fn pm_route(state: &AppState) -> Option<(ModelRoute, String)> {
+pub async fn pm_route(state: &ProjectManager) -> Option<(ModelRoute, String)> {
     let PmStatus::Ready { model, node } = state.pm.status() else {
         return None;
     };
     let route = route_on(state, &model, &node).await?;
     Some((route, model))
-}
-
-/// Token counts of one model call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PmUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
 }
 
 /// What the PM answered.
@@ -251,7 +251,7 @@ pub enum PmError {
 
 /// One chat completion (non-streaming) on `route`: `body` gets `model` set.
 pub async fn complete(
-    state: &AppState,
+    state: &ProjectManager,
     route: &ModelRoute,
     model: &str,
     mut body: Value,
@@ -305,7 +305,7 @@ pub const CHAT_BRIEF: &str = "You are the CyNodeAI project manager, a helpful as
 /// steps. Records the call's token usage against `principal` (no task); callers must not
 /// record it again. `PmReply::model` is the underlying model, not [`PM_MODEL_ID`].
 pub async fn chat_answer(
-    state: &AppState,
+    state: &ProjectManager,
     principal: Principal,
     messages: Vec<Value>,
 ) -> Result<PmReply, PmError> {
@@ -323,7 +323,7 @@ pub async fn chat_answer(
 }
 
 async fn answer(
-    state: &AppState,
+    state: &ProjectManager,
     principal: Principal,
     messages: Vec<Value>,
     (route, model): (ModelRoute, String),

@@ -12,9 +12,15 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::PmUsage;
 use crate::error::Result;
 use crate::jobs::{NewTask, Plan, Planner, ShellPlanner};
+
+/// Token counts of one model call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PmUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
 
 /// A step as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]

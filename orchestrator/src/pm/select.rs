@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::error::Result;
-use crate::nodes;
+use crate::scheduler;
 
 /// A dispatchable node as its latest capability report describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ type CandidateRow = (String, i64, bool, Vec<String>, Vec<String>);
 /// The dispatchable nodes and what their latest reports say, plus the count of dispatchable
 /// nodes (candidates or not).
 pub async fn candidates(db: &PgPool, stale_after: Duration) -> Result<(usize, Vec<Candidate>)> {
-    let dispatchable = nodes::dispatchable(stale_after);
+    let dispatchable = scheduler::dispatchable(stale_after);
     let rows: Vec<CandidateRow> = sqlx::query_as(&format!(
         "SELECT n.node_slug,
            coalesce((SELECT sum((d->>'vram_mb')::bigint) FROM jsonb_array_elements(

@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use super::Node;
 use super::store::{self, Acquired};
-use crate::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 /// The routes, for the control plane's router.
 pub fn routes() -> Router<AppState> {

@@ -19,14 +19,18 @@
 //!   never runs a step twice. Every model call and job is also a `task_steps` row, the record
 //!   users read (`GET /v1/tasks/{id}/steps`).
 //! - [`context`]: what the workflow reads of a task.
+//! - [`Drivers`]: this process's drivers, one per task, each woken by its own task's job ends.
 //! - This module: the state JSON, the node ids and the decision diamonds, pure functions of the
 //!   state ([`successor`]).
 
 pub mod api;
 pub mod context;
+mod drivers;
 pub mod engine;
 pub mod schema;
 pub mod store;
+
+pub use drivers::Drivers;
 
 use std::collections::BTreeMap;
 

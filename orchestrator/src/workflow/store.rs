@@ -147,18 +147,6 @@ pub async fn release(db: impl sqlx::PgExecutor<'_>, task_id: Uuid, lease_id: Uui
     Ok(())
 }
 
-/// Frees every lease `holder_id` holds (its process stops); returns how many.
-pub async fn release_held_by(db: impl sqlx::PgExecutor<'_>, holder_id: &str) -> Result<u64> {
-    let released = sqlx::query(
-        "UPDATE task_workflow_leases SET holder_id = NULL, expires_at = NULL, updated_at = now()
-         WHERE holder_id = $1",
-    )
-    .bind(holder_id)
-    .execute(db)
-    .await?;
-    Ok(released.rows_affected())
-}
-
 /// Open prompt tasks nobody holds the lease of: the ones a driver should resume.
 pub async fn unheld_prompt_tasks(db: impl sqlx::PgExecutor<'_>) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar(

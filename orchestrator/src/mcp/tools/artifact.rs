@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
 use super::super::pipeline::ToolFailure;
-use crate::AppState;
 use crate::artifacts::{self, ArtifactError, MAX_ARTIFACT_BYTES, Writer};
+use crate::mcp::Mcp;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +45,7 @@ fn failed(e: ArtifactError) -> ToolFailure {
     ToolFailure::from(crate::error::Error::from(e))
 }
 
-pub async fn put(state: &AppState, agent: &Agent, args: ArtifactPut) -> Result<Value, ToolFailure> {
+pub async fn put(state: &Mcp, agent: &Agent, args: ArtifactPut) -> Result<Value, ToolFailure> {
     artifacts::check_path(&args.path).map_err(failed)?;
     let bytes = STANDARD
         .decode(args.content_bytes_base64.as_bytes())
@@ -75,11 +75,7 @@ pub async fn put(state: &AppState, agent: &Agent, args: ArtifactPut) -> Result<V
     serde_json::to_value(artifact).map_err(ToolFailure::internal)
 }
 
-pub async fn get(
-    state: &AppState,
-    _agent: &Agent,
-    args: ArtifactRef,
-) -> Result<Value, ToolFailure> {
+pub async fn get(state: &Mcp, _agent: &Agent, args: ArtifactRef) -> Result<Value, ToolFailure> {
     artifacts::check_path(&args.path).map_err(failed)?;
     let (artifact, bytes) = artifacts::get(&state.db, args.task_id, &args.path)
         .await
@@ -90,11 +86,7 @@ pub async fn get(
     Ok(value)
 }
 
-pub async fn list(
-    state: &AppState,
-    _agent: &Agent,
-    args: ArtifactTask,
-) -> Result<Value, ToolFailure> {
+pub async fn list(state: &Mcp, _agent: &Agent, args: ArtifactTask) -> Result<Value, ToolFailure> {
     let list = artifacts::list(&state.db, args.task_id)
         .await
         .map_err(failed)?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::super::agent::Agent;
 use super::super::pipeline::ToolFailure;
-use crate::AppState;
+use crate::mcp::Mcp;
 
 /// Most notes one job keeps.
 pub const MAX_ENTRIES: i64 = 100;
@@ -62,7 +62,7 @@ fn check_key(key: &str) -> Result<(), ToolFailure> {
 
 /// The job exists and belongs to the task (the token matched both ids to itself already; this
 /// guards a PM-issued call in the future and a job removed meanwhile).
-async fn job_of_task(state: &AppState, task_id: Uuid, job_id: Uuid) -> Result<(), ToolFailure> {
+async fn job_of_task(state: &Mcp, task_id: Uuid, job_id: Uuid) -> Result<(), ToolFailure> {
     let found: Option<Uuid> = sqlx::query_scalar("SELECT task_id FROM jobs WHERE id = $1")
         .bind(job_id)
         .fetch_optional(&state.db)
@@ -75,7 +75,7 @@ async fn job_of_task(state: &AppState, task_id: Uuid, job_id: Uuid) -> Result<()
     }
 }
 
-pub async fn add(state: &AppState, _agent: &Agent, args: MemoryAdd) -> Result<Value, ToolFailure> {
+pub async fn add(state: &Mcp, _agent: &Agent, args: MemoryAdd) -> Result<Value, ToolFailure> {
     check_key(&args.key)?;
     if args.content.len() > MAX_CONTENT_BYTES || args.content.contains('\0') {
         return Err(ToolFailure::invalid(format!(
@@ -125,11 +125,7 @@ pub async fn add(state: &AppState, _agent: &Agent, args: MemoryAdd) -> Result<Va
     Ok(json!({"key": args.key, "replaced": exists}))
 }
 
-pub async fn list(
-    state: &AppState,
-    _agent: &Agent,
-    args: MemoryList,
-) -> Result<Value, ToolFailure> {
+pub async fn list(state: &Mcp, _agent: &Agent, args: MemoryList) -> Result<Value, ToolFailure> {
     let limit = args.limit.unwrap_or(100);
     if !(1..=100).contains(&limit) {
         return Err(ToolFailure::invalid("limit must be 1 to 100"));
@@ -156,11 +152,7 @@ pub async fn list(
     }))
 }
 
-pub async fn retrieve(
-    state: &AppState,
-    _agent: &Agent,
-    args: MemoryKey,
-) -> Result<Value, ToolFailure> {
+pub async fn retrieve(state: &Mcp, _agent: &Agent, args: MemoryKey) -> Result<Value, ToolFailure> {
     check_key(&args.key)?;
     job_of_task(state, args.task_id, args.job_id).await?;
     let row: Option<(String, Option<String>)> =
@@ -174,11 +166,7 @@ pub async fn retrieve(
     Ok(json!({"key": args.key, "content": content, "summary": summary}))
 }
 
-pub async fn delete(
-    state: &AppState,
-    _agent: &Agent,
-    args: MemoryKey,
-) -> Result<Value, ToolFailure> {
+pub async fn delete(state: &Mcp, _agent: &Agent, args: MemoryKey) -> Result<Value, ToolFailure> {
     check_key(&args.key)?;
     job_of_task(state, args.task_id, args.job_id).await?;
     let gone = sqlx::query("DELETE FROM agent_memory WHERE job_id = $1 AND key = $2")

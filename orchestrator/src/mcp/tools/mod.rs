@@ -22,7 +22,8 @@ use serde_json::{Map, Value};
 
 use super::agent::{Agent, AgentType};
 use super::pipeline::{DEFAULT_MAX_ARGS_BYTES, DEFAULT_TIMEOUT, ToolFailure};
-use crate::AppState;
+use crate::config::{Config, ConfigError};
+use crate::mcp::Mcp;
 
 const PM: &[AgentType] = &[AgentType::Pm];
 const PM_PA: &[AgentType] = &[AgentType::Pm, AgentType::Pa];
@@ -89,7 +90,7 @@ macro_rules! catalog {
 
         /// Runs tool `name` (already through the pipeline's checks).
         pub async fn run(
-            state: &AppState,
+            state: &Mcp,
             agent: &Agent,
             name: &str,
             arguments: &Value,
@@ -176,6 +177,18 @@ catalog! {
 /// The catalog entry of `name`.
 pub fn find(name: &str) -> Option<&'static ToolDef> {
     CATALOG.iter().find(|t| t.name == name)
+}
+
+/// `MCP_TOOLS_DISABLED` must name tools of this catalog: a typo would leave a tool on. Checked
+/// at start-up, as a configuration error.
+pub fn check_disabled(config: &Config) -> Result<(), ConfigError> {
+    match config.mcp_tools_disabled.iter().find(|n| find(n).is_none()) {
+        Some(unknown) => Err(ConfigError::Invalid {
+            key: "MCP_TOOLS_DISABLED".into(),
+            message: format!("{unknown:?} is not a tool of this orchestrator"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Every tool, in catalog order.

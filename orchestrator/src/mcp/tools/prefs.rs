@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
 use super::super::pipeline::ToolFailure;
-use crate::AppState;
+use crate::mcp::Mcp;
 use crate::preferences::{self, PrefError, Scope};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -115,7 +115,7 @@ fn to_json(value: impl serde::Serialize) -> Result<Value, ToolFailure> {
     serde_json::to_value(value).map_err(ToolFailure::internal)
 }
 
-pub async fn get(state: &AppState, agent: &Agent, args: PrefKey) -> Result<Value, ToolFailure> {
+pub async fn get(state: &Mcp, agent: &Agent, args: PrefKey) -> Result<Value, ToolFailure> {
     let scope = readable(agent, args.scope_type, args.scope_id)?;
     let entry = preferences::get(&state.db, scope, &args.key)
         .await
@@ -126,7 +126,7 @@ pub async fn get(state: &AppState, agent: &Agent, args: PrefKey) -> Result<Value
     to_json(entry)
 }
 
-pub async fn list(state: &AppState, agent: &Agent, args: PrefList) -> Result<Value, ToolFailure> {
+pub async fn list(state: &Mcp, agent: &Agent, args: PrefList) -> Result<Value, ToolFailure> {
     let scope = readable(agent, args.scope_type, args.scope_id)?;
     let page = preferences::list(
         &state.db,
@@ -141,7 +141,7 @@ pub async fn list(state: &AppState, agent: &Agent, args: PrefList) -> Result<Val
 }
 
 pub async fn effective(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: PrefEffective,
 ) -> Result<Value, ToolFailure> {
@@ -155,11 +155,7 @@ pub async fn effective(
     Ok(value)
 }
 
-pub async fn create(
-    state: &AppState,
-    _agent: &Agent,
-    args: PrefCreate,
-) -> Result<Value, ToolFailure> {
+pub async fn create(state: &Mcp, _agent: &Agent, args: PrefCreate) -> Result<Value, ToolFailure> {
     let scope = Scope::new(args.scope_type, args.scope_id).map_err(failed)?;
     let entry = preferences::create(
         &state.db,
@@ -175,11 +171,7 @@ pub async fn create(
     to_json(entry)
 }
 
-pub async fn update(
-    state: &AppState,
-    _agent: &Agent,
-    args: PrefUpdate,
-) -> Result<Value, ToolFailure> {
+pub async fn update(state: &Mcp, _agent: &Agent, args: PrefUpdate) -> Result<Value, ToolFailure> {
     let scope = Scope::new(args.scope_type, args.scope_id).map_err(failed)?;
     let entry = preferences::update(
         &state.db,
@@ -196,11 +188,7 @@ pub async fn update(
     to_json(entry)
 }
 
-pub async fn delete(
-    state: &AppState,
-    _agent: &Agent,
-    args: PrefDelete,
-) -> Result<Value, ToolFailure> {
+pub async fn delete(state: &Mcp, _agent: &Agent, args: PrefDelete) -> Result<Value, ToolFailure> {
     let scope = Scope::new(args.scope_type, args.scope_id).map_err(failed)?;
     preferences::delete(
         &state.db,

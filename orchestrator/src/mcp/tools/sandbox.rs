@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use super::super::agent::Agent;
 use super::super::pipeline::{DEFAULT_TIMEOUT, ToolFailure};
-use crate::{AppState, nodes};
+use crate::mcp::Mcp;
+use crate::scheduler;
 
 /// Room left under the tool's time cap for the calls around an exec.
 const EXEC_MARGIN: Duration = Duration::from_secs(5);
@@ -100,7 +101,7 @@ struct Host {
 
 type HostRow = (Uuid, String, String);
 
-fn host(state: &AppState, (node_id, url, sealed): HostRow) -> Result<Host, ToolFailure> {
+fn host(state: &Mcp, (node_id, url, sealed): HostRow) -> Result<Host, ToolFailure> {
     Ok(Host {
         url,
         token: state.worker_tokens.open(node_id, &sealed)?,
@@ -108,7 +109,7 @@ fn host(state: &AppState, (node_id, url, sealed): HostRow) -> Result<Host, ToolF
 }
 
 /// The node that hosts the task's sandbox `job_id`.
-async fn hosting(state: &AppState, task_id: Uuid, job_id: Uuid) -> Result<Host, ToolFailure> {
+async fn hosting(state: &Mcp, task_id: Uuid, job_id: Uuid) -> Result<Host, ToolFailure> {
     let row: Option<HostRow> = sqlx::query_as(
         "SELECT n.id, n.worker_api_target_url, n.worker_api_bearer_token \
          FROM pm_sandboxes s JOIN nodes n ON n.id = s.node_id \
@@ -127,7 +128,7 @@ async fn hosting(state: &AppState, task_id: Uuid, job_id: Uuid) -> Result<Host, 
 /// Calls the worker; a refusal becomes the failure its status means, with the worker's words
 /// (which name the field, never an address or a token).
 async fn call(
-    state: &AppState,
+    state: &Mcp,
     host: &Host,
     method: Method,
     path: &str,
@@ -163,7 +164,7 @@ async fn call(
 }
 
 pub async fn create(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: SandboxCreate,
 ) -> Result<Value, ToolFailure> {
@@ -185,7 +186,7 @@ pub async fn create(
          WHERE {dispatchable} \
          ORDER BY (SELECT count(*) FROM pm_sandboxes s WHERE s.node_id = n.id), n.node_slug \
          LIMIT 1",
-        dispatchable = nodes::dispatchable(state.config.node_stale_after)
+        dispatchable = scheduler::dispatchable(state.config.node_stale_after)
     ))
     .fetch_optional(&state.db)
     .await?;
@@ -246,11 +247,7 @@ pub async fn create(
     }))
 }
 
-pub async fn exec(
-    state: &AppState,
-    _agent: &Agent,
-    args: SandboxExec,
-) -> Result<Value, ToolFailure> {
+pub async fn exec(state: &Mcp, _agent: &Agent, args: SandboxExec) -> Result<Value, ToolFailure> {
     let timeout = args.timeout_seconds.unwrap_or(MAX_EXEC_SECS);
     if !(1..=MAX_EXEC_SECS).contains(&timeout) {
         return Err(ToolFailure::invalid(format!(
@@ -279,7 +276,7 @@ pub async fn exec(
 }
 
 pub async fn put_file(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: SandboxPutFile,
 ) -> Result<Value, ToolFailure> {
@@ -307,7 +304,7 @@ pub async fn put_file(
 }
 
 pub async fn get_file(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: SandboxFile,
 ) -> Result<Value, ToolFailure> {
@@ -339,11 +336,7 @@ pub async fn get_file(
 
 /// Removes the sandbox from its node, then forgets it; a sandbox the node no longer has (idled
 /// out, its worker restarted) is forgotten all the same.
-pub async fn destroy(
-    state: &AppState,
-    _agent: &Agent,
-    args: SandboxRef,
-) -> Result<Value, ToolFailure> {
+pub async fn destroy(state: &Mcp, _agent: &Agent, args: SandboxRef) -> Result<Value, ToolFailure> {
     let host = hosting(state, args.task_id, args.job_id).await?;
     call(
         state,

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::super::agent::Agent;
 use super::super::pipeline::ToolFailure;
-use crate::{AppState, nodes};
+use crate::mcp::Mcp;
+use crate::nodes;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,11 +67,7 @@ fn project_json((id, slug, name, description, active): ProjectRow) -> Value {
     json!({"project_id": id, "slug": slug, "display_name": name, "description": description, "is_active": active})
 }
 
-pub async fn project(
-    state: &AppState,
-    _agent: &Agent,
-    args: ProjectRef,
-) -> Result<Value, ToolFailure> {
+pub async fn project(state: &Mcp, _agent: &Agent, args: ProjectRef) -> Result<Value, ToolFailure> {
     let row: Option<ProjectRow> = match (args.project_id, args.slug) {
         (Some(id), None) => {
             sqlx::query_as(
@@ -97,7 +94,7 @@ pub async fn project(
 }
 
 pub async fn projects(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: ProjectQuery,
 ) -> Result<Value, ToolFailure> {
@@ -126,20 +123,23 @@ pub async fn projects(
     }))
 }
 
-pub async fn nodes(state: &AppState, _agent: &Agent, _: NoArgs) -> Result<Value, ToolFailure> {
-    let list = nodes::list(state).await?;
+pub async fn nodes(state: &Mcp, _agent: &Agent, _: NoArgs) -> Result<Value, ToolFailure> {
+    let list = nodes::list(&state.db, state.config.node_stale_after).await?;
     serde_json::to_value(list).map_err(ToolFailure::internal)
 }
 
-pub async fn node(state: &AppState, _agent: &Agent, args: NodeRef) -> Result<Value, ToolFailure> {
-    let info = nodes::info(state, &args.node_slug).await?;
+pub async fn node(state: &Mcp, _agent: &Agent, args: NodeRef) -> Result<Value, ToolFailure> {
+    let info = nodes::info(&state.db, state.config.node_stale_after, &args.node_slug).await?;
     serde_json::to_value(info).map_err(ToolFailure::internal)
 }
 
 /// Served models and the ready nodes serving each.
-async fn served(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ToolFailure> {
+async fn served(state: &Mcp) -> Result<BTreeMap<String, Vec<String>>, ToolFailure> {
     let mut models: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in nodes::list(state).await?.nodes {
+    for node in nodes::list(&state.db, state.config.node_stale_after)
+        .await?
+        .nodes
+    {
         if !node.ready {
             continue;
         }
@@ -153,7 +153,7 @@ async fn served(state: &AppState) -> Result<BTreeMap<String, Vec<String>>, ToolF
     Ok(models)
 }
 
-pub async fn models(state: &AppState, _agent: &Agent, _: NoArgs) -> Result<Value, ToolFailure> {
+pub async fn models(state: &Mcp, _agent: &Agent, _: NoArgs) -> Result<Value, ToolFailure> {
     let models = served(state).await?;
     Ok(json!({
         "models": models
@@ -163,7 +163,7 @@ pub async fn models(state: &AppState, _agent: &Agent, _: NoArgs) -> Result<Value
     }))
 }
 
-pub async fn model(state: &AppState, _agent: &Agent, args: ModelRef) -> Result<Value, ToolFailure> {
+pub async fn model(state: &Mcp, _agent: &Agent, args: ModelRef) -> Result<Value, ToolFailure> {
     let nodes = served(state)
         .await?
         .remove(&args.model_id)
@@ -187,7 +187,7 @@ const SCOPES: &str = "Roles: pm (system-level: db, node, model, artifact, help),
 one user's task: the task, its jobs, preferences, artifacts), sandbox (its own task's artifacts, \
 its job's memory, help).";
 
-pub async fn help(_state: &AppState, agent: &Agent, args: HelpQuery) -> Result<Value, ToolFailure> {
+pub async fn help(_state: &Mcp, agent: &Agent, args: HelpQuery) -> Result<Value, ToolFailure> {
     let mine = || {
         super::all()
             .iter()

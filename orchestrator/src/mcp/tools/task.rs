@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
 use super::super::pipeline::ToolFailure;
+use crate::dispatch;
 use crate::jobs::{self, Canceled, Conclusion};
-use crate::{AppState, dispatch};
+use crate::mcp::Mcp;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +56,7 @@ type TaskRow = (
     DateTime<Utc>,
 );
 
-pub async fn get(state: &AppState, _agent: &Agent, args: TaskRef) -> Result<Value, ToolFailure> {
+pub async fn get(state: &Mcp, _agent: &Agent, args: TaskRef) -> Result<Value, ToolFailure> {
     let row: Option<TaskRow> = sqlx::query_as(
         "SELECT id, task_name, status, prompt, input_mode, summary, project_id, created_by, \
                 created_at, updated_at FROM tasks WHERE id = $1",
@@ -99,7 +100,7 @@ pub async fn get(state: &AppState, _agent: &Agent, args: TaskRef) -> Result<Valu
 }
 
 /// The task exists (`not_found` otherwise) and has not ended (`conflict`).
-pub(super) async fn require_open(state: &AppState, task_id: Uuid) -> Result<(), ToolFailure> {
+pub(super) async fn require_open(state: &Mcp, task_id: Uuid) -> Result<(), ToolFailure> {
     let closed: Option<bool> = sqlx::query_scalar("SELECT closed FROM tasks WHERE id = $1")
         .bind(task_id)
         .fetch_optional(&state.db)
@@ -116,7 +117,7 @@ pub(super) async fn require_open(state: &AppState, task_id: Uuid) -> Result<(), 
 }
 
 pub async fn update_status(
-    state: &AppState,
+    state: &Mcp,
     _agent: &Agent,
     args: StatusChange,
 ) -> Result<Value, ToolFailure> {
@@ -154,11 +155,11 @@ pub async fn update_status(
             cynode_contracts::user::TaskStatus::Canceled
         }
     };
-    state.signal_change();
+    state.signals.changed();
     Ok(json!({"task_id": args.task_id, "status": status}))
 }
 
-pub async fn job(state: &AppState, agent: &Agent, args: JobRef) -> Result<Value, ToolFailure> {
+pub async fn job(state: &Mcp, agent: &Agent, args: JobRef) -> Result<Value, ToolFailure> {
     let job = jobs::job(&state.db, args.job_id)
         .await?
         .filter(|j| agent.agent_type == AgentType::Pm || agent.task_id == Some(j.task_id))

@@ -1,0 +1,63 @@
+//! Who is calling: the extractors that establish [`CurrentUser`] (an access JWT whose session is
+//! active, or a personal API key), [`Admin`] and [`CurrentNode`] (a node JWT of a node that is
+//! still registered) for the servers' routes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use cynode_contracts::problem::Problem;
+
+use super::AppState;
+use crate::auth::{Admin, Credential, CurrentNode, CurrentUser, TokenType, bearer};
+use crate::error::{Error, Result};
+use crate::{apikeys, nodes, users};
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.handle != users::ADMIN_HANDLE {
+            return Err(Problem::forbidden("only the admin may do this").into());
+        }
+        Ok(Self(user))
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let parts: &Parts = parts;
+        let token = bearer(parts)?;
+        if apikeys::looks_like_key(token) {
+            return apikeys::authenticate(&state.db, parts, token).await;
+        }
+        let claims = state.keys.verify(token, TokenType::Access)?;
+        let (Some(user_id), Some(session_id)) = (claims.user_id, claims.sid) else {
+            return Err(Problem::unauthorized("token is invalid").into());
+        };
+        let handle = users::session_handle(&state.db, user_id, session_id)
+            .await?
+            .ok_or_else(|| Problem::unauthorized("session has been revoked or logged out"))?;
+        Ok(Self {
+            id: user_id,
+            handle,
+            credential: Credential::Session(session_id),
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentNode {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let claims = state.keys.verify(bearer(parts)?, TokenType::Node)?;
+        let (Some(id), Some(slug)) = (claims.node_id, claims.node_slug) else {
+            return Err(Problem::unauthorized("token is invalid").into());
+        };
+        if !nodes::registered(&state.db, id, &slug).await? {
+            return Err(Problem::not_found(format!("node {slug} is not registered")).into());
+        }
+        Ok(Self { id, slug })
+    }
+}
