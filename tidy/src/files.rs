@@ -4,7 +4,6 @@ use std::path::Path;
 
 use crate::rust::{self, Extract};
 
-
 /// Directories never walked: build output and version control.
 const SKIPPED_DIRS: [&str; 2] = ["target", ".git"];
 
@@ -47,8 +46,8 @@ pub fn rust_files(root: &Path) -> Result<Vec<String>, String> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
             let path = entry.path();

@@ -300,9 +300,7 @@ pub fn check_cycles(
                 .filter(|((from, to), _)| {
                     members.contains(&from.as_str()) && members.contains(&to.as_str())
                 })
-                .map(|((from, to), edge)| {
-                    format!("{from} -> {to} ({}:{})", edge.file, edge.line)
-                })
+                .map(|((from, to), edge)| format!("{from} -> {to} ({}:{})", edge.file, edge.line))
                 .collect();
             Violation::new(
                 Rule::Cycles,
@@ -456,14 +454,20 @@ mod tests {
     /// A small orchestrator: config (core) ← workflow::store (store) ← workflow (engine).
     fn orchestrator(extra: &[(&str, &str)]) -> Vec<SourceFile> {
         let mut files = vec![
-            ("o/src/lib.rs", "pub mod config; pub mod workflow; pub use config::Config; pub struct AppState;"),
+            (
+                "o/src/lib.rs",
+                "pub mod config; pub mod workflow; pub use config::Config; pub struct AppState;",
+            ),
             ("o/src/config.rs", "pub struct Config; use crate::AppState;"),
             (
                 "o/src/workflow/mod.rs",
                 "pub mod store; pub use store::Lease; use crate::{config::Config, AppState};\n\
                  fn f() { store::take(); }",
             ),
-            ("o/src/workflow/store.rs", "use super::super::Config; pub struct Lease;"),
+            (
+                "o/src/workflow/store.rs",
+                "use super::super::Config; pub struct Lease;",
+            ),
         ];
         files.extend_from_slice(extra);
         files.iter().map(|(p, t)| source(p, t)).collect()
@@ -487,11 +491,17 @@ mod tests {
         let known = modules(&["", "jobs", "workflow", "workflow::store"]);
         let current = path("workflow::store");
         let resolve = |p: &str| resolve(&path(p), &current, &known).map(|r| joined(&r));
-        assert_eq!(resolve("crate::jobs::enqueue"), Some("jobs::enqueue".into()));
+        assert_eq!(
+            resolve("crate::jobs::enqueue"),
+            Some("jobs::enqueue".into())
+        );
         assert_eq!(resolve("super::Step"), Some("workflow::Step".into()));
         assert_eq!(resolve("super::super::jobs"), Some("jobs".into()));
         assert_eq!(resolve("super::super::super::x"), None);
-        assert_eq!(resolve("self::Lease"), Some("workflow::store::Lease".into()));
+        assert_eq!(
+            resolve("self::Lease"),
+            Some("workflow::store::Lease".into())
+        );
         assert_eq!(resolve("sqlx::PgPool"), None);
         let in_workflow = path("workflow");
         assert_eq!(
@@ -556,7 +566,8 @@ mod tests {
         let mut map = layer_map();
         map.modules.remove("config");
         map.modules.insert("gone".into(), "core".into());
-        map.modules.insert("workflow::store".into(), "basement".into());
+        map.modules
+            .insert("workflow::store".into(), "basement".into());
         let graph = crate_graph("o/src", &orchestrator(&[]));
         assert_eq!(
             messages(&check_layers(&map, "o/layers.toml", &graph)),
@@ -578,8 +589,10 @@ mod tests {
         let node_of = |p: &[String]| top_level_node(p, &[], &graph.modules);
         assert_eq!(
             messages(&check_cycles("o/src", &graph, &node_of)),
-            ["o/src:0: cycle between `jobs`, `nodes`; its imports (one example each):\n      \
-              jobs -> nodes (o/src/jobs.rs:1)\n      nodes -> jobs (o/src/nodes.rs:1)"]
+            [
+                "o/src:0: cycle between `jobs`, `nodes`; its imports (one example each):\n      \
+              jobs -> nodes (o/src/jobs.rs:1)\n      nodes -> jobs (o/src/nodes.rs:1)"
+            ]
         );
     }
 
@@ -595,7 +608,10 @@ mod tests {
         let known = modules(&["", "sandbox", "sandbox::runner", "telemetry"]);
         let split = ["sandbox".to_owned()];
         let node = |p: &str| top_level_node(&path(p), &split, &known);
-        assert_eq!(node("sandbox::runner::Sandboxes"), Some("sandbox::runner".into()));
+        assert_eq!(
+            node("sandbox::runner::Sandboxes"),
+            Some("sandbox::runner".into())
+        );
         assert_eq!(node("sandbox::Lines"), Some("sandbox".into()));
         assert_eq!(node("telemetry::store::Store"), Some("telemetry".into()));
         assert_eq!(node("AppState"), None);

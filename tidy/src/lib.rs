@@ -75,12 +75,14 @@ impl Rule {
             Rule::Statuses => {
                 "rule 2, no status string literals outside contracts' enums (data: tidy/statuses.toml)"
             }
-            Rule::RoutePaths => "rule 3a, route paths are typed only in contracts (data: tidy/wire.toml)",
+            Rule::RoutePaths => {
+                "rule 3a, route paths are typed only in contracts (data: tidy/wire.toml)"
+            }
             Rule::WireConstants => "rule 3b, a wire constant is defined once, in contracts",
             Rule::OpenApi => "rule 4, every OpenAPI path is a route constant of contracts",
             Rule::Layers => "rule 5, layers point down (data: orchestrator/layers.toml)",
             Rule::Cycles => {
-                "rule 5, no import cycles between modules (data: orchestrator/layers.toml, tidy/cycles.toml)"
+                "rule 5, no import cycles between modules (data: orchestrator/layers.toml, tidy/modules.toml)"
             }
             Rule::Allowlist => "allowlist entries that match nothing (data: tidy/allow.toml)",
         }
@@ -184,7 +186,10 @@ pub fn check_repository(root: &Path) -> Result<Vec<Violation>, String> {
 }
 
 /// Reads and parses one TOML data file of the repository.
-pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(root: &Path, path: &str) -> Result<T, String> {
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(
+    root: &Path,
+    path: &str,
+) -> Result<T, String> {
     let text = std::fs::read_to_string(root.join(path))
         .map_err(|err| format!("cannot read {path}: {err}"))?;
     toml::from_str(&text).map_err(|err| format!("{path} is malformed: {err}"))

@@ -17,6 +17,8 @@ pub struct StrLit {
     breaks: Vec<usize>,
     /// Whether the literal is the whole value of a `const` or `static` item.
     pub const_value: bool,
+    /// Whether the literal is in an arm's pattern of a `match` on something named `…status…`.
+    pub status_pattern: bool,
 }
 
 impl StrLit {
@@ -102,6 +104,7 @@ pub fn extract(source: &str) -> Result<Extract, String> {
 #[derive(Default)]
 struct Collector {
     inline_module: Vec<String>,
+    in_status_pattern: bool,
     out: Extract,
 }
 
@@ -113,6 +116,7 @@ impl Collector {
                 line: line_of(token.span()),
                 breaks,
                 const_value,
+                status_pattern: self.in_status_pattern,
             });
         }
     }
@@ -308,6 +312,27 @@ impl<'ast> Visit<'ast> for Collector {
         visit::visit_item_enum(self, item);
     }
 
+    fn visit_expr_match(&mut self, expr: &'ast syn::ExprMatch) {
+        for attr in &expr.attrs {
+            self.visit_attribute(attr);
+        }
+        self.visit_expr(&expr.expr);
+        let mut mention = StatusMention(false);
+        mention.visit_expr(&expr.expr);
+        for arm in &expr.arms {
+            for attr in &arm.attrs {
+                self.visit_attribute(attr);
+            }
+            let outer = std::mem::replace(&mut self.in_status_pattern, mention.0);
+            self.visit_pat(&arm.pat);
+            self.in_status_pattern = outer;
+            if let Some((_, guard)) = &arm.guard {
+                self.visit_expr(guard);
+            }
+            self.visit_expr(&arm.body);
+        }
+    }
+
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         let public = !matches!(item.vis, Visibility::Inherited);
         self.walk_use(&item.tree, &mut Vec::new(), public);
@@ -352,6 +377,15 @@ impl<'ast> Visit<'ast> for Collector {
     fn visit_visibility(&mut self, _: &'ast Visibility) {}
 }
 
+/// Whether an expression names anything `…status…`.
+struct StatusMention(bool);
+
+impl<'ast> Visit<'ast> for StatusMention {
+    fn visit_ident(&mut self, ident: &'ast proc_macro2::Ident) {
+        self.0 |= ident.to_string().to_lowercase().contains("status");
+    }
+}
+
 /// `$crate` in a `macro_rules!` body names the macro's crate, not a module.
 fn follows_dollar(tokens: &[TokenTree], index: usize) -> bool {
     index > 0 && matches!(&tokens[index - 1], TokenTree::Punct(p) if p.as_char() == '$')
@@ -381,14 +415,14 @@ fn token_path(tokens: &[TokenTree], start: usize) -> (Vec<String>, usize) {
 fn string_setting(tokens: TokenStream, name: &str) -> Option<String> {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     tokens.windows(3).find_map(|window| match window {
-        [TokenTree::Ident(ident), TokenTree::Punct(eq), TokenTree::Literal(literal)]
-            if ident == name && eq.as_char() == '=' =>
-        {
-            match Lit::new(literal.clone()) {
-                Lit::Str(lit) => Some(lit.value()),
-                _ => None,
-            }
-        }
+        [
+            TokenTree::Ident(ident),
+            TokenTree::Punct(eq),
+            TokenTree::Literal(literal),
+        ] if ident == name && eq.as_char() == '=' => match Lit::new(literal.clone()) {
+            Lit::Str(lit) => Some(lit.value()),
+            _ => None,
+        },
         _ => None,
     })
 }
@@ -407,7 +441,11 @@ fn serde_setting(attrs: &[Attribute], name: &str) -> Option<String> {
 fn is_test(attrs: &[Attribute]) -> bool {
     attrs.iter().any(|attr| {
         let path = attr.path();
-        if path.segments.last().is_some_and(|last| last.ident == "test") {
+        if path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "test")
+        {
             return true;
         }
         let Meta::List(list) = &attr.meta else {
@@ -488,11 +526,7 @@ pub fn decode(source: &str) -> Option<(String, Vec<usize>)> {
                     value.push(char::from(u8::from_str_radix(&hex, 16).ok()?));
                 }
                 'u' => {
-                    let hex: String = chars
-                        .by_ref()
-                        .skip(1)
-                        .take_while(|&c| c != '}')
-                        .collect();
+                    let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
                     value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
                 }
                 // A line continuation: the newline and the next line's indentation vanish.
@@ -587,7 +621,13 @@ mod tests {
         let values: Vec<&str> = extract.literals.iter().map(|l| l.value.as_str()).collect();
         assert_eq!(
             values,
-            ["attr {0}", "UPDATE jobs SET a = 1", "/v1/tasks/{}", "status", "failed"]
+            [
+                "attr {0}",
+                "UPDATE jobs SET a = 1",
+                "/v1/tasks/{}",
+                "status",
+                "failed"
+            ]
         );
     }
 
@@ -620,6 +660,31 @@ mod tests {
     }
 
     #[test]
+    fn patterns_of_a_match_on_a_status_are_marked() {
+        let source = r#"
+            fn f() {
+                match job_status.as_deref() { Some("queued") => "a", _ => "b" };
+                match kind { "queued" => 1, _ => 2 };
+            }
+        "#;
+        let extract = extract(source).unwrap();
+        let marked: Vec<(&str, bool)> = extract
+            .literals
+            .iter()
+            .map(|l| (l.value.as_str(), l.status_pattern))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                ("queued", true),
+                ("a", false),
+                ("b", false),
+                ("queued", false)
+            ]
+        );
+    }
+
+    #[test]
     fn openapi_annotations_are_read() {
         let source = r#"
             #[utoipa::path(get, path = "/v1/tasks", params(("path" = String, Path)))]
@@ -641,7 +706,10 @@ mod tests {
                 },
             ]
         );
-        assert!(extract.literals.is_empty(), "annotation strings belong to rule 4");
+        assert!(
+            extract.literals.is_empty(),
+            "annotation strings belong to rule 4"
+        );
     }
 
     #[test]
@@ -660,7 +728,13 @@ mod tests {
         let imports: Vec<(String, ImportKind, Vec<String>)> = extract
             .imports
             .iter()
-            .map(|i| (i.segments.join("::"), i.kind.clone(), i.inline_module.clone()))
+            .map(|i| {
+                (
+                    i.segments.join("::"),
+                    i.kind.clone(),
+                    i.inline_module.clone(),
+                )
+            })
             .collect();
         let used = |public, name: Option<&str>| ImportKind::Use {
             public,
@@ -670,14 +744,30 @@ mod tests {
             imports,
             [
                 ("crate::jobs".into(), used(false, Some("jobs")), vec![]),
-                ("crate::workflow::store".into(), used(false, Some("store")), vec![]),
-                ("crate::workflow::store::Lease".into(), used(false, Some("L")), vec![]),
+                (
+                    "crate::workflow::store".into(),
+                    used(false, Some("store")),
+                    vec![]
+                ),
+                (
+                    "crate::workflow::store::Lease".into(),
+                    used(false, Some("L")),
+                    vec![]
+                ),
                 ("crate::config::*".into(), used(false, None), vec![]),
-                ("super::pipeline::invoke".into(), used(true, Some("invoke")), vec![]),
+                (
+                    "super::pipeline::invoke".into(),
+                    used(true, Some("invoke")),
+                    vec![]
+                ),
                 ("crate::nodes::touch".into(), ImportKind::Path, vec![]),
                 ("tracing::info".into(), ImportKind::Path, vec![]),
                 ("crate::metrics::count".into(), ImportKind::Path, vec![]),
-                ("super::sibling::S".into(), used(false, Some("S")), vec!["inner".into()]),
+                (
+                    "super::sibling::S".into(),
+                    used(false, Some("S")),
+                    vec!["inner".into()]
+                ),
             ]
         );
     }

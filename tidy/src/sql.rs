@@ -223,8 +223,7 @@ static STATUS_IN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b([a-z_]*status)\s+(?:not\s+)?in\s*\(([^)]*)\)").expect("valid regex")
 });
 
-static QUOTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"'([^']*)'").expect("valid regex"));
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'([^']*)'").expect("valid regex"));
 
 /// Every quoted word that `sql` compares a `…status` column with (or assigns to one in `SET`).
 pub fn status_words(sql: &str) -> Vec<StatusWord> {
@@ -248,8 +247,36 @@ pub fn status_words(sql: &str) -> Vec<StatusWord> {
             });
         }
     }
+    let constraints = check_constraints(sql);
+    found.retain(|word| !constraints.iter().any(|range| range.contains(&word.offset)));
     found.sort_by_key(|word| word.offset);
     found
+}
+
+static CHECK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bcheck\s*\(").expect("valid regex"));
+
+/// The spans of `CHECK (…)` constraints: schema, which states the words once (as the
+/// migrations do, which are out of scope), not code that uses them.
+fn check_constraints(sql: &str) -> Vec<std::ops::Range<usize>> {
+    CHECK
+        .find_iter(sql)
+        .map(|open| {
+            let mut depth = 0usize;
+            let end = sql[open.end() - 1..]
+                .char_indices()
+                .find_map(|(at, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0).then_some(open.end() - 1 + at)
+                })
+                .unwrap_or(sql.len());
+            open.start()..end
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -267,11 +294,19 @@ mod tests {
     fn inserts_updates_and_deletes_name_their_table() {
         assert_eq!(
             summary("INSERT INTO task_artifacts (id, task_id) VALUES ($1, $2)"),
-            [(WriteKind::Insert, "task_artifacts".into(), Some("id,task_id".into()))]
+            [(
+                WriteKind::Insert,
+                "task_artifacts".into(),
+                Some("id,task_id".into())
+            )]
         );
         assert_eq!(
             summary("update Jobs j set status = $1, setbacks = setbacks || $2 where id = $3"),
-            [(WriteKind::Update, "jobs".into(), Some("status,setbacks".into()))]
+            [(
+                WriteKind::Update,
+                "jobs".into(),
+                Some("status,setbacks".into())
+            )]
         );
         assert_eq!(
             summary("DELETE FROM preference_entries WHERE id = $1"),
@@ -296,7 +331,11 @@ mod tests {
                    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, closed = true";
         assert_eq!(
             summary(sql),
-            [(WriteKind::Insert, "tasks".into(), Some("id,name,status,closed".into()))]
+            [(
+                WriteKind::Insert,
+                "tasks".into(),
+                Some("id,name,status,closed".into())
+            )]
         );
     }
 
@@ -309,7 +348,11 @@ mod tests {
             summary(sql),
             [
                 (WriteKind::Update, "jobs".into(), Some("status".into())),
-                (WriteKind::Update, "tasks".into(), Some("status,closed".into())),
+                (
+                    WriteKind::Update,
+                    "tasks".into(),
+                    Some("status,closed".into())
+                ),
             ]
         );
         assert_eq!(&sql[found[1].offset..found[1].offset + 12], "UPDATE tasks");
@@ -346,5 +389,14 @@ mod tests {
         let first = &status_words(sql)[0];
         assert_eq!(&sql[first.offset..first.offset + 8], "'failed'");
         assert!(status_words("UPDATE jobs SET status = $1 WHERE status = ANY($2)").is_empty());
+    }
+
+    #[test]
+    fn a_check_constraint_is_schema_not_use() {
+        let ddl = "CREATE TABLE t (status TEXT CHECK (status IN ('running', 'exited')),
+                   kind TEXT CHECK (length(kind) > 0));
+                   SELECT 1 FROM t WHERE status = 'running'";
+        let words: Vec<String> = status_words(ddl).into_iter().map(|w| w.word).collect();
+        assert_eq!(words, ["running"]);
     }
 }

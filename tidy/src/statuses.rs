@@ -37,7 +37,13 @@ pub fn wire_name(variant: &str, rename_all: Option<&str>) -> Result<String, Stri
     let join = |separator: &str, upper: bool| {
         let words: Vec<String> = words
             .iter()
-            .map(|w| if upper { w.to_uppercase() } else { w.to_lowercase() })
+            .map(|w| {
+                if upper {
+                    w.to_uppercase()
+                } else {
+                    w.to_lowercase()
+                }
+            })
             .collect();
         words.join(separator)
     };
@@ -92,7 +98,10 @@ pub fn wire_strings(def: &EnumDef) -> Result<Vec<(String, String)>, String> {
 pub type StatusWords = BTreeMap<String, Vec<String>>;
 
 /// The status words of the configured enums, and what is wrong with the configuration.
-pub fn status_words(config: &StatusConfig, sources: &[SourceFile]) -> (StatusWords, Vec<Violation>) {
+pub fn status_words(
+    config: &StatusConfig,
+    sources: &[SourceFile],
+) -> (StatusWords, Vec<Violation>) {
     let mut words = StatusWords::new();
     let mut violations = Vec::new();
     let defs: Vec<(&SourceFile, &EnumDef)> = sources
@@ -106,7 +115,10 @@ pub fn status_words(config: &StatusConfig, sources: &[SourceFile]) -> (StatusWor
                 Rule::Statuses,
                 DATA_FILE,
                 0,
-                format!("names enum `{name}`, which {} does not define", config.contracts),
+                format!(
+                    "names enum `{name}`, which {} does not define",
+                    config.contracts
+                ),
             ));
             continue;
         };
@@ -134,7 +146,10 @@ pub fn status_words(config: &StatusConfig, sources: &[SourceFile]) -> (StatusWor
                 Rule::Statuses,
                 &source.path,
                 def.line,
-                format!("`{}` looks like a status enum: add it to {DATA_FILE}'s `enums`", def.name),
+                format!(
+                    "`{}` looks like a status enum: add it to {DATA_FILE}'s `enums`",
+                    def.name
+                ),
             ));
         }
     }
@@ -154,7 +169,7 @@ pub fn check(config: &StatusConfig, sources: &[SourceFile]) -> Vec<Violation> {
 }
 
 /// A status word in `source`'s SQL next to a status column, or as a whole Rust string on a
-/// line that mentions a status.
+/// line that mentions a status or in the pattern of a `match` on one.
 pub fn check_source(words: &StatusWords, source: &SourceFile) -> Vec<Violation> {
     let mut violations = Vec::new();
     for literal in &source.extract.literals {
@@ -173,11 +188,13 @@ pub fn check_source(words: &StatusWords, source: &SourceFile) -> Vec<Violation> 
                 ));
             }
         }
-        if let Some(variants) = words.get(&literal.value)
-            && source
+        let about_status = literal.status_pattern
+            || source
                 .line_text(literal.line)
                 .to_lowercase()
-                .contains("status")
+                .contains("status");
+        if let Some(variants) = words.get(&literal.value)
+            && about_status
         {
             violations.push(Violation::new(
                 Rule::Statuses,
@@ -238,10 +255,22 @@ mod tests {
 
     #[test]
     fn wire_names_follow_serde() {
-        assert_eq!(wire_name("RolledBack", Some("snake_case")).unwrap(), "rolled_back");
-        assert_eq!(wire_name("RolledBack", Some("lowercase")).unwrap(), "rolledback");
-        assert_eq!(wire_name("RolledBack", Some("kebab-case")).unwrap(), "rolled-back");
-        assert_eq!(wire_name("RolledBack", Some("camelCase")).unwrap(), "rolledBack");
+        assert_eq!(
+            wire_name("RolledBack", Some("snake_case")).unwrap(),
+            "rolled_back"
+        );
+        assert_eq!(
+            wire_name("RolledBack", Some("lowercase")).unwrap(),
+            "rolledback"
+        );
+        assert_eq!(
+            wire_name("RolledBack", Some("kebab-case")).unwrap(),
+            "rolled-back"
+        );
+        assert_eq!(
+            wire_name("RolledBack", Some("camelCase")).unwrap(),
+            "rolledBack"
+        );
         assert_eq!(wire_name("RolledBack", None).unwrap(), "RolledBack");
         assert!(wire_name("RolledBack", Some("Train-Case")).is_err());
     }
@@ -284,6 +313,10 @@ mod tests {
        WHERE status IN ('queued', 'running')");
     if job.status == "failed" { }
     q(r"UPDATE nodes SET config_ack_status = 'rolled_back'");
+    match status.as_deref() {
+        Some("queued" | "running") => {}
+        _ => {}
+    }
 }"#,
         );
         let violations = check(&config(), &[contracts(), planted]);
@@ -294,6 +327,8 @@ mod tests {
                 "orchestrator/src/pipeline.rs:3: SQL compares `status` with 'running': bind JobStatus::Running.as_str() instead",
                 "orchestrator/src/pipeline.rs:4: the status word \"failed\" as a string: use JobStatus::Failed",
                 "orchestrator/src/pipeline.rs:5: SQL compares `config_ack_status` with 'rolled_back': bind ConfigAckStatus::RolledBack.as_str() instead",
+                "orchestrator/src/pipeline.rs:7: the status word \"queued\" as a string: use JobStatus::Queued",
+                "orchestrator/src/pipeline.rs:7: the status word \"running\" as a string: use JobStatus::Running",
             ]
         );
     }

@@ -83,7 +83,10 @@ pub fn check(config: &WireConfig, sources: &[SourceFile]) -> Vec<Violation> {
             Rule::OpenApi,
             DATA_FILE,
             0,
-            format!("no route constants found under {}: is `contracts` right?", config.contracts),
+            format!(
+                "no route constants found under {}: is `contracts` right?",
+                config.contracts
+            ),
         ));
     }
     for source in sources {
@@ -92,7 +95,7 @@ pub fn check(config: &WireConfig, sources: &[SourceFile]) -> Vec<Violation> {
             let defined_here = in_contracts && literal.const_value;
             if !defined_here && is_route_path(&literal.value, &config.route_prefixes) {
                 let hint = match routes.get(literal.value.as_str()) {
-                    Some(name) => format!(": use `{name}`"),
+                    Some(name) => format!(" (the value of `{name}`)"),
                     None => String::new(),
                 };
                 violations.push(Violation::new(
@@ -181,7 +184,10 @@ mod tests {
                 }
                 "#,
             ),
-            source("contracts/src/mcp.rs", r#"pub const MCP_PATH: &str = "/mcp";"#),
+            source(
+                "contracts/src/mcp.rs",
+                r#"pub const MCP_PATH: &str = "/mcp";"#,
+            ),
         ]
     }
 
@@ -236,10 +242,12 @@ mod tests {
     #[test]
     fn a_typed_route_path_is_caught() {
         assert_eq!(
-            check_with("fn f() {\n    client.get(format!(\"{base}/v1/tasks/{id}\"));\n    url(\"/healthz\");\n}"),
+            check_with(
+                "fn f() {\n    client.get(format!(\"{base}/v1/tasks/{id}\"));\n    url(\"/healthz\");\n}"
+            ),
             [
                 "RoutePaths orchestrator/src/web.rs:2: route path \"{base}/v1/tasks/{id}\" typed out",
-                "RoutePaths orchestrator/src/web.rs:3: route path \"/healthz\" typed out: use `contracts::routes::HEALTHZ`",
+                "RoutePaths orchestrator/src/web.rs:3: route path \"/healthz\" typed out (the value of `contracts::routes::HEALTHZ`)",
             ]
         );
     }
@@ -247,9 +255,11 @@ mod tests {
     #[test]
     fn a_repeated_contracts_constant_is_caught() {
         assert_eq!(
-            check_with("pub const MCP_PATH: &str = \"/mcp\";\npub const PM_MODEL_ID: &str = \"cynodeai.pm\";"),
+            check_with(
+                "pub const MCP_PATH: &str = \"/mcp\";\npub const PM_MODEL_ID: &str = \"cynodeai.pm\";"
+            ),
             [
-                "RoutePaths orchestrator/src/web.rs:1: route path \"/mcp\" typed out: use `contracts::mcp::MCP_PATH`",
+                "RoutePaths orchestrator/src/web.rs:1: route path \"/mcp\" typed out (the value of `contracts::mcp::MCP_PATH`)",
                 "WireConstants orchestrator/src/web.rs:1: `MCP_PATH` = \"/mcp\" repeats `contracts::mcp::MCP_PATH`",
                 "WireConstants orchestrator/src/web.rs:2: `PM_MODEL_ID` = \"cynodeai.pm\" repeats `contracts::routes::user::PM_MODEL`",
             ]

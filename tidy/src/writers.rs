@@ -30,9 +30,9 @@ impl WritersMap {
 }
 
 fn allows(owners: &[String], file: &str) -> bool {
-    owners.iter().any(|owner| {
-        owner == file || (owner.ends_with('/') && file.starts_with(owner.as_str()))
-    })
+    owners
+        .iter()
+        .any(|owner| owner == file || (owner.ends_with('/') && file.starts_with(owner.as_str())))
 }
 
 /// The violations of rule 1 in `sources`; `root` is where the map's paths must exist.
@@ -78,7 +78,10 @@ pub fn check_sources(map: &WritersMap, sources: &[SourceFile]) -> Vec<Violation>
                         Rule::Writers,
                         &source.path,
                         line,
-                        format!("{verb} `{table}`, which only {} may write", owners.join(", ")),
+                        format!(
+                            "{verb} `{table}`, which only {} may write",
+                            owners.join(", ")
+                        ),
                     ));
                     continue;
                 }
@@ -95,7 +98,10 @@ pub fn check_sources(map: &WritersMap, sources: &[SourceFile]) -> Vec<Violation>
                             Rule::Writers,
                             &source.path,
                             line,
-                            format!("{verb} `{table}` writes `{column}`, which only {} may write", owners.join(", ")),
+                            format!(
+                                "{verb} `{table}` writes `{column}`, which only {} may write",
+                                owners.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -121,7 +127,9 @@ pub fn check_sources(map: &WritersMap, sources: &[SourceFile]) -> Vec<Violation>
                 Rule::Writers,
                 DATA_FILE,
                 0,
-                format!("`[columns]` entry `{column}` is not `table.column` of a table in `[tables]`"),
+                format!(
+                    "`[columns]` entry `{column}` is not `table.column` of a table in `[tables]`"
+                ),
             ));
         }
     }
@@ -185,7 +193,10 @@ mod tests {
 
     #[test]
     fn the_owners_writing_their_tables_pass() {
-        assert_eq!(messages(&check_sources(&map(), &compliant())), Vec::<String>::new());
+        assert_eq!(
+            messages(&check_sources(&map(), &compliant())),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -197,7 +208,9 @@ mod tests {
         ));
         assert_eq!(
             messages(&check_sources(&map(), &sources)),
-            ["orchestrator/src/tasks.rs:2: INSERT INTO `task_artifacts`, which only orchestrator/src/artifacts.rs may write"]
+            [
+                "orchestrator/src/tasks.rs:2: INSERT INTO `task_artifacts`, which only orchestrator/src/artifacts.rs may write"
+            ]
         );
     }
 

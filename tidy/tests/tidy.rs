@@ -10,5 +10,9 @@ fn the_repository_keeps_its_invariants() {
         .expect("tidy/ sits in the workspace root");
     let violations = cynode_tidy::check_repository(root)
         .unwrap_or_else(|err| panic!("the tidy check could not run: {err}"));
-    assert!(violations.is_empty(), "{}", cynode_tidy::render(&violations));
+    assert!(
+        violations.is_empty(),
+        "{}",
+        cynode_tidy::render(&violations)
+    );
 }
