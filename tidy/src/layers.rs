@@ -404,8 +404,9 @@ pub fn check(root: &Path, sources: &[SourceFile]) -> Result<Vec<Violation>, Stri
                 &layered.map,
                 0,
                 format!(
-                    "missing: {}'s layers are not declared (format in ARCHITECTURE.md, Invariants); \
-                     until it exists, only cycles between top-level modules are checked",
+                    "missing: {}'s layers are not declared (`layers`, bottom first, and `[modules]`, \
+                     module path → layer; ARCHITECTURE.md, Invariants); until it exists, only \
+                     cycles between top-level modules are checked",
                     layered.src
                 ),
             ));
@@ -615,6 +616,36 @@ mod tests {
         assert_eq!(node("sandbox::Lines"), Some("sandbox".into()));
         assert_eq!(node("telemetry::store::Store"), Some("telemetry".into()));
         assert_eq!(node("AppState"), None);
+    }
+
+    #[test]
+    fn a_missing_layer_map_fails_and_cycles_are_still_checked() {
+        let root = std::env::temp_dir().join(format!("cynode-tidy-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("tidy")).unwrap();
+        std::fs::write(
+            root.join(DATA_FILE),
+            "acyclic = []\n[[layered]]\nsrc = \"o/src\"\nmap = \"o/layers.toml\"\n",
+        )
+        .unwrap();
+        let sources = orchestrator(&[
+            ("o/src/jobs.rs", "use crate::nodes::Node;"),
+            ("o/src/nodes.rs", "use crate::jobs::Job;"),
+        ]);
+        let violations = check(&root, &sources).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let found: Vec<(Rule, &str)> = violations
+            .iter()
+            .map(|v| (v.rule, v.file.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [(Rule::Layers, "o/layers.toml"), (Rule::Cycles, "o/src")]
+        );
+        assert!(
+            violations[0]
+                .message
+                .starts_with("missing: o/src's layers are not declared")
+        );
     }
 
     #[test]

@@ -194,3 +194,40 @@ pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(
         .map_err(|err| format!("cannot read {path}: {err}"))?;
     toml::from_str(&text).map_err(|err| format!("{path} is malformed: {err}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_groups_violations_by_rule_with_what_to_do() {
+        let report = render(&[
+            Violation::new(Rule::OpenApi, "o/src/b.rs", 9, "second"),
+            Violation::new(Rule::Writers, "o/src/a.rs", 3, "first"),
+            Violation::new(Rule::OpenApi, "o/src/a.rs", 1, "third"),
+            Violation::new(Rule::Layers, "o/layers.toml", 0, "missing"),
+        ]);
+        let lines: Vec<&str> = report.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            lines[0],
+            "tidy: 4 violation(s) of ARCHITECTURE.md's Invariants"
+        );
+        assert!(lines[1].starts_with("rule 1, one writer per table") && lines[1].ends_with(": 1"));
+        assert!(lines[2].starts_with("  what to do: "));
+        assert_eq!(lines[3], "  o/src/a.rs:3: first");
+        assert!(lines[4].starts_with("rule 4, ") && lines[4].ends_with(": 2"));
+        assert_eq!(
+            &lines[6..8],
+            ["  o/src/a.rs:1: third", "  o/src/b.rs:9: second"]
+        );
+        assert!(lines[8].starts_with("rule 5, layers"));
+        assert_eq!(lines[10], "  o/layers.toml: missing");
+    }
+
+    #[test]
+    fn every_rule_has_an_id_the_allowlist_can_name() {
+        for rule in Rule::ALL {
+            assert_eq!(Rule::from_id(rule.id()), Some(rule));
+        }
+    }
+}
