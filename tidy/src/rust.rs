@@ -1,6 +1,7 @@
 //! What the rules need from one Rust source file, in one parse: its string literals (with the
 //! line of every byte), its string constants, its OpenAPI path annotations, the paths it
-//! imports or names, and its enums. Test code (`#[cfg(test)]`, `#[test]`) and doc comments are left out.
+//! imports or names, and its enums. Test code (`#[cfg(test)]`, `#[test]`) and doc comments are
+//! left out.
 
 use proc_macro2::{Spacing, Span, TokenStream, TokenTree};
 use syn::visit::{self, Visit};

@@ -49,7 +49,8 @@ pub fn is_route_path(literal: &str, prefixes: &[String]) -> bool {
     })
 }
 
-/// Every string constant defined in `contracts`, by value → its path (`contracts::routes::user::TASKS`).
+/// Every string constant defined in `contracts`, by value → its path
+/// (`contracts::routes::user::TASKS`).
 pub fn contracts_constants(contracts: &str, sources: &[SourceFile]) -> BTreeMap<String, String> {
     let mut constants = BTreeMap::new();
     for source in sources.iter().filter(|s| s.path.starts_with(contracts)) {
