@@ -134,6 +134,18 @@ pub async fn put(
     Ok(artifact)
 }
 
+/// Records `path` as a task's attachment by reference (a file the task names, with no content
+/// stored), inside the caller's transaction: the task and its attachments commit together.
+pub(crate) async fn reference_in(conn: &mut PgConnection, task_id: Uuid, path: &str) -> Result<()> {
+    sqlx::query("INSERT INTO task_artifacts (id, task_id, path) VALUES ($1, $2, $3)")
+        .bind(Uuid::new_v4())
+        .bind(task_id)
+        .bind(path)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// [`put`] inside the caller's transaction (a task and its uploads commit together); also
 /// says whether the path was new.
 pub(crate) async fn put_in(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cynode_contracts::user::{
-    InputMode, JobFailure, JobRequirements, JobSetback, JobStatus, TaskStatus,
+    InputMode, JobFailure, JobRequirements, JobSetback, JobStatus, NodeState, TaskStatus,
 };
 use cynode_contracts::worker::{RunStatus, SandboxSpec};
 use cynode_service_kit::secrets::Secret;
@@ -1069,10 +1069,13 @@ pub async fn reap_expired(db: &PgPool, config: &Config) -> Result<u64> {
 /// in flight records nothing. One task per transaction, checked again under its locks. Returns
 /// them, so the dispatcher tells their nodes to stop the sandboxes.
 pub async fn requeue_drained(db: &PgPool, keys: &TokenKeys) -> Result<Vec<RunningJob>> {
-    const PAST_DEADLINE: &str = "j.status = 'running' AND n.status = 'drained' \
-         AND n.drain_deadline <= now()";
+    let past_deadline = format!(
+        "j.status = '{running}' AND n.status = '{drained}' AND n.drain_deadline <= now()",
+        running = JobStatus::Running.as_str(),
+        drained = NodeState::Drained.as_str()
+    );
     let due: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
-        "SELECT j.id, j.task_id FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE {PAST_DEADLINE}"
+        "SELECT j.id, j.task_id FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE {past_deadline}"
     ))
     .fetch_all(db)
     .await?;
@@ -1082,7 +1085,7 @@ pub async fn requeue_drained(db: &PgPool, keys: &TokenKeys) -> Result<Vec<Runnin
         lock_jobs(&mut tx, task_id).await?;
         let node: Option<(Uuid, String, String, String)> = sqlx::query_as(&format!(
             "SELECT n.id, n.node_slug, n.worker_api_target_url, n.worker_api_bearer_token
-             FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE j.id = $1 AND {PAST_DEADLINE}"
+             FROM jobs j JOIN nodes n ON n.id = j.node_id WHERE j.id = $1 AND {past_deadline}"
         ))
         .bind(job_id)
         .fetch_optional(&mut *tx)
@@ -1126,11 +1129,12 @@ pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>> {
             (SELECT min(next_attempt_at) FROM jobs WHERE status = $1 AND next_attempt_at > now()),
             (SELECT min(lease_expires_at) FROM jobs WHERE status = $2),
             (SELECT min(dispatch_paused_until) FROM nodes WHERE dispatch_paused_until > now()),
-            (SELECT min(n.drain_deadline) FROM nodes n WHERE n.status = 'drained'
+            (SELECT min(n.drain_deadline) FROM nodes n WHERE n.status = $3
                AND EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = n.id AND j.status = $2)))",
     )
     .bind(JobStatus::Queued.as_str())
     .bind(JobStatus::Running.as_str())
+    .bind(NodeState::Drained.as_str())
     .fetch_one(db)
     .await?)
 }

@@ -250,10 +250,12 @@ pub async fn register(
     // unless an admin drained it.
     let (node_id, config_version, has_token): (Uuid, String, bool) = sqlx::query_as(
         "UPDATE nodes SET updated_at = now(),
-            status = CASE WHEN status = 'drained' THEN 'drained' ELSE 'active' END
+            status = CASE WHEN status = $2 THEN $2 ELSE $3 END
          WHERE node_slug = $1 RETURNING id, config_version, worker_api_bearer_token IS NOT NULL",
     )
     .bind(slug)
+    .bind(NodeState::Drained.as_str())
+    .bind(NodeState::Active.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if let Some(secret) = &issued {
@@ -572,10 +574,13 @@ async fn describe(db: &PgPool, stale_after: Duration, slug: Option<&str>) -> Res
         .into_iter()
         .filter_map(|f| {
             let r = records.iter().find(|r| r.id == f.id)?;
-            let state = match r.status.as_str() {
-                "drained" => NodeState::Drained,
-                "active" if !r.stale => NodeState::Active,
-                _ => NodeState::Inactive,
+            let stored = r.status.as_str();
+            let state = if stored == NodeState::Drained.as_str() {
+                NodeState::Drained
+            } else if stored == NodeState::Active.as_str() && !r.stale {
+                NodeState::Active
+            } else {
+                NodeState::Inactive
             };
             Some(NodeInfo {
                 ready: f.ready && !f.drained && f.max_concurrency.is_none_or(|m| f.running < m),
@@ -635,12 +640,13 @@ pub async fn drain(state: &Registry, slug: &str, req: &DrainRequest) -> Result<N
         .into());
     }
     let drained = sqlx::query(
-        "UPDATE nodes SET status = 'drained', updated_at = now(),
+        "UPDATE nodes SET status = $3, updated_at = now(),
             drain_deadline = now() + make_interval(secs => $2)
          WHERE node_slug = $1",
     )
     .bind(slug)
     .bind(req.deadline_seconds.map(|s| s as f64))
+    .bind(NodeState::Drained.as_str())
     .execute(&state.db)
     .await?
     .rows_affected();
@@ -657,11 +663,13 @@ pub async fn drain(state: &Registry, slug: &str, req: &DrainRequest) -> Result<N
 pub async fn undrain(state: &Registry, slug: &str) -> Result<NodeInfo> {
     let mut tx = state.db.begin().await?;
     let found = sqlx::query(
-        "UPDATE nodes SET status = CASE WHEN status = 'drained' THEN 'active' ELSE status END,
+        "UPDATE nodes SET status = CASE WHEN status = $2 THEN $3 ELSE status END,
             drain_deadline = NULL, updated_at = now()
          WHERE node_slug = $1",
     )
     .bind(slug)
+    .bind(NodeState::Drained.as_str())
+    .bind(NodeState::Active.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -693,12 +701,14 @@ pub async fn telemetry_targets(
 ) -> Result<Vec<TelemetryTarget>> {
     let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
         "SELECT id, node_slug, worker_api_target_url, worker_api_bearer_token FROM nodes
-         WHERE status IN ('active', 'drained')
+         WHERE status IN ($2, $3)
            AND coalesce(worker_api_target_url, '') <> ''
            AND coalesce(worker_api_bearer_token, '') <> ''
            AND last_seen_at > now() - make_interval(secs => $1)",
     )
     .bind(stale_after.as_secs_f64())
+    .bind(NodeState::Active.as_str())
+    .bind(NodeState::Drained.as_str())
     .fetch_all(db)
     .await?;
     rows.into_iter()

@@ -17,7 +17,8 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
-use cynode_contracts::user::{JobRequirements, JobStatus};
+use cynode_contracts::node::ConfigAckStatus;
+use cynode_contracts::user::{JobRequirements, JobStatus, NodeState};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -28,13 +29,15 @@ use crate::error::Result;
 /// `stale_after`, and not paused after a failed delivery.
 pub fn dispatchable(stale_after: Duration) -> String {
     format!(
-        "n.status = 'active' AND n.config_ack_status = 'applied' \
+        "n.status = '{active}' AND n.config_ack_status = '{applied}' \
          AND n.config_ack_version = n.config_version \
          AND coalesce(n.worker_api_target_url, '') <> '' \
          AND coalesce(n.worker_api_bearer_token, '') <> '' \
          AND n.last_seen_at > now() - make_interval(secs => {}) \
          AND (n.dispatch_paused_until IS NULL OR n.dispatch_paused_until < now())",
-        stale_after.as_secs_f64()
+        stale_after.as_secs_f64(),
+        active = NodeState::Active.as_str(),
+        applied = ConfigAckStatus::Applied.as_str(),
     )
 }
 
@@ -185,7 +188,7 @@ pub async fn nodes(
     lock: bool,
 ) -> Result<Vec<NodeFacts>> {
     let sql = format!(
-        "SELECT n.id, n.node_slug, n.status = 'drained' AS drained, coalesce({ready}, false) AS ready,
+        "SELECT n.id, n.node_slug, n.status = '{drained}' AS drained, coalesce({ready}, false) AS ready,
             ARRAY(SELECT jsonb_array_elements_text(
                 CASE WHEN jsonb_typeof(r.s->'node'->'labels') = 'array'
                      THEN r.s->'node'->'labels' END)) AS labels,
@@ -211,6 +214,7 @@ pub async fn nodes(
         ready = dispatchable(stale_after),
         // A literal, so the planner can use the partial index of running jobs.
         running = JobStatus::Running.as_str(),
+        drained = NodeState::Drained.as_str(),
         lock = if lock { "FOR UPDATE OF n" } else { "" },
     );
     Ok(sqlx::query_as(&sql).fetch_all(&mut *tx).await?)

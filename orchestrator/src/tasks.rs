@@ -3,6 +3,7 @@
 //! belong to the job queue ([`crate::jobs`]); this module validates, names and reads.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use axum::body::Bytes;
 use axum::extract::Multipart;
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 use cynode_contracts::artifacts::{MAX_ARTIFACT_BYTES, MAX_UPLOADS_PER_TASK, TASK_PART};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    CancelResponse, CreateTaskRequest, InputMode, JobRequirements, JobResult,
+    CancelResponse, CreateTaskRequest, InputMode, JobRequirements, JobResult, JobStatus,
     MAX_ATTACHMENT_PATH_CHARS, MAX_ATTACHMENTS, MAX_TASK_NAME_CHARS, Task, TaskList, TaskLogStream,
     TaskLogs, TaskResult, TaskStatus, TaskStep, TaskSteps,
 };
@@ -18,7 +19,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::artifacts::{Writer, put_in};
+use crate::artifacts::{Writer, put_in, reference_in};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::jobs::{self, Canceled, NewTask, Planner, RunningJob};
@@ -133,12 +134,18 @@ struct TaskRow {
 
 /// `attachments` are what users attached (uploads and path references); files a job wrote are
 /// the task's artifacts, not its attachments.
-const TASK_COLUMNS: &str = "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
-     t.created_at, t.updated_at, \
-     coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
-               WHERE a.task_id = t.id AND a.job_id IS NULL), '{}') AS attachments, t.requirements, \
-     (SELECT j.wait_reason FROM jobs j WHERE j.task_id = t.id AND j.status = 'queued' \
-        AND j.wait_reason IS NOT NULL ORDER BY j.created_at LIMIT 1) AS wait_reason";
+static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
+         t.created_at, t.updated_at, \
+         coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
+                   WHERE a.task_id = t.id AND a.job_id IS NULL), '{{}}') AS attachments, \
+         t.requirements, \
+         (SELECT j.wait_reason FROM jobs j WHERE j.task_id = t.id AND j.status = '{queued}' \
+            AND j.wait_reason IS NOT NULL ORDER BY j.created_at LIMIT 1) AS wait_reason",
+        queued = JobStatus::Queued.as_str()
+    )
+});
 
 fn parse_status(text: &str) -> Result<TaskStatus> {
     text.parse::<TaskStatus>()
@@ -171,7 +178,8 @@ impl TaskRow {
 
 pub(crate) async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) -> Result<Task> {
     let row: TaskRow = sqlx::query_as(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1 AND t.created_by = $2"
+        "SELECT {columns} FROM tasks t WHERE t.id = $1 AND t.created_by = $2",
+        columns = *TASK_COLUMNS
     ))
     .bind(id)
     .bind(owner)
@@ -342,12 +350,7 @@ pub async fn create(
     let plan = planner.plan(&new);
     jobs::open_task(&mut tx, &new, plan).await?;
     for path in &req.attachments {
-        sqlx::query("INSERT INTO task_artifacts (id, task_id, path) VALUES ($1, $2, $3)")
-            .bind(Uuid::new_v4())
-            .bind(task_id)
-            .bind(path)
-            .execute(&mut *tx)
-            .await?;
+        reference_in(&mut tx, task_id, path).await?;
     }
     let writer = Writer {
         user_id: Some(user.id),
@@ -414,9 +417,10 @@ pub async fn list(
         .transpose()
         .map_err(|e| bad_param("status", &e))?;
     let rows: Vec<TaskRow> = sqlx::query_as(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t
+        "SELECT {columns} FROM tasks t
          WHERE t.created_by = $1 AND ($2::text IS NULL OR t.status = $2)
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4"
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4",
+        columns = *TASK_COLUMNS
     ))
     .bind(user.id)
     .bind(status.map(|s| s.as_str()))

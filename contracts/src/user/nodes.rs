@@ -17,6 +17,18 @@ pub enum NodeState {
     Inactive,
 }
 
+impl NodeState {
+    /// The wire word, which is also what `nodes.status` stores for the states an admin sets
+    /// (`active`, `drained`; inactive is derived from staleness, never stored).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Drained => "drained",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
 /// `GET /v1/nodes/{slug}` (admin): what placement knows about a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
@@ -76,4 +88,16 @@ pub struct DrainRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 604800)]
     pub deadline_seconds: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeState;
+
+    #[test]
+    fn the_stored_word_is_the_wire_word() {
+        for state in [NodeState::Active, NodeState::Drained, NodeState::Inactive] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 }

@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use cynode_contracts::mcp::{CallStatus, Decision};
+use cynode_contracts::user::JobStatus;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -290,8 +291,8 @@ async fn job_still_open(state: &Mcp, agent: &Agent) -> Result<(), ToolFailure> {
         .bind(job)
         .fetch_optional(&state.db)
         .await?;
-    match status.as_deref() {
-        Some("queued" | "running") => Ok(()),
+    match status.as_deref().map(str::parse::<JobStatus>) {
+        Some(Ok(JobStatus::Queued | JobStatus::Running)) => Ok(()),
         _ => Err(ToolFailure::new(
             FailureKind::Unauthenticated,
             "the job this token was issued for has ended",

@@ -26,9 +26,6 @@ use crate::usage::{self, ModelCall};
 use crate::worker_tokens::TokenKeys;
 pub use planner::PmUsage;
 
-/// The model id clients use for the Project Manager.
-pub const PM_MODEL_ID: &str = "cynodeai.pm";
-
 /// Where the Project Manager stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PmStatus {
@@ -303,7 +300,8 @@ pub const CHAT_BRIEF: &str = "You are the CyNodeAI project manager, a helpful as
 
 /// Answers a conversation (OpenAI `messages`) through the PM model: one answer, no sandbox
 /// steps. Records the call's token usage against `principal` (no task); callers must not
-/// record it again. `PmReply::model` is the underlying model, not [`PM_MODEL_ID`].
+/// record it again. `PmReply::model` is the underlying model, not the Project Manager's
+/// model id (`cynode_contracts::user::PM_MODEL`).
 pub async fn chat_answer(
     state: &ProjectManager,
     principal: Principal,

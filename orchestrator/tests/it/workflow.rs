@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const SHORT_LEASE: (&str, &str) = ("WORKFLOW_LEASE_TTL", "3s");
+/// Resume loops that look for open tasks many times within one lease lifetime.
+const FAST_RESUME: (&str, &str) = ("WORKFLOW_RESUME_INTERVAL", "200ms");
 
 /// The id the engine gives attempt `attempt` of step `index` (0-based) of `task`.
 fn step_job(task: &str, index: usize, attempt: u32) -> String {
@@ -24,9 +26,15 @@ fn step_job(task: &str, index: usize, attempt: u32) -> String {
     Uuid::new_v5(&task, format!("step-{index}-attempt-{attempt}").as_bytes()).to_string()
 }
 
-/// Another orchestrator of the PM stack, on its database, with the short workflow lease.
+/// Another orchestrator of the PM stack, on its database, with the short workflow lease and a
+/// fast resume loop.
 async fn short_lease_orchestrator_on(database_url: &str) -> Orchestrator {
-    Orchestrator::start_on(database_url, Role::All, &[PM_ON, &[SHORT_LEASE]].concat()).await
+    Orchestrator::start_on(
+        database_url,
+        Role::All,
+        &[PM_ON, &[SHORT_LEASE, FAST_RESUME]].concat(),
+    )
+    .await
 }
 
 /// The task's job ids, oldest first.
@@ -298,7 +306,7 @@ async fn a_killed_orchestrator_mid_step_resumes_without_running_the_step_again()
 
 #[tokio::test]
 async fn two_orchestrators_on_one_database_never_drive_one_task_at_once() {
-    let (o, model, _node, admin) = pm_stack(&[SHORT_LEASE]).await;
+    let (o, model, _node, admin) = pm_stack(&[SHORT_LEASE, FAST_RESUME]).await;
     let other = short_lease_orchestrator_on(&o.database_url).await;
     model.script([
         Reply::HoldThen(json!({"action": "answer", "answer": "held"}).to_string()),
@@ -307,9 +315,9 @@ async fn two_orchestrators_on_one_database_never_drive_one_task_at_once() {
     let task = o.create_task(&admin, json!({"prompt": "hold on"})).await;
     let id = task["id"].as_str().unwrap().to_owned();
     wait_requests(&model, "the plan was never asked", |r| !r.is_empty()).await;
-    // Both resume loops run every 5 s, and the lease (3 s) is renewed by its holder: through
-    // several lease lifetimes, no other driver starts.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Both resume loops look every 200 ms, and the lease (3 s) is renewed by its holder: past
+    // a lease lifetime, through some forty resume rounds, no other driver starts.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         model.requests().len(),
         1,
