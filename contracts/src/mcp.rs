@@ -19,12 +19,36 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    pub const ALL: [Decision; 2] = [Self::Allow, Self::Deny];
+
+    /// The wire string (as serialised and stored).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallStatus {
     Success,
     Error,
+}
+
+impl CallStatus {
+    pub const ALL: [CallStatus; 2] = [Self::Success, Self::Error];
+
+    /// The wire string (as serialised and stored).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+        }
+    }
 }
 
 /// One `tools/call`, as audited. Never its arguments or result.
@@ -91,4 +115,25 @@ pub struct ToolErrorBody {
     #[serde(rename = "type")]
     pub kind: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_strings_are_the_wire_strings() {
+        for status in CallStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        for decision in Decision::ALL {
+            assert_eq!(
+                serde_json::to_value(decision).unwrap(),
+                serde_json::Value::from(decision.as_str())
+            );
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Every HTTP path one CyNodeAI process serves and another calls, in one place, so that a server's
-//! router and its clients cannot drift apart.
+//! router and its clients cannot drift apart; and, in [`inference`], the paths of the node's
+//! model server (Ollama or llama.cpp), which is not ours but whose paths the node manager calls
+//! and the worker API forwards.
 //!
 //! Paths are written in axum's template syntax: a `{name}` segment is a parameter. Servers pass
 //! the constants to `Router::route`; clients append them to a base URL, or split them with
@@ -198,6 +200,49 @@ pub mod user {
     pub const CHAT_PROJECT_HEADER: &str = "openai-project";
 }
 
+/// The node's model server (Ollama in production, llama.cpp's `llama-server` in tests; port
+/// 11434 on loopback): what the node manager asks it (what it serves, pulling a model) and what
+/// the worker API forwards to it, for the orchestrator (`worker::INFERENCE_*`) and for a job's
+/// sidecar (an allowlist of these paths). Third-party paths, kept here so that they too are
+/// typed once.
+pub mod inference {
+    /// The OpenAI-compatible API, which Ollama and llama.cpp both serve. (The user gateway
+    /// serves the same shape at the same paths: `user::MODELS`, `user::CHAT_COMPLETIONS`.)
+    pub mod openai {
+        /// `GET`: the models the server serves.
+        pub const MODELS: &str = "/v1/models";
+        /// `POST`: a chat completion.
+        pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+        /// `POST`: a text completion.
+        pub const COMPLETIONS: &str = "/v1/completions";
+        /// `POST`: embeddings.
+        pub const EMBEDDINGS: &str = "/v1/embeddings";
+    }
+
+    /// Ollama's own API; a server that does not answer `VERSION` is not Ollama.
+    pub mod ollama {
+        /// `GET`: the server's version.
+        pub const VERSION: &str = "/api/version";
+        /// `GET`: the local models.
+        pub const TAGS: &str = "/api/tags";
+        /// `GET`: the models loaded in memory now.
+        pub const PS: &str = "/api/ps";
+        /// `POST`: pull a model, with streamed progress. Model management: never forwarded for
+        /// a job.
+        pub const PULL: &str = "/api/pull";
+        /// `POST`: a chat.
+        pub const CHAT: &str = "/api/chat";
+        /// `POST`: a completion.
+        pub const GENERATE: &str = "/api/generate";
+        /// `POST`: embeddings.
+        pub const EMBED: &str = "/api/embed";
+        /// `POST`: embeddings, the older endpoint.
+        pub const EMBEDDINGS: &str = "/api/embeddings";
+        /// `POST`: one model's details.
+        pub const SHOW: &str = "/api/show";
+    }
+}
+
 /// The segments of `path` (`"/v1/tasks/{id}"` → `["v1", "tasks", "{id}"]`).
 pub fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.trim_start_matches('/').split('/')
@@ -290,8 +335,15 @@ mod tests {
 
     #[test]
     fn the_inference_paths_live_under_the_worker_prefix() {
-        for path in [worker::INFERENCE_MODELS, worker::INFERENCE_CHAT_COMPLETIONS] {
+        for (path, forwarded) in [
+            (worker::INFERENCE_MODELS, inference::openai::MODELS),
+            (
+                worker::INFERENCE_CHAT_COMPLETIONS,
+                inference::openai::CHAT_COMPLETIONS,
+            ),
+        ] {
             assert!(path.starts_with("/v1/worker/inference/v1/"), "{path}");
+            assert_eq!(path.strip_prefix("/v1/worker/inference"), Some(forwarded));
         }
     }
 }

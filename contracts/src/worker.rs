@@ -141,6 +141,20 @@ pub enum RunStatus {
     Canceled,
 }
 
+impl RunStatus {
+    pub const ALL: [RunStatus; 4] = [Self::Completed, Self::Failed, Self::Timeout, Self::Canceled];
+
+    /// The wire string (as serialised), e.g. for a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
 /// `POST /v1/worker/jobs:run` response: HTTP 200 even when the command inside failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunJobResponse {
@@ -293,6 +307,16 @@ pub fn truncate_utf8(bytes: &[u8], cap: usize) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_status_strings_are_the_wire_strings() {
+        for status in RunStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+    }
 
     #[test]
     fn an_mcp_grant_is_optional_and_its_token_never_debug_printed() {

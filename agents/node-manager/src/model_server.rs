@@ -1,10 +1,12 @@
 //! The typed client of the node's model server, for model management only (ARCHITECTURE.md §4):
 //! what it serves (`GET /v1/models`, which Ollama and llama.cpp both answer) and, when the
 //! server is Ollama (`GET /api/version` answers), its local models (`/api/tags`), the loaded
-//! ones (`/api/ps`) and pulling a missing one (`POST /api/pull`, streamed progress).
+//! ones (`/api/ps`) and pulling a missing one (`POST /api/pull`, streamed progress). The paths
+//! are `cynode_contracts::routes::inference`'s.
 
 use std::time::Duration;
 
+use cynode_contracts::routes::inference::{ollama, openai};
 use futures::StreamExt;
 use serde::Deserialize;
 use url::Url;
@@ -98,8 +100,13 @@ impl ModelServer {
         &self.base
     }
 
+    /// `path` is one of the server's absolute paths, taken relative to the base URL.
+    fn join(&self, path: &str) -> Result<Url, url::ParseError> {
+        self.base.join(path.trim_start_matches('/'))
+    }
+
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Option<T> {
-        let url = self.base.join(path).ok()?;
+        let url = self.join(path).ok()?;
         let answer = self
             .http
             .get(url)
@@ -113,14 +120,17 @@ impl ModelServer {
 
     /// `None` when nothing usable answers `GET /v1/models`.
     pub async fn snapshot(&self) -> Option<ModelSnapshot> {
-        let listed: OpenAiList = self.get("v1/models").await?;
+        let listed: OpenAiList = self.get(openai::MODELS).await?;
         let mut available: Vec<String> = listed.data.into_iter().map(|m| m.id).collect();
-        let ollama = self.get::<serde_json::Value>("api/version").await.is_some();
+        let ollama = self
+            .get::<serde_json::Value>(ollama::VERSION)
+            .await
+            .is_some();
         let loaded = if ollama {
-            if let Some(tags) = self.get::<OllamaList>("api/tags").await {
+            if let Some(tags) = self.get::<OllamaList>(ollama::TAGS).await {
                 available.extend(tags.models.into_iter().map(|m| m.name));
             }
-            self.get::<OllamaList>("api/ps")
+            self.get::<OllamaList>(ollama::PS)
                 .await
                 .map(|ps| ps.models.into_iter().map(|m| m.name).collect())
                 .unwrap_or_default()
@@ -147,8 +157,7 @@ impl ModelServer {
         mut progress: impl FnMut(&PullProgress),
     ) -> Result<(), PullError> {
         let url = self
-            .base
-            .join("api/pull")
+            .join(ollama::PULL)
             .map_err(|e| PullError::Request(e.to_string()))?;
         let answer = self
             .http

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use cynode_contracts::routes;
-use cynode_contracts::worker::{RunJobResponse, RunStatus};
+use cynode_contracts::worker::RunJobResponse;
 use cynode_service_kit::http::not_found_fallback;
 use cynode_service_kit::metrics::{HttpMetrics, latency_buckets, render};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
-    /// completed, failed, timeout or canceled.
+    /// The run's `RunStatus` as its wire string (`RunStatus::as_str`).
     status: &'static str,
 }
 
@@ -113,14 +113,10 @@ impl WorkerMetrics {
     pub fn run_ended(&self, admitted: chrono::DateTime<chrono::Utc>, result: &RunJobResponse) {
         let seconds = |d: chrono::TimeDelta| d.to_std().unwrap_or(Duration::ZERO).as_secs_f64();
         self.start.observe(seconds(result.started_at - admitted));
-        let status = match result.status {
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Timeout => "timeout",
-            RunStatus::Canceled => "canceled",
-        };
         self.runs
-            .get_or_create(&EndLabels { status })
+            .get_or_create(&EndLabels {
+                status: result.status.as_str(),
+            })
             .observe(seconds(result.ended_at - result.started_at));
     }
 }

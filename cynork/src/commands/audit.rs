@@ -1,7 +1,7 @@
 //! `cynork audit mcp`: the MCP gateway's audit, newest first (the gateway allows it to the
 //! admin only). One line per tool call; never its arguments or result, which are not kept.
 
-use cynode_contracts::mcp::{CallStatus, Decision, McpAuditEntry, McpAuditPage};
+use cynode_contracts::mcp::{McpAuditEntry, McpAuditPage};
 use cynode_contracts::routes;
 use reqwest::Method;
 
@@ -53,20 +53,12 @@ async fn mcp(ctx: &Context, args: McpAuditArgs) -> Result<()> {
 
 /// One call; the error, task and job only when it has them.
 fn line(e: &McpAuditEntry) -> String {
-    let decision = match e.decision {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-    };
-    let status = match e.status {
-        CallStatus::Success => "success",
-        CallStatus::Error => "error",
-    };
     let mut pairs = vec![
         ("at", e.created_at.to_rfc3339()),
         ("tool", e.tool_name.clone()),
         ("agent", e.subject_type.clone()),
-        ("decision", decision.to_owned()),
-        ("status", status.to_owned()),
+        ("decision", e.decision.as_str().to_owned()),
+        ("status", e.status.as_str().to_owned()),
     ];
     if let Some(error) = &e.error_type {
         pairs.push(("error", error.clone()));

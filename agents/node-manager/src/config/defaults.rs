@@ -1,12 +1,13 @@
-//! What the node runs with when node.yaml and the environment say nothing.
+//! What the node runs with when node.yaml and the environment say nothing. The Podman socket
+//! and the sandbox image default to the worker API's own defaults, which the node manager hands
+//! on: they are defined once, in `cynode_contracts::worker_cli` (`DEFAULT_PODMAN_SOCKET`,
+//! `DEFAULT_IMAGE`).
 
 use std::path::PathBuf;
 
 /// Where systemd installs look for the file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cynode/node.yaml";
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/cynode/state";
-pub(super) const DEFAULT_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
-pub(super) const DEFAULT_SANDBOX_IMAGE: &str = "localhost/cynode-sandbox:latest";
 pub(super) const DEFAULT_INFERENCE_URL: &str = "http://127.0.0.1:11434";
 pub(super) const DEFAULT_OLLAMA_IMAGE: &str = "docker.io/ollama/ollama:latest";
 pub(super) const DEFAULT_OLLAMA_CONTAINER: &str = "cynodeai-ollama";

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cynode_contracts::node::InferenceMode;
+use cynode_contracts::worker_cli::{DEFAULT_IMAGE, DEFAULT_PODMAN_SOCKET};
 use cynode_service_kit::config::Env;
 use cynode_service_kit::secrets::Secret;
 use url::Url;
 
 use super::checks::{absolute, check_slug, http_url, parse_num, seconds_or, whole_seconds};
 use super::defaults::{
-    DEFAULT_INFERENCE_URL, DEFAULT_OLLAMA_CONTAINER, DEFAULT_OLLAMA_IMAGE, DEFAULT_PODMAN_SOCKET,
-    DEFAULT_SANDBOX_IMAGE, DEFAULT_STATE_DIR, PSK_ENV, default_worker_binary,
+    DEFAULT_INFERENCE_URL, DEFAULT_OLLAMA_CONTAINER, DEFAULT_OLLAMA_IMAGE, DEFAULT_STATE_DIR,
+    PSK_ENV, default_worker_binary,
 };
 use super::error::ConfigError;
 use super::file::{
@@ -122,7 +123,7 @@ fn sandbox_settings(
     absolute("sandbox.mount_root", &mount_root)?;
     let default_image = file
         .default_image
-        .unwrap_or_else(|| DEFAULT_SANDBOX_IMAGE.to_owned());
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
     let allowed_images = allowed_images(file.allowed_images, &default_image)?;
     let (default_timeout_secs, max_timeout_secs) = sandbox_timeouts(&file.timeouts)?;
     Ok(SandboxSettings {
@@ -283,7 +284,9 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::super::defaults::{DEFAULT_OLLAMA_IMAGE, DEFAULT_SANDBOX_IMAGE};
+    use cynode_contracts::worker_cli::DEFAULT_IMAGE;
+
+    use super::super::defaults::DEFAULT_OLLAMA_IMAGE;
     use super::super::error::ConfigError;
     use super::super::settings::SandboxLimitSettings;
     use super::super::test_support::{FULL, env, load};
@@ -300,7 +303,7 @@ mod tests {
             cfg.sandbox.mount_root,
             Path::new("/var/lib/cynode/state/sandbox_mounts")
         );
-        assert_eq!(cfg.sandbox.allowed_images, vec![DEFAULT_SANDBOX_IMAGE]);
+        assert_eq!(cfg.sandbox.allowed_images, vec![DEFAULT_IMAGE]);
         assert_eq!(cfg.capability_report_interval, Duration::from_secs(60));
     }
 

@@ -112,7 +112,7 @@ impl Backend {
 
     /// Model ids the server lists now (`GET /v1/models`).
     pub async fn list_models(&self) -> Result<Vec<String>, OpenAiError> {
-        let url = self.url("/v1/models")?;
+        let url = self.url(cynode_contracts::routes::inference::openai::MODELS)?;
         let answer = self
             .http
             .get(url)

@@ -9,28 +9,25 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cynode_contracts::routes::inference::{ollama, openai};
 
 use super::{Backend, OpenAiError, Usage};
 use crate::body::BodyError;
 
-/// Paths under the worker API's inference prefix, relative to the model server.
-pub const WORKER_MODELS: &str = "/v1/models";
-pub const WORKER_CHAT: &str = "/v1/chat/completions";
-
 /// What a job may ask of the model server: inference and model listing, OpenAI and Ollama
 /// style. Model management (`/api/pull`, `/api/delete`, `/api/create`, `/api/copy`,
 /// `/api/push`) is deliberately absent: a job must not change what the node serves.
-const JOB_GET: [&str; 3] = ["/v1/models", "/api/tags", "/api/version"];
+const JOB_GET: [&str; 3] = [openai::MODELS, ollama::TAGS, ollama::VERSION];
 /// (path, whether the body must name a model this node serves)
 const JOB_POST: [(&str, bool); 8] = [
-    ("/v1/chat/completions", true),
-    ("/v1/completions", true),
-    ("/v1/embeddings", true),
-    ("/api/chat", true),
-    ("/api/generate", true),
-    ("/api/embed", true),
-    ("/api/embeddings", true),
-    ("/api/show", false),
+    (openai::CHAT_COMPLETIONS, true),
+    (openai::COMPLETIONS, true),
+    (openai::EMBEDDINGS, true),
+    (ollama::CHAT, true),
+    (ollama::GENERATE, true),
+    (ollama::EMBED, true),
+    (ollama::EMBEDDINGS, true),
+    (ollama::SHOW, false),
 ];
 
 /// `GET /v1/worker/inference/v1/models` and `POST …/v1/chat/completions`, mounted by the worker
@@ -41,7 +38,7 @@ pub fn worker_router<S: Clone + Send + Sync + 'static>(backend: Option<Backend>)
             cynode_contracts::routes::worker::INFERENCE_MODELS,
             get(|State(backend): State<Option<Backend>>| async move {
                 match backend {
-                    Some(b) => b.forward(Method::GET, WORKER_MODELS, None, Bytes::new(), false, None).await,
+                    Some(b) => b.forward(Method::GET, openai::MODELS, None, Bytes::new(), false, None).await,
                     None => disabled(),
                 }
             }),
@@ -53,7 +50,7 @@ pub fn worker_router<S: Clone + Send + Sync + 'static>(backend: Option<Backend>)
                 match read_body(body).await {
                     Ok(body) => {
                         backend
-                            .forward(Method::POST, WORKER_CHAT, headers.get(header::CONTENT_TYPE), body, true, None)
+                            .forward(Method::POST, openai::CHAT_COMPLETIONS, headers.get(header::CONTENT_TYPE), body, true, None)
                             .await
                     }
                     Err(e) => e.into_response(),

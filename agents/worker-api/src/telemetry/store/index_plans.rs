@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::db::Store;
 use super::page::{CONTAINERS_TOKEN, LOGS_TOKEN, PageKey};
 use super::query::{containers_statement, logs_statement};
-use super::retention::{SWEEP_EVENTS, SWEEP_INVENTORY, SWEEP_LOGS};
+use super::retention::{KEPT_STATUS, SWEEP_EVENTS, SWEEP_INVENTORY, SWEEP_LOGS};
 
 fn assert_indexed(store: &Store, (sql, args): (String, Vec<Sql>)) {
     let mut statement = store
@@ -90,7 +90,13 @@ fn queries_use_indexes() {
         assert_indexed(&store, logs_statement(&query, 10).unwrap());
     }
     let t = Sql::Text("2026-01-01T00:00:00.000000Z".into());
-    for sql in [SWEEP_LOGS, SWEEP_EVENTS, SWEEP_INVENTORY] {
-        assert_indexed(&store, (sql.to_owned(), vec![t.clone(), Sql::Integer(10)]));
+    let kept = Sql::Text(KEPT_STATUS.as_str().into());
+    for (sql, more) in [
+        (SWEEP_LOGS, vec![]),
+        (SWEEP_EVENTS, vec![]),
+        (SWEEP_INVENTORY, vec![kept]),
+    ] {
+        let args = [vec![t.clone(), Sql::Integer(10)], more].concat();
+        assert_indexed(&store, (sql.to_owned(), args));
     }
 }

@@ -115,7 +115,7 @@ impl Store {
              VALUES (?1, ?2, ?3, 'podman', ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (container_id) DO UPDATE SET
                  last_seen_at = excluded.last_seen_at,
-                 status = CASE WHEN ?11 AND status NOT IN ('running', 'paused') THEN status
+                 status = CASE WHEN ?11 AND status NOT IN (?12, ?13) THEN status
                                ELSE excluded.status END,
                  exit_code = COALESCE(excluded.exit_code, exit_code),
                  image_ref = CASE WHEN image_ref = '' THEN excluded.image_ref ELSE image_ref END,
@@ -133,6 +133,8 @@ impl Store {
                 job_id,
                 serde_json::to_string(&container.labels)?,
                 action == ContainerAction::Remove,
+                ContainerStatus::Running.as_str(),
+                ContainerStatus::Paused.as_str(),
             ],
         )?;
         let status: String = tx.query_row(
@@ -251,8 +253,26 @@ mod tests {
         LimitedBy, LogsQuery, MAX_LOG_BYTES, MAX_LOG_LIMIT, SourceKind,
     };
 
-    use super::super::test_support::{open, sandbox};
+    use super::super::test_support::{open, sandbox, step};
     use super::*;
+
+    #[test]
+    fn a_removal_ends_a_running_container_and_keeps_any_other_status() {
+        let (_dir, mut store) = open();
+        let now = Utc::now();
+        let status =
+            |store: &Store, id: &str| store.container(id).unwrap().unwrap().container.status;
+        let running = sandbox("run1", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &running, ContainerAction::Create, now);
+        step(&mut store, &running, ContainerAction::Start, now);
+        assert_eq!(status(&store, "run1"), ContainerStatus::Running);
+        step(&mut store, &running, ContainerAction::Remove, now);
+        assert_eq!(status(&store, "run1"), ContainerStatus::Exited);
+        let created = sandbox("new1", Uuid::new_v4(), Uuid::new_v4());
+        step(&mut store, &created, ContainerAction::Create, now);
+        step(&mut store, &created, ContainerAction::Remove, now);
+        assert_eq!(status(&store, "new1"), ContainerStatus::Created);
+    }
 
     #[test]
     fn output_is_recorded_by_line_capped_and_pages_stop_at_a_mebibyte() {

@@ -1,7 +1,8 @@
 //! What is kept and for how long: the batched retention sweep and the daily `VACUUM`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use cynode_contracts::telemetry::ContainerStatus;
+use rusqlite::{OptionalExtension, ToSql};
 
 use super::db::{Store, StoreError, parse_time, timestamp};
 
@@ -25,34 +26,45 @@ pub struct Swept {
     pub containers: usize,
 }
 
-/// The retention deletes: one batch (`?2` rows) of what is older than `?1`.
+/// The retention deletes: one batch (`?2` rows) of what is older than `?1`; the inventory's
+/// keeps the rows whose status is `?3` ([`KEPT_STATUS`]).
 pub(super) const SWEEP_LOGS: &str = "DELETE FROM log_event WHERE log_id IN
      (SELECT log_id FROM log_event WHERE occurred_at < ?1 LIMIT ?2)";
 pub(super) const SWEEP_EVENTS: &str = "DELETE FROM container_event WHERE event_id IN
      (SELECT event_id FROM container_event WHERE occurred_at < ?1 LIMIT ?2)";
 pub(super) const SWEEP_INVENTORY: &str = "DELETE FROM container_inventory WHERE container_id IN
      (SELECT container_id FROM container_inventory
-      WHERE last_seen_at < ?1 AND status <> 'running' LIMIT ?2)";
+      WHERE last_seen_at < ?1 AND status <> ?3 LIMIT ?2)";
+/// Inventory rows of this status are kept however long ago they were seen.
+pub(super) const KEPT_STATUS: ContainerStatus = ContainerStatus::Running;
 
 impl Store {
     /// Deletes what is past its retention as of `now`: log events after 7 days, container
     /// events after 30, inventory rows not seen for 30 days unless running, and all but the
     /// latest boots. In batches, each its own statement.
     pub fn sweep(&self, now: DateTime<Utc>) -> Result<Swept, StoreError> {
-        let batched = |sql: &str, cutoff: DateTime<Utc>| -> Result<usize, StoreError> {
-            let cutoff = timestamp(cutoff);
-            let mut total = 0;
-            loop {
-                let removed = self.conn.execute(sql, params![cutoff, DELETE_BATCH])?;
-                total += removed;
-                if removed < DELETE_BATCH as usize {
-                    return Ok(total);
+        // `more`: the statement's parameters after the cutoff and the batch size.
+        let batched =
+            |sql: &str, cutoff: DateTime<Utc>, more: &[&dyn ToSql]| -> Result<usize, StoreError> {
+                let cutoff = timestamp(cutoff);
+                let mut args: Vec<&dyn ToSql> = vec![&cutoff, &DELETE_BATCH];
+                args.extend_from_slice(more);
+                let mut total = 0;
+                loop {
+                    let removed = self.conn.execute(sql, args.as_slice())?;
+                    total += removed;
+                    if removed < DELETE_BATCH as usize {
+                        return Ok(total);
+                    }
                 }
-            }
-        };
-        let logs = batched(SWEEP_LOGS, now - LOG_RETENTION)?;
-        let events = batched(SWEEP_EVENTS, now - EVENT_RETENTION)?;
-        let containers = batched(SWEEP_INVENTORY, now - INVENTORY_RETENTION)?;
+            };
+        let logs = batched(SWEEP_LOGS, now - LOG_RETENTION, &[])?;
+        let events = batched(SWEEP_EVENTS, now - EVENT_RETENTION, &[])?;
+        let containers = batched(
+            SWEEP_INVENTORY,
+            now - INVENTORY_RETENTION,
+            &[&KEPT_STATUS.as_str()],
+        )?;
         self.conn.execute(
             "DELETE FROM node_boot WHERE boot_id NOT IN
                  (SELECT boot_id FROM node_boot ORDER BY booted_at DESC LIMIT ?1)",
