@@ -47,14 +47,8 @@ pub async fn record(db: &PgPool, r: &Record<'_>) -> Result<()> {
     .bind(r.user_id)
     // NUL cannot be stored in text; the name is the caller's and only for the audit.
     .bind(tool.replace('\0', "\u{FFFD}"))
-    .bind(match r.decision {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny",
-    })
-    .bind(match r.status {
-        CallStatus::Success => "success",
-        CallStatus::Error => "error",
-    })
+    .bind(r.decision.as_str())
+    .bind(r.status.as_str())
     .bind(i64::try_from(r.duration_ms).unwrap_or(i64::MAX))
     .bind(r.error_type)
     .execute(db)
@@ -188,13 +182,16 @@ fn entry(
         subject_id,
         user_id,
         tool_name,
-        decision: match decision.as_str() {
-            "allow" => Decision::Allow,
-            _ => Decision::Deny,
+        // Anything but the stored words of an allowed, succeeded call reads as the safer one.
+        decision: if decision == Decision::Allow.as_str() {
+            Decision::Allow
+        } else {
+            Decision::Deny
         },
-        status: match status.as_str() {
-            "success" => CallStatus::Success,
-            _ => CallStatus::Error,
+        status: if status == CallStatus::Success.as_str() {
+            CallStatus::Success
+        } else {
+            CallStatus::Error
         },
         duration_ms,
         error_type,
