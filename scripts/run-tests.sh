@@ -6,7 +6,7 @@ DEV_HOME="${CYNODE_DEV_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cynodeai}"
 [ -f "$DEV_HOME/devenv.env" ] || { echo "run-tests: $DEV_HOME/devenv.env is missing: run scripts/bootstrap.sh" >&2; exit 1; }
 set -a; . "$DEV_HOME/devenv.env"; set +a
 
-echo "== lint" >&2
+echo "== lint (at ${SECONDS} s)" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The sidecar's binary target builds only with its feature (see agents/inference-proxy).
@@ -14,13 +14,13 @@ cargo clippy -p cynode-inference-proxy --features sidecar --all-targets --quiet 
 # Nix cannot build here (no binary cache); at least every module and the flake must parse.
 git ls-files '*.nix' | while read -r f; do nix-instantiate --parse "$f" >/dev/null; done
 
-echo "== build" >&2
+echo "== build (at ${SECONDS} s)" >&2
 # Integration tests start the real binaries of other crates; build them all first.
 cargo build --workspace --bins --quiet
 # The inference sidecar, statically linked, next to the other binaries.
 scripts/build-inference-proxy.sh
 
-echo "== test" >&2
+echo "== test (at ${SECONDS} s)" >&2
 # Each test that needs a database makes its own (`cynode_t_*`), most of them as copies of a
 # migrated template (`cynode_tmpl_*`) the first such test makes. Drop what earlier runs left,
 # templates included, so this run migrates a template of today's schema. A drop can fail while
@@ -64,6 +64,7 @@ if [ "${peak:-0}" -gt "$limit" ]; then
   echo "run-tests: the tests held $peak connections at once, more than $limit: bound a runner's concurrency or pool sizes" >&2
   status=1
 fi
+echo "== done in ${SECONDS} s" >&2
 # One closing line over nextest's and cucumber's results: "summary: N passed, N failed".
 # Scenarios are counted on their own; each area's runner is also one of nextest's tests.
 awk '
