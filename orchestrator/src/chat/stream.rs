@@ -4,11 +4,12 @@
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Call, Outcome, sse_response, text_of, usage_of};
+use super::{Call, ChatError, Outcome, text_of, usage_of};
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -170,6 +171,17 @@ pub fn synthesized(
     }
     text.push_str("data: [DONE]\n\n");
     sse_response(Body::from(text))
+}
+
+/// Body of an SSE response.
+pub fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .unwrap_or_else(|e| ChatError::internal(e).into_response())
 }
 
 #[cfg(test)]
