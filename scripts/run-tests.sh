@@ -76,7 +76,7 @@ awk '
       if ($(i + 1) ~ /^timed/) tf += n
     }
   }
-  /^[0-9]+ scenarios? \(/ {
+  /^ *[0-9]+ scenarios? \(/ {
     for (i = 1; i < NF; i++) {
       n = $i; gsub(/[^0-9]/, "", n)
       if ($(i + 1) ~ /^passed/) sp += n
