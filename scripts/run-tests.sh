@@ -51,7 +51,9 @@ trap 'kill "$sampler" 2>/dev/null || true; rm -f "$peak_file"' EXIT
 
 # Keep going on failure: the summary below must still be printed.
 set +e
-cargo nextest run --workspace --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
+# No `--workspace`: the root manifest is a virtual workspace, so every member runs by default,
+# while `-p <crate>` from the arguments (`just e2e`) narrows it (with `--workspace` it did not).
+cargo nextest run --no-fail-fast "$@" 2>&1 | tee "$DEV_HOME/last-test.log"
 status=${PIPESTATUS[0]}
 set -e
 kill "$sampler" 2>/dev/null || true
