@@ -115,7 +115,7 @@ pub(super) async fn drive(state: &Engine, task_id: Uuid, wake: &Notify) -> Resul
         return Ok(());
     }
     let result = tokio::select! {
-        done = run(state, &task, wake) => done,
+        done = run(state, &task, wake, lease_id) => done,
         lost = keep_lease(state, task_id, lease_id, ttl) => lost,
         () = state.drivers.stop().cancelled() => Ok(()),
     };
@@ -136,8 +136,9 @@ async fn keep_lease(state: &Engine, task_id: Uuid, lease_id: Uuid, ttl: Duration
     }
 }
 
-/// The graph from the checkpoint on: resume = the successor of `last_node_id`.
-async fn run(state: &Engine, task: &TaskContext, wake: &Notify) -> Result<()> {
+/// The graph from the checkpoint on: resume = the successor of `last_node_id`. The driver holds
+/// the task's lease `lease_id`.
+async fn run(state: &Engine, task: &TaskContext, wake: &Notify, lease_id: Uuid) -> Result<()> {
     let retries = state.config.pm_step_retries;
     let (mut wf, mut last) = match store::checkpoint(&state.db, task.task_id).await? {
         None => (State::new(task.task_id), None),
@@ -161,14 +162,16 @@ async fn run(state: &Engine, task: &TaskContext, wake: &Notify) -> Result<()> {
             return Ok(());
         };
         wf = next;
-        // The last node's checkpoint commits with the task's end, so that whoever sees the task
-        // ended also finds the workflow's final checkpoint.
+        // The last node's checkpoint and the lease's release commit with the task's end, so
+        // that whoever sees the task ended also finds the workflow's final checkpoint and its
+        // lease free.
         let mut tx = state.db.begin().await?;
         if let Some(conclusion) = conclusion(node, &wf) {
             if let Conclusion::Fail(reason) = &conclusion {
                 tracing::warn!(task_id = %task.task_id, %reason, "prompt task fails");
             }
             jobs::conclude_in(&mut tx, task.task_id, conclusion).await?;
+            store::release(&mut *tx, task.task_id, lease_id).await?;
         }
         store::save(&mut *tx, task.task_id, &to_json(&wf)?, node.id()).await?;
         tx.commit().await?;
