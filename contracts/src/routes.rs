@@ -146,6 +146,48 @@ pub mod user {
     pub const AUTH_LOGOUT: &str = "/v1/auth/logout";
     /// `GET`: the logged-in user.
     pub const USERS_ME: &str = "/v1/users/me";
+    /// `POST`: the caller changes their own password (`ChangePasswordRequest`, 204).
+    pub const USERS_ME_PASSWORD: &str = "/v1/users/me/password";
+    /// `POST`: redeem a one-time set-password token (`SetPasswordRequest`, 204; no login).
+    pub const AUTH_SET_PASSWORD: &str = "/v1/auth/set_password";
+    /// `POST` creates (admin), `GET` lists (admin) user accounts.
+    pub const USERS: &str = "/v1/users";
+    /// `GET` (admin): one user, by id or handle.
+    pub const USER: &str = "/v1/users/{id}";
+    /// `POST` (admin): the user can no longer get in; every session, key and agent token stops.
+    pub const USER_DISABLE: &str = "/v1/users/{id}/disable";
+    /// `POST` (admin): the user may log in again.
+    pub const USER_ENABLE: &str = "/v1/users/{id}/enable";
+    /// `POST` (admin): set a new password or issue a set-password token; sessions end.
+    pub const USER_RESET_PASSWORD: &str = "/v1/users/{id}/reset_password";
+    /// `POST` (admin): end every session of the user (204).
+    pub const USER_REVOKE_SESSIONS: &str = "/v1/users/{id}/revoke_sessions";
+    /// `POST` creates (admin), `GET` lists groups.
+    pub const GROUPS: &str = "/v1/groups";
+    /// `GET` one group, `PATCH` (admin) renames or disables it; by id or slug.
+    pub const GROUP: &str = "/v1/groups/{id}";
+    /// `GET` the members, `POST` (admin) adds one (`AddMemberRequest`).
+    pub const GROUP_MEMBERS: &str = "/v1/groups/{id}/members";
+    /// `DELETE` (admin): remove the user (id or handle) from the group.
+    pub const GROUP_MEMBER: &str = "/v1/groups/{id}/members/{user}";
+    /// `POST` creates a project (the caller owns it), `GET` lists the ones the caller may read.
+    pub const PROJECTS: &str = "/v1/projects";
+    /// `GET`, `PATCH`, `DELETE` (archive) one project, by id or slug.
+    pub const PROJECT: &str = "/v1/projects/{id}";
+    /// `GET` the roles and what each allows: the policy table.
+    pub const ROLES: &str = "/v1/roles";
+    /// `POST` grants a role (`GrantRequest`), `GET` lists bindings of a scope.
+    pub const ROLE_BINDINGS: &str = "/v1/role-bindings";
+    /// `DELETE`: revoke one binding.
+    pub const ROLE_BINDING: &str = "/v1/role-bindings/{id}";
+    /// `POST` creates (admin), `GET` lists (admin) access rules.
+    pub const ACCESS_RULES: &str = "/v1/access-rules";
+    /// `DELETE` (admin): remove one access rule.
+    pub const ACCESS_RULE: &str = "/v1/access-rules/{id}";
+    /// `GET` (admin): the access audit, newest first (`AuditPage`).
+    pub const AUDIT: &str = "/v1/audit";
+    /// `GET` (admin): one access audit event.
+    pub const AUDIT_EVENT: &str = "/v1/audit/{id}";
     /// `POST` creates, `GET` lists the caller's personal API keys.
     pub const API_KEYS: &str = "/v1/users/me/api-keys";
     /// `DELETE` revokes one.

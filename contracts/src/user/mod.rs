@@ -9,6 +9,7 @@ mod nodes;
 mod steps;
 mod task_logs;
 mod tasks;
+mod teams;
 mod usage;
 
 pub use api_keys::{
@@ -33,3 +34,13 @@ pub use tasks::{
     MAX_TASK_NAME_CHARS, Task, TaskList, TaskStatus,
 };
 pub use usage::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
+pub use teams::{
+    AccessRule, AccessRuleList, AddMemberRequest, AuditEvent, AuditPage, AuditQuery,
+    ChangePasswordRequest, CreateAccessRuleRequest, CreateGroupRequest, CreateProjectRequest,
+    CreateUserRequest, CreatedUser, DEFAULT_PAGE, Effect, GrantRequest, Group, GroupList,
+    GroupMember, GroupMembers, MAX_HANDLE_CHARS, MAX_PAGE, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    PasswordReset, PasswordSetToken, Project, ProjectList, ProjectListQuery, ResetPasswordRequest,
+    Role, RoleBinding, RoleBindingList, RoleBindingQuery, RoleInfo, RoleList, ScopeType,
+    SetPasswordRequest, SubjectType, UpdateGroupRequest, UpdateProjectRequest, UserAccount,
+    UserList, UserListQuery,
+};

@@ -254,6 +254,13 @@ pub struct Task {
     /// capacity`); absent when nothing waits for that reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_reason: Option<String>,
+    /// The project the task belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
+    /// Who created it: its handle (names are unique per creator, so `creator` + `task_name`
+    /// names a task within a shared project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
 }
 
 /// `GET /v1/tasks`.
