@@ -34,6 +34,11 @@ bench-inference RUNS="20": setup
 bench-orchestrator DURATION="10" JOBS="2000": setup
     scripts/bench-orchestrator.sh {{DURATION}} {{JOBS}}
 
+# Authorization's cost: GET /v1/tasks/{id} req/s against a baseline revision (default: before
+# teams), alternating rounds; also a viewer reading another member's task through a group binding.
+bench-authz DURATION="10" ROUNDS="2" BASELINE="6e9c9e0": setup
+    scripts/bench-authz.sh {{DURATION}} {{ROUNDS}} {{BASELINE}}
+
 # MCP gateway benchmark: tools/call db.task.get (with its audit row) vs GET /v1/tasks/{id}.
 bench-mcp DURATION="10": setup
     scripts/bench-mcp.sh {{DURATION}}

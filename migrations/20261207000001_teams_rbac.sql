@@ -148,4 +148,4 @@ ALTER TABLE auth_audit_log DROP CONSTRAINT auth_audit_log_event_type_check;
 ALTER TABLE auth_audit_log ADD CONSTRAINT auth_audit_log_event_type_check CHECK (event_type IN (
     'login_success', 'login_failure', 'refresh_success', 'refresh_failure', 'logout',
     'session_revoked', 'user_created', 'user_disabled', 'user_reenabled', 'password_changed',
-    'password_reset', 'password_set'));
+    'password_reset', 'api_key_created', 'api_key_revoked', 'api_key_first_use', 'password_set'));

@@ -17,8 +17,8 @@ pub const MAX_PAGE_LIMIT: u32 = 100;
 /// Entries in a page when no `limit` is given.
 pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 
-/// Where an entry applies. Precedence, lowest first: system, user, project, task. (The spec's
-/// `group` scope sits between system and user; there are no groups yet, so it has no API.)
+/// Where an entry applies. Precedence, lowest first: system, group, user, project, task (a
+/// user in several groups gets their group entries in the order they were last updated).
 #[derive(
     Debug,
     Clone,
@@ -37,17 +37,25 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 #[serde(rename_all = "snake_case")]
 pub enum ScopeType {
     System,
+    Group,
     User,
     Project,
     Task,
 }
 
 impl ScopeType {
-    pub const ALL: [ScopeType; 4] = [Self::System, Self::User, Self::Project, Self::Task];
+    pub const ALL: [ScopeType; 5] = [
+        Self::System,
+        Self::Group,
+        Self::User,
+        Self::Project,
+        Self::Task,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::System => "system",
+            Self::Group => "group",
             Self::User => "user",
             Self::Project => "project",
             Self::Task => "task",
@@ -62,7 +70,9 @@ impl std::str::FromStr for ScopeType {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope_type {s:?}; expected one of system, user, project, task")
+                format!(
+                    "unknown scope_type {s:?}; expected one of system, group, user, project, task"
+                )
             })
     }
 }
@@ -281,6 +291,8 @@ mod tests {
         assert!(ValueType::Array.admits(&json!([1])));
         assert!(!ValueType::Object.admits(&json!([1])));
         assert_eq!("task".parse::<ScopeType>(), Ok(ScopeType::Task));
-        assert!("group".parse::<ScopeType>().is_err());
+        assert_eq!("group".parse::<ScopeType>(), Ok(ScopeType::Group));
+        assert!("team".parse::<ScopeType>().is_err());
+        assert!(ScopeType::System < ScopeType::Group && ScopeType::Group < ScopeType::User);
     }
 }

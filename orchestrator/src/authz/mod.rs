@@ -400,7 +400,8 @@ impl Policy {
         (any, own)
     }
 
-    /// A role is weaker than or equal to `other` when everything it allows, `other` allows.
+    /// Whether holding `held` lets one grant or revoke `wanted`: one of them is at least as
+    /// strong (roles are ordered viewer < member < operator < admin < owner).
     pub fn covers(&self, held: &BTreeSet<Role>, wanted: Role) -> bool {
         held.iter().any(|h| *h >= wanted)
     }
@@ -572,6 +573,22 @@ mod tests {
             priority: 0,
         }];
         assert!(s.decide(&check).allowed());
+    }
+
+    #[test]
+    fn the_architecture_page_shows_this_table() {
+        let doc = include_str!("../../../ARCHITECTURE.md");
+        let start = "<!-- authz-table:start -->\n";
+        let shown = doc
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once("<!-- authz-table:end -->"))
+            .map(|(table, _)| table)
+            .expect("ARCHITECTURE.md has the authz-table markers");
+        assert_eq!(
+            shown,
+            markdown_table(),
+            "ARCHITECTURE.md's role × action table is not policy.toml's; paste markdown_table()"
+        );
     }
 
     #[test]

@@ -565,9 +565,9 @@ pub async fn revoke(
     State(db): State<PgPool>,
     State(access): State<Access>,
     user: CurrentUser,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    let binding = rbac::bindings::get(&db, id).await?;
+    let binding = rbac::bindings::get(&db, rbac::parse_id("id", &id)?).await?;
     match binding.scope_id {
         None => system(&access, &user, Action::RbacSystem).await?,
         Some(p) => {
@@ -627,8 +627,9 @@ pub async fn delete_rule(
     State(db): State<PgPool>,
     State(access): State<Access>,
     user: CurrentUser,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
+    let id = rbac::parse_id("id", &id)?;
     system(&access, &user, Action::RuleManage).await?;
     rbac::rules::delete(&db, &user.subject, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -663,8 +664,9 @@ pub async fn audit_get(
     State(db): State<PgPool>,
     State(access): State<Access>,
     user: CurrentUser,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AuditEvent>> {
+    let id = rbac::parse_id("id", &id)?;
     system(&access, &user, Action::AuditRead).await?;
     Ok(Json(rbac::audit::get(&db, id).await?))
 }

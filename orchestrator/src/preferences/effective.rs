@@ -21,7 +21,8 @@ pub async fn effective_for_task(db: &PgPool, task_id: Uuid) -> Result<EffectiveP
     effective(db, owner, project, Some(task_id)).await
 }
 
-/// What a user's work in a project (or outside any) runs with: system < user < project.
+/// What a user's work in a project (or outside any) runs with: system < their groups < user <
+/// project.
 pub async fn effective_for(
     db: &PgPool,
     user_id: Uuid,
@@ -39,6 +40,9 @@ async fn effective(
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM preference_entries
          WHERE scope_type = 'system'
+            OR (scope_type = 'group' AND scope_id IN (
+                SELECT m.group_id FROM group_memberships m JOIN groups g ON g.id = m.group_id
+                WHERE m.user_id = $1 AND m.is_active AND g.is_active))
             OR (scope_type = 'user' AND scope_id = $1)
             OR (scope_type = 'project' AND scope_id = $2)
             OR (scope_type = 'task' AND scope_id = $3)"

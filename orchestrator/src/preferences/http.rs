@@ -24,7 +24,8 @@ use crate::rbac::Access;
 use crate::web::ApiPath;
 
 /// Who may read and write which scope, as [`crate::authz`] decides: system entries everyone
-/// reads and `preference.system.write` changes; project entries whoever may read the project
+/// reads and `preference.system.write` changes; group entries the group's members read and
+/// `group.manage` changes (`group.read` reads any); project entries whoever may read the project
 /// reads and `project.update` changes; user entries are their user's (others need `user.read`
 /// or `user.manage`); task entries follow the task (`task.read`, `task.update`). A project or
 /// task the caller may not see is 404.
@@ -51,6 +52,17 @@ async fn authorize(
             };
             access
                 .require(subject, Check::new(action, "project", p).in_project(p))
+                .await
+        }
+        Scope::Group(g) if !write && subject.groups.contains(&g) => Ok(()),
+        Scope::Group(g) => {
+            let action = if write {
+                Action::GroupManage
+            } else {
+                Action::GroupRead
+            };
+            access
+                .require(subject, Check::new(action, "group", g))
                 .await
         }
         Scope::User(id) if id == user.id => Ok(()),

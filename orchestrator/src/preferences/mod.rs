@@ -4,8 +4,8 @@
 //! tools `db.preference.*` call; authorization is the caller's business (the routes' is
 //! `http`'s `authorize`).
 //!
-//! The effective view folds the scopes from lowest to highest precedence (system < user <
-//! project < task; `group` would sit between system and user, but there are no groups): a
+//! The effective view folds the scopes from lowest to highest precedence (system < group <
+//! user < project < task; the groups are the user's active ones): a
 //! higher scope's value replaces a lower one's, a `null` removes the key (it masks the lower
 //! scopes), and an entry whose value does not have its `value_type` is skipped, so it masks
 //! nothing.
@@ -39,6 +39,7 @@ pub use self::store::{create, delete, update};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     System,
+    Group(Uuid),
     User(Uuid),
     Project(Uuid),
     Task(Uuid),
@@ -53,6 +54,7 @@ impl Scope {
             (ScopeType::System, Some(_)) => Err(PrefError::Invalid(
                 "scope_id must not be given for the system scope".into(),
             )),
+            (ScopeType::Group, Some(id)) => Ok(Self::Group(id)),
             (ScopeType::User, Some(id)) => Ok(Self::User(id)),
             (ScopeType::Project, Some(id)) => Ok(Self::Project(id)),
             (ScopeType::Task, Some(id)) => Ok(Self::Task(id)),
@@ -65,6 +67,7 @@ impl Scope {
     pub fn scope_type(self) -> ScopeType {
         match self {
             Self::System => ScopeType::System,
+            Self::Group(_) => ScopeType::Group,
             Self::User(_) => ScopeType::User,
             Self::Project(_) => ScopeType::Project,
             Self::Task(_) => ScopeType::Task,
@@ -74,7 +77,7 @@ impl Scope {
     pub fn scope_id(self) -> Option<Uuid> {
         match self {
             Self::System => None,
-            Self::User(id) | Self::Project(id) | Self::Task(id) => Some(id),
+            Self::Group(id) | Self::User(id) | Self::Project(id) | Self::Task(id) => Some(id),
         }
     }
 }

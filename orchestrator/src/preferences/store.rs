@@ -11,10 +11,11 @@ use super::read::{COLUMNS, Row, fetch};
 use super::validate::{check_expected, check_key, check_reason, check_value};
 use super::{PrefError, PreferenceEntry, Result, Scope, ValueType};
 
-/// The scope's user, project or task must exist.
+/// The scope's group, user, project or task must exist.
 async fn ensure_scope(conn: &mut PgConnection, scope: Scope) -> Result<()> {
     let table = match scope {
         Scope::System => return Ok(()),
+        Scope::Group(_) => "groups",
         Scope::User(_) => "users",
         Scope::Project(_) => "projects",
         Scope::Task(_) => "tasks",

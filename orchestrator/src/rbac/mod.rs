@@ -164,6 +164,11 @@ pub fn bad_reference(field: &str) -> Error {
     .into()
 }
 
+/// A UUID path or body field, or 400 naming the field.
+pub fn parse_id(field: &str, text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|_| Problem::validation(format!("{field} must be a UUID")).into())
+}
+
 /// A handle or slug: lowercase letters, digits, `.`, `_`, `-`, starting with a letter or
 /// digit, 1 to 64 characters.
 pub fn well_formed_name(name: &str) -> bool {

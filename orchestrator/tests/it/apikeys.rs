@@ -156,8 +156,8 @@ async fn a_key_works_like_an_access_token_until_revoked() {
     assert_eq!(o.get(&key, "/v1/users/me").await.0, 200);
 
     // Another user sees none of it and cannot revoke it.
-    o.create_user("bob", "bob-password").await;
-    let (bob, _) = o.login("bob", "bob-password").await;
+    o.create_user("bob", "correct-horse-b-0").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-0").await;
     assert!(o.keys(&bob).await.is_empty());
     assert_problem(o.revoke_key(&bob, &id).await, 404, "no API key").await;
     assert_problem(
@@ -403,8 +403,8 @@ async fn usage_is_totalled_per_model_and_key() {
         .await
         .parse()
         .unwrap();
-    o.create_user("bob", "bob-password").await;
-    let (bob, _) = o.login("bob", "bob-password").await;
+    o.create_user("bob", "correct-horse-b-0").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-0").await;
     let bob_id: Uuid = s(&o.get(&bob, "/v1/users/me").await.1["id"])
         .parse()
         .unwrap();

@@ -308,8 +308,8 @@ async fn a_node_that_does_not_answer_in_time_is_504() {
 async fn threads_are_their_owners_alone() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    o.create_user("bob", "bob-password-1").await;
-    let (bob, _) = o.login("bob", "bob-password-1").await;
+    o.create_user("bob", "correct-horse-b-1").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-1").await;
     // Unknown model: the message is still stored (the pipeline stores before routing).
     let resp = o
         .chat(

@@ -238,8 +238,8 @@ async fn bad_auth_bodies_are_400_naming_the_field() {
 async fn tasks_are_created_listed_named_and_owned() {
     let o = Orchestrator::start(&[]).await;
     let admin = o.admin_token().await;
-    o.create_user("bob", "bob-password").await;
-    let (bob, _) = o.login("bob", "bob-password").await;
+    o.create_user("bob", "correct-horse-b-0").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-0").await;
 
     let sql = "'; DROP TABLE tasks; -- \" \\ %_";
     let t1 = o.create_task(&admin, json!({"prompt": format!("echo {sql}"), "input_mode": "script", "task_name": sql, "attachments": ["a.txt", "dir/b.md"]})).await;
@@ -324,15 +324,16 @@ async fn tasks_are_created_listed_named_and_owned() {
             .contains("project manager model is not available")
     );
 
-    // Pagination with the status filter applied first.
-    let (_, page1) = o.get(&admin, "/v1/tasks?limit=2").await;
+    // Pagination with the filters applied first (the admin's own: a system admin sees every
+    // project's tasks).
+    let (_, page1) = o.get(&admin, "/v1/tasks?limit=2&mine=true").await;
     assert_eq!(page1["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(page1["next_offset"], 2);
     let (_, page2) = o
         .get(
             &admin,
             &format!(
-                "/v1/tasks?limit=2&cursor={}",
+                "/v1/tasks?limit=2&mine=true&cursor={}",
                 page1["next_cursor"].as_str().unwrap()
             ),
         )
@@ -420,11 +421,6 @@ async fn bad_task_input_is_400_and_writes_nothing() {
             "invalid type",
         ),
         (
-            json!({"prompt": "x", "input_mode": "script", "project_id": uuid::Uuid::new_v4()})
-                .to_string(),
-            "project_id",
-        ),
-        (
             json!({"prompt": "x", "input_mode": "script", "project_id": "nope"}).to_string(),
             "UUID",
         ),
@@ -432,6 +428,11 @@ async fn bad_task_input_is_400_and_writes_nothing() {
     for (body, needle) in cases {
         assert_problem(post(body.clone()).await, 400, needle).await;
     }
+    // An unknown project is not a malformed request: it does not exist.
+    let unknown_project =
+        json!({"prompt": "x", "input_mode": "script", "project_id": uuid::Uuid::new_v4()})
+            .to_string();
+    assert_problem(post(unknown_project).await, 404, "does not exist").await;
     let big = json!({"prompt": "x".repeat(2 * 1024 * 1024), "input_mode": "script"}).to_string();
     assert_problem(post(big).await, 413, "exceeds").await;
     for (query, needle) in [

@@ -484,10 +484,10 @@ async fn admins_read_the_audit_with_filters_and_others_cannot() {
         .get_url(&format!("{}/v1/audit/mcp?verbose=1", o.gw), &admin)
         .await;
     assert_eq!(unknown.status(), 400);
-    o.create_user("bob", "bob-password-123").await;
-    let (bob, _) = o.login("bob", "bob-password-123").await;
+    o.create_user("bob", "correct-horse-b-3").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-3").await;
     let forbidden = o.get_url(&format!("{}/v1/audit/mcp", o.gw), &bob).await;
-    assert_problem(forbidden, 403, "admin").await;
+    assert_problem(forbidden, 403, "audit.read is not allowed").await;
 }
 
 #[tokio::test]

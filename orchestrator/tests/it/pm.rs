@@ -106,8 +106,8 @@ async fn a_direct_answer_is_the_task_result_and_summary_with_usage_recorded() {
     assert_eq!(usage, (11, 7, key["id"].as_str().map(str::to_owned)));
 
     // Another user sees neither the steps nor the task.
-    o.create_user("eve", "eve-password-1").await;
-    let (eve, _) = o.login("eve", "eve-password-1").await;
+    o.create_user("eve", "correct-horse-e-1").await;
+    let (eve, _) = o.login("eve", "correct-horse-e-1").await;
     let (code, _) = o.get(&eve, &format!("/v1/tasks/{id}/steps")).await;
     assert_eq!(code, 404);
 }

@@ -38,25 +38,19 @@ impl Orchestrator {
             .unwrap()
     }
 
+    /// A project alice and bob are members of.
     async fn project(&self, slug: &str) -> Uuid {
-        let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO projects (id, slug, display_name) VALUES ($1, $2, $2)")
-            .bind(id)
-            .bind(slug)
-            .execute(&self.db)
-            .await
-            .unwrap();
-        id
+        self.create_project(slug, &["alice", "bob"]).await
     }
 
     /// Two users besides the admin: (admin, alice, bob) tokens.
     async fn three_users(&self) -> (String, String, String) {
-        self.create_user("alice", "alice-password").await;
-        self.create_user("bob", "bob-password").await;
+        self.create_user("alice", "correct-horse-a-1").await;
+        self.create_user("bob", "correct-horse-b-0").await;
         (
             self.admin_token().await,
-            self.login("alice", "alice-password").await.0,
-            self.login("bob", "bob-password").await.0,
+            self.login("alice", "correct-horse-a-1").await.0,
+            self.login("bob", "correct-horse-b-0").await.0,
         )
     }
 }
@@ -207,7 +201,12 @@ async fn bad_input_is_400_naming_the_field_and_writes_nothing() {
             "value_type",
         ),
         ("user/k", json!({"value": 1, "extra": 1}), "extra"),
-        ("group/k", json!({"value": 1}), "scope_type"),
+        (
+            "group/k",
+            json!({"value": 1}),
+            "scope_id is required for the group scope",
+        ),
+        ("team/k", json!({"value": 1}), "scope_type"),
         (
             "system/k?scope_id=00000000-0000-0000-0000-000000000000",
             json!({"value": 1}),
@@ -272,11 +271,11 @@ async fn scopes_are_open_to_whom_the_rules_say() {
     let bob_task = o.create_script_task(&bob, "echo hi").await;
     let project = o.project("shared").await;
 
-    // System: everyone reads, only the admin writes.
+    // System: everyone reads, only a system admin writes.
     let resp = o
         .put_pref(&alice, "system/language.preferred", json!({"value": "en"}))
         .await;
-    assert_problem(resp, 403, "only the admin").await;
+    assert_problem(resp, 403, "not allowed").await;
     let resp = o
         .put_pref(&admin, "system/language.preferred", json!({"value": "en"}))
         .await;
@@ -284,9 +283,9 @@ async fn scopes_are_open_to_whom_the_rules_say() {
     let (status, got) = o.get(&alice, "/v1/prefs/system/language.preferred").await;
     assert_eq!((status, got["value"].clone()), (200, json!("en")));
     let resp = o.delete_pref(&alice, "system/language.preferred").await;
-    assert_problem(resp, 403, "only the admin").await;
+    assert_problem(resp, 403, "not allowed").await;
 
-    // Project: the same.
+    // Project: its members read, its owner (and admins) write.
     let resp = o
         .put_pref(
             &bob,
@@ -294,7 +293,7 @@ async fn scopes_are_open_to_whom_the_rules_say() {
             json!({"value": 1}),
         )
         .await;
-    assert_problem(resp, 403, "only the admin").await;
+    assert_problem(resp, 403, "not allowed").await;
     let resp = o
         .put_pref(
             &admin,
@@ -316,7 +315,7 @@ async fn scopes_are_open_to_whom_the_rules_say() {
         .await;
     assert_problem(resp, 404, "does not exist").await;
 
-    // User: oneself; the admin may act for anyone.
+    // User: oneself; a system admin may act for anyone.
     let resp = o
         .put_pref(
             &alice,
@@ -324,7 +323,7 @@ async fn scopes_are_open_to_whom_the_rules_say() {
             json!({"value": 1}),
         )
         .await;
-    assert_problem(resp, 403, "your own").await;
+    assert_problem(resp, 403, "user.manage is not allowed").await;
     let (status, _) = o
         .get(
             &alice,
@@ -343,7 +342,7 @@ async fn scopes_are_open_to_whom_the_rules_say() {
     let (status, got) = o.get(&bob, "/v1/prefs/user/k").await;
     assert_eq!((status, got["value"].clone()), (200, json!(2)));
 
-    // Task: its owner; to anyone else it does not exist.
+    // Task: its owner; to anyone without a role in its project it does not exist.
     let resp = o
         .put_pref(
             &alice,

@@ -102,10 +102,12 @@ fn readable(
         (AgentType::Pm, _) | (_, Scope::System | Scope::Project(_)) => true,
         (_, Scope::User(user)) => agent.user_id == Some(*user),
         (_, Scope::Task(task)) => agent.task_id == Some(*task),
+        // A user's group entries reach their agent folded into db.preference.effective.
+        (_, Scope::Group(_)) => false,
     };
     if !allowed {
         return Err(ToolFailure::mismatch(
-            "this agent may read only its own user's and task's preferences",
+            "this agent may read only its own user's and task's preferences (group entries come with db.preference.effective)",
         ));
     }
     Ok(scope)

@@ -203,23 +203,58 @@ impl Orchestrator {
         self.login("admin", ADMIN_PASSWORD).await.0
     }
 
-    /// A second user, created in the database the way an admin API would.
+    /// Another user, created by the admin through `POST /v1/users` (with their own default
+    /// project and no other role).
     pub async fn create_user(&self, handle: &str, password: &str) {
-        let id = Uuid::new_v4();
-        let hash = cynode_orchestrator::auth::hash_password(password).unwrap();
-        sqlx::query("INSERT INTO users (id, handle) VALUES ($1, $2)")
-            .bind(id)
-            .bind(handle)
-            .execute(&self.db)
+        let admin = self.admin_token().await;
+        let resp = self
+            .http
+            .post(format!("{}/v1/users", self.gw))
+            .bearer_auth(&admin)
+            .json(&json!({"handle": handle, "password": password}))
+            .send()
             .await
             .unwrap();
-        sqlx::query("INSERT INTO password_credentials (id, user_id, password_hash, hash_alg) VALUES ($1, $2, $3, 'argon2id')")
-            .bind(Uuid::new_v4())
-            .bind(id)
-            .bind(hash.into_bytes())
-            .execute(&self.db)
+        assert_eq!(
+            resp.status(),
+            201,
+            "creating {handle}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+
+    /// A project the admin creates (and owns), with `members` bound as its members.
+    pub async fn create_project(&self, slug: &str, members: &[&str]) -> Uuid {
+        let admin = self.admin_token().await;
+        let resp = self
+            .http
+            .post(format!("{}/v1/projects", self.gw))
+            .bearer_auth(&admin)
+            .json(&json!({"slug": slug, "display_name": slug}))
+            .send()
             .await
             .unwrap();
+        assert_eq!(resp.status(), 201, "creating project {slug}");
+        let id: Uuid = resp.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for member in members {
+            let resp = self
+                .http
+                .post(format!("{}/v1/role-bindings", self.gw))
+                .bearer_auth(&admin)
+                .json(
+                    &json!({"role": "member", "subject_type": "user", "subject": member,
+                              "scope_type": "project", "scope_id": slug}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201, "binding {member} in {slug}");
+        }
+        id
     }
 
     pub async fn create_task(&self, token: &str, body: Value) -> Value {
