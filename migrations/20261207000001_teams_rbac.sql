@@ -141,6 +141,9 @@ JOIN roles r ON r.name = 'owner';
 UPDATE tasks t SET project_id = p.id
 FROM projects p WHERE t.project_id IS NULL AND p.slug = 'default-' || t.created_by::text;
 
+UPDATE chat_threads c SET project_id = p.id
+FROM projects p WHERE c.project_id IS NULL AND p.slug = 'default-' || c.user_id::text;
+
 CREATE INDEX tasks_project_created ON tasks (project_id, created_at DESC, id);
 
 -- Audit events the account routes add.

@@ -72,6 +72,15 @@ pub async fn models(
 ) -> Result<Json<ModelList>, ChatError> {
     let user = user?;
     let project_id = project(&state, &user, &headers).await?;
+    // A project the caller holds no role in does not exist for them.
+    Access {
+        db: state.db.clone(),
+    }
+    .require(
+        &user.subject,
+        Check::new(Action::ProjectRead, "project", project_id).in_project(project_id),
+    )
+    .await?;
     let served = node_inference::served_models(&state.db, state.config.node_stale_after).await?;
     let may_use = |model: &String| {
         user.subject

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Check, Scope, policy};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::projects;
 use crate::rbac::{self, Access, Ref};
 use crate::users::accounts;
@@ -28,6 +28,39 @@ use crate::web::ApiPath;
 
 async fn system(access: &Access, user: &CurrentUser, action: Action) -> Result<()> {
     access.require(&user.subject, Check::system(action)).await
+}
+
+/// A change the caller may attempt (the access check came first and audits its own denials):
+/// its refusal (any 4xx: malformed, unknown, taken, not held, the last admin) leaves nothing
+/// written, since the store's transaction is dropped, and is one deny row of the access audit.
+async fn change<T>(
+    access: &Access,
+    user: &CurrentUser,
+    action: &str,
+    resource_type: &str,
+    resource: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let outcome = work.await;
+    if let Err(Error::Problem(problem, _)) = &outcome
+        && (400..500).contains(&problem.status)
+    {
+        let reason = problem.detail.clone().unwrap_or_else(|| problem.title.clone());
+        rbac::audit::record(
+            &access.db,
+            &rbac::audit::Entry {
+                actor: Some((user.id, &user.handle)),
+                action,
+                resource_type,
+                resource,
+                allowed: false,
+                reason: Some(&reason),
+                task_id: None,
+            },
+        )
+        .await?;
+    }
+    outcome
 }
 
 /// The project `text` names, once the caller may at least read it (else 404, audited).
@@ -39,7 +72,10 @@ async fn project_in_scope(
     text: &str,
     action: Action,
 ) -> Result<Uuid> {
-    let r = Ref::parse(field, text)?;
+    let r = change(access, user, action.as_str(), "project", text, async {
+        Ref::parse(field, text)
+    })
+    .await?;
     let (id, slug, _) = projects::find(&mut *db.acquire().await?, &r).await?;
     access
         .require(
@@ -66,10 +102,11 @@ pub async fn create_user(
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>)> {
     system(&access, &user, Action::UserManage).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(accounts::create(&db, &user.subject, &req).await?),
-    ))
+    let created = change(&access, &user, "user.create", "user", &req.handle, async {
+        accounts::create(&db, &user.subject, &req).await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Users, by handle; filtered by text, state or group; paged.
@@ -118,10 +155,12 @@ pub async fn disable_user(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UserAccount>> {
-    let target = Ref::parse("id", &id)?;
     system(&access, &user, Action::UserManage).await?;
     Ok(Json(
-        accounts::set_enabled(&db, &user.subject, &target, false).await?,
+        change(&access, &user, "user.disable", "user", &id, async {
+            accounts::set_enabled(&db, &user.subject, &Ref::parse("id", &id)?, false).await
+        })
+        .await?,
     ))
 }
 
@@ -137,10 +176,12 @@ pub async fn enable_user(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UserAccount>> {
-    let target = Ref::parse("id", &id)?;
     system(&access, &user, Action::UserManage).await?;
     Ok(Json(
-        accounts::set_enabled(&db, &user.subject, &target, true).await?,
+        change(&access, &user, "user.enable", "user", &id, async {
+            accounts::set_enabled(&db, &user.subject, &Ref::parse("id", &id)?, true).await
+        })
+        .await?,
     ))
 }
 
@@ -158,11 +199,14 @@ pub async fn reset_password(
     ApiPath(id): ApiPath<String>,
     body: Option<ApiJson<ResetPasswordRequest>>,
 ) -> Result<Json<PasswordReset>> {
-    let target = Ref::parse("id", &id)?;
     system(&access, &user, Action::UserManage).await?;
     let req = body.map(|ApiJson(r)| r).unwrap_or_default();
     Ok(Json(
-        accounts::reset_password(&db, &user.subject, &target, req.password.as_deref()).await?,
+        change(&access, &user, "user.reset_password", "user", &id, async {
+            let target = Ref::parse("id", &id)?;
+            accounts::reset_password(&db, &user.subject, &target, req.password.as_deref()).await
+        })
+        .await?,
     ))
 }
 
@@ -178,9 +222,11 @@ pub async fn revoke_sessions(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    let target = Ref::parse("id", &id)?;
     system(&access, &user, Action::UserManage).await?;
-    accounts::revoke_sessions(&db, &user.subject, &target).await?;
+    change(&access, &user, "user.revoke_sessions", "user", &id, async {
+        accounts::revoke_sessions(&db, &user.subject, &Ref::parse("id", &id)?).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -228,10 +274,11 @@ pub async fn create_group(
     ApiJson(req): ApiJson<CreateGroupRequest>,
 ) -> Result<(StatusCode, Json<Group>)> {
     system(&access, &user, Action::GroupManage).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(rbac::groups::create(&db, &user.subject, &req).await?),
-    ))
+    let group = change(&access, &user, "group.create", "group", &req.slug, async {
+        rbac::groups::create(&db, &user.subject, &req).await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(group)))
 }
 
 /// Every group.
@@ -279,10 +326,12 @@ pub async fn update_group(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateGroupRequest>,
 ) -> Result<Json<Group>> {
-    let group = Ref::parse("id", &id)?;
     system(&access, &user, Action::GroupManage).await?;
     Ok(Json(
-        rbac::groups::update(&db, &user.subject, &group, &req).await?,
+        change(&access, &user, "group.update", "group", &id, async {
+            rbac::groups::update(&db, &user.subject, &Ref::parse("id", &id)?, &req).await
+        })
+        .await?,
     ))
 }
 
@@ -318,10 +367,14 @@ pub async fn add_member(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AddMemberRequest>,
 ) -> Result<StatusCode> {
-    let group = Ref::parse("id", &id)?;
-    let member = Ref::parse("user", &req.user)?;
     system(&access, &user, Action::GroupManage).await?;
-    rbac::groups::add_member(&db, &user.subject, &group, &member).await?;
+    let resource = format!("{id}/{}", req.user);
+    change(&access, &user, "group.member.add", "group", &resource, async {
+        let group = Ref::parse("id", &id)?;
+        let member = Ref::parse("user", &req.user)?;
+        rbac::groups::add_member(&db, &user.subject, &group, &member).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -339,10 +392,14 @@ pub async fn remove_member(
     user: CurrentUser,
     ApiPath((id, member)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let group = Ref::parse("id", &id)?;
-    let member = Ref::parse("user", &member)?;
     system(&access, &user, Action::GroupManage).await?;
-    rbac::groups::remove_member(&db, &user.subject, &group, &member).await?;
+    let resource = format!("{id}/{member}");
+    change(&access, &user, "group.member.remove", "group", &resource, async {
+        let group = Ref::parse("id", &id)?;
+        let member = Ref::parse("user", &member)?;
+        rbac::groups::remove_member(&db, &user.subject, &group, &member).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,13 +413,15 @@ pub async fn remove_member(
 ))]
 pub async fn create_project(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiJson(req): ApiJson<CreateProjectRequest>,
 ) -> Result<(StatusCode, Json<Project>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(projects::create(&db, &user.subject, &req).await?),
-    ))
+    let project = change(&access, &user, "project.create", "project", &req.slug, async {
+        projects::create(&db, &user.subject, &req).await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(project)))
 }
 
 /// The projects the caller holds a role in (all of them with a system role that reads every
@@ -411,7 +470,10 @@ pub async fn update_project(
 ) -> Result<Json<Project>> {
     let project = project_in_scope(&db, &access, &user, "id", &id, Action::ProjectUpdate).await?;
     Ok(Json(
-        projects::update(&db, &user.subject, project, &req).await?,
+        change(&access, &user, "project.update", "project", &id, async {
+            projects::update(&db, &user.subject, project, &req).await
+        })
+        .await?,
     ))
 }
 
@@ -429,7 +491,10 @@ pub async fn delete_project(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let project = project_in_scope(&db, &access, &user, "id", &id, Action::ProjectDelete).await?;
-    projects::archive(&db, &user.subject, project).await?;
+    change(&access, &user, "project.delete", "project", &id, async {
+        projects::archive(&db, &user.subject, project).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -464,6 +529,20 @@ pub async fn list_roles(_: CurrentUser) -> Json<RoleList> {
             })
             .collect(),
     })
+}
+
+/// A scope id is given exactly for project scope.
+fn scope_shape(scope_type: ScopeType, scope_id: Option<&str>) -> Result<()> {
+    match (scope_type, scope_id) {
+        (ScopeType::System, Some(_)) => {
+            Err(Problem::validation("scope_id must be absent at system scope").into())
+        }
+        (ScopeType::Project, None) => Err(Problem::validation(
+            "scope_id (a project id or slug) is required at project scope",
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The scope a binding request names, once the caller may do `action` there.
@@ -538,6 +617,10 @@ pub async fn grant(
     user: CurrentUser,
     ApiJson(req): ApiJson<GrantRequest>,
 ) -> Result<(StatusCode, Json<RoleBinding>)> {
+    change(&access, &user, "rbac.grant", "role_binding", &req.subject, async {
+        scope_shape(req.scope_type, req.scope_id.as_deref())
+    })
+    .await?;
     let scope = binding_scope(
         &db,
         &access,
@@ -548,10 +631,18 @@ pub async fn grant(
         Action::RbacSystem,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(rbac::bindings::grant(&db, &user.subject, &req, scope).await?),
-    ))
+    let resource = format!(
+        "{} {}:{} at {}",
+        req.role,
+        req.subject_type.as_str(),
+        req.subject,
+        req.scope_id.as_deref().unwrap_or("system")
+    );
+    let binding = change(&access, &user, "rbac.grant", "role_binding", &resource, async {
+        rbac::bindings::grant(&db, &user.subject, &req, scope).await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(binding)))
 }
 
 /// Revokes a binding. The last system admin stays (409).
@@ -567,7 +658,10 @@ pub async fn revoke(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    let binding = rbac::bindings::get(&db, rbac::parse_id("id", &id)?).await?;
+    let binding = change(&access, &user, "rbac.revoke", "role_binding", &id, async {
+        rbac::bindings::get(&db, rbac::parse_id("id", &id)?).await
+    })
+    .await?;
     match binding.scope_id {
         None => system(&access, &user, Action::RbacSystem).await?,
         Some(p) => {
@@ -579,7 +673,10 @@ pub async fn revoke(
                 .await?
         }
     }
-    rbac::bindings::revoke(&db, &user.subject, &binding).await?;
+    change(&access, &user, "rbac.revoke", "role_binding", &id, async {
+        rbac::bindings::revoke(&db, &user.subject, &binding).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -611,10 +708,12 @@ pub async fn create_rule(
     ApiJson(req): ApiJson<CreateAccessRuleRequest>,
 ) -> Result<(StatusCode, Json<AccessRule>)> {
     system(&access, &user, Action::RuleManage).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(rbac::rules::create(&db, &user.subject, &req).await?),
-    ))
+    let resource = format!("{} {}:{}", req.action, req.resource_type, req.resource_pattern);
+    let rule = change(&access, &user, "rule.create", "access_rule", &resource, async {
+        rbac::rules::create(&db, &user.subject, &req).await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(rule)))
 }
 
 /// Removes an access rule.
@@ -629,9 +728,11 @@ pub async fn delete_rule(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    let id = rbac::parse_id("id", &id)?;
     system(&access, &user, Action::RuleManage).await?;
-    rbac::rules::delete(&db, &user.subject, id).await?;
+    change(&access, &user, "rule.delete", "access_rule", &id, async {
+        rbac::rules::delete(&db, &user.subject, rbac::parse_id("id", &id)?).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -97,7 +97,7 @@ fn scope_text(scope: Scope) -> String {
 }
 
 /// Grants `role` at `scope`; the granter must hold the role, or a stronger one, there. A
-/// refusal is audited and writes nothing else.
+/// refusal writes nothing (the gateway audits it).
 pub async fn grant(
     db: &PgPool,
     actor: &Subject,
@@ -122,23 +122,11 @@ pub async fn grant(
         req.subject,
         scope_text(scope)
     );
-    let held = actor.roles_in(scope);
-    if !policy().covers(&held, role) {
-        let reason = format!("the granter does not hold {role} at this scope");
-        audit::record(
-            db,
-            &Entry {
-                actor: Some((actor.user_id, &actor.handle)),
-                action: "rbac.grant",
-                resource_type: "role_binding",
-                resource: &resource,
-                allowed: false,
-                reason: Some(&reason),
-                task_id: None,
-            },
-        )
-        .await?;
-        return Err(Problem::forbidden(format!("you may not grant {role}: {reason}")).into());
+    if !policy().covers(&actor.roles_in(scope), role) {
+        return Err(Problem::forbidden(format!(
+            "you may not grant {role}: the granter does not hold {role} at this scope"
+        ))
+        .into());
     }
     let mut tx = db.begin().await?;
     let (subject, _) = subject_id(&mut tx, req.subject_type, &subject_ref).await?;
@@ -188,7 +176,7 @@ pub async fn grant(
 }
 
 /// Revokes a binding. The revoker must hold its role (or a stronger one) at its scope, and the
-/// last system admin stays.
+/// last system admin stays; a refusal writes nothing (the gateway audits it).
 pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Result<()> {
     let scope = match binding.scope_id {
         None => Scope::System,
@@ -201,30 +189,12 @@ pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Resu
         binding.subject_name,
         scope_text(scope)
     );
-    let resource = resource.as_str();
-    let refuse = |reason: String| async move {
-        audit::record(
-            db,
-            &Entry {
-                actor: Some((actor.user_id, &actor.handle)),
-                action: "rbac.revoke",
-                resource_type: "role_binding",
-                resource,
-                allowed: false,
-                reason: Some(&reason),
-                task_id: None,
-            },
-        )
-        .await
-        .map(|()| reason)
-    };
     if !policy().covers(&actor.roles_in(scope), binding.role) {
-        let reason = refuse(format!(
-            "the revoker does not hold {} at this scope",
+        return Err(Problem::forbidden(format!(
+            "you may not revoke it: the revoker does not hold {} at this scope",
             binding.role
         ))
-        .await?;
-        return Err(Problem::forbidden(format!("you may not revoke it: {reason}")).into());
+        .into());
     }
     let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM role_bindings WHERE id = $1")
@@ -232,9 +202,7 @@ pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Resu
         .execute(&mut *tx)
         .await?;
     if !an_admin_remains(&mut tx).await? {
-        drop(tx);
-        let reason = refuse("it would leave no enabled system admin".into()).await?;
-        return Err(Problem::conflict(format!("not revoked: {reason}")).into());
+        return Err(last_admin());
     }
     audit::record(
         &mut *tx,
@@ -242,7 +210,7 @@ pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Resu
             actor: Some((actor.user_id, &actor.handle)),
             action: "rbac.revoke",
             resource_type: "role_binding",
-            resource,
+            resource: &resource,
             allowed: true,
             reason: None,
             task_id: None,
@@ -251,6 +219,12 @@ pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Resu
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The 409 of a change that would leave no enabled system admin (the transaction it was tried
+/// in is rolled back by the caller's early return).
+pub fn last_admin() -> Error {
+    Problem::conflict("refused: it would leave no enabled system admin").into()
 }
 
 /// Whether, as the transaction sees it, some enabled user holds the system admin role

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use super::audit::{self, Entry};
 use super::{Ref, bindings, well_formed_name};
 use crate::authz::Subject;
-use crate::error::Error;
 use crate::error::Result;
 
 type Row = (
@@ -147,8 +146,7 @@ pub async fn update(
         _ => "group.update",
     };
     if !bindings::an_admin_remains(&mut tx).await? {
-        drop(tx);
-        return Err(last_admin(db, actor, action, &current.slug).await);
+        return Err(bindings::last_admin());
     }
     audit::record(&mut *tx, &audit_entry(actor, action, &current.slug)).await?;
     let updated = fetch(&mut tx, &Ref::Id(current.id)).await?;
@@ -233,8 +231,7 @@ pub async fn remove_member(db: &PgPool, actor: &Subject, group: &Ref, user: &Ref
     }
     let resource = format!("{}/{handle}", g.slug);
     if !bindings::an_admin_remains(&mut tx).await? {
-        drop(tx);
-        return Err(last_admin(db, actor, "group.member.remove", &resource).await);
+        return Err(bindings::last_admin());
     }
     audit::record(
         &mut *tx,
@@ -243,23 +240,4 @@ pub async fn remove_member(db: &PgPool, actor: &Subject, group: &Ref, user: &Ref
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The 409 of a change that would leave no enabled system admin, audited as a denial.
-pub(crate) async fn last_admin(
-    db: &PgPool,
-    actor: &Subject,
-    action: &str,
-    resource: &str,
-) -> Error {
-    let reason = "it would leave no enabled system admin";
-    let entry = Entry {
-        allowed: false,
-        reason: Some(reason),
-        ..audit_entry(actor, action, resource)
-    };
-    if let Err(e) = audit::record(db, &entry).await {
-        return e;
-    }
-    Problem::conflict(format!("refused: {reason}")).into()
 }
