@@ -159,6 +159,8 @@ mod tests {
             attachments: vec![],
             requirements: None,
             wait_reason: None,
+            project_id: None,
+            creator: None,
         }
     }
 
