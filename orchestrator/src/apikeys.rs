@@ -157,10 +157,15 @@ pub async fn authenticate(db: &PgPool, parts: &Parts, key: &str) -> Result<Curre
         .execute(db)
         .await?;
     }
+    // Disabled between the two queries: refused like any disabled user.
+    let subject = crate::rbac::subject_of(db, user_id)
+        .await?
+        .ok_or_else(|| Problem::unauthorized("the API key's user is disabled"))?;
     Ok(CurrentUser {
         id: user_id,
         handle,
         credential: Credential::ApiKey(key_id),
+        subject: std::sync::Arc::new(subject),
     })
 }
 

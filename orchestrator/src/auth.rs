@@ -1,5 +1,5 @@
 //! Credentials: Argon2id password hashes, HS256 JWTs for users and nodes, opaque refresh tokens
-//! stored as SHA-256, and who a request's caller is ([`CurrentUser`], [`Admin`], [`CurrentNode`];
+//! stored as SHA-256, and who a request's caller is ([`CurrentUser`], [`CurrentNode`];
 //! the extractors that establish them read users, API keys and nodes, and live with the servers
 //! in `app::extract`).
 
@@ -203,6 +203,9 @@ pub struct CurrentUser {
     pub id: Uuid,
     pub handle: String,
     pub credential: Credential,
+    /// Their groups, roles and the rules that name them, loaded with the credential check:
+    /// what [`crate::authz`] decides over.
+    pub subject: std::sync::Arc<crate::authz::Subject>,
 }
 
 impl CurrentUser {
@@ -217,10 +220,6 @@ impl CurrentUser {
         }
     }
 }
-
-/// A [`CurrentUser`] who is the admin (node management); anyone else gets 403.
-#[derive(Debug, Clone)]
-pub struct Admin(pub CurrentUser);
 
 /// A node authenticated by its node JWT; the node must still exist.
 #[derive(Debug, Clone)]

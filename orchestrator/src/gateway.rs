@@ -1,6 +1,7 @@
 //! User gateway HTTP API (port 12080): authentication and tasks.
 
 mod artifacts;
+mod teams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +23,8 @@ use cynode_service_kit::http::{ApiJson, ApiQuery};
 use utoipa::OpenApi;
 
 use crate::apikeys::BearerTakesApiKeys;
-use crate::auth::{Admin, CurrentUser};
+use crate::auth::CurrentUser;
+use crate::authz::{Action, Check};
 use crate::error::{Error, Result};
 use crate::state::{AppState, http};
 use crate::users::{self, ClientInfo};
@@ -38,6 +40,13 @@ use crate::{apikeys, chat, dispatch, mcp, nodes, task_logs, tasks, usage, web};
           artifacts::http_list, artifacts::http_download, artifacts::http_upload,
           crate::preferences::http_list, crate::preferences::http_get, crate::preferences::http_put, crate::preferences::http_delete,
           crate::preferences::http_effective,
+          teams::create_user, teams::list_users, teams::get_user, teams::disable_user, teams::enable_user,
+          teams::reset_password, teams::revoke_sessions, teams::change_password, teams::set_password,
+          teams::create_group, teams::list_groups, teams::get_group, teams::update_group,
+          teams::group_members, teams::add_member, teams::remove_member,
+          teams::create_project, teams::list_projects, teams::get_project, teams::update_project,
+          teams::delete_project, teams::list_roles, teams::list_bindings, teams::grant, teams::revoke,
+          teams::list_rules, teams::create_rule, teams::delete_rule, teams::audit_list, teams::audit_get,
           web::healthz, http::readyz),
     components(schemas(cynode_contracts::logs::TaskLogLine, cynode_contracts::logs::TaskLogEnd)),
     modifiers(&SecuritySchemes, &BearerTakesApiKeys),
@@ -50,6 +59,62 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::AUTH_REFRESH, post(refresh))
         .route(routes::user::AUTH_LOGOUT, post(logout))
         .route(routes::user::USERS_ME, get(me))
+        .route(
+            routes::user::USERS_ME_PASSWORD,
+            post(teams::change_password),
+        )
+        .route(routes::user::AUTH_SET_PASSWORD, post(teams::set_password))
+        .route(
+            routes::user::USERS,
+            post(teams::create_user).get(teams::list_users),
+        )
+        .route(routes::user::USER, get(teams::get_user))
+        .route(routes::user::USER_DISABLE, post(teams::disable_user))
+        .route(routes::user::USER_ENABLE, post(teams::enable_user))
+        .route(
+            routes::user::USER_RESET_PASSWORD,
+            post(teams::reset_password),
+        )
+        .route(
+            routes::user::USER_REVOKE_SESSIONS,
+            post(teams::revoke_sessions),
+        )
+        .route(
+            routes::user::GROUPS,
+            post(teams::create_group).get(teams::list_groups),
+        )
+        .route(
+            routes::user::GROUP,
+            get(teams::get_group).patch(teams::update_group),
+        )
+        .route(
+            routes::user::GROUP_MEMBERS,
+            get(teams::group_members).post(teams::add_member),
+        )
+        .route(routes::user::GROUP_MEMBER, delete(teams::remove_member))
+        .route(
+            routes::user::PROJECTS,
+            post(teams::create_project).get(teams::list_projects),
+        )
+        .route(
+            routes::user::PROJECT,
+            get(teams::get_project)
+                .patch(teams::update_project)
+                .delete(teams::delete_project),
+        )
+        .route(routes::user::ROLES, get(teams::list_roles))
+        .route(
+            routes::user::ROLE_BINDINGS,
+            post(teams::grant).get(teams::list_bindings),
+        )
+        .route(routes::user::ROLE_BINDING, delete(teams::revoke))
+        .route(
+            routes::user::ACCESS_RULES,
+            post(teams::create_rule).get(teams::list_rules),
+        )
+        .route(routes::user::ACCESS_RULE, delete(teams::delete_rule))
+        .route(routes::user::AUDIT, get(teams::audit_list))
+        .route(routes::user::AUDIT_EVENT, get(teams::audit_get))
         .route(
             routes::user::API_KEYS,
             post(apikeys::create).get(apikeys::list),
@@ -103,13 +168,14 @@ pub fn router(state: AppState) -> Router {
 #[utoipa::path(delete, path = "/v1/nodes/{slug}", tag = "nodes", security(("bearer" = [])),
     params(("slug" = String, Path, description = "the node's slug")), responses(
     (status = 204, description = "revoked"), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+    (status = 403, body = Problem, description = "no role allows it"), (status = 404, body = Problem),
 ))]
 async fn revoke_node(
     State(state): State<AppState>,
-    _: Admin,
+    user: CurrentUser,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
+    require_system(&state, &user, Action::NodeManage).await?;
     nodes::revoke(&state.nodes(), &slug).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -117,9 +183,10 @@ async fn revoke_node(
 /// Every node with its state, capacity, running jobs and models (admin only).
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])), responses(
     (status = 200, body = NodeList), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"),
+    (status = 403, body = Problem, description = "no role allows it"),
 ))]
-async fn list_nodes(State(state): State<AppState>, _: Admin) -> Result<Json<NodeList>> {
+async fn list_nodes(State(state): State<AppState>, user: CurrentUser) -> Result<Json<NodeList>> {
+    require_system(&state, &user, Action::NodeRead).await?;
     Ok(Json(
         nodes::list(&state.db, state.config.node_stale_after).await?,
     ))
@@ -129,13 +196,14 @@ async fn list_nodes(State(state): State<AppState>, _: Admin) -> Result<Json<Node
 #[utoipa::path(get, path = "/v1/nodes/{slug}", tag = "nodes", security(("bearer" = [])),
     params(("slug" = String, Path, description = "the node's slug")), responses(
     (status = 200, body = NodeInfo), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+    (status = 403, body = Problem, description = "no role allows it"), (status = 404, body = Problem),
 ))]
 async fn get_node(
     State(state): State<AppState>,
-    _: Admin,
+    user: CurrentUser,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<NodeInfo>> {
+    require_system(&state, &user, Action::NodeRead).await?;
     Ok(Json(
         nodes::info(&state.db, state.config.node_stale_after, &slug).await?,
     ))
@@ -146,13 +214,14 @@ async fn get_node(
 #[utoipa::path(get, path = "/v1/audit/mcp", tag = "audit", security(("bearer" = [])),
     params(McpAuditQuery), responses(
     (status = 200, body = McpAuditPage), (status = 400, body = Problem), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"),
+    (status = 403, body = Problem, description = "no role allows it"),
 ))]
 async fn mcp_audit(
     State(state): State<AppState>,
-    _: Admin,
+    user: CurrentUser,
     ApiQuery(query): ApiQuery<McpAuditQuery>,
 ) -> Result<Json<McpAuditPage>> {
+    require_system(&state, &user, Action::AuditRead).await?;
     Ok(Json(mcp::audit::list(&state.db, &query).await?))
 }
 
@@ -162,14 +231,15 @@ async fn mcp_audit(
     params(("slug" = String, Path, description = "the node's slug")),
     request_body(content = Option<DrainRequest>, description = "optional"), responses(
     (status = 200, body = NodeInfo), (status = 400, body = Problem), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+    (status = 403, body = Problem, description = "no role allows it"), (status = 404, body = Problem),
 ))]
 async fn drain_node(
     State(state): State<AppState>,
-    _: Admin,
+    user: CurrentUser,
     ApiPath(slug): ApiPath<String>,
     body: Option<ApiJson<DrainRequest>>,
 ) -> Result<Json<NodeInfo>> {
+    require_system(&state, &user, Action::NodeManage).await?;
     let req = body.map(|ApiJson(req)| req).unwrap_or_default();
     Ok(Json(nodes::drain(&state.nodes(), &slug, &req).await?))
 }
@@ -178,14 +248,23 @@ async fn drain_node(
 #[utoipa::path(post, path = "/v1/nodes/{slug}/undrain", tag = "nodes", security(("bearer" = [])),
     params(("slug" = String, Path, description = "the node's slug")), responses(
     (status = 200, body = NodeInfo), (status = 401, body = Problem),
-    (status = 403, body = Problem, description = "not the admin"), (status = 404, body = Problem),
+    (status = 403, body = Problem, description = "no role allows it"), (status = 404, body = Problem),
 ))]
 async fn undrain_node(
     State(state): State<AppState>,
-    _: Admin,
+    user: CurrentUser,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<NodeInfo>> {
+    require_system(&state, &user, Action::NodeManage).await?;
     Ok(Json(nodes::undrain(&state.nodes(), &slug).await?))
+}
+
+/// A system-level action (nodes, the MCP audit), audited when denied.
+async fn require_system(state: &AppState, user: &CurrentUser, action: Action) -> Result<()> {
+    state
+        .access()
+        .require(&user.subject, Check::system(action))
+        .await
 }
 
 /// The peer address is the client; forwarding headers are not trusted, since anyone can send
@@ -344,6 +423,7 @@ async fn create_task(
         Json(
             tasks::create(
                 &state.db,
+                &state.access(),
                 state.planner.as_ref(),
                 &state.signals(),
                 &user,
@@ -355,12 +435,16 @@ async fn create_task(
     ))
 }
 
-/// The caller's tasks, newest first; `status` filters before `limit`/`offset` paginate.
+/// The tasks the caller may read (in every project where a role lets them), newest first, each
+/// with its project and creator; `status`, `project` (id or slug) and `mine=true` filter before
+/// `limit`/`offset` paginate.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(
     ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 50"),
     ("offset" = Option<u64>, Query),
     ("cursor" = Option<String>, Query, pattern = "^[0-9]+$", description = "opaque; from next_cursor"),
     ("status" = inline(Option<TaskStatus>), Query),
+    ("project" = Option<String>, Query, description = "project id or slug"),
+    ("mine" = Option<bool>, Query, description = "only tasks the caller created"),
 ), responses((status = 200, body = TaskList), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_tasks(
     State(state): State<AppState>,
@@ -370,7 +454,8 @@ async fn list_tasks(
     Ok(Json(tasks::list(&state.db, &user, &query).await?))
 }
 
-/// One task, by id or by name. Another user's task is 404.
+/// One task, by id, or by name among the caller's own tasks (names are unique per creator; name
+/// another member's task by its id). A task in a project the caller holds no role in is 404.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name")), responses(
     (status = 200, body = Task), (status = 401, body = Problem), (status = 404, body = Problem),
@@ -380,7 +465,9 @@ async fn get_task(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>> {
-    Ok(Json(tasks::get(&state.db, &user, &id).await?))
+    Ok(Json(
+        tasks::get(&state.db, &state.access(), &user, &id).await?,
+    ))
 }
 
 /// The task's jobs with the worker's full results.
@@ -393,7 +480,9 @@ async fn task_result(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskResult>> {
-    Ok(Json(tasks::result(&state.db, &user, &id).await?))
+    Ok(Json(
+        tasks::result(&state.db, &state.access(), &user, &id).await?,
+    ))
 }
 
 /// A prompt task's Project Manager steps: each model call, its decision, the job it ran and
@@ -407,7 +496,9 @@ async fn task_steps(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskSteps>> {
-    Ok(Json(tasks::steps(&state.db, &user, &id).await?))
+    Ok(Json(
+        tasks::steps(&state.db, &state.access(), &user, &id).await?,
+    ))
 }
 
 /// Cancels an unfinished task; a finished one is 409.
@@ -421,7 +512,8 @@ async fn cancel_task(
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CancelResponse>> {
-    let (canceled, running) = tasks::cancel(&state.db, &state.worker_tokens, &user, &id).await?;
+    let (canceled, running) =
+        tasks::cancel(&state.db, &state.access(), &state.worker_tokens, &user, &id).await?;
     // After the cancel committed: a node that cannot stop the sandbox changes nothing.
     dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
     Ok(Json(canceled))
@@ -452,13 +544,12 @@ async fn task_logs(
         },
     )?;
     if query.follow {
-        let task_id = tasks::resolve(&state.db, &user, &id).await?;
-        return Ok(task_logs::follow(
-            state.logs(),
-            user.id,
-            task_id,
-            query.stream,
-        ));
+        let task_id =
+            tasks::resolve(&state.db, &state.access(), &user, &id, Action::TaskRead).await?;
+        return Ok(task_logs::follow(state.logs(), task_id, query.stream));
     }
-    Ok(Json(tasks::logs(&state.db, &user, &id, query.stream).await?).into_response())
+    Ok(
+        Json(tasks::logs(&state.db, &state.access(), &user, &id, query.stream).await?)
+            .into_response(),
+    )
 }

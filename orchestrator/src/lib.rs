@@ -10,6 +10,7 @@
 
 // core
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -23,6 +24,8 @@ pub mod artifacts;
 pub mod jobs;
 pub mod nodes;
 pub mod preferences;
+pub mod projects;
+pub mod rbac;
 pub mod scheduler;
 pub mod tasks;
 pub mod usage;

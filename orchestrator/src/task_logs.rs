@@ -65,13 +65,12 @@ pub struct Logs {
 }
 
 /// The streaming answer; `task_id` is the caller's own task (already checked).
-pub fn follow(state: Logs, owner: Uuid, task_id: Uuid, filter: TaskLogStream) -> Response {
+pub fn follow(state: Logs, task_id: Uuid, filter: TaskLogStream) -> Response {
     let (tx, rx) = mpsc::channel::<String>(64);
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         let mut follower = Follower {
             state,
-            owner,
             task_id,
             filter,
             tx,
@@ -128,7 +127,6 @@ enum Stopped {
 
 struct Follower {
     state: Logs,
-    owner: Uuid,
     task_id: Uuid,
     filter: TaskLogStream,
     tx: mpsc::Sender<String>,
@@ -232,7 +230,7 @@ impl Follower {
     ) -> Result<Option<TaskLogEnd>, Stopped> {
         let db = self.state.db.clone();
         // The task first: once it is terminal, the jobs read after it are final too.
-        let task = crate::tasks::fetch(&db, self.owner, self.task_id).await?;
+        let task = crate::tasks::fetch(&db, self.task_id).await?;
         let records = jobs::jobs_of(&db, self.task_id).await?;
         let mut nodes: Option<HashMap<Uuid, RunningJob>> = None;
         let mut all_done = true;

@@ -1,6 +1,10 @@
-//! Tasks of the user gateway. Every query is scoped to the owner: another user's task does not
-//! exist as far as the caller can tell (404, no existence leak). What a task runs and its status
-//! belong to the job queue ([`crate::jobs`]); this module validates, names and reads.
+//! Tasks of the user gateway. A task lives in a project; who may read, cancel or add to it is
+//! decided by [`crate::authz`] over the caller's roles there (a task in a project the caller
+//! holds no role in does not exist as far as they can tell: 404, no existence leak). Names are
+//! unique per creator, so `{id|name}` in a path is a task id, or the name of one of the
+//! caller's own tasks (the newest); another member's task is named by its id. What a task runs
+//! and its status belong to the job queue ([`crate::jobs`]); this module validates, names and
+//! reads.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -21,8 +25,10 @@ use uuid::Uuid;
 
 use crate::artifacts::{Writer, put_in, reference_in};
 use crate::auth::CurrentUser;
+use crate::authz::{Action, Check};
 use crate::error::{Error, Result};
 use crate::jobs::{self, Canceled, NewTask, Planner, RunningJob};
+use crate::rbac::Access;
 use crate::signals::Signals;
 use crate::worker_tokens::TokenKeys;
 
@@ -118,8 +124,11 @@ fn next_free_name(base: &str, taken: &[String]) -> Option<String> {
 }
 
 #[derive(sqlx::FromRow)]
-struct TaskRow {
+pub(crate) struct TaskRow {
     id: Uuid,
+    project_id: Option<Uuid>,
+    created_by: Uuid,
+    creator: Option<String>,
     task_name: String,
     prompt: String,
     input_mode: String,
@@ -136,7 +145,9 @@ struct TaskRow {
 /// the task's artifacts, not its attachments.
 static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "t.id, t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
+        "t.id, t.project_id, t.created_by, \
+         (SELECT u.handle FROM users u WHERE u.id = t.created_by) AS creator, \
+         t.task_name, t.prompt, t.input_mode, t.status, t.summary, \
          t.created_at, t.updated_at, \
          coalesce((SELECT array_agg(a.path ORDER BY a.created_at, a.path) FROM task_artifacts a \
                    WHERE a.task_id = t.id AND a.job_id IS NULL), '{{}}') AS attachments, \
@@ -172,17 +183,19 @@ impl TaskRow {
             attachments: self.attachments,
             requirements: self.requirements.map(|r| r.0),
             wait_reason: self.wait_reason,
+            project_id: self.project_id,
+            creator: self.creator,
         })
     }
 }
 
-pub(crate) async fn fetch(db: impl sqlx::PgExecutor<'_>, owner: Uuid, id: Uuid) -> Result<Task> {
+/// The task, once the caller's access is settled.
+pub(crate) async fn fetch(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Task> {
     let row: TaskRow = sqlx::query_as(&format!(
-        "SELECT {columns} FROM tasks t WHERE t.id = $1 AND t.created_by = $2",
+        "SELECT {columns} FROM tasks t WHERE t.id = $1",
         columns = *TASK_COLUMNS
     ))
     .bind(id)
-    .bind(owner)
     .fetch_one(db)
     .await?;
     row.into_task()
@@ -290,6 +303,7 @@ fn validate_uploads(req: &CreateTaskRequest, uploads: &[Upload]) -> Result<()> {
 /// together or not at all.
 pub async fn create(
     db: &PgPool,
+    access: &Access,
     planner: &dyn Planner,
     signals: &Signals,
     user: &CurrentUser,
@@ -300,21 +314,33 @@ pub async fn create(
     validate_uploads(&req, &uploads)?;
     let mode = req.input_mode.unwrap_or_default();
     let mut tx = db.begin().await?;
-    let project_id: Option<Uuid> = match req.project_id {
-        Some(id) => Some(
-            sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 AND is_active")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Problem::validation(format!("project_id {id} does not exist")))?,
-        ),
-        None => {
-            sqlx::query_scalar("SELECT id FROM projects WHERE slug = $1")
-                .bind(format!("default-{}", user.id))
-                .fetch_optional(&mut *tx)
-                .await?
-        }
+    let project_id = match req.project_id {
+        Some(id) => id,
+        None => crate::projects::default_of(&mut *tx, user.id).await?,
     };
+    access
+        .require(
+            &user.subject,
+            Check::new(Action::TaskCreate, "project", project_id).in_project(project_id),
+        )
+        .await?;
+    let archived: Option<bool> =
+        sqlx::query_scalar("SELECT NOT is_active FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match archived {
+        None => {
+            return Err(Problem::not_found(format!("project {project_id} does not exist")).into());
+        }
+        Some(true) => {
+            return Err(Problem::conflict(format!(
+                "project {project_id} is deleted (archived) and takes no new tasks"
+            ))
+            .into());
+        }
+        Some(false) => {}
+    }
     // Serialise name choice per owner so that two creates cannot pick the same suffix.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
         .bind(user.id)
@@ -339,7 +365,7 @@ pub async fn create(
     let new = NewTask {
         id: task_id,
         created_by: user.principal(),
-        project_id,
+        project_id: Some(project_id),
         name: &name,
         prompt: &req.prompt,
         input_mode: mode,
@@ -368,7 +394,7 @@ pub async fn create(
         )
         .await?;
     }
-    let task = fetch(&mut *tx, user.id, task_id).await?;
+    let task = fetch(&mut *tx, task_id).await?;
     tx.commit().await?;
     signals.changed();
     planner.opened(task_id, mode);
@@ -380,21 +406,53 @@ fn bad_param(name: &str, why: &str) -> Error {
     Problem::validation(format!("query parameter {name}: {why}")).into()
 }
 
-/// `GET /v1/tasks?limit&offset&cursor&status`. The status filter applies before pagination.
+/// `GET /v1/tasks?limit&offset&cursor&status&project&mine`: the tasks the caller may read
+/// (in the projects where a role lets them, or everywhere with a system role that does),
+/// newest first. The filters apply before pagination.
 pub async fn list(
     db: &PgPool,
     user: &CurrentUser,
     query: &HashMap<String, String>,
 ) -> Result<TaskList> {
-    if let Some(unknown) = query
-        .keys()
-        .find(|k| !matches!(k.as_str(), "limit" | "offset" | "cursor" | "status"))
-    {
+    if let Some(unknown) = query.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "limit" | "offset" | "cursor" | "status" | "project" | "mine"
+        )
+    }) {
         return Err(bad_param(
             unknown,
-            "unknown parameter (limit, offset, cursor, status)",
+            "unknown parameter (limit, offset, cursor, status, project, mine)",
         ));
     }
+    let mine = match query.get("mine").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(bad_param("mine", "must be true or false")),
+    };
+    let project = match query.get("project") {
+        None => None,
+        Some(text) => {
+            let r = crate::rbac::Ref::parse("project", text)?;
+            let found = crate::projects::find(&mut *db.acquire().await?, &r).await;
+            match found {
+                Ok((id, _, _)) => Some(id),
+                // An unknown project holds no tasks the caller may read.
+                Err(_) => Some(Uuid::nil()),
+            }
+        }
+    };
+    let subject = &user.subject;
+    let everywhere = subject.everywhere(Action::TaskRead);
+    let readable: Vec<Uuid> = subject
+        .projects()
+        .into_iter()
+        .filter(|p| {
+            subject
+                .decide(&Check::new(Action::TaskRead, "project", p).in_project(*p))
+                .allowed()
+        })
+        .collect();
     let limit = match query.get("limit") {
         Some(v) => v
             .parse::<i64>()
@@ -418,12 +476,17 @@ pub async fn list(
         .map_err(|e| bad_param("status", &e))?;
     let rows: Vec<TaskRow> = sqlx::query_as(&format!(
         "SELECT {columns} FROM tasks t
-         WHERE t.created_by = $1 AND ($2::text IS NULL OR t.status = $2)
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4",
+         WHERE ($1 OR t.project_id = ANY($2)) AND ($3::text IS NULL OR t.status = $3)
+           AND ($4::uuid IS NULL OR t.project_id = $4) AND (NOT $5 OR t.created_by = $6)
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $7 OFFSET $8",
         columns = *TASK_COLUMNS
     ))
-    .bind(user.id)
+    .bind(everywhere)
+    .bind(&readable)
     .bind(status.map(|s| s.as_str()))
+    .bind(project)
+    .bind(mine)
+    .bind(user.id)
     .bind(limit + 1)
     .bind(offset)
     .fetch_all(db)
@@ -442,58 +505,88 @@ pub async fn list(
     })
 }
 
-/// Finds the caller's task by id or by name; anything else is 404.
-pub(crate) async fn resolve(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<Uuid> {
-    let by_id: Option<Uuid> = match Uuid::parse_str(id_or_name) {
+/// The task `id_or_name` names (an id, or the name of one of the caller's own tasks, the
+/// newest of that name), once [`crate::authz`] allows `action` on it: a task in a project the
+/// caller holds no role in is 404, one they may see but not act on 403 (both audited).
+pub(crate) async fn resolve_row(
+    db: &PgPool,
+    access: &Access,
+    user: &CurrentUser,
+    id_or_name: &str,
+    action: Action,
+) -> Result<TaskRow> {
+    let not_found = || {
+        Error::from(Problem::not_found(format!(
+            "task {id_or_name} does not exist"
+        )))
+    };
+    let row: Option<TaskRow> = match Uuid::parse_str(id_or_name) {
         Ok(id) => {
-            sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND created_by = $2")
-                .bind(id)
-                .bind(user.id)
-                .fetch_optional(db)
-                .await?
+            sqlx::query_as(&format!(
+                "SELECT {columns} FROM tasks t WHERE t.id = $1",
+                columns = *TASK_COLUMNS
+            ))
+            .bind(id)
+            .fetch_optional(db)
+            .await?
         }
         Err(_) => None,
     };
-    if let Some(id) = by_id {
-        return Ok(id);
+    let row = match row {
+        Some(row) => row,
+        None => sqlx::query_as(&format!(
+            "SELECT {columns} FROM tasks t WHERE t.task_name = $1 AND t.created_by = $2
+             ORDER BY t.created_at DESC LIMIT 1",
+            columns = *TASK_COLUMNS
+        ))
+        .bind(id_or_name)
+        .bind(user.id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(not_found)?,
+    };
+    // A task without a project (none are left after the teams migration) is in no one's scope.
+    let project = row.project_id.unwrap_or_default();
+    let check = Check::new(action, "task", row.id)
+        .in_project(project)
+        .owned_by(row.created_by);
+    match access.require(&user.subject, check).await {
+        // The same words for a hidden task as for a missing one.
+        Err(Error::Problem(p, _)) if p.status == 404 => Err(not_found()),
+        Err(e) => Err(e),
+        Ok(()) => Ok(row),
     }
-    let by_name: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM tasks WHERE task_name = $1 AND created_by = $2 ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(id_or_name)
-    .bind(user.id)
-    .fetch_optional(db)
-    .await?;
-    by_name.ok_or_else(|| Problem::not_found(format!("task {id_or_name} does not exist")).into())
 }
 
-/// Like [`resolve`], but the admin finds any task by its id too (reading, not changing).
-pub(crate) async fn resolve_for_reader(
+/// Like [`resolve_row`], for callers that need only the id.
+pub(crate) async fn resolve(
     db: &PgPool,
+    access: &Access,
     user: &CurrentUser,
     id_or_name: &str,
+    action: Action,
 ) -> Result<Uuid> {
-    if user.handle == crate::users::ADMIN_HANDLE
-        && let Ok(id) = Uuid::parse_str(id_or_name)
-    {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
-            .bind(id)
-            .fetch_one(db)
-            .await?;
-        if exists {
-            return Ok(id);
-        }
-    }
-    resolve(db, user, id_or_name).await
+    Ok(resolve_row(db, access, user, id_or_name, action).await?.id)
 }
 
-pub async fn get(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<Task> {
-    let id = resolve(db, user, id_or_name).await?;
-    fetch(db, user.id, id).await
+pub async fn get(
+    db: &PgPool,
+    access: &Access,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<Task> {
+    resolve_row(db, access, user, id_or_name, Action::TaskRead)
+        .await?
+        .into_task()
 }
 
-pub async fn result(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<TaskResult> {
-    let task = get(db, user, id_or_name).await?;
+pub async fn result(
+    db: &PgPool,
+    access: &Access,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<TaskResult> {
+    let task = get(db, access, user, id_or_name).await?;
     let jobs = jobs::jobs_of(db, task.id)
         .await?
         .into_iter()
@@ -521,8 +614,13 @@ pub async fn result(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result
 
 /// `GET /v1/tasks/{id}/steps`: the Project Manager steps of the caller's task (none for
 /// `script` / `commands` tasks).
-pub async fn steps(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<TaskSteps> {
-    let id = resolve(db, user, id_or_name).await?;
+pub async fn steps(
+    db: &PgPool,
+    access: &Access,
+    user: &CurrentUser,
+    id_or_name: &str,
+) -> Result<TaskSteps> {
+    let id = resolve(db, access, user, id_or_name, Action::TaskRead).await?;
     let steps = crate::pm::planner::steps(db, id)
         .await?
         .into_iter()
@@ -553,11 +651,12 @@ pub async fn steps(db: &PgPool, user: &CurrentUser, id_or_name: &str) -> Result<
 /// the caller asks their nodes to stop once this has committed.
 pub async fn cancel(
     db: &PgPool,
+    access: &Access,
     worker_tokens: &TokenKeys,
     user: &CurrentUser,
     id_or_name: &str,
 ) -> Result<(CancelResponse, Vec<RunningJob>)> {
-    let id = resolve(db, user, id_or_name).await?;
+    let id = resolve(db, access, user, id_or_name, Action::TaskCancel).await?;
     let running = match jobs::cancel(db, id, worker_tokens).await? {
         Canceled::AlreadyFinished(status) => {
             return Err(Problem::conflict(format!(
@@ -579,6 +678,7 @@ pub async fn cancel(
 
 pub async fn logs(
     db: &PgPool,
+    access: &Access,
     user: &CurrentUser,
     id_or_name: &str,
     stream: TaskLogStream,
@@ -588,7 +688,7 @@ pub async fn logs(
         TaskLogStream::Stdout => (true, false),
         TaskLogStream::Stderr => (false, true),
     };
-    let id = resolve(db, user, id_or_name).await?;
+    let id = resolve(db, access, user, id_or_name, Action::TaskRead).await?;
     let mut stdout = String::new();
     let mut stderr = String::new();
     for job in jobs::jobs_of(db, id).await? {

@@ -33,7 +33,6 @@ pub use tasks::{
     MAX_ATTACHMENTS, MAX_LABEL_CHARS, MAX_MODEL_NAME_CHARS, MAX_REQUIRED_LABELS,
     MAX_TASK_NAME_CHARS, Task, TaskList, TaskStatus,
 };
-pub use usage::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
 pub use teams::{
     AccessRule, AccessRuleList, AddMemberRequest, AuditEvent, AuditPage, AuditQuery,
     ChangePasswordRequest, CreateAccessRuleRequest, CreateGroupRequest, CreateProjectRequest,
@@ -44,3 +43,4 @@ pub use teams::{
     SetPasswordRequest, SubjectType, UpdateGroupRequest, UpdateProjectRequest, UserAccount,
     UserList, UserListQuery,
 };
+pub use usage::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};

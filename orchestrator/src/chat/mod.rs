@@ -41,9 +41,11 @@ use cynode_contracts::user::{
 use uuid::Uuid;
 
 use crate::auth::CurrentUser;
+use crate::authz::{Action, Check};
 use crate::error;
 use crate::node_inference;
 use crate::pm::ProjectManager;
+use crate::rbac::Access;
 use crate::web::ApiPath;
 use cynode_service_kit::http::ApiQuery;
 
@@ -55,17 +57,27 @@ pub use self::routing::{PmAnswer, completion_timeout};
 pub use self::stream::sse_response;
 use redact::Findings;
 
-/// Every model the caller can chat with: `cynodeai.pm`, then each model a dispatchable node
-/// serves.
-#[utoipa::path(get, path = "/v1/models", tag = "chat", security(("bearer" = [])), responses(
-    (status = 200, body = ModelList), (status = 401, body = OpenAiError),
+/// Every model the caller can chat with in the project (`OpenAI-Project`, else their default
+/// one): `cynodeai.pm`, then each model a dispatchable node serves that `model.use` allows them
+/// (USRGWY-0127).
+#[utoipa::path(get, path = "/v1/models", tag = "chat", security(("bearer" = [])),
+    params(("OpenAI-Project" = Option<Uuid>, Header, description = "the project; default: the caller's default project")),
+    responses(
+    (status = 200, body = ModelList), (status = 401, body = OpenAiError), (status = 404, body = OpenAiError),
 ))]
 pub async fn models(
     State(state): State<ProjectManager>,
+    headers: HeaderMap,
     user: Result<CurrentUser, error::Error>,
 ) -> Result<Json<ModelList>, ChatError> {
-    user?;
+    let user = user?;
+    let project_id = project(&state, &user, &headers).await?;
     let served = node_inference::served_models(&state.db, state.config.node_stale_after).await?;
+    let may_use = |model: &String| {
+        user.subject
+            .decide(&Check::new(Action::ModelUse, "model", model).in_project(project_id))
+            .allowed()
+    };
     let model = |id: String| ModelObject {
         id,
         object: "model".into(),
@@ -73,7 +85,7 @@ pub async fn models(
         owned_by: "cynodeai".into(),
     };
     let data = std::iter::once(PM_MODEL.to_owned())
-        .chain(served.into_iter().filter(|m| m != PM_MODEL))
+        .chain(served.into_iter().filter(|m| m != PM_MODEL && may_use(m)))
         .map(model)
         .collect();
     Ok(Json(ModelList {
@@ -117,10 +129,27 @@ pub async fn completions(
     let user = user?;
     let mut request = Validated::parse(&body)?;
     let project_id = project(&state, &user, &headers).await?;
+    let access = Access {
+        db: state.db.clone(),
+    };
+    access
+        .require(
+            &user.subject,
+            Check::new(Action::ChatUse, "project", project_id).in_project(project_id),
+        )
+        .await?;
+    if request.model != PM_MODEL {
+        access
+            .require(
+                &user.subject,
+                Check::new(Action::ModelUse, "model", &request.model).in_project(project_id),
+            )
+            .await?;
+    }
     let mut call = Call {
         state: state.clone(),
         principal: user.principal(),
-        project_id,
+        project_id: Some(project_id),
         thread_id: None,
         model: request.model.clone(),
         stream: request.stream,
@@ -131,9 +160,15 @@ pub async fn completions(
         call.findings = request.redact();
         let named = thread_header(&headers)?;
         let last = request.last_message();
-        let thread =
-            threads::store_user_message(&state.db, user.id, project_id, named, &last.0, &last.1)
-                .await?;
+        let thread = threads::store_user_message(
+            &state.db,
+            user.id,
+            Some(project_id),
+            named,
+            &last.0,
+            &last.1,
+        )
+        .await?;
         call.thread_id = Some(thread);
         if request.model == PM_MODEL {
             routing::pm(&call, &user, request).await

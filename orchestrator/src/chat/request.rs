@@ -153,7 +153,7 @@ pub(super) async fn project(
     state: &ProjectManager,
     user: &CurrentUser,
     headers: &HeaderMap,
-) -> Result<Option<Uuid>, ChatError> {
+) -> Result<Uuid, ChatError> {
     match headers.get(CHAT_PROJECT_HEADER) {
         Some(value) => {
             let id = value
@@ -166,16 +166,15 @@ pub(super) async fn project(
                     .bind(id)
                     .fetch_optional(&state.db)
                     .await?;
-            found
-                .map(Some)
-                .ok_or_else(|| ChatError::invalid(None, format!("project {id} does not exist")))
+            found.ok_or_else(|| {
+                ChatError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("project {id} does not exist"),
+                )
+            })
         }
-        None => Ok(
-            sqlx::query_scalar("SELECT id FROM projects WHERE slug = $1")
-                .bind(format!("default-{}", user.id))
-                .fetch_optional(&state.db)
-                .await?,
-        ),
+        None => Ok(crate::projects::default_of(&state.db, user.id).await?),
     }
 }
 

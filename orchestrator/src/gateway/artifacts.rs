@@ -1,6 +1,6 @@
-//! `/v1/tasks/{id}/artifacts`: a task's files over HTTP. Who may read or write is decided here
-//! (the owner, and for listing the admin too); the bytes go through `artifacts`, the tables'
-//! only writer.
+//! `/v1/tasks/{id}/artifacts`: a task's files over HTTP. Who may read or write is decided by
+//! [`crate::authz`] (`artifact.read`, `artifact.write` in the task's project); the bytes go
+//! through `artifacts`, the tables' only writer.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,29 +15,32 @@ use uuid::Uuid;
 
 use crate::artifacts::{self, Writer};
 use crate::auth::CurrentUser;
+use crate::authz::Action;
 use crate::error::Error;
+use crate::rbac::Access;
 use crate::tasks;
 use crate::web::ApiPath;
 
-/// The task's artifacts. Its owner and the admin see them; anyone else is told the task does
-/// not exist.
+/// The task's artifacts, for whoever may read the task's project; anyone else is told the task
+/// does not exist.
 #[utoipa::path(get, path = "/v1/tasks/{id}/artifacts", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name")), responses(
     (status = 200, body = ArtifactList), (status = 401, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn http_list(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ArtifactList>, Error> {
-    let task_id = tasks::resolve_for_reader(&db, &user, &id).await?;
+    let task_id = tasks::resolve(&db, &access, &user, &id, Action::ArtifactRead).await?;
     Ok(Json(ArtifactList {
         task_id,
         artifacts: artifacts::list(&db, task_id).await?,
     }))
 }
 
-/// Downloads an artifact's bytes, with its stored `Content-Type` (owner only).
+/// Downloads an artifact's bytes, with its stored `Content-Type`.
 #[utoipa::path(get, path = "/v1/tasks/{id}/artifacts/{artifact_id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name"), ("artifact_id" = Uuid, Path)), responses(
     (status = 200, description = "the artifact's bytes", content_type = "application/octet-stream", body = Vec<u8>,
@@ -46,10 +49,11 @@ pub async fn http_list(
 ))]
 pub async fn http_download(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath((id, artifact_id)): ApiPath<(String, Uuid)>,
 ) -> Result<Response, Error> {
-    let task_id = tasks::resolve(&db, &user, &id).await?;
+    let task_id = tasks::resolve(&db, &access, &user, &id, Action::ArtifactRead).await?;
     let (artifact, bytes) = artifacts::get_by_id(&db, task_id, artifact_id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("artifact {artifact_id} does not exist")))?;
@@ -81,7 +85,8 @@ pub async fn http_download(
     Ok(response)
 }
 
-/// Uploads the request body as the artifact at `path` (owner only), replacing what was there:
+/// Uploads the request body as the artifact at `path` (`artifact.write`: the task's creator as a
+/// member, or an operator), replacing what was there:
 /// 201 when new, 200 when replaced. The request's `Content-Type` is stored with it.
 #[utoipa::path(put, path = "/v1/tasks/{id}/artifacts", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name"), ArtifactPutQuery),
@@ -93,6 +98,7 @@ pub async fn http_download(
 ))]
 pub async fn http_upload(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ArtifactPutQuery>,
@@ -107,7 +113,7 @@ pub async fn http_upload(
         ),
         None => None,
     };
-    let task_id = tasks::resolve(&db, &user, &id).await?;
+    let task_id = tasks::resolve(&db, &access, &user, &id, Action::ArtifactWrite).await?;
     let writer = Writer {
         user_id: Some(user.id),
         job_id: None,

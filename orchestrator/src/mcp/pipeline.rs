@@ -8,9 +8,13 @@
 //! 4. gates (none of the built tools has one yet);
 //! 5. arguments: the size cap, the tool's schema (typed, unknown fields refused), and the ids
 //!    they name must be the token's own for a scoped caller;
-//! 6. the `mcp.tool.invoke` access rules (`mcp_access_rules`: deny wins, default deny);
-//! 7. the tool runs under its time cap;
-//! 8. one audit row, whatever happened.
+//! 6. the agent-type `mcp.tool.invoke` rules (`mcp_access_rules`: deny wins, default deny);
+//! 7. for a user's agent (sandbox, analyst): [`crate::authz`] over the task owner, in the
+//!    task's project: `mcp.tool.invoke` access rules, else the role the tool's action needs
+//!    (`policy.toml` `[tools]`); a disabled owner's agents are refused, and a denial is also a
+//!    row of the access audit;
+//! 8. the tool runs under its time cap;
+//! 9. one audit row, whatever happened.
 //!
 //! [`invoke`] is the only way a tool runs: the MCP server calls it for remote agents, the
 //! workflow engine for the in-process Project Manager.
@@ -25,7 +29,9 @@ use uuid::Uuid;
 use super::agent::{Agent, AgentType, TokenError};
 use super::audit;
 use super::tools::{self, ToolDef};
+use crate::authz::{self, Action, Check, Decision as AccessDecision};
 use crate::mcp::Mcp;
+use crate::rbac;
 
 /// Why a call did not succeed. The first group are the pipeline's refusals (audited `deny`);
 /// the rest happened while an allowed tool ran (audited `allow` + `error`).
@@ -244,7 +250,9 @@ async fn enforce_and_run(
             format!("an access rule denies {} to this agent", tool.name),
         ));
     }
-    // 7. run under the time cap
+    // 7. the task owner's access
+    owner_allows(state, agent, tool.name).await?;
+    // 8. run under the time cap
     match tokio::time::timeout(tool.timeout, tools::run(state, agent, tool.name, arguments)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(ToolFailure::new(
@@ -313,6 +321,65 @@ async fn access_allowed(state: &Mcp, agent: AgentType, tool: &str) -> Result<boo
     .fetch_all(&state.db)
     .await?;
     Ok(effects.iter().any(|e| e == "allow") && !effects.iter().any(|e| e == "deny"))
+}
+
+/// A user's agent acts for the task's owner: their roles in the task's project (and the access
+/// rules naming them) decide, read afresh on every call, so that removing them from a group or
+/// disabling them holds for their running tasks' next call. The Project Manager is the
+/// system's own agent and passes.
+async fn owner_allows(state: &Mcp, agent: &Agent, tool: &str) -> Result<(), ToolFailure> {
+    if agent.agent_type == AgentType::Pm {
+        return Ok(());
+    }
+    let Some(user) = agent.user_id else {
+        return Err(ToolFailure::new(
+            FailureKind::Unauthenticated,
+            "the token names no user; a user's agent acts for one",
+        ));
+    };
+    let subject = rbac::subject_of(&state.db, user).await?.ok_or_else(|| {
+        ToolFailure::new(
+            FailureKind::Unauthenticated,
+            "the user this agent works for is disabled",
+        )
+    })?;
+    let project = match (agent.project_id, agent.task_id) {
+        (Some(p), _) => p,
+        (None, Some(task)) => {
+            sqlx::query_scalar::<_, Option<Uuid>>("SELECT project_id FROM tasks WHERE id = $1")
+                .bind(task)
+                .fetch_optional(&state.db)
+                .await?
+                .flatten()
+                .unwrap_or_default()
+        }
+        (None, None) => Uuid::nil(),
+    };
+    let Some(needs) = authz::policy().tool(tool) else {
+        return Err(ToolFailure::new(
+            FailureKind::AccessDenied,
+            format!("{tool} is not open to a user's agent"),
+        ));
+    };
+    let mut check = Check::new(Action::McpToolInvoke, "mcp.tool", tool)
+        .in_project(project)
+        .owned_by(user);
+    check.role_action = Some(needs);
+    match subject.decide(&check) {
+        AccessDecision::Allow => Ok(()),
+        AccessDecision::Deny(reason) => {
+            let access = rbac::Access {
+                db: state.db.clone(),
+            };
+            access
+                .deny(&subject, &check, &reason, agent.task_id)
+                .await?;
+            Err(ToolFailure::new(
+                FailureKind::AccessDenied,
+                format!("{tool} is not allowed: {reason}"),
+            ))
+        }
+    }
 }
 
 /// Bounds of one tool call.

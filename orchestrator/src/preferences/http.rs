@@ -18,49 +18,61 @@ use super::{
     create, delete, effective_for, effective_for_task, get, list, update,
 };
 use crate::auth::CurrentUser;
+use crate::authz::{Action, Check};
 use crate::error::Error;
+use crate::rbac::Access;
 use crate::web::ApiPath;
 
-fn is_admin(user: &CurrentUser) -> bool {
-    user.handle == crate::users::ADMIN_HANDLE
-}
-
-/// System and project entries: everyone reads, the admin writes. User entries: their user
-/// (and the admin). Task entries: the task's owner (and the admin); anyone else is told the
-/// task does not exist.
+/// Who may read and write which scope, as [`crate::authz`] decides: system entries everyone
+/// reads and `preference.system.write` changes; project entries whoever may read the project
+/// reads and `project.update` changes; user entries are their user's (others need `user.read`
+/// or `user.manage`); task entries follow the task (`task.read`, `task.update`). A project or
+/// task the caller may not see is 404.
 async fn authorize(
     db: &PgPool,
+    access: &Access,
     user: &CurrentUser,
     scope: Scope,
     write: bool,
 ) -> Result<(), Error> {
-    if is_admin(user) {
-        return Ok(());
-    }
+    let subject = &user.subject;
     match scope {
-        Scope::System | Scope::Project(_) if write => Err(Problem::forbidden(format!(
-            "only the admin may change {} preferences",
-            scope.scope_type()
-        ))
-        .into()),
-        Scope::System | Scope::Project(_) => Ok(()),
+        Scope::System if write => {
+            access
+                .require(subject, Check::system(Action::PreferenceSystemWrite))
+                .await
+        }
+        Scope::System => Ok(()),
+        Scope::Project(p) => {
+            let action = if write {
+                Action::ProjectUpdate
+            } else {
+                Action::ProjectRead
+            };
+            access
+                .require(subject, Check::new(action, "project", p).in_project(p))
+                .await
+        }
         Scope::User(id) if id == user.id => Ok(()),
-        Scope::User(_) => {
-            Err(Problem::forbidden("only your own user preferences are open to you").into())
+        Scope::User(id) => {
+            let action = if write {
+                Action::UserManage
+            } else {
+                Action::UserRead
+            };
+            access
+                .require(subject, Check::new(action, "user", id))
+                .await
         }
         Scope::Task(id) => {
-            let owns: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND created_by = $2)",
-            )
-            .bind(id)
-            .bind(user.id)
-            .fetch_one(db)
-            .await?;
-            if owns {
-                Ok(())
+            let action = if write {
+                Action::TaskUpdate
             } else {
-                Err(Problem::not_found(format!("task {id} does not exist")).into())
-            }
+                Action::TaskRead
+            };
+            crate::tasks::resolve(db, access, user, &id.to_string(), action)
+                .await
+                .map(|_| ())
         }
     }
 }
@@ -92,11 +104,12 @@ fn path_scope_type(raw: &str) -> Result<ScopeType, Error> {
 ))]
 pub async fn http_list(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PreferenceListQuery>,
 ) -> Result<Json<PreferencePage>, Error> {
     let scope = requested_scope(&user, q.scope_type, q.scope_id)?;
-    authorize(&db, &user, scope, false).await?;
+    authorize(&db, &access, &user, scope, false).await?;
     let page = list(
         &db,
         scope,
@@ -116,12 +129,13 @@ pub async fn http_list(
 ))]
 pub async fn http_get(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
 ) -> Result<Json<PreferenceEntry>, Error> {
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&db, &user, scope, false).await?;
+    authorize(&db, &access, &user, scope, false).await?;
     get(&db, scope, &key).await?.map(Json).ok_or_else(|| {
         Problem::not_found(format!("preference {key} of {scope} does not exist")).into()
     })
@@ -141,6 +155,7 @@ pub async fn http_get(
 ))]
 pub async fn http_put(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
@@ -153,7 +168,7 @@ pub async fn http_put(
         .into());
     }
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&db, &user, scope, true).await?;
+    authorize(&db, &access, &user, scope, true).await?;
     check_expected(body.expected_version)?;
     let actor = Some(user.id);
     let reason = body.reason.as_deref();
@@ -197,12 +212,13 @@ pub async fn http_put(
 ))]
 pub async fn http_delete(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiPath((scope_type, key)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PreferenceScopeQuery>,
 ) -> Result<StatusCode, Error> {
     let scope = requested_scope(&user, path_scope_type(&scope_type)?, q.scope_id)?;
-    authorize(&db, &user, scope, true).await?;
+    authorize(&db, &access, &user, scope, true).await?;
     delete(
         &db,
         scope,
@@ -224,6 +240,7 @@ pub async fn http_delete(
 ))]
 pub async fn http_effective(
     State(db): State<PgPool>,
+    State(access): State<Access>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<EffectiveQuery>,
 ) -> Result<Json<EffectivePreferences>, Error> {
@@ -232,10 +249,15 @@ pub async fn http_effective(
             return Err(Problem::validation("give task_id or project_id, not both").into());
         }
         (Some(task_id), None) => {
-            authorize(&db, &user, Scope::Task(task_id), false).await?;
+            authorize(&db, &access, &user, Scope::Task(task_id), false).await?;
             effective_for_task(&db, task_id).await?
         }
-        (None, project_id) => effective_for(&db, user.id, project_id).await?,
+        (None, project_id) => {
+            if let Some(p) = project_id {
+                authorize(&db, &access, &user, Scope::Project(p), false).await?;
+            }
+            effective_for(&db, user.id, project_id).await?
+        }
     };
     Ok(Json(view))
 }

@@ -1,5 +1,6 @@
 //! Who is calling: the extractors that establish [`CurrentUser`] (an access JWT whose session is
-//! active, or a personal API key), [`Admin`] and [`CurrentNode`] (a node JWT of a node that is
+//! active, or a personal API key, with the subject authorization decides over) and
+//! [`CurrentNode`] (a node JWT of a node that is
 //! still registered) for the servers' routes.
 
 use axum::extract::FromRequestParts;
@@ -7,21 +8,9 @@ use axum::http::request::Parts;
 use cynode_contracts::problem::Problem;
 
 use super::AppState;
-use crate::auth::{Admin, Credential, CurrentNode, CurrentUser, TokenType, bearer};
+use crate::auth::{Credential, CurrentNode, CurrentUser, TokenType, bearer};
 use crate::error::{Error, Result};
 use crate::{apikeys, nodes, users};
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
-        if user.handle != users::ADMIN_HANDLE {
-            return Err(Problem::forbidden("only the admin may do this").into());
-        }
-        Ok(Self(user))
-    }
-}
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;
@@ -36,13 +25,18 @@ impl FromRequestParts<AppState> for CurrentUser {
         let (Some(user_id), Some(session_id)) = (claims.user_id, claims.sid) else {
             return Err(Problem::unauthorized("token is invalid").into());
         };
-        let handle = users::session_handle(&state.db, user_id, session_id)
+        let subject = users::session_subject(&state.db, user_id, session_id)
             .await?
-            .ok_or_else(|| Problem::unauthorized("session has been revoked or logged out"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized(
+                    "session has been revoked or logged out, or the user is disabled",
+                )
+            })?;
         Ok(Self {
             id: user_id,
-            handle,
+            handle: subject.handle.clone(),
             credential: Credential::Session(session_id),
+            subject: std::sync::Arc::new(subject),
         })
     }
 }

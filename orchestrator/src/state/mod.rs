@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::{
-    auth, dispatch, jobs, mcp, metrics, nodes, pm, ratelimit, signals, task_logs, telemetry, users,
-    worker_tokens, workflow,
+    auth, dispatch, jobs, mcp, metrics, nodes, pm, ratelimit, rbac, signals, task_logs, telemetry,
+    users, worker_tokens, workflow,
 };
 
 /// What the servers' handlers share, and what every engine's handles are built from.
@@ -82,6 +82,13 @@ impl AppState {
         }
     }
 
+    /// How routes ask the authorization module (and get denials audited).
+    pub fn access(&self) -> rbac::Access {
+        rbac::Access {
+            db: self.db.clone(),
+        }
+    }
+
     /// What login and refresh need.
     pub fn sessions(&self) -> users::Sessions {
         users::Sessions {
@@ -124,6 +131,12 @@ impl AppState {
             http: self.http.clone(),
             worker_tokens: self.worker_tokens.clone(),
         }
+    }
+}
+
+impl FromRef<AppState> for rbac::Access {
+    fn from_ref(state: &AppState) -> Self {
+        state.access()
     }
 }
 

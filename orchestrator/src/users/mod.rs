@@ -1,5 +1,9 @@
 //! Users and their sessions: bootstrap of the reserved accounts, login, refresh rotation, logout,
-//! and the auth audit log.
+//! the auth audit log, and the accounts admins manage ([`accounts`]). The only writer of
+//! `users`, `password_credentials`, `password_set_tokens`, `refresh_sessions` and
+//! `auth_audit_log`.
+
+pub mod accounts;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,12 +48,13 @@ pub async fn bootstrap(db: &PgPool, admin_password: Option<&Secret>) -> Result<(
         .execute(&mut *tx)
         .await?;
     if find_user_id(&mut *tx, SYSTEM_HANDLE).await?.is_none() {
-        insert_user(&mut tx, SYSTEM_HANDLE, None).await?;
+        insert_user(&mut tx, SYSTEM_HANDLE, None, None, None).await?;
     }
     if find_user_id(&mut *tx, ADMIN_HANDLE).await?.is_none() {
         let password = admin_password.ok_or(BootstrapError::MissingPassword)?;
         let hash = auth::hash_password(password.expose())?;
-        insert_user(&mut tx, ADMIN_HANDLE, Some(hash)).await?;
+        let admin = insert_user(&mut tx, ADMIN_HANDLE, None, None, Some(hash)).await?;
+        crate::rbac::bindings::bind_system_admin(&mut tx, admin).await?;
         tracing::info!(handle = ADMIN_HANDLE, "bootstrap admin created");
     }
     tx.commit().await?;
@@ -63,27 +68,38 @@ async fn find_user_id(db: impl PgExecutor<'_>, handle: &str) -> Result<Option<Uu
         .await?)
 }
 
-/// A user with a default project (`default-<uid>`) and, when given, a password.
+/// The slug of a user's personal default project.
+pub fn default_project_slug(user: Uuid) -> String {
+    format!("default-{user}")
+}
+
+/// A user who owns a default project (`default-<uid>`) and, when given, has a password.
 async fn insert_user(
     tx: &mut sqlx::PgConnection,
     handle: &str,
+    display_name: Option<&str>,
+    email: Option<&str>,
     password_hash: Option<String>,
 ) -> Result<Uuid> {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO users (id, handle) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO users (id, handle, display_name, email) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(handle)
+        .bind(display_name)
+        .bind(email)
         .execute(&mut *tx)
         .await?;
+    let project = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO projects (id, slug, display_name, updated_by) VALUES ($1, $2, $3, $4)",
     )
-    .bind(Uuid::new_v4())
-    .bind(format!("default-{id}"))
+    .bind(project)
+    .bind(default_project_slug(id))
     .bind(format!("Default project of {handle}"))
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    crate::rbac::bindings::bind_owner(tx, id, project).await?;
     if let Some(hash) = password_hash {
         sqlx::query(
             "INSERT INTO password_credentials (id, user_id, password_hash, hash_alg)
@@ -151,21 +167,26 @@ pub struct Sessions {
     pub keys: Keys,
 }
 
-/// The handle of `user_id` while the session `session_id` is active and the user enabled: an
-/// access JWT is good only that long (logout and revocation take effect at once).
-pub async fn session_handle(
+/// Who `user_id` is, with their groups, roles and rules, while the session `session_id` is
+/// active and the user enabled: an access JWT is good only that long (logout, revocation and
+/// disabling take effect at once). One query, authentication and subject together.
+pub async fn session_subject(
     db: &PgPool,
     user_id: Uuid,
     session_id: Uuid,
-) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT u.handle FROM refresh_sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.id = $1 AND s.user_id = $2 AND s.is_active AND u.is_active",
-    )
+) -> Result<Option<crate::authz::Subject>> {
+    let row: Option<crate::rbac::SubjectRow> = sqlx::query_as(&format!(
+        "WITH who AS (
+            SELECT u.id, u.handle FROM refresh_sessions s JOIN users u ON u.id = s.user_id
+            WHERE s.id = $1 AND s.user_id = $2 AND s.is_active AND u.is_active)
+         {}",
+        crate::rbac::SUBJECT_SELECT
+    ))
     .bind(session_id)
     .bind(user_id)
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(Into::into))
 }
 
 fn invalid_credentials() -> Error {
