@@ -58,13 +58,14 @@ pub enum Command {
     /// List, inspect, drain and undrain worker nodes (needs a system role)
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Read the access audit and the MCP audit (needs a system role)
+    /// Read the access audit and the MCP audit (needs the system admin role)
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Create, list, disable and enable user accounts (needs a system role)
+    /// Create, list, disable and enable user accounts (needs a system role; changes need
+    /// system admin)
     #[command(subcommand)]
     User(UserCommand),
-    /// Create groups and manage their members (changes need a system role)
+    /// Create groups and manage their members (needs a system role; changes need system admin)
     #[command(subcommand)]
     Group(GroupCommand),
     /// Create and manage projects, their role bindings, and the active project
@@ -80,20 +81,22 @@ pub enum Command {
     /// List, grant and revoke role bindings, system-wide (--system) or in one project
     /// (--project)
     ///
-    /// A role bound at system scope holds in every project too. Granting needs the role (or a
-    /// stronger one) at that scope. `cynork project rbac` is the same for one project.
+    /// A role bound at system scope holds in every project too (system admin as a project
+    /// owner). Granting or revoking a role needs it, or a stronger one, at that scope: system
+    /// admin for system bindings, a project's owner or admin for its bindings. `cynork project
+    /// rbac` is the same for one project.
     #[command(subcommand)]
     Rbac(RbacCommand),
     /// Access rules: allow or deny one action on matching resources, before roles decide
-    /// (needs a system role)
+    /// (needs the system admin role)
     #[command(subcommand)]
     Rule(RuleCommand),
     /// Read and change preferences, and see the effective ones of a task or project
     ///
-    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system and
-    /// project entries; changing them needs a role that allows it (`cynork role list`); user
-    /// entries are your own; task entries belong to the task's owner. A `null` value hides the
-    /// key set at lower scopes.
+    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system
+    /// entries, and a project's entries whoever has a role in it; changing them needs system
+    /// admin, or the project's owner or admin role. User entries are your own; task entries
+    /// go with the task. A `null` value hides the key set at lower scopes.
     #[command(subcommand)]
     Prefs(PrefsCommand),
     /// Chat with a model through the gateway

@@ -1,6 +1,6 @@
 //! `cynork audit list|get`: the access audit (membership changes, role grants and revokes,
 //! user state changes, denied requests); `cynork audit mcp`: the MCP gateway's audit. Both
-//! newest first, for holders of a system role that allows it. An MCP line is one tool call;
+//! newest first, for system admins. An MCP line is one tool call;
 //! never its arguments or result, which are not kept.
 
 use cynode_contracts::mcp::{McpAuditEntry, McpAuditPage};

@@ -1,5 +1,5 @@
-//! `cynork group create|list|get|update|members|add|remove`. Everyone with a login may read
-//! groups; changes need a system role that allows them.
+//! `cynork group create|list|get|update|members|add|remove`. Reading groups needs a system
+//! role; changes need system admin.
 
 use cynode_contracts::routes;
 use cynode_contracts::user::{

@@ -1,5 +1,5 @@
 //! `cynork rule list|create|delete`: access rules, which allow or deny one action on the
-//! resources their pattern matches before roles decide (a system role is needed).
+//! resources their pattern matches before roles decide (system admin only).
 
 use cynode_contracts::routes;
 use cynode_contracts::user::{AccessRule, AccessRuleList, CreateAccessRuleRequest};

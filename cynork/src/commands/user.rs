@@ -1,5 +1,5 @@
-//! `cynork user create|list|get|disable|enable|reset-password|revoke-sessions` (the gateway
-//! allows them to holders of a system role that permits it).
+//! `cynork user create|list|get|disable|enable|reset-password|revoke-sessions` (reading needs
+//! a system role; changes need system admin).
 
 use cynode_contracts::routes;
 use cynode_contracts::user::{

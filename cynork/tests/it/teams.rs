@@ -14,11 +14,10 @@ use crate::tty::pane_command;
 const AUTH: i32 = 3;
 const NOT_FOUND: i32 = 4;
 const CONFLICT: i32 = 5;
-const REJECTED: i32 = 6;
 
-const ALICE_PASSWORD: &str = "alice-password-0001";
-const BOB_PASSWORD: &str = "bob-password-0002";
-const CAROL_PASSWORD: &str = "carol-password-0003";
+const ALICE_PASSWORD: &str = "first-secret-0001";
+const BOB_PASSWORD: &str = "second-secret-0002";
+const CAROL_PASSWORD: &str = "third-secret-0003";
 
 /// The value of `key=` in a `key=value` line.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -87,10 +86,10 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
         &admin,
         "user create alice --display-name 'Alice L'",
     ));
-    tmux.wait_for("the password prompt", |s| s.contains("Password: "))
+    tmux.wait_for("the password prompt", |s| s.contains("Password:"))
         .await;
     tmux.type_line(ALICE_PASSWORD);
-    tmux.wait_for("the second prompt", |s| s.contains("Password (again): "))
+    tmux.wait_for("the second prompt", |s| s.contains("Password (again):"))
         .await;
     tmux.type_line(ALICE_PASSWORD);
     let screen = tmux
@@ -185,11 +184,13 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
         set.ok().trim(),
         format!("active_project={project_id} slug=vision")
     );
-    let config = std::fs::read_to_string(alice.config_file()).unwrap();
-    assert!(
-        config.contains(&format!("active_project: {project_id}")),
-        "{config}"
-    );
+    // Saved next to the session (the file holds tokens: only the one key is shown).
+    let saved = |cli: &Cynork| {
+        let text = std::fs::read_to_string(cli.config_file()).unwrap();
+        let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        config["active_project"].as_str().map(str::to_owned)
+    };
+    assert_eq!(saved(&alice).as_deref(), Some(project_id.as_str()));
     let task = alice
         .run(&[
             "task",
@@ -235,12 +236,7 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
     assert_code(&carol.run(&["task", "get", &task_id]).await, NOT_FOUND);
     assert_code(&carol.run(&["project", "get", "vision"]).await, NOT_FOUND);
     assert_code(&carol.run(&["project", "set", "vision"]).await, NOT_FOUND);
-    assert!(
-        !std::fs::read_to_string(carol.config_file())
-            .unwrap()
-            .contains("active_project"),
-        "a refused project set saves nothing"
-    );
+    assert_eq!(saved(&carol), None, "a refused project set saves nothing");
 
     // Out of the group, alice loses the project, by slug, by id and as her active project.
     let removed = admin.run(&["group", "remove", "ml", "alice"]).await;
@@ -263,6 +259,7 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
         alice.run(&["project", "set", "none"]).await.ok().trim(),
         "active_project=none"
     );
+    assert_eq!(saved(&alice), None);
     let own = alice
         .run(&["task", "create", "--command", "true", "-o", "json"])
         .await
@@ -291,35 +288,35 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
         "{table:?}"
     );
     let events = audit_events(&admin, &[]).await;
-    let find = |pred: &dyn Fn(&Value) -> bool, what: &str| {
+    let find = |action: &str, resource_id: &str| {
         events
             .iter()
-            .find(|e| pred(e))
-            .unwrap_or_else(|| panic!("no {what} in the audit: {events:#?}"))
+            .find(|e| e["action"] == action && e["resource_id"] == resource_id)
+            .unwrap_or_else(|| panic!("no {action} of {resource_id} in the audit: {events:#?}"))
             .clone()
     };
     let grant = find(
-        &|e| e["action"].as_str().is_some_and(|a| a.contains("grant")) && e["decision"] == "allow",
-        "role grant",
+        "rbac.grant",
+        &format!("member group:ml at project:{project_id}"),
     );
     assert_eq!(grant["actor_handle"], "admin", "{grant}");
-    let joined = find(
-        &|e| {
-            e["resource_type"] == "group" && e["action"].as_str().is_some_and(|a| a.contains("add"))
-        },
-        "membership change",
-    );
-    assert_eq!(joined["decision"], "allow", "{joined}");
-    let denied = find(
-        &|e| e["decision"] == "deny" && e["resource_id"] == json!(task_id),
-        "refused cancel",
-    );
-    assert_eq!(denied["actor_id"], json!(bob_id.clone()), "{denied}");
-    let disable = find(
-        &|e| e["action"].as_str().is_some_and(|a| a.contains("disable")),
-        "user disable",
-    );
-    assert_eq!(disable["resource_id"], json!(bob_id), "{disable}");
+    assert_eq!(grant["decision"], "allow", "{grant}");
+    for action in ["group.member.add", "group.member.remove"] {
+        let change = find(action, "ml/alice");
+        assert_eq!(change["resource_type"], "group", "{change}");
+        assert_eq!(change["decision"], "allow", "{change}");
+    }
+    let denied = find("task.cancel", &task_id);
+    assert_eq!(denied["decision"], "deny", "{denied}");
+    assert_eq!(denied["actor_id"], json!(bob_id), "{denied}");
+    let disable = find("user.disable", "bob");
+    assert_eq!(disable["resource_type"], "user", "{disable}");
+    assert_eq!(disable["actor_handle"], "admin", "{disable}");
+    // Newest first: the disable came after the refused cancel.
+    let position = |id: &Value| events.iter().position(|e| e["id"] == *id).unwrap();
+    assert!(position(&disable["id"]) < position(&denied["id"]));
+    let grants = audit_events(&admin, &["--action", "rbac.grant"]).await;
+    assert_eq!(grants.len(), 2, "{grants:#?}");
     let only_denied = audit_events(&admin, &["--decision", "deny"]).await;
     assert!(!only_denied.is_empty());
     assert!(
@@ -405,8 +402,11 @@ async fn bad_team_input_fails_clearly_and_changes_nothing() {
             "project", "rbac", "grant", "vision", "--role", "root", "--user", "bob",
         ])
         .await;
-    assert_code(&unknown_role, REJECTED);
-    assert!(unknown_role.stderr.contains("root"), "{unknown_role:?}");
+    assert_code(&unknown_role, NOT_FOUND);
+    assert!(
+        unknown_role.stderr.contains(r#"unknown role "root""#),
+        "{unknown_role:?}"
+    );
     let bindings = admin.run(&["project", "rbac", "list", "vision"]).await;
     assert!(!bindings.ok().contains("\tbob\t"), "{bindings:?}");
 
@@ -415,23 +415,25 @@ async fn bad_team_input_fails_clearly_and_changes_nothing() {
     let wrong = bob
         .run_with(
             &["auth", "passwd", "--password-stdin"],
-            Some("not-bobs-password\nbob-new-password-1\n"),
+            Some("wrong-secret-0009\nrenewed-secret-0008\n"),
             &[],
         )
         .await;
-    assert_ne!(wrong.code, 0, "{wrong:?}");
-    assert!(wrong.stdout.is_empty(), "{wrong:?}");
-    assert!(!wrong.stderr.contains("bob-new-password-1"), "{wrong:?}");
+    assert_code(&wrong, AUTH);
+    assert!(!wrong.stderr.contains("renewed-secret-0008"), "{wrong:?}");
+    assert!(!wrong.stderr.contains("wrong-secret-0009"), "{wrong:?}");
     let still = logged_in(&stack, "bob", BOB_PASSWORD).await;
     let changed = still
         .run_with(
             &["auth", "passwd", "--password-stdin"],
-            Some(&format!("{BOB_PASSWORD}\nbob-new-password-1\n")),
+            Some(&format!("{BOB_PASSWORD}\nrenewed-secret-0008\n")),
             &[],
         )
         .await;
     assert_eq!(changed.ok().trim(), "password_changed=true");
-    logged_in(&stack, "bob", "bob-new-password-1").await;
+    // The change ends bob's other sessions.
+    assert_code(&bob.run(&["auth", "whoami"]).await, AUTH);
+    logged_in(&stack, "bob", "renewed-secret-0008").await;
     let old = Cynork::new(&stack.gateway)
         .run_with(
             &["auth", "login", "-u", "bob", "--password-stdin"],
@@ -472,12 +474,12 @@ async fn admins_manage_accounts_groups_projects_rules_and_system_roles() {
     let url = format!("{}{}", stack.gateway, routes::user::AUTH_SET_PASSWORD);
     let redeemed = http
         .post(&url)
-        .json(&json!({"token": token, "password": "dave-password-0004"}))
+        .json(&json!({"token": token, "password": "fourth-secret-0004"}))
         .send()
         .await
         .unwrap();
     assert!(redeemed.status().is_success(), "{}", redeemed.status());
-    let dave = logged_in(&stack, "dave", "dave-password-0004").await;
+    let dave = logged_in(&stack, "dave", "fourth-secret-0004").await;
 
     // An admin reset: a new token, dave's session ends, the token sets a new password.
     let reset = admin
@@ -489,27 +491,27 @@ async fn admins_manage_accounts_groups_projects_rules_and_system_roles() {
     let token = field(&line, "set_password_token");
     let redeemed = http
         .post(&url)
-        .json(&json!({"token": token, "password": "dave-password-0005"}))
+        .json(&json!({"token": token, "password": "fifth-secret-0005"}))
         .send()
         .await
         .unwrap();
     assert!(redeemed.status().is_success(), "{}", redeemed.status());
-    let dave = logged_in(&stack, "dave", "dave-password-0005").await;
+    let dave = logged_in(&stack, "dave", "fifth-secret-0005").await;
     let revoked = admin.run(&["user", "revoke-sessions", "dave"]).await;
     assert_eq!(revoked.ok().trim(), "user=dave sessions_revoked=true");
     assert_code(&dave.run(&["auth", "whoami"]).await, AUTH);
     let reset = admin
         .run_with(
             &["user", "reset-password", "dave", "--password-stdin"],
-            Some("dave-password-0006\n"),
+            Some("sixth-secret-0006\n"),
             &[],
         )
         .await;
     assert_eq!(reset.ok().trim(), "user=dave password_reset=true");
-    logged_in(&stack, "dave", "dave-password-0006").await;
+    logged_in(&stack, "dave", "sixth-secret-0006").await;
 
     // Lists and filters.
-    create_user(&admin, "erin", "erin-password-0007").await;
+    create_user(&admin, "erin", "seventh-secret-0007").await;
     admin
         .run(&["group", "create", "ops", "--display-name", "Operations"])
         .await
@@ -689,7 +691,7 @@ async fn admins_manage_accounts_groups_projects_rules_and_system_roles() {
     );
 
     // None of this is for a user without a system role.
-    let erin = logged_in(&stack, "erin", "erin-password-0007").await;
+    let erin = logged_in(&stack, "erin", "seventh-secret-0007").await;
     for args in [
         &["user", "list"][..],
         &["user", "create", "x", "--no-password"],
