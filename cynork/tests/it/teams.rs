@@ -230,6 +230,11 @@ async fn a_team_shares_a_project_through_a_group_and_roles() {
         !cancel.stderr.contains("auth login"),
         "a refusal is not a login problem: {cancel:?}"
     );
+    // His active project goes with chat too (OpenAI-Project), where a viewer may not talk.
+    bob.run(&["project", "set", "vision"]).await.ok();
+    let chat = bob.run(&["chat", "-m", "hello"]).await;
+    assert_code(&chat, AUTH);
+    assert!(chat.stderr.contains("chat.use is not allowed"), "{chat:?}");
 
     // carol has no role in vision: for her, neither the project nor its task exists.
     let carol = logged_in(&stack, "carol", CAROL_PASSWORD).await;
