@@ -137,8 +137,8 @@ pub async fn resolve(client: &mut Client, project: &str) -> Result<Uuid> {
     }
 }
 
-/// The project a command runs in: the one it was given, else the active one. Errors about
-/// the active project say where it came from.
+/// The project a command runs in: the one it was given (a slug is looked up), else the
+/// active one (see [`hint_active`] for errors about it).
 pub async fn chosen(
     ctx: &Context,
     client: &mut Client,
