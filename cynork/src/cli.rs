@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cynode_contracts::preferences::{ScopeType, ValueType};
-use cynode_contracts::user::TaskStatus;
+use cynode_contracts::user::{DEFAULT_PAGE, Effect, MAX_PAGE, SubjectType, TaskStatus};
 use uuid::Uuid;
 
 use crate::error::EXIT_CODES_HELP;
@@ -55,17 +55,48 @@ pub enum Command {
     /// file the config key `api_key_file` names, when there is no login session.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
-    /// List, inspect, drain and undrain worker nodes (admin only)
+    /// List, inspect, drain and undrain worker nodes (needs a system role)
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Read audit logs (admin only)
+    /// Read the access audit and the MCP audit (needs the system admin role)
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Create, list, disable and enable user accounts (needs a system role; changes need
+    /// system admin)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create groups and manage their members (needs a system role; changes need system admin)
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Create and manage projects, their role bindings, and the active project
+    ///
+    /// Anyone may create a project and becomes its owner; what else you may do in one depends
+    /// on your roles there (`cynork role list`). `project set` picks the project that
+    /// `task create` and `chat` use when they are not given --project-id.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// The roles and what each of them allows
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// List, grant and revoke role bindings, system-wide (--system) or in one project
+    /// (--project)
+    ///
+    /// A role bound at system scope holds in every project too (system admin as a project
+    /// owner). Granting or revoking a role needs it, or a stronger one, at that scope: system
+    /// admin for system bindings, a project's owner or admin for its bindings. `cynork project
+    /// rbac` is the same for one project.
+    #[command(subcommand)]
+    Rbac(RbacCommand),
+    /// Access rules: allow or deny one action on matching resources, before roles decide
+    /// (needs the system admin role)
+    #[command(subcommand)]
+    Rule(RuleCommand),
     /// Read and change preferences, and see the effective ones of a task or project
     ///
-    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system and
-    /// project entries, only the admin changes them; user entries are your own; task entries
-    /// belong to the task's owner. A `null` value hides the key set at lower scopes.
+    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system
+    /// entries, and a project's entries whoever has a role in it; changing them needs system
+    /// admin, or the project's owner or admin role. User entries are your own; task entries
+    /// go with the task. A `null` value hides the key set at lower scopes.
     #[command(subcommand)]
     Prefs(PrefsCommand),
     /// Chat with a model through the gateway
@@ -113,6 +144,16 @@ pub enum AuthCommand {
     /// Trade the saved refresh token for a new token pair now (cynork also does this by itself
     /// when the access token expires)
     Refresh,
+    /// Change your own password; your other sessions end
+    ///
+    /// Prompts on stderr, without echo, for the current password and the new one twice; or
+    /// reads two lines from stdin with --password-stdin: the current password, then the new
+    /// one.
+    Passwd {
+        /// Read the current and the new password from stdin, one per line
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,9 +210,391 @@ pub enum NodeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Access events, newest first: membership changes, role grants and revokes, user state
+    /// changes and denied requests
+    List(AuditListArgs),
+    /// One access event in full
+    Get {
+        /// The event's id, as `audit list` shows it
+        #[arg(value_name = "EVENT_ID")]
+        id: Uuid,
+    },
     /// MCP tool calls, newest first: which agent called which tool, allowed or denied, and
     /// how it ended (arguments and results are never kept)
     Mcp(McpAuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditListArgs {
+    /// Only events about this kind of resource (e.g. project, group, user, task)
+    #[arg(long, value_name = "TYPE")]
+    pub resource_type: Option<String>,
+    /// Only events by this user
+    #[arg(long, value_name = "UUID")]
+    pub actor_id: Option<Uuid>,
+    /// Only events of this action (e.g. task.cancel)
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// Only allowed or only denied ones
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+    /// Only events at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many events (1..=200)
+    #[arg(short = 'l', long, default_value_t = DEFAULT_PAGE, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
+    pub limit: u32,
+    /// Skip this many (the `next_offset` of an earlier page)
+    #[arg(long, value_name = "N")]
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user account
+    ///
+    /// The initial password is prompted for twice on stderr without echo (stdin must be a
+    /// terminal), read from stdin with --password-stdin (one trailing newline is removed), or
+    /// left unset with --no-password: then a one-time set-password token is printed, for the
+    /// user to redeem. There is deliberately no --password flag: argv is visible to every user
+    /// of the machine.
+    Create(UserCreateArgs),
+    /// List user accounts by handle
+    List(UserListArgs),
+    /// Show one user account
+    Get(UserRef),
+    /// Lock a user out: every session, API key and agent token of theirs stops working
+    Disable(UserRef),
+    /// Let a disabled user log in again
+    Enable(UserRef),
+    /// Set a user's password, or issue a one-time set-password token; their sessions end
+    ///
+    /// Prompts twice without echo, reads stdin with --password-stdin, or with --token prints a
+    /// one-time set-password token instead.
+    ResetPassword {
+        #[command(flatten)]
+        user: UserRef,
+        /// Read the new password from stdin
+        #[arg(long, conflicts_with = "token")]
+        password_stdin: bool,
+        /// Set no password; print a one-time set-password token for the user instead
+        #[arg(long)]
+        token: bool,
+    },
+    /// End every session of a user (they can log in again)
+    RevokeSessions(UserRef),
+}
+
+#[derive(Debug, Args)]
+pub struct UserRef {
+    /// The user's handle or id
+    #[arg(value_name = "USER")]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    /// Lowercase letters, digits, `.`, `_`, `-`; at most 64 characters
+    #[arg(value_name = "HANDLE")]
+    pub handle: String,
+    /// The name to show
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// The user's email address
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Read the initial password from stdin instead of prompting
+    #[arg(long, conflicts_with = "no_password")]
+    pub password_stdin: bool,
+    /// Set no password; print a one-time set-password token (and its expiry) instead
+    #[arg(long)]
+    pub no_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserListArgs {
+    /// Only handles, display names or emails containing this text
+    #[arg(long, value_name = "TEXT")]
+    pub q: Option<String>,
+    /// Only enabled (true) or only disabled (false) users
+    #[arg(long, value_name = "BOOL")]
+    pub active: Option<bool>,
+    /// Only members of this group (slug or id)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// At most this many users (1..=200)
+    #[arg(short = 'l', long, default_value_t = DEFAULT_PAGE, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE)))]
+    pub limit: u32,
+    /// Skip this many (the `next_offset` of an earlier page)
+    #[arg(long, value_name = "N")]
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group
+    Create {
+        /// Lowercase letters, digits, `.`, `_`, `-`; at most 64 characters
+        #[arg(value_name = "SLUG")]
+        slug: String,
+        /// The name to show [default: the slug]
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+    },
+    /// List groups
+    List,
+    /// Show one group
+    Get(GroupRef),
+    /// Rename a group, or disable it (its members lose what it granted) and enable it again
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["display_name", "active"])))]
+    Update {
+        #[command(flatten)]
+        group: GroupRef,
+        /// The new name to show
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        /// Enable (true) or disable (false) the group
+        #[arg(long, value_name = "BOOL")]
+        active: Option<bool>,
+    },
+    /// List a group's members
+    Members(GroupRef),
+    /// Add a user to a group
+    Add {
+        /// The group's slug or id
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// The user's handle or id
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+    /// Remove a user from a group
+    Remove {
+        /// The group's slug or id
+        #[arg(value_name = "GROUP")]
+        group: String,
+        /// The user's handle or id
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GroupRef {
+    /// The group's slug or id
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; you become its owner
+    Create {
+        /// Lowercase letters, digits, `.`, `_`, `-`; at most 64 characters
+        #[arg(long, value_name = "SLUG")]
+        slug: String,
+        /// The project's title
+        #[arg(long, value_name = "TITLE")]
+        title: String,
+        /// What the project is for
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the projects you may read, archived ones too unless --active-only
+    List {
+        /// Only projects that are not archived
+        #[arg(long)]
+        active_only: bool,
+    },
+    /// Show one project, with your roles in it
+    Get(ProjectRef),
+    /// Change a project's title or description
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["title", "description"])))]
+    Update {
+        #[command(flatten)]
+        project: ProjectRef,
+        /// The new title
+        #[arg(long, value_name = "TITLE")]
+        title: Option<String>,
+        /// The new description (an empty one clears it)
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// Archive a project: it is kept, read-only, and left out of `project list --active-only`
+    Delete {
+        #[command(flatten)]
+        project: ProjectRef,
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Make a project the active one, or clear it with `none`
+    ///
+    /// The active project is saved in the config file, next to the session; `task create`
+    /// files tasks under it and `chat` talks in it (the `OpenAI-Project` header) unless given
+    /// --project-id. The project is checked on the gateway first.
+    Set {
+        /// The project's slug or id, or `none`
+        #[arg(value_name = "PROJECT")]
+        project: String,
+    },
+    /// List, grant and revoke the role bindings of one project
+    #[command(subcommand)]
+    Rbac(ProjectRbacCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectRef {
+    /// The project's slug or id
+    #[arg(value_name = "PROJECT")]
+    pub project: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectRbacCommand {
+    /// The project's role bindings: binding id, role, subject type, subject, scope
+    List(ProjectRef),
+    /// Grant a role in the project to a user or a group
+    Grant {
+        #[command(flatten)]
+        project: ProjectRef,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+    /// Revoke a role in the project from a user or a group
+    Revoke {
+        #[command(flatten)]
+        project: ProjectRef,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+}
+
+/// A role and who holds it.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["user", "group"])))]
+pub struct BindingArgs {
+    /// The role: owner (project scope only), admin, operator, member or viewer
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// The user (handle or id)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The group (slug or id)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+/// Where a binding holds: exactly one of --system and --project.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["system", "project"])))]
+pub struct ScopeArgs {
+    /// System scope: the role holds everywhere
+    #[arg(long)]
+    pub system: bool,
+    /// Project scope: the role holds in this project (slug or id)
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RbacCommand {
+    /// The role bindings of a scope: binding id, role, subject type, subject, scope
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Grant a role to a user or a group
+    Grant {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+    /// Revoke a role from a user or a group
+    Revoke {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Every role, what it is for, and the actions it allows (on anything in scope, and on
+    /// the holder's own resources only)
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Every access rule, highest priority first
+    List,
+    /// Create an access rule
+    Create(RuleCreateArgs),
+    /// Delete an access rule
+    Delete {
+        /// The rule's id, as `rule list` shows it
+        #[arg(value_name = "RULE_ID")]
+        id: Uuid,
+        /// Do not ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RuleCreateArgs {
+    /// Whether the rule is for a user or a group
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub subject_type: SubjectArg,
+    /// The user (handle or id) or group (slug or id) [default: every user, or every group]
+    #[arg(long, value_name = "SUBJECT")]
+    pub subject: Option<String>,
+    /// The action, e.g. mcp.tool.invoke or model.use
+    #[arg(long, value_name = "ACTION")]
+    pub action: String,
+    /// The kind of resource, e.g. mcp.tool or model
+    #[arg(long, value_name = "TYPE")]
+    pub resource_type: String,
+    /// A resource name, or a prefix ending in `*`; `*` alone matches all
+    #[arg(long, value_name = "PATTERN")]
+    pub pattern: String,
+    /// allow or deny
+    #[arg(long, value_enum, value_name = "EFFECT")]
+    pub effect: DecisionArg,
+    /// Rules of the highest matching priority decide, deny over allow
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub priority: i32,
+    /// Why, for whoever reads the rule later
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SubjectArg {
+    User,
+    Group,
+}
+
+impl SubjectArg {
+    pub fn subject_type(self) -> SubjectType {
+        match self {
+            Self::User => SubjectType::User,
+            Self::Group => SubjectType::Group,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,9 +636,13 @@ pub enum DecisionArg {
 
 impl DecisionArg {
     pub fn as_str(self) -> &'static str {
+        self.effect().as_str()
+    }
+
+    pub fn effect(self) -> Effect {
         match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
+            Self::Allow => Effect::Allow,
+            Self::Deny => Effect::Deny,
         }
     }
 }
@@ -451,9 +878,10 @@ pub struct CreateArgs {
     /// Name the task (the gateway makes it unique among your tasks)
     #[arg(long, visible_alias = "task-name", value_name = "NAME")]
     pub name: Option<String>,
-    /// Project to file the task under [default: your default project]
-    #[arg(long, value_name = "UUID")]
-    pub project_id: Option<Uuid>,
+    /// Project to file the task under, by id or slug [default: the active project (`cynork
+    /// project set`), else your default project]
+    #[arg(long, value_name = "PROJECT")]
+    pub project_id: Option<String>,
     /// Give the sandbox access to node-local inference
     #[arg(long)]
     pub use_inference: bool,
@@ -648,6 +1076,178 @@ mod tests {
     }
 
     #[test]
+    fn user_and_group_arguments_are_checked() {
+        assert!(parse(&["user", "create", "alice"]).is_ok());
+        assert!(parse(&["user", "create", "alice", "--password-stdin"]).is_ok());
+        assert!(parse(&["user", "create", "alice", "--no-password", "--email", "a@x"]).is_ok());
+        let both = parse(&[
+            "user",
+            "create",
+            "alice",
+            "--password-stdin",
+            "--no-password",
+        ]);
+        assert_eq!(both.unwrap_err().exit_code(), 2);
+        assert!(
+            parse(&["user", "create"]).is_err(),
+            "the handle is required"
+        );
+        assert!(
+            parse(&[
+                "user", "list", "--active", "false", "--q", "al", "-l", "200"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            &["user", "list", "--active", "maybe"][..],
+            &["user", "list", "-l", "0"],
+            &["user", "list", "-l", "201"],
+            &["user", "list", "--offset", "-1"],
+            &[
+                "user",
+                "reset-password",
+                "bob",
+                "--token",
+                "--password-stdin",
+            ],
+            &["group", "update", "ml"],
+            &["group", "update", "ml", "--active", "no"],
+            &["group", "add", "ml"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        assert!(parse(&["user", "reset-password", "bob", "--token"]).is_ok());
+        assert!(parse(&["group", "update", "ml", "--active", "false"]).is_ok());
+        assert!(
+            parse(&[
+                "group",
+                "update",
+                "ml",
+                "--display-name",
+                "ML",
+                "--active",
+                "true"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["group", "remove", "ml", "alice"]).is_ok());
+        assert!(parse(&["auth", "passwd", "--password-stdin"]).is_ok());
+    }
+
+    #[test]
+    fn project_rbac_and_rule_arguments_are_checked() {
+        assert!(parse(&["project", "create", "--slug", "vision", "--title", "Vision"]).is_ok());
+        assert!(parse(&["project", "create", "--slug", "vision"]).is_err());
+        assert!(
+            parse(&["project", "update", "vision"]).is_err(),
+            "nothing to change"
+        );
+        assert!(parse(&["project", "update", "vision", "--description", ""]).is_ok());
+        assert!(parse(&["project", "delete", "vision", "-y"]).is_ok());
+        assert!(parse(&["project", "set", "none"]).is_ok());
+        assert!(parse(&["project", "list", "--active-only"]).is_ok());
+        let grant = ["project", "rbac", "grant", "vision", "--role", "member"];
+        assert!(parse(&[&grant[..], &["--group", "ml"]].concat()).is_ok());
+        for bad in [
+            grant.to_vec(),
+            [&grant[..], &["--user", "bob", "--group", "ml"]].concat(),
+            vec!["project", "rbac", "revoke", "vision", "--user", "bob"],
+            vec!["rbac", "grant", "--role", "admin", "--user", "bob"],
+            vec![
+                "rbac",
+                "grant",
+                "--system",
+                "--project",
+                "v",
+                "--role",
+                "admin",
+                "--user",
+                "b",
+            ],
+            vec!["rbac", "list"],
+        ] {
+            assert_eq!(parse(&bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        assert!(
+            parse(&[
+                "rbac", "grant", "--system", "--role", "admin", "--user", "bob"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "rbac",
+                "revoke",
+                "--project",
+                "v",
+                "--role",
+                "viewer",
+                "--group",
+                "g"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["rbac", "list", "--system"]).is_ok());
+        assert!(parse(&["role", "list"]).is_ok());
+
+        let rule = [
+            "rule",
+            "create",
+            "--subject-type",
+            "group",
+            "--action",
+            "model.use",
+            "--resource-type",
+            "model",
+            "--pattern",
+            "qwen*",
+            "--effect",
+            "deny",
+        ];
+        assert!(parse(&rule).is_ok());
+        assert!(parse(&[&rule[..], &["--priority", "-5", "--subject", "ml"]].concat()).is_ok());
+        let mut bad = rule.to_vec();
+        bad[11] = "maybe";
+        assert_eq!(parse(&bad).unwrap_err().exit_code(), 2);
+        let mut bad = rule.to_vec();
+        bad[3] = "team";
+        assert_eq!(parse(&bad).unwrap_err().exit_code(), 2);
+        assert!(parse(&["rule", "delete", "not-a-uuid"]).is_err());
+    }
+
+    #[test]
+    fn audit_and_task_project_arguments_are_checked() {
+        assert!(
+            parse(&[
+                "audit",
+                "list",
+                "--since",
+                "2026-01-02T03:04:05Z",
+                "--decision",
+                "deny",
+                "--actor-id",
+                &Uuid::new_v4().to_string(),
+                "-l",
+                "200",
+                "--offset",
+                "50"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            &["audit", "list", "--since", "yesterday"][..],
+            &["audit", "list", "--actor-id", "bob"],
+            &["audit", "list", "-l", "0"],
+            &["audit", "get", "e1"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        assert!(parse(&["audit", "mcp", "--decision", "allow"]).is_ok());
+        assert!(parse(&["task", "create", "hi", "--project-id", "vision"]).is_ok());
+        assert!(parse(&["chat", "-m", "hi", "--project-id", "vision"]).is_ok());
+    }
+
+    #[test]
     fn help_documents_exit_codes() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
@@ -664,4 +1264,8 @@ pub struct ChatArgs {
     /// Send this one message, print the answer and exit
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// Chat in this project, by id or slug [default: the active project (`cynork project
+    /// set`), else your default project]
+    #[arg(long, value_name = "PROJECT")]
+    pub project_id: Option<String>,
 }

@@ -179,6 +179,8 @@ pub struct Client {
     session: Option<Session>,
     /// Whole-request limit: [`REQUEST_TIMEOUT`], or [`MODEL_TIMEOUT`] after [`Client::for_model_calls`].
     timeout: Duration,
+    /// Sent with every request (e.g. chat's `OpenAI-Project`).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Client {
@@ -194,7 +196,14 @@ impl Client {
             http,
             session,
             timeout: REQUEST_TIMEOUT,
+            headers: Vec::new(),
         })
+    }
+
+    /// The same client, sending `name: value` with every request.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// The same client for calls that wait for a model to answer (chat), with a limit long
@@ -343,6 +352,18 @@ impl Client {
             .map(drop)
     }
 
+    /// An authenticated call whose answer, if any, is not needed (only its status).
+    pub async fn call_discarding(
+        &mut self,
+        method: Method,
+        segments: &[&str],
+        body: &serde_json::Value,
+    ) -> Result<()> {
+        self.authed(method, segments, &[], |_| Some(Payload::Json(body.clone())))
+            .await
+            .map(drop)
+    }
+
     /// `POST /v1/auth/logout`, revoking the refresh token too. The body is built at send time
     /// because a refresh on the way rotates the refresh token. With an API key there is no
     /// session to end: nothing is sent, and the key keeps working.
@@ -470,6 +491,9 @@ impl Client {
         }
         if let Some(token) = token {
             req = req.bearer_auth(token);
+        }
+        for (name, value) in &self.headers {
+            req = req.header(*name, value);
         }
         match body {
             Some(Payload::Json(value)) => req = req.json(value),

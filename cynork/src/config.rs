@@ -3,6 +3,7 @@
 //! private (dir 0700, file 0600) and replaced atomically: a crash mid-write never leaves half a
 //! file, and a reader never creates it. A personal API key is never kept in it: `api_key_file`
 //! names a file holding one, so that the key can live in a secret store or a systemd credential.
+//! The active project (`cynork project set`) is kept here too, next to the session.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -29,6 +30,10 @@ pub struct Config {
     /// A relative path is relative to the config file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<PathBuf>,
+    /// The project `task create` and `chat` use when not given one (`cynork project set`).
+    /// Kept across logins: it is the user's choice, not part of a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_project: Option<uuid::Uuid>,
 }
 
 impl std::fmt::Debug for Config {
@@ -40,6 +45,7 @@ impl std::fmt::Debug for Config {
             .field("refresh_token", &redact(&self.refresh_token))
             .field("token_expires_at", &self.token_expires_at)
             .field("api_key_file", &self.api_key_file)
+            .field("active_project", &self.active_project)
             .finish()
     }
 }
@@ -201,6 +207,7 @@ mod tests {
             refresh_token: Some("refresh".into()),
             token_expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
             api_key_file: Some("cynork.key".into()),
+            active_project: Some(uuid::Uuid::new_v4()),
         };
         save(&path, &config).unwrap();
         assert_eq!(mode(path.parent().unwrap()), 0o700);
@@ -214,6 +221,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("config.yaml")]);
+    }
+
+    #[test]
+    fn the_active_project_survives_the_end_of_a_session() {
+        let id = uuid::Uuid::new_v4();
+        let mut config = Config {
+            token: Some("a".into()),
+            refresh_token: Some("r".into()),
+            active_project: Some(id),
+            ..Config::default()
+        };
+        config.clear_session();
+        assert_eq!(config.token, None);
+        assert_eq!(config.active_project, Some(id));
+        let yaml = serde_yaml::to_string(&config).unwrap();
+        assert_eq!(yaml, format!("active_project: {id}\n"));
     }
 
     #[test]

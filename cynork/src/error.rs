@@ -25,7 +25,7 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
    0  success (or a declined confirmation)
    2  usage: unknown flag, bad argument, unreadable or oversized input file, corrupt config file
-   3  authentication: not logged in, token rejected or revoked (401/403)
+   3  authentication: not logged in, token rejected or revoked (401), or not allowed (403)
    4  not found (404)
    5  conflict, e.g. cancelling a finished task (409)
    6  request rejected by the gateway (400, 413, 422, 429)

@@ -30,7 +30,8 @@ pub fn create_request(args: &CreateArgs) -> Result<CreateTaskRequest> {
         prompt,
         input_mode: Some(mode),
         task_name: args.name.clone(),
-        project_id: args.project_id,
+        // Resolved by the caller: a slug or the active project needs the gateway.
+        project_id: None,
         attachments: Vec::new(),
         use_sba: None,
         use_inference: args.use_inference.then_some(true),

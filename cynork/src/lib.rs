@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod input;
 pub mod output;
+pub mod password;
 pub mod progress;
 
 /// Runs one command and returns the process exit code. Errors are reported here, once, as one

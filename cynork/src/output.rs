@@ -37,6 +37,31 @@ pub fn quote(value: &str) -> String {
     }
 }
 
+/// One TSV field: as it is, unless a tab, newline or other control character would break the
+/// row; then JSON-quoted. An empty value is `-`, so that every column shows something.
+pub fn tsv_field(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else if text.chars().any(char::is_control) {
+        serde_json::to_string(text).expect("strings serialise")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A header line of tab-separated column names, then one line per row (each field through
+/// [`tsv_field`]).
+pub fn tsv_table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut lines = vec![header.join("\t")];
+    lines.extend(rows.into_iter().map(|row| {
+        row.iter()
+            .map(|field| tsv_field(field))
+            .collect::<Vec<_>>()
+            .join("\t")
+    }));
+    lines.join("\n")
+}
+
 /// Pretty JSON of `value`, newline-terminated.
 pub fn json_text<T: Serialize>(value: &T) -> String {
     let mut text = serde_json::to_string_pretty(value).expect("output types serialise");
@@ -83,6 +108,21 @@ mod tests {
             r#"prompt="say \"hi\"""#
         );
         assert_eq!(kv_line(&[("", "dropped"), ("k", "v")]), "k=v");
+    }
+
+    #[test]
+    fn tsv_rows_never_break() {
+        assert_eq!(
+            tsv_table(
+                &["a", "b"],
+                [
+                    vec!["x y".to_owned(), String::new()],
+                    vec!["tab\there".to_owned(), "line\nbreak".to_owned()]
+                ]
+            ),
+            "a\tb\nx y\t-\n\"tab\\there\"\t\"line\\nbreak\""
+        );
+        assert_eq!(tsv_table(&["only"], Vec::<Vec<String>>::new()), "only");
     }
 
     #[test]

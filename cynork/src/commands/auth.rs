@@ -1,17 +1,17 @@
-//! `cynork auth login|logout|whoami`.
+//! `cynork auth login|logout|whoami|refresh|passwd`.
 
-use std::io::Read;
-
-use cynode_contracts::user::UserInfo;
+use cynode_contracts::routes;
+use cynode_contracts::user::{ChangePasswordRequest, UserInfo};
 use reqwest::Method;
 use serde::Serialize;
 
 use super::{Context, prompt};
 use crate::cli::AuthCommand;
-use crate::client::{Client, TokenSource, store_tokens};
+use crate::client::{Client, TokenSource, json_body, store_tokens};
 use crate::config::{self, Config};
 use crate::error::{CliError, Result};
 use crate::output::{emit, kv_line};
+use crate::password;
 
 pub async fn run(ctx: &Context, cmd: AuthCommand) -> Result<()> {
     match cmd {
@@ -22,6 +22,7 @@ pub async fn run(ctx: &Context, cmd: AuthCommand) -> Result<()> {
         AuthCommand::Logout => logout(ctx).await,
         AuthCommand::Whoami => whoami(ctx).await,
         AuthCommand::Refresh => refresh(ctx).await,
+        AuthCommand::Passwd { password_stdin } => passwd(ctx, password_stdin).await,
     }
 }
 
@@ -49,13 +50,7 @@ async fn login(ctx: &Context, user: Option<String>, password_stdin: bool) -> Res
         return Err(CliError::Usage("no user given".into()));
     }
     let password = if password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
-        // Exactly one trailing newline is the `echo pw |` artefact; anything else is the password.
-        let text = text.strip_suffix('\n').unwrap_or(&text);
-        text.strip_suffix('\r').unwrap_or(text).to_owned()
+        password::read_stdin()?
     } else {
         // Reads from the controlling terminal with echo off, whatever stdin is.
         rpassword::prompt_password("Password: ").map_err(|e| {
@@ -173,5 +168,49 @@ async fn refresh(ctx: &Context) -> Result<()> {
     emit(ctx.format, &Refreshed { refreshed: true }, || {
         kv_line(&[("refreshed", "true")])
     });
+    Ok(())
+}
+
+/// `POST /v1/users/me/password`. Everything is read and checked before the request.
+async fn passwd(ctx: &Context, password_stdin: bool) -> Result<()> {
+    let (current, new) = if password_stdin {
+        password::read_stdin_pair()?
+    } else {
+        password::require_terminal("--password-stdin")?;
+        let current = password::prompt_hidden("Current password: ")?;
+        (current, password::prompt_new("--password-stdin")?)
+    };
+    if current.is_empty() {
+        return Err(CliError::Usage("the current password is empty".into()));
+    }
+    password::check_new(&new)?;
+    if new == current {
+        return Err(CliError::Usage(
+            "the new password is the current one".into(),
+        ));
+    }
+    let request = ChangePasswordRequest {
+        current_password: current,
+        new_password: new,
+    };
+    ctx.client()?
+        .call_discarding(
+            Method::POST,
+            &routes::fill(routes::user::USERS_ME_PASSWORD, &[]),
+            &json_body(&request),
+        )
+        .await?;
+
+    #[derive(Serialize)]
+    struct Changed {
+        password_changed: bool,
+    }
+    emit(
+        ctx.format,
+        &Changed {
+            password_changed: true,
+        },
+        || kv_line(&[("password_changed", "true")]),
+    );
     Ok(())
 }

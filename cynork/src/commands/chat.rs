@@ -1,6 +1,9 @@
 //! `cynork chat`: an interactive conversation (streamed) or one message (`-m`), through the
 //! gateway's OpenAI-compatible `POST /v1/chat/completions`.
 //!
+//! The chat belongs to a project when given `--project-id` or when there is an active project
+//! (`cynork project set`): its id goes in the `OpenAI-Project` header of every request.
+//!
 //! The gateway stores the conversation in a thread and names it in `X-CyNodeAI-Thread-Id`;
 //! every turn after the first sends that thread's stored history (where secrets are already
 //! redacted) plus the new line, and names the thread, so the model sees the whole conversation.
@@ -19,7 +22,13 @@ use crate::error::{CliError, Result};
 use crate::output::{Format, emit};
 
 pub async fn run(ctx: &Context, args: ChatArgs) -> Result<()> {
-    let mut client = ctx.client()?.for_model_calls();
+    let mut client = ctx.client()?;
+    // The project goes in OpenAI's own header, as an id (a slug is looked up first).
+    let project = super::project::chosen(ctx, &mut client, args.project_id.as_deref()).await?;
+    let mut client = client.for_model_calls();
+    if let Some(project) = project {
+        client = client.with_header(routes::user::CHAT_PROJECT_HEADER, project.to_string());
+    }
     let model = args
         .model
         .filter(|m| !m.trim().is_empty())

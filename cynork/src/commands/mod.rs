@@ -7,12 +7,20 @@ mod audit;
 mod auth;
 mod chat;
 mod docs;
+mod group;
 mod node;
 mod prefs;
+mod project;
+mod rbac;
+mod rule;
 mod status;
 mod task;
+mod user;
 
 use std::path::PathBuf;
+
+use serde::Serialize;
+use uuid::Uuid;
 
 use crate::cli::{Cli, Command, DEFAULT_GATEWAY};
 use crate::client::{self, Client, KeyOrigin, Session};
@@ -59,6 +67,11 @@ impl Context {
         Client::new(&self.gateway(config.as_ref()), None)
     }
 
+    /// The active project saved by `cynork project set`, if any.
+    pub fn active_project(&self) -> Result<Option<Uuid>> {
+        Ok(config::load(&self.config_path()?)?.active_project)
+    }
+
     /// A client with the credential [`client::resolve_session`] picks (`CYNORK_TOKEN`,
     /// `CYNORK_API_KEY`, the saved session, `api_key_file`). Without any, the first
     /// authenticated call fails with the auth exit code before sending anything.
@@ -101,6 +114,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Prefs(cmd) => prefs::run(&ctx, cmd).await,
+        Command::User(cmd) => user::run(&ctx, cmd).await,
+        Command::Group(cmd) => group::run(&ctx, cmd).await,
+        Command::Project(cmd) => project::run(&ctx, cmd).await,
+        Command::Role(cmd) => rbac::roles(&ctx, cmd).await,
+        Command::Rbac(cmd) => rbac::run(&ctx, cmd).await,
+        Command::Rule(cmd) => rule::run(&ctx, cmd).await,
         Command::Chat(args) => chat::run(&ctx, args).await,
         Command::Completion { shell } => {
             docs::completion(shell);
@@ -122,4 +141,76 @@ fn read_line() -> Result<String> {
 fn prompt(text: &str) -> Result<String> {
     eprint!("{text}");
     read_line()
+}
+
+/// Asks `question [y/N] ` unless `yes`; only `y` or `Y` goes ahead.
+fn confirmed(yes: bool, question: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    let answer = prompt(&format!("{question} [y/N] "))?;
+    Ok(matches!(answer.trim(), "y" | "Y"))
+}
+
+/// A query type from the contracts as `key=value` pairs (absent fields left out).
+fn query_of<T: Serialize>(query: &T) -> Vec<(String, String)> {
+    let serde_json::Value::Object(fields) =
+        serde_json::to_value(query).expect("query types serialise")
+    else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .filter_map(|(key, value)| match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => Some((key, text)),
+            other => Some((key, other.to_string())),
+        })
+        .collect()
+}
+
+/// [`query_of`]'s pairs as [`client::Client::call`] takes them.
+fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, String)> {
+    pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use cynode_contracts::user::{AuditQuery, Effect, UserListQuery};
+
+    use super::*;
+
+    #[test]
+    fn queries_leave_out_what_is_absent() {
+        let mut pairs = query_of(&UserListQuery {
+            limit: Some(5),
+            active: Some(false),
+            q: Some("a b".into()),
+            ..Default::default()
+        });
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [
+                ("active".to_owned(), "false".to_owned()),
+                ("limit".to_owned(), "5".to_owned()),
+                ("q".to_owned(), "a b".to_owned()),
+            ]
+        );
+        let since: chrono::DateTime<chrono::Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let pairs = query_of(&AuditQuery {
+            decision: Some(Effect::Deny),
+            since: Some(since),
+            ..Default::default()
+        });
+        assert!(
+            pairs.contains(&("decision".into(), "deny".into())),
+            "{pairs:?}"
+        );
+        assert!(
+            pairs.contains(&("since".into(), "2026-01-02T03:04:05Z".into())),
+            "{pairs:?}"
+        );
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+    }
 }

@@ -1,4 +1,5 @@
-//! `cynork node list|get|drain|undrain` (the gateway allows them to the admin only).
+//! `cynork node list|get|drain|undrain` (reading needs a system role; drain and undrain need
+//! system operator or admin).
 
 use cynode_contracts::routes;
 use cynode_contracts::user::{DrainRequest, NodeInfo, NodeList, NodeState};

@@ -25,19 +25,26 @@ pub async fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
     match cmd {
         TaskCommand::Create(args) => {
             // Every local check runs before the first byte goes to the gateway.
-            let request = input::create_request(&args)?;
+            let mut request = input::create_request(&args)?;
             let files = input::attachments(&args)?;
             let mut client = ctx.client()?;
+            request.project_id =
+                super::project::chosen(ctx, &mut client, args.project_id.as_deref()).await?;
+            let from_active = args.project_id.is_none() && request.project_id.is_some();
             let path = routes::fill(routes::user::TASKS, &[]);
             // With files, one multipart request: the task and its files are created together.
-            let task: Task = if files.is_empty() {
+            let created = if files.is_empty() {
                 client
                     .call(Method::POST, &path, &[], Some(&json_body(&request)))
-                    .await?
+                    .await
             } else {
                 client
                     .call_with(Method::POST, &path, &input::multipart(&request, &files))
-                    .await?
+                    .await
+            };
+            let task: Task = match created {
+                Err(e) if from_active => return Err(super::project::hint_active(e)),
+                other => other?,
             };
             if args.wait {
                 let done = wait(
@@ -190,13 +197,23 @@ async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
         .call(Method::GET, &["v1", "tasks"], &query, None)
         .await?;
     emit(ctx.format, &page, || {
-        let mut lines: Vec<String> = page.tasks.iter().map(progress::status_line).collect();
+        let mut lines: Vec<String> = page.tasks.iter().map(list_line).collect();
         if let Some(cursor) = &page.next_cursor {
             lines.push(kv_line(&[("next_cursor", cursor.as_str())]));
         }
         lines.join("\n")
     });
     Ok(())
+}
+
+/// A task in `task list`: its status line and who created it (tasks in a shared project
+/// are not all yours).
+fn list_line(task: &Task) -> String {
+    let line = progress::status_line(task);
+    match &task.creator {
+        Some(creator) => format!("{line} {}", kv_line(&[("creator", creator.as_str())])),
+        None => line,
+    }
 }
 
 fn task_line(task: &Task) -> String {
@@ -206,6 +223,12 @@ fn task_line(task: &Task) -> String {
     ];
     if let Some(name) = &task.task_name {
         pairs.push(("task_name", name.clone()));
+    }
+    if let Some(creator) = &task.creator {
+        pairs.push(("creator", creator.clone()));
+    }
+    if let Some(project) = task.project_id {
+        pairs.push(("project_id", project.to_string()));
     }
     pairs.push(("input_mode", task.input_mode.as_str().to_owned()));
     pairs.push(("created_at", task.created_at.to_rfc3339()));
@@ -468,6 +491,44 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn list_and_get_lines_name_the_creator() {
+        let id = uuid::Uuid::nil();
+        let at = chrono::Utc::now();
+        let mut task = Task {
+            id,
+            task_id: id,
+            status: TaskStatus::Queued,
+            task_name: Some("t".into()),
+            prompt: None,
+            input_mode: Default::default(),
+            summary: None,
+            created_at: at,
+            updated_at: at,
+            attachments: vec![],
+            requirements: None,
+            wait_reason: None,
+            project_id: Some(id),
+            creator: Some("alice".into()),
+        };
+        assert_eq!(
+            list_line(&task),
+            format!("task_id={id} status=queued task_name=t creator=alice")
+        );
+        assert!(
+            task_line(&task).starts_with(&format!(
+                "task_id={id} status=queued task_name=t creator=alice project_id={id} "
+            )),
+            "{}",
+            task_line(&task)
+        );
+        task.creator = None;
+        assert_eq!(
+            list_line(&task),
+            format!("task_id={id} status=queued task_name=t")
+        );
+    }
 
     #[test]
     fn result_line_shows_output_only_when_terminal() {

@@ -125,6 +125,59 @@ async fn bad_attachments_are_refused_before_any_request() {
 }
 
 #[tokio::test]
+async fn passwords_are_checked_before_any_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let cli = Cynork::new(&format!("http://{}", listener.local_addr().unwrap()));
+    let token = [("CYNORK_TOKEN", "some-token")];
+    let cases: [(&[&str], Option<&str>, &str); 6] = [
+        // No terminal on stdin: no prompt a script would hang on.
+        (
+            &["user", "create", "alice"],
+            None,
+            "--password-stdin or --no-password",
+        ),
+        (
+            &["user", "reset-password", "bob"],
+            None,
+            "--password-stdin or --token",
+        ),
+        (&["auth", "passwd"], None, "give --password-stdin"),
+        (
+            &["user", "create", "alice", "--password-stdin"],
+            Some("short-pw\n"),
+            "at least 12 characters",
+        ),
+        (
+            &["auth", "passwd", "--password-stdin"],
+            Some("only-the-current-one\n"),
+            "two lines",
+        ),
+        (
+            &["auth", "passwd", "--password-stdin"],
+            Some("same-password-1\nsame-password-1\n"),
+            "is the current one",
+        ),
+    ];
+    for (args, stdin, needle) in cases {
+        let run = cli.run_with(args, stdin, &token).await;
+        assert_eq!(run.code, USAGE, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(needle), "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        if let Some(text) = stdin {
+            for secret in text.lines() {
+                assert!(!run.stderr.contains(secret), "echoed: {run:?}");
+            }
+        }
+    }
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a request was sent"
+    );
+}
+
+#[tokio::test]
 async fn completions_and_man_page_come_from_the_cli_definition() {
     let cli = Cynork::new("http://127.0.0.1:9");
     for shell in ["bash", "zsh", "fish"] {
@@ -135,6 +188,15 @@ async fn completions_and_man_page_come_from_the_cli_definition() {
             script.contains("watch") && script.contains("password-stdin"),
             "{shell}"
         );
+        for word in [
+            "reset-password",
+            "revoke-sessions",
+            "active-only",
+            "rbac",
+            "passwd",
+        ] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
     }
     let man = cli.run(&["man"]).await;
     let page = man.ok();
@@ -152,6 +214,15 @@ async fn completions_and_man_page_come_from_the_cli_definition() {
         "cynork-task.1",
         "cynork-task-create.1",
         "cynork-auth-login.1",
+        "cynork-auth-passwd.1",
+        "cynork-user-create.1",
+        "cynork-group-add.1",
+        "cynork-project-set.1",
+        "cynork-project-rbac-grant.1",
+        "cynork-rbac-revoke.1",
+        "cynork-role-list.1",
+        "cynork-rule-create.1",
+        "cynork-audit-list.1",
     ] {
         assert!(dir.path().join(page).exists(), "{page} missing");
     }

@@ -10,4 +10,5 @@ mod gateway;
 mod logs;
 mod node;
 mod prefs;
+mod teams;
 mod tty;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The shell line that runs cynork in the pane with the test's config dir and gateway, then
 /// prints its exit code and keeps the pane open for capture.
-fn pane_command(cli: &Cynork, args: &str) -> String {
+pub(crate) fn pane_command(cli: &Cynork, args: &str) -> String {
     format!(
         "env LANG=C.UTF-8 XDG_CONFIG_HOME='{}' CYNORK_GATEWAY_URL='{}' '{}' {args}; echo EXIT=$?; sleep 600",
         cli.config_home().display(),
