@@ -3,6 +3,7 @@
 
 mod apikeys;
 mod artifacts;
+mod authz_matrix;
 mod binary;
 mod chat;
 mod common;
