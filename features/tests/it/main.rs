@@ -4,4 +4,5 @@
 mod cynork;
 mod dev_environment;
 mod orchestrator;
+mod teams;
 mod worker_node;

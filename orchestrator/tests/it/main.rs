@@ -17,4 +17,5 @@ mod outage;
 mod placement;
 mod pm;
 mod preferences;
+mod teams;
 mod workflow;
