@@ -117,6 +117,39 @@ export CYNORK_API_KEY="$CHAT_KEY"
 run cynork chat --model "$CYNODE_TEST_INFERENCE_MODEL" -m 'Say hello in five words.'
 unset CHAT_KEY CYNORK_API_KEY
 
+say "Teams: users, a group, a shared project and roles, one authorization check, an audit"
+cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
+TEAM_PW="team-demo-$(head -c 9 /dev/urandom | base64 | tr -d '/+=')"
+for who in alice bob carol; do
+  printf '\033[2m$ cynork user create %s --password-stdin\033[0m\n' "$who"
+  printf '%s\n' "$TEAM_PW" | cynork user create "$who" --password-stdin
+done
+run cynork group create ml --display-name "Machine learning"
+run cynork group add ml alice
+run cynork project create --slug vision --title "Computer vision"
+run cynork project rbac grant vision --role member --group ml
+run cynork project rbac grant vision --role viewer --user bob
+run cynork project rbac list vision
+# Each user has their own cynork config (and session).
+as_user() { local who=$1; shift; XDG_CONFIG_HOME="$DEMO/cynork-$who" "$@"; }
+for who in alice bob carol; do
+  printf '%s\n' "$TEAM_PW" | as_user "$who" cynork auth login -u "$who" --password-stdin >/dev/null
+done
+printf '\033[2m# alice (member through ml):\033[0m\n'
+as_user alice run cynork project set vision
+as_user alice run cynork task create --name detect --wait --command 'echo "alice ran this in vision"'
+DETECT=$(as_user alice cynork -o json task get detect | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+printf '\033[2m# bob (viewer) sees it, with its creator, and may not cancel it:\033[0m\n'
+as_user bob run cynork task list --limit 3
+as_user bob run cynork task cancel "$DETECT" -y || echo "(refused: exit $?)"
+printf '\033[2m# carol (no role in vision) is told it does not exist:\033[0m\n'
+as_user carol run cynork task get "$DETECT" || echo "(exit $?)"
+printf '\033[2m# the admin disables bob: his session stops at once\033[0m\n'
+run cynork user disable bob
+as_user bob run cynork task list || echo "(exit $?)"
+run cynork audit list -l 6
+cynork auth logout >/dev/null
+
 say "Operating nodes (admin): placement by requirements, drain, telemetry, metrics"
 cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
 run cynork node list

@@ -93,10 +93,11 @@ pub enum Command {
     Rule(RuleCommand),
     /// Read and change preferences, and see the effective ones of a task or project
     ///
-    /// Scopes, lowest precedence first: system, user, project, task. Everyone reads system
-    /// entries, and a project's entries whoever has a role in it; changing them needs system
-    /// admin, or the project's owner or admin role. User entries are your own; task entries
-    /// go with the task. A `null` value hides the key set at lower scopes.
+    /// Scopes, lowest precedence first: system, group, user, project, task. Everyone reads
+    /// system entries, a group's entries its members, and a project's entries whoever has a
+    /// role in it; changing them needs system admin (system, group), or the project's owner or
+    /// admin role. User entries are your own; task entries go with the task. A `null` value
+    /// hides the key set at lower scopes.
     #[command(subcommand)]
     Prefs(PrefsCommand),
     /// Chat with a model through the gateway
@@ -1050,7 +1051,8 @@ mod tests {
     #[test]
     fn prefs_and_artifacts_arguments_are_checked() {
         assert!(parse(&["prefs", "list", "--scope-type", "user"]).is_ok());
-        assert!(parse(&["prefs", "list", "--scope-type", "group"]).is_err());
+        assert!(parse(&["prefs", "list", "--scope-type", "group"]).is_ok());
+        assert!(parse(&["prefs", "list", "--scope-type", "team"]).is_err());
         assert!(parse(&["prefs", "list", "--scope-type", "user", "-l", "101"]).is_err());
         assert!(parse(&["prefs", "set", "--scope-type", "user", "--key", "k"]).is_err());
         assert!(

@@ -486,7 +486,7 @@ async fn task_result(
 }
 
 /// A prompt task's Project Manager steps: each model call, its decision, the job it ran and
-/// that job's output as fed back, token counts and timings. Owner only.
+/// that job's output as fed back, token counts and timings (`task.read`).
 #[utoipa::path(get, path = "/v1/tasks/{id}/steps", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name")), responses(
     (status = 200, body = TaskSteps), (status = 401, body = Problem), (status = 404, body = Problem),

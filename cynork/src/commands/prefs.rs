@@ -154,14 +154,13 @@ pub async fn run(ctx: &Context, cmd: PrefsCommand) -> Result<()> {
     }
 }
 
-/// The scope as query parameters. Project and task scopes name their id, the system scope
-/// none; the user scope defaults to the caller on the gateway.
+/// The scope as query parameters. Group, project and task scopes name their id, the system
+/// scope none; the user scope defaults to the caller on the gateway.
 fn scope_query(scope: &PrefScope) -> Result<Vec<(&'static str, String)>> {
     match (scope.scope_type, scope.scope_id) {
-        (ScopeType::Project | ScopeType::Task, None) => Err(CliError::Usage(format!(
-            "the {} scope needs --scope-id",
-            scope.scope_type
-        ))),
+        (ScopeType::Group | ScopeType::Project | ScopeType::Task, None) => Err(CliError::Usage(
+            format!("the {} scope needs --scope-id", scope.scope_type),
+        )),
         (ScopeType::System, Some(_)) => Err(CliError::Usage(
             "the system scope takes no --scope-id".into(),
         )),

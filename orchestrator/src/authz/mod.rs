@@ -32,7 +32,6 @@ pub enum Action {
     NodeManage,
     AuditRead,
     RuleManage,
-    RbacSystem,
     PreferenceSystemWrite,
     ProjectRead,
     ProjectUpdate,
@@ -52,7 +51,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 23] = [
         Self::UserRead,
         Self::UserManage,
         Self::GroupRead,
@@ -61,7 +60,6 @@ impl Action {
         Self::NodeManage,
         Self::AuditRead,
         Self::RuleManage,
-        Self::RbacSystem,
         Self::PreferenceSystemWrite,
         Self::ProjectRead,
         Self::ProjectUpdate,
@@ -89,7 +87,6 @@ impl Action {
             Self::NodeManage => "node.manage",
             Self::AuditRead => "audit.read",
             Self::RuleManage => "rule.manage",
-            Self::RbacSystem => "rbac.system",
             Self::PreferenceSystemWrite => "preference.system.write",
             Self::ProjectRead => "project.read",
             Self::ProjectUpdate => "project.update",

@@ -45,7 +45,10 @@ async fn change<T>(
     if let Err(Error::Problem(problem, _)) = &outcome
         && (400..500).contains(&problem.status)
     {
-        let reason = problem.detail.clone().unwrap_or_else(|| problem.title.clone());
+        let reason = problem
+            .detail
+            .clone()
+            .unwrap_or_else(|| problem.title.clone());
         rbac::audit::record(
             &access.db,
             &rbac::audit::Entry {
@@ -369,11 +372,18 @@ pub async fn add_member(
 ) -> Result<StatusCode> {
     system(&access, &user, Action::GroupManage).await?;
     let resource = format!("{id}/{}", req.user);
-    change(&access, &user, "group.member.add", "group", &resource, async {
-        let group = Ref::parse("id", &id)?;
-        let member = Ref::parse("user", &req.user)?;
-        rbac::groups::add_member(&db, &user.subject, &group, &member).await
-    })
+    change(
+        &access,
+        &user,
+        "group.member.add",
+        "group",
+        &resource,
+        async {
+            let group = Ref::parse("id", &id)?;
+            let member = Ref::parse("user", &req.user)?;
+            rbac::groups::add_member(&db, &user.subject, &group, &member).await
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -394,11 +404,18 @@ pub async fn remove_member(
 ) -> Result<StatusCode> {
     system(&access, &user, Action::GroupManage).await?;
     let resource = format!("{id}/{member}");
-    change(&access, &user, "group.member.remove", "group", &resource, async {
-        let group = Ref::parse("id", &id)?;
-        let member = Ref::parse("user", &member)?;
-        rbac::groups::remove_member(&db, &user.subject, &group, &member).await
-    })
+    change(
+        &access,
+        &user,
+        "group.member.remove",
+        "group",
+        &resource,
+        async {
+            let group = Ref::parse("id", &id)?;
+            let member = Ref::parse("user", &member)?;
+            rbac::groups::remove_member(&db, &user.subject, &group, &member).await
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -417,9 +434,14 @@ pub async fn create_project(
     user: CurrentUser,
     ApiJson(req): ApiJson<CreateProjectRequest>,
 ) -> Result<(StatusCode, Json<Project>)> {
-    let project = change(&access, &user, "project.create", "project", &req.slug, async {
-        projects::create(&db, &user.subject, &req).await
-    })
+    let project = change(
+        &access,
+        &user,
+        "project.create",
+        "project",
+        &req.slug,
+        async { projects::create(&db, &user.subject, &req).await },
+    )
     .await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -552,24 +574,20 @@ async fn binding_scope(
     user: &CurrentUser,
     scope_type: ScopeType,
     scope_id: Option<&str>,
-    project_action: Action,
-    system_action: Action,
+    action: Action,
 ) -> Result<Scope> {
-    match (scope_type, scope_id) {
-        (ScopeType::System, None) => {
-            system(access, user, system_action).await?;
+    scope_shape(scope_type, scope_id)?;
+    match scope_id {
+        // At system scope the same action is asked of the system roles alone.
+        None => {
+            access
+                .require(&user.subject, Check::new(action, "system", "system"))
+                .await?;
             Ok(Scope::System)
         }
-        (ScopeType::System, Some(_)) => {
-            Err(Problem::validation("scope_id must be absent at system scope").into())
-        }
-        (ScopeType::Project, Some(p)) => Ok(Scope::Project(
-            project_in_scope(db, access, user, "scope_id", p, project_action).await?,
+        Some(p) => Ok(Scope::Project(
+            project_in_scope(db, access, user, "scope_id", p, action).await?,
         )),
-        (ScopeType::Project, None) => Err(Problem::validation(
-            "scope_id (a project id or slug) is required at project scope",
-        )
-        .into()),
     }
 }
 
@@ -597,7 +615,6 @@ pub async fn list_bindings(
         scope_type,
         q.scope_id.as_deref(),
         Action::RbacRead,
-        Action::UserRead,
     )
     .await?;
     Ok(Json(rbac::bindings::list(&db, scope).await?))
@@ -617,9 +634,14 @@ pub async fn grant(
     user: CurrentUser,
     ApiJson(req): ApiJson<GrantRequest>,
 ) -> Result<(StatusCode, Json<RoleBinding>)> {
-    change(&access, &user, "rbac.grant", "role_binding", &req.subject, async {
-        scope_shape(req.scope_type, req.scope_id.as_deref())
-    })
+    change(
+        &access,
+        &user,
+        "rbac.grant",
+        "role_binding",
+        &req.subject,
+        async { scope_shape(req.scope_type, req.scope_id.as_deref()) },
+    )
     .await?;
     let scope = binding_scope(
         &db,
@@ -628,7 +650,6 @@ pub async fn grant(
         req.scope_type,
         req.scope_id.as_deref(),
         Action::RbacManage,
-        Action::RbacSystem,
     )
     .await?;
     let resource = format!(
@@ -638,9 +659,14 @@ pub async fn grant(
         req.subject,
         req.scope_id.as_deref().unwrap_or("system")
     );
-    let binding = change(&access, &user, "rbac.grant", "role_binding", &resource, async {
-        rbac::bindings::grant(&db, &user.subject, &req, scope).await
-    })
+    let binding = change(
+        &access,
+        &user,
+        "rbac.grant",
+        "role_binding",
+        &resource,
+        async { rbac::bindings::grant(&db, &user.subject, &req, scope).await },
+    )
     .await?;
     Ok((StatusCode::CREATED, Json(binding)))
 }
@@ -663,7 +689,14 @@ pub async fn revoke(
     })
     .await?;
     match binding.scope_id {
-        None => system(&access, &user, Action::RbacSystem).await?,
+        None => {
+            access
+                .require(
+                    &user.subject,
+                    Check::new(Action::RbacManage, "system", "system"),
+                )
+                .await?
+        }
         Some(p) => {
             access
                 .require(
@@ -708,10 +741,18 @@ pub async fn create_rule(
     ApiJson(req): ApiJson<CreateAccessRuleRequest>,
 ) -> Result<(StatusCode, Json<AccessRule>)> {
     system(&access, &user, Action::RuleManage).await?;
-    let resource = format!("{} {}:{}", req.action, req.resource_type, req.resource_pattern);
-    let rule = change(&access, &user, "rule.create", "access_rule", &resource, async {
-        rbac::rules::create(&db, &user.subject, &req).await
-    })
+    let resource = format!(
+        "{} {}:{}",
+        req.action, req.resource_type, req.resource_pattern
+    );
+    let rule = change(
+        &access,
+        &user,
+        "rule.create",
+        "access_rule",
+        &resource,
+        async { rbac::rules::create(&db, &user.subject, &req).await },
+    )
     .await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }

@@ -272,6 +272,15 @@ fn check_context(agent: &Agent, tool: &ToolDef, arguments: &Value) -> Result<(),
         let Some(given) = arguments.get(key) else {
             continue;
         };
+        // An analyst's token names a task, not a job: any job of its task is its own (the tool
+        // looks the job up within the token's task).
+        if key == "job_id" && own.is_none() && agent.agent_type == AgentType::Pa {
+            given
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok())
+                .ok_or_else(|| ToolFailure::invalid("job_id must be a UUID"))?;
+            continue;
+        }
         let given: Uuid = given
             .as_str()
             .and_then(|s| s.parse().ok())

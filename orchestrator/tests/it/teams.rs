@@ -933,7 +933,7 @@ async fn granting_a_role_the_granter_does_not_hold_is_403_audited_and_writes_not
         [
             ("pat", "rbac.grant"),
             ("pat", "rbac.revoke"),
-            ("pat", "rbac.system")
+            ("pat", "rbac.manage")
         ],
         "{denied:#?}"
     );

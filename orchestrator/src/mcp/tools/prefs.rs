@@ -99,7 +99,9 @@ fn readable(
 ) -> Result<Scope, ToolFailure> {
     let scope = Scope::new(scope_type, scope_id).map_err(failed)?;
     let allowed = match (agent.agent_type, &scope) {
-        (AgentType::Pm, _) | (_, Scope::System | Scope::Project(_)) => true,
+        (AgentType::Pm, _) | (_, Scope::System) => true,
+        // Its task's project only: the owner's roles were checked there, nowhere else.
+        (_, Scope::Project(project)) => agent.project_id == Some(*project),
         (_, Scope::User(user)) => agent.user_id == Some(*user),
         (_, Scope::Task(task)) => agent.task_id == Some(*task),
         // A user's group entries reach their agent folded into db.preference.effective.
@@ -107,7 +109,7 @@ fn readable(
     };
     if !allowed {
         return Err(ToolFailure::mismatch(
-            "this agent may read only its own user's and task's preferences (group entries come with db.preference.effective)",
+            "this agent may read only the system's, its own user's, task's and project's preferences (group entries come with db.preference.effective)",
         ));
     }
     Ok(scope)
