@@ -75,11 +75,10 @@ async fn project_in_scope(
     text: &str,
     action: Action,
 ) -> Result<Uuid> {
-    let r = change(access, user, action.as_str(), "project", text, async {
-        Ref::parse(field, text)
+    let (id, slug, _) = change(access, user, action.as_str(), "project", text, async {
+        projects::find(&mut *db.acquire().await?, &Ref::parse(field, text)?).await
     })
     .await?;
-    let (id, slug, _) = projects::find(&mut *db.acquire().await?, &r).await?;
     access
         .require(
             &user.subject,
@@ -330,8 +329,13 @@ pub async fn update_group(
     ApiJson(req): ApiJson<UpdateGroupRequest>,
 ) -> Result<Json<Group>> {
     system(&access, &user, Action::GroupManage).await?;
+    let action = match req.is_active {
+        Some(false) => "group.disable",
+        Some(true) => "group.enable",
+        None => "group.update",
+    };
     Ok(Json(
-        change(&access, &user, "group.update", "group", &id, async {
+        change(&access, &user, action, "group", &id, async {
             rbac::groups::update(&db, &user.subject, &Ref::parse("id", &id)?, &req).await
         })
         .await?,

@@ -305,14 +305,7 @@ pub async fn set_enabled(
     if !enabled {
         end_sessions(&mut tx, user.id, None).await?;
         if !bindings::an_admin_remains(&mut tx).await? {
-            drop(tx);
-            let reason = "it would leave no enabled system admin";
-            rbac::audit::record(
-                db,
-                &access_entry(actor, action, &user.handle, false, Some(reason)),
-            )
-            .await?;
-            return Err(Problem::conflict(format!("refused: {reason}")).into());
+            return Err(bindings::last_admin());
         }
     }
     let event = if enabled {

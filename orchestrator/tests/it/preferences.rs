@@ -653,3 +653,85 @@ async fn openapi_documents_the_preference_routes() {
         false
     );
 }
+
+#[tokio::test]
+async fn group_entries_sit_between_system_and_user_for_the_groups_members() {
+    let o = Orchestrator::start(&[]).await;
+    let (admin, alice, bob) = o.three_users().await;
+    let post = |path: &'static str, body: Value| {
+        let o = &o;
+        let admin = admin.clone();
+        async move {
+            let resp = o
+                .http
+                .post(format!("{}{path}", o.gw))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            resp.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    let group = post("/v1/groups", json!({"slug": "ml"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post("/v1/groups/ml/members", json!({"user": "alice"})).await;
+    for (path, value, token) in [
+        ("system/style".to_owned(), "system", &admin),
+        ("system/lang".to_owned(), "en", &admin),
+        (format!("group/style?scope_id={group}"), "group", &admin),
+        (format!("group/lang?scope_id={group}"), "group", &admin),
+        ("user/lang".to_owned(), "user", &alice),
+    ] {
+        let resp = o.put_pref(token, &path, json!({"value": value})).await;
+        assert_eq!(resp.status(), 201, "{path}");
+    }
+    // A member's effective view: the group beats the system, the user beats the group.
+    let (status, view) = o.get(&alice, "/v1/prefs/effective").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["effective"]["style"], "group", "{view}");
+    assert_eq!(view["effective"]["lang"], "user", "{view}");
+    let source = |key: &str| {
+        view["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .map(|s| s["scope_type"].clone())
+    };
+    assert_eq!(source("style"), Some(json!("group")));
+    // Someone outside the group gets the system's, and may not read the group's entries.
+    let (_, view) = o.get(&bob, "/v1/prefs/effective").await;
+    assert_eq!(view["effective"]["style"], "system", "{view}");
+    let (status, _) = o
+        .get(&bob, &format!("/v1/prefs/group/style?scope_id={group}"))
+        .await;
+    assert_eq!(status, 403);
+    let (status, got) = o
+        .get(&alice, &format!("/v1/prefs/group/style?scope_id={group}"))
+        .await;
+    assert_eq!((status, got["value"].clone()), (200, json!("group")));
+    // Only a group admin (system admin) writes them.
+    let resp = o
+        .put_pref(
+            &alice,
+            &format!("group/style?scope_id={group}"),
+            json!({"value": "mine"}),
+        )
+        .await;
+    assert_problem(resp, 403, "group.manage is not allowed").await;
+    // Leaving the group takes its entries away at the next request.
+    let resp = o
+        .http
+        .delete(format!("{}/v1/groups/ml/members/alice", o.gw))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (_, view) = o.get(&alice, "/v1/prefs/effective").await;
+    assert_eq!(view["effective"]["style"], "system", "{view}");
+}

@@ -91,8 +91,26 @@ fn failed(e: PrefError) -> ToolFailure {
     ToolFailure::from(crate::error::Error::from(e))
 }
 
+/// The project of the agent's task: the token's, else the task's.
+async fn own_project(state: &Mcp, agent: &Agent) -> Result<Option<Uuid>, ToolFailure> {
+    if agent.project_id.is_some() {
+        return Ok(agent.project_id);
+    }
+    let Some(task) = agent.task_id else {
+        return Ok(None);
+    };
+    Ok(
+        sqlx::query_scalar::<_, Option<Uuid>>("SELECT project_id FROM tasks WHERE id = $1")
+            .bind(task)
+            .fetch_optional(&state.db)
+            .await?
+            .flatten(),
+    )
+}
+
 /// The scope named, if this agent may read it.
-fn readable(
+async fn readable(
+    state: &Mcp,
     agent: &Agent,
     scope_type: ScopeType,
     scope_id: Option<Uuid>,
@@ -101,7 +119,7 @@ fn readable(
     let allowed = match (agent.agent_type, &scope) {
         (AgentType::Pm, _) | (_, Scope::System) => true,
         // Its task's project only: the owner's roles were checked there, nowhere else.
-        (_, Scope::Project(project)) => agent.project_id == Some(*project),
+        (_, Scope::Project(project)) => own_project(state, agent).await? == Some(*project),
         (_, Scope::User(user)) => agent.user_id == Some(*user),
         (_, Scope::Task(task)) => agent.task_id == Some(*task),
         // A user's group entries reach their agent folded into db.preference.effective.
@@ -120,7 +138,7 @@ fn to_json(value: impl serde::Serialize) -> Result<Value, ToolFailure> {
 }
 
 pub async fn get(state: &Mcp, agent: &Agent, args: PrefKey) -> Result<Value, ToolFailure> {
-    let scope = readable(agent, args.scope_type, args.scope_id)?;
+    let scope = readable(state, agent, args.scope_type, args.scope_id).await?;
     let entry = preferences::get(&state.db, scope, &args.key)
         .await
         .map_err(failed)?
@@ -131,7 +149,7 @@ pub async fn get(state: &Mcp, agent: &Agent, args: PrefKey) -> Result<Value, Too
 }
 
 pub async fn list(state: &Mcp, agent: &Agent, args: PrefList) -> Result<Value, ToolFailure> {
-    let scope = readable(agent, args.scope_type, args.scope_id)?;
+    let scope = readable(state, agent, args.scope_type, args.scope_id).await?;
     let page = preferences::list(
         &state.db,
         scope,
