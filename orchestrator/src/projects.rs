@@ -136,15 +136,7 @@ pub async fn create(db: &PgPool, subject: &Subject, req: &CreateProjectRequest) 
     rbac::bindings::bind_owner(&mut tx, subject.user_id, id).await?;
     rbac::audit::record(
         &mut *tx,
-        &rbac::audit::Entry {
-            actor: Some((subject.user_id, &subject.handle)),
-            action: "project.create",
-            resource_type: "project",
-            resource: &req.slug,
-            allowed: true,
-            reason: None,
-            task_id: None,
-        },
+        &rbac::audit::Entry::change(subject, "project.create", "project", &req.slug),
     )
     .await?;
     tx.commit().await?;
@@ -200,15 +192,7 @@ pub async fn archive(db: &PgPool, subject: &Subject, id: Uuid) -> Result<()> {
     .await?;
     rbac::audit::record(
         &mut *tx,
-        &rbac::audit::Entry {
-            actor: Some((subject.user_id, &subject.handle)),
-            action: "project.delete",
-            resource_type: "project",
-            resource: &slug,
-            allowed: true,
-            reason: None,
-            task_id: None,
-        },
+        &rbac::audit::Entry::change(subject, "project.delete", "project", &slug),
     )
     .await?;
     tx.commit().await?;

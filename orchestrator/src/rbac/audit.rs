@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
-use cynode_contracts::user::{AuditEvent, AuditPage, AuditQuery, DEFAULT_PAGE, Effect, MAX_PAGE};
+use cynode_contracts::user::{AuditEvent, AuditPage, AuditQuery, Effect};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -20,6 +20,26 @@ pub struct Entry<'a> {
     pub allowed: bool,
     pub reason: Option<&'a str>,
     pub task_id: Option<Uuid>,
+}
+
+impl<'a> Entry<'a> {
+    /// A change `actor` made (allowed; a refusal is recorded by the gateway).
+    pub fn change(
+        actor: &'a crate::authz::Subject,
+        action: &'a str,
+        resource_type: &'a str,
+        resource: &'a str,
+    ) -> Self {
+        Self {
+            actor: Some((actor.user_id, &actor.handle)),
+            action,
+            resource_type,
+            resource,
+            allowed: true,
+            reason: None,
+            task_id: None,
+        }
+    }
 }
 
 pub async fn record(db: impl PgExecutor<'_>, e: &Entry<'_>) -> Result<()> {
@@ -96,18 +116,7 @@ fn event(row: Row) -> AuditEvent {
 
 /// Newest first, filtered, paged by offset.
 pub async fn list(db: &PgPool, q: &AuditQuery) -> Result<AuditPage> {
-    let limit = i64::from(match q.limit {
-        None => DEFAULT_PAGE,
-        Some(l) if (1..=MAX_PAGE).contains(&l) => l,
-        Some(_) => {
-            return Err(Problem::validation(format!(
-                "limit must be a whole number from 1 to {MAX_PAGE}"
-            ))
-            .into());
-        }
-    });
-    let offset = i64::try_from(q.offset.unwrap_or(0))
-        .map_err(|_| Problem::validation("offset is too large"))?;
+    let (limit, offset) = crate::rbac::page(q.limit, q.offset)?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM access_control_audit_log
          WHERE ($1::text IS NULL OR resource_type = $1)

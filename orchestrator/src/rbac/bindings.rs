@@ -160,15 +160,7 @@ pub async fn grant(
     }
     audit::record(
         &mut *tx,
-        &Entry {
-            actor: Some((actor.user_id, &actor.handle)),
-            action: "rbac.grant",
-            resource_type: "role_binding",
-            resource: &resource,
-            allowed: true,
-            reason: None,
-            task_id: None,
-        },
+        &Entry::change(actor, "rbac.grant", "role_binding", &resource),
     )
     .await?;
     tx.commit().await?;
@@ -206,15 +198,7 @@ pub async fn revoke(db: &PgPool, actor: &Subject, binding: &RoleBinding) -> Resu
     }
     audit::record(
         &mut *tx,
-        &Entry {
-            actor: Some((actor.user_id, &actor.handle)),
-            action: "rbac.revoke",
-            resource_type: "role_binding",
-            resource: &resource,
-            allowed: true,
-            reason: None,
-            task_id: None,
-        },
+        &Entry::change(actor, "rbac.revoke", "role_binding", &resource),
     )
     .await?;
     tx.commit().await?;

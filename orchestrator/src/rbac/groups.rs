@@ -52,15 +52,7 @@ fn check_display_name(name: &str) -> Result<()> {
 }
 
 fn audit_entry<'a>(actor: &'a Subject, action: &'a str, resource: &'a str) -> Entry<'a> {
-    Entry {
-        actor: Some((actor.user_id, &actor.handle)),
-        action,
-        resource_type: "group",
-        resource,
-        allowed: true,
-        reason: None,
-        task_id: None,
-    }
+    Entry::change(actor, action, "group", resource)
 }
 
 pub async fn create(db: &PgPool, actor: &Subject, req: &CreateGroupRequest) -> Result<Group> {

@@ -164,6 +164,24 @@ pub fn bad_reference(field: &str) -> Error {
     .into()
 }
 
+/// `(limit, offset)` of the team lists: `limit` 1..=200 (default 50), as SQL integers.
+pub fn page(limit: Option<u32>, offset: Option<u64>) -> Result<(i64, i64)> {
+    use cynode_contracts::user::{DEFAULT_PAGE, MAX_PAGE};
+    let limit = match limit {
+        None => DEFAULT_PAGE,
+        Some(l) if (1..=MAX_PAGE).contains(&l) => l,
+        Some(_) => {
+            return Err(Problem::validation(format!(
+                "limit must be a whole number from 1 to {MAX_PAGE}"
+            ))
+            .into());
+        }
+    };
+    let offset = i64::try_from(offset.unwrap_or(0))
+        .map_err(|_| Problem::validation("offset is too large"))?;
+    Ok((i64::from(limit), offset))
+}
+
 /// A UUID path or body field, or 400 naming the field.
 pub fn parse_id(field: &str, text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|_| Problem::validation(format!("{field} must be a UUID")).into())

@@ -191,15 +191,7 @@ pub async fn delete(db: &PgPool, actor: &Subject, id: Uuid) -> Result<()> {
     }
     audit::record(
         &mut *tx,
-        &Entry {
-            actor: Some((actor.user_id, &actor.handle)),
-            action: "rule.delete",
-            resource_type: "access_rule",
-            resource: &id.to_string(),
-            allowed: true,
-            reason: None,
-            task_id: None,
-        },
+        &audit::Entry::change(actor, "rule.delete", "access_rule", &id.to_string()),
     )
     .await?;
     tx.commit().await?;

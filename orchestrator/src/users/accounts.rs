@@ -5,9 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{
-    ChangePasswordRequest, CreateUserRequest, CreatedUser, DEFAULT_PAGE, MAX_PAGE,
-    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordReset, PasswordSetToken, SetPasswordRequest,
-    UserAccount, UserList, UserListQuery,
+    ChangePasswordRequest, CreateUserRequest, CreatedUser, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+    PasswordReset, PasswordSetToken, SetPasswordRequest, UserAccount, UserList, UserListQuery,
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -98,18 +97,7 @@ pub async fn get(db: &PgPool, r: &Ref) -> Result<UserAccount> {
 }
 
 pub async fn list(db: &PgPool, q: &UserListQuery) -> Result<UserList> {
-    let limit = i64::from(match q.limit {
-        None => DEFAULT_PAGE,
-        Some(l) if (1..=MAX_PAGE).contains(&l) => l,
-        Some(_) => {
-            return Err(Problem::validation(format!(
-                "limit must be a whole number from 1 to {MAX_PAGE}"
-            ))
-            .into());
-        }
-    });
-    let offset = i64::try_from(q.offset.unwrap_or(0))
-        .map_err(|_| Problem::validation("offset is too large"))?;
+    let (limit, offset) = crate::rbac::page(q.limit, q.offset)?;
     let group = q
         .group
         .as_deref()
@@ -182,24 +170,6 @@ async fn issue_token(
     Ok(PasswordSetToken { token, expires_at })
 }
 
-fn access_entry<'a>(
-    actor: &'a Subject,
-    action: &'a str,
-    handle: &'a str,
-    allowed: bool,
-    reason: Option<&'a str>,
-) -> rbac::audit::Entry<'a> {
-    rbac::audit::Entry {
-        actor: Some((actor.user_id, &actor.handle)),
-        action,
-        resource_type: "user",
-        resource: handle,
-        allowed,
-        reason,
-        task_id: None,
-    }
-}
-
 pub async fn create(db: &PgPool, actor: &Subject, req: &CreateUserRequest) -> Result<CreatedUser> {
     if !well_formed_name(&req.handle) {
         return Err(Problem::validation(
@@ -260,7 +230,7 @@ pub async fn create(db: &PgPool, actor: &Subject, req: &CreateUserRequest) -> Re
     };
     rbac::audit::record(
         &mut *tx,
-        &access_entry(actor, "user.create", &req.handle, true, None),
+        &rbac::audit::Entry::change(actor, "user.create", "user", &req.handle),
     )
     .await?;
     let user = fetch(&mut tx, &Ref::Id(id)).await?;
@@ -325,7 +295,7 @@ pub async fn set_enabled(
     .await?;
     rbac::audit::record(
         &mut *tx,
-        &access_entry(actor, action, &user.handle, true, None),
+        &rbac::audit::Entry::change(actor, action, "user", &user.handle),
     )
     .await?;
     let updated = fetch(&mut tx, &Ref::Id(user.id)).await?;
@@ -369,7 +339,7 @@ pub async fn reset_password(
     .await?;
     rbac::audit::record(
         &mut *tx,
-        &access_entry(actor, "user.reset_password", &user.handle, true, None),
+        &rbac::audit::Entry::change(actor, "user.reset_password", "user", &user.handle),
     )
     .await?;
     tx.commit().await?;
@@ -408,13 +378,10 @@ pub async fn revoke_sessions(db: &PgPool, actor: &Subject, r: &Ref) -> Result<()
     .await?;
     rbac::audit::record(
         &mut *tx,
-        &access_entry(
-            actor,
-            "user.revoke_sessions",
-            &user.handle,
-            true,
-            Some(&reason),
-        ),
+        &rbac::audit::Entry {
+            reason: Some(&reason),
+            ..rbac::audit::Entry::change(actor, "user.revoke_sessions", "user", &user.handle)
+        },
     )
     .await?;
     tx.commit().await?;
