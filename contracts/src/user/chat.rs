@@ -96,10 +96,13 @@ pub struct OpenAiErrorBody {
     pub code: String,
 }
 
-/// A chat thread of the caller.
+/// A chat thread: the caller's own, or one of a project the caller may read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatThread {
     pub id: Uuid,
+    /// Whose conversation it is (their handle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<Uuid>,
     /// The start of its first user message.
@@ -140,7 +143,23 @@ pub struct ChatMessageList {
     pub next_offset: Option<u64>,
 }
 
-/// Query of the chat thread lists: `limit` 1..200 (default 50), `offset`.
+/// Query of `GET /v1/chat/threads`: the caller's own threads, or with `project` every thread
+/// of that project (for whoever may read its threads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ThreadListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// A project's id or slug: its threads, everyone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// Query of the chat message list: `limit` 1..200 (default 50), `offset`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

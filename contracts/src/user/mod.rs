@@ -20,7 +20,7 @@ pub use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse, UserI
 pub use chat::{
     ChatCompletion, ChatCompletionRequest, ChatMessage, ChatMessageIn, ChatMessageList,
     ChatStreamOptions, ChatThread, ChatThreadList, ModelList, ModelObject, OpenAiError,
-    OpenAiErrorBody, PM_MODEL, PageQuery,
+    OpenAiErrorBody, PM_MODEL, PageQuery, ThreadListQuery,
 };
 pub use jobs::{JobFailure, JobResult, JobSetback, JobStatus, TaskResult};
 pub use nodes::{

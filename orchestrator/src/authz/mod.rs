@@ -44,6 +44,7 @@ pub enum Action {
     TaskUpdate,
     ArtifactRead,
     ArtifactWrite,
+    ThreadRead,
     ChatUse,
     ModelUse,
     /// An MCP tool call; the role check uses the tool's own action from the table.
@@ -51,7 +52,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Self::UserRead,
         Self::UserManage,
         Self::GroupRead,
@@ -72,6 +73,7 @@ impl Action {
         Self::TaskUpdate,
         Self::ArtifactRead,
         Self::ArtifactWrite,
+        Self::ThreadRead,
         Self::ChatUse,
         Self::ModelUse,
         Self::McpToolInvoke,
@@ -99,6 +101,7 @@ impl Action {
             Self::TaskUpdate => "task.update",
             Self::ArtifactRead => "artifact.read",
             Self::ArtifactWrite => "artifact.write",
+            Self::ThreadRead => "thread.read",
             Self::ChatUse => "chat.use",
             Self::ModelUse => "model.use",
             Self::McpToolInvoke => "mcp.tool.invoke",

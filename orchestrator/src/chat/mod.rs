@@ -36,7 +36,7 @@ use cynode_contracts::problem::Problem;
 use cynode_contracts::routes::user::CHAT_THREAD_HEADER;
 use cynode_contracts::user::{
     ChatCompletion, ChatCompletionRequest, ChatMessageList, ChatThreadList, ModelList, ModelObject,
-    OpenAiError, PM_MODEL, PageQuery,
+    OpenAiError, PM_MODEL, PageQuery, ThreadListQuery,
 };
 use uuid::Uuid;
 
@@ -208,27 +208,49 @@ pub async fn completions(
     }
 }
 
-/// The caller's chat threads, newest first.
+/// The caller's chat threads, newest first; with `project` (id or slug), every member's
+/// threads of that project, for whoever may read them (`thread.read`: viewers and up). A
+/// project the caller holds no role in is 404.
 #[utoipa::path(get, path = "/v1/chat/threads", tag = "chat", security(("bearer" = [])),
-    params(PageQuery), responses(
+    params(ThreadListQuery), responses(
     (status = 200, body = ChatThreadList), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 403, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn list_threads(
     State(state): State<ProjectManager>,
     user: CurrentUser,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ThreadListQuery>,
 ) -> error::Result<Json<ChatThreadList>> {
-    let (limit, offset) = page(&query)?;
-    Ok(Json(
-        threads::list(&state.db, user.id, limit, offset).await?,
-    ))
+    let (limit, offset) = page(&PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    })?;
+    let which = match &query.project {
+        None => threads::Threads::Of(user.id),
+        Some(text) => {
+            let r = crate::rbac::Ref::parse("project", text)?;
+            let (project, _, _) =
+                crate::projects::find(&mut *state.db.acquire().await?, &r).await?;
+            Access {
+                db: state.db.clone(),
+            }
+            .require(
+                &user.subject,
+                Check::new(Action::ThreadRead, "project", project).in_project(project),
+            )
+            .await?;
+            threads::Threads::In(project)
+        }
+    };
+    Ok(Json(threads::list(&state.db, which, limit, offset).await?))
 }
 
-/// One of the caller's threads' messages, oldest first; another user's thread is 404.
+/// A thread's messages, oldest first: the caller's own thread, or one in a project whose
+/// threads they may read (`thread.read`); any other is 404.
 #[utoipa::path(get, path = "/v1/chat/threads/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = Uuid, Path), PageQuery), responses(
     (status = 200, body = ChatMessageList), (status = 400, body = Problem), (status = 401, body = Problem),
-    (status = 404, body = Problem),
+    (status = 403, body = Problem), (status = 404, body = Problem),
 ))]
 pub async fn thread_messages(
     State(state): State<ProjectManager>,
@@ -237,9 +259,24 @@ pub async fn thread_messages(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> error::Result<Json<ChatMessageList>> {
     let (limit, offset) = page(&query)?;
-    Ok(Json(
-        threads::messages(&state.db, user.id, id, limit, offset).await?,
-    ))
+    let missing = || error::Error::from(Problem::not_found(format!("thread {id} does not exist")));
+    let (owner, project) = threads::owner(&state.db, id).await?.ok_or_else(missing)?;
+    if owner != user.id {
+        let project = project.unwrap_or_default();
+        let check = Check::new(Action::ThreadRead, "thread", id)
+            .in_project(project)
+            .owned_by(owner);
+        match (Access {
+            db: state.db.clone(),
+        })
+        .require(&user.subject, check)
+        .await
+        {
+            Err(error::Error::Problem(p, _)) if p.status == 404 => return Err(missing()),
+            other => other?,
+        }
+    }
+    Ok(Json(threads::messages(&state.db, id, limit, offset).await?))
 }
 
 fn page(query: &PageQuery) -> error::Result<(i64, i64)> {

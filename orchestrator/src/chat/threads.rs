@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use cynode_contracts::problem::Problem;
 use cynode_contracts::user::{ChatMessage, ChatMessageList, ChatThread, ChatThreadList};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -143,6 +142,7 @@ pub async fn model_known(db: &PgPool, model: &str) -> Result<bool> {
 
 type ThreadRow = (
     Uuid,
+    Option<String>,
     Option<Uuid>,
     Option<String>,
     i64,
@@ -150,16 +150,31 @@ type ThreadRow = (
     DateTime<Utc>,
 );
 
-/// The user's threads, newest first.
-pub async fn list(db: &PgPool, user_id: Uuid, limit: i64, offset: i64) -> Result<ChatThreadList> {
+/// Whose threads a list shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Threads {
+    /// The user's own.
+    Of(Uuid),
+    /// Everyone's in the project (the caller may read them).
+    In(Uuid),
+}
+
+/// Threads, newest first.
+pub async fn list(db: &PgPool, which: Threads, limit: i64, offset: i64) -> Result<ChatThreadList> {
+    let (user, project) = match which {
+        Threads::Of(u) => (Some(u), None),
+        Threads::In(p) => (None, Some(p)),
+    };
     let mut rows: Vec<ThreadRow> = sqlx::query_as(
-        "SELECT t.id, t.project_id, t.title,
-                (SELECT count(*) FROM chat_messages m WHERE m.thread_id = t.id),
+        "SELECT t.id, (SELECT u.handle FROM users u WHERE u.id = t.user_id), t.project_id,
+                t.title, (SELECT count(*) FROM chat_messages m WHERE m.thread_id = t.id),
                 t.created_at, t.updated_at
-         FROM chat_threads t WHERE t.user_id = $1
-         ORDER BY t.updated_at DESC, t.id DESC LIMIT $2 OFFSET $3",
+         FROM chat_threads t
+         WHERE ($1::uuid IS NULL OR t.user_id = $1) AND ($2::uuid IS NULL OR t.project_id = $2)
+         ORDER BY t.updated_at DESC, t.id DESC LIMIT $3 OFFSET $4",
     )
-    .bind(user_id)
+    .bind(user)
+    .bind(project)
     .bind(limit + 1)
     .bind(offset)
     .fetch_all(db)
@@ -169,13 +184,16 @@ pub async fn list(db: &PgPool, user_id: Uuid, limit: i64, offset: i64) -> Result
         threads: rows
             .into_iter()
             .map(
-                |(id, project_id, title, message_count, created_at, updated_at)| ChatThread {
-                    id,
-                    project_id,
-                    title,
-                    message_count,
-                    created_at,
-                    updated_at,
+                |(id, creator, project_id, title, message_count, created_at, updated_at)| {
+                    ChatThread {
+                        id,
+                        creator,
+                        project_id,
+                        title,
+                        message_count,
+                        created_at,
+                        updated_at,
+                    }
                 },
             )
             .collect(),
@@ -183,21 +201,23 @@ pub async fn list(db: &PgPool, user_id: Uuid, limit: i64, offset: i64) -> Result
     })
 }
 
-/// Messages of the user's thread `thread`, oldest first; 404 for anyone else's.
+/// The owner and project of a thread, if it exists.
+pub async fn owner(db: &PgPool, thread: Uuid) -> Result<Option<(Uuid, Option<Uuid>)>> {
+    Ok(
+        sqlx::query_as("SELECT user_id, project_id FROM chat_threads WHERE id = $1")
+            .bind(thread)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Messages of thread `thread`, oldest first (whoever may read it is the caller's to decide).
 pub async fn messages(
     db: &PgPool,
-    user_id: Uuid,
     thread: Uuid,
     limit: i64,
     offset: i64,
 ) -> Result<ChatMessageList> {
-    let owned: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM chat_threads WHERE id = $1 AND user_id = $2")
-            .bind(thread)
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
-    owned.ok_or_else(|| Problem::not_found(format!("thread {thread} does not exist")))?;
     type MessageRow = (Uuid, String, String, Option<String>, DateTime<Utc>);
     let mut rows: Vec<MessageRow> = sqlx::query_as(
         "SELECT id, role, content, model, created_at FROM chat_messages WHERE thread_id = $1

@@ -370,6 +370,76 @@ async fn threads_are_their_owners_alone() {
 }
 
 #[tokio::test]
+async fn a_shared_projects_threads_are_read_by_its_members_and_nobody_else() {
+    let o = Orchestrator::start(&[]).await;
+    for (who, pw) in [
+        ("alice", "correct-horse-a-1"),
+        ("bob", "correct-horse-b-1"),
+        ("carol", "correct-horse-c-1"),
+    ] {
+        o.create_user(who, pw).await;
+    }
+    let vision = o.create_project("vision", &["alice", "bob"]).await;
+    let (alice, _) = o.login("alice", "correct-horse-a-1").await;
+    let (bob, _) = o.login("bob", "correct-horse-b-1").await;
+    let (carol, _) = o.login("carol", "correct-horse-c-1").await;
+    // An unknown model: the message is stored before routing, in alice's thread of vision.
+    let resp = o
+        .http
+        .post(format!("{}/v1/chat/completions", o.gw))
+        .bearer_auth(&alice)
+        .header("openai-project", vision.to_string())
+        .json(&json!({"model": "none:1b", "messages": [{"role": "user", "content": "plan the labels"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let (status, list) = o.get(&bob, "/v1/chat/threads?project=vision").await;
+    assert_eq!(status, 200, "{list}");
+    let threads = list["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 1, "{list}");
+    assert_eq!(threads[0]["creator"], "alice");
+    assert_eq!(threads[0]["project_id"], json!(vision));
+    let id = threads[0]["id"].as_str().unwrap().to_owned();
+    let (status, messages) = o
+        .get(&bob, &format!("/v1/chat/threads/{id}/messages"))
+        .await;
+    assert_eq!(status, 200, "{messages}");
+    assert_eq!(messages["messages"][0]["content"], "plan the labels");
+    // Bob's own list is his own threads; he cannot write into alice's.
+    let (_, own) = o.get(&bob, "/v1/chat/threads").await;
+    assert_eq!(own["threads"], json!([]));
+    let resp = o
+        .http
+        .post(format!("{}/v1/chat/completions", o.gw))
+        .bearer_auth(&bob)
+        .header("openai-project", vision.to_string())
+        .header("x-cynodeai-thread-id", &id)
+        .json(&hello(MODEL))
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = openai_error(resp).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("thread_not_found"))
+    );
+
+    // Outside the project, neither the list nor the thread exists; both denials are audited.
+    let denied_before = o.count("access_control_audit_log").await;
+    let (status, _) = o.get(&carol, "/v1/chat/threads?project=vision").await;
+    assert_eq!(status, 404);
+    let (status, _) = o
+        .get(&carol, &format!("/v1/chat/threads/{id}/messages"))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(o.count("access_control_audit_log").await, denied_before + 2);
+    let (status, _) = o.get(&bob, "/v1/chat/threads?project=Not%20A%20Slug").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn openapi_documents_the_chat_routes() {
     let o = Orchestrator::start(&[]).await;
     let doc = o.openapi(&o.gw).await;
