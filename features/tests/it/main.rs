@@ -4,5 +4,6 @@
 mod cynork;
 mod dev_environment;
 mod orchestrator;
+mod orchestrator_process;
 mod teams;
 mod worker_node;

@@ -10,30 +10,14 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use cucumber::{World, given, then, when};
 use cynode_contracts::worker::{RunJobRequest, RunJobResponse, RunStatus, Truncated};
-use cynode_e2e::process::{ChildGuard, binary, wait_http};
-use cynode_e2e::{DevEnv, free_port};
+use cynode_e2e::process::binary;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
 use tokio::process::Command;
 
-const PSK: &str = "feature-psk-0123456789";
-const ADMIN_PASSWORD: &str = "feature-admin-password";
-const LIMIT: Duration = Duration::from_secs(30);
-const WORKFLOW_TOKEN: &str = "feature-workflow-runner-token";
-const JWT_SECRET: &str = "feature-jwt-secret-0123456789abcdef";
+use crate::orchestrator_process::{ADMIN_PASSWORD, JWT_SECRET, LIMIT, Orchestrator, PSK};
 
-#[derive(Debug)]
-struct Orchestrator {
-    _child: ChildGuard,
-    _dir: tempfile::TempDir,
-    cp: String,
-    gw: String,
-    /// The MCP gateway's endpoint.
-    mcp: String,
-    database_url: String,
-    db: sqlx::PgPool,
-}
+const WORKFLOW_TOKEN: &str = "feature-workflow-runner-token";
 
 /// Requests the worker double received: (bearer token, request).
 type Received = Arc<Mutex<Vec<(Option<String>, RunJobRequest)>>>;
@@ -126,60 +110,17 @@ impl OrchWorld {
 
 #[given("a running orchestrator on a fresh database")]
 async fn start(world: &mut OrchWorld) {
-    let db = DevEnv::load().migrated_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("admin-password");
-    std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
-    let (cp_port, gw_port, mcp_port) = (free_port(), free_port(), free_port());
-    let child = ChildGuard::spawn(
-        Command::new(binary("cynode-orchestrator"))
-            .arg("all")
-            .env("DATABASE_URL", &db)
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("NODE_REGISTRATION_PSK", PSK)
-            .env("WORKFLOW_RUNNER_BEARER_TOKEN", WORKFLOW_TOKEN)
-            .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
-            .env("INFERENCE_MODEL", "smollm2:135m")
-            // A few connections per scenario: see `max_concurrent_scenarios` below.
-            .env("DATABASE_POOL_SIZE", "4")
+    world.orchestrator = Some(
+        Orchestrator::start(&[
+            ("WORKFLOW_RUNNER_BEARER_TOKEN", WORKFLOW_TOKEN),
             // These nodes are registered through the API and serve no model: readiness is the
             // node part only (the Project Manager warm-up is covered by orchestrator/tests/pm.rs).
-            .env("PM_REQUIRED", "false")
+            ("PM_REQUIRED", "false"),
             // Pulls fail (the double has no telemetry API); the scenarios check nothing minds.
-            .env("TELEMETRY_PULL_INTERVAL", "200ms")
-            .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
-            .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("MCP_LISTEN_ADDR", format!("127.0.0.1:{mcp_port}"))
-            .env(
-                "ORCHESTRATOR_PUBLIC_URL",
-                format!("http://127.0.0.1:{cp_port}"),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
+            ("TELEMETRY_PULL_INTERVAL", "200ms"),
+        ])
+        .await,
     );
-    let cp = format!("http://127.0.0.1:{cp_port}");
-    let gw = format!("http://127.0.0.1:{gw_port}");
-    assert!(
-        wait_http(&format!("{cp}/healthz"), 200, LIMIT).await,
-        "control plane did not start"
-    );
-    assert!(
-        wait_http(&format!("{gw}/healthz"), 200, LIMIT).await,
-        "gateway did not start"
-    );
-    world.orchestrator = Some(Orchestrator {
-        _child: child,
-        _dir: dir,
-        cp,
-        gw,
-        mcp: format!("http://127.0.0.1:{mcp_port}/mcp"),
-        db: PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&db)
-            .await
-            .unwrap(),
-        database_url: db,
-    });
 }
 
 async fn run_job(

@@ -4,37 +4,21 @@
 //! check reads what the gateway answers.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono::Utc;
 use cucumber::gherkin::Step;
 use cucumber::{World, given, then, when};
-use cynode_e2e::process::{ChildGuard, binary, wait_http};
-use cynode_e2e::{DevEnv, free_port};
+use cynode_e2e::process::binary;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
 use tokio::process::Command;
 
-const PSK: &str = "teams-feature-psk-0123456789";
-const JWT_SECRET: &str = "teams-feature-jwt-secret-0123456789abcdef";
-const ADMIN_PASSWORD: &str = "teams-feature-admin-password";
+use crate::orchestrator_process::{ADMIN_PASSWORD, JWT_SECRET, Orchestrator, PSK};
+
 /// Every scenario user's password: long enough, and none of their handles.
 const USER_PASSWORD: &str = "correct-horse-battery-staple";
-const LIMIT: Duration = Duration::from_secs(30);
 /// `hello`, base64.
 const HELLO_BASE64: &str = "aGVsbG8=";
-
-#[derive(Debug)]
-struct Orchestrator {
-    _child: ChildGuard,
-    _dir: tempfile::TempDir,
-    cp: String,
-    gw: String,
-    mcp: String,
-    database_url: String,
-    db: sqlx::PgPool,
-}
 
 /// A logged-in user: the tokens of their session, and an API key once they made one.
 #[derive(Debug, Clone)]
@@ -154,56 +138,13 @@ async fn login(world: &TeamsWorld, handle: &str, password: &str) -> Session {
 
 #[given("a running orchestrator on a fresh database")]
 async fn start(world: &mut TeamsWorld) {
-    let db = DevEnv::load().migrated_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("admin-password");
-    std::fs::write(&secret, ADMIN_PASSWORD).unwrap();
-    let (cp_port, gw_port, mcp_port) = (free_port(), free_port(), free_port());
-    let child = ChildGuard::spawn(
-        Command::new(binary("cynode-orchestrator"))
-            .arg("all")
-            .env("DATABASE_URL", &db)
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("NODE_REGISTRATION_PSK", PSK)
-            .env("BOOTSTRAP_ADMIN_PASSWORD_FILE", &secret)
-            .env("INFERENCE_MODEL", "smollm2:135m")
-            // A few connections per scenario: see `max_concurrent_scenarios` below.
-            .env("DATABASE_POOL_SIZE", "4")
+    world.orchestrator = Some(
+        Orchestrator::start(&[
             // Readiness is not what these scenarios are about.
-            .env("PM_REQUIRED", "false")
-            .env("CONTROL_PLANE_LISTEN_ADDR", format!("127.0.0.1:{cp_port}"))
-            .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
-            .env("MCP_LISTEN_ADDR", format!("127.0.0.1:{mcp_port}"))
-            .env(
-                "ORCHESTRATOR_PUBLIC_URL",
-                format!("http://127.0.0.1:{cp_port}"),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
+            ("PM_REQUIRED", "false"),
+        ])
+        .await,
     );
-    let cp = format!("http://127.0.0.1:{cp_port}");
-    let gw = format!("http://127.0.0.1:{gw_port}");
-    assert!(
-        wait_http(&format!("{cp}/healthz"), 200, LIMIT).await,
-        "control plane did not start"
-    );
-    assert!(
-        wait_http(&format!("{gw}/healthz"), 200, LIMIT).await,
-        "gateway did not start"
-    );
-    world.orchestrator = Some(Orchestrator {
-        _child: child,
-        _dir: dir,
-        cp,
-        gw,
-        mcp: format!("http://127.0.0.1:{mcp_port}/mcp"),
-        db: PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&db)
-            .await
-            .unwrap(),
-        database_url: db,
-    });
     let admin = login(world, "admin", ADMIN_PASSWORD).await;
     world.users.insert("admin".into(), admin);
 }
