@@ -3,6 +3,7 @@
 //!
 //! - [`agent`]: agent tokens (who calls, bound to which user, task and job).
 //! - [`pipeline`]: the enforcement pipeline and [`pipeline::invoke`], the one way a tool runs.
+//! - [`failure`]: why a call did not succeed, and a call's bounds.
 //! - [`tools`]: the catalog.
 //! - [`audit`]: the audit log.
 //! - [`server`]: the MCP server that remote agents call.
@@ -10,6 +11,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod failure;
 pub mod pipeline;
 pub mod server;
 pub mod tools;
@@ -23,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::signals::Signals;
 use crate::worker_tokens::TokenKeys;
 pub use agent::{Agent, AgentKeys, AgentType, TokenError};
-pub use pipeline::{Caller, FailureKind, ToolFailure, invoke};
+pub use failure::{FailureKind, ToolFailure};
+pub use pipeline::{Caller, invoke};
 pub use tools::check_disabled;
 
 /// What the pipeline and the tools need: the pool and settings, the client and token keys that

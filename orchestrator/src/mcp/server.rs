@@ -28,7 +28,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::agent::{AgentKeys, TokenError};
-use super::pipeline::{Caller, ToolFailure, invoke};
+use super::failure::ToolFailure;
+use super::pipeline::{Caller, invoke};
 use super::{Mcp, tools};
 
 /// Largest request body the MCP listener reads: the largest tool arguments (an artifact's

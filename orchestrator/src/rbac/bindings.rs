@@ -3,14 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
-use cynode_contracts::user::{
-    GrantRequest, Role, RoleBinding, RoleBindingList, ScopeType, SubjectType,
-};
+use cynode_contracts::user::{GrantRequest, Role, RoleBinding, RoleBindingList, ScopeType};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::{Ref, groups};
+use super::{Ref, find_subject};
 use crate::authz::{Scope, Subject, policy};
 use crate::error::{Error, Result};
 
@@ -72,23 +70,6 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<RoleBinding> {
         .ok_or_else(|| Problem::not_found(format!("role binding {id} does not exist")).into())
 }
 
-/// The subject a grant names: a user (id or handle) or a group (id or slug), or 404.
-async fn subject_id(db: &mut PgConnection, kind: SubjectType, r: &Ref) -> Result<(Uuid, String)> {
-    match kind {
-        SubjectType::User => groups::find_user(db, r).await,
-        SubjectType::Group => {
-            let (id, slug) = r.binds();
-            let row: Option<(Uuid, String)> =
-                sqlx::query_as("SELECT id, slug FROM groups WHERE id = $1 OR slug = $2")
-                    .bind(id)
-                    .bind(slug)
-                    .fetch_optional(db)
-                    .await?;
-            row.ok_or_else(|| Problem::not_found(format!("group {r} does not exist")).into())
-        }
-    }
-}
-
 fn scope_text(scope: Scope) -> String {
     match scope {
         Scope::System => "system".into(),
@@ -129,7 +110,7 @@ pub async fn grant(
         .into());
     }
     let mut tx = db.begin().await?;
-    let (subject, _) = subject_id(&mut tx, req.subject_type, &subject_ref).await?;
+    let (subject, _) = find_subject(&mut tx, req.subject_type, &subject_ref).await?;
     let id = Uuid::new_v4();
     let (scope_type, scope_id) = match scope {
         Scope::System => (ScopeType::System, None),

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::{Ref, bindings, well_formed_name};
+use super::{Ref, bindings, find_user, well_formed_name};
 use crate::authz::Subject;
 use crate::error::Result;
 
@@ -166,19 +166,6 @@ pub async fn members(db: &PgPool, r: &Ref) -> Result<GroupMembers> {
             })
             .collect(),
     })
-}
-
-/// The user's id and handle, or 404.
-pub(crate) async fn find_user(db: &mut PgConnection, r: &Ref) -> Result<(Uuid, String)> {
-    let (id, handle) = r.binds();
-    let row: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, handle FROM users WHERE (id = $1 OR handle = $2) AND handle <> 'system'",
-    )
-    .bind(id)
-    .bind(handle)
-    .fetch_optional(db)
-    .await?;
-    row.ok_or_else(|| Problem::not_found(format!("user {r} does not exist")).into())
 }
 
 /// Adds a member; adding one who already is changes nothing (and is 409, so that the caller

@@ -9,9 +9,9 @@ pub mod groups;
 pub mod rules;
 
 use cynode_contracts::problem::Problem;
-use cynode_contracts::user::Role;
-use sqlx::PgPool;
+use cynode_contracts::user::{Role, SubjectType};
 use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::authz::{Action, Check, Decision, Rule, Scope, Subject};
@@ -180,6 +180,42 @@ pub fn page(limit: Option<u32>, offset: Option<u64>) -> Result<(i64, i64)> {
     let offset = i64::try_from(offset.unwrap_or(0))
         .map_err(|_| Problem::validation("offset is too large"))?;
     Ok((i64::from(limit), offset))
+}
+
+/// The user a reference names (by id or handle; never the reserved `system`): id and handle,
+/// or 404.
+pub(crate) async fn find_user(db: &mut PgConnection, r: &Ref) -> Result<(Uuid, String)> {
+    let (id, handle) = r.binds();
+    let row: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, handle FROM users WHERE (id = $1 OR handle = $2) AND handle <> 'system'",
+    )
+    .bind(id)
+    .bind(handle)
+    .fetch_optional(db)
+    .await?;
+    row.ok_or_else(|| Problem::not_found(format!("user {r} does not exist")).into())
+}
+
+/// The subject a binding or a rule names: a user (id or handle) or a group (id or slug), as id
+/// and name, or 404.
+pub(crate) async fn find_subject(
+    db: &mut PgConnection,
+    kind: SubjectType,
+    r: &Ref,
+) -> Result<(Uuid, String)> {
+    match kind {
+        SubjectType::User => find_user(db, r).await,
+        SubjectType::Group => {
+            let (id, slug) = r.binds();
+            let row: Option<(Uuid, String)> =
+                sqlx::query_as("SELECT id, slug FROM groups WHERE id = $1 OR slug = $2")
+                    .bind(id)
+                    .bind(slug)
+                    .fetch_optional(db)
+                    .await?;
+            row.ok_or_else(|| Problem::not_found(format!("group {r} does not exist")).into())
+        }
+    }
 }
 
 /// A UUID path or body field, or 400 naming the field.

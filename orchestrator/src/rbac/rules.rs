@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
-use cynode_contracts::user::{AccessRule, AccessRuleList, CreateAccessRuleRequest, SubjectType};
+use cynode_contracts::user::{AccessRule, AccessRuleList, CreateAccessRuleRequest};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::Ref;
 use super::audit::{self, Entry};
+use super::{Ref, find_subject};
 use crate::authz::Subject;
 use crate::error::{Error, Result};
 
@@ -108,17 +108,7 @@ pub async fn create(
     let mut tx = db.begin().await?;
     let subject_id = match (&subject_ref, req.subject_type) {
         (None, _) => None,
-        (Some(r), SubjectType::User) => Some(super::groups::find_user(&mut tx, r).await?.0),
-        (Some(r), SubjectType::Group) => {
-            let (id, slug) = r.binds();
-            let found: Option<Uuid> =
-                sqlx::query_scalar("SELECT id FROM groups WHERE id = $1 OR slug = $2")
-                    .bind(id)
-                    .bind(slug)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            Some(found.ok_or_else(|| Problem::not_found(format!("group {r} does not exist")))?)
-        }
+        (Some(r), kind) => Some(find_subject(&mut tx, kind, r).await?.0),
     };
     let id = Uuid::new_v4();
     sqlx::query(

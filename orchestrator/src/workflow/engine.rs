@@ -102,10 +102,10 @@ pub async fn resume_loop(state: Engine) {
 /// from the last checkpoint at once instead of after the lease expires (a crash leaves it to
 /// expire).
 pub(super) async fn drive(state: &Engine, task_id: Uuid, wake: &Notify) -> Result<()> {
-    let Some(task) = context::task(state, task_id).await? else {
+    let Some(task) = context::task(&state.mcp, task_id).await? else {
         return Ok(());
     };
-    if !context::open(state, task_id).await? {
+    if !context::open(&state.mcp, task_id).await? {
         return Ok(());
     }
     let ttl = state.config.workflow_lease_ttl;
@@ -155,7 +155,7 @@ async fn run(state: &Engine, task: &TaskContext, wake: &Notify, lease_id: Uuid) 
         },
     };
     while let Some(node) = successor(last, &wf, retries) {
-        if !context::open(state, task.task_id).await? {
+        if !context::open(&state.mcp, task.task_id).await? {
             return Ok(());
         }
         let Some(next) = step(state, task, node, wf, wake).await? else {
@@ -207,8 +207,8 @@ async fn step(
     match node {
         Node::LoadTaskContext => {
             wf.acceptance_criteria = context::acceptance_criteria(task);
-            wf.preferences_effective = context::preferences_effective(state, task).await?;
-            wf.artifacts = context::artifacts(state, task).await?;
+            wf.preferences_effective = context::preferences_effective(&state.mcp, task).await?;
+            wf.artifacts = context::artifacts(&state.mcp, task).await?;
         }
         Node::PlanSteps => plan_steps(state, task, &mut wf).await?,
         Node::DispatchStep => dispatch_step(state, task, &mut wf).await?,
@@ -529,7 +529,7 @@ async fn collect_result(
             wf.last_result = output;
             return Ok(true);
         }
-        if !context::open(state, task.task_id).await? {
+        if !context::open(&state.mcp, task.task_id).await? {
             return Ok(false);
         }
         // A wake that came while this looked is kept (`notify_one`), so none is missed.

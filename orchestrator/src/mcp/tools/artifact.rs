@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
-use super::super::pipeline::ToolFailure;
+use super::super::failure::ToolFailure;
 use crate::artifacts::{self, ArtifactError, MAX_ARTIFACT_BYTES, Writer};
 use crate::mcp::Mcp;
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::agent::Agent;
-use super::super::pipeline::ToolFailure;
+use super::super::failure::ToolFailure;
 use crate::mcp::Mcp;
 
 /// Most notes one job keeps.

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::agent::{Agent, AgentType};
-use super::pipeline::{DEFAULT_MAX_ARGS_BYTES, DEFAULT_TIMEOUT, ToolFailure};
+use super::failure::{DEFAULT_MAX_ARGS_BYTES, DEFAULT_TIMEOUT, ToolFailure};
 use crate::config::{Config, ConfigError};
 use crate::mcp::Mcp;
 
@@ -97,7 +97,7 @@ macro_rules! catalog {
         ) -> Result<Value, ToolFailure> {
             match name {
                 $( $name => $run(state, agent, parse::<$args>(arguments)?).await, )*
-                _ => Err(ToolFailure::new(super::pipeline::FailureKind::UnknownTool, "no such tool")),
+                _ => Err(ToolFailure::new(super::failure::FailureKind::UnknownTool, "no such tool")),
             }
         }
     };

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
-use super::super::pipeline::ToolFailure;
+use super::super::failure::ToolFailure;
 use crate::mcp::Mcp;
 use crate::preferences::{self, PrefError, Scope};
 

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::agent::Agent;
-use super::super::pipeline::{DEFAULT_TIMEOUT, ToolFailure};
+use super::super::failure::{DEFAULT_TIMEOUT, ToolFailure};
 use crate::mcp::Mcp;
 use crate::scheduler;
 

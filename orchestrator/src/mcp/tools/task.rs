@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
-use super::super::pipeline::ToolFailure;
+use super::super::failure::ToolFailure;
 use crate::dispatch;
 use crate::jobs::{self, Canceled, Conclusion};
 use crate::mcp::Mcp;
