@@ -21,12 +21,12 @@ pub mod problem;
 pub mod routes;
 pub mod telemetry;
 pub mod user;
+mod version;
 pub mod worker;
 pub mod worker_cli;
 pub mod workflow;
 
-/// The only payload version this build speaks.
-pub const PAYLOAD_VERSION: u32 = 1;
+pub use version::PAYLOAD_VERSION;
 
 /// Ok when `version` is one this build understands.
 pub fn check_version(version: u32) -> Result<(), problem::Problem> {

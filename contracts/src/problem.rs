@@ -57,7 +57,7 @@ impl Problem {
             400,
             format!(
                 "received version {received}; supported versions: [{}]",
-                crate::PAYLOAD_VERSION
+                crate::version::PAYLOAD_VERSION
             ),
         )
     }
