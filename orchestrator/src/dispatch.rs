@@ -9,7 +9,7 @@
 //! process sees them first. A refused, failing or silent worker puts the job back with a backoff
 //! until the attempts run out; a worker that shut down mid-run (its typed "job interrupted"
 //! answer) puts it back at once without using up an attempt. When a task is canceled, the nodes
-//! running its jobs are told to stop their sandboxes ([`stop_sandboxes`]). This module only
+//! running its jobs are told to stop their sandboxes ([`crate::sandbox_stop`]). This module only
 //! talks HTTP to workers and decides what their answer means.
 //!
 //! The loop sleeps until something can be done: a new job (in-process signal, or PostgreSQL
@@ -32,11 +32,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, Planner, RunningJob};
+use crate::jobs::{self, Claim, JOBS_CHANNEL, MAX_BACKOFF, Planner};
 use crate::mcp::agent::{Agent, AgentKeys, MAX_TTL};
 use crate::metrics::Metrics;
-use crate::nodes;
 use crate::worker_tokens::TokenKeys;
+use crate::{nodes, sandbox_stop};
 
 /// What the dispatcher needs: the pool and settings, the client and token keys that reach the
 /// nodes' worker APIs, the metrics, its wake-up, what a `use_mcp` job's grant is made of (the
@@ -58,9 +58,6 @@ pub struct Dispatcher {
 const FALLBACK_TICK: Duration = Duration::from_secs(10);
 /// How long shutdown waits for dispatches in flight before leaving them to lease expiry.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// How long a cancel waits for a node to stop a job's sandbox. Stopping kills the container, so
-/// a healthy node answers well within it; a silent one must not hold the cancel up.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs until `stop` is cancelled, then waits briefly for dispatches in flight.
 pub async fn run(state: Dispatcher, stop: CancellationToken) {
@@ -73,7 +70,9 @@ pub async fn run(state: Dispatcher, stop: CancellationToken) {
         match jobs::requeue_drained(&state.db, &state.worker_tokens).await {
             Ok(stopped) if !stopped.is_empty() => {
                 let http = state.http.clone();
-                tokio::spawn(async move { stop_sandboxes(&http, &stopped, Stop::Requeue).await });
+                tokio::spawn(async move {
+                    sandbox_stop::stop_sandboxes(&http, &stopped, sandbox_stop::Stop::Requeue).await
+                });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "requeueing jobs of drained nodes failed"),
@@ -357,7 +356,7 @@ async fn call_worker(state: &Dispatcher, claim: &Claim) -> Outcome {
             return Outcome::Retry(format!(
                 "worker of node {} is unreachable: {}",
                 claim.node_slug,
-                error_chain(&e)
+                crate::web::error_chain(&e)
             ));
         }
     };
@@ -368,7 +367,7 @@ async fn call_worker(state: &Dispatcher, claim: &Claim) -> Outcome {
             return Outcome::Retry(format!(
                 "reading the answer of node {} failed: {}",
                 claim.node_slug,
-                error_chain(&e)
+                crate::web::error_chain(&e)
             ));
         }
     };
@@ -410,57 +409,4 @@ async fn call_worker(state: &Dispatcher, claim: &Claim) -> Outcome {
     } else {
         Outcome::Refused(reason)
     }
-}
-
-/// Why the dispatcher stops a job on its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// Its task was canceled: the node keeps the `canceled` result.
-    Cancel,
-    /// It runs again elsewhere: the node keeps nothing, so a later delivery there runs it.
-    Requeue,
-}
-
-/// Asks each node to stop the sandbox of a job that was just canceled, or requeued from a
-/// drained node, all at once and each within [`STOP_TIMEOUT`]. Best effort: the change has
-/// already been recorded and stands; a node that cannot be told is logged, and its sandbox ends
-/// at its timeout.
-pub async fn stop_sandboxes(http: &reqwest::Client, running: &[RunningJob], why: Stop) {
-    let stops = running.iter().map(|job| async move {
-        let path = match why {
-            Stop::Cancel => routes::worker::job_stop(job.job_id),
-            Stop::Requeue => routes::worker::job_requeue(job.job_id),
-        };
-        let url = format!("{}{path}", job.url.trim_end_matches('/'));
-        let sent = http
-            .post(&url)
-            .bearer_auth(job.token.expose())
-            .timeout(STOP_TIMEOUT)
-            .send()
-            .await;
-        match sent {
-            Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 404 => {
-                // 404: the node never got the job (the dispatch was still on its way); nothing runs.
-                tracing::info!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "asked the node to stop the job's sandbox");
-            }
-            Ok(resp) => {
-                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, status = %resp.status(), "the node did not stop the job's sandbox; it ends at its timeout");
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %job.job_id, node_slug = %job.node_slug, error = %error_chain(&e), "cannot reach the node to stop the job's sandbox; it ends at its timeout");
-            }
-        }
-    });
-    futures::future::join_all(stops).await;
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::state::{AppState, http};
 use crate::users::{self, ClientInfo};
 use crate::web::{ApiPath, SecuritySchemes};
-use crate::{apikeys, chat, dispatch, mcp, nodes, task_logs, tasks, usage, web};
+use crate::{apikeys, chat, mcp, nodes, sandbox_stop, task_logs, tasks, usage, web};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -515,7 +515,7 @@ async fn cancel_task(
     let (canceled, running) =
         tasks::cancel(&state.db, &state.access(), &state.worker_tokens, &user, &id).await?;
     // After the cancel committed: a node that cannot stop the sandbox changes nothing.
-    dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
+    sandbox_stop::stop_sandboxes(&state.http, &running, sandbox_stop::Stop::Cancel).await;
     Ok(Json(canceled))
 }
 

@@ -37,6 +37,7 @@ pub mod mcp;
 pub mod node_inference;
 pub mod pm;
 pub mod readiness;
+pub mod sandbox_stop;
 pub mod task_logs;
 pub mod telemetry;
 pub mod workflow;

@@ -62,3 +62,15 @@ impl utoipa::Modify for SecuritySchemes {
         }
     }
 }
+
+/// An error with its sources, `a: b: c`, for logs (reqwest's own text names only the top).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -13,7 +13,7 @@ use crate::worker_tokens::TokenKeys;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Canceled {
     /// Canceled now. `running` were with a node's worker API: their sandboxes still run until
-    /// the node is told to stop them (see `dispatch::stop_sandboxes`).
+    /// the node is told to stop them (see `sandbox_stop::stop_sandboxes`).
     Now { running: Vec<RunningJob> },
     /// The task had already finished in this state; nothing changed.
     AlreadyFinished(TaskStatus),

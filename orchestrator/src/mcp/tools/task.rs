@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::super::agent::{Agent, AgentType};
 use super::super::failure::ToolFailure;
-use crate::dispatch;
 use crate::jobs::{self, Canceled, Conclusion};
 use crate::mcp::Mcp;
+use crate::sandbox_stop;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,7 +149,8 @@ pub async fn update_status(
                     )));
                 }
                 Canceled::Now { running } => {
-                    dispatch::stop_sandboxes(&state.http, &running, dispatch::Stop::Cancel).await;
+                    sandbox_stop::stop_sandboxes(&state.http, &running, sandbox_stop::Stop::Cancel)
+                        .await;
                 }
             }
             cynode_contracts::user::TaskStatus::Canceled
