@@ -48,6 +48,14 @@ bench-mcp DURATION="10": setup
 bench-scheduler JOBS="10000" RUNS="1" NODES="1 3 10" CLAIMS="500": setup
     scripts/bench-scheduler.sh {{JOBS}} {{RUNS}} "{{NODES}}" {{CLAIMS}}
 
+# Build the web console (console/dist, served by the user gateway at `/` when CONSOLE_DIR points there).
+console:
+    cd console && ( [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts ) && npm run build
+
+# Only the browser tests of the web console (real Chromium against the real stack).
+console-test: setup
+    scripts/run-tests.sh -p cynode-e2e console
+
 fmt:
     cargo fmt --all
 

@@ -24,7 +24,7 @@ PG_DB="cynode_test"
 
 APT_PACKAGES=(postgresql podman runc uidmap slirp4netns busybox-static iproute2 curl ca-certificates
   cmake ninja-build g++ unzip wrk hyperfine tmux nix-bin systemd procps catatonit debootstrap
-  systemd-container)
+  systemd-container chromium chromium-driver)
 
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 step() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -121,7 +121,7 @@ CONF
     rm -f "$PODMAN_SOCKET"
     # Long-lived services start in /: a checkout they were started from may be deleted later,
     # and conmon cannot start containers for a service whose working directory is gone.
-    (cd / && setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >"$LOG_DIR/podman.log" 2>&1 </dev/null &)
+    (cd / && setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" </dev/null &) >"$LOG_DIR/podman.log" 2>&1
     for _ in $(seq 30); do podman_ping && break; sleep 0.5; done
     podman_ping || die "the Podman REST service did not answer on $PODMAN_SOCKET (see $LOG_DIR/podman.log)"
   fi
@@ -249,7 +249,7 @@ start_inference() {
   if ! inference_ping; then
     step "starting llama-server on 127.0.0.1:$INFERENCE_PORT"
     (cd / && setsid nohup "$LLAMA_SERVER" -m "$MODEL_PATH" --alias "$INFERENCE_MODEL_ALIAS" --host 127.0.0.1 \
-      --port "$INFERENCE_PORT" -c 2048 -t 2 >"$LOG_DIR/llama-server.log" 2>&1 </dev/null &)
+      --port "$INFERENCE_PORT" -c 2048 -t 2 </dev/null &) >"$LOG_DIR/llama-server.log" 2>&1
     for _ in $(seq 120); do inference_ping && break; sleep 0.5; done
     inference_ping || die "llama-server did not serve /v1/models on port $INFERENCE_PORT within 60 s (see $LOG_DIR/llama-server.log)"
   fi
@@ -305,6 +305,38 @@ prepare_rootfs() {
   mv "$NSPAWN_ROOTFS.tmp" "$NSPAWN_ROOTFS"
 }
 
+# The web console (console/, a static Vite app) and its browser tests (e2e/browser/, playwright-core
+# driving Debian's chromium, never a downloaded browser): `npm ci` from their lockfiles, and the
+# console built into console/dist, which the gateway serves in the tests. Each step is skipped when
+# its lockfile is unchanged since the last install and, for the build, when dist is newer than
+# every source file.
+npm_ci() {
+  local dir=$1 stamp="$1/node_modules/.cynode-lock-sha"
+  local sha; sha=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sha" ]; then step "npm packages of $dir present"; return; fi
+  step "npm ci in $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts) >"$LOG_DIR/npm-$(basename "$dir").log" 2>&1 \
+    || die "npm ci in $dir failed (see $LOG_DIR/npm-$(basename "$dir").log)"
+  printf '%s\n' "$sha" >"$stamp"
+}
+
+build_console() {
+  local repo; repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js 20 and npm"
+  if [ -f "$repo/console/package.json" ]; then
+    npm_ci "$repo/console"
+    if [ -f "$repo/console/dist/index.html" ] && [ -z "$(find "$repo/console" -path "$repo/console/node_modules" -prune -o -path "$repo/console/dist" -prune -o -type f -newer "$repo/console/dist/index.html" -print -quit)" ]; then
+      step "console build up to date ($repo/console/dist)"
+    else
+      step "building the console into $repo/console/dist"
+      npm --prefix "$repo/console" run build >"$LOG_DIR/console-build.log" 2>&1 \
+        || die "npm run build of the console failed (see $LOG_DIR/console-build.log)"
+    fi
+  fi
+  npm_ci "$repo/e2e/browser"
+  [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing: apt-get install chromium"
+}
+
 write_env() {
   local env="$DEV_HOME/devenv.env"
   (umask 077; cat >"$env.tmp" <<ENV
@@ -341,6 +373,7 @@ main() {
   prepare_rootfs
   install_openai_client
   install_mcp_client
+  build_console
   write_env
 }
 

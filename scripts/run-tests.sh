@@ -20,6 +20,14 @@ cargo build --workspace --bins --quiet
 # The inference sidecar, statically linked, next to the other binaries.
 scripts/build-inference-proxy.sh
 
+# The web console the browser tests load (console.rs serves console/dist): rebuilt from its
+# sources every run, since a stale bundle would test yesterday's console. It takes seconds.
+if [ -f console/package.json ]; then
+  [ -d console/node_modules ] || (cd console && npm ci --no-audit --no-fund --ignore-scripts)
+  npm --prefix console run build --silent >/dev/null
+fi
+[ -d e2e/browser/node_modules ] || (cd e2e/browser && npm ci --no-audit --no-fund --ignore-scripts)
+
 echo "== test (at ${SECONDS} s)" >&2
 # Each test that needs a database makes its own (`cynode_t_*`), most of them as copies of a
 # migrated template (`cynode_tmpl_*`) the first such test makes. Drop what earlier runs left,

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod chat;
 mod chat_cynork;
+mod console;
 mod devenv;
 mod dynamic_config;
 mod faults;

@@ -1,0 +1,68 @@
+// Administration: an admin creates a user in the page, and that user logs in (in a browser
+// context of their own) and sees no admin pages.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  adminToken,
+  api,
+  assertNoSecretsInStorage,
+  eventually,
+  launch,
+  loggedIn,
+  login,
+  newContext,
+  UI_TIMEOUT,
+  unique,
+  waitReady,
+} from './lib.mjs';
+
+let browser;
+let context;
+let page;
+before(async () => {
+  browser = await launch();
+  ({ context, page } = await loggedIn(browser));
+});
+after(async () => {
+  context?.assertClean({ allowConsole: [/40[134]/] });
+  await browser?.close();
+});
+
+describe('users', () => {
+  test('an admin creates a user in the page, who then logs in', { timeout: 90_000 }, async () => {
+    const handle = unique('newcomer');
+    const password = `Pw-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    await page.goto('/admin/users');
+    await waitReady(page);
+    const open = page.getByRole('button', { name: /^(Create|New|Add) user/ });
+    if (await open.isVisible()) await open.click();
+    const form = page.getByRole('form').or(page.getByRole('dialog')).filter({ has: page.getByLabel(/^Handle/) }).first();
+    await form.getByLabel(/^Handle/).fill(handle);
+    await form.getByLabel(/^(Initial )?Password/).first().fill(password);
+    const created = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/users' && r.request().method() === 'POST');
+    await form.getByRole('button', { name: /^Create( user)?$/ }).click();
+    const resp = await created;
+    assert.equal(resp.status(), 201, await resp.text());
+    await page.getByRole('row').filter({ hasText: handle }).waitFor({ timeout: UI_TIMEOUT });
+    const listed = await api('GET', `/v1/users?q=${encodeURIComponent(handle)}`, { token: await adminToken() });
+    assert.ok(listed.body.users.some((u) => u.handle === handle && u.is_active), JSON.stringify(listed.body));
+
+    // The new user, in a browser context of their own.
+    const theirs = await newContext(browser);
+    const theirPage = await theirs.newPage();
+    await login(theirPage, handle, password);
+    assert.equal(new URL(theirPage.url()).pathname, '/tasks');
+    await eventually(async () => (await theirPage.locator('summary[aria-label^="Account menu"]').innerText()).includes(handle), {
+      message: 'the new user named in the header',
+    });
+    const nav = theirPage.getByRole('navigation', { name: 'Main' });
+    assert.equal(await nav.getByRole('link', { name: 'Users', exact: true }).count(), 0);
+    assert.equal(await nav.getByRole('link', { name: 'Nodes', exact: true }).count(), 0);
+    await assertNoSecretsInStorage(theirPage, [password]);
+    theirs.assertClean({ allowConsole: [/40[134]/] });
+    await theirs.close();
+    await assertNoSecretsInStorage(page, [password]);
+  });
+});
