@@ -15,6 +15,46 @@ pub const MAX_PATH_CHARS: usize = 2048;
 /// part is a file, stored under its file name.
 pub const TASK_PART: &str = "task";
 
+/// The multipart body of `POST /v1/tasks` with files, as `/openapi.json` publishes it: the
+/// [`TASK_PART`] JSON and up to [`MAX_UPLOADS_PER_TASK`] files of at most [`MAX_ARTIFACT_BYTES`]
+/// each. Clients (the console) read the limits from there and refuse a bigger file before
+/// sending anything; the whole request is further bounded by the gateway's body limit
+/// (`info.x-max-request-body-bytes`).
+#[derive(Debug)]
+pub struct TaskUpload;
+
+impl utoipa::PartialSchema for TaskUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .max_length(Some(MAX_ARTIFACT_BYTES));
+        ObjectBuilder::new()
+            .property(
+                TASK_PART,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("the CreateTaskRequest, as JSON")),
+            )
+            .required(TASK_PART)
+            .property(
+                "files",
+                ArrayBuilder::new()
+                    .items(file)
+                    .max_items(Some(MAX_UPLOADS_PER_TASK))
+                    .description(Some(
+                        "any other part is a file, stored as attachments/<filename>",
+                    )),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TaskUpload {}
+
 /// One artifact's metadata (never its bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Artifact {

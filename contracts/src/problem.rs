@@ -11,6 +11,8 @@ pub mod types {
     pub const UNSUPPORTED_VERSION: &str = "https://cynode.ai/problems/unsupported-payload-version";
     pub const AUTHENTICATION: &str = "https://cynode.ai/problems/authentication";
     pub const AUTHORIZATION: &str = "https://cynode.ai/problems/authorization";
+    /// A change authenticated by the console's session cookie came without its CSRF token.
+    pub const CSRF: &str = "https://cynode.ai/problems/csrf";
     pub const NOT_FOUND: &str = "https://cynode.ai/problems/not-found";
     pub const CONFLICT: &str = "https://cynode.ai/problems/conflict";
     pub const PAYLOAD_TOO_LARGE: &str = "https://cynode.ai/problems/payload-too-large";
@@ -68,6 +70,16 @@ impl Problem {
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(types::AUTHORIZATION, "Forbidden", 403, detail)
+    }
+
+    /// `403` [`types::CSRF`]: the request may have been made by another site's page.
+    pub fn csrf() -> Self {
+        Self::new(
+            types::CSRF,
+            "CSRF token missing or wrong",
+            403,
+            "a change made with the console's session cookie must carry the session's csrf_token in X-CSRF-Token",
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {

@@ -144,6 +144,25 @@ pub mod user {
     pub const AUTH_REFRESH: &str = "/v1/auth/refresh";
     /// `POST`: revoke the session.
     pub const AUTH_LOGOUT: &str = "/v1/auth/logout";
+    /// The web console's cookie session: `POST` logs in (`LoginRequest` → `ConsoleSession`, sets
+    /// [`SESSION_COOKIE`] and [`REFRESH_COOKIE`]), `GET` tells who the cookie belongs to,
+    /// `DELETE` logs out (needs [`CSRF_HEADER`]; the session is revoked and the cookies cleared).
+    pub const AUTH_SESSION: &str = "/v1/auth/session";
+    /// `POST` (needs [`CSRF_HEADER`]): exchanges the refresh cookie for new cookies and a new
+    /// `ConsoleSession`.
+    pub const AUTH_SESSION_REFRESH: &str = "/v1/auth/session/refresh";
+    /// The cookie holding the console's access JWT (HttpOnly, SameSite=Strict, Path=/).
+    pub const SESSION_COOKIE: &str = "cynode_session";
+    /// The cookie holding the console's refresh token (HttpOnly, SameSite=Strict, sent only to
+    /// [`AUTH_SESSION`] and below).
+    pub const REFRESH_COOKIE: &str = "cynode_refresh";
+    /// Request header carrying the `csrf_token` of a `ConsoleSession`: required on every
+    /// POST, PUT, PATCH and DELETE authenticated by [`SESSION_COOKIE`].
+    pub const CSRF_HEADER: &str = "x-csrf-token";
+    /// Request and response header: the id of one request, in the gateway's log line of it.
+    /// Sent by a client, it is echoed (when at most 128 visible ASCII characters); otherwise the
+    /// gateway makes one up.
+    pub const REQUEST_ID_HEADER: &str = "x-request-id";
     /// `GET`: the logged-in user.
     pub const USERS_ME: &str = "/v1/users/me";
     /// `POST`: the caller changes their own password (`ChangePasswordRequest`, 204).

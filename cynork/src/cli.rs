@@ -55,6 +55,15 @@ pub enum Command {
     /// file the config key `api_key_file` names, when there is no login session.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Your token usage: in total, per model, per API key and per UTC day
+    Usage {
+        /// Count usage recorded at or after this RFC 3339 instant (e.g. 2026-12-01T00:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Count usage recorded before this RFC 3339 instant
+        #[arg(long, value_name = "TIME")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// List, inspect, drain and undrain worker nodes (needs a system role)
     #[command(subcommand)]
     Node(NodeCommand),

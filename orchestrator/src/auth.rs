@@ -9,6 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use cynode_contracts::problem::Problem;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -90,11 +91,13 @@ pub struct Claims {
     pub node_slug: Option<String>,
 }
 
-/// Signs and checks JWTs with the one HS256 key.
+/// Signs and checks JWTs with the one HS256 key, and makes the console's CSRF tokens with a
+/// key derived from it.
 #[derive(Clone)]
 pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    csrf: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -105,10 +108,34 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
+        let mut csrf = Sha256::new();
+        csrf.update(b"cynodeai console csrf key v1\0");
+        csrf.update(secret);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            csrf: csrf.finalize().into(),
         }
+    }
+
+    fn csrf_mac(&self, session_id: Uuid) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.csrf)
+            .expect("HMAC takes a key of any length");
+        mac.update(session_id.as_bytes());
+        mac
+    }
+
+    /// The CSRF token of a login session: an HMAC of its id, so it needs no storage, differs
+    /// per session and cannot be made without the key.
+    pub fn csrf_token(&self, session_id: Uuid) -> String {
+        hex::encode(self.csrf_mac(session_id).finalize().into_bytes())
+    }
+
+    /// Whether `given` is the CSRF token of `session_id` (compared in constant time).
+    pub fn csrf_matches(&self, session_id: Uuid, given: &str) -> bool {
+        hex::decode(given)
+            .map(|bytes| self.csrf_mac(session_id).verify_slice(&bytes).is_ok())
+            .unwrap_or(false)
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String> {
@@ -239,6 +266,21 @@ mod tests {
         assert!(verify_password("correct horse", &phc));
         assert!(!verify_password("wrong", &phc));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_one_session_and_one_key() {
+        let keys = Keys::new(b"0123456789abcdef0123");
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = keys.csrf_token(a);
+        assert_eq!(token.len(), 64);
+        assert!(keys.csrf_matches(a, &token));
+        assert!(!keys.csrf_matches(b, &token));
+        assert!(!keys.csrf_matches(a, &token[..62]));
+        assert!(!keys.csrf_matches(a, "not hex"));
+        assert!(!keys.csrf_matches(a, ""));
+        let other = Keys::new(b"another-secret-of-length");
+        assert!(!other.csrf_matches(a, &token));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use cynode_contracts::node::{
 };
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
-use cynode_service_kit::http::ApiJson;
+use cynode_service_kit::http::{ApiJson, not_found_fallback};
 use utoipa::OpenApi;
 
 use crate::auth::CurrentNode;
@@ -39,7 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::node::CONFIG, get(get_config).post(ack_config))
         .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }))
         .merge(workflow::api::routes());
-    http::finish(routes, state)
+    http::finish(routes.fallback(not_found_fallback), state)
 }
 
 /// Registers a node with the pre-shared key: 201 for a new node (with its `auth.node_secret`),

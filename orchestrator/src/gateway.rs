@@ -1,6 +1,8 @@
 //! User gateway HTTP API (port 12080): authentication and tasks.
 
 mod artifacts;
+mod console;
+mod session;
 mod teams;
 
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use cynode_contracts::artifacts::TaskUpload;
 use cynode_contracts::mcp::{McpAuditPage, McpAuditQuery};
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes;
@@ -34,7 +37,7 @@ use crate::{apikeys, chat, mcp, nodes, sandbox_stop, task_logs, tasks, usage, we
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
-    paths(login, refresh, logout, me, create_task, list_tasks, get_task, task_result, cancel_task,
+    paths(login, refresh, logout, session::create, session::current, session::refresh, session::delete, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, mcp_audit, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
           chat::models, chat::completions, chat::list_threads, chat::thread_messages,
           artifacts::http_list, artifacts::http_download, artifacts::http_upload,
@@ -58,6 +61,13 @@ pub fn router(state: AppState) -> Router {
         .route(routes::user::AUTH_LOGIN, post(login))
         .route(routes::user::AUTH_REFRESH, post(refresh))
         .route(routes::user::AUTH_LOGOUT, post(logout))
+        .route(
+            routes::user::AUTH_SESSION,
+            post(session::create)
+                .get(session::current)
+                .delete(session::delete),
+        )
+        .route(routes::user::AUTH_SESSION_REFRESH, post(session::refresh))
         .route(routes::user::USERS_ME, get(me))
         .route(
             routes::user::USERS_ME_PASSWORD,
@@ -159,8 +169,22 @@ pub fn router(state: AppState) -> Router {
                 .route(routes::user::CHAT_COMPLETIONS, post(chat::completions))
                 .route_layer(axum::middleware::from_fn(chat::openai_errors)),
         )
-        .route(routes::OPENAPI, get(|| async { Json(ApiDoc::openapi()) }));
-    http::finish(routes, state)
+        .route(routes::OPENAPI, get(openapi))
+        .fallback(console::serve);
+    http::finish(routes, state).layer(axum::middleware::from_fn(console::security_headers))
+}
+
+/// The OpenAPI document, with this gateway's request body limit in
+/// `info.x-max-request-body-bytes` (a setting, so not in the static document).
+async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    let limit = state.config.max_request_body_bytes;
+    doc.info.extensions = Some(
+        utoipa::openapi::extensions::ExtensionsBuilder::new()
+            .add("x-max-request-body-bytes", limit)
+            .build(),
+    );
+    Json(doc)
 }
 
 /// Revokes a node (admin only): its node JWT and worker token stop working at once, and its
@@ -293,6 +317,24 @@ async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>> {
+    admit_login(&state, peer, &req)?;
+    let info = client(peer, &headers);
+    Ok(Json(
+        users::login(
+            &state.sessions(),
+            &req.handle,
+            &req.password,
+            users::SessionKind::Api,
+            &info,
+        )
+        .await?
+        .tokens,
+    ))
+}
+
+/// What a password login must pass before the password is even looked at: sane sizes, then the
+/// per-client and per-handle rate limit. Shared by the API login and the console's.
+fn admit_login(state: &AppState, peer: SocketAddr, req: &LoginRequest) -> Result<()> {
     if req.handle.trim().is_empty() {
         return Err(Problem::validation("handle must not be empty").into());
     }
@@ -324,10 +366,7 @@ async fn login(
             Some(retry_after),
         ));
     }
-    let info = client(peer, &headers);
-    Ok(Json(
-        users::login(&state.sessions(), &req.handle, &req.password, &info).await?,
-    ))
+    Ok(())
 }
 
 /// Exchanges a refresh token for a new token pair (the old refresh token stops working).
@@ -345,7 +384,15 @@ async fn refresh(
     }
     let info = client(peer, &headers);
     Ok(Json(
-        users::refresh(&state.sessions(), &req.refresh_token, &info).await?,
+        users::refresh(
+            &state.sessions(),
+            &req.refresh_token,
+            users::SessionKind::Api,
+            None,
+            &info,
+        )
+        .await?
+        .tokens,
     ))
 }
 
@@ -378,7 +425,7 @@ async fn logout(
     (status = 200, body = UserInfo), (status = 401, body = Problem),
 ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<UserInfo>> {
-    Ok(Json(users::me(&state.db, &user).await?))
+    Ok(Json(users::me(&state.db, user.id).await?))
 }
 
 /// Creates a task. `script`/`commands` run as `sh -c` in a sandbox; `prompt` is never run as
@@ -386,7 +433,7 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Use
 /// file (at most 16, 10 MiB each) stored as the artifact `attachments/<filename>`; the task
 /// and its files are created together or not at all.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks",
-    request_body(content((CreateTaskRequest = "application/json"), (String = "multipart/form-data"))),
+    request_body(content((CreateTaskRequest = "application/json"), (TaskUpload = "multipart/form-data"))),
     security(("bearer" = [])), responses(
     (status = 201, body = Task), (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 413, body = Problem),

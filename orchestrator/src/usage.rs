@@ -14,7 +14,9 @@
 use axum::Json;
 use axum::extract::State;
 use cynode_contracts::problem::Problem;
-use cynode_contracts::user::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
+use cynode_contracts::user::{
+    ApiKeyUsage, DayUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals,
+};
 use cynode_service_kit::http::ApiQuery;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
@@ -77,7 +79,7 @@ fn totals((requests, prompt_tokens, completion_tokens): Sums) -> UsageTotals {
     }
 }
 
-/// The caller's token usage in `[since, until)`: overall, per model and per API key.
+/// The caller's token usage in `[since, until)`: overall, per model, per API key and per UTC day.
 #[utoipa::path(get, path = "/v1/users/me/usage", tag = "usage", security(("bearer" = [])),
     params(UsageQuery), responses(
     (status = 200, body = UsageReport), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -120,6 +122,19 @@ pub async fn report(
     .bind(query.until)
     .fetch_all(&db)
     .await?;
+    let days: Vec<(chrono::NaiveDate, i64, i64, i64)> = sqlx::query_as(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*),
+                coalesce(sum(prompt_tokens), 0)::bigint, coalesce(sum(completion_tokens), 0)::bigint
+         FROM token_usage
+         WHERE user_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)
+           AND ($3::timestamptz IS NULL OR created_at < $3)
+         GROUP BY day ORDER BY day",
+    )
+    .bind(user.id)
+    .bind(query.since)
+    .bind(query.until)
+    .fetch_all(&db)
+    .await?;
     let mut total: Sums = (0, 0, 0);
     let by_model = models
         .into_iter()
@@ -143,11 +158,19 @@ pub async fn report(
             },
         )
         .collect();
+    let by_day = days
+        .into_iter()
+        .map(|(day, requests, prompt, completion)| DayUsage {
+            day,
+            totals: totals((requests, prompt, completion)),
+        })
+        .collect();
     Ok(Json(UsageReport {
         since: query.since,
         until: query.until,
         total: totals(total),
         by_model,
         by_api_key,
+        by_day,
     }))
 }

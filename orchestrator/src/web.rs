@@ -31,6 +31,20 @@ where
     }
 }
 
+/// The value of the request cookie `name`, if the request has exactly that cookie (RFC 6265
+/// section 5.4: `name=value` pairs separated by `; `, in one or more `Cookie` headers).
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| !value.is_empty())
+}
+
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String, description = "ok")))]
 pub async fn healthz() -> &'static str {
@@ -73,4 +87,24 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn cookies_are_found_by_exact_name_across_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cynode_session=tok"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("b=\"2\";c="));
+        assert_eq!(super::cookie(&headers, "cynode_session"), Some("tok"));
+        assert_eq!(super::cookie(&headers, "b"), Some("2"));
+        assert_eq!(super::cookie(&headers, "c"), None);
+        assert_eq!(super::cookie(&headers, "session"), None);
+        assert_eq!(super::cookie(&HeaderMap::new(), "a"), None);
+    }
 }

@@ -81,3 +81,27 @@ pub struct UserInfo {
     pub email: Option<String>,
     pub is_active: bool,
 }
+
+/// The web console's cookie session (`/v1/auth/session`): who is logged in, the token that
+/// must accompany their state-changing requests, and what they may do system-wide (so the
+/// console shows only the pages they can use; the gateway decides every request anyway).
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsoleSession {
+    pub user: UserInfo,
+    /// Send it as `X-CSRF-Token` on every POST, PUT, PATCH and DELETE; keep it in memory only.
+    pub csrf_token: String,
+    /// Seconds until the access cookie expires; refresh before then.
+    pub expires_in: u64,
+    /// The system-scope actions the user holds (`node.read`, `user.manage`, ...).
+    pub system_actions: Vec<String>,
+}
+
+impl std::fmt::Debug for ConsoleSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSession")
+            .field("user", &self.user)
+            .field("expires_in", &self.expires_in)
+            .field("system_actions", &self.system_actions)
+            .finish_non_exhaustive()
+    }
+}

@@ -16,7 +16,9 @@ pub use api_keys::{
     API_KEY_PREFIX, ApiKeyInfo, ApiKeyList, ApiKeyStatus, CreateApiKeyRequest, CreatedApiKey,
     MAX_ACTIVE_API_KEYS, MAX_API_KEY_DAYS, MAX_API_KEY_NAME_CHARS,
 };
-pub use auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse, UserInfo};
+pub use auth::{
+    ConsoleSession, LoginRequest, LogoutRequest, RefreshRequest, TokenResponse, UserInfo,
+};
 pub use chat::{
     ChatCompletion, ChatCompletionRequest, ChatMessage, ChatMessageIn, ChatMessageList,
     ChatStreamOptions, ChatThread, ChatThreadList, ModelList, ModelObject, OpenAiError,
@@ -43,4 +45,4 @@ pub use teams::{
     SetPasswordRequest, SubjectType, UpdateGroupRequest, UpdateProjectRequest, UserAccount,
     UserList, UserListQuery,
 };
-pub use usage::{ApiKeyUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};
+pub use usage::{ApiKeyUsage, DayUsage, ModelUsage, UsageQuery, UsageReport, UsageTotals};

@@ -1,4 +1,4 @@
-//! `GET /v1/users/me/usage`: the caller's token usage, overall, per model and per key.
+//! `GET /v1/users/me/usage`: the caller's token usage, overall, per model, per key and per day.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,16 @@ pub struct ApiKeyUsage {
     pub totals: UsageTotals,
 }
 
-/// `GET /v1/users/me/usage`: the caller's token usage, overall, per model and per key.
+/// Usage on one UTC calendar day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DayUsage {
+    /// `YYYY-MM-DD`, in UTC.
+    pub day: chrono::NaiveDate,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+/// `GET /v1/users/me/usage`: the caller's token usage, overall, per model, per key and per day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,4 +68,7 @@ pub struct UsageReport {
     pub by_model: Vec<ModelUsage>,
     /// Login-session calls first, then keys by creation.
     pub by_api_key: Vec<ApiKeyUsage>,
+    /// Days (UTC) with usage, ascending; days without any are left out.
+    #[serde(default)]
+    pub by_day: Vec<DayUsage>,
 }

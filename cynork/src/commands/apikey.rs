@@ -1,7 +1,9 @@
-//! `cynork apikey create|list|revoke`.
+//! `cynork apikey create|list|revoke`, and `cynork usage`: what the keys (and logins) used.
 
 use cynode_contracts::routes;
-use cynode_contracts::user::{ApiKeyInfo, ApiKeyList, CreateApiKeyRequest, CreatedApiKey};
+use cynode_contracts::user::{
+    ApiKeyInfo, ApiKeyList, CreateApiKeyRequest, CreatedApiKey, UsageReport, UsageTotals,
+};
 use reqwest::Method;
 use serde::Serialize;
 use uuid::Uuid;
@@ -121,6 +123,65 @@ async fn revoke(ctx: &Context, id: Uuid, yes: bool) -> Result<()> {
     }
     emit(ctx.format, &Revoked { id, revoked: true }, || {
         kv_line(&[("id", id.to_string()), ("revoked", "true".to_owned())])
+    });
+    Ok(())
+}
+
+/// `cynork usage`: one `total` line, then one line per model, per key (`key=session` for calls
+/// made with a login) and per UTC day, each with the same counters.
+pub async fn usage(
+    ctx: &Context,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    let mut query = Vec::new();
+    if let Some(since) = since {
+        query.push(("since", since.to_rfc3339()));
+    }
+    if let Some(until) = until {
+        query.push(("until", until.to_rfc3339()));
+    }
+    let mut client = ctx.client()?;
+    let report: UsageReport = client
+        .call(
+            Method::GET,
+            &routes::fill(routes::user::USAGE, &[]),
+            &query,
+            None,
+        )
+        .await?;
+    emit(ctx.format, &report, || {
+        let line = |what: (&str, String), t: &UsageTotals| {
+            kv_line(&[
+                what,
+                ("requests", t.requests.to_string()),
+                ("prompt_tokens", t.prompt_tokens.to_string()),
+                ("completion_tokens", t.completion_tokens.to_string()),
+                ("total_tokens", t.total_tokens.to_string()),
+            ])
+        };
+        let mut lines = vec![line(("total", "all".to_owned()), &report.total)];
+        lines.extend(
+            report
+                .by_model
+                .iter()
+                .map(|m| line(("model", m.model.clone()), &m.totals)),
+        );
+        lines.extend(report.by_api_key.iter().map(|k| {
+            let name = match (&k.name, k.api_key_id) {
+                (Some(name), _) => name.clone(),
+                (None, Some(id)) => id.to_string(),
+                (None, None) => "session".to_owned(),
+            };
+            line(("key", name), &k.totals)
+        }));
+        lines.extend(
+            report
+                .by_day
+                .iter()
+                .map(|d| line(("day", d.day.to_string()), &d.totals)),
+        );
+        lines.join("\n")
     });
     Ok(())
 }

@@ -111,6 +111,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Auth(cmd) => auth::run(&ctx, cmd).await,
         Command::Task(cmd) => task::run(&ctx, cmd).await,
         Command::Apikey(cmd) => apikey::run(&ctx, cmd).await,
+        Command::Usage { since, until } => apikey::usage(&ctx, since, until).await,
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Prefs(cmd) => prefs::run(&ctx, cmd).await,

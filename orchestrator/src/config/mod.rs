@@ -39,6 +39,24 @@ pub enum ConfigError {
     Secret(#[from] cynode_service_kit::secrets::SecretError),
 }
 
+/// Where the user gateway finds the web console, and what its cookie session needs to know.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The URL people open the console at (`USER_GATEWAY_PUBLIC_URL`), when known. An `https`
+    /// URL makes every session cookie `Secure`.
+    pub public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-Proto: https` is believed (`TRUSTED_PROXIES`,
+    /// comma-separated IP addresses): a session cookie set through one is `Secure`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The built console (`CONSOLE_DIR`); default `share/cynodeai/console` beside the
+    /// binary's `bin/`, when it exists. None: `GET /` says the console is not installed.
+    pub dir: Option<PathBuf>,
+    /// How long a console login lasts without a new password (`CONSOLE_SESSION_DURATION`,
+    /// default 12h): the lifetime of its refresh cookie. The access cookie lives
+    /// `JWT_ACCESS_DURATION` and is renewed with it.
+    pub session_duration: Duration,
+}
+
 /// Settings of one orchestrator process (secrets excluded; see [`Secrets`]).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -124,6 +142,8 @@ pub struct Config {
     /// each node's configuration; a node applies the lower of a cap and its own limit.
     pub node_sandbox_limits: SandboxResources,
     pub database_pool_size: u32,
+    /// How the web console and its cookies are served (`[console]` settings below).
+    pub console: ConsoleConfig,
     secret_files: SecretFiles,
 }
 

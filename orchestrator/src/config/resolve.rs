@@ -11,7 +11,7 @@ use cynode_contracts::worker_cli;
 use super::file::FileConfig;
 use super::lookup::{Lookup, bad_addr, invalid, list, whole_number};
 use super::secrets::SecretFiles;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, ConsoleConfig};
 
 /// Where the orchestrator is reached and where it listens.
 struct Listeners {
@@ -86,6 +86,7 @@ impl Config {
         let dispatch = env.dispatch(&file)?;
         let pm = env.pm(&file)?;
         let node = env.node_defaults(&file)?;
+        let console = env.console(&file)?;
         let database_pool_size = env
             .count("DATABASE_POOL_SIZE", file.database_pool_size, "16")?
             .min(1000) as u32;
@@ -128,6 +129,7 @@ impl Config {
             node_inference_command: node.inference_command,
             node_sandbox_limits: node.sandbox_limits,
             database_pool_size,
+            console,
             secret_files: SecretFiles::named_in(file),
         })
     }
@@ -247,6 +249,56 @@ impl<E: Fn(&str) -> Option<String>> Lookup<E> {
         hosts.sort();
         hosts.dedup();
         hosts
+    }
+
+    fn console(&self, file: &FileConfig) -> Result<ConsoleConfig, ConfigError> {
+        let public_url = match self.pick(
+            "USER_GATEWAY_PUBLIC_URL",
+            file.user_gateway_public_url.as_deref(),
+        ) {
+            None => None,
+            Some(text) => match url::Url::parse(&text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    Some(text.trim_end_matches('/').to_owned())
+                }
+                _ => {
+                    return Err(invalid(
+                        "USER_GATEWAY_PUBLIC_URL",
+                        format!("expected an http or https URL, got {text:?}"),
+                    ));
+                }
+            },
+        };
+        let trusted_proxies = self
+            .var("TRUSTED_PROXIES")
+            .map(|v| list(&v))
+            .or_else(|| file.trusted_proxies.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                text.parse::<std::net::IpAddr>().map_err(|_| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        format!("expected IP addresses, got {text:?}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = self
+            .var("CONSOLE_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| file.console_dir.clone())
+            .or_else(installed_console_dir);
+        Ok(ConsoleConfig {
+            public_url,
+            trusted_proxies,
+            dir,
+            session_duration: self.nonzero_duration(
+                "CONSOLE_SESSION_DURATION",
+                file.console_session_duration,
+                "12h",
+            )?,
+        })
     }
 
     fn requests(&self, file: &FileConfig) -> Result<Requests, ConfigError> {
@@ -403,9 +455,45 @@ impl<E: Fn(&str) -> Option<String>> Lookup<E> {
     }
 }
 
+/// `share/cynodeai/console` next to the binary's `bin/`, as the package installs it.
+fn installed_console_dir() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.join("share/cynodeai/console");
+    dir.join("index.html").is_file().then_some(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_settings_parse_and_refuse_bad_values() {
+        let cfg = Config::from_lookup(|name| match name {
+            "USER_GATEWAY_PUBLIC_URL" => Some("https://ai.example.org/".into()),
+            "TRUSTED_PROXIES" => Some("127.0.0.1, ::1".into()),
+            "CONSOLE_DIR" => Some("/srv/console".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.console.public_url.as_deref(),
+            Some("https://ai.example.org")
+        );
+        assert_eq!(cfg.console.trusted_proxies.len(), 2);
+        assert_eq!(
+            cfg.console.dir.as_deref(),
+            Some(std::path::Path::new("/srv/console"))
+        );
+        assert_eq!(cfg.console.session_duration, Duration::from_secs(12 * 3600));
+        let err = |name: &'static str, value: &'static str| {
+            Config::from_lookup(move |n| (n == name).then(|| value.to_owned()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("TRUSTED_PROXIES", "10.0.0.0/8").contains("TRUSTED_PROXIES"));
+        assert!(err("USER_GATEWAY_PUBLIC_URL", "ftp://x").contains("USER_GATEWAY_PUBLIC_URL"));
+        assert!(err("CONSOLE_SESSION_DURATION", "0").contains("CONSOLE_SESSION_DURATION"));
+    }
 
     #[test]
     fn the_dispatch_lease_defaults_to_30_s_and_refuses_less_than_3_s() {

@@ -35,6 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// headers are logged: they carry passwords and tokens.
 async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = request_id(&req);
     let method = req.method().clone();
     let matched = req
         .extensions()
@@ -50,6 +51,12 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
         ))
         .into_response(),
     };
+    let mut response = response;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(routes::user::REQUEST_ID_HEADER, value);
+    }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
@@ -59,6 +66,7 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
     tracing::info!(
         %method,
         route,
+        request_id,
         status,
         duration_ms = elapsed.as_millis() as u64,
         "request"
@@ -66,13 +74,23 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
     response
 }
 
-/// Adds the shared routes and layers and binds the state.
+/// The client's request id when it is a sane one (1 to 128 visible ASCII characters: it goes
+/// into a log line and a header), else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(routes::user::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// Adds the shared routes and layers and binds the state. The caller sets the fallback (a 404
+/// problem, [`not_found_fallback`], or the user gateway's console).
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {
     let limit = state.config.max_request_body_bytes;
     let router = router
         .route(routes::HEALTHZ, get(healthz))
-        .route(routes::READYZ, get(readyz))
-        .fallback(not_found_fallback);
+        .route(routes::READYZ, get(readyz));
     // Bodies are read (bounded) before any answer, so a 413 or 401 reaches a client that is
     // still sending; inside `edge`, so the request deadline covers that too.
     BodyLimit::new(limit)

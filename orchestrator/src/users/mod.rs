@@ -193,13 +193,31 @@ fn invalid_credentials() -> Error {
     Problem::unauthorized("invalid handle or password").into()
 }
 
+/// A session just opened: its tokens, and its id (what the console's CSRF token is made of).
+#[derive(Debug)]
+pub struct Opened {
+    pub tokens: TokenResponse,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// Who a session is for, which decides how long its refresh token lasts: a program's login
+/// for `JWT_REFRESH_DURATION` from each refresh, a console login for
+/// `CONSOLE_SESSION_DURATION` from the password, however often it is refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Api,
+    Console,
+}
+
 /// Verifies a password and opens a session. The rate limit is checked by the caller first.
 pub async fn login(
     state: &Sessions,
     handle: &str,
     password: &str,
+    kind: SessionKind,
     client: &ClientInfo,
-) -> Result<TokenResponse> {
+) -> Result<Opened> {
     let row: Option<(Uuid, bool, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT u.id, u.is_active, c.password_hash FROM users u
          LEFT JOIN password_credentials c ON c.user_id = u.id WHERE u.handle = $1",
@@ -240,8 +258,14 @@ pub async fn login(
             return Err(invalid_credentials());
         }
     };
+    let lifetime = match kind {
+        SessionKind::Api => state.config.jwt_refresh_duration,
+        SessionKind::Console => state.config.console.session_duration,
+    };
+    let refresh_expires =
+        Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
     let mut tx = state.db.begin().await?;
-    let tokens = open_session(&mut tx, state, user, handle).await?;
+    let opened = open_session(&mut tx, state, user, handle, refresh_expires).await?;
     audit(
         &mut *tx,
         "login_success",
@@ -253,7 +277,7 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    Ok(tokens)
+    Ok(opened)
 }
 
 async fn open_session(
@@ -261,12 +285,10 @@ async fn open_session(
     state: &Sessions,
     user_id: Uuid,
     handle: &str,
-) -> Result<TokenResponse> {
+    refresh_expires: chrono::DateTime<Utc>,
+) -> Result<Opened> {
     let session_id = Uuid::new_v4();
     let refresh_token = auth::random_token();
-    let refresh_expires = Utc::now()
-        + chrono::Duration::from_std(state.config.jwt_refresh_duration)
-            .unwrap_or(chrono::Duration::MAX);
     sqlx::query(
         "INSERT INTO refresh_sessions (id, user_id, refresh_token_hash, expires_at)
          VALUES ($1, $2, $3, $4)",
@@ -285,33 +307,44 @@ async fn open_session(
     claims.user_id = Some(user_id);
     claims.handle = Some(handle.to_owned());
     claims.sid = Some(session_id);
-    Ok(TokenResponse {
-        access_token: state.keys.sign(&claims)?,
-        refresh_token,
-        token_type: "Bearer".into(),
-        expires_in: state.config.jwt_access_duration.as_secs(),
+    Ok(Opened {
+        tokens: TokenResponse {
+            access_token: state.keys.sign(&claims)?,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: state.config.jwt_access_duration.as_secs(),
+        },
+        session_id,
+        user_id,
     })
 }
 
 /// Exchanges an active refresh token for a new pair; the old session ends (and with it the
-/// access token issued alongside). A refresh token works exactly once.
+/// access token issued alongside). A refresh token works exactly once. A program's session
+/// starts a new refresh lifetime; a console session (`kind`) keeps the end it had, and is
+/// refreshed only when the refresh token is that of `session` (the one the caller's CSRF token
+/// was checked against).
 pub async fn refresh(
     state: &Sessions,
     refresh_token: &str,
+    kind: SessionKind,
+    session: Option<Uuid>,
     client: &ClientInfo,
-) -> Result<TokenResponse> {
+) -> Result<Opened> {
     let mut tx = state.db.begin().await?;
-    let row: Option<(Uuid, String)> = sqlx::query_as(
+    let row: Option<(Uuid, String, chrono::DateTime<Utc>)> = sqlx::query_as(
         "UPDATE refresh_sessions s SET is_active = false, last_used_at = now(), updated_at = now()
          FROM users u
          WHERE s.refresh_token_hash = $1 AND s.is_active AND s.expires_at > now()
+           AND ($2::uuid IS NULL OR s.id = $2)
            AND u.id = s.user_id AND u.is_active
-         RETURNING u.id, u.handle",
+         RETURNING u.id, u.handle, s.expires_at",
     )
     .bind(auth::sha256(refresh_token))
+    .bind(session)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((user_id, handle)) = row else {
+    let Some((user_id, handle, old_expires)) = row else {
         drop(tx);
         audit(
             &state.db,
@@ -325,7 +358,15 @@ pub async fn refresh(
         .await?;
         return Err(Problem::unauthorized("refresh token is invalid, expired or revoked").into());
     };
-    let tokens = open_session(&mut tx, state, user_id, &handle).await?;
+    let refresh_expires = match kind {
+        SessionKind::Api => {
+            Utc::now()
+                + chrono::Duration::from_std(state.config.jwt_refresh_duration)
+                    .unwrap_or(chrono::Duration::MAX)
+        }
+        SessionKind::Console => old_expires,
+    };
+    let opened = open_session(&mut tx, state, user_id, &handle, refresh_expires).await?;
     audit(
         &mut *tx,
         "refresh_success",
@@ -337,7 +378,7 @@ pub async fn refresh(
     )
     .await?;
     tx.commit().await?;
-    Ok(tokens)
+    Ok(opened)
 }
 
 /// Ends the caller's session and, when given, the session of `refresh_token` (if it is theirs).
@@ -378,10 +419,45 @@ pub async fn logout(
     Ok(())
 }
 
-pub async fn me(db: &PgPool, user: &auth::CurrentUser) -> Result<UserInfo> {
+/// Ends the console session `session_id` whose refresh token is `refresh_token`, if it is
+/// still active: the logout of a console whose access cookie may already have expired.
+pub async fn end_session(
+    db: &PgPool,
+    session_id: Uuid,
+    refresh_token: &str,
+    client: &ClientInfo,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let ended: Option<(Uuid, String)> = sqlx::query_as(
+        "UPDATE refresh_sessions s SET is_active = false, updated_at = now()
+         FROM users u
+         WHERE s.id = $1 AND s.refresh_token_hash = $2 AND s.is_active AND u.id = s.user_id
+         RETURNING u.id, u.handle",
+    )
+    .bind(session_id)
+    .bind(auth::sha256(refresh_token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((user_id, handle)) = ended {
+        audit(
+            &mut *tx,
+            "logout",
+            Some(user_id),
+            Some(&handle),
+            true,
+            None,
+            Some(client),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn me(db: &PgPool, user_id: Uuid) -> Result<UserInfo> {
     let (id, handle, email, is_active): (Uuid, String, Option<String>, bool) =
         sqlx::query_as("SELECT id, handle, email, is_active FROM users WHERE id = $1")
-            .bind(user.id)
+            .bind(user_id)
             .fetch_one(db)
             .await?;
     Ok(UserInfo {

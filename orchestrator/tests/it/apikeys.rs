@@ -301,7 +301,10 @@ async fn bad_input_is_400_naming_the_field_and_keys_are_limited() {
         assert!(p["schema"].to_string().contains("date-time"), "{p}");
     }
     for (schema, fields) in [
-        ("UsageReport", &["total", "by_model", "by_api_key"][..]),
+        (
+            "UsageReport",
+            &["total", "by_model", "by_api_key", "by_day"][..],
+        ),
         (
             "ModelUsage",
             &["model", "#/components/schemas/UsageTotals"][..],
@@ -461,6 +464,20 @@ async fn usage_is_totalled_per_model_and_key() {
             .extend(extra.as_object().unwrap().clone());
         base
     };
+    // Days are UTC calendar days: a call at midnight counts for the day it starts.
+    sqlx::query("UPDATE token_usage SET created_at = '2026-03-01T12:00:00Z' WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&o.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE token_usage SET created_at = '2026-03-02T00:00:00Z'
+         WHERE model = 'm2' AND api_key_id = $1",
+    )
+    .bind(a_id)
+    .execute(&o.db)
+    .await
+    .unwrap();
     let expected = json!({
         "total": totals(4, 118, 60),
         "by_model": [
@@ -471,6 +488,10 @@ async fn usage_is_totalled_per_model_and_key() {
             totals(1, 10, 5),
             merge(json!({"api_key_id": a_id, "name": "key a"}), totals(2, 101, 52)),
             merge(json!({"api_key_id": b_id, "name": "key b"}), totals(1, 7, 3)),
+        ],
+        "by_day": [
+            merge(json!({"day": "2026-03-01"}), totals(3, 18, 10)),
+            merge(json!({"day": "2026-03-02"}), totals(1, 100, 50)),
         ],
     });
     let (status, report) = o.get(&admin, "/v1/users/me/usage").await;
@@ -505,13 +526,17 @@ async fn usage_is_totalled_per_model_and_key() {
         .await;
     assert_eq!(old["total"], totals(1, 7, 3), "{old}");
     assert_eq!(old["by_model"][0]["model"], "m2");
+    assert_eq!(
+        old["by_day"],
+        json!([merge(json!({"day": "2020-06-01"}), totals(1, 7, 3))])
+    );
     let (_, none) = o
         .get(&admin, "/v1/users/me/usage?until=2020-06-01T00:00:00Z")
         .await;
     assert_eq!(
         none,
         json!({"until": "2020-06-01T00:00:00Z", "total": totals(0, 0, 0),
-               "by_model": [], "by_api_key": []})
+               "by_model": [], "by_api_key": [], "by_day": []})
     );
 
     for (query, needle) in [

@@ -7,6 +7,7 @@ mod authz_matrix;
 mod binary;
 mod chat;
 mod common;
+mod console;
 mod control_plane;
 mod dispatch;
 mod gateway;
