@@ -9,7 +9,7 @@
 
 import { reactive, readonly } from 'vue';
 import type { ConsoleSession, OpenAiError, Problem, UserInfo } from './types';
-import { DEFAULT_MAX_UPLOAD_BYTES } from './types';
+import { DEFAULT_MAX_UPLOAD_BYTES, MAX_UPLOADS_PER_TASK } from './types';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -655,44 +655,70 @@ export async function streamEvents(
 // ---------------------------------------------------------------------------------------------
 // Limits published in /openapi.json
 
-let uploadLimitPromise: Promise<number> | null = null;
-
-/** Finds the first value of `key` anywhere in a JSON document. */
-function findKey(doc: unknown, key: string, depth = 0): unknown {
-  if (depth > 40 || doc === null || typeof doc !== 'object') return undefined;
-  if (Array.isArray(doc)) {
-    for (const v of doc) {
-      const found = findKey(v, key, depth + 1);
-      if (found !== undefined) return found;
-    }
-    return undefined;
-  }
-  const obj = doc as Record<string, unknown>;
-  if (key in obj) return obj[key];
-  for (const v of Object.values(obj)) {
-    const found = findKey(v, key, depth + 1);
-    if (found !== undefined) return found;
-  }
-  return undefined;
+export interface UploadLimits {
+  /** Largest file, bytes (the multipart `files` items' maxLength, or `x-max-upload-bytes`). */
+  maxFileBytes: number;
+  /** Most files with one task. */
+  maxFiles: number;
+  /** The gateway's whole request body limit, when published (`info.x-max-request-body-bytes`). */
+  maxRequestBytes: number | undefined;
+  /** Whether the numbers came from /openapi.json (false: the built-in defaults). */
+  published: boolean;
 }
 
-/** The largest file the gateway takes with a task, from /openapi.json (`x-max-upload-bytes`). */
-export function uploadLimit(): Promise<number> {
-  if (!uploadLimitPromise) {
-    uploadLimitPromise = request<unknown>('/openapi.json', { reportOutage: false })
-      .then((doc) => {
-        const post = (doc as { paths?: Record<string, { post?: unknown }> }).paths?.['/v1/tasks']?.post;
-        const fromTasks = findKey(post, 'x-max-upload-bytes');
-        const anywhere = fromTasks ?? findKey(doc, 'x-max-upload-bytes');
-        const n = Number(anywhere);
-        return Number.isFinite(n) && n > 0 ? n : DEFAULT_MAX_UPLOAD_BYTES;
-      })
+let uploadLimitsPromise: Promise<UploadLimits> | null = null;
+
+type Json = Record<string, unknown>;
+
+function obj(v: unknown): Json | undefined {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined;
+}
+
+/** Follows a local `$ref` (`#/components/schemas/X`). */
+function deref(doc: Json, v: unknown): Json | undefined {
+  const o = obj(v);
+  const ref = o?.['$ref'];
+  if (typeof ref !== 'string' || !ref.startsWith('#/')) return o;
+  let cur: unknown = doc;
+  for (const part of ref.slice(2).split('/')) cur = obj(cur)?.[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  return obj(cur);
+}
+
+function num(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** Reads the upload limits from an OpenAPI document (exported for tests). */
+export function uploadLimitsFrom(doc: unknown): UploadLimits {
+  const root = obj(doc) ?? {};
+  const post = obj(obj(obj(root.paths)?.['/v1/tasks'])?.post);
+  const content = obj(obj(deref(root, post?.requestBody))?.content);
+  const schema = deref(root, obj(content?.['multipart/form-data'])?.schema);
+  const files = deref(root, obj(schema?.properties)?.files);
+  const item = deref(root, files?.items);
+  const maxFileBytes =
+    num(post?.['x-max-upload-bytes']) ?? num(item?.maxLength) ?? num(obj(root.info)?.['x-max-upload-bytes']);
+  const maxFiles = num(files?.maxItems);
+  return {
+    maxFileBytes: maxFileBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
+    maxFiles: maxFiles ?? MAX_UPLOADS_PER_TASK,
+    maxRequestBytes: num(obj(root.info)?.['x-max-request-body-bytes']),
+    published: maxFileBytes !== undefined,
+  };
+}
+
+/** The upload limits of `POST /v1/tasks`, from /openapi.json (read once). */
+export function uploadLimits(): Promise<UploadLimits> {
+  if (!uploadLimitsPromise) {
+    uploadLimitsPromise = request<unknown>('/openapi.json', { reportOutage: false })
+      .then(uploadLimitsFrom)
       .catch(() => {
-        uploadLimitPromise = null;
-        return DEFAULT_MAX_UPLOAD_BYTES;
+        uploadLimitsPromise = null;
+        return uploadLimitsFrom(null);
       });
   }
-  return uploadLimitPromise;
+  return uploadLimitsPromise;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -714,7 +740,7 @@ const client = {
   pages,
   fetchAll,
   streamEvents,
-  uploadLimit,
+  uploadLimits,
   login,
   logout,
   loadSession,
