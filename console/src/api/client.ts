@@ -621,34 +621,41 @@ function parseEvent(raw: string): SseEvent | null {
  */
 export async function streamEvents(
   path: string,
-  opts: RequestOptions,
+  opts: RequestOptions & { onResponse?: (res: Response) => void },
   onEvent: (ev: SseEvent) => void,
 ): Promise<void> {
+  const { onResponse, ...rest } = opts;
   const res = await send(path, {
-    ...opts,
-    headers: { Accept: 'text/event-stream', ...opts.headers },
+    ...rest,
+    headers: { Accept: 'text/event-stream', ...rest.headers },
   });
+  onResponse?.(res);
   if (!res.body) return;
   const reader = res.body.getReader();
   const decoder = new SseDecoder();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      for (const ev of decoder.push(value)) onEvent(ev);
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (opts.signal?.aborted) {
+          throw new ApiError({ kind: 'aborted', status: 0, title: 'Stopped', detail: 'Stopped.', requestId: '' });
+        }
+        throw new ApiError({
+          kind: 'network',
+          status: 0,
+          title: 'Stream interrupted',
+          detail: `The stream ended early: ${e instanceof Error ? e.message : String(e)}`,
+          requestId: res.headers.get('X-Request-Id') ?? '',
+        });
+      }
+      if (chunk.done) break;
+      for (const ev of decoder.push(chunk.value)) onEvent(ev);
     }
     for (const ev of decoder.end()) onEvent(ev);
-  } catch (e) {
-    if (opts.signal?.aborted) return;
-    throw new ApiError({
-      kind: 'network',
-      status: 0,
-      title: 'Stream interrupted',
-      detail: `The stream ended early: ${e instanceof Error ? e.message : String(e)}`,
-      requestId: res.headers.get('X-Request-Id') ?? '',
-    });
   } finally {
-    reader.releaseLock();
+    reader.cancel().catch(() => {});
   }
 }
 
