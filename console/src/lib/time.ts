@@ -19,7 +19,8 @@ export function exactTime(d: Date): string {
 export function relativeTime(d: Date, nowMs: number): string {
   const diff = (d.getTime() - nowMs) / 1000;
   const abs = Math.abs(diff);
-  if (abs < 10) return 'just now';
+  // The shared clock ticks every 15 s: a moment "in the future" by less than that is now.
+  if (abs < 10 || (diff > 0 && diff < 20)) return 'just now';
   if (abs < 60) return rtf.format(Math.round(diff), 'second');
   if (abs < 3600) return rtf.format(Math.round(diff / 60), 'minute');
   if (abs < 86400) return rtf.format(Math.round(diff / 3600), 'hour');
