@@ -64,6 +64,20 @@ async function taskStatus(id) {
   return resp.body.status;
 }
 
+/** The largest file /openapi.json says POST /v1/tasks takes (its multipart `files` items' maxLength). */
+async function publishedUploadLimit() {
+  const spec = await api('GET', '/openapi.json');
+  assert.equal(spec.status, 200);
+  const post = spec.body.paths['/v1/tasks'].post;
+  const content = post.requestBody?.content?.['multipart/form-data'];
+  assert.ok(content, `POST /v1/tasks publishes no multipart upload: ${JSON.stringify(post.requestBody)}`);
+  const deref = (s) => (s?.$ref ? s.$ref.slice(2).split('/').reduce((o, k) => o[k], spec.body) : s);
+  const schema = deref(content.schema);
+  const limit = post['x-max-upload-bytes'] ?? deref(deref(schema.properties?.files)?.items)?.maxLength;
+  assert.ok(Number.isInteger(limit) && limit > 0, `no upload limit published: ${JSON.stringify(schema)}`);
+  return limit;
+}
+
 describe('tasks', () => {
   test('a prompt task shows the model\'s answer and its steps', { timeout: MODEL_TIMEOUT + 60_000 }, async () => {
     const id = await createInPage('Ask the model', 'Tell me what model you are', unique('prompt'));
@@ -153,15 +167,7 @@ describe('tasks', () => {
   });
 
   test('a file over the limit /openapi.json publishes is refused in the page, in the API\'s words, with no request sent', { timeout: 120_000 }, async () => {
-    const spec = await api('GET', '/openapi.json');
-    assert.equal(spec.status, 200);
-    const post = spec.body.paths['/v1/tasks'].post;
-    const content = post.requestBody?.content?.['multipart/form-data'];
-    assert.ok(content, `POST /v1/tasks publishes no multipart upload: ${JSON.stringify(post.requestBody)}`);
-    const deref = (s) => (s?.$ref ? s.$ref.slice(2).split('/').reduce((o, k) => o[k], spec.body) : s);
-    const schema = deref(content.schema);
-    const limit = post['x-max-upload-bytes'] ?? deref(deref(schema.properties?.files)?.items)?.maxLength ?? spec.body.info?.['x-max-upload-bytes'];
-    assert.ok(Number.isInteger(limit) && limit > 0, `no upload limit published: ${JSON.stringify(post)}`);
+    const limit = await publishedUploadLimit();
 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cynode-upload-'));
     const big = path.join(dir, 'too-big.bin');
@@ -201,6 +207,29 @@ describe('tasks', () => {
       const problem = await direct.json();
       assert.equal(direct.status, 413, JSON.stringify(problem));
       assert.ok(said.includes(problem.detail), `page: ${said}\nAPI: ${problem.detail}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file of exactly the published limit is accepted with the task', { timeout: 120_000 }, async () => {
+    const limit = await publishedUploadLimit();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cynode-upload-'));
+    const file = path.join(dir, 'at-limit.bin');
+    fs.writeFileSync(file, Buffer.alloc(limit, 120));
+    try {
+      await page.goto('/tasks/new');
+      await waitReady(page);
+      await page.getByText(/At most \d+ files/).waitFor({ timeout: UI_TIMEOUT });
+      await page.getByRole('radio', { name: 'Run commands' }).check();
+      await page.getByLabel(/^Commands/).fill('wc -c attachments/at-limit.bin');
+      await page.getByLabel('Attach files').setInputFiles(file);
+      assert.equal(await page.locator('#task-files-error').count(), 0, 'the page refused a file of exactly the limit');
+      const created = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/tasks' && r.request().method() === 'POST', { timeout: 60_000 });
+      await page.getByRole('button', { name: 'Create task' }).click();
+      const resp = await created;
+      assert.equal(resp.status(), 201, `a file of exactly the published ${limit} bytes was refused: ${await resp.text()}`);
+      await page.waitForURL(/\/tasks\/[0-9a-f-]{36}$/, { timeout: UI_TIMEOUT });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -87,7 +87,11 @@ for (const scheme of ['light', 'dark']) {
     });
     after(async () => {
       await assertNoSecretsInStorage(page);
-      context.assertClean({ allowConsole: [/40[134]/] });
+      // The hostile answer in the chat-thread page: DOMPurify's inert parse of it is reported.
+      context.assertClean({
+        allowConsole: [/40[134]/],
+        allowCsp: [new RegExp(`/chat/${env.xssThread}: Executing inline event handler`)],
+      });
       await context.close();
     });
 

@@ -61,6 +61,8 @@ This answer is **bold** and holds hostile markup:
 <svg><script>window.__cynodeXss = 'svg'</script></svg>
 
 [a safe link](https://example.invalid/docs)
+
+Text that looks like a tag, as SmolLM2 answers now and then: <what the output shows when it worked>
 "#;
 
 fn repo_root() -> PathBuf {
@@ -205,8 +207,8 @@ async fn the_web_console_passes_its_browser_suite_against_the_real_stack() {
 }
 
 /// A real thread of the admin's (one real completion through the gateway), then an assistant
-/// message with hostile Markdown appended to it as if the model had answered so. Returns the
-/// thread's id.
+/// message with hostile Markdown appended to it as if the model had answered so, and the thread
+/// left idle. Returns the thread's id.
 async fn seed_hostile_thread(orchestrator: &Orchestrator) -> String {
     let user = User::login(orchestrator).await;
     let resp = reqwest::Client::new()
@@ -236,6 +238,14 @@ async fn seed_hostile_thread(orchestrator: &Orchestrator) -> String {
     .bind(&thread)
     .bind(HOSTILE_MARKDOWN)
     .bind(node_support::MODEL)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    // Idle, so that the chat test's new conversation starts a thread of its own.
+    sqlx::query(
+        "UPDATE chat_threads SET updated_at = now() - interval '3 hours' WHERE id = $1::uuid",
+    )
+    .bind(&thread)
     .execute(&mut db)
     .await
     .unwrap();
