@@ -62,12 +62,14 @@ describe('API keys', () => {
     await page.getByRole('button', { name: /^Create( API)? key$/ }).click();
     assert.equal((await created).status(), 201);
 
-    // Shown once, in full, with a copy button.
+    // Shown once, in full, in a read-only field with a copy button.
     const main = page.getByRole('main');
-    const key = await eventually(async () => (await main.innerText()).match(/cyn_[A-Za-z0-9]{16,}/)?.[0], {
-      message: 'the new key shown in the page',
-    });
-    await page.getByRole('button', { name: /^Copy/ }).first().click();
+    const shown = page.getByRole('region', { name: /shown only now/ });
+    const field = shown.getByLabel('API key');
+    await field.waitFor({ timeout: UI_TIMEOUT });
+    const key = await field.inputValue();
+    assert.match(key, /^cyn_[A-Za-z0-9]{16,}$/);
+    await shown.getByRole('button', { name: 'Copy' }).click();
     const copied = await eventually(() => page.evaluate(() => navigator.clipboard.readText()), { message: 'the key on the clipboard' });
     assert.equal(copied.trim(), key);
     await assertNoSecretsInStorage(page, [key]);
@@ -82,18 +84,19 @@ describe('API keys', () => {
     await waitReady(page);
     const row = page.getByRole('row').filter({ hasText: name });
     await row.waitFor({ timeout: UI_TIMEOUT });
-    assert.ok(!(await main.innerText()).includes(key), 'the key is shown again after a reload');
+    assert.ok(!(await page.content()).includes(key), 'the key is in the page again after a reload');
+    assert.match(await row.innerText(), /active/);
 
     // Revoked in the page, after confirming.
     await row.getByRole('button', { name: /^Revoke/ }).click();
     const dialog = page.getByRole('dialog');
     await dialog.waitFor({ timeout: UI_TIMEOUT });
     const revoked = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/users/me/api-keys/') && r.request().method() === 'DELETE');
-    await dialog.getByRole('button', { name: /^Revoke/ }).click();
+    await dialog.getByRole('button', { name: 'Revoke key' }).click();
     assert.ok([200, 204].includes((await revoked).status()));
-    await eventually(async () => /revoked/i.test(await row.innerText()) || (await row.count()) === 0, {
-      message: 'the key shown as revoked',
-    });
+    await eventually(async () => /revoked/i.test(await row.innerText()), { message: 'the key shown as revoked' });
+    assert.equal(await row.getByRole('button', { name: /^Revoke/ }).count(), 0);
+    assert.ok(!(await main.innerText()).includes(key));
 
     const after = await listModels(key);
     assert.deepEqual(after, { status: 401, type: 'AuthenticationError' });

@@ -52,25 +52,30 @@ describe('nodes', () => {
   test('an admin drains the node and undrains it; the page and the orchestrator agree', { timeout: 120_000 }, async () => {
     await page.goto(`/nodes/${env.nodeSlug}`);
     await waitReady(page);
-    const main = page.getByRole('main');
     await page.getByRole('heading', { level: 1, name: new RegExp(env.nodeSlug) }).waitFor({ timeout: UI_TIMEOUT });
     assert.equal(await nodeState(), 'active');
 
-    await page.getByRole('button', { name: /^Drain/ }).click();
-    const dialog = page.getByRole('dialog');
-    if (await dialog.isVisible()) {
-      // A deadline may be offered; the default is fine.
-      await dialog.getByRole('button', { name: /^Drain/ }).click();
-    }
+    const state = page.locator('[data-testid="node-derived"] .badge').first();
+    assert.equal((await state.innerText()).trim(), 'active');
+    // Drain, confirmed in a dialog that offers a deadline.
+    await page.getByRole('button', { name: 'Drain', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: `Drain node ${env.nodeSlug}?` });
+    await dialog.getByLabel(/^Deadline/).fill('600');
+    await dialog.getByRole('button', { name: 'Drain node' }).click();
     await eventually(async () => (await nodeState()) === 'drained', { message: 'the orchestrator to see the node drained' });
-    await eventually(async () => /\bdrained\b/i.test(await main.innerText()), { message: 'the page to show drained' });
-    const undrain = page.getByRole('button', { name: /^Undrain/ });
-    await undrain.waitFor({ timeout: UI_TIMEOUT });
+    await eventually(async () => (await state.innerText()).trim() === 'drained', { message: 'the page to show drained' });
+    const drained = await api('GET', `/v1/nodes/${env.nodeSlug}`, { token: await adminToken() });
+    assert.ok(drained.body.drain_deadline, `no drain deadline: ${JSON.stringify(drained.body)}`);
+    assert.ok(Math.abs(Date.parse(drained.body.drain_deadline) - Date.now() - 600_000) < 120_000, drained.body.drain_deadline);
 
-    await undrain.click();
-    if (await dialog.isVisible()) await dialog.getByRole('button', { name: /^Undrain/ }).click();
+    // Undrain, confirmed too.
+    await page.getByRole('button', { name: 'Undrain', exact: true }).click();
+    await page.getByRole('dialog', { name: `Undrain node ${env.nodeSlug}?` }).getByRole('button', { name: 'Undrain node' }).click();
     await eventually(async () => (await nodeState()) === 'active', { message: 'the orchestrator to see the node active' });
-    await page.getByRole('button', { name: /^Drain/ }).waitFor({ timeout: UI_TIMEOUT });
-    assert.doesNotMatch(await page.locator('.state, [data-state]').first().innerText().catch(() => ''), /drained/i);
+    await eventually(async () => (await state.innerText()).trim() === 'active', { message: 'the page to show active' });
+    await page.getByRole('button', { name: 'Drain', exact: true }).waitFor({ timeout: UI_TIMEOUT });
+    // What the node reported is shown apart from what the orchestrator derived.
+    const reported = page.locator('[data-testid="node-reported"]');
+    assert.match(await reported.getByRole('heading').first().innerText(), /Reported by the node/);
   });
 });
