@@ -54,9 +54,10 @@ async function settle(page) {
 async function check(page, name, { shoot = true } = {}) {
   await settle(page);
   assert.ok(await page.getByRole('heading', { level: 1 }).count() >= 1, `${name} has no h1`);
+  // The pictures first: they are worth having most when the page has a problem.
+  if (shoot) await screenshots(page, name);
   const violations = await axeViolations(page);
   assert.deepEqual(violations, [], `${name}: serious or critical accessibility violations`);
-  if (shoot) await screenshots(page, name);
 }
 
 const ADMIN_PAGES = [
