@@ -152,8 +152,9 @@ describe('tasks', () => {
     });
     const why = page.getByRole('alert').filter({ hasText: 'Why it failed' });
     await why.waitFor({ timeout: UI_TIMEOUT });
+    // The status can arrive (with the log stream's end) a moment before the job's result.
+    await eventually(async () => /exit code 3/.test(await why.innerText()), { message: 'the exit code in the failure reason' });
     const text = await why.innerText();
-    assert.match(text, /exit code 3/);
     assert.match(text, /about-to-fail/);
     assert.equal(await taskStatus(id), 'failed');
     // The list shows it under its status filter, and not under another.

@@ -36,10 +36,21 @@ const SCREENSHOTS: &[&str] = &[
     "task-new",
     "task-detail",
     "chat",
+    "chat-thread",
     "keys",
+    "preferences",
+    "projects",
+    "password",
+    "api-docs",
     "nodes",
     "node-detail",
     "users",
+    "groups",
+    "audit",
+    "not-found",
+    "forbidden",
+    "login-dark",
+    "tasks-dark",
 ];
 
 /// Stored as a model's answer in a thread of the admin's: Markdown that would run script if the
