@@ -821,6 +821,9 @@ impl World {
                     .in_scope(p),
             ),
             "GET /v1/chat/threads" => one(probe("GET", "/v1/chat/threads", &[200])),
+            "POST /v1/chat/threads" => one(probe("POST", "/v1/chat/threads", &[201])
+                .json(json!({"project_id": p}))
+                .in_scope(p)),
             "GET /v1/chat/threads/{id}/messages" => one(probe(
                 "GET",
                 format!("/v1/chat/threads/{}/messages", user.thread),
