@@ -89,7 +89,7 @@ export class ApiError extends Error {
       case 'unavailable':
         return 'The gateway answered with a server error. Try again shortly; if it persists, an admin can look up this request id in the orchestrator log.';
       case 'network':
-        return 'The gateway is unreachable. Check that the orchestrator is running and your network is up, then retry.';
+        return 'Check that the orchestrator is running and that this computer can reach it, then retry.';
       case 'too_large':
         return 'Send less: a smaller file or fewer files.';
       case 'not_found':
