@@ -428,6 +428,8 @@ function scheduleRefresh(expiresIn: number): void {
 
 /** One refresh at a time; true when the session was renewed. */
 export function refreshSession(): Promise<boolean> {
+  // The refresh needs the session's CSRF token; a page that never had one (just loaded) cannot.
+  if (!csrfToken) return Promise.resolve(false);
   if (!refreshing) {
     refreshing = (async () => {
       try {
