@@ -335,10 +335,14 @@ async function rawFetch(path: string, opts: RequestOptions): Promise<{ res: Resp
  * ApiError. Handles the 401 refresh-and-retry, the CSRF re-sync, and the outage banner.
  */
 export async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
+  const sentAt = Date.now();
   let { res, id } = await rawFetch(path, opts);
   const isSessionRoute = path === SESSION_PATH || path === REFRESH_PATH;
   if (res.status === 401 && opts.refreshOnUnauthorized !== false && !isSessionRoute) {
-    if (await refreshSession()) {
+    // A refresh rotates the session, so a request sent with the old cookie while it ran is
+    // refused: retry it with the new cookie rather than rotating once more.
+    const renewed = lastRefreshAt > sentAt || (await refreshSession());
+    if (renewed) {
       ({ res, id } = await rawFetch(path, opts));
     }
     if (res.status === 401) {
@@ -389,6 +393,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
 
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let refreshing: Promise<boolean> | null = null;
+/** When the last refresh succeeded (epoch ms). */
+let lastRefreshAt = 0;
 
 function applySession(s: ConsoleSession): void {
   csrfToken = s.csrf_token;
@@ -436,6 +442,7 @@ export function refreshSession(): Promise<boolean> {
         const { res } = await rawFetch(REFRESH_PATH, { method: 'POST', reportOutage: false });
         if (!res.ok) return false;
         applySession((await res.json()) as ConsoleSession);
+        lastRefreshAt = Date.now();
         return true;
       } catch {
         return false;
