@@ -475,7 +475,15 @@ export async function loadSession(): Promise<boolean> {
     throw err;
   }
   markUp();
-  applySession((await res.json()) as ConsoleSession);
+  const session = (await res.json()) as ConsoleSession;
+  applySession(session);
+  // Reloaded after the access cookie expired: the gateway named the session from the refresh
+  // cookie (expires_in 0); renew it now.
+  if (session.expires_in === 0 && !(await refreshSession())) {
+    clearSession();
+    authState.checked = true;
+    return false;
+  }
   return true;
 }
 
