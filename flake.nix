@@ -15,6 +15,24 @@
     in
     {
       packages = forAllSystems (pkgs: {
+        # The web console: static files built from console/package-lock.json (importNpmLock
+        # fetches each locked package by its integrity hash; no hash is computed here).
+        console = pkgs.buildNpmPackage {
+          pname = "cynodeai-console";
+          inherit (cargoToml.workspace.package) version;
+          src = pkgs.lib.cleanSourceWith {
+            src = ./console;
+            filter = path: type: !(builtins.elem (baseNameOf path) [ "node_modules" "dist" ]);
+          };
+          npmDeps = pkgs.importNpmLock { npmRoot = ./console; };
+          npmConfigHook = pkgs.importNpmLock.npmConfigHook;
+          installPhase = ''
+            runHook preInstall
+            mkdir -p $out/share/cynodeai
+            cp -r dist $out/share/cynodeai/console
+            runHook postInstall
+          '';
+        };
         # One derivation for the whole workspace: every binary shares one dependency build.
         cynodeai = pkgs.rustPlatform.buildRustPackage {
           pname = "cynodeai";
@@ -27,6 +45,8 @@
                 "target"
                 "vm-tests"
                 "nixos-modules"
+                "console"
+                "node_modules"
               ]);
           };
           cargoLock.lockFile = ./Cargo.lock;
@@ -39,8 +59,14 @@
           # The tests need a live PostgreSQL, Podman socket and inference server; the NixOS VM
           # tests in `checks` exercise the built binaries instead.
           doCheck = false;
+          # The orchestrator serves the console from share/cynodeai/console beside its bin/.
+          postInstall = ''
+            mkdir -p $out/share/cynodeai
+            cp -r ${self.packages.${pkgs.stdenv.hostPlatform.system}.console}/share/cynodeai/console \
+              $out/share/cynodeai/console
+          '';
           meta = {
-            description = "CyNodeAI orchestrator, node agents and the cynork CLI";
+            description = "CyNodeAI orchestrator, node agents, the cynork CLI and the web console";
             license = pkgs.lib.licenses.asl20;
             mainProgram = "cynork";
             platforms = pkgs.lib.platforms.linux;

@@ -78,6 +78,18 @@ in
             default = "0.0.0.0:12080";
             description = "Listen address of the user gateway (auth, tasks).";
           };
+          user_gateway_public_url = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+            example = "https://ai.example.org";
+            description = ''
+              The URL people open the web console at. Behind a TLS-terminating reverse proxy,
+              set it to the `https://` URL so that the console's session cookies are `Secure`
+              (or list the proxy's address in `trusted_proxies`, freeform, and have it send
+              `X-Forwarded-Proto`). The console itself ships with the package and is served by
+              the user gateway at `/`.
+            '';
+          };
           inference_model = lib.mkOption {
             type = lib.types.str;
             default = "qwen3.5:0.8b";

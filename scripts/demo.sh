@@ -32,9 +32,10 @@ curl -fsS "$CYNODE_TEST_INFERENCE_URL/v1/chat/completions" -H 'content-type: app
   -d "{\"model\":\"$CYNODE_TEST_INFERENCE_MODEL\",\"max_tokens\":40,\"messages\":[{\"role\":\"user\",\"content\":\"In one sentence, what is a sandbox?\"}]}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"].strip())'
 
-say "Building the binaries"
+say "Building the binaries and the web console"
 cargo build --quiet --bins
 scripts/build-inference-proxy.sh
+npm --prefix console run --silent build >/dev/null
 
 STACK="$DEMO"
 . scripts/stack.sh
@@ -173,4 +174,19 @@ for port in 12085 12095 12096; do
 done
 cynork auth logout >/dev/null
 
+say "Usage per day (what the console's API keys page shows)"
+cynork auth login -u admin --password-stdin <"$DEMO/admin-password" >/dev/null
+run cynork usage
+
+say "The web console: served by the user gateway at /, same origin as the API"
+printf '\033[2m$ curl -sI http://127.0.0.1:12080/tasks | grep -i ...\033[0m\n'
+curl -fsSI http://127.0.0.1:12080/tasks | grep -iE '^(HTTP|content-type|content-security-policy|x-frame-options)'
+cynork auth logout >/dev/null
+
 say "Done. Logs: $DEMO/orchestrator.log, $DEMO/node-manager.log"
+printf '\nWeb console: \033[1mhttp://127.0.0.1:12080/\033[0m  user \033[1madmin\033[0m  password \033[1m%s\033[0m (also in %s)\n' \
+  "$(cat "$DEMO/admin-password")" "$DEMO/admin-password"
+# At a terminal the stack stays up for the console until Enter; in CI and pipes it stops now.
+if [[ -t 0 ]]; then
+  read -r -p "Press Enter to stop the stack. " _
+fi

@@ -39,7 +39,7 @@ use crate::{apikeys, chat, mcp, nodes, sandbox_stop, task_logs, tasks, usage, we
     info(title = "CyNodeAI user gateway", description = "Authentication, tasks, API keys, usage and OpenAI-compatible chat"),
     paths(login, refresh, logout, session::create, session::current, session::refresh, session::delete, me, create_task, list_tasks, get_task, task_result, cancel_task,
           task_logs, task_steps, list_nodes, get_node, revoke_node, drain_node, undrain_node, mcp_audit, apikeys::create, apikeys::list, apikeys::revoke, usage::report,
-          chat::models, chat::completions, chat::list_threads, chat::thread_messages,
+          chat::models, chat::completions, chat::list_threads, chat::create_thread, chat::thread_messages,
           artifacts::http_list, artifacts::http_download, artifacts::http_upload,
           crate::preferences::http_list, crate::preferences::http_get, crate::preferences::http_put, crate::preferences::http_delete,
           crate::preferences::http_effective,
@@ -158,7 +158,10 @@ pub fn router(state: AppState) -> Router {
                 .put(crate::preferences::http_put)
                 .delete(crate::preferences::http_delete),
         )
-        .route(routes::user::CHAT_THREADS, get(chat::list_threads))
+        .route(
+            routes::user::CHAT_THREADS,
+            get(chat::list_threads).post(chat::create_thread),
+        )
         .route(
             routes::user::CHAT_THREAD_MESSAGES,
             get(chat::thread_messages),

@@ -89,7 +89,7 @@ export class ApiError extends Error {
       case 'unavailable':
         return 'The gateway answered with a server error. Try again shortly; if it persists, an admin can look up this request id in the orchestrator log.';
       case 'network':
-        return 'The gateway is unreachable. Check that the orchestrator is running and your network is up, then retry.';
+        return 'Check that the orchestrator is running and that this computer can reach it, then retry.';
       case 'too_large':
         return 'Send less: a smaller file or fewer files.';
       case 'not_found':
@@ -335,10 +335,14 @@ async function rawFetch(path: string, opts: RequestOptions): Promise<{ res: Resp
  * ApiError. Handles the 401 refresh-and-retry, the CSRF re-sync, and the outage banner.
  */
 export async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
+  const sentAt = Date.now();
   let { res, id } = await rawFetch(path, opts);
   const isSessionRoute = path === SESSION_PATH || path === REFRESH_PATH;
   if (res.status === 401 && opts.refreshOnUnauthorized !== false && !isSessionRoute) {
-    if (await refreshSession()) {
+    // A refresh rotates the session, so a request sent with the old cookie while it ran is
+    // refused: retry it with the new cookie rather than rotating once more.
+    const renewed = lastRefreshAt > sentAt || (await refreshSession());
+    if (renewed) {
       ({ res, id } = await rawFetch(path, opts));
     }
     if (res.status === 401) {
@@ -389,6 +393,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
 
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let refreshing: Promise<boolean> | null = null;
+/** When the last refresh succeeded (epoch ms). */
+let lastRefreshAt = 0;
 
 function applySession(s: ConsoleSession): void {
   csrfToken = s.csrf_token;
@@ -428,12 +434,15 @@ function scheduleRefresh(expiresIn: number): void {
 
 /** One refresh at a time; true when the session was renewed. */
 export function refreshSession(): Promise<boolean> {
+  // The refresh needs the session's CSRF token; a page that never had one (just loaded) cannot.
+  if (!csrfToken) return Promise.resolve(false);
   if (!refreshing) {
     refreshing = (async () => {
       try {
         const { res } = await rawFetch(REFRESH_PATH, { method: 'POST', reportOutage: false });
         if (!res.ok) return false;
         applySession((await res.json()) as ConsoleSession);
+        lastRefreshAt = Date.now();
         return true;
       } catch {
         return false;
@@ -466,7 +475,15 @@ export async function loadSession(): Promise<boolean> {
     throw err;
   }
   markUp();
-  applySession((await res.json()) as ConsoleSession);
+  const session = (await res.json()) as ConsoleSession;
+  applySession(session);
+  // Reloaded after the access cookie expired: the gateway named the session from the refresh
+  // cookie (expires_in 0); renew it now.
+  if (session.expires_in === 0 && !(await refreshSession())) {
+    clearSession();
+    authState.checked = true;
+    return false;
+  }
   return true;
 }
 

@@ -1,7 +1,24 @@
 import DOMPurify from 'dompurify';
 import { Marked } from 'marked';
 
-const marked = new Marked({ gfm: true, breaks: true, async: false });
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
+}
+
+// Raw HTML in Markdown is shown as text, never parsed: `<script>` or `<img onerror=…>` in a
+// message reads as what it is. DOMPurify below still sanitizes what Markdown itself produces
+// (links: `[x](javascript:…)` loses its href).
+const marked = new Marked({
+  gfm: true,
+  breaks: true,
+  async: false,
+  renderer: {
+    html(token) {
+      return escapeHtml(token.text);
+    },
+  },
+});
 
 let hooked = false;
 function hook(): void {

@@ -12,8 +12,17 @@ const exact = new Intl.DateTimeFormat(undefined, {
   timeStyle: 'long',
 });
 
+const exactCache = new Map<number, string>();
+/** The exact local time, memoized (lists show the same times on every re-render). */
 export function exactTime(d: Date): string {
-  return exact.format(d);
+  const ms = d.getTime();
+  let s = exactCache.get(ms);
+  if (s === undefined) {
+    s = exact.format(d);
+    if (exactCache.size > 5000) exactCache.clear();
+    exactCache.set(ms, s);
+  }
+  return s;
 }
 
 export function relativeTime(d: Date, nowMs: number): string {

@@ -114,6 +114,20 @@ pub struct ChatThread {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `POST /v1/chat/threads`: a new, empty thread, so that the next completions sent with its id
+/// in `X-CyNodeAI-Thread-Id` start a fresh conversation instead of continuing the active one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateThreadRequest {
+    /// Default: the caller's default project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
+    /// 1 to 80 characters, not blank; default: the start of the first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 80)]
+    pub title: Option<String>,
+}
+
 /// `GET /v1/chat/threads`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatThreadList {

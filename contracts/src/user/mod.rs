@@ -21,8 +21,8 @@ pub use auth::{
 };
 pub use chat::{
     ChatCompletion, ChatCompletionRequest, ChatMessage, ChatMessageIn, ChatMessageList,
-    ChatStreamOptions, ChatThread, ChatThreadList, ModelList, ModelObject, OpenAiError,
-    OpenAiErrorBody, PM_MODEL, PageQuery, ThreadListQuery,
+    ChatStreamOptions, ChatThread, ChatThreadList, CreateThreadRequest, ModelList, ModelObject,
+    OpenAiError, OpenAiErrorBody, PM_MODEL, PageQuery, ThreadListQuery,
 };
 pub use jobs::{JobFailure, JobResult, JobSetback, JobStatus, TaskResult};
 pub use nodes::{

@@ -170,3 +170,52 @@ async fn create_use_list_and_revoke_keys() {
     );
     assert!(!log.contains(&key[4..]), "the orchestrator logged the key");
 }
+
+#[tokio::test]
+async fn usage_shows_totals_per_model_key_and_day() {
+    let stack = Stack::start().await;
+    let cli = Cynork::new(&stack.gateway);
+    cli.login_admin().await;
+    let key = cli
+        .run(&["apikey", "create", "--name", "webui", "-o", "json"])
+        .await
+        .json();
+    stack
+        .execute(&format!(
+            "INSERT INTO token_usage (id, user_id, api_key_id, model, prompt_tokens, completion_tokens, created_at)
+             SELECT gen_random_uuid(), u.id, k, m, p, c, t::timestamptz FROM users u,
+               (VALUES (NULL::uuid, 'm1', 10, 5, '2026-03-01T08:00:00Z'),
+                       ('{}'::uuid, 'm2', 100, 50, '2026-03-02T23:59:59Z'),
+                       ('{}'::uuid, 'm1', 1, 2, '2026-03-02T00:00:00Z')) AS x(k, m, p, c, t)
+             WHERE u.handle = 'admin'",
+            key["id"].as_str().unwrap(),
+            key["id"].as_str().unwrap()
+        ))
+        .await;
+
+    let out = cli.run(&["usage"]).await;
+    let lines: Vec<&str> = out.ok().lines().collect();
+    let want = [
+        "total=all requests=3 prompt_tokens=111 completion_tokens=57 total_tokens=168",
+        "model=m1 requests=2 prompt_tokens=11 completion_tokens=7 total_tokens=18",
+        "model=m2 requests=1 prompt_tokens=100 completion_tokens=50 total_tokens=150",
+        "key=session requests=1 prompt_tokens=10 completion_tokens=5 total_tokens=15",
+        "key=webui requests=2 prompt_tokens=101 completion_tokens=52 total_tokens=153",
+        "day=2026-03-01 requests=1 prompt_tokens=10 completion_tokens=5 total_tokens=15",
+        "day=2026-03-02 requests=2 prompt_tokens=101 completion_tokens=52 total_tokens=153",
+    ];
+    assert_eq!(lines, want, "{out:?}");
+
+    let json = cli
+        .run(&["usage", "--since", "2026-03-02T00:00:00Z", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(json["total"]["requests"], 2);
+    assert_eq!(json["by_day"].as_array().unwrap().len(), 1);
+    assert_eq!(json["by_day"][0]["day"], "2026-03-02");
+
+    // A time that is not RFC 3339 is the user's mistake: nothing is sent.
+    let bad = cli.run(&["usage", "--since", "yesterday"]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("--since"), "{bad:?}");
+}

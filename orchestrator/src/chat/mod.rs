@@ -35,8 +35,8 @@ use axum::response::Response;
 use cynode_contracts::problem::Problem;
 use cynode_contracts::routes::user::CHAT_THREAD_HEADER;
 use cynode_contracts::user::{
-    ChatCompletion, ChatCompletionRequest, ChatMessageList, ChatThreadList, ModelList, ModelObject,
-    OpenAiError, PM_MODEL, PageQuery, ThreadListQuery,
+    ChatCompletion, ChatCompletionRequest, ChatMessageList, ChatThread, ChatThreadList,
+    CreateThreadRequest, ModelList, ModelObject, OpenAiError, PM_MODEL, PageQuery, ThreadListQuery,
 };
 use uuid::Uuid;
 
@@ -47,7 +47,7 @@ use crate::node_inference;
 use crate::pm::ProjectManager;
 use crate::rbac::Access;
 use crate::web::ApiPath;
-use cynode_service_kit::http::ApiQuery;
+use cynode_service_kit::http::{ApiJson, ApiQuery};
 
 pub use self::call::{Call, Outcome, usage_of};
 pub use self::errors::{ChatError, error_body, openai_errors};
@@ -243,6 +243,46 @@ pub async fn list_threads(
         }
     };
     Ok(Json(threads::list(&state.db, which, limit, offset).await?))
+}
+
+/// Starts a new, empty thread in a project the caller may chat in (default: their default
+/// project); completions sent with its id in `X-CyNodeAI-Thread-Id` go to it.
+#[utoipa::path(post, path = "/v1/chat/threads", tag = "chat", security(("bearer" = [])),
+    request_body = CreateThreadRequest, responses(
+    (status = 201, body = ChatThread), (status = 400, body = Problem), (status = 401, body = Problem),
+    (status = 403, body = Problem), (status = 404, body = Problem),
+))]
+pub async fn create_thread(
+    State(state): State<ProjectManager>,
+    user: CurrentUser,
+    ApiJson(req): ApiJson<CreateThreadRequest>,
+) -> error::Result<(axum::http::StatusCode, Json<ChatThread>)> {
+    let title = match req.title.as_deref().map(str::trim) {
+        Some("") => return Err(Problem::validation("title must not be blank").into()),
+        Some(t) if t.chars().count() > 80 => {
+            return Err(Problem::validation("title must be at most 80 characters").into());
+        }
+        other => other,
+    };
+    let project = match req.project_id {
+        Some(id) => {
+            let r = crate::rbac::Ref::parse("project", &id.to_string())?;
+            crate::projects::find(&mut *state.db.acquire().await?, &r)
+                .await?
+                .0
+        }
+        None => crate::projects::default_of(&state.db, user.id).await?,
+    };
+    Access {
+        db: state.db.clone(),
+    }
+    .require(
+        &user.subject,
+        Check::new(Action::ChatUse, "project", project).in_project(project),
+    )
+    .await?;
+    let thread = threads::create(&state.db, user.id, project, title).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(thread)))
 }
 
 /// A thread's messages, oldest first: the caller's own thread, or one in a project whose

@@ -38,13 +38,20 @@ pub async fn store_user_message(
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-            owned.ok_or_else(|| {
+            let id = owned.ok_or_else(|| {
                 ChatError::new(
                     StatusCode::NOT_FOUND,
                     "thread_not_found",
                     format!("thread {id} does not exist"),
                 )
-            })?
+            })?;
+            // A thread made empty (`create`) takes its title from its first message.
+            sqlx::query("UPDATE chat_threads SET title = $2 WHERE id = $1 AND title IS NULL")
+                .bind(id)
+                .bind(title_of(content))
+                .execute(&mut *tx)
+                .await?;
+            id
         }
         None => {
             // One active thread per (user, project): concurrent first messages must not open two.
@@ -67,7 +74,6 @@ pub async fn store_user_message(
                 Some(id) => id,
                 None => {
                     let id = Uuid::new_v4();
-                    let title: String = content.trim().chars().take(TITLE_CHARS).collect();
                     sqlx::query(
                         "INSERT INTO chat_threads (id, user_id, project_id, title)
                          VALUES ($1, $2, $3, $4)",
@@ -75,7 +81,7 @@ pub async fn store_user_message(
                     .bind(id)
                     .bind(user_id)
                     .bind(project_id)
-                    .bind((!title.is_empty()).then_some(title))
+                    .bind(title_of(content))
                     .execute(&mut *tx)
                     .await?;
                     id
@@ -86,6 +92,40 @@ pub async fn store_user_message(
     insert(&mut tx, thread, role, content, None).await?;
     tx.commit().await?;
     Ok(thread)
+}
+
+/// A thread's title from its first message: its start, or none for a blank message.
+fn title_of(content: &str) -> Option<String> {
+    let title: String = content.trim().chars().take(TITLE_CHARS).collect();
+    (!title.is_empty()).then_some(title)
+}
+
+/// A new, empty thread of `user_id` in `project_id`.
+pub async fn create(
+    db: &PgPool,
+    user_id: Uuid,
+    project_id: Uuid,
+    title: Option<&str>,
+) -> Result<ChatThread> {
+    let (id, creator, created_at): (Uuid, String, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO chat_threads (id, user_id, project_id, title) VALUES ($1, $2, $3, $4)
+         RETURNING id, (SELECT handle FROM users WHERE id = $2), created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(user_id)
+    .bind(project_id)
+    .bind(title)
+    .fetch_one(db)
+    .await?;
+    Ok(ChatThread {
+        id,
+        creator: Some(creator),
+        project_id: Some(project_id),
+        title: title.map(str::to_owned),
+        message_count: 0,
+        created_at,
+        updated_at: created_at,
+    })
 }
 
 /// Chat writes do not wait for their commit to reach the disk (`synchronous_commit = off`):

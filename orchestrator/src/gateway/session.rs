@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{admit_login, client};
 use crate::auth::{Credential, CurrentUser};
 use crate::authz::{Action, Check, PolicyScope, policy};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::users::{self, Opened, SessionKind};
 use crate::web;
@@ -52,15 +52,27 @@ pub async fn create(
 }
 
 /// Who the session cookie belongs to, with the session's CSRF token: what a console loaded
-/// afresh asks first.
+/// afresh asks first. A console reloaded after its access cookie expired still holds a live
+/// refresh cookie (this route receives it): then the answer is that session's, with
+/// `expires_in` 0, and the console refreshes at once.
 #[utoipa::path(get, path = "/v1/auth/session", tag = "auth", responses(
     (status = 200, body = ConsoleSession), (status = 400, body = Problem),
     (status = 401, body = Problem, description = "no console session, or it has ended"),
 ))]
 pub async fn current(
     State(state): State<AppState>,
-    user: CurrentUser,
+    headers: HeaderMap,
+    user: std::result::Result<CurrentUser, Error>,
 ) -> Result<Json<ConsoleSession>> {
+    let user = match user {
+        Ok(user) => user,
+        Err(refused) => {
+            return refreshable(&state, &headers)
+                .await?
+                .ok_or(refused)
+                .map(Json);
+        }
+    };
     let Credential::Session(session_id) = user.credential else {
         return Err(Problem::validation(
             "this request came with an API key, which has no console session",
@@ -68,6 +80,22 @@ pub async fn current(
         .into());
     };
     Ok(Json(describe(&state, &user.subject, session_id).await?))
+}
+
+/// The session of a live refresh cookie, to be refreshed now (`expires_in` 0).
+async fn refreshable(state: &AppState, headers: &HeaderMap) -> Result<Option<ConsoleSession>> {
+    let Some((session_id, token)) = refresh_cookie(headers) else {
+        return Ok(None);
+    };
+    let Some(user_id) = users::refreshable(&state.db, session_id, token).await? else {
+        return Ok(None);
+    };
+    let Some(subject) = users::session_subject(&state.db, user_id, session_id).await? else {
+        return Ok(None);
+    };
+    let mut session = describe(state, &subject, session_id).await?;
+    session.expires_in = 0;
+    Ok(Some(session))
 }
 
 /// Exchanges the refresh cookie for new cookies. The refresh cookie names its session, and the

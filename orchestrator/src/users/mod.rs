@@ -419,6 +419,24 @@ pub async fn logout(
     Ok(())
 }
 
+/// The user of session `session_id` if `refresh_token` is its refresh token and it can still
+/// be refreshed (active, not expired, the user enabled).
+pub async fn refreshable(
+    db: &PgPool,
+    session_id: Uuid,
+    refresh_token: &str,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT s.user_id FROM refresh_sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id = $1 AND s.refresh_token_hash = $2 AND s.is_active AND s.expires_at > now()
+           AND u.is_active",
+    )
+    .bind(session_id)
+    .bind(auth::sha256(refresh_token))
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Ends the console session `session_id` whose refresh token is `refresh_token`, if it is
 /// still active: the logout of a console whose access cookie may already have expired.
 pub async fn end_session(

@@ -493,6 +493,28 @@ impl World {
         (task, job)
     }
 
+    /// A console login of `who`: the `Cookie` header a browser would send back, and the
+    /// session's CSRF token.
+    async fn console_session(&self, who: &User) -> (String, String) {
+        let resp = self
+            .o
+            .post_json(
+                "/v1/auth/session",
+                json!({"handle": who.name, "password": who.password(0)}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "console login of {}", who.name);
+        let cookie = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let body: Value = resp.json().await.unwrap();
+        (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+    }
+
     /// The handle and password a public route's request logs in with: the subject's own, or for
     /// a disabled subject (who cannot log in) the author's, so that the route is asked with a
     /// body that works.
@@ -517,6 +539,30 @@ impl World {
                 let who = self.identity(user);
                 let (_, refresh) = self.o.login(&who.name, &who.password(0)).await;
                 one(probe("POST", "/v1/auth/refresh", &[200]).json(json!({"refresh_token": refresh})))
+            }
+            "POST /v1/auth/session" => {
+                let who = self.identity(user);
+                one(probe("POST", "/v1/auth/session", &[200])
+                    .json(json!({"handle": who.name, "password": who.password(0)})))
+            }
+            // The session is the caller's, so an API key has none (a 400 says so).
+            "GET /v1/auth/session" => one(probe(
+                "GET",
+                "/v1/auth/session",
+                match s.cred {
+                    Cred::Login => &[200],
+                    Cred::Key => &[400],
+                },
+            )),
+            "POST /v1/auth/session/refresh" | "DELETE /v1/auth/session" => {
+                let (cookie, csrf) = self.console_session(self.identity(user)).await;
+                let (method, path, ok): (_, _, &'static [u16]) = match route {
+                    "DELETE /v1/auth/session" => ("DELETE", "/v1/auth/session", &[204]),
+                    _ => ("POST", "/v1/auth/session/refresh", &[200]),
+                };
+                one(probe(method, path, ok)
+                    .header("cookie", cookie)
+                    .header("x-csrf-token", csrf))
             }
             "POST /v1/auth/set_password" => {
                 let (_, token) = self.fresh_user().await;
@@ -775,6 +821,9 @@ impl World {
                     .in_scope(p),
             ),
             "GET /v1/chat/threads" => one(probe("GET", "/v1/chat/threads", &[200])),
+            "POST /v1/chat/threads" => one(probe("POST", "/v1/chat/threads", &[201])
+                .json(json!({"project_id": p}))
+                .in_scope(p)),
             "GET /v1/chat/threads/{id}/messages" => one(probe(
                 "GET",
                 format!("/v1/chat/threads/{}/messages", user.thread),

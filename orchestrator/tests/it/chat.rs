@@ -370,6 +370,106 @@ async fn threads_are_their_owners_alone() {
 }
 
 #[tokio::test]
+async fn a_new_thread_starts_a_fresh_conversation_where_the_caller_may_chat() {
+    let o = Orchestrator::start(&[]).await;
+    let admin = o.admin_token().await;
+    let say = |thread: Option<String>, text: &str| {
+        let mut req = o
+            .http
+            .post(format!("{}/v1/chat/completions", o.gw))
+            .bearer_auth(&admin)
+            .json(&json!({"model": "none:1b", "messages": [{"role": "user", "content": text}]}));
+        if let Some(thread) = thread {
+            req = req.header("x-cynodeai-thread-id", thread);
+        }
+        req.send()
+    };
+    // A first conversation (the model is unknown, but the message is stored before routing).
+    say(None, "first conversation").await.unwrap();
+    let create = |body: Value| {
+        o.http
+            .post(format!("{}/v1/chat/threads", o.gw))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let resp = create(json!({})).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let fresh: Value = resp.json().await.unwrap();
+    assert_eq!(fresh["message_count"], 0);
+    assert_eq!(fresh["creator"], "admin");
+    assert!(fresh.get("title").is_none(), "{fresh}");
+    let id = fresh["id"].as_str().unwrap().to_owned();
+    say(Some(id.clone()), "second conversation").await.unwrap();
+    let (_, list) = o.get(&admin, "/v1/chat/threads").await;
+    let threads = list["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2, "{list}");
+    assert_eq!(threads[0]["id"], id.as_str());
+    assert_eq!(
+        threads[0]["title"], "second conversation",
+        "titled by its first message"
+    );
+    assert_eq!(threads[1]["title"], "first conversation");
+    assert_eq!(
+        (
+            threads[0]["message_count"].as_i64(),
+            threads[1]["message_count"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let titled: Value = create(json!({"title": "Release notes"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(titled["title"], "Release notes");
+
+    // Where the caller may not chat, or nothing is made.
+    let viewer_project = o.create_project("read-only", &[]).await;
+    o.create_user("vera", "correct-horse-b-2").await;
+    let resp = o
+        .http
+        .post(format!("{}/v1/role-bindings", o.gw))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"role": "viewer", "subject_type": "user", "subject": "vera",
+                      "scope_type": "project", "scope_id": "read-only"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let (vera, _) = o.login("vera", "correct-horse-b-2").await;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_threads")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    for (who, body, want) in [
+        (&vera, json!({"project_id": viewer_project}), 403),
+        (&admin, json!({"project_id": uuid::Uuid::new_v4()}), 404),
+        (&admin, json!({"title": "  "}), 400),
+        (&admin, json!({"title": "x".repeat(81)}), 400),
+        (&admin, json!({"colour": "red"}), 400),
+    ] {
+        let resp = o
+            .http
+            .post(format!("{}/v1/chat/threads", o.gw))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{body}");
+    }
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_threads")
+        .fetch_one(&o.db)
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
 async fn a_shared_projects_threads_are_read_by_its_members_and_nobody_else() {
     let o = Orchestrator::start(&[]).await;
     for (who, pw) in [

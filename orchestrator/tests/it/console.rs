@@ -297,6 +297,27 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
             .unwrap();
     assert_eq!(new_expiry.timestamp_micros(), old_expiry.timestamp_micros());
 
+    // A console reloaded after its access cookie expired (the browser dropped it) learns its
+    // session, and that it must refresh now, from the refresh cookie alone.
+    let mut reloaded = Browser {
+        cookies: browser.cookies.clone(),
+        last_set_cookie: Vec::new(),
+        csrf: String::new(),
+    };
+    reloaded.cookies.remove("cynode_session");
+    let (status, _) = reloaded
+        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
+        .await;
+    assert_eq!(status, 401, "the refresh cookie is no credential elsewhere");
+    let (status, known) = reloaded
+        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
+        .await;
+    assert_eq!(status, 200, "{known}");
+    assert_eq!(
+        (known["expires_in"].as_u64(), &known["csrf_token"]),
+        (Some(0), &second["csrf_token"])
+    );
+
     // The old cookies are dead: access and refresh alike.
     let mut stale = Browser {
         cookies: old_cookies,
@@ -342,6 +363,13 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
         .send(&o, Method::GET, "/v1/users/me", None, false, &[])
         .await;
     assert_eq!(status, 401);
+    let (status, _) = copy
+        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
+        .await;
+    assert_eq!(
+        status, 401,
+        "a revoked session's refresh cookie tells nothing"
+    );
     let active: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_sessions WHERE is_active")
         .fetch_one(&o.db)
         .await

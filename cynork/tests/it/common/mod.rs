@@ -84,6 +84,16 @@ impl Stack {
         stack
     }
 
+    /// Runs `sql` on the orchestrator's database: fixtures no API makes (token usage of past
+    /// days).
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(sql).execute(&mut db).await.expect(sql);
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("orchestrator.log")).unwrap_or_default()
     }
