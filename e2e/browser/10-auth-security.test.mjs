@@ -100,7 +100,7 @@ describe('logging in', () => {
     const withCookies = { cookie: `cynode_session=${access.value}; cynode_refresh=${refresh.value}` };
     assert.equal((await api('GET', '/v1/auth/session', { headers: withCookies })).status, 200);
 
-    await page.locator('summary[aria-label^="Account menu"]').click();
+    await page.getByRole('button', { name: `Account: ${env.adminHandle}` }).click();
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(/\/login/);
     const left = (await context.cookies()).filter((c) => c.name.startsWith('cynode_') && c.value);

@@ -54,7 +54,7 @@ describe('users', () => {
     const theirPage = await theirs.newPage();
     await login(theirPage, handle, password);
     assert.equal(new URL(theirPage.url()).pathname, '/tasks');
-    await eventually(async () => (await theirPage.locator('summary[aria-label^="Account menu"]').innerText()).includes(handle), {
+    await eventually(async () => (await theirPage.getByRole('button', { name: `Account: ${handle}` }).count()) === 1, {
       message: 'the new user named in the header',
     });
     const nav = theirPage.getByRole('navigation', { name: 'Main' });
