@@ -20,6 +20,12 @@ declare module 'vue-router' {
 export const routes: RouteRecordRaw[] = [
   { path: '/', redirect: '/tasks' },
   { path: '/login', name: 'login', component: LoginPage, meta: { title: 'Log in', public: true } },
+  {
+    path: '/set-password',
+    name: 'set-password',
+    component: () => import('./pages/account/SetPasswordPage.vue'),
+    meta: { title: 'Set your password', public: true },
+  },
   { path: '/logout', name: 'logout', component: () => import('./pages/LogoutPage.vue'), meta: { title: 'Log out', public: true } },
   { path: '/tasks', name: 'tasks', component: TaskListPage, meta: { title: 'Tasks' } },
   { path: '/tasks/new', name: 'task-new', component: () => import('./pages/TaskNewPage.vue'), meta: { title: 'New task' } },

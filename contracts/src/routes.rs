@@ -15,6 +15,9 @@ pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 /// The OpenAPI document of an orchestrator service.
 pub const OPENAPI: &str = "/openapi.json";
+/// What every versioned API path starts with (`/v1/...`). The user gateway serves the web
+/// console at every other path it does not route; never under this one.
+pub const API_PREFIX: &str = "/v1";
 
 /// The worker API on each node (port 12090), called by the orchestrator.
 pub mod worker {

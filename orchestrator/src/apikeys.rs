@@ -197,7 +197,7 @@ fn validate(req: &CreateApiKeyRequest) -> Result<()> {
 ///
 /// Creating one needs a login session: a leaked key must not be able to mint keys that outlive
 /// its own revocation.
-#[utoipa::path(post, path = "/v1/users/me/api-keys", tag = "api-keys", request_body = CreateApiKeyRequest,
+#[utoipa::path(post, path = "/v1/users/me/api-keys", tag = "api-keys", operation_id = "api_key_create", request_body = CreateApiKeyRequest,
     security(("bearer" = [])), responses(
     (status = 201, body = CreatedApiKey, description = "the key, shown this once"),
     (status = 400, body = Problem), (status = 401, body = Problem),
@@ -328,7 +328,7 @@ pub async fn list(State(db): State<PgPool>, user: CurrentUser) -> Result<Json<Ap
 
 /// Revokes one of the caller's API keys; it is refused from the next request on. Revoking a
 /// revoked key changes nothing. Another user's key, like an unknown id, is 404.
-#[utoipa::path(delete, path = "/v1/users/me/api-keys/{id}", tag = "api-keys", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/users/me/api-keys/{id}", tag = "api-keys", operation_id = "api_key_revoke", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "the key's id (not the key)")), responses(
     (status = 204, description = "revoked"), (status = 401, body = Problem), (status = 404, body = Problem),
 ))]

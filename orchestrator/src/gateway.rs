@@ -603,3 +603,29 @@ async fn task_logs(
             .into_response(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    /// Swagger UI (and any generated client) finds an operation by its id: two routes with one
+    /// id make "Try it out" call the wrong one.
+    #[test]
+    fn every_operation_has_its_own_id() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap();
+        let mut seen = std::collections::BTreeMap::<String, String>::new();
+        let mut repeated = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(id) = op["operationId"].as_str() else {
+                    continue;
+                };
+                let here = format!("{} {path}", method.to_uppercase());
+                if let Some(first) = seen.insert(id.to_owned(), here.clone()) {
+                    repeated.push(format!("{id}: {first} and {here}"));
+                }
+            }
+        }
+        assert!(repeated.is_empty(), "{repeated:#?}");
+    }
+}

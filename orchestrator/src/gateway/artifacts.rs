@@ -23,7 +23,7 @@ use crate::web::ApiPath;
 
 /// The task's artifacts, for whoever may read the task's project; anyone else is told the task
 /// does not exist.
-#[utoipa::path(get, path = "/v1/tasks/{id}/artifacts", tag = "tasks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/tasks/{id}/artifacts", tag = "tasks", operation_id = "task_artifacts_list", security(("bearer" = [])),
     params(("id" = String, Path, description = "task id or name")), responses(
     (status = 200, body = ArtifactList), (status = 401, body = Problem), (status = 404, body = Problem),
 ))]

@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use cynode_contracts::routes;
 use cynode_service_kit::http::not_found_fallback;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
@@ -45,10 +46,10 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 /// problem for anything under `/v1/`.
 pub async fn serve(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path();
-    if path == "/v1"
-        || path.starts_with("/v1/")
-        || !matches!(*req.method(), Method::GET | Method::HEAD)
-    {
+    let api = path
+        .strip_prefix(routes::API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if api || !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_found_fallback(req.uri().clone()).await.into_response();
     }
     let Some(dir) = state.config.console.dir.as_deref() else {

@@ -28,7 +28,7 @@ use crate::web;
 
 /// Logs in with handle and password and opens a console session: the cookies, and in the body
 /// the CSRF token and what the user may do system-wide.
-#[utoipa::path(post, path = "/v1/auth/session", tag = "auth", request_body = LoginRequest, responses(
+#[utoipa::path(post, path = "/v1/auth/session", tag = "auth", operation_id = "console_session_create", request_body = LoginRequest, responses(
     (status = 200, body = ConsoleSession, description = "logged in; sets the session and refresh cookies"),
     (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 429, body = Problem, description = "too many attempts; see Retry-After"),
@@ -55,7 +55,7 @@ pub async fn create(
 /// afresh asks first. A console reloaded after its access cookie expired still holds a live
 /// refresh cookie (this route receives it): then the answer is that session's, with
 /// `expires_in` 0, and the console refreshes at once.
-#[utoipa::path(get, path = "/v1/auth/session", tag = "auth", responses(
+#[utoipa::path(get, path = "/v1/auth/session", tag = "auth", operation_id = "console_session_get", responses(
     (status = 200, body = ConsoleSession), (status = 400, body = Problem),
     (status = 401, body = Problem, description = "no console session, or it has ended"),
 ))]
@@ -100,7 +100,7 @@ async fn refreshable(state: &AppState, headers: &HeaderMap) -> Result<Option<Con
 
 /// Exchanges the refresh cookie for new cookies. The refresh cookie names its session, and the
 /// CSRF token must be that session's.
-#[utoipa::path(post, path = "/v1/auth/session/refresh", tag = "auth", responses(
+#[utoipa::path(post, path = "/v1/auth/session/refresh", tag = "auth", operation_id = "console_session_refresh", responses(
     (status = 200, body = ConsoleSession, description = "refreshed; sets new cookies"),
     (status = 401, body = Problem, description = "no refresh cookie, or its session has ended"),
     (status = 403, body = Problem, description = "the CSRF token is missing or not this session's"),
@@ -126,7 +126,7 @@ pub async fn refresh(
 
 /// Logs out: the session is revoked (its access cookie stops working at once, its refresh
 /// cookie too) and both cookies are cleared. Works after the access cookie has expired.
-#[utoipa::path(delete, path = "/v1/auth/session", tag = "auth", responses(
+#[utoipa::path(delete, path = "/v1/auth/session", tag = "auth", operation_id = "console_session_delete", responses(
     (status = 204, description = "logged out; the cookies are cleared"),
     (status = 403, body = Problem, description = "the CSRF token is missing or not this session's"),
 ))]

@@ -108,7 +108,7 @@ fn path_scope_type(raw: &str) -> Result<ScopeType, Error> {
 }
 
 /// One scope's preference entries by key.
-#[utoipa::path(get, path = "/v1/prefs", tag = "preferences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/prefs", tag = "preferences", operation_id = "prefs_list", security(("bearer" = [])),
     params(PreferenceListQuery), responses(
     (status = 200, body = PreferencePage), (status = 400, body = Problem), (status = 401, body = Problem),
     (status = 403, body = Problem, description = "another user's entries"),
