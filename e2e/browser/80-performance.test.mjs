@@ -24,6 +24,10 @@ import {
   waitReady,
 } from './lib.mjs';
 
+// `just bench-console`: times are asserted too (no long task over 50 ms while scrolling, time to
+// interactive under a second); in the test suite they are recorded in metrics.json only.
+const STRICT = process.env.CONSOLE_PERF_STRICT === '1';
+
 const BUDGET_BYTES = 300 * 1024;
 /** The task list's scrolling box: the region holding the ARIA table of tasks. */
 const LIST = 'main [role="region"]:has([role="table"])';
@@ -128,11 +132,13 @@ describe('performance', () => {
     record('tti_ms', tti);
     record('dom_interactive_ms', Math.round(timing.domInteractive));
     record('task_list_rendered_ms', Math.round(timing.listRendered));
-    assert.ok(tti < 5_000, `time to interactive ${tti} ms`);
+    // A time is a measurement, not a test (a busy machine is slower, the console no worse):
+    // it is asserted only when measuring on purpose (`just bench-console`).
+    if (STRICT) assert.ok(tti < 1_000, `time to interactive ${tti} ms`);
     await context.close();
   });
 
-  test('a list of over 1,000 tasks keeps at most 200 rows in the DOM and scrolls without a long task over 50 ms', { timeout: 600_000 }, async () => {
+  test('a list of over 1,000 tasks keeps at most 200 rows in the DOM while it scrolls to the end (long tasks measured; asserted by just bench-console)', { timeout: 600_000 }, async () => {
     // A user of their own whose tasks ask for a node label no node has: real tasks through the
     // real API, which stay queued (with the reason) instead of making a thousand sandboxes.
     const user = await createUser('perf');
@@ -196,7 +202,9 @@ async function scrollTheList(user, bearer) {
   // Two frames per step: about 33 ms when nothing holds the main thread up.
   record('slowest_scroll_step_ms', Math.round(best.slowestStep));
   record('scroll_passes', passes.length);
-  assert.deepEqual(best.longTasks.filter((e) => e.duration > 50), [], `long tasks over 50 ms in each of ${passes.length} scroll passes`);
+  if (STRICT) {
+    assert.deepEqual(best.longTasks.filter((e) => e.duration > 50), [], `long tasks over 50 ms in each of ${passes.length} scroll passes`);
+  }
   await assertNoSecretsInStorage(page, [bearer]);
   context.assertClean({ allowConsole: [/40[134]/] });
   await context.close();

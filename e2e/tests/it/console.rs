@@ -114,11 +114,6 @@ async fn the_web_console_passes_its_browser_suite_against_the_real_stack() {
         &[
             ("CONSOLE_DIR", dist_text.as_str()),
             ("TRUSTED_PROXIES", TRUSTED_PROXY),
-            // Room for a file of the published per-file limit (10 MiB) plus the multipart
-            // overhead: with the default whole-body limit of 10 MiB, a file at the per-file
-            // limit is refused as a too-large body, so the per-file limit and its words are
-            // never reached (see the upload tests in 20-tasks).
-            ("MAX_REQUEST_BODY_MB", "11"),
         ],
     )
     .await;

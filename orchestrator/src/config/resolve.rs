@@ -320,7 +320,8 @@ impl<E: Fn(&str) -> Option<String>> Lookup<E> {
             max_request_body_bytes: self.count(
                 "MAX_REQUEST_BODY_MB",
                 file.max_request_body_mb,
-                "10",
+                // One artifact of the largest size (10 MiB) and its multipart envelope.
+                "11",
             )? as usize
                 * 1024
                 * 1024,
@@ -555,7 +556,7 @@ mod tests {
         assert_eq!(cfg.rate_limit_per_minute, 7);
         assert_eq!(cfg.user_gateway_listen_addr.port(), 9999);
         assert_eq!(cfg.node_inference_command, ["-m", "/m.gguf", "--port", "1"]);
-        assert_eq!(cfg.max_request_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(cfg.max_request_body_bytes, 11 * 1024 * 1024);
     }
 
     #[test]
