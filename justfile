@@ -50,7 +50,7 @@ bench-scheduler JOBS="10000" RUNS="1" NODES="1 3 10" CLAIMS="500": setup
 
 # Build the web console (console/dist, served by the user gateway at `/` when CONSOLE_DIR points there).
 console:
-    cd console && ( [ -d node_modules ] || npm ci --no-audit --no-fund --ignore-scripts ) && npm run build
+    scripts/build-console.sh --force
 
 # Only the browser tests of the web console (real Chromium against the real stack).
 console-test: setup

@@ -323,16 +323,9 @@ npm_ci() {
 build_console() {
   local repo; repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js 20 and npm"
-  if [ -f "$repo/console/package.json" ]; then
-    npm_ci "$repo/console"
-    if [ -f "$repo/console/dist/index.html" ] && [ -z "$(find "$repo/console" -path "$repo/console/node_modules" -prune -o -path "$repo/console/dist" -prune -o -type f -newer "$repo/console/dist/index.html" -print -quit)" ]; then
-      step "console build up to date ($repo/console/dist)"
-    else
-      step "building the console into $repo/console/dist"
-      npm --prefix "$repo/console" run build >"$LOG_DIR/console-build.log" 2>&1 \
-        || die "npm run build of the console failed (see $LOG_DIR/console-build.log)"
-    fi
-  fi
+  step "the console in $repo/console/dist (built when its sources changed)"
+  "$repo/scripts/build-console.sh" >"$LOG_DIR/console-build.log" 2>&1 \
+    || die "building the console failed (see $LOG_DIR/console-build.log)"
   npm_ci "$repo/e2e/browser"
   [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing: apt-get install chromium"
 }

@@ -35,7 +35,7 @@ curl -fsS "$CYNODE_TEST_INFERENCE_URL/v1/chat/completions" -H 'content-type: app
 say "Building the binaries and the web console"
 cargo build --quiet --bins
 scripts/build-inference-proxy.sh
-npm --prefix console run --silent build >/dev/null
+scripts/build-console.sh
 
 STACK="$DEMO"
 . scripts/stack.sh

@@ -20,12 +20,9 @@ cargo build --workspace --bins --quiet
 # The inference sidecar, statically linked, next to the other binaries.
 scripts/build-inference-proxy.sh
 
-# The web console the browser tests load (console.rs serves console/dist): rebuilt from its
-# sources every run, since a stale bundle would test yesterday's console. It takes seconds.
-if [ -f console/package.json ]; then
-  [ -d console/node_modules ] || (cd console && npm ci --no-audit --no-fund --ignore-scripts)
-  npm --prefix console run build --silent >/dev/null
-fi
+# The web console the browser tests load (console.rs serves console/dist), rebuilt when any of
+# its sources is newer than the last build: a stale bundle would test yesterday's console.
+scripts/build-console.sh
 [ -d e2e/browser/node_modules ] || (cd e2e/browser && npm ci --no-audit --no-fund --ignore-scripts)
 
 echo "== test (at ${SECONDS} s)" >&2

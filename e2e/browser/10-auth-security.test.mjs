@@ -374,6 +374,28 @@ describe('when the session ends', () => {
     await context.close();
   });
 
+  test('when the API stops answering, the console still shows its pages and says what happened', async () => {
+    const { context, page } = await loggedIn(browser);
+    await page.goto('/tasks');
+    await waitReady(page);
+    // From here on every API call fails as it does when the gateway is down or unreachable.
+    await page.route('**/v1/**', (route) => route.abort('connectionrefused'));
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Chat' }).click();
+    const banner = page.getByRole('alert').filter({ hasText: 'The gateway is unreachable.' });
+    await banner.first().waitFor({ timeout: UI_TIMEOUT });
+    assert.match(await banner.first().innerText(), /orchestrator is running/);
+    // The shell and the page are still there, and nothing sent the user away.
+    assert.equal(new URL(page.url()).pathname, '/chat');
+    assert.ok(await page.getByRole('heading', { level: 1 }).count() >= 1);
+    assert.ok(await page.getByRole('navigation', { name: 'Main' }).isVisible());
+    // Once the gateway answers again, the banner goes with the next call that gets through.
+    await page.unroute('**/v1/**');
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tasks' }).click();
+    await eventually(async () => (await banner.count()) === 0, { message: 'the banner left after the gateway came back' });
+    context.assertClean({ allowConsole: [/ERR_CONNECTION_REFUSED|net::/] });
+    await context.close();
+  });
+
   test('a page the user has no role for explains the refusal instead of showing nothing', async () => {
     const user = await createUser('member');
     const { context, page } = await loggedIn(browser, user.handle, user.password);
