@@ -41,6 +41,7 @@ export const routes: RouteRecordRaw[] = [
   { path: '/nodes/:slug', name: 'node', component: () => import('./pages/admin/NodeDetailPage.vue'), meta: { title: 'Node', action: 'node.read' }, props: true },
   { path: '/admin/users', name: 'users', component: () => import('./pages/admin/UsersPage.vue'), meta: { title: 'Users', action: 'user.read' } },
   { path: '/admin/groups', name: 'groups', component: () => import('./pages/admin/GroupsPage.vue'), meta: { title: 'Groups', action: 'group.read' } },
+  { path: '/admin/rules', name: 'rules', component: () => import('./pages/admin/RulesPage.vue'), meta: { title: 'Access rules', action: 'rule.manage' } },
   { path: '/admin/audit', name: 'audit', component: () => import('./pages/admin/AuditPage.vue'), meta: { title: 'Audit', action: 'audit.read' } },
   { path: '/:pathMatch(.*)*', name: 'not-found', component: () => import('./pages/NotFoundPage.vue'), meta: { title: 'Not found', public: true } },
 ];

@@ -1,5 +1,6 @@
 // Administration: an admin creates a user in the page, and that user logs in (in a browser
-// context of their own) and sees no admin pages.
+// context of their own) and sees no admin pages; an access rule made and deleted in the page
+// holds and stops holding for that user's API calls.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -63,6 +64,47 @@ describe('users', () => {
     await assertNoSecretsInStorage(theirPage, [password]);
     theirs.assertClean({ allowConsole: [/40[134]/] });
     await theirs.close();
+    await assertNoSecretsInStorage(page, [password]);
+  });
+});
+
+describe('access rules', () => {
+  test('a deny rule made in the page refuses the named user at once, and deleting it in the page lifts it', { timeout: 90_000 }, async () => {
+    const handle = unique('ruled');
+    const password = `Pw-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const admin = await adminToken();
+    const made = await api('POST', '/v1/users', { token: admin, body: { handle, password } });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const session = await api('POST', '/v1/auth/login', { body: { handle, password } });
+    assert.equal(session.status, 200, JSON.stringify(session.body));
+    const theirs = session.body.access_token;
+    const me = await api('GET', '/v1/users/me', { token: theirs });
+    // Their own default project: readable by its owner, until a rule says otherwise.
+    const readProject = () => api('GET', `/v1/projects/default-${me.body.id}`, { token: theirs });
+    assert.equal((await readProject()).status, 200);
+
+    await page.goto('/admin/rules');
+    await waitReady(page);
+    const form = page.getByRole('form', { name: 'Create a rule' });
+    await form.getByLabel('Effect').selectOption('deny');
+    await form.getByLabel('Action').fill('project.read');
+    await form.getByLabel('Resource type').fill('project');
+    await form.getByLabel('Resource pattern').fill('*');
+    await form.getByLabel('Subject (handle, slug or id)').fill(handle);
+    await form.getByLabel('Reason').fill('browser test');
+    const created = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/access-rules' && r.request().method() === 'POST');
+    await form.getByRole('button', { name: 'Create rule' }).click();
+    assert.equal((await created).status(), 201);
+    const row = page.getByRole('row').filter({ hasText: 'browser test' });
+    await row.waitFor({ timeout: UI_TIMEOUT });
+    await eventually(async () => [403, 404].includes((await readProject()).status), { message: 'the rule refuses the user' });
+
+    await row.getByRole('button', { name: /^Delete rule deny project\.read/ }).click();
+    const deleted = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/access-rules/') && r.request().method() === 'DELETE');
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete rule' }).click();
+    assert.equal((await deleted).status(), 204);
+    await eventually(async () => (await row.count()) === 0, { message: 'the rule left the list' });
+    assert.equal((await readProject()).status, 200, 'the user is allowed again');
     await assertNoSecretsInStorage(page, [password]);
   });
 });

@@ -76,6 +76,7 @@ const ADMIN_PAGES = [
   ['users', '/admin/users'],
   ['groups', '/admin/groups'],
   ['audit', '/admin/audit'],
+  ['rules', '/admin/rules'],
   ['not-found', '/no/such/page'],
 ];
 

@@ -47,6 +47,7 @@ const SCREENSHOTS: &[&str] = &[
     "users",
     "groups",
     "audit",
+    "rules",
     "not-found",
     "forbidden",
     "login-dark",
