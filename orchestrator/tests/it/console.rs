@@ -22,10 +22,16 @@ struct Browser {
 
 impl Browser {
     fn new() -> Self {
+        Self::holding(BTreeMap::new(), String::new())
+    }
+
+    /// A browser that already holds these cookies (a copy kept elsewhere, a reloaded page) and
+    /// knows this CSRF token.
+    fn holding(cookies: BTreeMap<String, String>, csrf: String) -> Self {
         Self {
-            cookies: BTreeMap::new(),
+            cookies,
             last_set_cookie: Vec::new(),
-            csrf: String::new(),
+            csrf,
         }
     }
 
@@ -299,11 +305,7 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
 
     // A console reloaded after its access cookie expired (the browser dropped it) learns its
     // session, and that it must refresh now, from the refresh cookie alone.
-    let mut reloaded = Browser {
-        cookies: browser.cookies.clone(),
-        last_set_cookie: Vec::new(),
-        csrf: String::new(),
-    };
+    let mut reloaded = Browser::holding(browser.cookies.clone(), String::new());
     reloaded.cookies.remove("cynode_session");
     let (status, _) = reloaded
         .send(&o, Method::GET, "/v1/users/me", None, false, &[])
@@ -319,11 +321,10 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
     );
 
     // The old cookies are dead: access and refresh alike.
-    let mut stale = Browser {
-        cookies: old_cookies,
-        last_set_cookie: Vec::new(),
-        csrf: first["csrf_token"].as_str().unwrap().to_owned(),
-    };
+    let mut stale = Browser::holding(
+        old_cookies,
+        first["csrf_token"].as_str().unwrap().to_owned(),
+    );
     let (status, _) = stale
         .send(&o, Method::GET, "/v1/users/me", None, false, &[])
         .await;
@@ -354,11 +355,7 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
     assert!(browser.set_cookie("cynode_session").contains("Max-Age=0"));
     assert!(browser.set_cookie("cynode_refresh").contains("Max-Age=0"));
     assert!(browser.cookies.is_empty());
-    let mut copy = Browser {
-        cookies: kept,
-        last_set_cookie: Vec::new(),
-        csrf: String::new(),
-    };
+    let mut copy = Browser::holding(kept, String::new());
     let (status, _) = copy
         .send(&o, Method::GET, "/v1/users/me", None, false, &[])
         .await;
