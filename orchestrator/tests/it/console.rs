@@ -91,6 +91,21 @@ impl Browser {
         (status, body)
     }
 
+    async fn get(&mut self, o: &Orchestrator, path: &str) -> (u16, Value) {
+        self.send(o, Method::GET, path, None, false, &[]).await
+    }
+
+    /// A request without a body or extra headers, with the CSRF header when `csrf`.
+    async fn bare(
+        &mut self,
+        o: &Orchestrator,
+        method: Method,
+        path: &str,
+        csrf: bool,
+    ) -> (u16, Value) {
+        self.send(o, method, path, None, csrf, &[]).await
+    }
+
     async fn login(&mut self, o: &Orchestrator, handle: &str, password: &str) -> Value {
         let (status, body) = self
             .send(
@@ -163,13 +178,9 @@ async fn a_console_session_lives_in_http_only_strict_cookies_and_changes_need_it
     );
 
     // The cookie is a credential everywhere a bearer token is.
-    let (status, me) = browser
-        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
-        .await;
+    let (status, me) = browser.get(&o, "/v1/users/me").await;
     assert_eq!((status, me["handle"].as_str()), (200, Some("admin")));
-    let (status, again) = browser
-        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
-        .await;
+    let (status, again) = browser.get(&o, "/v1/auth/session").await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["csrf_token"], session["csrf_token"]);
 
@@ -242,9 +253,7 @@ async fn a_console_session_lives_in_http_only_strict_cookies_and_changes_need_it
         assert_eq!(status, want, "{problem}");
         assert!(stranger.last_set_cookie.is_empty());
     }
-    let (status, _) = stranger
-        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
-        .await;
+    let (status, _) = stranger.get(&o, "/v1/auth/session").await;
     assert_eq!(status, 401);
 }
 
@@ -262,31 +271,15 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
 
     // Without the CSRF token a refresh is refused and the session stays as it was.
     let (status, _) = browser
-        .send(
-            &o,
-            Method::POST,
-            "/v1/auth/session/refresh",
-            None,
-            false,
-            &[],
-        )
+        .bare(&o, Method::POST, "/v1/auth/session/refresh", false)
         .await;
     assert_eq!(status, 403);
     assert!(browser.last_set_cookie.is_empty());
-    let (status, _) = browser
-        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
-        .await;
+    let (status, _) = browser.get(&o, "/v1/users/me").await;
     assert_eq!(status, 200);
 
     let (status, second) = browser
-        .send(
-            &o,
-            Method::POST,
-            "/v1/auth/session/refresh",
-            None,
-            true,
-            &[],
-        )
+        .bare(&o, Method::POST, "/v1/auth/session/refresh", true)
         .await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["expires_in"], 60);
@@ -307,13 +300,9 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
     // session, and that it must refresh now, from the refresh cookie alone.
     let mut reloaded = Browser::holding(browser.cookies.clone(), String::new());
     reloaded.cookies.remove("cynode_session");
-    let (status, _) = reloaded
-        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
-        .await;
+    let (status, _) = reloaded.get(&o, "/v1/users/me").await;
     assert_eq!(status, 401, "the refresh cookie is no credential elsewhere");
-    let (status, known) = reloaded
-        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
-        .await;
+    let (status, known) = reloaded.get(&o, "/v1/auth/session").await;
     assert_eq!(status, 200, "{known}");
     assert_eq!(
         (known["expires_in"].as_u64(), &known["csrf_token"]),
@@ -325,19 +314,10 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
         old_cookies,
         first["csrf_token"].as_str().unwrap().to_owned(),
     );
-    let (status, _) = stale
-        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
-        .await;
+    let (status, _) = stale.get(&o, "/v1/users/me").await;
     assert_eq!(status, 401);
     let (status, _) = stale
-        .send(
-            &o,
-            Method::POST,
-            "/v1/auth/session/refresh",
-            None,
-            true,
-            &[],
-        )
+        .bare(&o, Method::POST, "/v1/auth/session/refresh", true)
         .await;
     assert_eq!(status, 401);
 
@@ -345,24 +325,20 @@ async fn refresh_rotates_the_session_and_logout_revokes_it_server_side() {
     // for a copy of the cookie kept elsewhere.
     let kept = browser.cookies.clone();
     let (status, _) = browser
-        .send(&o, Method::DELETE, "/v1/auth/session", None, false, &[])
+        .bare(&o, Method::DELETE, "/v1/auth/session", false)
         .await;
     assert_eq!(status, 403);
     let (status, _) = browser
-        .send(&o, Method::DELETE, "/v1/auth/session", None, true, &[])
+        .bare(&o, Method::DELETE, "/v1/auth/session", true)
         .await;
     assert_eq!(status, 204);
     assert!(browser.set_cookie("cynode_session").contains("Max-Age=0"));
     assert!(browser.set_cookie("cynode_refresh").contains("Max-Age=0"));
     assert!(browser.cookies.is_empty());
     let mut copy = Browser::holding(kept, String::new());
-    let (status, _) = copy
-        .send(&o, Method::GET, "/v1/users/me", None, false, &[])
-        .await;
+    let (status, _) = copy.get(&o, "/v1/users/me").await;
     assert_eq!(status, 401);
-    let (status, _) = copy
-        .send(&o, Method::GET, "/v1/auth/session", None, false, &[])
-        .await;
+    let (status, _) = copy.get(&o, "/v1/auth/session").await;
     assert_eq!(
         status, 401,
         "a revoked session's refresh cookie tells nothing"
